@@ -1,0 +1,154 @@
+//! The command line: `serve`, `validate` and `test`. Every flag has a `ZENML_AUTHZ_*`
+//! environment variable; flags win over variables, variables over defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Limits, ServerConfig};
+use crate::policy::Sources;
+
+/// Exit codes, the same for every command.
+pub mod exit {
+    /// Success: served and shut down cleanly, sources valid, all tests passed.
+    pub const OK: i32 = 0;
+    /// The policy sources are invalid (`serve` exits before binding), or a test failed.
+    pub const INVALID: i32 = 1;
+    /// Bad command line (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The listen address cannot be bound, or another runtime failure.
+    pub const RUNTIME: i32 = 3;
+}
+
+/// Policy-as-code authorization sidecar for ZenML: ZenML Pro's RBAC as Cedar policies.
+#[derive(Debug, Parser)]
+#[command(name = "zenml-authz", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the authorization API (Cedar API, health and status).
+    Serve(ServeArgs),
+    /// Check schemas, policies and directory; print every error; exit 0 when valid.
+    Validate(ValidateArgs),
+    /// Run decision-table files against the policies; print failures and `N passed, M failed`.
+    Test(TestArgs),
+}
+
+/// Where the policy sources are (shared by every command).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Directory searched recursively for `*.cedar` policy files (or one file).
+    #[arg(long, env = "ZENML_AUTHZ_POLICIES", default_value = "policies")]
+    pub policies: PathBuf,
+    /// Directory searched recursively for `*.cedarschema` / `*.cedarschema.json` (or one file).
+    #[arg(long, env = "ZENML_AUTHZ_SCHEMAS", default_value = "schemas")]
+    pub schemas: PathBuf,
+    /// The organization directory (YAML), or Cedar entities JSON when it ends in `.json`.
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_DIRECTORY",
+        default_value = "policies/directory.yaml"
+    )]
+    pub directory: PathBuf,
+}
+
+impl SourceArgs {
+    /// The resolved source paths.
+    pub fn sources(&self) -> Sources {
+        Sources {
+            policies: self.policies.clone(),
+            schemas: self.schemas.clone(),
+            directory: self.directory.clone(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON lines otherwise.
+    Auto,
+    /// Human-readable.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Address and port to listen on (port 0 picks a free port, printed at start).
+    #[arg(long, env = "ZENML_AUTHZ_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Largest request body in bytes; larger bodies get 413.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_BODY_BYTES", default_value_t = config::DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+    /// Most requests in one batch.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_BATCH", default_value_t = config::DEFAULT_MAX_BATCH_ITEMS)]
+    pub max_batch: usize,
+    /// Most connections served at once.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send request headers.
+    #[arg(long, env = "ZENML_AUTHZ_HEADER_TIMEOUT", default_value_t = config::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout_secs: u64,
+    /// Seconds in-flight requests get to finish at shutdown (SIGTERM, Ctrl-C).
+    #[arg(long, env = "ZENML_AUTHZ_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE_SECS)]
+    pub shutdown_grace_secs: u64,
+    /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
+    #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
+    pub log: String,
+    /// Log line format.
+    #[arg(long, env = "ZENML_AUTHZ_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Request limits.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_body_bytes: self.max_body_bytes,
+            max_batch_items: self.max_batch,
+        }
+    }
+
+    /// Listener settings.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            listen: self.listen,
+            max_connections: self.max_connections.max(1),
+            header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        }
+    }
+}
+
+/// `validate` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+}
+
+/// `test` flags.
+#[derive(Debug, Clone, Args)]
+pub struct TestArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Decision-table files or directories of them (`*.yaml`, `*.yml`).
+    #[arg(default_value = "tests/decisions")]
+    pub paths: Vec<PathBuf>,
+}

@@ -1,0 +1,1085 @@
+//! The organization directory: `policies/directory.yaml`, the file people edit.
+//!
+//! It lists the organization, its workspaces and projects, teams, users, service accounts,
+//! custom roles and role bindings, and becomes Cedar entities (see schemas/zenml.cedarschema):
+//!
+//! * every scope gets one `ZenML::Role` group per predefined role, `Role::"<scope-id>/<role>"`;
+//!   a project's role groups also sit in its `Role::"<project-id>/*"` (any project role) group;
+//! * a binding makes the user or team a member of the role group at its scope;
+//! * a custom role bound at a scope gets a group `Role::"<scope-id>/<role name>"` that sits in
+//!   its base role's group and in one `ZenML::Permission::"<scope-id>/<type>/<action>"` per grid
+//!   cell.
+//!
+//! Every problem names the entry and its line: `policies/directory.yaml:88:5: bindings[3]:
+//! unknown team `ml-eng``. A file ending in `.json` is read as plain Cedar entities instead.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use cedar_policy::{Entities, Entity, Schema};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use serde_saphyr::Spanned;
+
+use crate::policy::LoadError;
+use crate::zenml::resource::{PROJECT, RESOURCE_TYPES, ResourceType, expand_action};
+
+/// Predefined organization roles, with the `Organization` attribute naming each group.
+pub const ORGANIZATION_ROLES: [(&str, &str); 5] = [
+    ("admin", "admins"),
+    ("manager", "managers"),
+    ("viewer", "viewers"),
+    ("member", "members"),
+    ("billing_admin", "billing_admins"),
+];
+
+/// Predefined workspace roles, with the `Workspace` attribute naming each group.
+pub const WORKSPACE_ROLES: [(&str, &str); 5] = [
+    ("admin", "admins"),
+    ("developer", "developers"),
+    ("contributor", "contributors"),
+    ("viewer", "viewers"),
+    ("stack_admin", "stack_admins"),
+];
+
+/// Predefined project roles, with the `Project` attribute naming each group.
+pub const PROJECT_ROLES: [(&str, &str); 4] = [
+    ("admin", "admins"),
+    ("developer", "developers"),
+    ("contributor", "contributors"),
+    ("viewer", "viewers"),
+];
+
+/// The group every project role group sits in: `Role::"<project-id>/*"`.
+pub const PROJECT_MEMBERS: &str = "*";
+
+/// The directory, resolved and indexed for the ZenML API (names, ids, key hashes).
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// The organization.
+    pub organization: Named,
+    /// Workspaces by id.
+    pub workspaces: BTreeMap<String, Workspace>,
+    /// Projects by id.
+    pub projects: BTreeMap<String, Project>,
+    /// Teams by id.
+    pub teams: BTreeMap<String, Team>,
+    /// Users and service accounts by id (ZenML sends both as `user_id`).
+    pub users: BTreeMap<String, User>,
+    /// SHA-256 of an API key -> (user id, revoked).
+    pub api_keys: HashMap<[u8; 32], (String, bool)>,
+    /// Custom role names.
+    pub custom_roles: BTreeSet<String>,
+    /// Number of role bindings.
+    pub bindings: usize,
+}
+
+/// An id and a human name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    /// The stable id.
+    pub id: String,
+    /// The human name.
+    pub name: String,
+}
+
+/// A workspace (one ZenML server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Workspace {
+    /// Id and name.
+    pub named: Named,
+    /// SHA-256 of the enrollment key (the OAuth2 client secret), if one is set.
+    pub enrollment_key_sha256: Option<[u8; 32]>,
+}
+
+/// A project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    /// Id and name.
+    pub named: Named,
+    /// The workspace it is in.
+    pub workspace_id: String,
+}
+
+/// A team.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Team {
+    /// Id and name.
+    pub named: Named,
+    /// Member user and service-account ids.
+    pub members: Vec<String>,
+}
+
+/// A user or an organization service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Id and username (service accounts: their name).
+    pub named: Named,
+    /// Display name.
+    pub full_name: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+    /// An organization service account.
+    pub is_service_account: bool,
+    /// False once deactivated.
+    pub active: bool,
+    /// Ids of the teams the user is in.
+    pub teams: Vec<String>,
+}
+
+// === impl Directory ===
+
+impl Directory {
+    /// A user or service account by id, username/name, or `None`.
+    pub fn find_user(&self, key: &str) -> Option<&User> {
+        self.users
+            .get(key)
+            .or_else(|| self.users.values().find(|u| u.named.name == key))
+    }
+
+    /// A workspace by id or name.
+    pub fn find_workspace(&self, key: &str) -> Option<&Workspace> {
+        self.workspaces
+            .get(key)
+            .or_else(|| self.workspaces.values().find(|w| w.named.name == key))
+    }
+
+    /// A project by id, by `workspace/name`, or by name when that name is unique.
+    pub fn find_project(&self, key: &str) -> Option<&Project> {
+        if let Some(project) = self.projects.get(key) {
+            return Some(project);
+        }
+        if let Some((workspace, name)) = key.split_once('/') {
+            let workspace = self.find_workspace(workspace)?;
+            return self
+                .projects
+                .values()
+                .find(|p| p.named.name == name && p.workspace_id == workspace.named.id);
+        }
+        let mut matches = self.projects.values().filter(|p| p.named.name == key);
+        let first = matches.next()?;
+        matches.next().is_none().then_some(first)
+    }
+
+    /// A team by id or name.
+    pub fn find_team(&self, key: &str) -> Option<&Team> {
+        self.teams
+            .get(key)
+            .or_else(|| self.teams.values().find(|t| t.named.name == key))
+    }
+}
+
+/// Loads the directory file: YAML directory, or Cedar entities JSON when the name ends in `.json`.
+/// Returns the entities (with the schema's actions) and, for YAML, the index.
+pub fn load(
+    path: &Path,
+    text: &str,
+    schema: &Schema,
+) -> Result<(Entities, Option<Directory>), Vec<LoadError>> {
+    if path.extension().is_some_and(|ext| ext == "json") {
+        return crate::policy::entities_from_json(path, text, schema).map(|entities| (entities, None));
+    }
+    let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
+        let message = error.to_string();
+        let message = message.lines().next().unwrap_or_default().to_owned();
+        match error.location() {
+            Some(location) => vec![LoadError::at_line(
+                path,
+                location.line() as usize,
+                location.column() as usize,
+                message,
+            )],
+            None => vec![LoadError::file(path, message)],
+        }
+    })?;
+    let mut builder = Builder::new(path);
+    let directory = builder.resolve(&file);
+    let entities = builder.entities(schema);
+    if !builder.errors.is_empty() {
+        return Err(builder.errors);
+    }
+    match (directory, entities) {
+        (Some(directory), Some(entities)) => Ok((entities, Some(directory))),
+        _ => Err(vec![LoadError::file(path, "directory could not be built")]),
+    }
+}
+
+// ---- The file format --------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    organization: Spanned<OrganizationEntry>,
+    #[serde(default, alias = "tenants")]
+    workspaces: Vec<Spanned<WorkspaceEntry>>,
+    #[serde(default)]
+    projects: Vec<Spanned<ProjectEntry>>,
+    #[serde(default)]
+    teams: Vec<Spanned<TeamEntry>>,
+    #[serde(default)]
+    users: Vec<Spanned<UserEntry>>,
+    #[serde(default)]
+    service_accounts: Vec<Spanned<ServiceAccountEntry>>,
+    #[serde(default)]
+    roles: Vec<Spanned<RoleEntry>>,
+    #[serde(default)]
+    bindings: Vec<Spanned<BindingEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OrganizationEntry {
+    id: String,
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for people reading the file")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceEntry {
+    id: String,
+    name: String,
+    #[serde(default)]
+    enrollment_key_sha256: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for people reading the file")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProjectEntry {
+    id: String,
+    name: String,
+    #[serde(alias = "tenant")]
+    workspace: String,
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for people reading the file")]
+    description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamEntry {
+    id: String,
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for people reading the file")]
+    description: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserEntry {
+    id: String,
+    username: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    api_keys: Vec<ApiKeyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceAccountEntry {
+    id: String,
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "yes")]
+    active: bool,
+    #[serde(default)]
+    api_keys: Vec<ApiKeyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeyEntry {
+    name: String,
+    sha256: String,
+    #[serde(default)]
+    revoked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RoleScope {
+    #[serde(alias = "tenant")]
+    Workspace,
+    Project,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleEntry {
+    name: String,
+    scope: RoleScope,
+    #[serde(default)]
+    base: Option<String>,
+    #[serde(default)]
+    #[allow(dead_code, reason = "documentation for people reading the file")]
+    description: Option<String>,
+    #[serde(default)]
+    permissions: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BindingEntry {
+    role: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    service_account: Option<String>,
+    #[serde(default)]
+    organization: Option<String>,
+    #[serde(default, alias = "tenant")]
+    workspace: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+}
+
+// ---- Resolution -------------------------------------------------------------------------
+
+/// A scope a role can be held at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ScopeKind {
+    Organization,
+    Workspace,
+    Project,
+}
+
+struct Builder<'a> {
+    path: &'a Path,
+    errors: Vec<LoadError>,
+    /// Entity JSON by uid key ("Type::id"), with the place of the entry that made it.
+    entities: BTreeMap<(String, String), (Value, Option<(usize, usize, String)>)>,
+    /// Extra parents per entity key.
+    parents: BTreeMap<(String, String), BTreeSet<(String, String)>>,
+}
+
+fn role_uid(scope_id: &str, role: &str) -> (String, String) {
+    ("ZenML::Role".to_owned(), format!("{scope_id}/{role}"))
+}
+
+fn entity_ref(key: &(String, String)) -> Value {
+    json!({"__entity": {"type": key.0, "id": key.1}})
+}
+
+impl<'a> Builder<'a> {
+    fn new(path: &'a Path) -> Self {
+        Self {
+            path,
+            errors: Vec::new(),
+            entities: BTreeMap::new(),
+            parents: BTreeMap::new(),
+        }
+    }
+
+    fn error<T>(&mut self, spanned: &Spanned<T>, entry: &str, message: impl std::fmt::Display) {
+        self.errors.push(LoadError::at_line(
+            self.path,
+            spanned.referenced.line() as usize,
+            spanned.referenced.column() as usize,
+            format!("{entry}: {message}"),
+        ));
+    }
+
+    fn uuid<T>(&mut self, spanned: &Spanned<T>, entry: &str, id: &str) -> bool {
+        let canonical = uuid::Uuid::parse_str(id).map(|u| u.hyphenated().to_string());
+        match canonical {
+            Ok(canonical) if canonical == id => true,
+            Ok(canonical) => {
+                self.error(
+                    spanned,
+                    entry,
+                    format!("id `{id}`: write the UUID as ZenML does, `{canonical}`"),
+                );
+                false
+            }
+            Err(_) => {
+                self.error(spanned, entry, format!("id `{id}` is not a UUID"));
+                false
+            }
+        }
+    }
+
+    fn sha256<T>(&mut self, spanned: &Spanned<T>, entry: &str, hex_digest: &str) -> Option<[u8; 32]> {
+        let mut digest = [0u8; 32];
+        match hex::decode_to_slice(hex_digest, &mut digest) {
+            Ok(()) => Some(digest),
+            Err(_) => {
+                self.error(
+                    spanned,
+                    entry,
+                    format!("`{hex_digest}` is not a SHA-256 digest (64 hex digits)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn add_entity<T>(
+        &mut self,
+        spanned: &Spanned<T>,
+        entry: &str,
+        entity_type: &str,
+        id: &str,
+        attrs: Value,
+    ) {
+        let key = (format!("ZenML::{entity_type}"), id.to_owned());
+        if self.entities.contains_key(&key) {
+            self.error(spanned, entry, format!("duplicate id `{id}`"));
+            return;
+        }
+        let place = (
+            spanned.referenced.line() as usize,
+            spanned.referenced.column() as usize,
+            entry.to_owned(),
+        );
+        self.entities.insert(key, (json!({"attrs": attrs}), Some(place)));
+    }
+
+    fn add_group(&mut self, key: (String, String)) {
+        self.entities
+            .entry(key)
+            .or_insert_with(|| (json!({"attrs": {}}), None));
+    }
+
+    fn add_parent(&mut self, child: (String, String), parent: (String, String)) {
+        self.parents.entry(child).or_default().insert(parent);
+    }
+
+    fn role_groups(&mut self, scope_id: &str, roles: &[(&str, &str)]) -> serde_json::Map<String, Value> {
+        let mut attrs = serde_json::Map::new();
+        for (role, attribute) in roles {
+            let key = role_uid(scope_id, role);
+            self.add_group(key.clone());
+            attrs.insert((*attribute).to_owned(), entity_ref(&key));
+        }
+        attrs
+    }
+
+    fn resolve(&mut self, file: &DirectoryFile) -> Option<Directory> {
+        let mut directory = Directory::default();
+
+        // Organization.
+        let org = &file.organization;
+        if self.uuid(org, "organization", &org.value.id) {
+            let mut attrs = self.role_groups(&org.value.id, &ORGANIZATION_ROLES);
+            attrs.insert("name".into(), json!(org.value.name));
+            self.add_entity(
+                org,
+                "organization",
+                "Organization",
+                &org.value.id,
+                Value::Object(attrs),
+            );
+        }
+        directory.organization = Named {
+            id: org.value.id.clone(),
+            name: org.value.name.clone(),
+        };
+        let org_key = ("ZenML::Organization".to_owned(), org.value.id.clone());
+
+        // Workspaces.
+        for (i, ws) in file.workspaces.iter().enumerate() {
+            let entry = format!("workspaces[{i}] `{}`", ws.value.name);
+            if !self.uuid(ws, &entry, &ws.value.id)
+                || self.name_taken(&directory, ws, &entry, &ws.value.name, ScopeKind::Workspace)
+            {
+                continue;
+            }
+            let key_hash = match &ws.value.enrollment_key_sha256 {
+                Some(digest) => match self.sha256(ws, &entry, digest) {
+                    Some(digest) => Some(digest),
+                    None => continue,
+                },
+                None => None,
+            };
+            let mut attrs = self.role_groups(&ws.value.id, &WORKSPACE_ROLES);
+            attrs.insert("name".into(), json!(ws.value.name));
+            attrs.insert("organization".into(), entity_ref(&org_key));
+            self.add_entity(ws, &entry, "Workspace", &ws.value.id, Value::Object(attrs));
+            self.add_parent(("ZenML::Workspace".into(), ws.value.id.clone()), org_key.clone());
+            directory.workspaces.insert(
+                ws.value.id.clone(),
+                Workspace {
+                    named: Named {
+                        id: ws.value.id.clone(),
+                        name: ws.value.name.clone(),
+                    },
+                    enrollment_key_sha256: key_hash,
+                },
+            );
+        }
+
+        // Projects.
+        for (i, project) in file.projects.iter().enumerate() {
+            let entry = format!("projects[{i}] `{}`", project.value.name);
+            if !self.uuid(project, &entry, &project.value.id) {
+                continue;
+            }
+            let Some(workspace) = directory.find_workspace(&project.value.workspace).cloned() else {
+                self.error(
+                    project,
+                    &entry,
+                    format!("unknown workspace `{}`", project.value.workspace),
+                );
+                continue;
+            };
+            let duplicate_name = directory
+                .projects
+                .values()
+                .any(|p| p.named.name == project.value.name && p.workspace_id == workspace.named.id);
+            if duplicate_name {
+                self.error(
+                    project,
+                    &entry,
+                    format!(
+                        "duplicate project name `{}` in workspace `{}`",
+                        project.value.name, workspace.named.name
+                    ),
+                );
+                continue;
+            }
+            let mut attrs = self.role_groups(&project.value.id, &PROJECT_ROLES);
+            let members = role_uid(&project.value.id, PROJECT_MEMBERS);
+            self.add_group(members.clone());
+            for (role, _) in PROJECT_ROLES {
+                self.add_parent(role_uid(&project.value.id, role), members.clone());
+            }
+            attrs.insert("members".into(), entity_ref(&members));
+            attrs.insert("name".into(), json!(project.value.name));
+            let workspace_key = ("ZenML::Workspace".to_owned(), workspace.named.id.clone());
+            attrs.insert("workspace".into(), entity_ref(&workspace_key));
+            self.add_entity(
+                project,
+                &entry,
+                "Project",
+                &project.value.id,
+                Value::Object(attrs),
+            );
+            self.add_parent(("ZenML::Project".into(), project.value.id.clone()), workspace_key);
+            directory.projects.insert(
+                project.value.id.clone(),
+                Project {
+                    named: Named {
+                        id: project.value.id.clone(),
+                        name: project.value.name.clone(),
+                    },
+                    workspace_id: workspace.named.id.clone(),
+                },
+            );
+        }
+
+        // Users and service accounts: both `ZenML::User`.
+        for (i, user) in file.users.iter().enumerate() {
+            let entry = format!("users[{i}] `{}`", user.value.username);
+            let u = &user.value;
+            self.add_user(
+                &mut directory,
+                user,
+                &entry,
+                &u.id,
+                &u.username,
+                u.name.clone(),
+                u.email.clone(),
+                false,
+                u.active,
+                &u.api_keys,
+            );
+        }
+        for (i, account) in file.service_accounts.iter().enumerate() {
+            let entry = format!("service_accounts[{i}] `{}`", account.value.name);
+            let a = &account.value;
+            self.add_user(
+                &mut directory,
+                account,
+                &entry,
+                &a.id,
+                &a.name,
+                a.description.clone(),
+                None,
+                true,
+                a.active,
+                &a.api_keys,
+            );
+        }
+
+        // Teams.
+        for (i, team) in file.teams.iter().enumerate() {
+            let entry = format!("teams[{i}] `{}`", team.value.name);
+            if !self.uuid(team, &entry, &team.value.id)
+                || self.name_taken(
+                    &directory,
+                    team,
+                    &entry,
+                    &team.value.name,
+                    ScopeKind::Organization,
+                )
+            {
+                continue;
+            }
+            let team_key = ("ZenML::Team".to_owned(), team.value.id.clone());
+            let mut members = Vec::new();
+            for member in &team.value.members {
+                match directory.find_user(member).map(|u| u.named.id.clone()) {
+                    Some(user_id) => {
+                        self.add_parent(("ZenML::User".into(), user_id.clone()), team_key.clone());
+                        if let Some(user) = directory.users.get_mut(&user_id) {
+                            user.teams.push(team.value.id.clone());
+                        }
+                        members.push(user_id);
+                    }
+                    None => self.error(
+                        team,
+                        &entry,
+                        format!("unknown member `{member}` (not a user or service account)"),
+                    ),
+                }
+            }
+            self.add_entity(
+                team,
+                &entry,
+                "Team",
+                &team.value.id,
+                json!({"name": team.value.name}),
+            );
+            directory.teams.insert(
+                team.value.id.clone(),
+                Team {
+                    named: Named {
+                        id: team.value.id.clone(),
+                        name: team.value.name.clone(),
+                    },
+                    members,
+                },
+            );
+        }
+
+        // Custom roles.
+        let mut custom: BTreeMap<String, (RoleScope, Option<String>, Vec<(String, &'static str)>)> =
+            BTreeMap::new();
+        for (i, role) in file.roles.iter().enumerate() {
+            let entry = format!("roles[{i}] `{}`", role.value.name);
+            if let Some(cells) = self.custom_role(role, &entry) {
+                if custom.contains_key(&role.value.name) {
+                    self.error(role, &entry, "duplicate role name");
+                    continue;
+                }
+                custom.insert(
+                    role.value.name.clone(),
+                    (role.value.scope, role.value.base.clone(), cells),
+                );
+            }
+        }
+        directory.custom_roles = custom.keys().cloned().collect();
+
+        // Bindings.
+        for (i, binding) in file.bindings.iter().enumerate() {
+            let entry = format!("bindings[{i}]");
+            self.bind(&directory, &custom, binding, &entry);
+        }
+        directory.bindings = file.bindings.len();
+        Some(directory)
+    }
+
+    /// True (and an error) when a workspace or team name is used twice.
+    fn name_taken<T>(
+        &mut self,
+        directory: &Directory,
+        spanned: &Spanned<T>,
+        entry: &str,
+        name: &str,
+        kind: ScopeKind,
+    ) -> bool {
+        let taken = match kind {
+            ScopeKind::Workspace => directory.workspaces.values().any(|w| w.named.name == name),
+            _ => directory.teams.values().any(|t| t.named.name == name),
+        };
+        if taken {
+            self.error(spanned, entry, format!("duplicate name `{name}`"));
+        }
+        taken
+    }
+
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "users and service accounts share every field"
+    )]
+    fn add_user<T>(
+        &mut self,
+        directory: &mut Directory,
+        spanned: &Spanned<T>,
+        entry: &str,
+        id: &str,
+        name: &str,
+        full_name: Option<String>,
+        email: Option<String>,
+        is_service_account: bool,
+        active: bool,
+        api_keys: &[ApiKeyEntry],
+    ) {
+        if !self.uuid(spanned, entry, id) {
+            return;
+        }
+        if directory.users.values().any(|u| u.named.name == name) {
+            self.error(
+                spanned,
+                entry,
+                format!("duplicate username `{name}` (users and service accounts share one namespace)"),
+            );
+            return;
+        }
+        for key in api_keys {
+            let key_entry = format!("{entry}: api key `{}`", key.name);
+            if let Some(digest) = self.sha256(spanned, &key_entry, &key.sha256) {
+                if directory
+                    .api_keys
+                    .insert(digest, (id.to_owned(), key.revoked))
+                    .is_some()
+                {
+                    self.error(spanned, &key_entry, "the same key hash is listed twice");
+                }
+            }
+        }
+        let mut attrs = json!({"name": name, "is_service_account": is_service_account, "active": active});
+        if let Some(email) = &email {
+            attrs["email"] = json!(email);
+        }
+        self.add_entity(spanned, entry, "User", id, attrs);
+        directory.users.insert(
+            id.to_owned(),
+            User {
+                named: Named {
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                },
+                full_name,
+                email,
+                is_service_account,
+                active,
+                teams: Vec::new(),
+            },
+        );
+    }
+
+    /// Checks a custom role and expands its grid into (resource type, action) cells.
+    fn custom_role(&mut self, role: &Spanned<RoleEntry>, entry: &str) -> Option<Vec<(String, &'static str)>> {
+        let r = &role.value;
+        let predefined: Vec<&str> = match r.scope {
+            RoleScope::Workspace => WORKSPACE_ROLES.iter().map(|(n, _)| *n).collect(),
+            RoleScope::Project => PROJECT_ROLES.iter().map(|(n, _)| *n).collect(),
+        };
+        let mut ok = true;
+        let reserved = ORGANIZATION_ROLES
+            .iter()
+            .chain(WORKSPACE_ROLES.iter())
+            .any(|(n, _)| *n == r.name);
+        if reserved || r.name == PROJECT_MEMBERS || r.name.contains('/') || r.name.is_empty() {
+            self.error(
+                role,
+                entry,
+                "the name is a predefined role or contains `/`; choose another",
+            );
+            ok = false;
+        }
+        if let Some(base) = &r.base {
+            if !predefined.contains(&base.as_str()) {
+                self.error(
+                    role,
+                    entry,
+                    format!(
+                        "base `{base}` is not a predefined {} role (one of {})",
+                        scope_word(r.scope),
+                        predefined.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+        let mut cells = Vec::new();
+        for (type_name, actions) in &r.permissions {
+            let types: Vec<ResourceType> = if type_name == "*" {
+                RESOURCE_TYPES.to_vec()
+            } else {
+                match ResourceType::from_wire(type_name) {
+                    Some(t) => vec![t],
+                    None => {
+                        self.error(
+                            role,
+                            entry,
+                            format!("permissions: unknown resource type `{type_name}`"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                }
+            };
+            if r.scope == RoleScope::Project
+                && type_name != "*"
+                && !types.iter().all(|t| t.project_scoped || *t == PROJECT)
+            {
+                self.error(
+                    role,
+                    entry,
+                    format!(
+                        "permissions: `{type_name}` is a workspace-level type; a project role cannot grant it"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            for action in actions {
+                match expand_action(action) {
+                    Some(expanded) => {
+                        for t in &types {
+                            if r.scope == RoleScope::Project && !(t.project_scoped || *t == PROJECT) {
+                                continue;
+                            }
+                            for a in &expanded {
+                                cells.push((t.wire.to_owned(), *a));
+                            }
+                        }
+                    }
+                    None => {
+                        self.error(role, entry, format!("permissions: `{type_name}`: unknown action `{action}` (an action, `write` or `*`)"));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        cells.sort();
+        cells.dedup();
+        ok.then_some(cells)
+    }
+
+    fn bind(
+        &mut self,
+        directory: &Directory,
+        custom: &BTreeMap<String, (RoleScope, Option<String>, Vec<(String, &'static str)>)>,
+        binding: &Spanned<BindingEntry>,
+        entry: &str,
+    ) {
+        let b = &binding.value;
+        // Who.
+        let holder = match (&b.user, &b.team, &b.service_account) {
+            (Some(user), None, None) => match directory.find_user(user).filter(|u| !u.is_service_account) {
+                Some(u) => ("ZenML::User".to_owned(), u.named.id.clone()),
+                None => return self.error(binding, entry, format!("unknown user `{user}`")),
+            },
+            (None, None, Some(account)) => {
+                match directory.find_user(account).filter(|u| u.is_service_account) {
+                    Some(u) => ("ZenML::User".to_owned(), u.named.id.clone()),
+                    None => {
+                        return self.error(binding, entry, format!("unknown service account `{account}`"));
+                    }
+                }
+            }
+            (None, Some(team), None) => match directory.find_team(team) {
+                Some(t) => ("ZenML::Team".to_owned(), t.named.id.clone()),
+                None => return self.error(binding, entry, format!("unknown team `{team}`")),
+            },
+            _ => {
+                return self.error(
+                    binding,
+                    entry,
+                    "name exactly one of `user`, `team` or `service_account`",
+                );
+            }
+        };
+        // Where.
+        let (kind, scope_id) = match (&b.organization, &b.workspace, &b.project) {
+            (Some(org), None, None) => {
+                if *org != directory.organization.name && *org != directory.organization.id {
+                    return self.error(binding, entry, format!("unknown organization `{org}`"));
+                }
+                (ScopeKind::Organization, directory.organization.id.clone())
+            }
+            (None, Some(ws), None) => match directory.find_workspace(ws) {
+                Some(w) => (ScopeKind::Workspace, w.named.id.clone()),
+                None => return self.error(binding, entry, format!("unknown workspace `{ws}`")),
+            },
+            (None, None, Some(project)) => match directory.find_project(project) {
+                Some(p) => (ScopeKind::Project, p.named.id.clone()),
+                None => {
+                    let ambiguous = directory
+                        .projects
+                        .values()
+                        .filter(|p| p.named.name == *project)
+                        .count()
+                        > 1;
+                    let hint = if ambiguous {
+                        " (the name is in several workspaces: write `<workspace>/<project>` or the id)"
+                    } else {
+                        ""
+                    };
+                    return self.error(binding, entry, format!("unknown project `{project}`{hint}"));
+                }
+            },
+            _ => {
+                return self.error(
+                    binding,
+                    entry,
+                    "name exactly one scope: `organization`, `workspace` or `project`",
+                );
+            }
+        };
+        // Which role.
+        let predefined: &[(&str, &str)] = match kind {
+            ScopeKind::Organization => &ORGANIZATION_ROLES,
+            ScopeKind::Workspace => &WORKSPACE_ROLES,
+            ScopeKind::Project => &PROJECT_ROLES,
+        };
+        if predefined.iter().any(|(name, _)| *name == b.role) {
+            self.add_parent(holder, role_uid(&scope_id, &b.role));
+            return;
+        }
+        let Some((scope, base, cells)) = custom.get(&b.role) else {
+            let names: Vec<&str> = predefined.iter().map(|(n, _)| *n).collect();
+            return self.error(
+                binding,
+                entry,
+                format!(
+                    "unknown role `{}` (predefined {} roles: {}; or a custom role under `roles:`)",
+                    b.role,
+                    kind_word(kind),
+                    names.join(", ")
+                ),
+            );
+        };
+        let matches = matches!(
+            (scope, kind),
+            (RoleScope::Workspace, ScopeKind::Workspace) | (RoleScope::Project, ScopeKind::Project)
+        );
+        if !matches {
+            return self.error(
+                binding,
+                entry,
+                format!(
+                    "custom role `{}` is a {} role; bind it to a {}",
+                    b.role,
+                    scope_word(*scope),
+                    scope_word(*scope)
+                ),
+            );
+        }
+        let group = role_uid(&scope_id, &b.role);
+        self.add_group(group.clone());
+        if let Some(base) = base {
+            self.add_parent(group.clone(), role_uid(&scope_id, base));
+        }
+        if kind == ScopeKind::Project {
+            self.add_parent(group.clone(), role_uid(&scope_id, PROJECT_MEMBERS));
+        }
+        for (type_name, action) in cells {
+            let permission = (
+                "ZenML::Permission".to_owned(),
+                permission_id(&scope_id, type_name, action),
+            );
+            self.add_group(permission.clone());
+            self.add_parent(group.clone(), permission);
+        }
+        self.add_parent(holder, group);
+    }
+
+    /// Builds and schema-checks every entity; errors name the directory entry that made it.
+    fn entities(&mut self, schema: &Schema) -> Option<Entities> {
+        let mut built = Vec::new();
+        for (key, (value, place)) in &self.entities {
+            let parents: Vec<Value> = self
+                .parents
+                .get(key)
+                .into_iter()
+                .flatten()
+                .map(|p| json!({"type": p.0, "id": p.1}))
+                .collect();
+            let mut value = value.clone();
+            value["uid"] = json!({"type": key.0, "id": key.1});
+            value["parents"] = Value::Array(parents);
+            match Entity::from_json_value(value, Some(schema)) {
+                Ok(entity) => built.push(entity),
+                Err(error) => {
+                    let message = format!("does not match the schema: {error}");
+                    self.errors.push(match place {
+                        Some((line, column, entry)) => {
+                            LoadError::at_line(self.path, *line, *column, format!("{entry}: {message}"))
+                        }
+                        None => LoadError::file(self.path, format!("{}::\"{}\": {message}", key.0, key.1)),
+                    });
+                }
+            }
+        }
+        // Parents that name no entity (a binding to a group never declared) are bugs here.
+        for (child, parents) in &self.parents {
+            if !self.entities.contains_key(child) {
+                self.errors.push(LoadError::file(
+                    self.path,
+                    format!(
+                        "internal: parents for undeclared entity {}::\"{}\"",
+                        child.0, child.1
+                    ),
+                ));
+            }
+            let _ = parents;
+        }
+        if !self.errors.is_empty() {
+            return None;
+        }
+        let actions = match schema.action_entities() {
+            Ok(actions) => actions,
+            Err(error) => {
+                self.errors
+                    .push(LoadError::file(self.path, format!("schema actions: {error}")));
+                return None;
+            }
+        };
+        match Entities::from_entities(built.into_iter().chain(actions.iter().cloned()), None) {
+            Ok(entities) => Some(entities),
+            Err(error) => {
+                self.errors.push(LoadError::file(self.path, error.to_string()));
+                None
+            }
+        }
+    }
+}
+
+/// `Permission::"<scope-id>/<type>/<action>"`'s id.
+pub fn permission_id(scope_id: &str, type_name: &str, action: &str) -> String {
+    format!("{scope_id}/{type_name}/{action}")
+}
+
+/// `Role::"<scope-id>/<role>"`'s id.
+pub fn role_id(scope_id: &str, role: &str) -> String {
+    format!("{scope_id}/{role}")
+}
+
+fn scope_word(scope: RoleScope) -> &'static str {
+    match scope {
+        RoleScope::Workspace => "workspace",
+        RoleScope::Project => "project",
+    }
+}
+
+fn kind_word(kind: ScopeKind) -> &'static str {
+    match kind {
+        ScopeKind::Organization => "organization",
+        ScopeKind::Workspace => "workspace",
+        ScopeKind::Project => "project",
+    }
+}

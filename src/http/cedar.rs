@@ -1,0 +1,215 @@
+//! The plain Cedar API, in the request shape of permitio/cedar-agent so its clients work
+//! unchanged:
+//!
+//! * `POST /v1/is_authorized`: `{"principal", "action", "resource", "context"?,
+//!   "additional_entities"?}` -> `{"decision": "Allow"|"Deny", "diagnostics": {"reason",
+//!   "errors", "revision"}}`;
+//! * `POST /v1/batch_is_authorized`: `{"requests": [...]}` -> `{"results": [...]}` in order,
+//!   a malformed item answered by an error of its own.
+//!
+//! Entity references are `"ZenML::User::\"alice\""`, `{"type": "...", "id": "..."}` or
+//! `{"__entity": {"type": "...", "id": "..."}}`.
+
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::engine::{self, AuthzRequest, Decision};
+use crate::policy::PolicySnapshot;
+
+const FIELDS: [&str; 5] = [
+    "principal",
+    "action",
+    "resource",
+    "context",
+    "additional_entities",
+];
+
+/// Answers one `is_authorized` body.
+pub fn is_authorized(snapshot: &PolicySnapshot, body: &Value) -> Result<Value, ApiError> {
+    let request = parse_request(snapshot, body).map_err(ApiError::BadRequest)?;
+    let decision = decide(snapshot, &request)?;
+    Ok(decision_json(snapshot, &decision))
+}
+
+/// Answers a `batch_is_authorized` body: every well-formed item is decided, each bad one
+/// gets an error result, all under one snapshot.
+pub fn batch_is_authorized(
+    snapshot: &PolicySnapshot,
+    body: &Value,
+    max_items: usize,
+) -> Result<Value, ApiError> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| ApiError::BadRequest("request body: expected a JSON object with `requests`".into()))?;
+    if let Some(unknown) = object.keys().find(|k| *k != "requests") {
+        return Err(ApiError::BadRequest(format!(
+            "unknown field `{unknown}`; expected `requests`"
+        )));
+    }
+    let items = match object.get("requests") {
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(ApiError::BadRequest("requests: expected an array".into())),
+        None => return Err(ApiError::BadRequest("missing field `requests`".into())),
+    };
+    if items.len() > max_items {
+        return Err(ApiError::BadRequest(format!(
+            "requests: {} items is more than the limit of {max_items}",
+            items.len()
+        )));
+    }
+    let results: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let answer = parse_request(snapshot, item)
+                .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
+                .and_then(|request| decide(snapshot, &request));
+            match answer {
+                Ok(decision) => decision_json(snapshot, &decision),
+                Err(error) => error.body(),
+            }
+        })
+        .collect();
+    Ok(json!({"results": results}))
+}
+
+fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, ApiError> {
+    engine::decide(snapshot, request).map_err(|error| match error {
+        engine::DecideError::Redefined(_) => ApiError::BadRequest(format!("additional_entities: {error}")),
+        engine::DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
+    })
+}
+
+fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
+    json!({
+        "decision": if decision.allowed { "Allow" } else { "Deny" },
+        "diagnostics": {
+            "reason": decision.reasons,
+            "errors": decision.errors,
+            "revision": snapshot.revision,
+        }
+    })
+}
+
+/// Turns one request object into an engine request, or a message naming the bad field.
+pub fn parse_request(snapshot: &PolicySnapshot, body: &Value) -> Result<AuthzRequest, String> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| "request: expected a JSON object".to_owned())?;
+    for key in object.keys() {
+        if key == "entities" {
+            if !object[key].is_null() {
+                return Err("entities: replacing the store per request is not supported; send request-scoped entities in `additional_entities`".into());
+            }
+        } else if !FIELDS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown field `{key}`; expected one of {}",
+                FIELDS.join(", ")
+            ));
+        }
+    }
+    let principal = entity_field(object, "principal")?;
+    let action = entity_field(object, "action")?;
+    let resource = entity_field(object, "resource")?;
+    for (field, uid) in [("principal", &principal), ("resource", &resource)] {
+        if !snapshot.entity_types.contains(uid.type_name()) {
+            return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
+        }
+    }
+    if !snapshot.actions.contains(&action) {
+        return Err(format!("action: unknown action `{action}`"));
+    }
+
+    let mut referenced = Vec::new();
+    let context_json = match object.get("context") {
+        None | Some(Value::Null) => json!({}),
+        Some(value @ Value::Object(_)) => value.clone(),
+        Some(_) => return Err("context: expected a JSON object".into()),
+    };
+    crate::policy::collect_entity_refs(&context_json, &mut referenced);
+    let context = Context::from_json_value(context_json, Some((&snapshot.schema, &action)))
+        .map_err(|error| format!("context: {}", one_line(&error)))?;
+
+    let mut entities = Vec::new();
+    match object.get("additional_entities") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let entity = Entity::from_json_value(item.clone(), Some(&snapshot.schema))
+                    .map_err(|error| format!("additional_entities[{i}]: {}", one_line(&error)))?;
+                if snapshot.entities.get(&entity.uid()).is_some() {
+                    return Err(format!(
+                        "additional_entities[{i}]: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
+                        entity.uid()
+                    ));
+                }
+                crate::policy::collect_entity_refs(item, &mut referenced);
+                entities.push(entity);
+            }
+        }
+        Some(_) => return Err("additional_entities: expected an array of Cedar entities".into()),
+    }
+
+    let request =
+        Request::new(principal, action, resource, context, Some(&snapshot.schema)).map_err(|error| {
+            let field = match &error {
+                RequestValidationError::UndeclaredAction(_) | RequestValidationError::ExternalAction(_) => {
+                    "action"
+                }
+                RequestValidationError::UndeclaredPrincipalType(_)
+                | RequestValidationError::InvalidPrincipalType(_) => "principal",
+                RequestValidationError::UndeclaredResourceType(_)
+                | RequestValidationError::InvalidResourceType(_) => "resource",
+                RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
+                    "context"
+                }
+                #[allow(unreachable_patterns, reason = "cedar may add variants")]
+                _ => "request",
+            };
+            format!("{field}: {}", one_line(&error))
+        })?;
+    Ok(AuthzRequest {
+        request,
+        entities,
+        referenced,
+    })
+}
+
+fn entity_field(object: &serde_json::Map<String, Value>, field: &str) -> Result<EntityUid, String> {
+    let value = object
+        .get(field)
+        .filter(|v| !v.is_null())
+        .ok_or_else(|| format!("missing field `{field}`"))?;
+    entity_uid(value).map_err(|message| format!("{field}: {message}"))
+}
+
+/// Parses an entity reference in any of the three accepted shapes.
+pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
+    const EXPECTED: &str = r#"expected an entity reference: `Type::"id"`, {"type": ..., "id": ...} or {"__entity": {"type": ..., "id": ...}}"#;
+    match value {
+        Value::String(text) => {
+            EntityUid::from_str(text).map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)))
+        }
+        Value::Object(map) => {
+            let inner = map.get("__entity").unwrap_or(value);
+            let (Some(type_name), Some(id)) = (
+                inner.get("type").and_then(Value::as_str),
+                inner.get("id").and_then(Value::as_str),
+            ) else {
+                return Err(EXPECTED.into());
+            };
+            let type_name = EntityTypeName::from_str(type_name)
+                .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?;
+            Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+        }
+        _ => Err(EXPECTED.into()),
+    }
+}
+
+/// A Cedar error (which may span several lines) on one line.
+fn one_line(error: &dyn std::fmt::Display) -> String {
+    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,86 @@
+//! The one mapping from errors to HTTP responses.
+//!
+//! Bad input is 400 with a message naming the field, an oversized body 413, an unknown path
+//! 404, a wrong method 405. Anything that stops a decision from being made is 5xx and never an
+//! allow: the API fails closed. A deny is not an error: it is a 200 whose decision is `Deny`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode, header};
+use serde_json::json;
+
+/// An API request that cannot be answered with a decision.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, a missing or mistyped field, an unknown type or action.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than the configured limit.
+    #[error("request body is larger than the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    /// No such endpoint.
+    #[error("no endpoint at `{0}`")]
+    NotFound(String),
+    /// The endpoint exists, with other methods.
+    #[error("method `{method}` is not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The methods the endpoint takes.
+        allow: &'static str,
+    },
+    /// The decision could not be made; the caller must treat it as a deny.
+    #[error("cannot decide: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Short machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The error as the JSON body every error response has.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {"code": self.code(), "message": self.to_string()}})
+    }
+}
+
+/// The response for `error`.
+pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
+    let mut response = json_response(error.status(), &error.body());
+    if let ApiError::MethodNotAllowed { allow, .. } = error {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    response
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    response
+}

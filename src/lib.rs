@@ -1,0 +1,31 @@
+//! zenml-authz: ZenML Pro's access control (organizations, workspaces, projects, teams, users,
+//! service accounts, roles, shares) as Cedar policies in git, served as a sidecar.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`serve`, `validate`, `test`) and its exit codes
+//! - [`config`]: resolved limits and listener settings, with their defaults
+//! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot
+//! - [`directory`]: the organization directory file (YAML) and its Cedar entities
+//! - [`engine`]: the pure decision function
+//! - [`zenml`]: ZenML resource strings, requests and shares
+//! - [`table`]: decision tables (`zenml-authz test`)
+//! - [`http`]: the HTTP API (router, Cedar API, health, status)
+//! - [`server`]: the accept loop and graceful shutdown
+//! - [`state`]: what request handlers share
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod engine;
+pub mod http;
+pub mod policy;
+pub mod server;
+pub mod state;
+pub mod table;
+pub mod zenml;
+
+pub use engine::{AuthzRequest, Decision, decide};
+pub use policy::{LoadError, PolicySnapshot, Sources};
+pub use state::AppState;

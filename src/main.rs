@@ -1,0 +1,130 @@
+//! The `zenml-authz` binary: parse the command line, then serve, validate or test.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
+use zenml_authz::{AppState, policy, server, table};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Validate(args) => validate(&args.sources.sources()),
+        Command::Test(args) => test(&args.sources.sources(), &args.paths),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn validate(sources: &policy::Sources) -> i32 {
+    match policy::load(sources) {
+        Ok(snapshot) => {
+            for warning in &snapshot.warnings {
+                println!("warning: {warning}");
+            }
+            let counts = snapshot.counts();
+            println!(
+                "valid: {} policies, {} templates, {} entities (revision {})",
+                counts.policies, counts.templates, counts.entities, snapshot.revision
+            );
+            exit::OK
+        }
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            eprintln!("invalid: {} error(s)", errors.len());
+            exit::INVALID
+        }
+    }
+}
+
+fn test(sources: &policy::Sources, paths: &[std::path::PathBuf]) -> i32 {
+    let snapshot = match policy::load(sources) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            return exit::INVALID;
+        }
+    };
+    let report = table::run(&snapshot, &table::table_files(paths));
+    for failure in &report.failures {
+        println!("FAIL {failure}");
+    }
+    for error in &report.errors {
+        println!("ERROR {error}");
+    }
+    println!(
+        "{} passed, {} failed",
+        report.passed,
+        report.failures.len() + report.errors.len()
+    );
+    if report.failures.is_empty() && report.errors.is_empty() {
+        exit::OK
+    } else {
+        exit::INVALID
+    }
+}
+
+fn serve(args: ServeArgs) -> i32 {
+    init_tracing(&args);
+    let sources = args.sources.sources();
+    let snapshot = match policy::load(&sources) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            tracing::error!(errors = errors.len(), "invalid policy sources; not starting");
+            return exit::INVALID;
+        }
+    };
+    for warning in &snapshot.warnings {
+        tracing::warn!(%warning, "policy validation warning");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return exit::RUNTIME;
+        }
+    };
+    let config = args.server_config();
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                eprintln!("error: cannot listen on {}: {error}", config.listen);
+                return exit::RUNTIME;
+            }
+        };
+        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let counts = snapshot.counts();
+        tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
+        // A line for scripts and tests that start the server on port 0.
+        println!("listening on http://{address}");
+        let state = AppState::new(snapshot, args.limits());
+        server::run(listener, state, &config, server::shutdown_signal()).await;
+        exit::OK
+    })
+}
+
+fn init_tracing(args: &ServeArgs) {
+    let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = match args.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

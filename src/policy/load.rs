@@ -1,0 +1,470 @@
+//! Reading and validating the policy sources into a [`PolicySnapshot`].
+//!
+//! Every problem is collected: a broken schema, a policy that does not parse, a policy the
+//! validator rejects and a directory entry that does not fit the schema are all reported in one
+//! go, each with its file, line and column.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cedar_policy::{
+    Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment,
+    ValidationMode, Validator,
+};
+use sha2::{Digest, Sha256};
+
+use super::error::{LoadError, from_diagnostic};
+use super::{PolicySnapshot, PolicySource};
+use crate::directory;
+
+/// Where the sources are: the three paths `serve`, `validate` and `test` take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// A directory searched recursively for `*.cedar`, or one file.
+    pub policies: PathBuf,
+    /// A directory searched recursively for `*.cedarschema` and `*.cedarschema.json`, or one file.
+    pub schemas: PathBuf,
+    /// The directory file: ZenML directory YAML, or Cedar entities JSON (`*.json`).
+    pub directory: PathBuf,
+}
+
+/// Loads and validates everything; all problems at once, or a complete snapshot.
+pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
+    let mut errors = Vec::new();
+    let mut hasher = Sha256::new();
+
+    let schema_files = read_sources(
+        &sources.schemas,
+        &[".cedarschema", ".cedarschema.json"],
+        &mut errors,
+    );
+    let policy_files = read_sources(&sources.policies, &[".cedar"], &mut errors);
+    let directory_text = match std::fs::read_to_string(&sources.directory) {
+        Ok(text) => Some(text),
+        Err(error) => {
+            errors.push(LoadError::file(
+                &sources.directory,
+                format!("cannot read directory file: {error}"),
+            ));
+            None
+        }
+    };
+    for (kind, files) in [("schema", &schema_files), ("policy", &policy_files)] {
+        for file in files.iter() {
+            hasher.update(kind.as_bytes());
+            hasher.update(file.path.to_string_lossy().as_bytes());
+            hasher.update([0]);
+            hasher.update(file.text.as_bytes());
+            hasher.update([0]);
+        }
+    }
+    if let Some(text) = &directory_text {
+        hasher.update(b"directory");
+        hasher.update(text.as_bytes());
+    }
+
+    let schema = parse_schema(&sources.schemas, &schema_files, &mut errors);
+    let parsed = parse_policies(&sources.policies, &policy_files, &mut errors);
+    let (Some(schema), Some(text)) = (schema, directory_text) else {
+        return Err(errors);
+    };
+
+    let mut warnings = Vec::new();
+    validate_policies(&schema, &parsed, &mut errors, &mut warnings);
+    let loaded = match directory::load(&sources.directory, &text, &schema) {
+        Ok(loaded) => Some(loaded),
+        Err(mut directory_errors) => {
+            errors.append(&mut directory_errors);
+            None
+        }
+    };
+    let Some((entities, directory)) = loaded else {
+        return Err(errors);
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    let attribute_refs = match entities.to_json_value() {
+        Ok(json) => attribute_refs(&json),
+        Err(error) => {
+            return Err(vec![LoadError::file(
+                &sources.directory,
+                format!("cannot index entities: {error}"),
+            )]);
+        }
+    };
+    let policy_literals = match parsed.set.clone().to_json() {
+        Ok(json) => {
+            let mut literals = Vec::new();
+            collect_entity_refs(&json, &mut literals);
+            literals.sort_by_key(|uid| uid.to_string());
+            literals.dedup();
+            literals
+        }
+        Err(error) => {
+            return Err(vec![LoadError::file(
+                &sources.policies,
+                format!("cannot index policies: {error}"),
+            )]);
+        }
+    };
+
+    let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
+    Ok(PolicySnapshot {
+        revision,
+        loaded_at: SystemTime::now(),
+        entity_types: schema.entity_types().cloned().collect(),
+        actions: schema.actions().cloned().collect(),
+        schema,
+        policies: parsed.set,
+        entities,
+        policy_sources: parsed.sources,
+        directory,
+        warnings,
+        attribute_refs,
+        policy_literals,
+    })
+}
+
+/// One source file's path (as found, relative to the working directory) and contents.
+struct SourceFile {
+    path: PathBuf,
+    /// Path relative to the searched directory, used in fallback policy ids.
+    relative: String,
+    text: String,
+}
+
+/// Files under `root` (or `root` itself) whose names end in one of `suffixes`, sorted by path.
+/// Hidden files and directories (editor swap files, Kubernetes ConfigMap `..data` folders) are
+/// skipped; symlinks are followed.
+fn read_sources(root: &Path, suffixes: &[&str], errors: &mut Vec<LoadError>) -> Vec<SourceFile> {
+    let mut files = Vec::new();
+    if root.is_file() {
+        match std::fs::read_to_string(root) {
+            Ok(text) => files.push(SourceFile {
+                path: root.to_path_buf(),
+                relative: root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                text,
+            }),
+            Err(error) => errors.push(LoadError::file(root, format!("cannot read: {error}"))),
+        }
+        return files;
+    }
+    if !root.is_dir() {
+        errors.push(LoadError::file(root, "no such file or directory"));
+        return files;
+    }
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => {
+                let path = error.path().unwrap_or(root).to_path_buf();
+                errors.push(LoadError::file(&path, format!("cannot read: {error}")));
+                continue;
+            }
+        };
+        let name = entry.file_name().to_string_lossy();
+        if !entry.file_type().is_file() || !suffixes.iter().any(|suffix| name.ends_with(suffix)) {
+            continue;
+        }
+        let path = entry.path().to_path_buf();
+        let relative = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => files.push(SourceFile { path, relative, text }),
+            Err(error) => errors.push(LoadError::file(&path, format!("cannot read: {error}"))),
+        }
+    }
+    if files.is_empty() && errors.is_empty() {
+        errors.push(LoadError::file(
+            root,
+            format!("no {} files found", suffixes.join(" or ")),
+        ));
+    }
+    files
+}
+
+fn parse_schema(root: &Path, files: &[SourceFile], errors: &mut Vec<LoadError>) -> Option<Schema> {
+    let mut fragments = Vec::new();
+    let mut failed = false;
+    for file in files {
+        let fragment = if file.relative.ends_with(".json") {
+            SchemaFragment::from_json_str(&file.text).map_err(|e| from_diagnostic(&file.path, &file.text, &e))
+        } else {
+            SchemaFragment::from_cedarschema_str(&file.text)
+                .map(|(fragment, _warnings)| fragment)
+                .map_err(|e| from_diagnostic(&file.path, &file.text, &e))
+        };
+        match fragment {
+            Ok(fragment) => fragments.push(fragment),
+            Err(error) => {
+                errors.push(error);
+                failed = true;
+            }
+        }
+    }
+    if failed || files.is_empty() {
+        return None;
+    }
+    match Schema::from_schema_fragments(fragments) {
+        Ok(schema) => Some(schema),
+        Err(error) => {
+            // The error's label points into one of the files; find which by its text.
+            let message = error.to_string();
+            let located = files.iter().find_map(|file| {
+                let diagnostic: &dyn miette::Diagnostic = &error;
+                let span = diagnostic.labels()?.next()?;
+                let source = diagnostic.source_code()?;
+                let contents = source.read_span(span.inner(), 0, 0).ok()?;
+                let snippet = std::str::from_utf8(contents.data()).ok()?;
+                (file.text.get(span.offset()..span.offset() + span.len()) == Some(snippet))
+                    .then(|| from_diagnostic(&file.path, &file.text, diagnostic))
+            });
+            errors.push(located.unwrap_or_else(|| LoadError::file(root, message)));
+            None
+        }
+    }
+}
+
+/// Policies of all files, re-keyed to stable ids, with where each was written.
+struct ParsedPolicies {
+    set: PolicySet,
+    sources: HashMap<String, PolicySource>,
+    /// policy id -> (path, full file text), for locating validation errors.
+    files: HashMap<String, (PathBuf, std::sync::Arc<str>)>,
+}
+
+fn parse_policies(root: &Path, files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPolicies {
+    let _ = root;
+    let mut parsed = ParsedPolicies {
+        set: PolicySet::new(),
+        sources: HashMap::new(),
+        files: HashMap::new(),
+    };
+    for file in files {
+        let file_set = match PolicySet::from_str(&file.text) {
+            Ok(set) => set,
+            Err(parse_errors) => {
+                for error in parse_errors.iter() {
+                    errors.push(from_diagnostic(&file.path, &file.text, error));
+                }
+                continue;
+            }
+        };
+        let file_text: std::sync::Arc<str> = file.text.as_str().into();
+        // Cedar numbers a file's policies policy0, policy1, ... in the order written.
+        let mut policies: Vec<_> = file_set.policies().collect();
+        policies.sort_by_key(|p| {
+            p.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let mut templates: Vec<_> = file_set.templates().collect();
+        templates.sort_by_key(|t| {
+            t.id()
+                .to_string()
+                .trim_start_matches("policy")
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let mut cursor = 0;
+        let mut index = 0;
+        let mut place = |text: Option<String>| -> (Option<usize>, String) {
+            let text = text.unwrap_or_default();
+            let found = (!text.is_empty())
+                .then(|| file.text.get(cursor..)?.find(text.as_str()))
+                .flatten();
+            match found {
+                Some(at) => {
+                    cursor += at + text.len();
+                    (Some(super::line_col(&file.text, cursor - text.len()).0), text)
+                }
+                None => (None, text),
+            }
+        };
+        // Static policies and templates share Cedar's numbering; id them in one sequence.
+        enum Item<'a> {
+            Policy(&'a cedar_policy::Policy),
+            Template(&'a cedar_policy::Template),
+        }
+        let mut items: Vec<(usize, Item)> = policies
+            .into_iter()
+            .map(|p| (number(p.id()), Item::Policy(p)))
+            .chain(templates.into_iter().map(|t| (number(t.id()), Item::Template(t))))
+            .collect();
+        items.sort_by_key(|(n, _)| *n);
+        for (_, item) in items {
+            let annotated = match &item {
+                Item::Policy(p) => p.annotation("id").map(str::to_owned),
+                Item::Template(t) => t.annotation("id").map(str::to_owned),
+            };
+            let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
+            index += 1;
+            let (line, text) = match &item {
+                Item::Policy(p) => place(p.to_cedar()),
+                Item::Template(t) => place(Some(t.to_cedar())),
+            };
+            if let Some(previous) = parsed.sources.get(&id) {
+                let message = format!(
+                    "duplicate policy id `{id}`: already used at {}{}",
+                    previous.path.display(),
+                    previous.line.map(|l| format!(":{l}")).unwrap_or_default()
+                );
+                errors.push(match line {
+                    Some(line) => LoadError::at_line(&file.path, line, 1, message),
+                    None => LoadError::file(&file.path, message),
+                });
+                continue;
+            }
+            let policy_id = PolicyId::new(&id);
+            let added = match item {
+                Item::Policy(p) => parsed.set.add(p.new_id(policy_id)).map_err(|e| e.to_string()),
+                Item::Template(t) => parsed
+                    .set
+                    .add_template(t.new_id(policy_id))
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(message) = added {
+                errors.push(LoadError::file(&file.path, message));
+                continue;
+            }
+            parsed
+                .files
+                .insert(id.clone(), (file.path.clone(), file_text.clone()));
+            parsed.sources.insert(
+                id,
+                PolicySource {
+                    path: file.path.clone(),
+                    line,
+                    text,
+                },
+            );
+        }
+    }
+    parsed
+}
+
+fn number(id: &PolicyId) -> usize {
+    id.to_string()
+        .trim_start_matches("policy")
+        .parse::<usize>()
+        .unwrap_or(usize::MAX)
+}
+
+fn validate_policies(
+    schema: &Schema,
+    parsed: &ParsedPolicies,
+    errors: &mut Vec<LoadError>,
+    warnings: &mut Vec<LoadError>,
+) {
+    let validator = Validator::new(schema.clone());
+    let result = validator.validate(&parsed.set, ValidationMode::Strict);
+    let locate = |policy_id: &PolicyId, diagnostic: &dyn miette::Diagnostic| -> LoadError {
+        match parsed.files.get(policy_id.to_string().as_str()) {
+            Some((path, text)) => {
+                let mut error = from_diagnostic(path, text, diagnostic);
+                error.message = format!("policy `{policy_id}`: {}", error.message);
+                error
+            }
+            None => LoadError::file(
+                Path::new("policies"),
+                format!("policy `{policy_id}`: {diagnostic}"),
+            ),
+        }
+    };
+    for error in result.validation_errors() {
+        errors.push(locate(error.policy_id(), error));
+    }
+    for warning in result.validation_warnings() {
+        warnings.push(locate(warning.policy_id(), warning));
+    }
+}
+
+/// Entity uid -> the entities its attributes and tags refer to.
+fn attribute_refs(entities_json: &serde_json::Value) -> HashMap<EntityUid, Vec<EntityUid>> {
+    let mut refs = HashMap::new();
+    let Some(list) = entities_json.as_array() else {
+        return refs;
+    };
+    for entity in list {
+        let Some(uid) = entity.get("uid").and_then(entity_ref) else {
+            continue;
+        };
+        let mut found = Vec::new();
+        for key in ["attrs", "tags"] {
+            if let Some(value) = entity.get(key) {
+                collect_entity_refs(value, &mut found);
+            }
+        }
+        let mut seen = HashSet::new();
+        found.retain(|uid| seen.insert(uid.clone()));
+        if !found.is_empty() {
+            refs.insert(uid, found);
+        }
+    }
+    refs
+}
+
+/// Every entity reference in a Cedar JSON value: `{"__entity": {"type", "id"}}`, or any object
+/// with string `type` and `id` (schema-based JSON). Over-collecting is harmless (slicing).
+pub(crate) fn collect_entity_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(uid) = map
+                .get("__entity")
+                .and_then(entity_ref)
+                .or_else(|| entity_ref(value))
+            {
+                out.push(uid);
+            }
+            for nested in map.values() {
+                collect_entity_refs(nested, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                collect_entity_refs(item, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn entity_ref(value: &serde_json::Value) -> Option<EntityUid> {
+    let type_name = value.get("type")?.as_str()?;
+    let id = value.get("id")?.as_str()?;
+    let type_name = EntityTypeName::from_str(type_name).ok()?;
+    Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+}
+
+/// Reads `Entities` from Cedar entities JSON, validated against the schema.
+pub(crate) fn entities_from_json(
+    path: &Path,
+    text: &str,
+    schema: &Schema,
+) -> Result<Entities, Vec<LoadError>> {
+    Entities::from_json_str(text, Some(schema)).map_err(|error| {
+        let diagnostic: &dyn miette::Diagnostic = &error;
+        let mut message = error.to_string();
+        if let Some(help) = diagnostic.help() {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        vec![LoadError::file(path, message)]
+    })
+}

@@ -1,0 +1,85 @@
+//! The policy snapshot: schema, policies, directory entities and revision, loaded and validated
+//! together and never changed afterwards.
+//!
+//! Architecture Invariant: a `PolicySnapshot` is immutable. It is built whole by [`load`] (all
+//! sources valid, or no snapshot at all) and shared behind an `Arc`; a reload builds a new one
+//! and swaps it in, so every request reads exactly one revision.
+
+mod error;
+mod load;
+
+pub use error::{LoadError, line_col};
+pub use load::{Sources, load};
+pub(crate) use load::{collect_entity_refs, entities_from_json};
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use cedar_policy::{Entities, EntityTypeName, EntityUid, PolicySet, Schema};
+
+use crate::directory::Directory;
+
+/// Where one policy came from, for reasons and explanations (`file:line`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySource {
+    /// The policy file.
+    pub path: PathBuf,
+    /// 1-based line of the policy's first token (its first annotation, if any).
+    pub line: Option<usize>,
+    /// The policy's text as written.
+    pub text: String,
+}
+
+/// One loaded, validated, immutable set of schema, policies and entities.
+#[derive(Debug)]
+pub struct PolicySnapshot {
+    /// Content hash of every source file (path and bytes): equal sources, equal revision.
+    pub revision: String,
+    /// When this snapshot was built.
+    pub loaded_at: SystemTime,
+    /// The merged schema of all schema files.
+    pub schema: Schema,
+    /// All policies, re-keyed to their stable ids (`@id` or `file:index`).
+    pub policies: PolicySet,
+    /// The directory's entities plus the schema's action entities.
+    pub entities: Entities,
+    /// Policy id -> where it was written.
+    pub policy_sources: HashMap<String, PolicySource>,
+    /// The ZenML organization directory, when the directory file is one (not plain entities JSON).
+    pub directory: Option<Directory>,
+    /// Validator warnings (the snapshot is valid; these are worth a look).
+    pub warnings: Vec<LoadError>,
+    /// Entity types declared by the schema.
+    pub entity_types: HashSet<EntityTypeName>,
+    /// Actions declared by the schema.
+    pub actions: HashSet<EntityUid>,
+    /// For every stored entity, the entities its attributes and tags refer to (slicing).
+    pub(crate) attribute_refs: HashMap<EntityUid, Vec<EntityUid>>,
+    /// Entity literals written in the policies (slicing).
+    pub(crate) policy_literals: Vec<EntityUid>,
+}
+
+/// Sizes of a snapshot, for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Static and template-linked policies.
+    pub policies: usize,
+    /// Policy templates.
+    pub templates: usize,
+    /// Entities, action entities included.
+    pub entities: usize,
+}
+
+// === impl PolicySnapshot ===
+
+impl PolicySnapshot {
+    /// Sizes of this snapshot.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            policies: self.policies.policies().count(),
+            templates: self.policies.templates().count(),
+            entities: self.entities.len(),
+        }
+    }
+}

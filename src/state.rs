@@ -1,0 +1,87 @@
+//! What every request handler shares: the active snapshot, limits and lifecycle flags.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::Limits;
+use crate::policy::PolicySnapshot;
+
+/// Cheap to clone; one per server.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The active snapshot. `ArcSwap` rather than a lock: a request loads the current `Arc`
+    /// without blocking a concurrent swap, and keeps its snapshot until it finishes.
+    snapshot: ArcSwap<PolicySnapshot>,
+    limits: Limits,
+    /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
+    draining: AtomicBool,
+    /// The errors of the last failed load, cleared by the next good one.
+    last_load_error: std::sync::Mutex<Option<Vec<String>>>,
+}
+
+// === impl AppState ===
+
+impl AppState {
+    /// State serving `snapshot` under `limits`.
+    pub fn new(snapshot: PolicySnapshot, limits: Limits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                snapshot: ArcSwap::from_pointee(snapshot),
+                limits,
+                draining: AtomicBool::new(false),
+                last_load_error: std::sync::Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The active snapshot; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+        self.inner.snapshot.load_full()
+    }
+
+    /// Makes `snapshot` the active one and clears the last load error.
+    pub fn publish(&self, snapshot: PolicySnapshot) {
+        self.inner.snapshot.store(Arc::new(snapshot));
+        if let Ok(mut last) = self.inner.last_load_error.lock() {
+            *last = None;
+        }
+    }
+
+    /// Records a failed load; the active snapshot stays.
+    pub fn record_load_error(&self, errors: Vec<String>) {
+        if let Ok(mut last) = self.inner.last_load_error.lock() {
+            *last = Some(errors);
+        }
+    }
+
+    /// The errors of the last failed load, if the last load failed.
+    pub fn last_load_error(&self) -> Option<Vec<String>> {
+        self.inner
+            .last_load_error
+            .lock()
+            .ok()
+            .and_then(|last| last.clone())
+    }
+
+    /// Request limits.
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    /// Marks the server as shutting down.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,207 @@
+//! From a ZenML question to a Cedar request.
+
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
+
+use super::resource::{PROJECT, Resource, action_from_wire};
+use super::shares::ShareSet;
+use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
+use crate::engine::AuthzRequest;
+use crate::policy::PolicySnapshot;
+
+/// One ZenML authorization question.
+#[derive(Debug, Clone, Copy)]
+pub struct Question<'a> {
+    /// The workspace asking (fixed by the caller's credentials).
+    pub workspace_id: &'a str,
+    /// ZenML's `user_id`: the external id of a user or service account.
+    pub user_id: &'a str,
+    /// The ZenML action.
+    pub action: &'a str,
+    /// The parsed resource.
+    pub resource: &'a Resource,
+}
+
+/// What a question becomes.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// A Cedar request to decide.
+    Request(AuthzRequest),
+    /// Denied before evaluation, and why (unknown user, type, action or workspace).
+    Denied(String),
+}
+
+/// The entity uid `ZenML::<type>::"<id>"`.
+pub fn uid(type_name: &str, id: &str) -> EntityUid {
+    let type_name =
+        EntityTypeName::from_str(&format!("ZenML::{type_name}")).unwrap_or_else(|_| unreachable_type_name());
+    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+}
+
+#[allow(clippy::expect_used, reason = "a literal, valid type name")]
+fn unreachable_type_name() -> EntityTypeName {
+    EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
+}
+
+/// Turns `question` into a Cedar request under `snapshot` (or an immediate deny).
+pub fn prepare(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+) -> Result<Prepared, String> {
+    let Some(directory) = &snapshot.directory else {
+        return Ok(Prepared::Denied(
+            "the directory is plain Cedar entities, not a ZenML directory".into(),
+        ));
+    };
+    let Some(user) = directory.users.get(question.user_id) else {
+        return Ok(Prepared::Denied(format!("unknown user `{}`", question.user_id)));
+    };
+    let Some(resource_type) = question.resource.resource_type() else {
+        return Ok(Prepared::Denied(format!(
+            "unknown resource type `{}`",
+            question.resource.type_name
+        )));
+    };
+    let Some(action) = action_from_wire(question.action) else {
+        return Ok(Prepared::Denied(format!("unknown action `{}`", question.action)));
+    };
+    if !directory.workspaces.contains_key(question.workspace_id) {
+        return Ok(Prepared::Denied(format!(
+            "unknown workspace `{}`",
+            question.workspace_id
+        )));
+    }
+    let workspace = uid("Workspace", question.workspace_id);
+    let mut entities = Vec::with_capacity(2);
+    let mut referenced = vec![workspace.clone()];
+
+    // The project the resource is in (or is), stored or request-scoped.
+    let project_id = question.resource.scope_project();
+    if let Some(project_id) = project_id {
+        match directory.projects.get(project_id) {
+            Some(project) if project.workspace_id == question.workspace_id => {}
+            Some(_) => {
+                return Ok(Prepared::Denied(format!(
+                    "project `{project_id}` belongs to another workspace"
+                )));
+            }
+            None => entities.push(project_entity(project_id, &workspace)?),
+        }
+        referenced.push(uid("Project", project_id));
+    }
+
+    // The resource itself: an instance, or the whole type ("*").
+    let instance = question.resource.id.as_deref().unwrap_or("*");
+    let resource = if resource_type == PROJECT {
+        let resource = uid("Project", instance);
+        if question.resource.id.is_none() {
+            entities.push(project_entity("*", &workspace)?);
+        }
+        resource
+    } else {
+        let resource = uid(resource_type.cedar, instance);
+        let mut attrs = HashMap::from([(
+            "workspace".to_owned(),
+            RestrictedExpression::new_entity_uid(workspace.clone()),
+        )]);
+        let parent = match project_id {
+            Some(project_id) => {
+                let project = uid("Project", project_id);
+                attrs.insert(
+                    "project".to_owned(),
+                    RestrictedExpression::new_entity_uid(project.clone()),
+                );
+                project
+            }
+            None => workspace.clone(),
+        };
+        let entity = Entity::new(resource.clone(), attrs, HashSet::from([parent]))
+            .map_err(|error| format!("resource entity: {error}"))?;
+        entities.push(entity);
+        resource
+    };
+
+    // Context: custom-role grid cells and shares that would allow exactly this request.
+    let mut permissions = Vec::with_capacity(2);
+    if let Some(project_id) = project_id {
+        permissions.push(uid(
+            "Permission",
+            &permission_id(project_id, resource_type.wire, action),
+        ));
+    }
+    permissions.push(uid(
+        "Permission",
+        &permission_id(question.workspace_id, resource_type.wire, action),
+    ));
+    let (mut users, mut teams) = match &question.resource.id {
+        Some(_) => shares.shared_with(&question.resource.to_string(), action),
+        None => (Vec::new(), Vec::new()),
+    };
+    // Implicit membership: whoever has a resource of a project shared with them may see it.
+    if resource_type == PROJECT && action == "read" {
+        if let Some(project_id) = &question.resource.id {
+            let (project_users, project_teams) = shares.project_grantees(project_id);
+            users.extend(project_users);
+            teams.extend(project_teams);
+        }
+    }
+    let set = |uids: Vec<EntityUid>| {
+        RestrictedExpression::new_set(uids.into_iter().map(RestrictedExpression::new_entity_uid))
+    };
+    let mut pairs = vec![("permissions".to_owned(), set(permissions))];
+    if !users.is_empty() {
+        pairs.push((
+            "shared_with_users".to_owned(),
+            set(users.iter().map(|id| uid("User", id)).collect()),
+        ));
+    }
+    if !teams.is_empty() {
+        pairs.push((
+            "shared_with_teams".to_owned(),
+            set(teams.iter().map(|id| uid("Team", id)).collect()),
+        ));
+    }
+    let context = Context::from_pairs(pairs).map_err(|error| format!("context: {error}"))?;
+    let request = Request::new(
+        uid("User", &user.named.id),
+        uid("Action", action),
+        resource,
+        context,
+        Some(&snapshot.schema),
+    )
+    .map_err(|error| format!("request does not fit the schema: {error}"))?;
+    Ok(Prepared::Request(AuthzRequest {
+        request,
+        entities,
+        referenced,
+    }))
+}
+
+/// A project the directory does not list (created in ZenML, no project bindings): it sits in
+/// the workspace, and its role groups exist in name only.
+fn project_entity(project_id: &str, workspace: &EntityUid) -> Result<Entity, String> {
+    let role = |name: &str| RestrictedExpression::new_entity_uid(uid("Role", &role_id(project_id, name)));
+    let mut attrs = HashMap::from([
+        (
+            "name".to_owned(),
+            RestrictedExpression::new_string(project_id.to_owned()),
+        ),
+        (
+            "workspace".to_owned(),
+            RestrictedExpression::new_entity_uid(workspace.clone()),
+        ),
+        ("members".to_owned(), role(PROJECT_MEMBERS)),
+    ]);
+    for (name, attribute) in PROJECT_ROLES {
+        attrs.insert(attribute.to_owned(), role(name));
+    }
+    Entity::new(
+        uid("Project", project_id),
+        attrs,
+        HashSet::from([workspace.clone()]),
+    )
+    .map_err(|error| format!("project entity: {error}"))
+}

@@ -1,0 +1,309 @@
+//! ZenML's resource types, actions and resource strings (`src/zenml/zen_server/rbac/models.py`).
+//!
+//! A resource string is `[<project_uuid>:]<type>[/<resource_uuid>]`: parsed exactly like
+//! ZenML's `Resource.parse` (split once on the first `:`, then on `/`), and always echoed back
+//! byte for byte by the API, never re-rendered.
+
+use std::fmt;
+
+/// One ZenML resource type: its wire string, its Cedar entity type and its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResourceType {
+    /// The `ResourceType` string ZenML sends, e.g. `pipeline_run`.
+    pub wire: &'static str,
+    /// The entity type in the `ZenML` namespace, e.g. `PipelineRun`.
+    pub cedar: &'static str,
+    /// Whether instances live in a project (`Resource.project_id` is required) or in the workspace.
+    pub project_scoped: bool,
+}
+
+const fn project(wire: &'static str, cedar: &'static str) -> ResourceType {
+    ResourceType {
+        wire,
+        cedar,
+        project_scoped: true,
+    }
+}
+
+const fn global(wire: &'static str, cedar: &'static str) -> ResourceType {
+    ResourceType {
+        wire,
+        cedar,
+        project_scoped: false,
+    }
+}
+
+/// All 24 resource types of zenml 0.98 (`is_project_scoped()` is false exactly for the globals).
+pub const RESOURCE_TYPES: [ResourceType; 24] = [
+    project("artifact", "Artifact"),
+    project("artifact_version", "ArtifactVersion"),
+    project("code_repository", "CodeRepository"),
+    global("flavor", "Flavor"),
+    project("model", "Model"),
+    project("model_version", "ModelVersion"),
+    project("pipeline", "Pipeline"),
+    project("pipeline_run", "PipelineRun"),
+    project("pipeline_deployment", "PipelineDeployment"),
+    project("pipeline_build", "PipelineBuild"),
+    project("deployment", "Deployment"),
+    project("schedule", "Schedule"),
+    project("run_template", "RunTemplate"),
+    project("service", "Service"),
+    project("run_metadata", "RunMetadata"),
+    global("secret", "Secret"),
+    global("service_account", "ServiceAccount"),
+    global("service_connector", "ServiceConnector"),
+    global("stack", "Stack"),
+    global("stack_component", "StackComponent"),
+    global("tag", "Tag"),
+    global("project", "Project"),
+    project("trigger", "Trigger"),
+    project("webhook", "Webhook"),
+];
+
+/// The `project` resource type, which is also the project scope.
+pub const PROJECT: ResourceType = global("project", "Project");
+
+impl ResourceType {
+    /// The type with this wire string, if ZenML 0.98 has it.
+    pub fn from_wire(wire: &str) -> Option<ResourceType> {
+        RESOURCE_TYPES.iter().copied().find(|t| t.wire == wire)
+    }
+
+    /// `ZenML::<Cedar name>`.
+    pub fn entity_type(&self) -> String {
+        format!("ZenML::{}", self.cedar)
+    }
+}
+
+/// The ten ZenML actions (`Action` StrEnum).
+pub const ACTIONS: [&str; 10] = [
+    "create",
+    "read",
+    "update",
+    "delete",
+    "read_secret_value",
+    "prune",
+    "client",
+    "promote",
+    "backup_restore",
+    "share",
+];
+
+/// Action groups of the schema, usable in custom role grids: group name -> members.
+pub const ACTION_GROUPS: [(&str, &[&str]); 2] = [
+    ("write", &["create", "update", "delete", "prune"]),
+    ("*", &ACTIONS),
+];
+
+/// The ZenML action with this name, if any.
+pub fn action_from_wire(name: &str) -> Option<&'static str> {
+    ACTIONS.iter().copied().find(|a| *a == name)
+}
+
+/// The actions a grid entry (`read`, `write`, `*`) stands for.
+pub fn expand_action(name: &str) -> Option<Vec<&'static str>> {
+    if let Some(action) = action_from_wire(name) {
+        return Some(vec![action]);
+    }
+    ACTION_GROUPS
+        .iter()
+        .find(|(group, _)| *group == name)
+        .map(|(_, members)| members.to_vec())
+}
+
+/// What a resource string names, once parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The project, for project-scoped types.
+    pub project_id: Option<String>,
+    /// The type's wire string as sent (it may be a type this version does not know).
+    pub type_name: String,
+    /// The resource's id; `None` for type-level questions (create, list, prune).
+    pub id: Option<String>,
+}
+
+/// Why a resource string cannot be a ZenML resource.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceError {
+    /// Empty type, empty id, extra separators.
+    #[error("resource `{0}`: expected `[<project_uuid>:]<type>[/<resource_uuid>]`")]
+    Syntax(String),
+    /// A project or resource id that is not a UUID.
+    #[error("resource `{input}`: `{value}` is not a UUID")]
+    NotUuid {
+        /// The whole resource string.
+        input: String,
+        /// The offending part.
+        value: String,
+    },
+    /// A project-scoped type without a project, or a global type with one.
+    #[error("resource `{input}`: type `{type_name}` {reason}")]
+    Scope {
+        /// The whole resource string.
+        input: String,
+        /// The resource type.
+        type_name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+impl Resource {
+    /// Parses like ZenML's `Resource.parse`. Unknown types parse (they are denied, not errors);
+    /// a known type must have a project exactly when it is project-scoped.
+    pub fn parse(input: &str) -> Result<Resource, ResourceError> {
+        let syntax = || ResourceError::Syntax(input.to_owned());
+        let (project_id, rest) = match input.split_once(':') {
+            Some((project, rest)) => (Some(project), rest),
+            None => (None, input),
+        };
+        let (type_name, id) = match rest.split_once('/') {
+            Some((type_name, id)) => (type_name, Some(id)),
+            None => (rest, None),
+        };
+        let valid_type = !type_name.is_empty()
+            && type_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+        if !valid_type || id.is_some_and(|id| id.contains('/')) {
+            return Err(syntax());
+        }
+        let uuid = |value: &str| -> Result<String, ResourceError> {
+            uuid::Uuid::parse_str(value)
+                .map(|u| u.hyphenated().to_string())
+                .map_err(|_| ResourceError::NotUuid {
+                    input: input.to_owned(),
+                    value: value.to_owned(),
+                })
+        };
+        let project_id = project_id.map(uuid).transpose()?;
+        let id = id.map(uuid).transpose()?;
+        if let Some(known) = ResourceType::from_wire(type_name) {
+            let reason = match (known.project_scoped, project_id.is_some()) {
+                (true, false) => Some("is project-scoped and needs `<project_uuid>:`"),
+                (false, true) => Some("is global and takes no project"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                return Err(ResourceError::Scope {
+                    input: input.to_owned(),
+                    type_name: type_name.to_owned(),
+                    reason,
+                });
+            }
+        }
+        Ok(Resource {
+            project_id,
+            type_name: type_name.to_owned(),
+            id,
+        })
+    }
+
+    /// The resource type, if this ZenML version has it.
+    pub fn resource_type(&self) -> Option<ResourceType> {
+        ResourceType::from_wire(&self.type_name)
+    }
+
+    /// The project this resource is in, or is (`project/<id>`).
+    pub fn scope_project(&self) -> Option<&str> {
+        match (&self.project_id, self.type_name.as_str(), &self.id) {
+            (Some(project), _, _) => Some(project),
+            (None, "project", Some(id)) => Some(id),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Resource {
+    /// The canonical string (lower-case hyphenated UUIDs), used as the key of shares.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(project) = &self.project_id {
+            write!(f, "{project}:")?;
+        }
+        write!(f, "{}", self.type_name)?;
+        if let Some(id) = &self.id {
+            write!(f, "/{id}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P: &str = "0b3e0d0c-7e6a-4d4b-9d57-3b0f1f8f9a11";
+    const R: &str = "9a2d4e6f-1111-4c4c-8888-000000000001";
+
+    #[test]
+    fn parses_every_documented_shape() {
+        let table: [(&str, Option<&str>, &str, Option<&str>); 5] = [
+            ("stack", None, "stack", None),
+            (&format!("stack/{R}"), None, "stack", Some(R)),
+            (&format!("project/{P}"), None, "project", Some(P)),
+            (&format!("{P}:pipeline"), Some(P), "pipeline", None),
+            (&format!("{P}:pipeline_run/{R}"), Some(P), "pipeline_run", Some(R)),
+        ];
+        for (input, project, type_name, id) in table {
+            let parsed = Resource::parse(input).unwrap();
+            assert_eq!(parsed.project_id.as_deref(), project, "{input}");
+            assert_eq!(parsed.type_name, type_name, "{input}");
+            assert_eq!(parsed.id.as_deref(), id, "{input}");
+            assert_eq!(parsed.to_string(), input);
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_strings_naming_them() {
+        for input in [
+            "",
+            "Stack",
+            "stack/",
+            &format!("stack/{R}/x"),
+            "stack/not-a-uuid",
+            &format!("nope:pipeline/{R}"),
+            &format!("pipeline/{R}"),
+            &format!("{P}:stack"),
+        ] {
+            let error = Resource::parse(input).unwrap_err();
+            assert!(error.to_string().contains(&format!("`{input}`")), "{error}");
+        }
+    }
+
+    #[test]
+    fn unknown_types_parse_so_they_can_be_denied() {
+        let parsed = Resource::parse(&format!("{P}:event_source/{R}")).unwrap();
+        assert_eq!(parsed.resource_type(), None);
+    }
+
+    #[test]
+    fn upper_case_uuids_are_canonicalised_for_share_keys() {
+        let upper = R.to_uppercase();
+        let parsed = Resource::parse(&format!("stack/{upper}")).unwrap();
+        assert_eq!(parsed.to_string(), format!("stack/{R}"));
+    }
+
+    #[test]
+    fn the_table_has_the_eight_global_types() {
+        let globals: Vec<_> = RESOURCE_TYPES
+            .iter()
+            .filter(|t| !t.project_scoped)
+            .map(|t| t.wire)
+            .collect();
+        assert_eq!(
+            globals,
+            [
+                "flavor",
+                "secret",
+                "service_account",
+                "service_connector",
+                "stack",
+                "stack_component",
+                "tag",
+                "project"
+            ]
+        );
+        assert_eq!(ResourceType::from_wire("project"), Some(PROJECT));
+    }
+}
