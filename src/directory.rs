@@ -180,8 +180,7 @@ pub fn load(
         return crate::policy::entities_from_json(path, text, schema).map(|entities| (entities, None));
     }
     let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
-        let message = error.to_string();
-        let message = message.lines().next().unwrap_or_default().to_owned();
+        let message = yaml_message(&error);
         match error.location() {
             Some(location) => vec![LoadError::at_line(
                 path,
@@ -399,6 +398,7 @@ impl<'a> Builder<'a> {
         ));
     }
 
+    /// Reports an id that is not a canonical UUID; returns whether it is one.
     fn uuid<T>(&mut self, spanned: &Spanned<T>, entry: &str, id: &str) -> bool {
         let canonical = uuid::Uuid::parse_str(id).map(|u| u.hyphenated().to_string());
         match canonical {
@@ -479,7 +479,8 @@ impl<'a> Builder<'a> {
 
         // Organization.
         let org = &file.organization;
-        if self.uuid(org, "organization", &org.value.id) {
+        self.uuid(org, "organization", &org.value.id);
+        {
             let mut attrs = self.role_groups(&org.value.id, &ORGANIZATION_ROLES);
             attrs.insert("name".into(), json!(org.value.name));
             self.add_entity(
@@ -499,9 +500,10 @@ impl<'a> Builder<'a> {
         // Workspaces.
         for (i, ws) in file.workspaces.iter().enumerate() {
             let entry = format!("workspaces[{i}] `{}`", ws.value.name);
-            if !self.uuid(ws, &entry, &ws.value.id)
-                || self.name_taken(&directory, ws, &entry, &ws.value.name, ScopeKind::Workspace)
-            {
+            // A malformed id is reported but the entry still counts, so that references to
+            // it resolve and one typo gives one error.
+            self.uuid(ws, &entry, &ws.value.id);
+            if self.name_taken(&directory, ws, &entry, &ws.value.name, ScopeKind::Workspace) {
                 continue;
             }
             let key_hash = match &ws.value.enrollment_key_sha256 {
@@ -531,9 +533,7 @@ impl<'a> Builder<'a> {
         // Projects.
         for (i, project) in file.projects.iter().enumerate() {
             let entry = format!("projects[{i}] `{}`", project.value.name);
-            if !self.uuid(project, &entry, &project.value.id) {
-                continue;
-            }
+            self.uuid(project, &entry, &project.value.id);
             let Some(workspace) = directory.find_workspace(&project.value.workspace).cloned() else {
                 self.error(
                     project,
@@ -624,15 +624,14 @@ impl<'a> Builder<'a> {
         // Teams.
         for (i, team) in file.teams.iter().enumerate() {
             let entry = format!("teams[{i}] `{}`", team.value.name);
-            if !self.uuid(team, &entry, &team.value.id)
-                || self.name_taken(
-                    &directory,
-                    team,
-                    &entry,
-                    &team.value.name,
-                    ScopeKind::Organization,
-                )
-            {
+            self.uuid(team, &entry, &team.value.id);
+            if self.name_taken(
+                &directory,
+                team,
+                &entry,
+                &team.value.name,
+                ScopeKind::Organization,
+            ) {
                 continue;
             }
             let team_key = ("ZenML::Team".to_owned(), team.value.id.clone());
@@ -735,9 +734,7 @@ impl<'a> Builder<'a> {
         active: bool,
         api_keys: &[ApiKeyEntry],
     ) {
-        if !self.uuid(spanned, entry, id) {
-            return;
-        }
+        self.uuid(spanned, entry, id);
         if directory.users.values().any(|u| u.named.name == name) {
             self.error(
                 spanned,
@@ -1015,7 +1012,10 @@ impl<'a> Builder<'a> {
             match Entity::from_json_value(value, Some(schema)) {
                 Ok(entity) => built.push(entity),
                 Err(error) => {
-                    let message = format!("does not match the schema: {error}");
+                    let message = format!(
+                        "does not match the schema: {}",
+                        crate::policy::error_chain(&error)
+                    );
                     self.errors.push(match place {
                         Some((line, column, entry)) => {
                             LoadError::at_line(self.path, *line, *column, format!("{entry}: {message}"))
@@ -1057,6 +1057,19 @@ impl<'a> Builder<'a> {
             }
         }
     }
+}
+
+/// serde-saphyr's message without its own `error: line N column M:` prefix (the caller adds
+/// `path:line:column`), on one line.
+pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let without_place = match first.split_once(": ") {
+        Some((place, rest)) if place.starts_with("line ") && place.contains(" column ") => rest,
+        _ => first,
+    };
+    without_place.to_owned()
 }
 
 /// `Permission::"<scope-id>/<type>/<action>"`'s id.

@@ -142,7 +142,7 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
     let table: TableFile = match serde_saphyr::from_str(&text) {
         Ok(table) => table,
         Err(error) => {
-            let message = error.to_string().lines().next().unwrap_or_default().to_owned();
+            let message = crate::directory::yaml_message(&error);
             return report.errors.push(match error.location() {
                 Some(at) => LoadError::at_line(path, at.line() as usize, at.column() as usize, message),
                 None => LoadError::file(path, message),

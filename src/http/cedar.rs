@@ -210,6 +210,6 @@ pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
 }
 
 /// A Cedar error (which may span several lines) on one line.
-fn one_line(error: &dyn std::fmt::Display) -> String {
-    error.to_string().split_whitespace().collect::<Vec<_>>().join(" ")
+fn one_line(error: &dyn std::error::Error) -> String {
+    crate::policy::error_chain(error)
 }

@@ -90,6 +90,25 @@ pub fn from_diagnostic(path: &Path, text: &str, diagnostic: &dyn miette::Diagnos
     }
 }
 
+/// An error and its sources on one line, `outer: inner: innermost` (Cedar puts the useful part,
+/// which entity and which attribute, in the sources), with repeated parts dropped.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = next {
+        let text = current
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = current.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

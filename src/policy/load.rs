@@ -379,7 +379,9 @@ fn validate_policies(
         match parsed.files.get(policy_id.to_string().as_str()) {
             Some((path, text)) => {
                 let mut error = from_diagnostic(path, text, diagnostic);
-                error.message = format!("policy `{policy_id}`: {}", error.message);
+                if !error.message.contains(&format!("`{policy_id}`")) {
+                    error.message = format!("policy `{policy_id}`: {}", error.message);
+                }
                 error
             }
             None => LoadError::file(
@@ -461,7 +463,7 @@ pub(crate) fn entities_from_json(
 ) -> Result<Entities, Vec<LoadError>> {
     Entities::from_json_str(text, Some(schema)).map_err(|error| {
         let diagnostic: &dyn miette::Diagnostic = &error;
-        let mut message = error.to_string();
+        let mut message = super::error_chain(&error);
         if let Some(help) = diagnostic.help() {
             message.push_str(&format!(" (help: {help})"));
         }

@@ -8,7 +8,7 @@
 mod error;
 mod load;
 
-pub use error::{LoadError, line_col};
+pub use error::{LoadError, error_chain, line_col};
 pub use load::{Sources, load};
 pub(crate) use load::{collect_entity_refs, entities_from_json};
 

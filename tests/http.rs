@@ -1,0 +1,343 @@
+//! The HTTP API, end to end: the real binary on 127.0.0.1:0, real HTTP requests.
+
+mod common;
+
+use common::Server;
+use serde_json::{Value, json};
+
+const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
+const ADA: &str = "8fc22834-6a2b-46cc-8682-46129b366219";
+const CAROL: &str = "783f4f04-072f-4dfd-bc1d-210bfa40fff2";
+const DAVE: &str = "9a1b418a-a4d7-49df-aa12-860e622a068d";
+const GRACE: &str = "7c43a64e-c811-4df9-a0f1-9b1a74220e53";
+const MALLORY: &str = "2edb91ee-10ed-48e6-a94b-fa1ca5f36277";
+
+fn user(id: &str) -> String {
+    format!("ZenML::User::\"{id}\"")
+}
+
+fn action(name: &str) -> String {
+    format!("ZenML::Action::\"{name}\"")
+}
+
+/// A stack in the production workspace, as a request-scoped entity.
+fn stack_entity(id: &str) -> Value {
+    json!({
+        "uid": {"type": "ZenML::Stack", "id": id},
+        "attrs": {"workspace": {"__entity": {"type": "ZenML::Workspace", "id": PRODUCTION}}},
+        "parents": [{"type": "ZenML::Workspace", "id": PRODUCTION}]
+    })
+}
+
+fn stack_request(principal: &str, action_name: &str) -> Value {
+    json!({
+        "principal": user(principal),
+        "action": action(action_name),
+        "resource": {"type": "ZenML::Stack", "id": "s1"},
+        "additional_entities": [stack_entity("s1")],
+    })
+}
+
+#[test]
+fn cedar_api_decision_table() {
+    let server = Server::start(&[]);
+    let churn = json!({"__entity": {"type": "ZenML::Project", "id": CHURN}});
+    // (what, request, expected decision, expected determining policies)
+    let table: Vec<(&str, Value, &str, Vec<&str>)> = vec![
+        (
+            "org admin reads a stack",
+            stack_request(ADA, "read"),
+            "Allow",
+            vec!["org-admin"],
+        ),
+        (
+            "org admin deletes a stack",
+            stack_request(ADA, "delete"),
+            "Allow",
+            vec!["org-admin"],
+        ),
+        (
+            "workspace viewer reads a stack",
+            stack_request(CAROL, "read"),
+            "Allow",
+            vec!["workspace-viewer"],
+        ),
+        (
+            "workspace viewer cannot delete",
+            stack_request(CAROL, "delete"),
+            "Deny",
+            vec![],
+        ),
+        (
+            "member with no role reads nothing",
+            stack_request(GRACE, "read"),
+            "Deny",
+            vec![],
+        ),
+        (
+            "deactivated admin is forbidden",
+            stack_request(MALLORY, "read"),
+            "Deny",
+            vec!["deactivated-principal"],
+        ),
+        (
+            "project developer reads a stored project (no request-scoped entities)",
+            json!({"principal": user(DAVE), "action": action("read"), "resource": churn}),
+            "Allow",
+            vec!["project-member-read-project"],
+        ),
+        (
+            "project developer cannot update the project",
+            json!({"principal": {"type": "ZenML::User", "id": DAVE}, "action": {"type": "ZenML::Action", "id": "update"}, "resource": churn}),
+            "Deny",
+            vec![],
+        ),
+        (
+            "workspace viewer reads every project",
+            json!({"principal": user(CAROL), "action": action("read"), "resource": format!("ZenML::Project::\"{CHURN}\""), "context": {}}),
+            "Allow",
+            vec!["workspace-viewer"],
+        ),
+        (
+            "a share in the context grants exactly that action",
+            json!({
+                "principal": user(GRACE), "action": action("read"), "resource": {"type": "ZenML::Stack", "id": "s1"},
+                "context": {"shared_with_users": [{"__entity": {"type": "ZenML::User", "id": GRACE}}]},
+                "additional_entities": [stack_entity("s1")],
+            }),
+            "Allow",
+            vec!["share-user"],
+        ),
+    ];
+    for (what, request, decision, reasons) in table {
+        let (status, body) = server.post("/v1/is_authorized", &request);
+        assert_eq!(status, 200, "{what}: {body}");
+        assert_eq!(body["decision"], decision, "{what}: {body}");
+        assert_eq!(body["diagnostics"]["reason"], json!(reasons), "{what}: {body}");
+        assert!(body["diagnostics"]["revision"].is_string(), "{what}: {body}");
+    }
+}
+
+#[test]
+fn unknown_principal_is_denied_with_the_evaluation_error() {
+    let server = Server::start(&[]);
+    let (status, body) = server.post("/v1/is_authorized", &stack_request("nobody", "read"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision"], "Deny");
+    let errors = body["diagnostics"]["errors"].as_array().unwrap();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("deactivated-principal")),
+        "{body}"
+    );
+}
+
+#[test]
+fn bad_input_table() {
+    let server = Server::start(&["--max-batch", "3"]);
+    let good = stack_request(CAROL, "read");
+    let mut unknown_field = good.clone();
+    unknown_field["princpal"] = json!("x");
+    let mut with_entities = good.clone();
+    with_entities["entities"] = json!([]);
+    let mut redefine = good.clone();
+    redefine["additional_entities"] = json!([{
+        "uid": {"type": "ZenML::User", "id": ADA},
+        "attrs": {"name": "evil", "is_service_account": false, "active": true}, "parents": []
+    }]);
+    let mut bad_entity = good.clone();
+    bad_entity["additional_entities"] =
+        json!([{"uid": {"type": "ZenML::Stack", "id": "s1"}, "attrs": {"workspace": 7}, "parents": []}]);
+    // (what, path, raw body, expected status, expected message part)
+    let table: Vec<(&str, &str, String, u16, &str)> = vec![
+        ("malformed JSON", "/v1/is_authorized", "{\"principal\": ".into(), 400, "malformed JSON: EOF while parsing"),
+        ("not an object", "/v1/is_authorized", "[]".into(), 400, "expected a JSON object"),
+        ("missing principal", "/v1/is_authorized", json!({"action": action("read"), "resource": "ZenML::Stack::\"s\""}).to_string(), 400, "missing field `principal`"),
+        ("unknown field", "/v1/is_authorized", unknown_field.to_string(), 400, "unknown field `princpal`"),
+        ("store replacement", "/v1/is_authorized", with_entities.to_string(), 400, "entities: replacing the store"),
+        ("unknown entity type", "/v1/is_authorized", json!({"principal": "ZenML::Robot::\"r\"", "action": action("read"), "resource": "ZenML::Stack::\"s\""}).to_string(), 400, "principal: unknown entity type `ZenML::Robot`"),
+        ("unknown action", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("fly"), "resource": "ZenML::Stack::\"s\""}).to_string(), 400, "action: unknown action `ZenML::Action::\"fly\"`"),
+        ("not an entity reference", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("read"), "resource": 42}).to_string(), 400, "resource: expected an entity reference"),
+        ("unparseable entity reference", "/v1/is_authorized", json!({"principal": "alice", "action": action("read"), "resource": "ZenML::Stack::\"s\""}).to_string(), 400, "principal: `alice`"),
+        ("resource type the action does not apply to", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("read"), "resource": user(ADA)}).to_string(), 400, "resource:"),
+        ("context attribute of the wrong type", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("read"), "resource": "ZenML::Stack::\"s\"", "context": {"permissions": "all"}}).to_string(), 400, "context:"),
+        ("context not an object", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("read"), "resource": "ZenML::Stack::\"s\"", "context": [1]}).to_string(), 400, "context: expected a JSON object"),
+        ("request-scoped entity not matching the schema", "/v1/is_authorized", bad_entity.to_string(), 400, "additional_entities[0]:"),
+        ("request-scoped entity redefining a stored one", "/v1/is_authorized", redefine.to_string(), 400, "is already in the directory"),
+        ("batch without requests", "/v1/batch_is_authorized", "{}".into(), 400, "missing field `requests`"),
+        ("batch requests not an array", "/v1/batch_is_authorized", json!({"requests": {}}).to_string(), 400, "requests: expected an array"),
+        ("batch over the item limit", "/v1/batch_is_authorized", json!({"requests": [good, good, good, good]}).to_string(), 400, "4 items is more than the limit of 3"),
+    ];
+    for (what, path, body, status, message) in table {
+        let (got_status, got) = server.post_raw(path, &body);
+        assert_eq!(got_status, status, "{what}: {got}");
+        assert_eq!(got["error"]["code"], "bad_request", "{what}: {got}");
+        let text = got["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{what}: expected `{message}` in `{text}`");
+    }
+}
+
+#[test]
+fn batch_answers_in_order_and_a_bad_item_gets_its_own_error() {
+    let server = Server::start(&[]);
+    let body = json!({"requests": [
+        stack_request(ADA, "read"),
+        {"principal": user(ADA), "action": action("fly"), "resource": "ZenML::Stack::\"s\""},
+        stack_request(GRACE, "read"),
+    ]});
+    let (status, answer) = server.post("/v1/batch_is_authorized", &body);
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["decision"], "Allow");
+    assert_eq!(results[1]["error"]["code"], "bad_request");
+    assert!(
+        results[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("requests[1]: action: unknown action")
+    );
+    assert!(
+        results[1].get("decision").is_none(),
+        "an error is not a decision: {answer}"
+    );
+    assert_eq!(results[2]["decision"], "Deny");
+}
+
+#[test]
+fn request_scoped_entities_never_leak_into_the_store() {
+    let server = Server::start(&[]);
+    let (_, before) = server.get("/v1/status");
+    let admin_group = json!({"type": "ZenML::Role", "id": format!("{PRODUCTION}/admin")});
+    let with_temp_user = json!({
+        "principal": user("temp"), "action": action("delete"), "resource": {"type": "ZenML::Stack", "id": "s1"},
+        "additional_entities": [
+            stack_entity("s1"),
+            {"uid": {"type": "ZenML::User", "id": "temp"}, "attrs": {"name": "temp", "is_service_account": false, "active": true}, "parents": [admin_group]},
+        ],
+    });
+    let (_, first) = server.post("/v1/is_authorized", &with_temp_user);
+    assert_eq!(first["decision"], "Allow", "{first}");
+    assert_eq!(first["diagnostics"]["reason"], json!(["workspace-admin"]));
+    let (_, second) = server.post("/v1/is_authorized", &stack_request("temp", "delete"));
+    assert_eq!(
+        second["decision"], "Deny",
+        "the temporary user must be gone: {second}"
+    );
+    let (_, after) = server.get("/v1/status");
+    assert_eq!(after["counts"]["entities"], before["counts"]["entities"]);
+    assert_eq!(after["revision"], before["revision"]);
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let server = Server::start(&["--max-body-bytes", "256"]);
+    let big = json!({"principal": user(ADA), "action": action("read"), "resource": "ZenML::Stack::\"s\"", "context": {"x": "y".repeat(1000)}});
+    let (status, body) = server.post("/v1/is_authorized", &big);
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert!(body["error"]["message"].as_str().unwrap().contains("256 bytes"));
+    // The limit is per request: a small one still works on the same server.
+    let (status, _) = server.post("/v1/is_authorized", &json!({"principal": user(ADA), "action": action("read"), "resource": format!("ZenML::Project::\"{CHURN}\"")}));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn routing_errors_are_404_and_405_with_allow() {
+    let server = Server::start(&[]);
+    let table = [
+        ("GET", "/nope", 404, None),
+        ("GET", "/v1/is_authorized", 405, Some("POST")),
+        ("DELETE", "/v1/batch_is_authorized", 405, Some("POST")),
+        ("POST", "/healthz", 405, Some("GET")),
+        ("PUT", "/v1/status", 405, Some("GET")),
+    ];
+    for (method, path, status, allow) in table {
+        let (got, got_allow) = server.request(method, path);
+        assert_eq!(got, status, "{method} {path}");
+        assert_eq!(got_allow.as_deref(), allow, "{method} {path}");
+    }
+}
+
+#[test]
+fn health_readiness_and_status() {
+    let server = Server::start(&[]);
+    let (status, health) = server.get("/healthz");
+    assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+    let (status, ready) = server.get("/readyz");
+    assert_eq!(status, 200);
+    assert_eq!(ready["status"], "ready");
+    let (status, info) = server.get("/v1/status");
+    assert_eq!(status, 200);
+    assert_eq!(info["revision"], ready["revision"]);
+    assert_eq!(info["revision"].as_str().unwrap().len(), 16);
+    assert!(info["loaded_at"].as_str().unwrap().ends_with('Z'), "{info}");
+    assert_eq!(info["last_load_error"], Value::Null);
+    let counts = &info["counts"];
+    for (key, at_least) in [
+        ("policies", 15),
+        ("entities", 50),
+        ("users", 10),
+        ("teams", 3),
+        ("bindings", 15),
+        ("service_accounts", 2),
+        ("custom_roles", 2),
+    ] {
+        assert!(counts[key].as_u64().unwrap() >= at_least, "{key}: {info}");
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let mut server = Server::start(&[]);
+    let (status, _) = server.get("/readyz");
+    assert_eq!(status, 200);
+    let pid = server.child.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = server.child.wait().unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
+#[test]
+fn invalid_sources_exit_before_binding_and_name_file_and_line() {
+    let dir = common::copy_sources();
+    let broken = dir.path().join("policies/workspace.cedar");
+    let text = std::fs::read_to_string(&broken).unwrap();
+    std::fs::write(
+        &broken,
+        text.replacen(
+            "principal in resource.workspace.viewers",
+            "principal in resource.workspace.watchers",
+            1,
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("--policies")
+        .arg(dir.path().join("policies"))
+        .arg("--schemas")
+        .arg(dir.path().join("schemas"))
+        .arg("--directory")
+        .arg(dir.path().join("policies/directory.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("listening on"), "must not bind: {stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = text
+        .lines()
+        .position(|l| l.contains("principal in resource.workspace.viewers"))
+        .unwrap()
+        + 1;
+    let expected = format!("workspace.cedar:{line}:");
+    assert!(stderr.contains(&expected), "expected `{expected}` in {stderr}");
+    assert!(stderr.contains("watchers"), "{stderr}");
+}

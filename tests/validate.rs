@@ -1,0 +1,286 @@
+//! `zenml-authz validate` on the bundled sources and on broken copies of them: every error is
+//! printed at once, with file, line and column.
+
+mod common;
+
+use assert_cmd::Command;
+
+/// Runs `validate` on a copy of the bundled sources after applying `edits`
+/// (file relative to the copy, text to find, replacement).
+fn validate_with(edits: &[(&str, &str, &str)]) -> (i32, String, String) {
+    let dir = common::copy_sources();
+    for (file, find, replace) in edits {
+        let path = dir.path().join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains(find), "fixture: `{find}` not in {file}");
+        std::fs::write(&path, text.replacen(find, replace, 1)).unwrap();
+    }
+    let output = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .current_dir(dir.path())
+        .arg("validate")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The 1-based line of the first line containing `needle` in a bundled file.
+fn line_of(file: &str, needle: &str) -> usize {
+    let text = std::fs::read_to_string(common::root().join(file)).unwrap();
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn the_bundled_sources_are_valid() {
+    let (code, stdout, stderr) = validate_with(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("valid: "), "{stdout}");
+    assert!(stdout.contains("revision"), "{stdout}");
+}
+
+#[test]
+fn each_kind_of_breakage_is_reported_at_its_place() {
+    let bob = line_of("policies/directory.yaml", "username: bob") - 1;
+    let dave_binding = line_of(
+        "policies/directory.yaml",
+        "{user: dave, role: developer, project: churn}",
+    );
+    let ml_eng_binding = line_of(
+        "policies/directory.yaml",
+        "{team: ml-eng, role: developer, workspace: production}",
+    );
+    // (what, edits, expected error line prefix, expected text in it)
+    let table: Vec<(&str, Vec<(&str, &str, &str)>, String, &str)> = vec![
+        (
+            "policy syntax error",
+            vec![(
+                "policies/sharing.cedar",
+                "permit (principal, action, resource)\nwhen { context has shared_with_teams",
+                "permit (principal, action, resource\nwhen { context has shared_with_teams",
+            )],
+            format!(
+                "policies/sharing.cedar:{}:",
+                line_of("policies/sharing.cedar", "when { context has shared_with_teams")
+            ),
+            "unexpected token",
+        ),
+        (
+            "unknown attribute (strict validation)",
+            vec![(
+                "policies/project.cedar",
+                "resource.project.viewers",
+                "resource.project.watchers",
+            )],
+            format!(
+                "policies/project.cedar:{}:",
+                line_of("policies/project.cedar", "resource.project.viewers")
+            ),
+            "attribute `watchers` on entity type `ZenML::Project` not found",
+        ),
+        (
+            "undeclared schema type",
+            vec![(
+                "schemas/zenml.cedarschema",
+                "name: String,\n    email?: String,",
+                "name: Strin,\n    email?: String,",
+            )],
+            format!(
+                "schemas/zenml.cedarschema:{}:",
+                line_of("schemas/zenml.cedarschema", "email?: String") - 1
+            ),
+            "Strin",
+        ),
+        (
+            "directory: unknown team in a binding",
+            vec![(
+                "policies/directory.yaml",
+                "{team: ml-eng, role: developer, workspace: production}",
+                "{team: ml-engineers, role: developer, workspace: production}",
+            )],
+            format!("policies/directory.yaml:{ml_eng_binding}:"),
+            "unknown team `ml-engineers`",
+        ),
+        (
+            "directory: unknown role",
+            vec![(
+                "policies/directory.yaml",
+                "{user: dave, role: developer, project: churn}",
+                "{user: dave, role: wizard, project: churn}",
+            )],
+            format!("policies/directory.yaml:{dave_binding}:"),
+            "unknown role `wizard`",
+        ),
+        (
+            "directory: id that is not a UUID",
+            vec![(
+                "policies/directory.yaml",
+                "id: 8a5e8598-b203-4344-948f-32f6cd6c6e30",
+                "id: bob-1",
+            )],
+            format!("policies/directory.yaml:{bob}:"),
+            "users[1] `bob`: id `bob-1` is not a UUID",
+        ),
+        (
+            "directory: unknown field",
+            vec![(
+                "policies/directory.yaml",
+                "    name: fraud\n",
+                "    name: fraud\n    colour: red\n",
+            )],
+            format!(
+                "policies/directory.yaml:{}:",
+                line_of("policies/directory.yaml", "name: fraud") + 1
+            ),
+            "unknown field `colour`",
+        ),
+        (
+            "directory: custom role granting a workspace type at project scope",
+            vec![(
+                "policies/directory.yaml",
+                "      model_version: [update]",
+                "      model_version: [update]\n      stack: [read]",
+            )],
+            format!(
+                "policies/directory.yaml:{}:",
+                line_of("policies/directory.yaml", "name: model-promoter")
+            ),
+            "`stack` is a workspace-level type; a project role cannot grant it",
+        ),
+    ];
+    for (what, edits, place, text) in table {
+        let (code, _, stderr) = validate_with(&edits);
+        assert_eq!(code, 1, "{what}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{what}: `{text}` not in\n{stderr}"));
+        assert!(
+            line.starts_with(&format!("error: {place}")),
+            "{what}: expected `{place}` in `{line}`"
+        );
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let (code, _, stderr) = validate_with(&[
+        (
+            "policies/project.cedar",
+            "resource.project.viewers",
+            "resource.project.watchers",
+        ),
+        (
+            "policies/workspace.cedar",
+            "resource.workspace.viewers",
+            "resource.workspace.lookers",
+        ),
+        (
+            "policies/directory.yaml",
+            "{user: dave, role: developer, project: churn}",
+            "{user: davy, role: developer, project: churn}",
+        ),
+        (
+            "policies/directory.yaml",
+            "{user: heidi, role: contributor, workspace: production}",
+            "{user: heidi, role: contributor, workspace: prod}",
+        ),
+    ]);
+    assert_eq!(code, 1);
+    for text in [
+        "watchers",
+        "lookers",
+        "unknown user `davy`",
+        "unknown workspace `prod`",
+    ] {
+        assert!(stderr.contains(text), "`{text}` missing from\n{stderr}");
+    }
+    assert!(stderr.trim_end().ends_with("invalid: 4 error(s)"), "{stderr}");
+}
+
+#[test]
+fn plain_cedar_entities_json_also_loads() {
+    let dir = common::copy_sources();
+    let entities = r#"[{"uid": {"type": "ZenML::User", "id": "alice"}, "attrs": {"name": "alice", "is_service_account": false, "active": true}, "parents": []}]"#;
+    std::fs::write(dir.path().join("entities.json"), entities).unwrap();
+    let output = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "--directory", "entities.json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(
+        dir.path().join("entities.json"),
+        entities.replace("\"active\": true", "\"active\": 1"),
+    )
+    .unwrap();
+    let output = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "--directory", "entities.json"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("entities.json: ") && stderr.contains("active"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn missing_paths_and_every_flag_from_the_environment() {
+    let output = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .current_dir(common::root())
+        .env("ZENML_AUTHZ_POLICIES", "no-such-dir")
+        .arg("validate")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("error: no-such-dir: no such file or directory"),
+        "{stderr}"
+    );
+    let help = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for var in [
+        "ZENML_AUTHZ_POLICIES",
+        "ZENML_AUTHZ_SCHEMAS",
+        "ZENML_AUTHZ_DIRECTORY",
+        "ZENML_AUTHZ_LISTEN",
+        "ZENML_AUTHZ_MAX_BODY_BYTES",
+        "ZENML_AUTHZ_MAX_BATCH",
+        "ZENML_AUTHZ_MAX_CONNECTIONS",
+        "ZENML_AUTHZ_HEADER_TIMEOUT",
+        "ZENML_AUTHZ_SHUTDOWN_GRACE",
+        "ZENML_AUTHZ_LOG",
+        "ZENML_AUTHZ_LOG_FORMAT",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {var}=")),
+            "{var} missing from serve --help"
+        );
+    }
+    let usage = Command::cargo_bin("zenml-authz")
+        .unwrap()
+        .arg("serve")
+        .arg("--bogus")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+}
