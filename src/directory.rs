@@ -362,11 +362,17 @@ enum ScopeKind {
     Project,
 }
 
+/// A custom role once checked: scope, base role, and its grid as (resource type, action) cells.
+type CustomRole = (RoleScope, Option<String>, Vec<(String, &'static str)>);
+
+/// Where an entity came from in the file: line, column and entry name.
+type Place = (usize, usize, String);
+
 struct Builder<'a> {
     path: &'a Path,
     errors: Vec<LoadError>,
     /// Entity JSON by uid key ("Type::id"), with the place of the entry that made it.
-    entities: BTreeMap<(String, String), (Value, Option<(usize, usize, String)>)>,
+    entities: BTreeMap<(String, String), (Value, Option<Place>)>,
     /// Extra parents per entity key.
     parents: BTreeMap<(String, String), BTreeSet<(String, String)>>,
 }
@@ -672,8 +678,7 @@ impl<'a> Builder<'a> {
         }
 
         // Custom roles.
-        let mut custom: BTreeMap<String, (RoleScope, Option<String>, Vec<(String, &'static str)>)> =
-            BTreeMap::new();
+        let mut custom: BTreeMap<String, CustomRole> = BTreeMap::new();
         for (i, role) in file.roles.iter().enumerate() {
             let entry = format!("roles[{i}] `{}`", role.value.name);
             if let Some(cells) = self.custom_role(role, &entry) {
@@ -745,14 +750,14 @@ impl<'a> Builder<'a> {
         }
         for key in api_keys {
             let key_entry = format!("{entry}: api key `{}`", key.name);
-            if let Some(digest) = self.sha256(spanned, &key_entry, &key.sha256) {
-                if directory
+            let digest = self.sha256(spanned, &key_entry, &key.sha256);
+            if let Some(digest) = digest
+                && directory
                     .api_keys
                     .insert(digest, (id.to_owned(), key.revoked))
                     .is_some()
-                {
-                    self.error(spanned, &key_entry, "the same key hash is listed twice");
-                }
+            {
+                self.error(spanned, &key_entry, "the same key hash is listed twice");
             }
         }
         let mut attrs = json!({"name": name, "is_service_account": is_service_account, "active": active});
@@ -796,19 +801,19 @@ impl<'a> Builder<'a> {
             );
             ok = false;
         }
-        if let Some(base) = &r.base {
-            if !predefined.contains(&base.as_str()) {
-                self.error(
-                    role,
-                    entry,
-                    format!(
-                        "base `{base}` is not a predefined {} role (one of {})",
-                        scope_word(r.scope),
-                        predefined.join(", ")
-                    ),
-                );
-                ok = false;
-            }
+        if let Some(base) = &r.base
+            && !predefined.contains(&base.as_str())
+        {
+            self.error(
+                role,
+                entry,
+                format!(
+                    "base `{base}` is not a predefined {} role (one of {})",
+                    scope_word(r.scope),
+                    predefined.join(", ")
+                ),
+            );
+            ok = false;
         }
         let mut cells = Vec::new();
         for (type_name, actions) in &r.permissions {
@@ -869,7 +874,7 @@ impl<'a> Builder<'a> {
     fn bind(
         &mut self,
         directory: &Directory,
-        custom: &BTreeMap<String, (RoleScope, Option<String>, Vec<(String, &'static str)>)>,
+        custom: &BTreeMap<String, CustomRole>,
         binding: &Spanned<BindingEntry>,
         entry: &str,
     ) {

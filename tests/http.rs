@@ -1,4 +1,10 @@
 //! The HTTP API, end to end: the real binary on 127.0.0.1:0, real HTTP requests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
 
 mod common;
 

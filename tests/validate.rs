@@ -1,4 +1,10 @@
 //! `zenml-authz validate` on the bundled sources and on broken copies of them: every error is
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
 //! printed at once, with file, line and column.
 
 mod common;
@@ -7,7 +13,7 @@ use assert_cmd::Command;
 
 /// Runs `validate` on a copy of the bundled sources after applying `edits`
 /// (file relative to the copy, text to find, replacement).
-fn validate_with(edits: &[(&str, &str, &str)]) -> (i32, String, String) {
+fn validate_with(edits: &[Edit<'_>]) -> (i32, String, String) {
     let dir = common::copy_sources();
     for (file, find, replace) in edits {
         let path = dir.path().join(file);
@@ -27,6 +33,9 @@ fn validate_with(edits: &[(&str, &str, &str)]) -> (i32, String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// A fixture edit: file (relative to the copy), text to find, replacement.
+type Edit<'a> = (&'a str, &'a str, &'a str);
 
 /// The 1-based line of the first line containing `needle` in a bundled file.
 fn line_of(file: &str, needle: &str) -> usize {
@@ -54,7 +63,7 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
         "{team: ml-eng, role: developer, workspace: production}",
     );
     // (what, edits, expected error line prefix, expected text in it)
-    let table: Vec<(&str, Vec<(&str, &str, &str)>, String, &str)> = vec![
+    let table: Vec<(&str, Vec<Edit<'_>>, String, &str)> = vec![
         (
             "policy syntax error",
             vec![(

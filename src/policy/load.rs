@@ -66,7 +66,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
     }
 
     let schema = parse_schema(&sources.schemas, &schema_files, &mut errors);
-    let parsed = parse_policies(&sources.policies, &policy_files, &mut errors);
+    let parsed = parse_policies(&policy_files, &mut errors);
     let (Some(schema), Some(text)) = (schema, directory_text) else {
         return Err(errors);
     };
@@ -248,8 +248,7 @@ struct ParsedPolicies {
     files: HashMap<String, (PathBuf, std::sync::Arc<str>)>,
 }
 
-fn parse_policies(root: &Path, files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPolicies {
-    let _ = root;
+fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPolicies {
     let mut parsed = ParsedPolicies {
         set: PolicySet::new(),
         sources: HashMap::new(),
@@ -266,25 +265,7 @@ fn parse_policies(root: &Path, files: &[SourceFile], errors: &mut Vec<LoadError>
             }
         };
         let file_text: std::sync::Arc<str> = file.text.as_str().into();
-        // Cedar numbers a file's policies policy0, policy1, ... in the order written.
-        let mut policies: Vec<_> = file_set.policies().collect();
-        policies.sort_by_key(|p| {
-            p.id()
-                .to_string()
-                .trim_start_matches("policy")
-                .parse::<usize>()
-                .unwrap_or(usize::MAX)
-        });
-        let mut templates: Vec<_> = file_set.templates().collect();
-        templates.sort_by_key(|t| {
-            t.id()
-                .to_string()
-                .trim_start_matches("policy")
-                .parse::<usize>()
-                .unwrap_or(usize::MAX)
-        });
         let mut cursor = 0;
-        let mut index = 0;
         let mut place = |text: Option<String>| -> (Option<usize>, String) {
             let text = text.unwrap_or_default();
             let found = (!text.is_empty())
@@ -292,30 +273,31 @@ fn parse_policies(root: &Path, files: &[SourceFile], errors: &mut Vec<LoadError>
                 .flatten();
             match found {
                 Some(at) => {
-                    cursor += at + text.len();
-                    (Some(super::line_col(&file.text, cursor - text.len()).0), text)
+                    let start = cursor + at;
+                    cursor = start + text.len();
+                    (Some(super::line_col(&file.text, start).0), text)
                 }
                 None => (None, text),
             }
         };
-        // Static policies and templates share Cedar's numbering; id them in one sequence.
+        // Cedar numbers a file's policies and templates policy0, policy1, ... in the order
+        // written; id them in that one sequence.
         enum Item<'a> {
             Policy(&'a cedar_policy::Policy),
             Template(&'a cedar_policy::Template),
         }
-        let mut items: Vec<(usize, Item)> = policies
-            .into_iter()
+        let mut items: Vec<(usize, Item)> = file_set
+            .policies()
             .map(|p| (number(p.id()), Item::Policy(p)))
-            .chain(templates.into_iter().map(|t| (number(t.id()), Item::Template(t))))
+            .chain(file_set.templates().map(|t| (number(t.id()), Item::Template(t))))
             .collect();
         items.sort_by_key(|(n, _)| *n);
-        for (_, item) in items {
+        for (index, (_, item)) in items.into_iter().enumerate() {
             let annotated = match &item {
                 Item::Policy(p) => p.annotation("id").map(str::to_owned),
                 Item::Template(t) => t.annotation("id").map(str::to_owned),
             };
             let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
-            index += 1;
             let (line, text) = match &item {
                 Item::Policy(p) => place(p.to_cedar()),
                 Item::Template(t) => place(Some(t.to_cedar())),

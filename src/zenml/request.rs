@@ -28,7 +28,7 @@ pub struct Question<'a> {
 #[derive(Debug, Clone)]
 pub enum Prepared {
     /// A Cedar request to decide.
-    Request(AuthzRequest),
+    Request(Box<AuthzRequest>),
     /// Denied before evaluation, and why (unknown user, type, action or workspace).
     Denied(String),
 }
@@ -141,12 +141,13 @@ pub fn prepare(
         None => (Vec::new(), Vec::new()),
     };
     // Implicit membership: whoever has a resource of a project shared with them may see it.
-    if resource_type == PROJECT && action == "read" {
-        if let Some(project_id) = &question.resource.id {
-            let (project_users, project_teams) = shares.project_grantees(project_id);
-            users.extend(project_users);
-            teams.extend(project_teams);
-        }
+    if resource_type == PROJECT
+        && action == "read"
+        && let Some(project_id) = &question.resource.id
+    {
+        let (project_users, project_teams) = shares.project_grantees(project_id);
+        users.extend(project_users);
+        teams.extend(project_teams);
     }
     let set = |uids: Vec<EntityUid>| {
         RestrictedExpression::new_set(uids.into_iter().map(RestrictedExpression::new_entity_uid))
@@ -173,11 +174,11 @@ pub fn prepare(
         Some(&snapshot.schema),
     )
     .map_err(|error| format!("request does not fit the schema: {error}"))?;
-    Ok(Prepared::Request(AuthzRequest {
+    Ok(Prepared::Request(Box::new(AuthzRequest {
         request,
         entities,
         referenced,
-    }))
+    })))
 }
 
 /// A project the directory does not list (created in ZenML, no project bindings): it sits in

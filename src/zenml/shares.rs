@@ -58,14 +58,14 @@ impl ShareSet {
         let Some(grants) = self.by_resource.remove(&resource.to_string()) else {
             return;
         };
-        if let Some(project) = &resource.project_id {
-            if let Some(counts) = self.by_project.get_mut(project) {
-                for grantee in grants.keys() {
-                    decrement(counts, grantee);
-                }
-                if counts.is_empty() {
-                    self.by_project.remove(project);
-                }
+        if let Some(project) = &resource.project_id
+            && let Some(counts) = self.by_project.get_mut(project)
+        {
+            for grantee in grants.keys() {
+                decrement(counts, grantee);
+            }
+            if counts.is_empty() {
+                self.by_project.remove(project);
             }
         }
     }

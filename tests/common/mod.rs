@@ -1,5 +1,11 @@
 //! Test support: start the real `zenml-authz` binary on 127.0.0.1:0 and talk HTTP to it.
 #![allow(dead_code, reason = "each test binary uses a different part")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a failed step should stop the test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
