@@ -50,7 +50,7 @@ fn test(sources: &policy::Sources, paths: &[std::path::PathBuf]) -> i32 {
             return exit::INVALID;
         }
     };
-    let report = table::run(&snapshot, &table::table_files(paths));
+    let report = table::run(&snapshot, paths);
     for failure in &report.failures {
         println!("FAIL {failure}");
     }
