@@ -116,15 +116,23 @@ pub fn table_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
-/// Runs every row of every file; a file that cannot be read or parsed is an error, not a pass.
-pub fn run(snapshot: &PolicySnapshot, files: &[PathBuf]) -> Report {
+/// Runs every row of every table file under `paths`; a path with no table files, or a file
+/// that cannot be read or parsed, is an error, not a pass.
+pub fn run(snapshot: &PolicySnapshot, paths: &[PathBuf]) -> Report {
     let mut report = Report::default();
-    if files.is_empty() {
-        report
-            .errors
-            .push(LoadError::file(Path::new("."), "no decision-table files found"));
+    for path in paths {
+        if !path.exists() {
+            report
+                .errors
+                .push(LoadError::file(path, "no such file or directory"));
+        } else if table_files(std::slice::from_ref(path)).is_empty() {
+            report.errors.push(LoadError::file(
+                path,
+                "no decision-table files (*.yaml, *.yml) found",
+            ));
+        }
     }
-    for file in files {
+    for file in &table_files(paths) {
         run_file(snapshot, file, &mut report);
     }
     report

@@ -2,10 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::LazyLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
 
-use super::resource::{PROJECT, Resource, action_from_wire};
+use super::resource::{PROJECT, RESOURCE_TYPES, Resource, action_from_wire};
 use super::shares::ShareSet;
 use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
 use crate::engine::AuthzRequest;
@@ -33,15 +34,37 @@ pub enum Prepared {
     Denied(String),
 }
 
-/// The entity uid `ZenML::<type>::"<id>"`.
+/// Every `ZenML::` entity type the request builder names, parsed once: `EntityTypeName::from_str`
+/// runs Cedar's parser, far too slow for every request.
+static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::new(|| {
+    let fixed = [
+        "User",
+        "Team",
+        "Role",
+        "Permission",
+        "Organization",
+        "Workspace",
+        "Project",
+        "Action",
+    ];
+    fixed
+        .into_iter()
+        .chain(RESOURCE_TYPES.iter().map(|t| t.cedar))
+        .filter_map(|name| Some((name, EntityTypeName::from_str(&format!("ZenML::{name}")).ok()?)))
+        .collect()
+});
+
+/// The entity uid `ZenML::<type>::"<id>"` for one of the model's types.
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    let type_name =
-        EntityTypeName::from_str(&format!("ZenML::{type_name}")).unwrap_or_else(|_| unreachable_type_name());
+    let type_name = match TYPE_NAMES.get(type_name) {
+        Some(parsed) => parsed.clone(),
+        None => EntityTypeName::from_str(&format!("ZenML::{type_name}")).unwrap_or_else(|_| unknown_type()),
+    };
     EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
 }
 
 #[allow(clippy::expect_used, reason = "a literal, valid type name")]
-fn unreachable_type_name() -> EntityTypeName {
+fn unknown_type() -> EntityTypeName {
     EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
 }
 

@@ -1,0 +1,123 @@
+//! The engine's slice is exact: deciding over the per-request slice gives the same decision and
+//! determining policies as Cedar over the whole store merged with the request's entities.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
+
+mod common;
+
+use cedar_policy::Authorizer;
+use zenml_authz::engine::decide;
+use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::{Sources, policy};
+
+const ID: &str = "11111111-1111-4111-8111-111111111111";
+const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
+
+#[test]
+fn slice_decisions_equal_whole_store_decisions() {
+    let root = common::root();
+    let snapshot = policy::load(&Sources {
+        policies: root.join("policies"),
+        schemas: root.join("schemas"),
+        directory: root.join("policies/directory.yaml"),
+    })
+    .unwrap();
+    let directory = snapshot.directory.as_ref().unwrap();
+    let projects: Vec<String> = directory
+        .projects
+        .keys()
+        .cloned()
+        .chain([UNLISTED_PROJECT.to_owned()])
+        .collect();
+
+    // Every resource shape: type-level and instance, in every project (listed or not).
+    let mut resources = Vec::new();
+    for resource_type in RESOURCE_TYPES {
+        let scopes: Vec<Option<&str>> = if resource_type.project_scoped {
+            projects.iter().map(|p| Some(p.as_str())).collect()
+        } else {
+            vec![None]
+        };
+        for project in scopes {
+            let prefix = project.map(|p| format!("{p}:")).unwrap_or_default();
+            resources.push(format!("{prefix}{}", resource_type.wire));
+            resources.push(format!("{prefix}{}/{ID}", resource_type.wire));
+        }
+    }
+    for project in &projects {
+        resources.push(format!("project/{project}"));
+    }
+    let resources: Vec<Resource> = resources.iter().map(|r| Resource::parse(r).unwrap()).collect();
+
+    // Shares to a user and to a team, so the context is exercised too.
+    let mut shares = ShareSet::default();
+    let bob = directory.find_user("bob").unwrap().named.id.clone();
+    let auditors = directory.find_team("auditors").unwrap().named.id.clone();
+    for resource in resources.iter().filter(|r| r.id.is_some()).step_by(3) {
+        shares.set(
+            resource,
+            Grantee::User(bob.clone()),
+            ["read".to_owned(), "update".to_owned()],
+        );
+        shares.set(resource, Grantee::Team(auditors.clone()), ["delete".to_owned()]);
+    }
+
+    let authorizer = Authorizer::new();
+    let mut compared = 0;
+    let mut combination = 0usize;
+    let mut allowed = 0;
+    for workspace in directory.workspaces.keys() {
+        for user in directory.users.keys() {
+            for action in ACTIONS {
+                for resource in &resources {
+                    let question = Question {
+                        workspace_id: workspace,
+                        user_id: user,
+                        action,
+                        resource,
+                    };
+                    // A fixed quarter of the combinations keeps this quick in debug builds.
+                    combination += 1;
+                    if !combination.is_multiple_of(4) {
+                        continue;
+                    }
+                    let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else {
+                        continue;
+                    };
+                    let sliced = decide(&snapshot, &request).unwrap();
+                    let whole = snapshot
+                        .entities
+                        .clone()
+                        .add_entities(request.entities.iter().cloned(), None)
+                        .unwrap();
+                    let reference = authorizer.is_authorized(&request.request, &snapshot.policies, &whole);
+                    let mut reasons: Vec<String> = reference
+                        .diagnostics()
+                        .reason()
+                        .map(ToString::to_string)
+                        .collect();
+                    reasons.sort();
+                    let reference_allowed = reference.decision() == cedar_policy::Decision::Allow;
+                    assert_eq!(
+                        (sliced.allowed, &sliced.reasons),
+                        (reference_allowed, &reasons),
+                        "{user} {action} {resource} in {workspace}"
+                    );
+                    assert_eq!(sliced.errors.len(), reference.diagnostics().errors().count());
+                    compared += 1;
+                    allowed += usize::from(sliced.allowed);
+                }
+            }
+        }
+    }
+    assert!(compared > 5_000, "compared {compared}");
+    assert!(
+        allowed > 500 && allowed < compared,
+        "allowed {allowed} of {compared}: the sample must exercise both outcomes"
+    );
+}
