@@ -106,6 +106,20 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish at shutdown (SIGTERM, Ctrl-C).
     #[arg(long, env = "ZENML_AUTHZ_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
+    /// Path prefix of the ZenML API (`ZENML_SERVER_PRO_API_URL=http://<listen><this>`).
+    #[arg(long, env = "ZENML_AUTHZ_ZENML_BASE_PATH", default_value = "/zenml")]
+    pub zenml_base_path: String,
+    /// Lifetime of issued bearer tokens, seconds (ZenML renews 5 minutes before expiry).
+    #[arg(long, env = "ZENML_AUTHZ_TOKEN_TTL", default_value_t = 3600)]
+    pub token_ttl_secs: u64,
+    /// Secret that signs bearer tokens; set it (the same on every replica) for tokens to survive
+    /// restarts. Default: a random key per process.
+    #[arg(long, env = "ZENML_AUTHZ_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+    /// SQLite file of shares written through the ZenML API (created on first start), or
+    /// `:memory:` to keep them in memory only.
+    #[arg(long, env = "ZENML_AUTHZ_SHARES_DB", default_value = "zenml-authz-shares.db")]
+    pub shares_db: PathBuf,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
     #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
     pub log: String,
@@ -120,6 +134,19 @@ impl ServeArgs {
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_batch_items: self.max_batch,
+        }
+    }
+
+    /// ZenML API settings; the base path gets a leading `/` and loses a trailing one.
+    pub fn zenml_config(&self) -> crate::zenml::api::ZenmlConfig {
+        let trimmed = self.zenml_base_path.trim_matches('/');
+        crate::zenml::api::ZenmlConfig {
+            base_path: format!("/{trimmed}"),
+            token_ttl_secs: self.token_ttl_secs.max(301),
+            token_key: match &self.token_secret {
+                Some(secret) => crate::zenml::token::TokenKey::from_secret(secret),
+                None => crate::zenml::token::TokenKey::random(),
+            },
         }
     }
 

@@ -7,11 +7,12 @@
 //! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot
 //! - [`directory`]: the organization directory file (YAML) and its Cedar entities
 //! - [`engine`]: the pure decision function
-//! - [`zenml`]: ZenML resource strings, requests and shares
+//! - [`zenml`]: the ZenML backend API, resource strings, requests, tokens and shares
 //! - [`table`]: decision tables (`zenml-authz test`)
 //! - [`http`]: the HTTP API (router, Cedar API, health, status)
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`state`]: what request handlers share
+//! - [`store`]: durable shares (SQLite) and their live in-memory view
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -23,6 +24,7 @@ pub mod http;
 pub mod policy;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod table;
 pub mod zenml;
 

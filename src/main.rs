@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
+use zenml_authz::store::{Shares, SqliteShareStore};
 use zenml_authz::{AppState, policy, server, table};
 
 fn main() -> ExitCode {
@@ -92,6 +93,18 @@ fn serve(args: ServeArgs) -> i32 {
             return exit::RUNTIME;
         }
     };
+    let store = if args.shares_db.as_os_str() == ":memory:" {
+        SqliteShareStore::in_memory()
+    } else {
+        SqliteShareStore::open(&args.shares_db)
+    };
+    let shares = match store.and_then(|store| Shares::open(Box::new(store))) {
+        Ok(shares) => shares,
+        Err(error) => {
+            eprintln!("error: {}: {error}", args.shares_db.display());
+            return exit::RUNTIME;
+        }
+    };
     let config = args.server_config();
     runtime.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
@@ -106,7 +119,7 @@ fn serve(args: ServeArgs) -> i32 {
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
         // A line for scripts and tests that start the server on port 0.
         println!("listening on http://{address}");
-        let state = AppState::new(snapshot, args.limits());
+        let state = AppState::new(snapshot, args.limits(), args.zenml_config(), shares);
         server::run(listener, state, &config, server::shutdown_signal()).await;
         exit::OK
     })

@@ -7,6 +7,8 @@ use arc_swap::ArcSwap;
 
 use crate::config::Limits;
 use crate::policy::PolicySnapshot;
+use crate::store::Shares;
+use crate::zenml::api::ZenmlConfig;
 
 /// Cheap to clone; one per server.
 #[derive(Clone, Debug)]
@@ -20,6 +22,10 @@ struct Inner {
     /// without blocking a concurrent swap, and keeps its snapshot until it finishes.
     snapshot: ArcSwap<PolicySnapshot>,
     limits: Limits,
+    /// ZenML API settings (base path, tokens).
+    zenml: ZenmlConfig,
+    /// Durable shares and their in-memory view.
+    shares: Arc<Shares>,
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     draining: AtomicBool,
     /// The errors of the last failed load, cleared by the next good one.
@@ -29,12 +35,14 @@ struct Inner {
 // === impl AppState ===
 
 impl AppState {
-    /// State serving `snapshot` under `limits`.
-    pub fn new(snapshot: PolicySnapshot, limits: Limits) -> Self {
+    /// State serving `snapshot` under `limits`, with the ZenML API and shares.
+    pub fn new(snapshot: PolicySnapshot, limits: Limits, zenml: ZenmlConfig, shares: Shares) -> Self {
         Self {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(snapshot),
                 limits,
+                zenml,
+                shares: Arc::new(shares),
                 draining: AtomicBool::new(false),
                 last_load_error: std::sync::Mutex::new(None),
             }),
@@ -73,6 +81,21 @@ impl AppState {
     /// Request limits.
     pub fn limits(&self) -> &Limits {
         &self.inner.limits
+    }
+
+    /// ZenML API settings.
+    pub fn zenml(&self) -> &ZenmlConfig {
+        &self.inner.zenml
+    }
+
+    /// The shares.
+    pub fn shares(&self) -> &Shares {
+        &self.inner.shares
+    }
+
+    /// The shares, as an owned handle for blocking tasks.
+    pub fn shares_handle(&self) -> Arc<Shares> {
+        self.inner.shares.clone()
     }
 
     /// Marks the server as shutting down.

@@ -59,6 +59,9 @@ struct TableFile {
 #[serde(deny_unknown_fields)]
 struct ShareEntry {
     resource: String,
+    /// The workspace the share was made in; default: the file's, or the case's.
+    #[serde(default)]
+    workspace: Option<String>,
     #[serde(default)]
     user: Option<String>,
     #[serde(default)]
@@ -168,7 +171,12 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
 
     let mut file_shares = ShareSet::default();
     for share in &table.shares {
-        if let Err(message) = add_share(snapshot, &mut file_shares, &share.value) {
+        if let Err(message) = add_share(
+            snapshot,
+            &mut file_shares,
+            &share.value,
+            table.workspace.as_deref(),
+        ) {
             report.errors.push(error_at(
                 share.referenced.line() as usize,
                 share.referenced.column() as usize,
@@ -244,7 +252,7 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
         let mut shares = file_shares.clone();
         let mut bad_share = false;
         for share in &case.shares {
-            if let Err(message) = add_share(snapshot, &mut shares, share) {
+            if let Err(message) = add_share(snapshot, &mut shares, share, workspace_key) {
                 report.errors.push(error_at(
                     line,
                     column,
@@ -353,7 +361,12 @@ fn resolve_resource(snapshot: &PolicySnapshot, text: &str) -> Result<Resource, S
     Resource::parse(&resolved).map_err(|error| error.to_string())
 }
 
-fn add_share(snapshot: &PolicySnapshot, shares: &mut ShareSet, share: &ShareEntry) -> Result<(), String> {
+fn add_share(
+    snapshot: &PolicySnapshot,
+    shares: &mut ShareSet,
+    share: &ShareEntry,
+    default_workspace: Option<&str>,
+) -> Result<(), String> {
     let directory = snapshot.directory.as_ref().ok_or("no ZenML directory")?;
     let resource = resolve_resource(snapshot, &share.resource)?;
     if resource.id.is_none() {
@@ -386,6 +399,14 @@ fn add_share(snapshot: &PolicySnapshot, shares: &mut ShareSet, share: &ShareEntr
         let known = zenml::resource::action_from_wire(action).ok_or(format!("unknown action `{action}`"))?;
         actions.insert(known.to_owned(), ());
     }
-    shares.set(&resource, grantee, actions.into_keys());
+    let workspace_key = share
+        .workspace
+        .as_deref()
+        .or(default_workspace)
+        .unwrap_or_default();
+    let workspace = directory
+        .find_workspace(workspace_key)
+        .ok_or(format!("unknown or missing workspace `{workspace_key}`"))?;
+    shares.set(&workspace.named.id, &resource, grantee, actions.into_keys());
     Ok(())
 }

@@ -58,13 +58,17 @@ fn slice_decisions_equal_whole_store_decisions() {
     let mut shares = ShareSet::default();
     let bob = directory.find_user("bob").unwrap().named.id.clone();
     let auditors = directory.find_team("auditors").unwrap().named.id.clone();
-    for resource in resources.iter().filter(|r| r.id.is_some()).step_by(3) {
-        shares.set(
-            resource,
-            Grantee::User(bob.clone()),
-            ["read".to_owned(), "update".to_owned()],
-        );
-        shares.set(resource, Grantee::Team(auditors.clone()), ["delete".to_owned()]);
+    for workspace in directory.workspaces.keys() {
+        for resource in resources.iter().filter(|r| r.id.is_some()).step_by(3) {
+            let both = ["read".to_owned(), "update".to_owned()];
+            shares.set(workspace, resource, Grantee::User(bob.clone()), both);
+            shares.set(
+                workspace,
+                resource,
+                Grantee::Team(auditors.clone()),
+                ["delete".to_owned()],
+            );
+        }
     }
 
     let authorizer = Authorizer::new();

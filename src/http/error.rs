@@ -10,6 +10,8 @@ use hyper::{Response, StatusCode, header};
 use serde_json::json;
 
 /// An API request that cannot be answered with a decision.
+///
+/// `Display` gives the message, and every variant's message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
     /// Malformed JSON, a missing or mistyped field, an unknown type or action.
@@ -29,6 +31,15 @@ pub enum ApiError {
         /// The methods the endpoint takes.
         allow: &'static str,
     },
+    /// Missing, invalid or expired credentials.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Valid credentials that may not do this (e.g. another workspace).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// A dependency (the share store) failed; nothing was changed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The decision could not be made; the caller must treat it as a deny.
     #[error("cannot decide: {0}")]
     Internal(String),
@@ -41,6 +52,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -52,6 +66,9 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -69,6 +86,12 @@ pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    if let ApiError::Unauthorized(_) = error {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
     }
     response
 }

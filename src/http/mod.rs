@@ -5,6 +5,7 @@
 //! * `GET /healthz`: the process is alive
 //! * `GET /readyz`: 200 while a valid snapshot is active and the server is not draining, else 503
 //! * `GET /v1/status`: active revision, load time, sizes, last load error
+//! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API, see [`crate::zenml::api`]
 //!
 //! Only this module and `zenml` know JSON shapes; the engine sees typed requests.
 
@@ -39,6 +40,10 @@ pub async fn handle(
 async fn route(state: &AppState, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
+    let base = state.zenml().base_path.as_str();
+    if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
+        return crate::zenml::api::route(state, request, rest).await;
+    }
     let allow = match path.as_str() {
         "/healthz" | "/readyz" | "/v1/status" => "GET",
         "/v1/is_authorized" | "/v1/batch_is_authorized" => "POST",
@@ -103,6 +108,7 @@ fn status(state: &AppState) -> Value {
         "warnings": snapshot.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "last_load_error": state.last_load_error(),
         "draining": state.is_draining(),
+        "shares": {"count": state.shares().snapshot().set.len(), "version": state.shares().snapshot().version},
     });
     if let Some(directory) = &snapshot.directory {
         body["counts"]["workspaces"] = json!(directory.workspaces.len());

@@ -5,9 +5,11 @@
 //! request-scoped resource entity in its project or workspace, and a context naming the
 //! custom-role grid cells and the shares that would allow exactly this request.
 
+pub mod api;
 pub mod request;
 pub mod resource;
 pub mod shares;
+pub mod token;
 
 pub use request::{Prepared, Question, prepare};
 pub use resource::{Resource, ResourceError, ResourceType};

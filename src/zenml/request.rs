@@ -160,7 +160,7 @@ pub fn prepare(
         &permission_id(question.workspace_id, resource_type.wire, action),
     ));
     let (mut users, mut teams) = match &question.resource.id {
-        Some(_) => shares.shared_with(&question.resource.to_string(), action),
+        Some(_) => shares.shared_with(question.workspace_id, &question.resource.to_string(), action),
         None => (Vec::new(), Vec::new()),
     };
     // Implicit membership: whoever has a resource of a project shared with them may see it.
@@ -168,7 +168,7 @@ pub fn prepare(
         && action == "read"
         && let Some(project_id) = &question.resource.id
     {
-        let (project_users, project_teams) = shares.project_grantees(project_id);
+        let (project_users, project_teams) = shares.project_grantees(question.workspace_id, project_id);
         users.extend(project_users);
         teams.extend(project_teams);
     }

@@ -200,6 +200,47 @@ impl Resource {
         })
     }
 
+    /// Parses any wire form ZenML has used: the current `[<project>:]<type>[/<id>]`, or the
+    /// tenant-era `<server_id>@server:<type>[/<id>]` of ZenML <= 0.75, which names the server
+    /// (workspace) and no project. Returns the server id of the tenant-era form.
+    pub fn parse_wire(input: &str) -> Result<(Option<String>, Resource), ResourceError> {
+        let Some((server, rest)) = input.split_once("@server:") else {
+            return Resource::parse(input).map(|resource| (None, resource));
+        };
+        let server = uuid::Uuid::parse_str(server)
+            .map(|u| u.hyphenated().to_string())
+            .map_err(|_| ResourceError::NotUuid {
+                input: input.to_owned(),
+                value: server.to_owned(),
+            })?;
+        // Reuse the current parser on a global-looking remainder, then drop its scope check:
+        // in the tenant era every type lived directly in the server.
+        let (type_name, id) = match rest.split_once('/') {
+            Some((type_name, id)) => (type_name, Some(id)),
+            None => (rest, None),
+        };
+        let probe = match id {
+            Some(id) => format!("tag/{id}"),
+            None => "tag".to_owned(),
+        };
+        let parsed = Resource::parse(&probe).map_err(|_| ResourceError::Syntax(input.to_owned()))?;
+        let valid_type = !type_name.is_empty()
+            && type_name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+        if !valid_type {
+            return Err(ResourceError::Syntax(input.to_owned()));
+        }
+        Ok((
+            Some(server),
+            Resource {
+                project_id: None,
+                type_name: type_name.to_owned(),
+                id: parsed.id,
+            },
+        ))
+    }
+
     /// The resource type, if this ZenML version has it.
     pub fn resource_type(&self) -> Option<ResourceType> {
         ResourceType::from_wire(&self.type_name)
@@ -269,6 +310,32 @@ mod tests {
             let error = Resource::parse(input).unwrap_err();
             assert!(error.to_string().contains(&format!("`{input}`")), "{error}");
         }
+    }
+
+    #[test]
+    fn tenant_era_strings_name_the_server_and_no_project() {
+        let server = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+        let (got_server, resource) = Resource::parse_wire(&format!("{server}@server:pipeline/{R}")).unwrap();
+        assert_eq!(got_server.as_deref(), Some(server));
+        assert_eq!(
+            (
+                resource.project_id,
+                resource.type_name.as_str(),
+                resource.id.as_deref()
+            ),
+            (None, "pipeline", Some(R))
+        );
+        let (_, type_level) = Resource::parse_wire(&format!("{server}@server:stack")).unwrap();
+        assert_eq!(type_level.id, None);
+        for bad in [
+            "nope@server:stack",
+            &format!("{server}@server:"),
+            &format!("{server}@server:stack/x"),
+        ] {
+            assert!(Resource::parse_wire(bad).is_err(), "{bad}");
+        }
+        let (none, current) = Resource::parse_wire(&format!("{P}:pipeline")).unwrap();
+        assert_eq!((none, current.project_id.as_deref()), (None, Some(P)));
     }
 
     #[test]

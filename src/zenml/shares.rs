@@ -1,10 +1,12 @@
 //! Resource shares: who a single resource is shared with, for which actions.
 //!
-//! `ShareSet` is the in-memory index the decision path reads; the durable store (ZenML API
-//! issue) loads into it. Replace semantics as in ZenML's `update_resource_membership`: the
-//! actions given for a (resource, user-or-team) pair are its complete new set.
+//! `ShareSet` is the in-memory index the decision path reads; the durable store (`store`) is
+//! loaded into it at start and written before it on every change. Replace semantics as in
+//! ZenML's `update_resource_membership`: the actions given for a (resource, user-or-team) pair
+//! are its complete new set, and an empty set removes the share. Shares belong to the
+//! workspace (ZenML server) that made them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::resource::Resource;
 
@@ -17,70 +19,117 @@ pub enum Grantee {
     Team(String),
 }
 
-/// All shares, indexed by canonical resource string.
+/// All shares, by workspace.
 #[derive(Debug, Clone, Default)]
 pub struct ShareSet {
-    by_resource: HashMap<String, HashMap<Grantee, BTreeSet<String>>>,
+    workspaces: HashMap<String, WorkspaceShares>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct WorkspaceShares {
+    /// canonical resource string -> grantee -> actions.
+    by_resource: HashMap<String, BTreeMap<Grantee, BTreeSet<String>>>,
     /// project id -> grantee -> number of shared resources in that project (implicit membership).
     by_project: HashMap<String, HashMap<Grantee, usize>>,
+    /// (project id or "", resource type) -> ids of shared instances (allowed-resource listing).
+    by_type: HashMap<(String, String), BTreeSet<String>>,
 }
 
 impl ShareSet {
-    /// Sets the complete action set of `grantee` on `resource`; an empty set removes the share.
-    pub fn set(&mut self, resource: &Resource, grantee: Grantee, actions: impl IntoIterator<Item = String>) {
+    /// Sets the complete action set of `grantee` on `resource` in `workspace`; an empty set
+    /// removes the share. `resource` must name one instance.
+    pub fn set(
+        &mut self,
+        workspace: &str,
+        resource: &Resource,
+        grantee: Grantee,
+        actions: impl IntoIterator<Item = String>,
+    ) {
+        let Some(id) = &resource.id else {
+            return;
+        };
+        let shares = self.workspaces.entry(workspace.to_owned()).or_default();
         let key = resource.to_string();
         let actions: BTreeSet<String> = actions.into_iter().collect();
-        let grants = self.by_resource.entry(key.clone()).or_default();
+        let grants = shares.by_resource.entry(key.clone()).or_default();
         let existed = grants.contains_key(&grantee);
         if actions.is_empty() {
             grants.remove(&grantee);
         } else {
             grants.insert(grantee.clone(), actions.clone());
         }
-        if grants.is_empty() {
-            self.by_resource.remove(&key);
+        let now_empty = grants.is_empty();
+        if now_empty {
+            shares.by_resource.remove(&key);
+        }
+        let type_key = (
+            resource.project_id.clone().unwrap_or_default(),
+            resource.type_name.clone(),
+        );
+        if now_empty {
+            remove_id(&mut shares.by_type, &type_key, id);
+        } else {
+            shares.by_type.entry(type_key).or_default().insert(id.clone());
         }
         if let Some(project) = &resource.project_id {
-            let counts = self.by_project.entry(project.clone()).or_default();
+            let counts = shares.by_project.entry(project.clone()).or_default();
             match (existed, actions.is_empty()) {
                 (false, false) => *counts.entry(grantee).or_default() += 1,
                 (true, true) => decrement(counts, &grantee),
                 _ => {}
             }
             if counts.is_empty() {
-                self.by_project.remove(project);
+                shares.by_project.remove(project);
             }
+        }
+        if shares.by_resource.is_empty() {
+            self.workspaces.remove(workspace);
         }
     }
 
-    /// Removes every share of `resource`.
-    pub fn purge(&mut self, resource: &Resource) {
-        let Some(grants) = self.by_resource.remove(&resource.to_string()) else {
+    /// Removes every share of `resource` in `workspace`.
+    pub fn purge(&mut self, workspace: &str, resource: &Resource) {
+        let Some(shares) = self.workspaces.get_mut(workspace) else {
             return;
         };
+        let Some(grants) = shares.by_resource.remove(&resource.to_string()) else {
+            return;
+        };
+        if let Some(id) = &resource.id {
+            let type_key = (
+                resource.project_id.clone().unwrap_or_default(),
+                resource.type_name.clone(),
+            );
+            remove_id(&mut shares.by_type, &type_key, id);
+        }
         if let Some(project) = &resource.project_id
-            && let Some(counts) = self.by_project.get_mut(project)
+            && let Some(counts) = shares.by_project.get_mut(project)
         {
             for grantee in grants.keys() {
                 decrement(counts, grantee);
             }
             if counts.is_empty() {
-                self.by_project.remove(project);
+                shares.by_project.remove(project);
             }
+        }
+        if shares.by_resource.is_empty() {
+            self.workspaces.remove(workspace);
         }
     }
 
-    /// Users and teams `resource` (canonical string) is shared with for `action`.
-    pub fn shared_with(&self, resource_key: &str, action: &str) -> (Vec<&str>, Vec<&str>) {
+    /// Users and teams `resource_key` (canonical string) is shared with for `action`.
+    pub fn shared_with(&self, workspace: &str, resource_key: &str, action: &str) -> (Vec<&str>, Vec<&str>) {
         let mut users = Vec::new();
         let mut teams = Vec::new();
-        if let Some(grants) = self.by_resource.get(resource_key) {
-            for (grantee, actions) in grants {
-                if actions.contains(action) {
-                    match grantee {
-                        Grantee::User(id) => users.push(id.as_str()),
-                        Grantee::Team(id) => teams.push(id.as_str()),
-                    }
+        let grants = self
+            .workspaces
+            .get(workspace)
+            .and_then(|shares| shares.by_resource.get(resource_key));
+        for (grantee, actions) in grants.into_iter().flatten() {
+            if actions.contains(action) {
+                match grantee {
+                    Grantee::User(id) => users.push(id.as_str()),
+                    Grantee::Team(id) => teams.push(id.as_str()),
                 }
             }
         }
@@ -88,15 +137,14 @@ impl ShareSet {
     }
 
     /// Users and teams that have at least one resource of `project_id` shared with them.
-    pub fn project_grantees(&self, project_id: &str) -> (Vec<&str>, Vec<&str>) {
+    pub fn project_grantees(&self, workspace: &str, project_id: &str) -> (Vec<&str>, Vec<&str>) {
         let mut users = Vec::new();
         let mut teams = Vec::new();
-        for grantee in self
-            .by_project
-            .get(project_id)
-            .into_iter()
-            .flat_map(HashMap::keys)
-        {
+        let counts = self
+            .workspaces
+            .get(workspace)
+            .and_then(|shares| shares.by_project.get(project_id));
+        for grantee in counts.into_iter().flat_map(HashMap::keys) {
             match grantee {
                 Grantee::User(id) => users.push(id.as_str()),
                 Grantee::Team(id) => teams.push(id.as_str()),
@@ -105,14 +153,45 @@ impl ShareSet {
         (users, teams)
     }
 
+    /// Ids of the shared instances of `type_name` (in `project_id`, for project-scoped types).
+    pub fn shared_ids(&self, workspace: &str, project_id: Option<&str>, type_name: &str) -> Vec<&str> {
+        let key = (project_id.unwrap_or_default().to_owned(), type_name.to_owned());
+        self.workspaces
+            .get(workspace)
+            .and_then(|shares| shares.by_type.get(&key))
+            .map(|ids| ids.iter().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    /// Projects of `workspace` with at least one shared resource.
+    pub fn shared_projects(&self, workspace: &str) -> Vec<&str> {
+        self.workspaces
+            .get(workspace)
+            .map(|shares| shares.by_project.keys().map(String::as_str).collect())
+            .unwrap_or_default()
+    }
+
     /// Number of (resource, grantee) shares.
     pub fn len(&self) -> usize {
-        self.by_resource.values().map(HashMap::len).sum()
+        self.workspaces
+            .values()
+            .flat_map(|shares| shares.by_resource.values())
+            .map(BTreeMap::len)
+            .sum()
     }
 
     /// True when nothing is shared.
     pub fn is_empty(&self) -> bool {
-        self.by_resource.is_empty()
+        self.workspaces.is_empty()
+    }
+}
+
+fn remove_id(by_type: &mut HashMap<(String, String), BTreeSet<String>>, key: &(String, String), id: &str) {
+    if let Some(ids) = by_type.get_mut(key) {
+        ids.remove(id);
+        if ids.is_empty() {
+            by_type.remove(key);
+        }
     }
 }
 
@@ -129,6 +208,8 @@ fn decrement(counts: &mut HashMap<Grantee, usize>, grantee: &Grantee) {
 mod tests {
     use super::*;
 
+    const W: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+    const OTHER: &str = "d5320975-d92d-4b35-9413-9b848998b5bf";
     const P: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
     const R: &str = "11111111-1111-4111-8111-111111111111";
 
@@ -140,29 +221,43 @@ mod tests {
     fn set_replaces_and_empty_removes() {
         let mut shares = ShareSet::default();
         let key = pipeline().to_string();
-        shares.set(
-            &pipeline(),
-            Grantee::User("u".into()),
-            ["read".into(), "update".into()],
+        let user = || Grantee::User("u".into());
+        shares.set(W, &pipeline(), user(), ["read".into(), "update".into()]);
+        assert_eq!(shares.shared_with(W, &key, "update"), (vec!["u"], vec![]));
+        assert_eq!(
+            shares.shared_with(OTHER, &key, "update"),
+            (vec![], vec![]),
+            "workspace-scoped"
         );
-        assert_eq!(shares.shared_with(&key, "update"), (vec!["u"], vec![]));
-        shares.set(&pipeline(), Grantee::User("u".into()), ["read".into()]);
-        assert_eq!(shares.shared_with(&key, "update"), (vec![], vec![]));
-        assert_eq!(shares.shared_with(&key, "read"), (vec!["u"], vec![]));
-        assert_eq!(shares.project_grantees(P), (vec!["u"], vec![]));
-        shares.set(&pipeline(), Grantee::User("u".into()), Vec::<String>::new());
+        shares.set(W, &pipeline(), user(), ["read".into()]);
+        assert_eq!(shares.shared_with(W, &key, "update"), (vec![], vec![]));
+        assert_eq!(shares.shared_with(W, &key, "read"), (vec!["u"], vec![]));
+        assert_eq!(shares.project_grantees(W, P), (vec!["u"], vec![]));
+        assert_eq!(shares.shared_ids(W, Some(P), "pipeline"), vec![R]);
+        assert_eq!(shares.shared_projects(W), vec![P]);
+        shares.set(W, &pipeline(), user(), Vec::<String>::new());
         assert!(shares.is_empty());
-        assert_eq!(shares.project_grantees(P), (vec![], vec![]));
+        assert_eq!(shares.project_grantees(W, P), (vec![], vec![]));
+        assert!(shares.shared_ids(W, Some(P), "pipeline").is_empty());
     }
 
     #[test]
-    fn purge_removes_every_grantee_and_project_membership() {
+    fn purge_removes_every_grantee_and_index_entry() {
         let mut shares = ShareSet::default();
-        shares.set(&pipeline(), Grantee::User("u".into()), ["read".into()]);
-        shares.set(&pipeline(), Grantee::Team("t".into()), ["read".into()]);
+        shares.set(W, &pipeline(), Grantee::User("u".into()), ["read".into()]);
+        shares.set(W, &pipeline(), Grantee::Team("t".into()), ["read".into()]);
         assert_eq!(shares.len(), 2);
-        shares.purge(&pipeline());
+        shares.purge(W, &pipeline());
         assert!(shares.is_empty());
-        assert_eq!(shares.project_grantees(P), (vec![], vec![]));
+        assert_eq!(shares.project_grantees(W, P), (vec![], vec![]));
+        assert!(shares.shared_ids(W, Some(P), "pipeline").is_empty());
+    }
+
+    #[test]
+    fn type_level_resources_cannot_be_shared() {
+        let mut shares = ShareSet::default();
+        let type_level = Resource::parse(&format!("{P}:pipeline")).unwrap();
+        shares.set(W, &type_level, Grantee::User("u".into()), ["read".into()]);
+        assert!(shares.is_empty());
     }
 }

@@ -1,0 +1,352 @@
+//! Durable shares: the [`ShareStore`] interface, its SQLite implementation, and [`Shares`], the
+//! live view the decision path reads.
+//!
+//! Architecture Invariant: a share change is acknowledged only after the store has committed it
+//! (SQLite in WAL mode with `synchronous = FULL`: the commit is on disk), and the in-memory
+//! [`ShareSet`] is updated only after that. A crash at any moment loses no acknowledged share
+//! and leaves no half-written one (one transaction per change).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use rusqlite::{Connection, params};
+
+use crate::zenml::{Grantee, Resource, ShareSet};
+
+/// A storage failure; the change was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("share store: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A stored row that cannot be read back.
+    #[error("share store: row {0}: {1}")]
+    Corrupt(usize, String),
+    /// The store's lock was poisoned by a panic in another thread.
+    #[error("share store: unavailable after an earlier failure")]
+    Poisoned,
+}
+
+/// One share as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredShare {
+    /// The workspace (ZenML server) it was made in.
+    pub workspace: String,
+    /// The canonical resource string.
+    pub resource: String,
+    /// Who it is shared with.
+    pub grantee: Grantee,
+    /// The shared actions, sorted.
+    pub actions: Vec<String>,
+}
+
+/// Where shares are kept. One small interface, so that a shared PostgreSQL store for
+/// multi-replica deployments can follow.
+pub trait ShareStore: Send + Sync + std::fmt::Debug {
+    /// Every stored share.
+    fn load(&self) -> Result<Vec<StoredShare>, StoreError>;
+    /// Replaces the actions of `share.grantee` on `share.resource` (empty: removes the share),
+    /// recording `shared_by` in the audit log. Durable when it returns `Ok`.
+    fn set(&self, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError>;
+    /// Removes every share of `resources` in `workspace`; returns how many were removed.
+    /// Durable when it returns `Ok`.
+    fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError>;
+}
+
+/// SQLite share store: one file, created on first use.
+#[derive(Debug)]
+pub struct SqliteShareStore {
+    connection: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = FULL;
+CREATE TABLE IF NOT EXISTS shares (
+    workspace_id TEXT NOT NULL,
+    resource     TEXT NOT NULL,
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('user', 'team')),
+    grantee_id   TEXT NOT NULL,
+    actions      TEXT NOT NULL,
+    shared_by    TEXT,
+    updated_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (workspace_id, resource, grantee_kind, grantee_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS share_events (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    at           TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    kind         TEXT NOT NULL CHECK (kind IN ('set', 'purge')),
+    workspace_id TEXT NOT NULL,
+    resource     TEXT NOT NULL,
+    grantee_kind TEXT,
+    grantee_id   TEXT,
+    actions      TEXT,
+    shared_by    TEXT
+);
+";
+
+impl SqliteShareStore {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|error| {
+                StoreError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
+            })?;
+        }
+        Self::with(Connection::open(path)?)
+    }
+
+    /// A store that lives in memory only (tests, `--shares-db :memory:`).
+    pub fn in_memory() -> Result<Self, StoreError> {
+        Self::with(Connection::open_in_memory()?)
+    }
+
+    fn with(connection: Connection) -> Result<Self, StoreError> {
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Self {
+            connection: Mutex::new(connection),
+        })
+    }
+}
+
+fn grantee_columns(grantee: &Grantee) -> (&'static str, &str) {
+    match grantee {
+        Grantee::User(id) => ("user", id),
+        Grantee::Team(id) => ("team", id),
+    }
+}
+
+impl ShareStore for SqliteShareStore {
+    fn load(&self) -> Result<Vec<StoredShare>, StoreError> {
+        let connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut statement = connection.prepare(
+            "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares ORDER BY 1, 2, 3, 4",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut shares = Vec::new();
+        for (index, row) in rows.enumerate() {
+            let (workspace, resource, kind, id, actions) = row?;
+            let grantee = match kind.as_str() {
+                "user" => Grantee::User(id),
+                "team" => Grantee::Team(id),
+                other => return Err(StoreError::Corrupt(index, format!("grantee kind `{other}`"))),
+            };
+            let actions = actions
+                .split(',')
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect();
+            shares.push(StoredShare {
+                workspace,
+                resource,
+                grantee,
+                actions,
+            });
+        }
+        Ok(shares)
+    }
+
+    fn set(&self, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError> {
+        let mut connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
+        let transaction = connection.transaction()?;
+        let (kind, id) = grantee_columns(&share.grantee);
+        let actions = share.actions.join(",");
+        if share.actions.is_empty() {
+            transaction.execute(
+                "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2 AND grantee_kind = ?3 AND grantee_id = ?4",
+                params![share.workspace, share.resource, kind, id],
+            )?;
+        } else {
+            transaction.execute(
+                "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions, shared_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (workspace_id, resource, grantee_kind, grantee_id) DO UPDATE SET
+                   actions = excluded.actions, shared_by = excluded.shared_by,
+                   updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+                params![share.workspace, share.resource, kind, id, actions, shared_by],
+            )?;
+        }
+        transaction.execute(
+            "INSERT INTO share_events (kind, workspace_id, resource, grantee_kind, grantee_id, actions, shared_by)
+             VALUES ('set', ?1, ?2, ?3, ?4, ?5, ?6)",
+            params![share.workspace, share.resource, kind, id, actions, shared_by],
+        )?;
+        transaction.commit()?;
+        Ok(())
+    }
+
+    fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError> {
+        let mut connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
+        let transaction = connection.transaction()?;
+        let mut removed = 0;
+        for resource in resources {
+            removed += transaction.execute(
+                "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2",
+                params![workspace, resource],
+            )?;
+            transaction.execute(
+                "INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', ?1, ?2)",
+                params![workspace, resource],
+            )?;
+        }
+        transaction.commit()?;
+        Ok(removed)
+    }
+}
+
+/// One consistent view of all shares, with a version that changes on every write.
+#[derive(Debug, Default)]
+pub struct ShareSnapshot {
+    /// Bumped by every change (cache keys include it).
+    pub version: u64,
+    /// The shares.
+    pub set: ShareSet,
+}
+
+/// The live shares: the durable store, and the in-memory view swapped after every write.
+#[derive(Debug)]
+pub struct Shares {
+    store: Box<dyn ShareStore>,
+    current: ArcSwap<ShareSnapshot>,
+    /// Serialises writers so that store order and view order agree.
+    writer: Mutex<()>,
+}
+
+impl Shares {
+    /// Loads every stored share into memory. Stored rows that no longer parse are skipped with a
+    /// warning (they cannot match any request).
+    pub fn open(store: Box<dyn ShareStore>) -> Result<Self, StoreError> {
+        let mut set = ShareSet::default();
+        for share in store.load()? {
+            match Resource::parse(&share.resource) {
+                Ok(resource) => set.set(&share.workspace, &resource, share.grantee, share.actions),
+                Err(error) => tracing::warn!(%error, "skipping a stored share"),
+            }
+        }
+        Ok(Self {
+            store,
+            current: ArcSwap::from_pointee(ShareSnapshot { version: 0, set }),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The current shares; hold the `Arc` for a whole request.
+    pub fn snapshot(&self) -> Arc<ShareSnapshot> {
+        self.current.load_full()
+    }
+
+    /// Replaces `grantee`'s actions on `resource` durably, then in memory.
+    pub fn set(
+        &self,
+        workspace: &str,
+        resource: &Resource,
+        grantee: Grantee,
+        actions: Vec<String>,
+        shared_by: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut actions = actions;
+        actions.sort();
+        actions.dedup();
+        let stored = StoredShare {
+            workspace: workspace.to_owned(),
+            resource: resource.to_string(),
+            grantee: grantee.clone(),
+            actions: actions.clone(),
+        };
+        self.store.set(&stored, shared_by)?;
+        let current = self.current.load();
+        let mut set = current.set.clone();
+        set.set(workspace, resource, grantee, actions);
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+        }));
+        Ok(())
+    }
+
+    /// Removes every share of `resources` durably, then in memory.
+    pub fn purge(&self, workspace: &str, resources: &[Resource]) -> Result<usize, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let keys: Vec<String> = resources.iter().map(ToString::to_string).collect();
+        let removed = self.store.purge(workspace, &keys)?;
+        let current = self.current.load();
+        let mut set = current.set.clone();
+        for resource in resources {
+            set.purge(workspace, resource);
+        }
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+        }));
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+    const R: &str = "stack/11111111-1111-4111-8111-111111111111";
+
+    #[test]
+    fn shares_survive_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested/shares.db");
+        let resource = Resource::parse(R).unwrap();
+        {
+            let shares = Shares::open(Box::new(SqliteShareStore::open(&path).unwrap())).unwrap();
+            shares
+                .set(
+                    W,
+                    &resource,
+                    Grantee::Team("t".into()),
+                    vec!["update".into(), "read".into()],
+                    Some("u0"),
+                )
+                .unwrap();
+            shares
+                .set(W, &resource, Grantee::User("u".into()), vec!["read".into()], None)
+                .unwrap();
+            assert_eq!(shares.snapshot().version, 2);
+        }
+        let store = SqliteShareStore::open(&path).unwrap();
+        let mut loaded = store.load().unwrap();
+        loaded.sort_by(|a, b| a.grantee.cmp(&b.grantee));
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[1].actions, ["read", "update"]);
+        let shares = Shares::open(Box::new(store)).unwrap();
+        assert_eq!(
+            shares.snapshot().set.shared_with(W, R, "update"),
+            (vec![], vec!["t"])
+        );
+        shares.purge(W, std::slice::from_ref(&resource)).unwrap();
+        assert!(shares.snapshot().set.is_empty());
+        assert!(SqliteShareStore::open(&path).unwrap().load().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_empty_action_set_removes_the_row() {
+        let store = SqliteShareStore::in_memory().unwrap();
+        let share = |actions: Vec<String>| StoredShare {
+            workspace: W.into(),
+            resource: R.into(),
+            grantee: Grantee::User("u".into()),
+            actions,
+        };
+        store.set(&share(vec!["read".into()]), None).unwrap();
+        store.set(&share(vec![]), None).unwrap();
+        assert!(store.load().unwrap().is_empty());
+    }
+}

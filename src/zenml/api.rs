@@ -1,0 +1,585 @@
+//! The ZenML Pro RBAC backend API, byte for byte what a stock ZenML server's `ZenMLCloudRBAC`,
+//! `ZenMLCloudConnection` and external authenticator send (`../shared/zenml-rbac-contract.md`
+//! §3-§6). Every path is under the configured base path (default `/zenml`, so
+//! `ZENML_SERVER_PRO_API_URL=http://127.0.0.1:8180/zenml`):
+//!
+//! * `POST /auth/login`: OAuth2 client credentials (workspace id + enrollment key) → bearer
+//!   token; or `password=ZENPROKEY_…` (cloud-mode clients) → a user token
+//! * `POST /rbac/check_permissions?user_id&action` with a JSON array of resource strings
+//!   (0.90+), or `GET` with repeated `resources=` (0.75/0.80); tenant-era
+//!   `<server>@server:<type>[/<id>]` strings too
+//! * `GET /rbac/allowed_resource_ids?user_id&resource&action`
+//! * `POST /rbac/resource_members`, `DELETE /rbac/resources?resources=…`
+//! * `GET /rbac/user_team_ids?user_id`
+//! * `GET /users/authorize_server?server_id` (Bearer `ZENPROKEY_…` or a user token): user info
+//! * cloud mode: `PATCH /workspace_status` (`/tenant_status`),
+//!   `GET /organizations/{org}/entitlement/{feature}`, `POST /usage-event`
+//!
+//! Every `/rbac/*` and cloud call needs a workspace token; the token fixes the workspace, and a
+//! `zenml-server-id` header that names another one is refused (403).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::request::{Prepared, Question, prepare};
+use super::resource::{PROJECT, Resource, action_from_wire};
+use super::shares::{Grantee, ShareSet};
+use super::token::{self, Subject};
+use crate::engine;
+use crate::http::{ApiError, json_response, read_body};
+use crate::policy::PolicySnapshot;
+use crate::state::AppState;
+
+/// Settings of the ZenML API.
+#[derive(Debug, Clone)]
+pub struct ZenmlConfig {
+    /// Path prefix of every ZenML endpoint, e.g. `/zenml`.
+    pub base_path: String,
+    /// Lifetime of issued tokens, seconds (ZenML renews 5 minutes before expiry).
+    pub token_ttl_secs: u64,
+    /// Signing key of issued tokens.
+    pub token_key: token::TokenKey,
+}
+
+/// Routes one request whose path is `path` below the base path.
+pub async fn route(
+    state: &AppState,
+    request: Request<Incoming>,
+    path: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let method = request.method().clone();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    let headers = request.headers().clone();
+    let allow = allowed_methods(path).ok_or_else(|| ApiError::NotFound(request.uri().path().to_owned()))?;
+    if !allow.split(", ").any(|m| m == method.as_str()) {
+        return Err(ApiError::MethodNotAllowed {
+            method: method.to_string(),
+            allow,
+        });
+    }
+    let body = read_body(request, state.limits().max_body_bytes).await?;
+    let snapshot = state.snapshot();
+    match (method, path) {
+        (Method::POST, "/auth/login") => login(state, &snapshot, &body),
+        (Method::GET, "/users/authorize_server") => user_info(state, &snapshot, &headers, &query),
+        (method, path) => {
+            let workspace = authenticate_workspace(state, &snapshot, &headers)?;
+            match (method, path) {
+                (Method::POST, "/rbac/check_permissions") => {
+                    let resources: Vec<String> = serde_json::from_slice(&body).map_err(|error| {
+                        ApiError::BadRequest(format!(
+                            "body: expected a JSON array of resource strings: {error}"
+                        ))
+                    })?;
+                    check_permissions(state, &snapshot, &workspace, &query, resources)
+                }
+                (Method::GET, "/rbac/check_permissions") => {
+                    let resources = params(&query, "resources");
+                    check_permissions(state, &snapshot, &workspace, &query, resources)
+                }
+                (Method::GET, "/rbac/allowed_resource_ids") => {
+                    allowed_resource_ids(state, &snapshot, &workspace, &query)
+                }
+                (Method::POST, "/rbac/resource_members") => {
+                    resource_members(state, &snapshot, &workspace, &body).await
+                }
+                (Method::DELETE, "/rbac/resources") => delete_resources(state, &workspace, &query).await,
+                (Method::GET, "/rbac/user_team_ids") => user_team_ids(&snapshot, &query),
+                (Method::PATCH, "/workspace_status" | "/tenant_status") | (Method::POST, "/usage-event") => {
+                    Ok(json_response(StatusCode::OK, &json!({})))
+                }
+                (Method::GET, path) if path.starts_with("/organizations/") => entitlement(&snapshot, path),
+                (_, path) => Err(ApiError::NotFound(path.to_owned())),
+            }
+        }
+    }
+}
+
+fn allowed_methods(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "/auth/login" | "/rbac/resource_members" | "/usage-event" => "POST",
+        "/rbac/check_permissions" => "GET, POST",
+        "/rbac/allowed_resource_ids" | "/rbac/user_team_ids" | "/users/authorize_server" => "GET",
+        "/rbac/resources" => "DELETE",
+        "/workspace_status" | "/tenant_status" => "PATCH",
+        path if path.starts_with("/organizations/") && path.contains("/entitlement/") => "GET",
+        _ => return None,
+    })
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// All values of `key` in a query or form string.
+fn params(query: &str, key: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+        .collect()
+}
+
+/// The one value of a required parameter.
+fn param(query: &str, key: &str) -> Result<String, ApiError> {
+    let mut values = params(query, key);
+    match values.len() {
+        1 => Ok(values.remove(0)),
+        0 => Err(ApiError::BadRequest(format!("missing query parameter `{key}`"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "query parameter `{key}` given more than once"
+        ))),
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The workspace a service-to-service call comes from.
+fn authenticate_workspace(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    headers: &HeaderMap,
+) -> Result<String, ApiError> {
+    let token = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let subject = token::verify(&state.zenml().token_key, token, now())
+        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    let Subject::Workspace(workspace) = subject else {
+        return Err(ApiError::Forbidden(
+            "a user token cannot call the RBAC API".into(),
+        ));
+    };
+    let known = snapshot
+        .directory
+        .as_ref()
+        .is_some_and(|d| d.workspaces.contains_key(&workspace));
+    if !known {
+        return Err(ApiError::Unauthorized(format!(
+            "workspace `{workspace}` is no longer in the directory"
+        )));
+    }
+    if let Some(server_id) = headers.get("zenml-server-id").and_then(|v| v.to_str().ok())
+        && server_id != workspace
+    {
+        return Err(ApiError::Forbidden(format!(
+            "`zenml-server-id` `{server_id}` does not match the token's workspace"
+        )));
+    }
+    Ok(workspace)
+}
+
+fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+fn token_response(state: &AppState, subject: Subject) -> Response<Full<Bytes>> {
+    let ttl = state.zenml().token_ttl_secs;
+    let token = token::issue(&state.zenml().token_key, subject, now() + ttl);
+    json_response(
+        StatusCode::OK,
+        &json!({"access_token": token, "token_type": "bearer", "expires_in": ttl}),
+    )
+}
+
+fn login(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let form =
+        std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("form body is not UTF-8".into()))?;
+    let field = |key: &str| params(form, key).into_iter().next();
+    let directory = snapshot
+        .directory
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory is loaded".into()))?;
+    // A cloud-mode client logging in with an API key gets a user token.
+    if let Some(key) = field("password") {
+        let user = api_key_user(snapshot, &key)?;
+        return Ok(token_response(state, Subject::User(user)));
+    }
+    match field("grant_type").as_deref() {
+        Some("client_credentials") | None => {}
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "grant_type: `{other}` is not supported; use `client_credentials`"
+            )));
+        }
+    }
+    let client_id =
+        field("client_id").ok_or_else(|| ApiError::BadRequest("missing form field `client_id`".into()))?;
+    let secret = field("client_secret")
+        .ok_or_else(|| ApiError::BadRequest("missing form field `client_secret`".into()))?;
+    let workspace = directory
+        .workspaces
+        .get(&client_id)
+        .ok_or_else(|| ApiError::Unauthorized(format!("unknown workspace `{client_id}`")))?;
+    match workspace.enrollment_key_sha256 {
+        Some(expected) if expected == sha256(&secret) => {
+            Ok(token_response(state, Subject::Workspace(client_id)))
+        }
+        Some(_) => Err(ApiError::Unauthorized("wrong client secret".into())),
+        None => Err(ApiError::Unauthorized(format!(
+            "workspace `{}` has no enrollment key",
+            workspace.named.name
+        ))),
+    }
+}
+
+/// The active user an API key belongs to.
+fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<String, ApiError> {
+    let directory = snapshot
+        .directory
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
+    let (user_id, revoked) = directory
+        .api_keys
+        .get(&sha256(key))
+        .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+    if *revoked {
+        return Err(ApiError::Unauthorized("revoked API key".into()));
+    }
+    match directory.users.get(user_id) {
+        Some(user) if user.active => Ok(user_id.clone()),
+        Some(_) => Err(ApiError::Unauthorized("the account is deactivated".into())),
+        None => Err(ApiError::Unauthorized("unknown API key".into())),
+    }
+}
+
+fn user_info(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let credential = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let user_id = if credential.starts_with("ZENPROKEY_") {
+        api_key_user(snapshot, credential)?
+    } else {
+        match token::verify(&state.zenml().token_key, credential, now()) {
+            Ok(Subject::User(user)) => user,
+            Ok(Subject::Workspace(_)) => {
+                return Err(ApiError::Unauthorized("a workspace token is not a user".into()));
+            }
+            Err(error) => return Err(ApiError::Unauthorized(error.to_string())),
+        }
+    };
+    let directory = snapshot
+        .directory
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
+    let server_id = param(query, "server_id")?;
+    if !directory.workspaces.contains_key(&server_id) {
+        return Err(ApiError::NotFound(format!("server `{server_id}`")));
+    }
+    let user = directory
+        .users
+        .get(&user_id)
+        .filter(|u| u.active)
+        .ok_or_else(|| ApiError::Unauthorized("unknown or deactivated account".into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": user.named.id,
+            "username": user.named.name,
+            "email": user.email,
+            "name": user.full_name.clone().unwrap_or_else(|| user.named.name.clone()),
+            "is_superuser": false,
+            "is_service_account": user.is_service_account,
+            "avatar_url": null,
+            "oidc_claims": {},
+        }),
+    ))
+}
+
+/// One ZenML question under one snapshot; anything that is not an allow is `false`, and so is
+/// an evaluation that fails (fail closed).
+fn allowed(snapshot: &PolicySnapshot, shares: &ShareSet, question: &Question<'_>) -> bool {
+    match prepare(snapshot, shares, question) {
+        Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
+            Ok(decision) => decision.allowed,
+            Err(error) => {
+                tracing::warn!(%error, resource = %question.resource, "decision failed: denied");
+                false
+            }
+        },
+        Ok(Prepared::Denied(_)) => false,
+        Err(error) => {
+            tracing::warn!(%error, resource = %question.resource, "request could not be built: denied");
+            false
+        }
+    }
+}
+
+/// A wire resource string for `workspace`: `None` when it is a tenant-era string of another server.
+fn parse_for(workspace: &str, raw: &str) -> Result<Option<Resource>, ApiError> {
+    let (server, resource) =
+        Resource::parse_wire(raw).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    Ok(match server {
+        Some(server) if server != workspace => None,
+        _ => Some(resource),
+    })
+}
+
+fn check_permissions(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    workspace: &str,
+    query: &str,
+    resources: Vec<String>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let user_id = param(query, "user_id")?;
+    let action = param(query, "action")?;
+    let shares = state.shares().snapshot();
+    let mut answer = serde_json::Map::with_capacity(resources.len());
+    for raw in resources {
+        let allow = match parse_for(workspace, &raw)? {
+            Some(resource) => {
+                let question = Question {
+                    workspace_id: workspace,
+                    user_id: &user_id,
+                    action: &action,
+                    resource: &resource,
+                };
+                allowed(snapshot, &shares.set, &question)
+            }
+            None => false,
+        };
+        answer.insert(raw, Value::Bool(allow));
+    }
+    Ok(json_response(StatusCode::OK, &Value::Object(answer)))
+}
+
+fn allowed_resource_ids(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    workspace: &str,
+    query: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let user_id = param(query, "user_id")?;
+    let action = param(query, "action")?;
+    let raw = param(query, "resource")?;
+    let Some(resource) = parse_for(workspace, &raw)? else {
+        return Ok(json_response(
+            StatusCode::OK,
+            &json!({"full_access": false, "ids": []}),
+        ));
+    };
+    if resource.id.is_some() {
+        return Err(ApiError::BadRequest(format!(
+            "resource `{raw}`: expected a type without an id"
+        )));
+    }
+    let ids = allowed_ids(
+        snapshot,
+        &state.shares().snapshot().set,
+        workspace,
+        &user_id,
+        &action,
+        &resource,
+    );
+    Ok(json_response(
+        StatusCode::OK,
+        &match ids {
+            None => json!({"full_access": true, "ids": []}),
+            Some(ids) => json!({"full_access": false, "ids": ids}),
+        },
+    ))
+}
+
+/// `None` for full access to the type, else the ids of the instances the sidecar knows of (shared
+/// ones; for projects, also the directory's) that `check_permissions` allows.
+pub fn allowed_ids(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    workspace: &str,
+    user_id: &str,
+    action: &str,
+    type_level: &Resource,
+) -> Option<Vec<String>> {
+    let question = Question {
+        workspace_id: workspace,
+        user_id,
+        action,
+        resource: type_level,
+    };
+    if allowed(snapshot, shares, &question) {
+        return None;
+    }
+    let mut candidates: Vec<String> = shares
+        .shared_ids(workspace, type_level.project_id.as_deref(), &type_level.type_name)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    if type_level.resource_type() == Some(PROJECT) {
+        if let Some(directory) = &snapshot.directory {
+            candidates.extend(
+                directory
+                    .projects
+                    .values()
+                    .filter(|p| p.workspace_id == workspace)
+                    .map(|p| p.named.id.clone()),
+            );
+        }
+        candidates.extend(shares.shared_projects(workspace).into_iter().map(str::to_owned));
+    }
+    candidates.sort();
+    candidates.dedup();
+    let ids = candidates
+        .into_iter()
+        .filter(|id| {
+            let instance = Resource {
+                id: Some(id.clone()),
+                ..type_level.clone()
+            };
+            allowed(
+                snapshot,
+                shares,
+                &Question {
+                    resource: &instance,
+                    ..question
+                },
+            )
+        })
+        .collect();
+    Some(ids)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MembershipBody {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    team_id: Option<String>,
+    #[serde(default)]
+    sharing_user_id: Option<String>,
+    resource: String,
+    actions: Vec<String>,
+}
+
+async fn resource_members(
+    state: &AppState,
+    snapshot: &PolicySnapshot,
+    workspace: &str,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let body: MembershipBody = serde_path_to_error::deserialize(deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let message = error.into_inner().to_string();
+        ApiError::BadRequest(if path == "." {
+            format!("body: {message}")
+        } else {
+            format!("{path}: {message}")
+        })
+    })?;
+    let directory = snapshot
+        .directory
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("no ZenML directory".into()))?;
+    let grantee = match (body.user_id, body.team_id) {
+        (Some(user), None) if directory.users.contains_key(&user) => Grantee::User(user),
+        (None, Some(team)) if directory.teams.contains_key(&team) => Grantee::Team(team),
+        (Some(user), None) => return Err(ApiError::BadRequest(format!("user_id: unknown user `{user}`"))),
+        (None, Some(team)) => return Err(ApiError::BadRequest(format!("team_id: unknown team `{team}`"))),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of `user_id` and `team_id`".into(),
+            ));
+        }
+    };
+    let Some(resource) = parse_for(workspace, &body.resource)? else {
+        return Err(ApiError::Forbidden(format!(
+            "resource `{}` belongs to another server",
+            body.resource
+        )));
+    };
+    if resource.id.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "resource `{}`: only a single resource (with an id) can be shared",
+            body.resource
+        )));
+    }
+    let mut actions = Vec::with_capacity(body.actions.len());
+    for action in &body.actions {
+        let known = action_from_wire(action)
+            .ok_or_else(|| ApiError::BadRequest(format!("actions: unknown action `{action}`")))?;
+        actions.push(known.to_owned());
+    }
+    let shares = state.shares_handle();
+    let workspace = workspace.to_owned();
+    let sharer = body.sharing_user_id;
+    tokio::task::spawn_blocking(move || {
+        shares.set(&workspace, &resource, grantee, actions, sharer.as_deref())
+    })
+    .await
+    .map_err(|error| ApiError::Internal(format!("share write: {error}")))?
+    .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    Ok(json_response(StatusCode::OK, &json!({})))
+}
+
+async fn delete_resources(
+    state: &AppState,
+    workspace: &str,
+    query: &str,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let mut resources = Vec::new();
+    for raw in params(query, "resources") {
+        if let Some(resource) = parse_for(workspace, &raw)? {
+            resources.push(resource);
+        }
+    }
+    if resources.is_empty() {
+        return Ok(json_response(StatusCode::OK, &json!({"deleted": 0})));
+    }
+    let shares = state.shares_handle();
+    let workspace = workspace.to_owned();
+    let removed = tokio::task::spawn_blocking(move || shares.purge(&workspace, &resources))
+        .await
+        .map_err(|error| ApiError::Internal(format!("share purge: {error}")))?
+        .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    Ok(json_response(StatusCode::OK, &json!({"deleted": removed})))
+}
+
+fn user_team_ids(snapshot: &PolicySnapshot, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    let user_id = param(query, "user_id")?;
+    let teams = snapshot
+        .directory
+        .as_ref()
+        .and_then(|d| d.users.get(&user_id))
+        .map(|u| u.teams.clone())
+        .unwrap_or_default();
+    Ok(json_response(StatusCode::OK, &json!(teams)))
+}
+
+fn entitlement(snapshot: &PolicySnapshot, path: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let ["organizations", organization, "entitlement", feature] = parts.as_slice() else {
+        return Err(ApiError::NotFound(path.to_owned()));
+    };
+    let known = snapshot
+        .directory
+        .as_ref()
+        .is_some_and(|d| d.organization.id == *organization);
+    if !known {
+        return Err(ApiError::NotFound(format!("organization `{organization}`")));
+    }
+    // Self-hosted: no plan limits. Every feature is entitled.
+    let body: BTreeMap<&str, Value> =
+        BTreeMap::from([("feature", json!(feature)), ("entitled", json!(true))]);
+    Ok(json_response(StatusCode::OK, &json!(body)))
+}
