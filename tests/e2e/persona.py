@@ -1,0 +1,57 @@
+"""One operation as one persona, through ZenML's own Python client.
+
+Run with the venv's python and the persona's environment (ZENML_STORE_URL,
+ZENML_STORE_API_TOKEN=ZENPROKEY_..., ZENML_CONFIG_PATH, ZENML_ACTIVE_PROJECT_ID).
+Prints one JSON line: {"ok": true, "value": ...} or {"ok": false, "error": "forbidden"|...}.
+"""
+
+import json
+import sys
+import uuid
+
+from zenml.client import Client
+from zenml.constants import API, VERSION_1
+from zenml.exceptions import IllegalOperationError
+
+
+def run(op, args):
+    client = Client()
+    if op == "whoami":
+        return client.active_user.name
+    if op == "create_project":
+        return str(client.create_project(name=args[0], description="e2e").id)
+    if op == "create_model":
+        return str(client.create_model(name=args[0]).id)
+    if op == "list_models":
+        return sorted(m.name for m in client.list_models(size=100).items)
+    if op == "get_model":
+        return client.get_model(uuid.UUID(args[0])).name
+    if op == "delete_model":
+        client.delete_model(uuid.UUID(args[0]))
+        return None
+    if op == "create_secret":
+        return str(client.create_secret(name=args[0], values={"token": "s3cr3t"}).id)
+    if op == "share":
+        resource_type, resource_id, kind, grantee = args[:4]
+        params = {"resource_type": resource_type, "resource_id": resource_id, f"{kind}_id": grantee}
+        url = client.zen_store.url + API + VERSION_1 + "/users/resource_membership"
+        client.zen_store._request("POST", url, params=params, json=args[4:])
+        return None
+    raise SystemExit(f"unknown operation {op}")
+
+
+def main():
+    op, args = sys.argv[1], sys.argv[2:]
+    try:
+        result = {"ok": True, "value": run(op, args)}
+    except IllegalOperationError as error:
+        result = {"ok": False, "error": "forbidden", "detail": str(error)[:300]}
+    except KeyError as error:
+        result = {"ok": False, "error": "not_found", "detail": str(error)[:300]}
+    except Exception as error:  # noqa: BLE001 - reported to the orchestrator, which fails the test
+        result = {"ok": False, "error": type(error).__name__, "detail": str(error)[:500]}
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

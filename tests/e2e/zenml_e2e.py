@@ -1,0 +1,233 @@
+"""End to end: a stock ZenML server (zenml[server] 0.98) using zenml-authz as its Pro RBAC
+backend, driven by ZenML's own Python client as personas of the sample directory.
+
+Usage: python zenml_e2e.py <zenml-authz binary> <venv> <work dir>
+Standard library only; the venv provides zenml. Exits 0 when every check passed; prints
+`N passed, M failed`.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CREDENTIALS = json.loads((HERE / "try-out-credentials.json").read_text())
+ORG = "743818ac-9cc4-413c-aa3b-0d14700954e9"
+PRODUCTION = "99baf825-b21e-442f-ba98-8246d8d9ac88"
+TEAMS = {"platform": "f5135f22-db1c-457d-9d9e-b7d016a19800", "auditors": "fe018023-9456-47d2-b067-1334d4c1ef3a"}
+USERS = {"grace": "7c43a64e-c811-4df9-a0f1-9b1a74220e53"}
+
+passed, failed = 0, []
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url, deadline_s, process):
+    end = time.time() + deadline_s
+    while time.time() < end:
+        if process.poll() is not None:
+            raise SystemExit(f"process for {url} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 500:
+                    return
+        except urllib.error.HTTPError as error:
+            if error.code < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not come up in {deadline_s}s")
+
+
+def status(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as response:
+        return json.load(response)
+
+
+def check(what, condition, detail=""):
+    global passed
+    if condition:
+        passed += 1
+        print(f"ok   {what}")
+    else:
+        failed.append(what)
+        print(f"FAIL {what}: {detail}")
+
+
+def main():
+    binary, venv, work = (Path(arg).resolve() for arg in sys.argv[1:4])
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    python = venv / "bin" / "python"
+    authz_port, zenml_port = free_port(), free_port()
+    backend = f"http://127.0.0.1:{authz_port}/zenml"
+    server_url = f"http://127.0.0.1:{zenml_port}"
+    logs = {name: open(work / f"{name}.log", "w") for name in ("authz", "zenml")}
+    processes = []
+
+    def sidecar():
+        return subprocess.Popen(
+            [str(binary), "serve", "--listen", f"127.0.0.1:{authz_port}", "--log-format", "json",
+             "--policies", str(ROOT / "policies"), "--schemas", str(ROOT / "schemas"),
+             "--directory", str(ROOT / "policies" / "directory.yaml"),
+             "--shares-db", str(work / "shares.db"), "--token-secret", "e2e-secret"],
+            stdout=logs["authz"], stderr=subprocess.STDOUT)
+
+    try:
+        authz = sidecar()
+        processes.append(authz)
+        wait_http(f"http://127.0.0.1:{authz_port}/readyz", 30, authz)
+
+        env = dict(os.environ)
+        env.update({
+            "ZENML_CONFIG_PATH": str(work / "server-config"),
+            "ZENML_STORE_URL": f"sqlite:///{work / 'zenml.db'}",
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_SERVER": "true",
+            "ZENML_SERVER_RBAC_IMPLEMENTATION_SOURCE": "zenml.zen_server.rbac.zenml_cloud_rbac.ZenMLCloudRBAC",
+            "ZENML_SERVER_AUTH_SCHEME": "EXTERNAL",
+            "ZENML_SERVER_EXTERNAL_LOGIN_URL": f"{backend}/login",
+            "ZENML_SERVER_EXTERNAL_USER_INFO_URL": f"{backend}/users/authorize_server",
+            "ZENML_SERVER_EXTERNAL_SERVER_ID": PRODUCTION,
+            "ZENML_SERVER_PRO_API_URL": backend,
+            "ZENML_SERVER_PRO_DASHBOARD_URL": backend,
+            "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": CREDENTIALS["workspaces"]["production"],
+            "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": "zenml-authz",
+            "ZENML_SERVER_PRO_ORGANIZATION_ID": ORG,
+            "ZENML_SERVER_PRO_WORKSPACE_ID": PRODUCTION,
+        })
+        zenml = subprocess.Popen(
+            [str(venv / "bin" / "uvicorn"), "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
+             "--port", str(zenml_port), "--no-server-header"],
+            env=env, stdout=logs["zenml"], stderr=subprocess.STDOUT, cwd=work)
+        processes.append(zenml)
+        wait_http(f"{server_url}/health", 120, zenml)
+
+        def run(persona, op, *args, project=None):
+            persona_env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+            persona_env.update({
+                "ZENML_STORE_URL": server_url,
+                "ZENML_STORE_API_TOKEN": CREDENTIALS["api_keys"][persona],
+                "ZENML_CONFIG_PATH": str(work / f"client-{persona}"),
+                "ZENML_ANALYTICS_OPT_IN": "false",
+                "ZENML_LOGGING_VERBOSITY": "ERROR",
+            })
+            if project:
+                persona_env["ZENML_ACTIVE_PROJECT_ID"] = project
+            out = subprocess.run([str(python), str(HERE / "persona.py"), op, *args], env=persona_env,
+                                 capture_output=True, text=True, timeout=120)
+            lines = [l for l in out.stdout.splitlines() if l.startswith("RESULT ")]
+            if not lines:
+                return {"ok": False, "error": "no result", "detail": (out.stdout + out.stderr)[-1500:]}
+            return json.loads(lines[-1][len("RESULT "):])
+
+        # Identity: a persona's API key logs in through the sidecar's user-info endpoint.
+        who = run("bob", "whoami")
+        check("bob logs in with his ZENPROKEY API key", who == {"ok": True, "value": "bob"}, who)
+        CREDENTIALS["api_keys"]["bob-revoked"] = CREDENTIALS["revoked_api_keys"]["bob"]
+        who = run("bob-revoked", "whoami")
+        check("a revoked key is refused", not who["ok"], who)
+        who = run("mallory", "whoami")
+        check("a deactivated account is refused", not who["ok"], who)
+
+        # The org admin creates the project; a workspace viewer may not.
+        created = run("ada", "create_project", "e2e")
+        check("org admin creates a project", created["ok"], created)
+        project = created.get("value")
+        denied = run("carol", "create_project", "not-allowed")
+        check("workspace viewer cannot create a project (403)", denied.get("error") == "forbidden", denied)
+
+        # Project-scoped resources: developer creates, viewer cannot.
+        model = run("bob", "create_model", "churn-model", project=project)
+        check("workspace developer creates a model", model["ok"], model)
+        model_id = model.get("value")
+        denied = run("carol", "create_model", "viewer-model", project=project)
+        check("workspace viewer's create gets 403", denied.get("error") == "forbidden", denied)
+        seen = run("carol", "list_models", project=project)
+        check("workspace viewer lists the developer's model", seen.get("value") == ["churn-model"], seen)
+        read = run("carol", "get_model", model_id, project=project)
+        check("workspace viewer reads the model", read.get("value") == "churn-model", read)
+
+        # A member with no role cannot even open the project.
+        read = run("grace", "get_model", model_id, project=project)
+        check("a member cannot read the model (403)", read.get("error") == "forbidden", read)
+
+        # Global types: a developer creates a secret; a viewer cannot.
+        secret = run("bob", "create_secret", "bob-secret")
+        check("workspace developer creates a secret", secret["ok"], secret)
+        denied = run("carol", "create_secret", "carol-secret")
+        check("workspace viewer cannot create a secret (403)", denied.get("error") == "forbidden", denied)
+
+        # A user share: exactly that model, and (implicit membership) its project; the list is
+        # filtered to it.
+        other = run("bob", "create_model", "other-model", project=project)
+        check("workspace developer creates a second model", other["ok"], other)
+        shared = run("ada", "share", "model", model_id, "user", USERS["grace"], "read", project=project)
+        check("org admin shares one model with grace", shared["ok"], shared)
+        seen = run("grace", "list_models", project=project)
+        check("grace's model list is filtered to the shared model", seen.get("value") == ["churn-model"], seen)
+        read = run("grace", "get_model", other.get("value", ""), project=project)
+        check("grace cannot read the model that was not shared (403)", read.get("error") == "forbidden", read)
+
+        # A share to a team grants its members access; erin (stack admin, team platform) has no
+        # project access of her own.
+        read = run("erin", "get_model", model_id, project=project)
+        check("stack admin cannot read the model before the share", read.get("error") == "forbidden", read)
+        shared = run("ada", "share", "model", model_id, "team", TEAMS["platform"], "read", project=project)
+        check("org admin shares the model with team platform", shared["ok"], shared)
+        read = run("erin", "get_model", model_id, project=project)
+        check("a member of the team reads the shared model", read.get("value") == "churn-model", read)
+        seen = run("erin", "list_models", project=project)
+        check("the shared model is in the team member's list", seen.get("value") == ["churn-model"], seen)
+
+        # Shares are durable: the sidecar restarts, the share is still in effect.
+        authz.send_signal(signal.SIGTERM)
+        authz.wait(timeout=30)
+        authz = sidecar()
+        processes.append(authz)
+        wait_http(f"http://127.0.0.1:{authz_port}/readyz", 30, authz)
+        read = run("erin", "get_model", model_id, project=project)
+        check("the share survives a sidecar restart", read.get("value") == "churn-model", read)
+
+        # Deleting the resource purges its shares in the sidecar.
+        before = status(authz_port)["shares"]["count"]
+        deleted = run("bob", "delete_model", model_id, project=project)
+        check("the owner deletes the model", deleted["ok"], deleted)
+        after = status(authz_port)["shares"]["count"]
+        check("deleting the model purged both of its shares", (before, after) == (2, 0), (before, after))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs.values():
+            log.close()
+        if failed:
+            for name in ("authz", "zenml"):
+                tail = (work / f"{name}.log").read_text(errors="replace")[-4000:]
+                print(f"--- {name}.log (tail) ---\n{tail}")
+
+    print(f"{passed} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

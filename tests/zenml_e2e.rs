@@ -1,0 +1,71 @@
+//! A stock ZenML server (`zenml[server]==0.98.0`, installed into a cached venv by
+//! `scripts/zenml-venv.sh`) with zenml-authz as its Pro RBAC backend, configured as README's
+//! "Use with ZenML" says, driven by ZenML's own Python client as personas of the sample
+//! directory (`tests/e2e/zenml_e2e.py`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
+
+mod common;
+
+use std::process::Command;
+
+#[test]
+fn a_real_zenml_server_uses_the_sidecar() {
+    let root = common::root();
+    let venv = Command::new("bash")
+        .arg(root.join("scripts/zenml-venv.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        venv.status.success(),
+        "venv: {}",
+        String::from_utf8_lossy(&venv.stderr)
+    );
+    let venv = String::from_utf8(venv.stdout).unwrap().trim().to_owned();
+    let work = tempfile::tempdir().unwrap();
+    let output = Command::new(format!("{venv}/bin/python"))
+        .arg(root.join("tests/e2e/zenml_e2e.py"))
+        .arg(env!("CARGO_BIN_EXE_zenml-authz"))
+        .arg(&venv)
+        .arg(work.path().join("run"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn try_out_credentials_match_the_directory_hashes() {
+    use sha2::{Digest, Sha256};
+    let root = common::root();
+    let credentials: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/e2e/try-out-credentials.json")).unwrap(),
+    )
+    .unwrap();
+    let directory = std::fs::read_to_string(root.join("policies/directory.yaml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut count = 0;
+    for group in ["workspaces", "api_keys", "revoked_api_keys"] {
+        for (name, secret) in credentials[group].as_object().unwrap() {
+            let secret = secret.as_str().unwrap();
+            let digest = hex::encode(Sha256::digest(secret.as_bytes()));
+            assert!(
+                directory.contains(&digest),
+                "{group}.{name}: its hash is not in directory.yaml"
+            );
+            assert!(readme.contains(secret), "{group}.{name}: README does not list it");
+            count += 1;
+        }
+    }
+    assert_eq!(count, 18);
+}
