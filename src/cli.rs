@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cache::CacheConfig;
 use crate::config::{self, Limits, ServerConfig};
 use crate::policy::Sources;
+use crate::watch::{WatchConfig, WatchMode};
 
 /// Exit codes, the same for every command.
 pub mod exit {
@@ -82,6 +84,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// `serve` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -120,6 +131,25 @@ pub struct ServeArgs {
     /// `:memory:` to keep them in memory only.
     #[arg(long, env = "ZENML_AUTHZ_SHARES_DB", default_value = "zenml-authz-shares.db")]
     pub shares_db: PathBuf,
+    /// How to notice edits of the sources: file-system `events`, `poll`, or `off` (SIGHUP only).
+    #[arg(long, env = "ZENML_AUTHZ_WATCH", value_enum, default_value_t = WatchMode::Events)]
+    pub watch: WatchMode,
+    /// Milliseconds the files must be quiet before a burst of edits is reloaded.
+    #[arg(long, env = "ZENML_AUTHZ_WATCH_DEBOUNCE_MS", default_value_t = 250)]
+    pub watch_debounce_ms: u64,
+    /// Poll interval in milliseconds (`--watch poll`).
+    #[arg(long, env = "ZENML_AUTHZ_WATCH_POLL_MS", default_value_t = 1000)]
+    pub watch_poll_ms: u64,
+    /// Cache decisions (`on`/`off`).
+    #[arg(long, env = "ZENML_AUTHZ_CACHE", value_enum, default_value_t = Switch::On)]
+    pub cache: Switch,
+    /// Most cached decisions.
+    #[arg(long, env = "ZENML_AUTHZ_CACHE_MAX_ENTRIES", default_value_t = 100_000)]
+    pub cache_max_entries: u64,
+    /// Seconds a cached decision is kept (keys include the policy revision and share version, so
+    /// this bounds memory, not staleness).
+    #[arg(long, env = "ZENML_AUTHZ_CACHE_TTL", default_value_t = 300)]
+    pub cache_ttl_secs: u64,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
     #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
     pub log: String,
@@ -147,6 +177,24 @@ impl ServeArgs {
                 Some(secret) => crate::zenml::token::TokenKey::from_secret(secret),
                 None => crate::zenml::token::TokenKey::random(),
             },
+        }
+    }
+
+    /// Watching settings.
+    pub fn watch_config(&self) -> WatchConfig {
+        WatchConfig {
+            mode: self.watch,
+            debounce: Duration::from_millis(self.watch_debounce_ms),
+            poll_interval: Duration::from_millis(self.watch_poll_ms.max(10)),
+        }
+    }
+
+    /// Cache settings.
+    pub fn cache_config(&self) -> CacheConfig {
+        CacheConfig {
+            enabled: self.cache == Switch::On,
+            max_entries: self.cache_max_entries,
+            ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
         }
     }
 

@@ -2,6 +2,7 @@
 //! service accounts, roles, shares) as Cedar policies in git, served as a sidecar.
 //!
 //! # Layout
+//! - [`cache`]: the decision cache (moka), keyed so that it can never serve a stale answer
 //! - [`cli`]: the command line (`serve`, `validate`, `test`) and its exit codes
 //! - [`config`]: resolved limits and listener settings, with their defaults
 //! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot
@@ -9,6 +10,7 @@
 //! - [`engine`]: the pure decision function
 //! - [`zenml`]: the ZenML backend API, resource strings, requests, tokens and shares
 //! - [`table`]: decision tables (`zenml-authz test`)
+//! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
 //! - [`http`]: the HTTP API (router, Cedar API, health, status)
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`state`]: what request handlers share
@@ -16,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod directory;
@@ -26,6 +29,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod table;
+pub mod watch;
 pub mod zenml;
 
 pub use engine::{AuthzRequest, Decision, decide};

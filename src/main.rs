@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
+use zenml_authz::cache::DecisionCache;
 use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
 use zenml_authz::store::{Shares, SqliteShareStore};
-use zenml_authz::{AppState, policy, server, table};
+use zenml_authz::{AppState, policy, server, table, watch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -119,8 +120,19 @@ fn serve(args: ServeArgs) -> i32 {
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
         // A line for scripts and tests that start the server on port 0.
         println!("listening on http://{address}");
-        let state = AppState::new(snapshot, args.limits(), args.zenml_config(), shares);
-        server::run(listener, state, &config, server::shutdown_signal()).await;
+        let cache = DecisionCache::new(args.cache_config());
+        let state = AppState::new(snapshot, args.limits(), args.zenml_config(), shares, cache);
+        // One shutdown signal for the server and the reload actor.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            server::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(watch::run(state.clone(), sources, args.watch_config(), until_stopped(stopped.clone())));
+        server::run(listener, state, &config, until_stopped(stopped)).await;
         exit::OK
     })
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::cache::DecisionCache;
 use crate::config::Limits;
 use crate::policy::PolicySnapshot;
 use crate::store::Shares;
@@ -26,23 +27,50 @@ struct Inner {
     zenml: ZenmlConfig,
     /// Durable shares and their in-memory view.
     shares: Arc<Shares>,
+    /// Decisions, keyed by revision, share version and request.
+    cache: DecisionCache,
+    /// Counts and times of reloads.
+    reloads: std::sync::Mutex<ReloadStats>,
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     draining: AtomicBool,
     /// The errors of the last failed load, cleared by the next good one.
     last_load_error: std::sync::Mutex<Option<Vec<String>>>,
 }
 
+/// Counts and times of reloads since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReloadStats {
+    /// Reloads that published a new revision.
+    pub succeeded: u64,
+    /// Reloads whose sources were valid but unchanged.
+    pub unchanged: u64,
+    /// Reloads that found errors (the active snapshot stayed).
+    pub failed: u64,
+    /// When the last valid load finished.
+    pub last_success: Option<std::time::SystemTime>,
+    /// When the last failed load finished.
+    pub last_failure: Option<std::time::SystemTime>,
+}
+
 // === impl AppState ===
 
 impl AppState {
     /// State serving `snapshot` under `limits`, with the ZenML API and shares.
-    pub fn new(snapshot: PolicySnapshot, limits: Limits, zenml: ZenmlConfig, shares: Shares) -> Self {
+    pub fn new(
+        snapshot: PolicySnapshot,
+        limits: Limits,
+        zenml: ZenmlConfig,
+        shares: Shares,
+        cache: DecisionCache,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(snapshot),
                 limits,
                 zenml,
                 shares: Arc::new(shares),
+                cache,
+                reloads: std::sync::Mutex::new(ReloadStats::default()),
                 draining: AtomicBool::new(false),
                 last_load_error: std::sync::Mutex::new(None),
             }),
@@ -67,6 +95,35 @@ impl AppState {
         if let Ok(mut last) = self.inner.last_load_error.lock() {
             *last = Some(errors);
         }
+        if let Ok(mut reloads) = self.inner.reloads.lock() {
+            reloads.failed += 1;
+            reloads.last_failure = Some(std::time::SystemTime::now());
+        }
+    }
+
+    /// Records a successful reload (`changed`: a new revision was published).
+    pub fn record_load_success(&self, changed: bool) {
+        if let Ok(mut last) = self.inner.last_load_error.lock() {
+            *last = None;
+        }
+        if let Ok(mut reloads) = self.inner.reloads.lock() {
+            if changed {
+                reloads.succeeded += 1;
+            } else {
+                reloads.unchanged += 1;
+            }
+            reloads.last_success = Some(std::time::SystemTime::now());
+        }
+    }
+
+    /// Reload counts and times.
+    pub fn reloads(&self) -> ReloadStats {
+        self.inner.reloads.lock().map(|r| *r).unwrap_or_default()
+    }
+
+    /// The decision cache.
+    pub fn cache(&self) -> &DecisionCache {
+        &self.inner.cache
     }
 
     /// The errors of the last failed load, if the last load failed.

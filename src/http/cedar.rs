@@ -16,6 +16,7 @@ use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use crate::cache::{CacheKey, DecisionCache, RequestKey};
 use crate::engine::{self, AuthzRequest, Decision};
 use crate::policy::PolicySnapshot;
 
@@ -28,9 +29,13 @@ const FIELDS: [&str; 5] = [
 ];
 
 /// Answers one `is_authorized` body.
-pub fn is_authorized(snapshot: &PolicySnapshot, body: &Value) -> Result<Value, ApiError> {
-    let request = parse_request(snapshot, body).map_err(ApiError::BadRequest)?;
-    let decision = decide(snapshot, &request)?;
+pub fn is_authorized(
+    snapshot: &PolicySnapshot,
+    cache: &DecisionCache,
+    body: &Value,
+) -> Result<Value, ApiError> {
+    let (request, key) = parse_request(snapshot, body).map_err(ApiError::BadRequest)?;
+    let decision = decide(snapshot, cache, &request, key)?;
     Ok(decision_json(snapshot, &decision))
 }
 
@@ -38,6 +43,7 @@ pub fn is_authorized(snapshot: &PolicySnapshot, body: &Value) -> Result<Value, A
 /// gets an error result, all under one snapshot.
 pub fn batch_is_authorized(
     snapshot: &PolicySnapshot,
+    cache: &DecisionCache,
     body: &Value,
     max_items: usize,
 ) -> Result<Value, ApiError> {
@@ -66,7 +72,7 @@ pub fn batch_is_authorized(
         .map(|(i, item)| {
             let answer = parse_request(snapshot, item)
                 .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
-                .and_then(|request| decide(snapshot, &request));
+                .and_then(|(request, key)| decide(snapshot, cache, &request, key));
             match answer {
                 Ok(decision) => decision_json(snapshot, &decision),
                 Err(error) => error.body(),
@@ -76,11 +82,32 @@ pub fn batch_is_authorized(
     Ok(json!({"results": results}))
 }
 
-fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, ApiError> {
-    engine::decide(snapshot, request).map_err(|error| match error {
-        engine::DecideError::Redefined(_) => ApiError::BadRequest(format!("additional_entities: {error}")),
-        engine::DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
-    })
+fn decide(
+    snapshot: &PolicySnapshot,
+    cache: &DecisionCache,
+    request: &AuthzRequest,
+    key: Option<RequestKey>,
+) -> Result<Decision, ApiError> {
+    let compute = || {
+        engine::decide(snapshot, request).map_err(|error| match error {
+            engine::DecideError::Redefined(_) => {
+                ApiError::BadRequest(format!("additional_entities: {error}"))
+            }
+            engine::DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
+        })
+    };
+    match key {
+        // Cedar API decisions do not depend on shares: version 0.
+        Some(request) => cache.get_or_compute(
+            CacheKey {
+                revision: snapshot.revision.clone(),
+                shares_version: 0,
+                request,
+            },
+            compute,
+        ),
+        None => compute(),
+    }
 }
 
 fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
@@ -94,8 +121,12 @@ fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
     })
 }
 
-/// Turns one request object into an engine request, or a message naming the bad field.
-pub fn parse_request(snapshot: &PolicySnapshot, body: &Value) -> Result<AuthzRequest, String> {
+/// Turns one request object into an engine request and, when it has no request-scoped
+/// entities, its cache key; or a message naming the bad field.
+pub fn parse_request(
+    snapshot: &PolicySnapshot,
+    body: &Value,
+) -> Result<(AuthzRequest, Option<RequestKey>), String> {
     let object = body
         .as_object()
         .ok_or_else(|| "request: expected a JSON object".to_owned())?;
@@ -130,6 +161,8 @@ pub fn parse_request(snapshot: &PolicySnapshot, body: &Value) -> Result<AuthzReq
         Some(_) => return Err("context: expected a JSON object".into()),
     };
     crate::policy::collect_entity_refs(&context_json, &mut referenced);
+    // serde_json objects are sorted maps: this string is canonical.
+    let context_key = context_json.to_string();
     let context = Context::from_json_value(context_json, Some((&snapshot.schema, &action)))
         .map_err(|error| format!("context: {}", one_line(&error)))?;
 
@@ -153,6 +186,12 @@ pub fn parse_request(snapshot: &PolicySnapshot, body: &Value) -> Result<AuthzReq
         Some(_) => return Err("additional_entities: expected an array of Cedar entities".into()),
     }
 
+    let key = entities.is_empty().then(|| RequestKey::Cedar {
+        principal: principal.to_string(),
+        action: action.to_string(),
+        resource: resource.to_string(),
+        context: context_key,
+    });
     let request =
         Request::new(principal, action, resource, context, Some(&snapshot.schema)).map_err(|error| {
             let field = match &error {
@@ -171,11 +210,14 @@ pub fn parse_request(snapshot: &PolicySnapshot, body: &Value) -> Result<AuthzReq
             };
             format!("{field}: {}", one_line(&error))
         })?;
-    Ok(AuthzRequest {
-        request,
-        entities,
-        referenced,
-    })
+    Ok((
+        AuthzRequest {
+            request,
+            entities,
+            referenced,
+        },
+        key,
+    ))
 }
 
 fn entity_field(object: &serde_json::Map<String, Value>, field: &str) -> Result<EntityUid, String> {

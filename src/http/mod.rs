@@ -64,13 +64,14 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Result<Response<
             let snapshot = state.snapshot();
             Ok(json_response(
                 StatusCode::OK,
-                &cedar::is_authorized(&snapshot, &body)?,
+                &cedar::is_authorized(&snapshot, state.cache(), &body)?,
             ))
         }
         (Method::POST, "/v1/batch_is_authorized") => {
             let body = read_json(request, state.limits().max_body_bytes).await?;
             let snapshot = state.snapshot();
-            let answer = cedar::batch_is_authorized(&snapshot, &body, state.limits().max_batch_items)?;
+            let answer =
+                cedar::batch_is_authorized(&snapshot, state.cache(), &body, state.limits().max_batch_items)?;
             Ok(json_response(StatusCode::OK, &answer))
         }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
@@ -94,9 +95,7 @@ fn readiness(state: &AppState) -> Response<Full<Bytes>> {
 fn status(state: &AppState) -> Value {
     let snapshot = state.snapshot();
     let counts = snapshot.counts();
-    let loaded_at = time::OffsetDateTime::from(snapshot.loaded_at)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let loaded_at = rfc3339(snapshot.loaded_at);
     let mut body = json!({
         "revision": snapshot.revision,
         "loaded_at": loaded_at,
@@ -109,6 +108,13 @@ fn status(state: &AppState) -> Value {
         "last_load_error": state.last_load_error(),
         "draining": state.is_draining(),
         "shares": {"count": state.shares().snapshot().set.len(), "version": state.shares().snapshot().version},
+        "cache": {
+            "enabled": state.cache().enabled(),
+            "hits": state.cache().stats().hits,
+            "misses": state.cache().stats().misses,
+            "entries": state.cache().stats().entries,
+        },
+        "reloads": reloads_json(&state.reloads()),
     });
     if let Some(directory) = &snapshot.directory {
         body["counts"]["workspaces"] = json!(directory.workspaces.len());
@@ -121,6 +127,22 @@ fn status(state: &AppState) -> Value {
         body["counts"]["bindings"] = json!(directory.bindings);
     }
     body
+}
+
+fn rfc3339(time: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(time)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn reloads_json(reloads: &crate::state::ReloadStats) -> Value {
+    json!({
+        "succeeded": reloads.succeeded,
+        "unchanged": reloads.unchanged,
+        "failed": reloads.failed,
+        "last_success_at": reloads.last_success.map(rfc3339),
+        "last_failure_at": reloads.last_failure.map(rfc3339),
+    })
 }
 
 /// Reads a JSON body of at most `limit` bytes: 413 above it, 400 with serde's line and column

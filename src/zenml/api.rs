@@ -33,10 +33,12 @@ use super::request::{Prepared, Question, prepare};
 use super::resource::{PROJECT, Resource, action_from_wire};
 use super::shares::{Grantee, ShareSet};
 use super::token::{self, Subject};
-use crate::engine;
+use crate::cache::{CacheKey, DecisionCache, RequestKey};
+use crate::engine::{self, Decision};
 use crate::http::{ApiError, json_response, read_body};
 use crate::policy::PolicySnapshot;
 use crate::state::AppState;
+use crate::store::ShareSnapshot;
 
 /// Settings of the ZenML API.
 #[derive(Debug, Clone)]
@@ -305,23 +307,52 @@ fn user_info(
     ))
 }
 
-/// One ZenML question under one snapshot; anything that is not an allow is `false`, and so is
-/// an evaluation that fails (fail closed).
-fn allowed(snapshot: &PolicySnapshot, shares: &ShareSet, question: &Question<'_>) -> bool {
-    match prepare(snapshot, shares, question) {
-        Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
-            Ok(decision) => decision.allowed,
-            Err(error) => {
-                tracing::warn!(%error, resource = %question.resource, "decision failed: denied");
-                false
-            }
+/// One ZenML question under one snapshot and share version, through the cache; anything that is
+/// not an allow is `false`, and so is an evaluation that fails (fail closed).
+fn allowed(
+    cache: &DecisionCache,
+    snapshot: &PolicySnapshot,
+    shares: &ShareSnapshot,
+    question: &Question<'_>,
+) -> bool {
+    let key = CacheKey {
+        revision: snapshot.revision.clone(),
+        shares_version: shares.version,
+        request: RequestKey::Zenml {
+            workspace: question.workspace_id.to_owned(),
+            user: question.user_id.to_owned(),
+            action: question.action.to_owned(),
+            resource: question.resource.to_string(),
         },
-        Ok(Prepared::Denied(_)) => false,
-        Err(error) => {
-            tracing::warn!(%error, resource = %question.resource, "request could not be built: denied");
-            false
+    };
+    cache
+        .get_or_compute(key, || decide(snapshot, &shares.set, question))
+        .is_ok_and(|decision| decision.allowed)
+}
+
+/// The decision for one ZenML question (uncached); `Err` (logged) when it could not be
+/// evaluated, which callers treat as a deny.
+pub fn decide(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+) -> Result<Decision, String> {
+    let failed = match prepare(snapshot, shares, question) {
+        Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
+            Ok(decision) => return Ok(decision),
+            Err(error) => error.to_string(),
+        },
+        Ok(Prepared::Denied(why)) => {
+            return Ok(Decision {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec![why],
+            });
         }
-    }
+        Err(error) => error,
+    };
+    tracing::warn!(error = %failed, resource = %question.resource, "cannot decide: denied");
+    Err(failed)
 }
 
 /// A wire resource string for `workspace`: `None` when it is a tenant-era string of another server.
@@ -344,6 +375,7 @@ fn check_permissions(
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
     let shares = state.shares().snapshot();
+    let cache = state.cache();
     let mut answer = serde_json::Map::with_capacity(resources.len());
     for raw in resources {
         let allow = match parse_for(workspace, &raw)? {
@@ -354,7 +386,7 @@ fn check_permissions(
                     action: &action,
                     resource: &resource,
                 };
-                allowed(snapshot, &shares.set, &question)
+                allowed(cache, snapshot, &shares, &question)
             }
             None => false,
         };
@@ -383,14 +415,16 @@ fn allowed_resource_ids(
             "resource `{raw}`: expected a type without an id"
         )));
     }
-    let ids = allowed_ids(
-        snapshot,
-        &state.shares().snapshot().set,
-        workspace,
-        &user_id,
-        &action,
-        &resource,
-    );
+    let shares = state.shares().snapshot();
+    let question = Question {
+        workspace_id: workspace,
+        user_id: &user_id,
+        action: &action,
+        resource: &resource,
+    };
+    let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
+        allowed(state.cache(), snapshot, &shares, q)
+    });
     Ok(json_response(
         StatusCode::OK,
         &match ids {
@@ -416,7 +450,20 @@ pub fn allowed_ids(
         action,
         resource: type_level,
     };
-    if allowed(snapshot, shares, &question) {
+    allowed_ids_with(snapshot, shares, &question, |q| {
+        decide(snapshot, shares, q).is_ok_and(|d| d.allowed)
+    })
+}
+
+/// [`allowed_ids`] with the check to use (the API's is cached).
+fn allowed_ids_with(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+    check: impl Fn(&Question<'_>) -> bool,
+) -> Option<Vec<String>> {
+    let (workspace, type_level) = (question.workspace_id, question.resource);
+    if check(question) {
         return None;
     }
     let mut candidates: Vec<String> = shares
@@ -445,14 +492,10 @@ pub fn allowed_ids(
                 id: Some(id.clone()),
                 ..type_level.clone()
             };
-            allowed(
-                snapshot,
-                shares,
-                &Question {
-                    resource: &instance,
-                    ..question
-                },
-            )
+            check(&Question {
+                resource: &instance,
+                ..*question
+            })
         })
         .collect();
     Some(ids)

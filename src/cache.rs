@@ -1,0 +1,216 @@
+//! The decision cache (moka).
+//!
+//! Architecture Invariant: a cache key holds everything a decision depends on: the snapshot
+//! revision, the share version and the whole request (principal, action, resource, context;
+//! for ZenML questions the workspace, user, action and canonical resource string). A reload or
+//! a share write changes the key, so a cached answer can never outlive the state it was
+//! computed under; the TTL and size bound only memory. Requests with request-scoped
+//! `additional_entities` are not cached, and neither are errors.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::engine::Decision;
+
+/// Cache settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Off: every request is evaluated.
+    pub enabled: bool,
+    /// Most cached decisions.
+    pub max_entries: u64,
+    /// How long a decision is kept.
+    pub ttl: Duration,
+}
+
+/// What a decision is cached under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    /// Snapshot revision the decision was made under.
+    pub revision: String,
+    /// Share version the decision was made under.
+    pub shares_version: u64,
+    /// The request itself.
+    pub request: RequestKey,
+}
+
+/// The request part of a cache key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RequestKey {
+    /// A ZenML question.
+    Zenml {
+        /// Workspace id (from the token).
+        workspace: String,
+        /// User id.
+        user: String,
+        /// Action.
+        action: String,
+        /// Canonical resource string.
+        resource: String,
+    },
+    /// A Cedar API request without request-scoped entities.
+    Cedar {
+        /// `Type::"id"` of the principal.
+        principal: String,
+        /// `Type::"id"` of the action.
+        action: String,
+        /// `Type::"id"` of the resource.
+        resource: String,
+        /// The context as canonical JSON (object keys sorted).
+        context: String,
+    },
+}
+
+/// Hit and miss counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CacheStats {
+    /// Answers served from the cache.
+    pub hits: u64,
+    /// Answers computed (and then cached).
+    pub misses: u64,
+    /// Decisions held now (approximate: moka counts lazily).
+    pub entries: u64,
+}
+
+/// The cache, or a pass-through when disabled.
+#[derive(Debug)]
+pub struct DecisionCache {
+    /// `moka::sync::Cache` rather than a locked map: lock-free reads under the ~40 concurrent
+    /// callers a ZenML server has, bounded size with TinyLFU eviction, and TTL.
+    cache: Option<moka::sync::Cache<CacheKey, Decision>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl DecisionCache {
+    /// A cache with `config`.
+    pub fn new(config: CacheConfig) -> Self {
+        let cache = config.enabled.then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(config.max_entries)
+                .time_to_live(config.ttl)
+                .build()
+        });
+        Self {
+            cache,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The cached decision for `key`, or `compute`'s, which is cached when it is `Ok`.
+    pub fn get_or_compute<E>(
+        &self,
+        key: CacheKey,
+        compute: impl FnOnce() -> Result<Decision, E>,
+    ) -> Result<Decision, E> {
+        let Some(cache) = &self.cache else {
+            return compute();
+        };
+        if let Some(decision) = cache.get(&key) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(decision);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let decision = compute()?;
+        cache.insert(key, decision.clone());
+        Ok(decision)
+    }
+
+    /// Whether caching is on.
+    pub fn enabled(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.cache.as_ref().map_or(0, moka::sync::Cache::entry_count),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(revision: &str, shares_version: u64) -> CacheKey {
+        CacheKey {
+            revision: revision.into(),
+            shares_version,
+            request: RequestKey::Zenml {
+                workspace: "w".into(),
+                user: "u".into(),
+                action: "read".into(),
+                resource: "stack".into(),
+            },
+        }
+    }
+
+    fn decision(allowed: bool) -> Decision {
+        Decision {
+            allowed,
+            reasons: vec![],
+            errors: vec![],
+        }
+    }
+
+    #[test]
+    fn a_new_revision_or_share_version_is_a_miss() {
+        let cache = DecisionCache::new(CacheConfig {
+            enabled: true,
+            max_entries: 100,
+            ttl: Duration::from_secs(60),
+        });
+        let answer = |k, allowed| {
+            cache
+                .get_or_compute(k, || Ok::<_, ()>(decision(allowed)))
+                .unwrap()
+                .allowed
+        };
+        assert!(answer(key("r1", 0), true));
+        assert!(answer(key("r1", 0), false), "served from the cache");
+        assert!(!answer(key("r2", 0), false), "another revision is computed");
+        assert!(!answer(key("r1", 1), false), "another share version is computed");
+        assert_eq!(cache.stats().hits, 1);
+        assert_eq!(cache.stats().misses, 3);
+    }
+
+    #[test]
+    fn errors_are_not_cached_and_off_means_off() {
+        let cache = DecisionCache::new(CacheConfig {
+            enabled: true,
+            max_entries: 100,
+            ttl: Duration::from_secs(60),
+        });
+        assert!(
+            cache
+                .get_or_compute(key("r", 0), || Err::<Decision, _>("boom"))
+                .is_err()
+        );
+        assert!(
+            cache
+                .get_or_compute(key("r", 0), || Ok::<_, ()>(decision(true)))
+                .unwrap()
+                .allowed
+        );
+        let off = DecisionCache::new(CacheConfig {
+            enabled: false,
+            max_entries: 100,
+            ttl: Duration::from_secs(60),
+        });
+        assert!(
+            off.get_or_compute(key("r", 0), || Ok::<_, ()>(decision(true)))
+                .unwrap()
+                .allowed
+        );
+        assert!(
+            !off.get_or_compute(key("r", 0), || Ok::<_, ()>(decision(false)))
+                .unwrap()
+                .allowed
+        );
+        assert_eq!(off.stats(), CacheStats::default());
+    }
+}
