@@ -557,6 +557,15 @@ async fn resource_members(
             body.resource
         )));
     }
+    // A share can only take effect in the workspace whose project holds the resource.
+    if let Some(project) = resource.scope_project().and_then(|id| directory.projects.get(id))
+        && project.workspace_id != workspace
+    {
+        return Err(ApiError::Forbidden(format!(
+            "resource `{}` is in project `{}` of another workspace",
+            body.resource, project.named.name
+        )));
+    }
     let mut actions = Vec::with_capacity(body.actions.len());
     for action in &body.actions {
         let known = action_from_wire(action)

@@ -145,3 +145,130 @@ pub fn copy_sources() -> tempfile::TempDir {
     }
     dir
 }
+
+/// A response of [`Server::send`]: status, headers and body (JSON, else the text as a string).
+pub struct Reply {
+    pub status: u16,
+    pub headers: ureq::http::HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The value of header `name`, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The error message of an error body (empty when there is none).
+    pub fn message(&self) -> String {
+        self.body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.body)
+    }
+}
+
+/// A request body: content type and text.
+pub type Body<'a> = Option<(&'a str, &'a str)>;
+
+/// `key=value&…`, form-urlencoded (so `:` is `%3A` and `/` is `%2F`, as ZenML's `requests`
+/// sends them); a key may repeat.
+pub fn query(pairs: &[(&str, &str)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in pairs {
+        serializer.append_pair(key, value);
+    }
+    serializer.finish()
+}
+
+impl Server {
+    /// Any method, with extra headers and an optional body; panics if the server cannot be
+    /// reached.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Reply {
+        self.try_send(method, path, headers, body).expect("request")
+    }
+
+    /// Like [`Server::send`], but a transport failure (server gone) is an `Err`.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<Reply, ureq::Error> {
+        send_to(&self.base, method, path, headers, body)
+    }
+
+    /// POSTs a form-urlencoded body.
+    pub fn post_form(&self, path: &str, fields: &[(&str, &str)], headers: &[(&str, &str)]) -> Reply {
+        let form = query(fields);
+        self.send(
+            "POST",
+            path,
+            headers,
+            Some(("application/x-www-form-urlencoded", &form)),
+        )
+    }
+
+    /// Logs a workspace in at `/zenml/auth/login` as ZenML does (client credentials); returns
+    /// the access token, panicking unless the login succeeds.
+    pub fn zenml_login(&self, workspace: &str, secret: &str) -> String {
+        let reply = self.post_form(
+            "/zenml/auth/login",
+            &[
+                ("client_id", workspace),
+                ("client_secret", secret),
+                ("audience", "zenml-authz-tests"),
+                ("grant_type", "client_credentials"),
+            ],
+            &[],
+        );
+        assert_eq!(reply.status, 200, "login of {workspace}: {reply:?}");
+        reply.body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
+    }
+}
+
+/// One request to `base` (e.g. `http://127.0.0.1:1234`), outside of a [`Server`] (a writer
+/// thread, a server that was killed).
+pub fn send_to(
+    base: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Body<'_>,
+) -> Result<Reply, ureq::Error> {
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let agent = Server::agent();
+    let mut response = match body {
+        Some((content_type, text)) => agent.run(
+            builder
+                .header("content-type", content_type)
+                .body(text.to_owned())
+                .expect("request"),
+        )?,
+        None => agent.run(builder.body(()).expect("request"))?,
+    };
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.body_mut().read_to_string()?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
