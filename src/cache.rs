@@ -70,6 +70,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Decisions held now (approximate: moka counts lazily).
     pub entries: u64,
+    /// Decisions evicted for size.
+    pub evictions: u64,
 }
 
 /// The cache, or a pass-through when disabled.
@@ -80,21 +82,30 @@ pub struct DecisionCache {
     cache: Option<moka::sync::Cache<CacheKey, Decision>>,
     hits: AtomicU64,
     misses: AtomicU64,
+    evictions: std::sync::Arc<AtomicU64>,
 }
 
 impl DecisionCache {
     /// A cache with `config`.
     pub fn new(config: CacheConfig) -> Self {
+        let evictions = std::sync::Arc::new(AtomicU64::new(0));
+        let counted = evictions.clone();
         let cache = config.enabled.then(|| {
             moka::sync::Cache::builder()
                 .max_capacity(config.max_entries)
                 .time_to_live(config.ttl)
+                .eviction_listener(move |_key, _value, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        counted.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
                 .build()
         });
         Self {
             cache,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            evictions,
         }
     }
 
@@ -128,6 +139,7 @@ impl DecisionCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries: self.cache.as_ref().map_or(0, moka::sync::Cache::entry_count),
+            evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
 }

@@ -22,6 +22,16 @@ pub mod exit {
     pub const USAGE: i32 = 2;
     /// The listen address cannot be bound, or another runtime failure.
     pub const RUNTIME: i32 = 3;
+    /// `authorize`: the decision is Allow (the same code as `OK`).
+    pub const ALLOW: i32 = 0;
+    /// `authorize`: the decision is Deny (Cedar's CLI uses 2, which is clap's `USAGE` here).
+    pub const DENY: i32 = 1;
+    /// `fmt --check`: some files are not formatted.
+    pub const UNFORMATTED: i32 = 1;
+    /// `authorize`, `who-can`, `what-can`, `fmt`: no answer: bad input (unknown user,
+    /// workspace, project, action or resource type; malformed JSON), invalid policy sources, or
+    /// a file that cannot be read, parsed or written.
+    pub const ERROR: i32 = 4;
 }
 
 /// Policy-as-code authorization sidecar for ZenML: ZenML Pro's RBAC as Cedar policies.
@@ -37,11 +47,20 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the authorization API (Cedar API, health and status).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check schemas, policies and directory; print every error; exit 0 when valid.
     Validate(ValidateArgs),
     /// Run decision-table files against the policies; print failures and `N passed, M failed`.
     Test(TestArgs),
+    /// Decide one request and explain it: ALLOW/DENY, the determining policies (file:line and
+    /// text), evaluation errors. Exit 0 ALLOW, 1 DENY, 4 error.
+    Authorize(AuthorizeArgs),
+    /// List the users, service accounts and teams that may do an action on a resource.
+    WhoCan(WhoCanArgs),
+    /// Show a user's bindings and, per workspace and project, resource type -> allowed actions.
+    WhatCan(WhatCanArgs),
+    /// Format `.cedar` files with Cedar's formatter; `--check` lists those it would change.
+    Fmt(FmtArgs),
 }
 
 /// Where the policy sources are (shared by every command).
@@ -150,6 +169,14 @@ pub struct ServeArgs {
     /// this bounds memory, not staleness).
     #[arg(long, env = "ZENML_AUTHZ_CACHE_TTL", default_value_t = 300)]
     pub cache_ttl_secs: u64,
+    /// Decision log (JSON lines, one per decision and share change): `stdout` or a file path,
+    /// appended to. Off when not given.
+    #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG")]
+    pub decision_log: Option<crate::decision_log::Target>,
+    /// Records the decision log may queue; when full, records are dropped and counted
+    /// (`authz_decision_log_dropped_total`), never waited for.
+    #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG_QUEUE", default_value_t = 10_000)]
+    pub decision_log_queue: usize,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
     #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
     pub log: String,
@@ -225,5 +252,107 @@ pub struct TestArgs {
     pub sources: SourceArgs,
     /// Decision-table files or directories of them (`*.yaml`, `*.yml`).
     #[arg(default_value = "tests/decisions")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// `authorize` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    group(clap::ArgGroup::new("asker").required(true).args(["principal", "user"])),
+    after_help = "In ZenML terms: --user alice --action read --resource 'churn:pipeline/<uuid>' \
+                  [--workspace production]. In Cedar terms: --principal 'ZenML::User::\"<id>\"' \
+                  --action read --resource 'ZenML::Project::\"<id>\"' [--context JSON] [--entities JSON].\n\
+                  Exit codes: 0 ALLOW, 1 DENY, 4 error (bad input, unknown user, workspace or \
+                  project, invalid sources), 2 bad command line."
+)]
+pub struct AuthorizeArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Cedar terms: the principal, `ZenML::User::"<id>"` (or `{"type": ..., "id": ...}`).
+    #[arg(long, env = "ZENML_AUTHZ_PRINCIPAL", conflicts_with = "user")]
+    pub principal: Option<String>,
+    /// ZenML terms: the user or service account, by username, name or id.
+    #[arg(long, env = "ZENML_AUTHZ_USER")]
+    pub user: Option<String>,
+    /// The action: a ZenML action (`read`, `update`, ...), or `ZenML::Action::"read"`.
+    #[arg(long, env = "ZENML_AUTHZ_ACTION")]
+    pub action: String,
+    /// The resource: with `--user` a ZenML resource string `[<project>:]<type>[/<uuid>]` (the
+    /// project, and the id of `project/<id>`, by name or UUID); with `--principal` an entity,
+    /// `ZenML::Project::"<id>"`.
+    #[arg(long, env = "ZENML_AUTHZ_RESOURCE")]
+    pub resource: String,
+    /// ZenML terms: the workspace asking, by name or id. Default: the workspace of the
+    /// resource's project, else the directory's only workspace.
+    #[arg(long, env = "ZENML_AUTHZ_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// Cedar terms: the request context, a JSON object, or `@file`.
+    #[arg(long, env = "ZENML_AUTHZ_CONTEXT")]
+    pub context: Option<String>,
+    /// Cedar terms: request-scoped entities, a JSON array of Cedar entities, or `@file`.
+    #[arg(long, env = "ZENML_AUTHZ_ENTITIES")]
+    pub entities: Option<String>,
+    /// ZenML terms: a sidecar's share database (SQLite), to count the shares made through
+    /// ZenML. Default: no shares.
+    #[arg(long, env = "ZENML_AUTHZ_SHARES_DB")]
+    pub shares_db: Option<PathBuf>,
+}
+
+/// `who-can` flags.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit codes: 0 answered (even when nobody may), 4 error, 2 bad command line.")]
+pub struct WhoCanArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The ZenML action, e.g. `read`.
+    #[arg(long, env = "ZENML_AUTHZ_ACTION")]
+    pub action: String,
+    /// The ZenML resource string, `[<project>:]<type>[/<uuid>]`, the project by name or UUID.
+    #[arg(long, env = "ZENML_AUTHZ_RESOURCE")]
+    pub resource: String,
+    /// The workspace asking, by name or id. Default: the workspace of the resource's project,
+    /// else the directory's only workspace.
+    #[arg(long, env = "ZENML_AUTHZ_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// A sidecar's share database (SQLite), to count shares made through ZenML. Default: none.
+    #[arg(long, env = "ZENML_AUTHZ_SHARES_DB")]
+    pub shares_db: Option<PathBuf>,
+}
+
+/// `what-can` flags.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit codes: 0 answered, 4 error (unknown user or workspace, invalid sources), 2 bad command line.")]
+pub struct WhatCanArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The user or service account, by username, name or id.
+    #[arg(long, env = "ZENML_AUTHZ_USER")]
+    pub user: String,
+    /// Only this workspace (name or id). Default: every workspace of the directory.
+    #[arg(long, env = "ZENML_AUTHZ_WORKSPACE")]
+    pub workspace: Option<String>,
+}
+
+/// `fmt` flags.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "Exit codes: 0 formatted (or, with --check, nothing to change), 1 --check found files to \
+                        reformat, 4 a file cannot be read, parsed or written, 2 bad command line.")]
+pub struct FmtArgs {
+    /// Policy sources (`--policies` is the default path).
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// Change nothing: list the files that would be reformatted, exit 1 if there are any.
+    #[arg(long, env = "ZENML_AUTHZ_FMT_CHECK")]
+    pub check: bool,
+    /// Line width of the formatted policies.
+    #[arg(long, env = "ZENML_AUTHZ_FMT_LINE_WIDTH", default_value_t = 80)]
+    pub line_width: usize,
+    /// Indentation width of the formatted policies.
+    #[arg(long, env = "ZENML_AUTHZ_FMT_INDENT_WIDTH", default_value_t = 2)]
+    pub indent_width: usize,
+    /// `.cedar` files or directories searched recursively for them. Default: `--policies`.
     pub paths: Vec<PathBuf>,
 }

@@ -4,13 +4,16 @@
 //! # Layout
 //! - [`cache`]: the decision cache (moka), keyed so that it can never serve a stale answer
 //! - [`cli`]: the command line (`serve`, `validate`, `test`) and its exit codes
+//! - [`decision_log`]: the JSON-lines audit log of decisions and shares (never blocks)
 //! - [`config`]: resolved limits and listener settings, with their defaults
 //! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot
 //! - [`directory`]: the organization directory file (YAML) and its Cedar entities
 //! - [`engine`]: the pure decision function
 //! - [`zenml`]: the ZenML backend API, resource strings, requests, tokens and shares
 //! - [`table`]: decision tables (`zenml-authz test`)
+//! - [`authoring`]: policy authoring: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings
 //! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
+//! - [`metrics`]: Prometheus metrics, declared once; `/metrics`
 //! - [`http`]: the HTTP API (router, Cedar API, health, status)
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`state`]: what request handlers share
@@ -18,12 +21,15 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod authoring;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod decision_log;
 pub mod directory;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod state;

@@ -6,15 +6,22 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use zenml_authz::cache::DecisionCache;
 use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
+use zenml_authz::decision_log::DecisionLog;
+use zenml_authz::metrics::Metrics;
+use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
-use zenml_authz::{AppState, policy, server, table, watch};
+use zenml_authz::{AppState, authoring, policy, server, table, watch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Validate(args) => validate(&args.sources.sources()),
         Command::Test(args) => test(&args.sources.sources(), &args.paths),
+        Command::Authorize(args) => authoring::authorize(&args).emit(),
+        Command::WhoCan(args) => authoring::who_can(&args).emit(),
+        Command::WhatCan(args) => authoring::what_can(&args).emit(),
+        Command::Fmt(args) => authoring::fmt(&args).emit(),
     };
     ExitCode::from(code as u8)
 }
@@ -22,8 +29,9 @@ fn main() -> ExitCode {
 fn validate(sources: &policy::Sources) -> i32 {
     match policy::load(sources) {
         Ok(snapshot) => {
-            for warning in &snapshot.warnings {
-                println!("warning: {warning}");
+            // Warnings go to stderr with the errors; stdout keeps the verdict.
+            for warning in snapshot.warnings.iter().chain(&authoring::lint(&snapshot, sources)) {
+                eprintln!("warning: {warning}");
             }
             let counts = snapshot.counts();
             println!(
@@ -120,8 +128,14 @@ fn serve(args: ServeArgs) -> i32 {
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
         // A line for scripts and tests that start the server on port 0.
         println!("listening on http://{address}");
-        let cache = DecisionCache::new(args.cache_config());
-        let state = AppState::new(snapshot, args.limits(), args.zenml_config(), shares, cache);
+        let services = match services(&args, shares) {
+            Ok(services) => services,
+            Err(message) => {
+                eprintln!("error: {message}");
+                return exit::RUNTIME;
+            }
+        };
+        let state = AppState::new(snapshot, services);
         // One shutdown signal for the server and the reload actor.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -134,6 +148,24 @@ fn serve(args: ServeArgs) -> i32 {
         tokio::spawn(watch::run(state.clone(), sources, args.watch_config(), until_stopped(stopped.clone())));
         server::run(listener, state, &config, until_stopped(stopped)).await;
         exit::OK
+    })
+}
+
+/// Cache, metrics, decision log and the rest of what `serve` runs with.
+fn services(args: &ServeArgs, shares: Shares) -> Result<Services, String> {
+    let metrics = Metrics::new().map_err(|error| format!("metrics: {error}"))?;
+    let decision_log = match &args.decision_log {
+        Some(target) => DecisionLog::start(target, args.decision_log_queue, metrics.clone())
+            .map_err(|error| format!("decision log {target:?}: {error}"))?,
+        None => DecisionLog::disabled(metrics.clone()),
+    };
+    Ok(Services {
+        limits: args.limits(),
+        zenml: args.zenml_config(),
+        shares,
+        cache: DecisionCache::new(args.cache_config()),
+        metrics,
+        decision_log,
     })
 }
 

@@ -7,6 +7,8 @@ use arc_swap::ArcSwap;
 
 use crate::cache::DecisionCache;
 use crate::config::Limits;
+use crate::decision_log::DecisionLog;
+use crate::metrics::Metrics;
 use crate::policy::PolicySnapshot;
 use crate::store::Shares;
 use crate::zenml::api::ZenmlConfig;
@@ -29,12 +31,33 @@ struct Inner {
     shares: Arc<Shares>,
     /// Decisions, keyed by revision, share version and request.
     cache: DecisionCache,
+    /// Event-time Prometheus metrics.
+    metrics: Metrics,
+    /// The audit log of decisions and shares.
+    decision_log: DecisionLog,
     /// Counts and times of reloads.
     reloads: std::sync::Mutex<ReloadStats>,
     /// Set when shutdown begins: `/readyz` turns 503 so load balancers stop sending traffic.
     draining: AtomicBool,
     /// The errors of the last failed load, cleared by the next good one.
     last_load_error: std::sync::Mutex<Option<Vec<String>>>,
+}
+
+/// Everything a server needs besides its snapshot.
+#[derive(Debug)]
+pub struct Services {
+    /// Request limits.
+    pub limits: Limits,
+    /// ZenML API settings.
+    pub zenml: ZenmlConfig,
+    /// Durable shares.
+    pub shares: Shares,
+    /// Decision cache.
+    pub cache: DecisionCache,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Decision log.
+    pub decision_log: DecisionLog,
 }
 
 /// Counts and times of reloads since start.
@@ -55,14 +78,16 @@ pub struct ReloadStats {
 // === impl AppState ===
 
 impl AppState {
-    /// State serving `snapshot` under `limits`, with the ZenML API and shares.
-    pub fn new(
-        snapshot: PolicySnapshot,
-        limits: Limits,
-        zenml: ZenmlConfig,
-        shares: Shares,
-        cache: DecisionCache,
-    ) -> Self {
+    /// State serving `snapshot` with `services`.
+    pub fn new(snapshot: PolicySnapshot, services: Services) -> Self {
+        let Services {
+            limits,
+            zenml,
+            shares,
+            cache,
+            metrics,
+            decision_log,
+        } = services;
         Self {
             inner: Arc::new(Inner {
                 snapshot: ArcSwap::from_pointee(snapshot),
@@ -70,6 +95,8 @@ impl AppState {
                 zenml,
                 shares: Arc::new(shares),
                 cache,
+                metrics,
+                decision_log,
                 reloads: std::sync::Mutex::new(ReloadStats::default()),
                 draining: AtomicBool::new(false),
                 last_load_error: std::sync::Mutex::new(None),
@@ -124,6 +151,16 @@ impl AppState {
     /// The decision cache.
     pub fn cache(&self) -> &DecisionCache {
         &self.inner.cache
+    }
+
+    /// Event-time metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The decision log.
+    pub fn decision_log(&self) -> &DecisionLog {
+        &self.inner.decision_log
     }
 
     /// The errors of the last failed load, if the last load failed.

@@ -348,7 +348,7 @@ fn word(expect: Expect) -> &'static str {
 }
 
 /// A resource string whose project part may be a project name from the directory.
-fn resolve_resource(snapshot: &PolicySnapshot, text: &str) -> Result<Resource, String> {
+pub(crate) fn resolve_resource(snapshot: &PolicySnapshot, text: &str) -> Result<Resource, String> {
     let resolved = match (text.split_once(':'), &snapshot.directory) {
         (Some((project, rest)), Some(directory)) if uuid::Uuid::parse_str(project).is_err() => {
             let project = directory

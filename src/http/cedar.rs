@@ -16,8 +16,12 @@ use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use crate::cache::{CacheKey, DecisionCache, RequestKey};
+use std::time::Instant;
+
+use super::Call;
+use crate::cache::{CacheKey, RequestKey};
 use crate::engine::{self, AuthzRequest, Decision};
+use crate::metrics::{Api, Outcome};
 use crate::policy::PolicySnapshot;
 
 const FIELDS: [&str; 5] = [
@@ -29,21 +33,17 @@ const FIELDS: [&str; 5] = [
 ];
 
 /// Answers one `is_authorized` body.
-pub fn is_authorized(
-    snapshot: &PolicySnapshot,
-    cache: &DecisionCache,
-    body: &Value,
-) -> Result<Value, ApiError> {
+pub fn is_authorized(call: &Call<'_>, snapshot: &PolicySnapshot, body: &Value) -> Result<Value, ApiError> {
     let (request, key) = parse_request(snapshot, body).map_err(ApiError::BadRequest)?;
-    let decision = decide(snapshot, cache, &request, key)?;
+    let decision = decide(call, snapshot, &request, key)?;
     Ok(decision_json(snapshot, &decision))
 }
 
 /// Answers a `batch_is_authorized` body: every well-formed item is decided, each bad one
 /// gets an error result, all under one snapshot.
 pub fn batch_is_authorized(
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
-    cache: &DecisionCache,
     body: &Value,
     max_items: usize,
 ) -> Result<Value, ApiError> {
@@ -72,7 +72,7 @@ pub fn batch_is_authorized(
         .map(|(i, item)| {
             let answer = parse_request(snapshot, item)
                 .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
-                .and_then(|(request, key)| decide(snapshot, cache, &request, key));
+                .and_then(|(request, key)| decide(call, snapshot, &request, key));
             match answer {
                 Ok(decision) => decision_json(snapshot, &decision),
                 Err(error) => error.body(),
@@ -82,23 +82,30 @@ pub fn batch_is_authorized(
     Ok(json!({"results": results}))
 }
 
+/// Decides through the cache (when the request has a key), counts the decision and logs it.
 fn decide(
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
-    cache: &DecisionCache,
     request: &AuthzRequest,
     key: Option<RequestKey>,
 ) -> Result<Decision, ApiError> {
+    let started = Instant::now();
+    let metrics = call.state.metrics();
+    let cached = std::cell::Cell::new(true);
     let compute = || {
-        engine::decide(snapshot, request).map_err(|error| match error {
+        cached.set(false);
+        let evaluated = engine::decide(snapshot, request);
+        metrics.engine_time(Api::Cedar, started.elapsed());
+        evaluated.map_err(|error| match error {
             engine::DecideError::Redefined(_) => {
                 ApiError::BadRequest(format!("additional_entities: {error}"))
             }
             engine::DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
         })
     };
-    match key {
+    let result = match key {
         // Cedar API decisions do not depend on shares: version 0.
-        Some(request) => cache.get_or_compute(
+        Some(request) => call.state.cache().get_or_compute(
             CacheKey {
                 revision: snapshot.revision.clone(),
                 shares_version: 0,
@@ -107,7 +114,50 @@ fn decide(
             compute,
         ),
         None => compute(),
+    };
+    let (action, resource_type) = labels(request);
+    let outcome = match &result {
+        Ok(decision) if decision.allowed => Outcome::Allow,
+        Ok(_) => Outcome::Deny,
+        Err(_) => Outcome::Error,
+    };
+    let reasons = result.as_ref().map(|d| d.reasons.as_slice()).unwrap_or_default();
+    metrics.decision(Api::Cedar, outcome, &action, &resource_type, reasons);
+    let log = call.state.decision_log();
+    if log.enabled() {
+        let uid = |uid: Option<&cedar_policy::EntityUid>| uid.map(ToString::to_string);
+        log.record(json!({
+            "time": crate::decision_log::now(),
+            "request_id": call.request_id,
+            "api": Api::Cedar.label(),
+            "principal": uid(request.request.principal()),
+            "action": uid(request.request.action()),
+            "resource": uid(request.request.resource()),
+            "decision": outcome.label(),
+            "policies": reasons,
+            "errors": result.as_ref().map(|d| d.errors.clone()).unwrap_or_else(|e| vec![e.to_string()]),
+            "revision": snapshot.revision,
+            "cached": cached.get(),
+            "latency_us": started.elapsed().as_micros() as u64,
+        }));
     }
+    result
+}
+
+/// The bounded labels of a validated request: the action's id and the resource's type (both
+/// declared by the schema).
+fn labels(request: &AuthzRequest) -> (String, String) {
+    let action = request
+        .request
+        .action()
+        .map(|uid| uid.id().unescaped().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let resource_type = request
+        .request
+        .resource()
+        .map(|uid| uid.type_name().to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    (action, resource_type)
 }
 
 fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {

@@ -5,6 +5,7 @@
 //! * `GET /healthz`: the process is alive
 //! * `GET /readyz`: 200 while a valid snapshot is active and the server is not draining, else 503
 //! * `GET /v1/status`: active revision, load time, sizes, last load error
+//! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API, see [`crate::zenml::api`]
 //!
 //! Only this module and `zenml` know JSON shapes; the engine sees typed requests.
@@ -16,6 +17,9 @@ pub use cedar::{entity_uid, parse_request};
 pub use error::{ApiError, json_response, respond};
 
 use std::convert::Infallible;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -30,22 +34,128 @@ pub async fn handle(
     state: AppState,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    let response = match route(&state, request).await {
-        Ok(response) => response,
-        Err(error) => respond(&error),
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let route_label = route_label(&state.zenml().base_path, request.uri().path());
+    let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), route = route_label);
+    // Decremented on drop: a client that hangs up mid-request is no longer in flight.
+    let _in_flight = InFlight::enter(state.metrics().in_flight().clone());
+    let call = Call {
+        state: &state,
+        request_id: &request_id,
     };
+    let mut response = match route(&call, request).instrument(span.clone()).await {
+        Ok(response) => response,
+        Err(error) => {
+            span.in_scope(|| match &error {
+                ApiError::Internal(_) | ApiError::Unavailable(_) => tracing::error!(%error, "request failed"),
+                _ => tracing::debug!(%error, "request refused"),
+            });
+            respond(&error)
+        }
+    };
+    if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let status = response.status().as_u16();
+    state.metrics().http(route_label, status, started.elapsed());
+    span.in_scope(|| {
+        tracing::debug!(
+            status,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "answered"
+        )
+    });
     Ok(response)
 }
 
-async fn route(state: &AppState, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+/// The request header carrying a request id, accepted from callers and set on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// One request being answered: the state and its request id (for logs and the decision log).
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// Shared state.
+    pub state: &'a AppState,
+    /// The request id (`x-request-id`, or generated).
+    pub request_id: &'a str,
+}
+
+/// The caller's `x-request-id` when it is a sane token (at most 128 characters of letters,
+/// digits and `-_.:`), else a new one.
+fn request_id(headers: &hyper::HeaderMap) -> String {
+    let given = headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        });
+    match given {
+        Some(id) => id.to_owned(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    }
+}
+
+/// The bounded `route` label of a path: the route template, or `other`.
+fn route_label(base: &str, path: &str) -> &'static str {
+    if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
+        return match rest {
+            "/auth/login" => "{zenml}/auth/login",
+            "/rbac/check_permissions" => "{zenml}/rbac/check_permissions",
+            "/rbac/allowed_resource_ids" => "{zenml}/rbac/allowed_resource_ids",
+            "/rbac/resource_members" => "{zenml}/rbac/resource_members",
+            "/rbac/resources" => "{zenml}/rbac/resources",
+            "/rbac/user_team_ids" => "{zenml}/rbac/user_team_ids",
+            "/users/authorize_server" => "{zenml}/users/authorize_server",
+            "/workspace_status" | "/tenant_status" => "{zenml}/workspace_status",
+            "/usage-event" => "{zenml}/usage-event",
+            rest if rest.starts_with("/organizations/") => {
+                "{zenml}/organizations/{org}/entitlement/{feature}"
+            }
+            _ => "other",
+        };
+    }
+    match path {
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        "/v1/status" => "/v1/status",
+        "/v1/is_authorized" => "/v1/is_authorized",
+        "/v1/batch_is_authorized" => "/v1/batch_is_authorized",
+        _ => "other",
+    }
+}
+
+/// Holds the in-flight gauge up for as long as it lives.
+struct InFlight(prometheus::IntGauge);
+
+impl InFlight {
+    fn enter(gauge: prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn route(call: &Call<'_>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let state = call.state;
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let base = state.zenml().base_path.as_str();
     if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
-        return crate::zenml::api::route(state, request, rest).await;
+        return crate::zenml::api::route(call, request, rest).await;
     }
     let allow = match path.as_str() {
-        "/healthz" | "/readyz" | "/v1/status" => "GET",
+        "/healthz" | "/readyz" | "/v1/status" | "/metrics" => "GET",
         "/v1/is_authorized" | "/v1/batch_is_authorized" => "POST",
         _ => return Err(ApiError::NotFound(path)),
     };
@@ -59,19 +169,28 @@ async fn route(state: &AppState, request: Request<Incoming>) -> Result<Response<
         (Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
         (Method::GET, "/readyz") => Ok(readiness(state)),
         (Method::GET, "/v1/status") => Ok(json_response(StatusCode::OK, &status(state))),
+        (Method::GET, "/metrics") => {
+            let text = crate::metrics::render(state)
+                .map_err(|error| ApiError::Internal(format!("metrics: {error}")))?;
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
         (Method::POST, "/v1/is_authorized") => {
             let body = read_json(request, state.limits().max_body_bytes).await?;
             let snapshot = state.snapshot();
             Ok(json_response(
                 StatusCode::OK,
-                &cedar::is_authorized(&snapshot, state.cache(), &body)?,
+                &cedar::is_authorized(call, &snapshot, &body)?,
             ))
         }
         (Method::POST, "/v1/batch_is_authorized") => {
             let body = read_json(request, state.limits().max_body_bytes).await?;
             let snapshot = state.snapshot();
-            let answer =
-                cedar::batch_is_authorized(&snapshot, state.cache(), &body, state.limits().max_batch_items)?;
+            let answer = cedar::batch_is_authorized(call, &snapshot, &body, state.limits().max_batch_items)?;
             Ok(json_response(StatusCode::OK, &answer))
         }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),

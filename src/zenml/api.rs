@@ -33,9 +33,13 @@ use super::request::{Prepared, Question, prepare};
 use super::resource::{PROJECT, Resource, action_from_wire};
 use super::shares::{Grantee, ShareSet};
 use super::token::{self, Subject};
-use crate::cache::{CacheKey, DecisionCache, RequestKey};
+use std::time::Instant;
+
+use crate::cache::{CacheKey, RequestKey};
 use crate::engine::{self, Decision};
+use crate::http::Call;
 use crate::http::{ApiError, json_response, read_body};
+use crate::metrics::{Api, Outcome};
 use crate::policy::PolicySnapshot;
 use crate::state::AppState;
 use crate::store::ShareSnapshot;
@@ -53,10 +57,11 @@ pub struct ZenmlConfig {
 
 /// Routes one request whose path is `path` below the base path.
 pub async fn route(
-    state: &AppState,
+    call: &Call<'_>,
     request: Request<Incoming>,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let state = call.state;
     let method = request.method().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
     let headers = request.headers().clone();
@@ -81,19 +86,19 @@ pub async fn route(
                             "body: expected a JSON array of resource strings: {error}"
                         ))
                     })?;
-                    check_permissions(state, &snapshot, &workspace, &query, resources)
+                    check_permissions(call, &snapshot, &workspace, &query, resources)
                 }
                 (Method::GET, "/rbac/check_permissions") => {
                     let resources = params(&query, "resources");
-                    check_permissions(state, &snapshot, &workspace, &query, resources)
+                    check_permissions(call, &snapshot, &workspace, &query, resources)
                 }
                 (Method::GET, "/rbac/allowed_resource_ids") => {
-                    allowed_resource_ids(state, &snapshot, &workspace, &query)
+                    allowed_resource_ids(call, &snapshot, &workspace, &query)
                 }
                 (Method::POST, "/rbac/resource_members") => {
-                    resource_members(state, &snapshot, &workspace, &body).await
+                    resource_members(call, &snapshot, &workspace, &body).await
                 }
-                (Method::DELETE, "/rbac/resources") => delete_resources(state, &workspace, &query).await,
+                (Method::DELETE, "/rbac/resources") => delete_resources(call, &workspace, &query).await,
                 (Method::GET, "/rbac/user_team_ids") => user_team_ids(&snapshot, &query),
                 (Method::PATCH, "/workspace_status" | "/tenant_status") | (Method::POST, "/usage-event") => {
                     Ok(json_response(StatusCode::OK, &json!({})))
@@ -310,11 +315,13 @@ fn user_info(
 /// One ZenML question under one snapshot and share version, through the cache; anything that is
 /// not an allow is `false`, and so is an evaluation that fails (fail closed).
 fn allowed(
-    cache: &DecisionCache,
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
     shares: &ShareSnapshot,
     question: &Question<'_>,
 ) -> bool {
+    let started = Instant::now();
+    let metrics = call.state.metrics();
     let key = CacheKey {
         revision: snapshot.revision.clone(),
         shares_version: shares.version,
@@ -325,9 +332,43 @@ fn allowed(
             resource: question.resource.to_string(),
         },
     };
-    cache
-        .get_or_compute(key, || decide(snapshot, &shares.set, question))
-        .is_ok_and(|decision| decision.allowed)
+    let cached = std::cell::Cell::new(true);
+    let result = call.state.cache().get_or_compute(key, || {
+        cached.set(false);
+        let decided = decide(snapshot, &shares.set, question);
+        metrics.engine_time(Api::Zenml, started.elapsed());
+        decided
+    });
+    let outcome = match &result {
+        Ok(decision) if decision.allowed => Outcome::Allow,
+        Ok(_) => Outcome::Deny,
+        Err(_) => Outcome::Error,
+    };
+    // Bounded labels: anything this version does not know is `unknown`.
+    let action = action_from_wire(question.action).unwrap_or("unknown");
+    let resource_type = question.resource.resource_type().map_or("unknown", |t| t.wire);
+    let reasons = result.as_ref().map(|d| d.reasons.as_slice()).unwrap_or_default();
+    metrics.decision(Api::Zenml, outcome, action, resource_type, reasons);
+    let log = call.state.decision_log();
+    if log.enabled() {
+        log.record(json!({
+            "time": crate::decision_log::now(),
+            "request_id": call.request_id,
+            "api": Api::Zenml.label(),
+            "workspace": question.workspace_id,
+            "principal": question.user_id,
+            "action": question.action,
+            "resource": question.resource.to_string(),
+            "decision": outcome.label(),
+            "policies": reasons,
+            "errors": result.as_ref().map(|d| d.errors.clone()).unwrap_or_else(|e| vec![e.clone()]),
+            "revision": snapshot.revision,
+            "shares_version": shares.version,
+            "cached": cached.get(),
+            "latency_us": started.elapsed().as_micros() as u64,
+        }));
+    }
+    result.is_ok_and(|decision| decision.allowed)
 }
 
 /// The decision for one ZenML question (uncached); `Err` (logged) when it could not be
@@ -366,7 +407,7 @@ fn parse_for(workspace: &str, raw: &str) -> Result<Option<Resource>, ApiError> {
 }
 
 fn check_permissions(
-    state: &AppState,
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
     workspace: &str,
     query: &str,
@@ -374,8 +415,7 @@ fn check_permissions(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
-    let shares = state.shares().snapshot();
-    let cache = state.cache();
+    let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
     for raw in resources {
         let allow = match parse_for(workspace, &raw)? {
@@ -386,7 +426,7 @@ fn check_permissions(
                     action: &action,
                     resource: &resource,
                 };
-                allowed(cache, snapshot, &shares, &question)
+                allowed(call, snapshot, &shares, &question)
             }
             None => false,
         };
@@ -396,7 +436,7 @@ fn check_permissions(
 }
 
 fn allowed_resource_ids(
-    state: &AppState,
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
     workspace: &str,
     query: &str,
@@ -415,7 +455,7 @@ fn allowed_resource_ids(
             "resource `{raw}`: expected a type without an id"
         )));
     }
-    let shares = state.shares().snapshot();
+    let shares = call.state.shares().snapshot();
     let question = Question {
         workspace_id: workspace,
         user_id: &user_id,
@@ -423,7 +463,7 @@ fn allowed_resource_ids(
         resource: &resource,
     };
     let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
-        allowed(state.cache(), snapshot, &shares, q)
+        allowed(call, snapshot, &shares, q)
     });
     Ok(json_response(
         StatusCode::OK,
@@ -515,7 +555,7 @@ struct MembershipBody {
 }
 
 async fn resource_members(
-    state: &AppState,
+    call: &Call<'_>,
     snapshot: &PolicySnapshot,
     workspace: &str,
     body: &[u8],
@@ -572,7 +612,21 @@ async fn resource_members(
             .ok_or_else(|| ApiError::BadRequest(format!("actions: unknown action `{action}`")))?;
         actions.push(known.to_owned());
     }
-    let shares = state.shares_handle();
+    let record = json!({
+        "time": crate::decision_log::now(),
+        "request_id": call.request_id,
+        "api": Api::Zenml.label(),
+        "event": "share",
+        "workspace": workspace,
+        "resource": resource.to_string(),
+        "grantee": match &grantee {
+            Grantee::User(id) => json!({"user": id}),
+            Grantee::Team(id) => json!({"team": id}),
+        },
+        "actions": actions,
+        "shared_by": body.sharing_user_id,
+    });
+    let shares = call.state.shares_handle();
     let workspace = workspace.to_owned();
     let sharer = body.sharing_user_id;
     tokio::task::spawn_blocking(move || {
@@ -581,11 +635,13 @@ async fn resource_members(
     .await
     .map_err(|error| ApiError::Internal(format!("share write: {error}")))?
     .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    tracing::info!(resource = %record["resource"], grantee = %record["grantee"], actions = %record["actions"], "share set");
+    call.state.decision_log().record(record);
     Ok(json_response(StatusCode::OK, &json!({})))
 }
 
 async fn delete_resources(
-    state: &AppState,
+    call: &Call<'_>,
     workspace: &str,
     query: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -598,12 +654,21 @@ async fn delete_resources(
     if resources.is_empty() {
         return Ok(json_response(StatusCode::OK, &json!({"deleted": 0})));
     }
-    let shares = state.shares_handle();
+    let record = json!({
+        "time": crate::decision_log::now(),
+        "request_id": call.request_id,
+        "api": Api::Zenml.label(),
+        "event": "purge",
+        "workspace": workspace,
+        "resources": resources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    });
+    let shares = call.state.shares_handle();
     let workspace = workspace.to_owned();
     let removed = tokio::task::spawn_blocking(move || shares.purge(&workspace, &resources))
         .await
         .map_err(|error| ApiError::Internal(format!("share purge: {error}")))?
         .map_err(|error| ApiError::Unavailable(error.to_string()))?;
+    call.state.decision_log().record(record);
     Ok(json_response(StatusCode::OK, &json!({"deleted": removed})))
 }
 

@@ -1,0 +1,1407 @@
+//! Policy authoring on the command line: what `opa test`, `cerbos compile` and the `cedar` CLI
+//! give their authors, in ZenML terms.
+//!
+//! * [`authorize`]: one decision, in Cedar terms (`--principal`, `--context`, `--entities`) or in
+//!   ZenML terms (`--user`, a resource string whose project may be a name), with the determining
+//!   policies (`file:line` and their text) and the evaluation errors;
+//! * [`who_can`]: every user, service account and team that may do an action on a resource;
+//! * [`what_can`]: a user's bindings (direct and through teams) and, per workspace and project,
+//!   resource type → allowed actions;
+//! * [`fmt`]: Cedar's own formatter over `.cedar` files; a file whose comments it would lose is
+//!   left alone;
+//! * [`lint`]: `validate`'s warnings beyond Cedar's own: unused custom roles, teams without
+//!   members, bindings that change no decision, policies naming entities the directory lacks.
+//!
+//! Every command returns an [`Outcome`] (what to print, the exit code); `main` prints it. The
+//! questions go through the same `zenml::prepare` and `engine::decide` as the server's, so the
+//! CLI's answer is the sidecar's.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use cedar_policy::{Entity, EntityUid, PolicySet, Request, RestrictedExpression};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use serde_saphyr::Spanned;
+
+use crate::cli::{AuthorizeArgs, FmtArgs, WhatCanArgs, WhoCanArgs, exit};
+use crate::directory::{Directory, Project, User, Workspace, role_id};
+use crate::engine::{self, AuthzRequest, Decision};
+use crate::policy::{self, LoadError, PolicySnapshot, Sources};
+use crate::store::{ShareSnapshot, Shares, SqliteShareStore};
+use crate::table::{describe_policy, resolve_resource};
+use crate::zenml::request::uid;
+use crate::zenml::resource::{ACTIONS, PROJECT, RESOURCE_TYPES, action_from_wire};
+use crate::zenml::{self, Prepared, Question, Resource, ShareSet};
+
+/// What a command prints, and its exit code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The answer.
+    pub stdout: String,
+    /// Errors.
+    pub stderr: String,
+    /// The exit code (`cli::exit`).
+    pub code: i32,
+}
+
+impl Outcome {
+    fn error(message: impl std::fmt::Display) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr: format!("error: {message}\n"),
+            code: exit::ERROR,
+        }
+    }
+
+    /// Prints the outcome and returns its exit code.
+    pub fn emit(self) -> i32 {
+        print!("{}", self.stdout);
+        eprint!("{}", self.stderr);
+        self.code
+    }
+}
+
+/// Loads the sources; invalid ones are an error outcome listing every problem.
+fn load(sources: &Sources) -> Result<PolicySnapshot, Outcome> {
+    policy::load(sources).map_err(|errors| {
+        let mut stderr = String::new();
+        for error in &errors {
+            let _ = writeln!(stderr, "error: {error}");
+        }
+        let _ = writeln!(
+            stderr,
+            "error: the policy sources are invalid ({} error(s)); `zenml-authz validate` lists them",
+            errors.len()
+        );
+        Outcome {
+            stdout: String::new(),
+            stderr,
+            code: exit::ERROR,
+        }
+    })
+}
+
+fn zenml_directory(snapshot: &PolicySnapshot) -> Result<&Directory, String> {
+    snapshot.directory.as_ref().ok_or_else(|| {
+        "this needs a ZenML directory file (YAML); the directory is plain Cedar entities JSON".to_owned()
+    })
+}
+
+/// The shares stored by a running sidecar (`--shares-db`), or none.
+fn open_shares(path: Option<&Path>) -> Result<Arc<ShareSnapshot>, String> {
+    let Some(path) = path.filter(|path| path.as_os_str() != ":memory:") else {
+        return Ok(Arc::default());
+    };
+    if !path.is_file() {
+        return Err(format!("share database `{}`: no such file", path.display()));
+    }
+    let failed = |error: crate::store::StoreError| format!("share database `{}`: {error}", path.display());
+    let store = SqliteShareStore::open(path).map_err(failed)?;
+    let shares = Shares::open(Box::new(store)).map_err(failed)?;
+    Ok(shares.snapshot())
+}
+
+fn find_user<'d>(directory: &'d Directory, key: &str) -> Result<&'d User, String> {
+    directory.find_user(key).ok_or_else(|| {
+        format!("unknown user `{key}`: not a username, service-account name or id in the directory")
+    })
+}
+
+fn resolve_action(action: &str) -> Result<&'static str, String> {
+    action_from_wire(action)
+        .ok_or_else(|| format!("unknown action `{action}` (one of {})", ACTIONS.join(", ")))
+}
+
+/// A ZenML resource string whose project, or project id in `project/<id>`, may be a name.
+fn resolve_zenml_resource(
+    snapshot: &PolicySnapshot,
+    directory: &Directory,
+    text: &str,
+) -> Result<Resource, String> {
+    let resolved = match text.strip_prefix("project/") {
+        Some(key) if uuid::Uuid::parse_str(key).is_err() => match directory.find_project(key) {
+            Some(project) => format!("project/{}", project.named.id),
+            None => return Err(format!("resource `{text}`: unknown project `{key}`")),
+        },
+        _ => text.to_owned(),
+    };
+    let resource = resolve_resource(snapshot, &resolved)?;
+    if resource.resource_type().is_none() {
+        return Err(format!(
+            "resource `{text}`: unknown resource type `{}` (one of {})",
+            resource.type_name,
+            RESOURCE_TYPES.map(|t| t.wire).join(", ")
+        ));
+    }
+    Ok(resource)
+}
+
+/// The workspace named by `given`; else the workspace of the resource's project; else the
+/// directory's only workspace.
+fn resolve_workspace<'d>(
+    directory: &'d Directory,
+    given: Option<&str>,
+    resource: Option<&Resource>,
+) -> Result<&'d Workspace, String> {
+    if let Some(key) = given {
+        return directory
+            .find_workspace(key)
+            .ok_or_else(|| format!("unknown workspace `{key}`"));
+    }
+    let of_project = resource
+        .and_then(Resource::scope_project)
+        .and_then(|id| directory.projects.get(id))
+        .and_then(|project| directory.workspaces.get(&project.workspace_id));
+    if let Some(workspace) = of_project {
+        return Ok(workspace);
+    }
+    let names: Vec<&str> = directory
+        .workspaces
+        .values()
+        .map(|w| w.named.name.as_str())
+        .collect();
+    match names.len() {
+        0 => Err("the directory has no workspaces".into()),
+        1 => directory
+            .workspaces
+            .values()
+            .next()
+            .ok_or_else(|| "the directory has no workspaces".into()),
+        n => Err(format!(
+            "the directory has {n} workspaces ({}): name one with `--workspace`",
+            names.join(", ")
+        )),
+    }
+}
+
+fn word(allowed: bool) -> &'static str {
+    if allowed { "ALLOW" } else { "DENY" }
+}
+
+/// The decision's lines: determining policies with their text, evaluation errors.
+fn explain(snapshot: &PolicySnapshot, decision: &Decision, out: &mut String) {
+    if decision.reasons.is_empty() {
+        let why = if decision.allowed {
+            ""
+        } else {
+            " (no permit applies)"
+        };
+        let _ = writeln!(out, "determining policies: none{why}");
+    } else {
+        let _ = writeln!(out, "determining policies:");
+        for id in &decision.reasons {
+            let _ = writeln!(out, "  {}", describe_policy(snapshot, id));
+            if let Some(source) = snapshot.policy_sources.get(id) {
+                for line in source.text.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+    }
+    if decision.errors.is_empty() {
+        let _ = writeln!(out, "errors: none");
+    } else {
+        let _ = writeln!(out, "errors:");
+        for error in &decision.errors {
+            let _ = writeln!(out, "  {}", error.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+    }
+}
+
+fn decision_code(allowed: bool) -> i32 {
+    if allowed { exit::ALLOW } else { exit::DENY }
+}
+
+// ---- authorize ---------------------------------------------------------------------------
+
+/// `zenml-authz authorize`: one decision, explained.
+pub fn authorize(args: &AuthorizeArgs) -> Outcome {
+    let snapshot = match load(&args.sources.sources()) {
+        Ok(snapshot) => snapshot,
+        Err(outcome) => return outcome,
+    };
+    let answer = match (&args.principal, &args.user) {
+        (Some(principal), None) => authorize_cedar(&snapshot, args, principal),
+        (None, Some(user)) => authorize_zenml(&snapshot, args, user),
+        _ => Err("give exactly one of `--principal` (Cedar terms) or `--user` (ZenML terms)".into()),
+    };
+    answer.unwrap_or_else(Outcome::error)
+}
+
+/// A command-line JSON value: the text itself, or `@path` for a file's contents.
+fn json_arg(flag: &str, text: Option<&str>) -> Result<Value, String> {
+    let Some(text) = text else {
+        return Ok(Value::Null);
+    };
+    let text = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).map_err(|error| format!("`{flag}`: `{path}`: {error}"))?,
+        None => text.to_owned(),
+    };
+    serde_json::from_str(&text).map_err(|error| format!("`{flag}`: not JSON: {error}"))
+}
+
+/// An entity reference from the command line: `Type::"id"`, or its JSON object forms.
+fn reference_arg(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value @ Value::Object(_)) => value,
+        _ => Value::String(text.to_owned()),
+    }
+}
+
+fn authorize_cedar(snapshot: &PolicySnapshot, args: &AuthorizeArgs, principal: &str) -> Result<Outcome, String> {
+    if args.workspace.is_some() {
+        return Err(
+            "`--workspace` goes with `--user` (ZenML terms); a Cedar request names its entities itself".into(),
+        );
+    }
+    // A bare action name is the `ZenML` action of that name.
+    let action = if args.action.contains("::") || args.action.trim_start().starts_with('{') {
+        reference_arg(&args.action)
+    } else {
+        json!({"type": "ZenML::Action", "id": args.action})
+    };
+    let body = json!({
+        "principal": reference_arg(principal),
+        "action": action,
+        "resource": reference_arg(&args.resource),
+        "context": json_arg("--context", args.context.as_deref())?,
+        "additional_entities": json_arg("--entities", args.entities.as_deref())?,
+    });
+    let (request, _) = crate::http::parse_request(snapshot, &body)?;
+    let decision = engine::decide(snapshot, &request).map_err(|error| error.to_string())?;
+
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", word(decision.allowed));
+    let named = |uid: Option<&EntityUid>| uid.map(ToString::to_string).unwrap_or_default();
+    let _ = writeln!(out, "principal: {}", named(request.request.principal()));
+    let _ = writeln!(out, "action: {}", named(request.request.action()));
+    let _ = writeln!(out, "resource: {}", named(request.request.resource()));
+    explain(snapshot, &decision, &mut out);
+    // Entities the evaluation could not find are the usual reason for a surprising deny.
+    let scoped: HashSet<EntityUid> = request.entities.iter().map(Entity::uid).collect();
+    for (field, uid) in [
+        ("principal", request.request.principal()),
+        ("resource", request.request.resource()),
+    ] {
+        let Some(uid) = uid else { continue };
+        if snapshot.entities.get(uid).is_some() || scoped.contains(uid) {
+            continue;
+        }
+        let mut note = format!("note: {field} `{uid}` is not in the directory");
+        let id = uid.id().unescaped();
+        if field == "principal"
+            && let Some(user) = snapshot.directory.as_ref().and_then(|d| d.find_user(id))
+        {
+            let _ = write!(
+                note,
+                " (`{id}` is `{}`)",
+                uid_of("User", &user.named.id)
+            );
+        } else if field == "resource" {
+            note.push_str(" (pass it with `--entities`, or ask in ZenML terms with `--user`)");
+        }
+        let _ = writeln!(out, "{note}");
+    }
+    Ok(Outcome {
+        stdout: out,
+        stderr: String::new(),
+        code: decision_code(decision.allowed),
+    })
+}
+
+fn uid_of(type_name: &str, id: &str) -> String {
+    uid(type_name, id).to_string()
+}
+
+fn authorize_zenml(snapshot: &PolicySnapshot, args: &AuthorizeArgs, user_key: &str) -> Result<Outcome, String> {
+    if args.context.is_some() || args.entities.is_some() {
+        return Err(
+            "`--context` and `--entities` go with `--principal` (Cedar terms); in ZenML terms they are built from the directory".into(),
+        );
+    }
+    let directory = zenml_directory(snapshot)?;
+    let user = find_user(directory, user_key)?;
+    let action = resolve_action(&args.action)?;
+    let resource = resolve_zenml_resource(snapshot, directory, &args.resource)?;
+    let workspace = resolve_workspace(directory, args.workspace.as_deref(), Some(&resource))?;
+    let shares = open_shares(args.shares_db.as_deref())?;
+    let question = Question {
+        workspace_id: &workspace.named.id,
+        user_id: &user.named.id,
+        action,
+        resource: &resource,
+    };
+    let prepared = zenml::prepare(snapshot, &shares.set, &question)?;
+    let kind = if user.is_service_account {
+        "service account"
+    } else {
+        "user"
+    };
+    let mut out = String::new();
+    let (decision, cedar) = match &prepared {
+        Prepared::Request(request) => (
+            engine::decide(snapshot, request).map_err(|error| error.to_string())?,
+            Some(&request.request),
+        ),
+        Prepared::Denied(why) => (
+            Decision {
+                allowed: false,
+                reasons: Vec::new(),
+                errors: vec![format!("denied before evaluation: {why}")],
+            },
+            None,
+        ),
+    };
+    let _ = writeln!(out, "{}", word(decision.allowed));
+    let _ = writeln!(
+        out,
+        "principal: {} ({kind} {})",
+        uid_of("User", &user.named.id),
+        user.named.name
+    );
+    let _ = writeln!(out, "action: {}", uid_of("Action", action));
+    let resource_uid = cedar
+        .and_then(Request::resource)
+        .map(ToString::to_string)
+        .unwrap_or_else(|| resource.to_string());
+    let _ = writeln!(out, "resource: {resource_uid} ({})", args.resource);
+    let _ = writeln!(
+        out,
+        "workspace: {} ({})",
+        workspace.named.name, workspace.named.id
+    );
+    explain(snapshot, &decision, &mut out);
+    Ok(Outcome {
+        stdout: out,
+        stderr: String::new(),
+        code: decision_code(decision.allowed),
+    })
+}
+
+// ---- synthetic principals -------------------------------------------------------------
+
+/// Asks ZenML questions for real users or for synthetic ones (a member of one team, a holder
+/// of one role): the request `zenml::prepare` builds for a real user, with the principal
+/// replaced by a request-scoped active user whose parents are given.
+struct Asker<'a> {
+    snapshot: &'a PolicySnapshot,
+    shares: &'a ShareSet,
+    /// Any user of the directory: `prepare` needs one to build the request.
+    template_user: Option<&'a str>,
+}
+
+/// Who a question is about.
+#[derive(Debug, Clone, Copy)]
+enum Who<'a> {
+    /// A user or service account of the directory, by id.
+    User(&'a str),
+    /// A synthetic active user, member (`in`) of exactly these entities.
+    Probe(&'a [EntityUid]),
+}
+
+const PROBE_ID: &str = "zenml-authz:probe";
+
+impl<'a> Asker<'a> {
+    fn new(snapshot: &'a PolicySnapshot, directory: &'a Directory, shares: &'a ShareSet) -> Self {
+        Self {
+            snapshot,
+            shares,
+            template_user: directory.users.keys().next().map(String::as_str),
+        }
+    }
+
+    fn ask(&self, who: Who<'_>, workspace_id: &str, action: &str, resource: &Resource) -> Result<Decision, String> {
+        let user_id = match who {
+            Who::User(id) => id,
+            Who::Probe(_) => self
+                .template_user
+                .ok_or("the directory has no users to build a request from")?,
+        };
+        let question = Question {
+            workspace_id,
+            user_id,
+            action,
+            resource,
+        };
+        let request = match zenml::prepare(self.snapshot, self.shares, &question)? {
+            Prepared::Request(request) => *request,
+            Prepared::Denied(why) => {
+                return Ok(Decision {
+                    allowed: false,
+                    reasons: Vec::new(),
+                    errors: vec![why],
+                });
+            }
+        };
+        let request = match who {
+            Who::User(_) => request,
+            Who::Probe(parents) => self.with_probe(request, parents)?,
+        };
+        engine::decide(self.snapshot, &request).map_err(|error| error.to_string())
+    }
+
+    fn with_probe(&self, mut request: AuthzRequest, parents: &[EntityUid]) -> Result<AuthzRequest, String> {
+        let probe = uid("User", PROBE_ID);
+        let attrs = HashMap::from([
+            (
+                "name".to_owned(),
+                RestrictedExpression::new_string(PROBE_ID.to_owned()),
+            ),
+            (
+                "is_service_account".to_owned(),
+                RestrictedExpression::new_bool(false),
+            ),
+            ("active".to_owned(), RestrictedExpression::new_bool(true)),
+        ]);
+        let entity = Entity::new(probe.clone(), attrs, parents.iter().cloned().collect())
+            .map_err(|error| format!("probe entity: {error}"))?;
+        let inner = &request.request;
+        let (Some(action), Some(resource), Some(context)) = (inner.action(), inner.resource(), inner.context())
+        else {
+            return Err("internal: an incomplete request".into());
+        };
+        request.request = Request::new(
+            probe,
+            action.clone(),
+            resource.clone(),
+            context.clone(),
+            Some(&self.snapshot.schema),
+        )
+        .map_err(|error| format!("request does not fit the schema: {error}"))?;
+        request.entities.push(entity);
+        request.referenced.extend(parents.iter().cloned());
+        Ok(request)
+    }
+}
+
+// ---- who-can -----------------------------------------------------------------------------
+
+/// Who may do an action on a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// `user`, `service-account` or `team`.
+    pub kind: &'static str,
+    /// Username, service-account name or team name.
+    pub name: String,
+    /// The determining policies.
+    pub reasons: Vec<String>,
+}
+
+/// Every user and service account of the directory that may do `action` on `resource` (sorted
+/// by name), then every team whose members may do it by their membership alone (sorted).
+pub fn who_may(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    workspace_id: &str,
+    action: &str,
+    resource: &Resource,
+) -> Result<Vec<Grant>, String> {
+    let directory = zenml_directory(snapshot)?;
+    let asker = Asker::new(snapshot, directory, shares);
+    let mut users: Vec<&User> = directory.users.values().collect();
+    users.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+    let mut grants = Vec::new();
+    for user in users {
+        let decision = asker.ask(Who::User(&user.named.id), workspace_id, action, resource)?;
+        if decision.allowed {
+            grants.push(Grant {
+                kind: if user.is_service_account {
+                    "service-account"
+                } else {
+                    "user"
+                },
+                name: user.named.name.clone(),
+                reasons: decision.reasons,
+            });
+        }
+    }
+    let mut teams: Vec<_> = directory.teams.values().collect();
+    teams.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+    for team in teams {
+        let parents = [uid("Team", &team.named.id)];
+        let decision = asker.ask(Who::Probe(&parents), workspace_id, action, resource)?;
+        if decision.allowed {
+            grants.push(Grant {
+                kind: "team",
+                name: team.named.name.clone(),
+                reasons: decision.reasons,
+            });
+        }
+    }
+    Ok(grants)
+}
+
+/// `zenml-authz who-can`: one line per user, service account and team that may.
+pub fn who_can(args: &WhoCanArgs) -> Outcome {
+    let snapshot = match load(&args.sources.sources()) {
+        Ok(snapshot) => snapshot,
+        Err(outcome) => return outcome,
+    };
+    who_can_in(&snapshot, args).unwrap_or_else(Outcome::error)
+}
+
+fn who_can_in(snapshot: &PolicySnapshot, args: &WhoCanArgs) -> Result<Outcome, String> {
+    let directory = zenml_directory(snapshot)?;
+    let action = resolve_action(&args.action)?;
+    let resource = resolve_zenml_resource(snapshot, directory, &args.resource)?;
+    let workspace = resolve_workspace(directory, args.workspace.as_deref(), Some(&resource))?;
+    let shares = open_shares(args.shares_db.as_deref())?;
+    let grants = who_may(snapshot, &shares.set, &workspace.named.id, action, &resource)?;
+    let teams = grants.iter().filter(|g| g.kind == "team").count();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "who can {action} {} in workspace {}: {} of {} users and service accounts, {teams} of {} teams",
+        args.resource,
+        workspace.named.name,
+        grants.len() - teams,
+        directory.users.len(),
+        directory.teams.len()
+    );
+    let width = grants.iter().map(|g| g.name.len()).max().unwrap_or(0);
+    for grant in &grants {
+        let reasons: Vec<String> = grant
+            .reasons
+            .iter()
+            .map(|id| describe_policy(snapshot, id))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<15} {:<width$} {}",
+            grant.kind,
+            grant.name,
+            reasons.join(", ")
+        );
+    }
+    Ok(Outcome {
+        stdout: out,
+        stderr: String::new(),
+        code: exit::OK,
+    })
+}
+
+// ---- what-can ----------------------------------------------------------------------------
+
+/// A scope of a what-can grid.
+#[derive(Debug, Clone, Copy)]
+enum GridScope<'d> {
+    Workspace(&'d Workspace),
+    Project(&'d Project),
+}
+
+impl GridScope<'_> {
+    fn workspace_id(&self) -> &str {
+        match self {
+            GridScope::Workspace(workspace) => &workspace.named.id,
+            GridScope::Project(project) => &project.workspace_id,
+        }
+    }
+
+    /// The type-level questions of this scope: the workspace's global types, or the project
+    /// itself and its project-scoped types. Labelled by resource type.
+    fn questions(&self) -> Vec<(&'static str, Resource)> {
+        match self {
+            GridScope::Workspace(_) => RESOURCE_TYPES
+                .iter()
+                .filter(|t| !t.project_scoped)
+                .map(|t| {
+                    (
+                        t.wire,
+                        Resource {
+                            project_id: None,
+                            type_name: t.wire.to_owned(),
+                            id: None,
+                        },
+                    )
+                })
+                .collect(),
+            GridScope::Project(project) => std::iter::once((
+                PROJECT.wire,
+                Resource {
+                    project_id: None,
+                    type_name: PROJECT.wire.to_owned(),
+                    id: Some(project.named.id.clone()),
+                },
+            ))
+            .chain(RESOURCE_TYPES.iter().filter(|t| t.project_scoped).map(|t| {
+                (
+                    t.wire,
+                    Resource {
+                        project_id: Some(project.named.id.clone()),
+                        type_name: t.wire.to_owned(),
+                        id: None,
+                    },
+                )
+            }))
+            .collect(),
+        }
+    }
+}
+
+/// Resource type → allowed actions, for one principal at one scope.
+fn grid(asker: &Asker<'_>, who: Who<'_>, scope: GridScope<'_>) -> Result<Vec<(&'static str, Vec<&'static str>)>, String> {
+    let mut rows = Vec::new();
+    for (label, resource) in scope.questions() {
+        let mut allowed = Vec::new();
+        for action in ACTIONS {
+            if asker.ask(who, scope.workspace_id(), action, &resource)?.allowed {
+                allowed.push(action);
+            }
+        }
+        rows.push((label, allowed));
+    }
+    Ok(rows)
+}
+
+fn render_grid(out: &mut String, title: &str, rows: &[(&'static str, Vec<&'static str>)]) {
+    let actions = |list: &[&str]| {
+        if list.len() == ACTIONS.len() {
+            "all".to_owned()
+        } else {
+            list.join(" ")
+        }
+    };
+    let granted: Vec<_> = rows.iter().filter(|(_, list)| !list.is_empty()).collect();
+    if granted.is_empty() {
+        let _ = writeln!(out, "{title}: nothing");
+        return;
+    }
+    let _ = writeln!(out, "{title}:");
+    if granted.len() == rows.len() && rows.iter().all(|(_, list)| *list == rows[0].1) {
+        let _ = writeln!(out, "  every type: {}", actions(&rows[0].1));
+        return;
+    }
+    for (label, list) in granted {
+        let _ = writeln!(out, "  {label:<20} {}", actions(list));
+    }
+}
+
+/// `zenml-authz what-can`: a user's bindings and, per scope, type → actions.
+pub fn what_can(args: &WhatCanArgs) -> Outcome {
+    let sources = args.sources.sources();
+    let snapshot = match load(&sources) {
+        Ok(snapshot) => snapshot,
+        Err(outcome) => return outcome,
+    };
+    what_can_in(&snapshot, &sources, args).unwrap_or_else(Outcome::error)
+}
+
+fn what_can_in(snapshot: &PolicySnapshot, sources: &Sources, args: &WhatCanArgs) -> Result<Outcome, String> {
+    let directory = zenml_directory(snapshot)?;
+    let user = find_user(directory, &args.user)?;
+    let workspaces: Vec<&Workspace> = match &args.workspace {
+        Some(key) => vec![resolve_workspace(directory, Some(key), None)?],
+        None => {
+            let mut all: Vec<_> = directory.workspaces.values().collect();
+            all.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+            all
+        }
+    };
+    let bindings = read_bindings(directory, &sources.directory)?.1;
+
+    let mut out = String::new();
+    let kind = if user.is_service_account {
+        "service account"
+    } else {
+        "user"
+    };
+    let mut teams: Vec<&str> = user
+        .teams
+        .iter()
+        .filter_map(|id| directory.teams.get(id))
+        .map(|t| t.named.name.as_str())
+        .collect();
+    teams.sort_unstable();
+    let status = if user.active { "" } else { ", deactivated" };
+    let team_list = if teams.is_empty() {
+        "none".to_owned()
+    } else {
+        teams.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "{}: {kind} {}{status}; teams: {team_list}",
+        user.named.name, user.named.id
+    );
+    let mine: Vec<(&Binding, Option<&str>)> = bindings
+        .iter()
+        .filter_map(|binding| match &binding.holder {
+            Holder::User(id) if *id == user.named.id => Some((binding, None)),
+            Holder::Team(id) if user.teams.contains(id) => {
+                Some((binding, directory.teams.get(id).map(|t| t.named.name.as_str())))
+            }
+            _ => None,
+        })
+        .collect();
+    if mine.is_empty() {
+        let _ = writeln!(out, "bindings: none");
+    } else {
+        let _ = writeln!(out, "bindings:");
+        for (binding, team) in mine {
+            let custom = if directory.custom_roles.contains(&binding.role) {
+                " (custom role)"
+            } else {
+                ""
+            };
+            let through = team.map(|t| format!(", through team {t}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}{custom} at {}{through} ({}:{})",
+                binding.role,
+                describe_scope(directory, &binding.scope),
+                sources.directory.display(),
+                binding.line
+            );
+        }
+    }
+
+    let shares = ShareSet::default();
+    let asker = Asker::new(snapshot, directory, &shares);
+    let who = Who::User(&user.named.id);
+    for workspace in workspaces {
+        let rows = grid(&asker, who, GridScope::Workspace(workspace))?;
+        render_grid(&mut out, &format!("workspace {}", workspace.named.name), &rows);
+        let mut projects: Vec<&Project> = directory
+            .projects
+            .values()
+            .filter(|p| p.workspace_id == workspace.named.id)
+            .collect();
+        projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+        for project in projects {
+            let rows = grid(&asker, who, GridScope::Project(project))?;
+            let title = format!("project {} ({})", project.named.name, workspace.named.name);
+            render_grid(&mut out, &title, &rows);
+        }
+    }
+    Ok(Outcome {
+        stdout: out,
+        stderr: String::new(),
+        code: exit::OK,
+    })
+}
+
+// ---- the directory's bindings --------------------------------------------------------------
+
+/// The parts of the directory file the lints and `what-can` need, with their places. The file
+/// has been validated by `policy::load` already; this view ignores every other field.
+#[derive(Debug, Default, Deserialize)]
+struct DirectoryView {
+    #[serde(default)]
+    teams: Vec<Spanned<TeamView>>,
+    #[serde(default)]
+    roles: Vec<Spanned<RoleView>>,
+    #[serde(default)]
+    bindings: Vec<Spanned<BindingView>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TeamView {
+    name: String,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RoleView {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BindingView {
+    role: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    service_account: Option<String>,
+    #[serde(default)]
+    organization: Option<String>,
+    #[serde(default, alias = "tenant")]
+    workspace: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+}
+
+/// Who holds a binding: a user or service account, or a team (ids).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Holder {
+    User(String),
+    Team(String),
+}
+
+/// Where a binding holds its role (ids).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BindingScope {
+    Organization(String),
+    Workspace(String),
+    Project(String),
+}
+
+impl BindingScope {
+    fn id(&self) -> &str {
+        match self {
+            BindingScope::Organization(id) | BindingScope::Workspace(id) | BindingScope::Project(id) => id,
+        }
+    }
+}
+
+/// One role binding of the directory, resolved.
+#[derive(Debug, Clone)]
+struct Binding {
+    index: usize,
+    line: usize,
+    column: usize,
+    holder: Holder,
+    scope: BindingScope,
+    role: String,
+}
+
+impl Binding {
+    fn key(&self) -> (&Holder, &BindingScope, &str) {
+        (&self.holder, &self.scope, &self.role)
+    }
+
+    /// `Role::"<scope-id>/<role>"`, the group a binding makes its holder a member of.
+    fn group(&self) -> EntityUid {
+        uid("Role", &role_id(self.scope.id(), &self.role))
+    }
+}
+
+fn describe_scope(directory: &Directory, scope: &BindingScope) -> String {
+    match scope {
+        BindingScope::Organization(_) => format!("organization {}", directory.organization.name),
+        BindingScope::Workspace(id) => format!(
+            "workspace {}",
+            directory
+                .workspaces
+                .get(id)
+                .map_or(id.as_str(), |w| w.named.name.as_str())
+        ),
+        BindingScope::Project(id) => match directory.projects.get(id) {
+            Some(project) => {
+                let workspace = directory
+                    .workspaces
+                    .get(&project.workspace_id)
+                    .map_or(project.workspace_id.as_str(), |w| w.named.name.as_str());
+                format!("project {} ({workspace})", project.named.name)
+            }
+            None => format!("project {id}"),
+        },
+    }
+}
+
+/// Reads the directory file's teams, roles and bindings, bindings resolved like the loader does.
+fn read_bindings(directory: &Directory, path: &Path) -> Result<(DirectoryView, Vec<Binding>), String> {
+    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+    let view: DirectoryView = serde_saphyr::from_str(&text)
+        .map_err(|error| format!("{}: {}", path.display(), crate::directory::yaml_message(&error)))?;
+    let mut bindings = Vec::new();
+    for (index, spanned) in view.bindings.iter().enumerate() {
+        let b = &spanned.value;
+        let holder = match (&b.user, &b.team, &b.service_account) {
+            (Some(user), None, None) | (None, None, Some(user)) => {
+                directory.find_user(user).map(|u| Holder::User(u.named.id.clone()))
+            }
+            (None, Some(team), None) => directory.find_team(team).map(|t| Holder::Team(t.named.id.clone())),
+            _ => None,
+        };
+        let scope = match (&b.organization, &b.workspace, &b.project) {
+            (Some(_), None, None) => Some(BindingScope::Organization(directory.organization.id.clone())),
+            (None, Some(key), None) => directory
+                .find_workspace(key)
+                .map(|w| BindingScope::Workspace(w.named.id.clone())),
+            (None, None, Some(key)) => directory
+                .find_project(key)
+                .map(|p| BindingScope::Project(p.named.id.clone())),
+            _ => None,
+        };
+        // The loader has rejected anything that does not resolve.
+        if let (Some(holder), Some(scope)) = (holder, scope) {
+            bindings.push(Binding {
+                index,
+                line: spanned.referenced.line() as usize,
+                column: spanned.referenced.column() as usize,
+                holder,
+                scope,
+                role: b.role.clone(),
+            });
+        }
+    }
+    Ok((view, bindings))
+}
+
+// ---- lint ----------------------------------------------------------------------------------
+
+/// Entity types whose every entity comes from the directory: a policy naming one the directory
+/// lacks names something that can never be there.
+const DIRECTORY_TYPES: [&str; 6] = [
+    "ZenML::User",
+    "ZenML::Team",
+    "ZenML::Role",
+    "ZenML::Permission",
+    "ZenML::Organization",
+    "ZenML::Workspace",
+];
+
+/// `validate`'s warnings beyond Cedar's validator (whose warnings are in the snapshot): valid
+/// sources that are probably not what their author meant. Sorted by file and line.
+///
+/// * a policy naming a user, team, role, permission, organization or workspace that the
+///   directory does not have (that part of it can never match);
+/// * a custom role no binding uses; a team without members;
+/// * a binding that changes no decision: a duplicate, a role that grants nothing at its scope
+///   under the current policies, or one whose every right its holder already has through other
+///   bindings or teams. Organization bindings are not judged: organization roles also mean
+///   things (membership, billing) that no ZenML server asks the sidecar about.
+pub fn lint(snapshot: &PolicySnapshot, sources: &Sources) -> Vec<LoadError> {
+    let Some(directory) = &snapshot.directory else {
+        return Vec::new();
+    };
+    let mut warnings = policy_literal_warnings(snapshot);
+    match read_bindings(directory, &sources.directory) {
+        Ok((view, bindings)) => {
+            warnings.extend(directory_warnings(snapshot, directory, &sources.directory, &view, &bindings));
+        }
+        Err(message) => warnings.push(LoadError::file(&sources.directory, message)),
+    }
+    warnings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    warnings
+}
+
+fn policy_literal_warnings(snapshot: &PolicySnapshot) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    let mut policies: Vec<_> = snapshot.policies.policies().collect();
+    policies.sort_by_key(|p| p.id().to_string());
+    for policy in policies {
+        let Ok(json) = policy.to_json() else { continue };
+        let mut literals = Vec::new();
+        policy::collect_entity_refs(&json, &mut literals);
+        let mut seen = HashSet::new();
+        for literal in literals {
+            let type_name = literal.type_name().to_string();
+            if !DIRECTORY_TYPES.contains(&type_name.as_str())
+                || snapshot.entities.get(&literal).is_some()
+                || !seen.insert(literal.to_string())
+            {
+                continue;
+            }
+            let id = policy.id().to_string();
+            let message = format!(
+                "policy `{id}` names `{literal}`, which is not in the directory: a condition on it can never match"
+            );
+            warnings.push(match snapshot.policy_sources.get(&id) {
+                Some(source) => match source.line {
+                    Some(line) => LoadError::at_line(&source.path, line, 1, message),
+                    None => LoadError::file(&source.path, message),
+                },
+                None => LoadError::file(Path::new("policies"), message),
+            });
+        }
+    }
+    warnings
+}
+
+/// A question cell: workspace, resource, action.
+type Cell = (String, Resource, &'static str);
+
+/// Every type-level cell a role held at `scope` could reach: the scope's own grid and, for a
+/// workspace, every project in it.
+fn reach(directory: &Directory, scope: &BindingScope) -> Vec<Cell> {
+    let mut scopes = Vec::new();
+    match scope {
+        BindingScope::Organization(_) => {}
+        BindingScope::Workspace(id) => {
+            if let Some(workspace) = directory.workspaces.get(id) {
+                scopes.push(GridScope::Workspace(workspace));
+                scopes.extend(
+                    directory
+                        .projects
+                        .values()
+                        .filter(|p| p.workspace_id == *id)
+                        .map(GridScope::Project),
+                );
+            }
+        }
+        BindingScope::Project(id) => scopes.extend(directory.projects.get(id).map(GridScope::Project)),
+    }
+    let mut cells = Vec::new();
+    for scope in scopes {
+        for (_, resource) in scope.questions() {
+            for action in ACTIONS {
+                cells.push((scope.workspace_id().to_owned(), resource.clone(), action));
+            }
+        }
+    }
+    cells
+}
+
+fn directory_warnings(
+    snapshot: &PolicySnapshot,
+    directory: &Directory,
+    path: &Path,
+    view: &DirectoryView,
+    bindings: &[Binding],
+) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    let at = |line: usize, column: usize, message: String| LoadError::at_line(path, line, column, message);
+    let used_roles: HashSet<&str> = bindings.iter().map(|b| b.role.as_str()).collect();
+    for (i, role) in view.roles.iter().enumerate() {
+        if !used_roles.contains(role.value.name.as_str()) {
+            warnings.push(at(
+                role.referenced.line() as usize,
+                role.referenced.column() as usize,
+                format!("roles[{i}] `{}`: unused role: no binding uses it", role.value.name),
+            ));
+        }
+    }
+    for (i, team) in view.teams.iter().enumerate() {
+        if team.value.members.is_empty() {
+            warnings.push(at(
+                team.referenced.line() as usize,
+                team.referenced.column() as usize,
+                format!(
+                    "teams[{i}] `{}`: the team has no members, so its bindings and shares reach nobody",
+                    team.value.name
+                ),
+            ));
+        }
+    }
+
+    let shares = ShareSet::default();
+    let asker = Asker::new(snapshot, directory, &shares);
+    // (scope id, role) -> the cells a holder of only that role may.
+    let mut granted: HashMap<(String, String), Vec<Cell>> = HashMap::new();
+    let mut seen: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
+    for binding in bindings {
+        let place = |message: String| {
+            at(
+                binding.line,
+                binding.column,
+                format!("bindings[{}]: {message}", binding.index),
+            )
+        };
+        if let Some(first) = seen.get(&binding.key()) {
+            warnings.push(place(format!(
+                "no effect: the same holder, role and scope as bindings[{first}]"
+            )));
+            continue;
+        }
+        seen.insert(binding.key(), binding.index);
+        if matches!(binding.scope, BindingScope::Organization(_)) {
+            continue;
+        }
+        let key = (binding.scope.id().to_owned(), binding.role.clone());
+        if !granted.contains_key(&key) {
+            let group = [binding.group()];
+            let mut cells = Vec::new();
+            for cell in reach(directory, &binding.scope) {
+                match asker.ask(Who::Probe(&group), &cell.0, cell.2, &cell.1) {
+                    Ok(decision) if decision.allowed => cells.push(cell),
+                    Ok(_) => {}
+                    Err(message) => {
+                        warnings.push(place(format!("cannot judge its effect: {message}")));
+                        cells.clear();
+                        break;
+                    }
+                }
+            }
+            granted.insert(key.clone(), cells);
+        }
+        let cells = granted.get(&key).map(Vec::as_slice).unwrap_or_default();
+        let what = format!(
+            "role `{}` at {}",
+            binding.role,
+            describe_scope(directory, &binding.scope)
+        );
+        if cells.is_empty() {
+            warnings.push(place(format!(
+                "no effect: {what} grants nothing under the current policies"
+            )));
+            continue;
+        }
+        // Everything else the holder is a member of.
+        let (name, mut others, teams) = match &binding.holder {
+            Holder::User(id) => {
+                let Some(user) = directory.users.get(id) else { continue };
+                let teams: Vec<&str> = user
+                    .teams
+                    .iter()
+                    .filter_map(|t| directory.teams.get(t))
+                    .map(|t| t.named.name.as_str())
+                    .collect();
+                let parents: Vec<EntityUid> = user.teams.iter().map(|t| uid("Team", t)).collect();
+                (user.named.name.as_str(), parents, teams)
+            }
+            Holder::Team(id) => {
+                let Some(team) = directory.teams.get(id) else { continue };
+                (team.named.name.as_str(), Vec::new(), Vec::new())
+            }
+        };
+        others.extend(
+            bindings
+                .iter()
+                .filter(|other| other.holder == binding.holder && other.key() != binding.key())
+                .map(Binding::group),
+        );
+        let others: Vec<EntityUid> = others
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let redundant = cells.iter().all(|(workspace, resource, action)| {
+            asker
+                .ask(Who::Probe(&others), workspace, action, resource)
+                .is_ok_and(|decision| decision.allowed)
+        });
+        if redundant {
+            let through = if teams.is_empty() {
+                "through other bindings".to_owned()
+            } else {
+                format!("through other bindings or teams ({})", teams.join(", "))
+            };
+            warnings.push(place(format!(
+                "no effect: `{name}` already has everything {what} grants, {through}"
+            )));
+        }
+    }
+    warnings
+}
+
+// ---- fmt -----------------------------------------------------------------------------------
+
+/// `*.cedar` files under each path (a file named explicitly is taken whatever its name),
+/// sorted, hidden entries skipped, symlinks followed; and the paths that have none.
+fn cedar_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<LoadError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for path in paths {
+        if path.is_file() {
+            files.push(path.clone());
+            continue;
+        }
+        if !path.is_dir() {
+            errors.push(LoadError::file(path, "no such file or directory"));
+            continue;
+        }
+        let before = files.len();
+        let walker = walkdir::WalkDir::new(path)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+        for entry in walker {
+            match entry {
+                Ok(entry) if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".cedar") => {
+                    files.push(entry.path().to_path_buf());
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let at = error.path().unwrap_or(path).to_path_buf();
+                    errors.push(LoadError::file(&at, format!("cannot read: {error}")));
+                }
+            }
+        }
+        if files.len() == before {
+            errors.push(LoadError::file(path, "no .cedar files found"));
+        }
+    }
+    let mut seen = HashSet::new();
+    files.retain(|file| seen.insert(file.clone()));
+    (files, errors)
+}
+
+/// The `//` comments of Cedar text (string literals skipped), each trimmed, in order.
+fn comments(text: &str) -> Vec<&str> {
+    let mut found = Vec::new();
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut chars = text.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '/' if chars.peek().is_some_and(|(_, next)| *next == '/') => {
+                let end = text[at..].find('\n').map_or(text.len(), |n| at + n);
+                found.push(text[at..end].trim());
+                while chars.peek().is_some_and(|(i, _)| *i < end) {
+                    chars.next();
+                }
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Formats one file's text: `Ok(None)` when it is already formatted (or has no policies),
+/// `Ok(Some(text))` when formatting changes it, `Err` when it cannot or must not be formatted.
+pub fn format_cedar(path: &Path, text: &str, config: &cedar_policy_formatter::Config) -> Result<Option<String>, LoadError> {
+    // Cedar's own parser first: its errors carry a place.
+    let parsed = PolicySet::from_str(text).map_err(|errors| {
+        let first = errors.iter().next();
+        let message = first.map_or_else(|| errors.to_string(), |e| e.to_string());
+        let offset = first
+            .and_then(|e| miette::Diagnostic::labels(e))
+            .and_then(|mut labels| labels.next())
+            .map(|label| label.offset());
+        match offset {
+            Some(offset) => LoadError::at_offset(path, text, offset, format!("cannot format: {message}")),
+            None => LoadError::file(path, format!("cannot format: {message}")),
+        }
+    })?;
+    if parsed.policies().next().is_none() && parsed.templates().next().is_none() {
+        return Ok(None);
+    }
+    let pretty = |input: &str| {
+        cedar_policy_formatter::policies_str_to_pretty(input, config)
+            .map_err(|error| LoadError::file(path, format!("cannot format: {error}")))
+    };
+    let formatted = pretty(text)?;
+    if pretty(&formatted)? != formatted {
+        return Err(LoadError::file(
+            path,
+            "not formatted: Cedar's formatter gives a different text when run again on this file",
+        ));
+    }
+    if comments(text) != comments(&formatted) {
+        return Err(LoadError::file(
+            path,
+            "not formatted: Cedar's formatter would drop or change comments in this file; format it by hand",
+        ));
+    }
+    Ok((formatted != text).then_some(formatted))
+}
+
+/// Replaces `path`'s contents through a hidden temporary file and a rename, so that a watching
+/// sidecar never reads half a file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let target = std::fs::canonicalize(path)?;
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = target.with_file_name(format!(".{name}.zenml-authz-fmt"));
+    std::fs::write(&temp, text)?;
+    if let Ok(metadata) = std::fs::metadata(&target) {
+        let _ = std::fs::set_permissions(&temp, metadata.permissions());
+    }
+    std::fs::rename(&temp, &target).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temp);
+    })
+}
+
+/// `zenml-authz fmt`: format `.cedar` files with Cedar's formatter, or with `--check` list the
+/// files it would change.
+pub fn fmt(args: &FmtArgs) -> Outcome {
+    let paths = if args.paths.is_empty() {
+        vec![args.sources.policies.clone()]
+    } else {
+        args.paths.clone()
+    };
+    let config = cedar_policy_formatter::Config {
+        line_width: args.line_width,
+        indent_width: isize::try_from(args.indent_width).unwrap_or(2),
+    };
+    let (files, mut errors) = cedar_files(&paths);
+    let mut out = String::new();
+    let mut changed = 0;
+    for file in &files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(error) => {
+                errors.push(LoadError::file(file, format!("cannot read: {error}")));
+                continue;
+            }
+        };
+        match format_cedar(file, &text, &config) {
+            Ok(None) => {}
+            Ok(Some(_)) if args.check => {
+                changed += 1;
+                let _ = writeln!(out, "would reformat {}", file.display());
+            }
+            Ok(Some(formatted)) => match write_atomically(file, &formatted) {
+                Ok(()) => {
+                    changed += 1;
+                    let _ = writeln!(out, "formatted {}", file.display());
+                }
+                Err(error) => errors.push(LoadError::file(file, format!("cannot write: {error}"))),
+            },
+            Err(error) => errors.push(error),
+        }
+    }
+    let verb = if args.check {
+        "would be reformatted"
+    } else {
+        "reformatted"
+    };
+    let _ = writeln!(out, "{changed} of {} file(s) {verb}", files.len());
+    let mut stderr = String::new();
+    for error in &errors {
+        let _ = writeln!(stderr, "error: {error}");
+    }
+    let code = if !errors.is_empty() {
+        exit::ERROR
+    } else if args.check && changed > 0 {
+        exit::UNFORMATTED
+    } else {
+        exit::OK
+    };
+    Outcome {
+        stdout: out,
+        stderr,
+        code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[test]
+    fn comments_skip_string_literals() {
+        let text = "// a\npermit (principal, action, resource) when { \"// not\" == \"x\\\"//\" }; // b\n";
+        assert_eq!(comments(text), ["// a", "// b"]);
+    }
+
+    #[test]
+    fn formatting_is_idempotent_and_keeps_comments() {
+        let config = cedar_policy_formatter::Config::default();
+        let text = "// header\n@id(\"x\") permit(principal,action  ,resource) // trailing\nwhen { true };\n";
+        let once = format_cedar(Path::new("x.cedar"), text, &config).unwrap().unwrap();
+        assert_eq!(format_cedar(Path::new("x.cedar"), &once, &config).unwrap(), None);
+        assert_eq!(comments(&once), comments(text));
+        assert!(once.contains("@id(\"x\")"), "{once}");
+    }
+
+    #[test]
+    fn comment_only_files_are_left_alone() {
+        let config = cedar_policy_formatter::Config::default();
+        assert_eq!(format_cedar(Path::new("x.cedar"), "// nothing yet\n", &config).unwrap(), None);
+        assert_eq!(format_cedar(Path::new("x.cedar"), "", &config).unwrap(), None);
+    }
+
+    #[test]
+    fn unparseable_files_are_errors_with_a_place() {
+        let config = cedar_policy_formatter::Config::default();
+        let error = format_cedar(Path::new("x.cedar"), "permit (principal, action resource);\n", &config).unwrap_err();
+        assert_eq!(error.line, Some(1), "{error}");
+        assert!(error.message.starts_with("cannot format: "), "{error}");
+    }
+}
