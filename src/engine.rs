@@ -55,13 +55,20 @@ pub enum DecideError {
 
 /// Decides `request` under `snapshot`.
 pub fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
-    let authorizer = Authorizer::new();
-    let response = if request.entities.is_empty() {
-        authorizer.is_authorized(&request.request, &snapshot.policies, &snapshot.entities)
+    let slice;
+    let entities = if request.entities.is_empty() {
+        &snapshot.entities
     } else {
-        let slice = slice(snapshot, request)?;
-        authorizer.is_authorized(&request.request, &snapshot.policies, &slice)
+        slice = self::slice(snapshot, request)?;
+        &slice
     };
+    // Only the policies whose scope can match (see `index`), or all of them.
+    let selected = snapshot
+        .index
+        .as_ref()
+        .and_then(|index| index.select(&request.request, entities));
+    let policies = selected.as_deref().unwrap_or(&snapshot.policies);
+    let response = Authorizer::new().is_authorized(&request.request, policies, entities);
     let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
     reasons.sort();
     let errors = response.diagnostics().errors().map(ToString::to_string).collect();

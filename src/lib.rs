@@ -13,6 +13,7 @@
 //! - [`table`]: decision tables (`zenml-authz test`)
 //! - [`authoring`]: policy authoring: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings
 //! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
+//! - [`index`]: the scope index: only the policies whose scope can match a request
 //! - [`metrics`]: Prometheus metrics, declared once; `/metrics`
 //! - [`http`]: the HTTP API (router, Cedar API, health, status)
 //! - [`server`]: the accept loop and graceful shutdown
@@ -29,6 +30,7 @@ pub mod decision_log;
 pub mod directory;
 pub mod engine;
 pub mod http;
+pub mod index;
 pub mod metrics;
 pub mod policy;
 pub mod server;

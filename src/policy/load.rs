@@ -112,6 +112,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         }
     };
 
+    let index = crate::index::ScopeIndex::build(&parsed.set, &schema, &entities);
     let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
     Ok(PolicySnapshot {
         revision,
@@ -126,6 +127,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         warnings,
         attribute_refs,
         policy_literals,
+        index,
     })
 }
 

@@ -58,6 +58,8 @@ pub struct PolicySnapshot {
     pub(crate) attribute_refs: HashMap<EntityUid, Vec<EntityUid>>,
     /// Entity literals written in the policies (slicing).
     pub(crate) policy_literals: Vec<EntityUid>,
+    /// Policies by scope; `None` when the set is evaluated whole.
+    pub(crate) index: Option<crate::index::ScopeIndex>,
 }
 
 /// Sizes of a snapshot, for status and metrics.

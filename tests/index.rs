@@ -1,0 +1,203 @@
+//! The scope index is exact: on random policy sets (every scope form, action groups, forbids,
+//! conditions that error) and random requests, evaluating only the policies the index selects
+//! gives the same decision, determining policies and errors as evaluating the whole set.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
+
+mod common;
+
+use std::str::FromStr;
+
+use cedar_policy::{Authorizer, PolicySet};
+use proptest::prelude::*;
+use zenml_authz::index::ScopeIndex;
+use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::{PolicySnapshot, Sources, policy};
+
+const WORKSPACE: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+const ORG: &str = "743818ac-9cc4-413c-aa3b-0d14700954e9";
+const UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
+const ID: &str = "11111111-1111-4111-8111-111111111111";
+
+fn snapshot() -> PolicySnapshot {
+    let root = common::root();
+    policy::load(&Sources {
+        policies: root.join("policies"),
+        schemas: root.join("schemas"),
+        directory: root.join("policies/directory.yaml"),
+    })
+    .unwrap()
+}
+
+/// The choices a random policy is made of, as indexes into the lists below.
+type PolicyChoice = (bool, usize, usize, usize, usize, usize, usize, usize);
+
+fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice) -> String {
+    let directory = snapshot.directory.as_ref().unwrap();
+    let users: Vec<&String> = directory.users.keys().collect();
+    let teams: Vec<&String> = directory.teams.keys().collect();
+    let projects: Vec<&String> = directory.projects.keys().collect();
+    let user = users[x % users.len()];
+    let team = teams[y % teams.len()];
+    let project = projects[z % projects.len()];
+    let roles = [
+        format!("{WORKSPACE}/developer"),
+        format!("{WORKSPACE}/viewer"),
+        format!("{project}/*"),
+        format!("{project}/admin"),
+        format!("{ORG}/admin"),
+    ];
+    let role = &roles[y % roles.len()];
+    let action = |i: usize| ACTIONS[i % ACTIONS.len()];
+    let type_name = RESOURCE_TYPES[(x + z) % RESOURCE_TYPES.len()].cedar;
+    let principal = match p % 7 {
+        0 => "principal".to_owned(),
+        1 => format!("principal == ZenML::User::\"{user}\""),
+        2 => format!("principal in ZenML::Team::\"{team}\""),
+        3 => format!("principal in ZenML::Role::\"{role}\""),
+        4 => "principal is ZenML::User".to_owned(),
+        5 => format!("principal is ZenML::User in ZenML::Team::\"{team}\""),
+        _ => format!(
+            "principal in ZenML::Permission::\"{project}/pipeline/{}\"",
+            action(x)
+        ),
+    };
+    let action_scope = match a % 4 {
+        0 => "action".to_owned(),
+        1 => format!("action == ZenML::Action::\"{}\"", action(x)),
+        2 => format!(
+            "action in [ZenML::Action::\"{}\", ZenML::Action::\"{}\"]",
+            action(y),
+            action(z)
+        ),
+        _ => "action in ZenML::Action::\"write\"".to_owned(),
+    };
+    let resource = match r % 8 {
+        0 => "resource".to_owned(),
+        1 => format!("resource is ZenML::{type_name}"),
+        2 => format!("resource == ZenML::Project::\"{project}\""),
+        3 => format!("resource in ZenML::Project::\"{project}\""),
+        4 => format!("resource in ZenML::Workspace::\"{WORKSPACE}\""),
+        5 => format!("resource is ZenML::{type_name} in ZenML::Project::\"{project}\""),
+        6 => format!("resource in ZenML::Organization::\"{ORG}\""),
+        _ => format!("resource in ZenML::Project::\"{UNLISTED}\""),
+    };
+    let condition = match c % 7 {
+        0 => "",
+        1 => "when { principal.active }",
+        2 => "when { context has permissions && principal in context.permissions }",
+        3 => "when { resource.workspace.name == \"production\" }",
+        4 => "unless { principal.is_service_account }",
+        // Errors for resources without a project (global types): error paths must agree too.
+        5 => "when { resource.project.name == \"churn\" }",
+        _ => "when { principal in resource.workspace.developers }",
+    };
+    let effect = if forbid { "forbid" } else { "permit" };
+    format!("{effect} ({principal}, {action_scope}, {resource}) {condition};\n")
+}
+
+fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
+    (
+        prop::bool::weighted(0.2),
+        0..7usize,
+        0..4usize,
+        0..8usize,
+        0..7usize,
+        0..64usize,
+        0..64usize,
+        0..64usize,
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_index_selects_exactly(
+        choices in prop::collection::vec(policy_choice(), 1..40),
+        requests in prop::collection::vec((0..64usize, 0..10usize, 0..64usize, any::<bool>()), 40),
+    ) {
+        let snapshot = snapshot();
+        let text: String = choices.iter().map(|c| policy_text(&snapshot, *c)).collect();
+        let policies = PolicySet::from_str(&text).unwrap();
+        let index = ScopeIndex::build(&policies, &snapshot.schema, &snapshot.entities).unwrap();
+        let directory = snapshot.directory.as_ref().unwrap();
+        let users: Vec<&String> = directory.users.keys().collect();
+        let projects: Vec<String> = directory.projects.keys().cloned().chain([UNLISTED.to_owned()]).collect();
+        let mut shares = ShareSet::default();
+        shares.set(WORKSPACE, &Resource::parse(&format!("{}:pipeline/{ID}", projects[0])).unwrap(), Grantee::User(users[0].clone()), ["read".to_owned()]);
+        let authorizer = Authorizer::new();
+        for (u, a, r, instance) in requests {
+            let resource_type = RESOURCE_TYPES[r % RESOURCE_TYPES.len()];
+            let project = &projects[r % projects.len()];
+            let mut text = if resource_type.project_scoped { format!("{project}:{}", resource_type.wire) } else { resource_type.wire.to_owned() };
+            if instance {
+                text = if resource_type.wire == "project" { format!("project/{project}") } else { format!("{text}/{ID}") };
+            }
+            let resource = Resource::parse(&text).unwrap();
+            let question = Question { workspace_id: WORKSPACE, user_id: users[u % users.len()], action: ACTIONS[a], resource: &resource };
+            let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else { continue };
+            let entities = snapshot.entities.clone().add_entities(request.entities.iter().cloned(), None).unwrap();
+            let whole = authorizer.is_authorized(&request.request, &policies, &entities);
+            let selected = index.select(&request.request, &entities);
+            let selected_set = selected.as_deref().unwrap_or(&policies);
+            let narrowed = authorizer.is_authorized(&request.request, selected_set, &entities);
+            let sorted = |response: &cedar_policy::Response| {
+                let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+                let mut errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
+                reasons.sort();
+                errors.sort();
+                (response.decision(), reasons, errors)
+            };
+            prop_assert_eq!(sorted(&whole), sorted(&narrowed), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+            prop_assert!(selected_set.policies().count() <= policies.policies().count());
+        }
+    }
+}
+
+/// The index narrows: with many per-team grants, a request evaluates a small fraction.
+#[test]
+fn the_index_narrows_a_large_set() {
+    let snapshot = snapshot();
+    let directory = snapshot.directory.as_ref().unwrap();
+    let teams: Vec<&String> = directory.teams.keys().collect();
+    let mut text = String::new();
+    for i in 0..600 {
+        let type_name = RESOURCE_TYPES[i % RESOURCE_TYPES.len()].cedar;
+        let action = ACTIONS[(i / 24) % ACTIONS.len()];
+        text.push_str(&format!(
+            "permit (principal in ZenML::Team::\"{}\", action == ZenML::Action::\"{action}\", resource is ZenML::{type_name});\n",
+            teams[i % teams.len()]
+        ));
+    }
+    let policies = PolicySet::from_str(&text).unwrap();
+    let index = ScopeIndex::build(&policies, &snapshot.schema, &snapshot.entities).unwrap();
+    let bob = directory.find_user("bob").unwrap().named.id.clone();
+    let resource = Resource::parse(&format!(
+        "{}:pipeline/{ID}",
+        directory.find_project("churn").unwrap().named.id
+    ))
+    .unwrap();
+    let question = Question {
+        workspace_id: WORKSPACE,
+        user_id: &bob,
+        action: "read",
+        resource: &resource,
+    };
+    let Prepared::Request(request) = prepare(&snapshot, &ShareSet::default(), &question).unwrap() else {
+        panic!("denied before evaluation")
+    };
+    let entities = snapshot
+        .entities
+        .clone()
+        .add_entities(request.entities.iter().cloned(), None)
+        .unwrap();
+    let selected = index.select(&request.request, &entities).unwrap();
+    let count = selected.policies().count();
+    assert!(count >= 1 && count <= 5, "selected {count} of 600");
+}
