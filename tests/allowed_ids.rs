@@ -12,20 +12,20 @@
 
 mod common;
 
+use common::sample::{PRODUCTION, STAGING};
+
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+use zenml_authz::PolicySnapshot;
 use zenml_authz::engine::decide;
 use zenml_authz::zenml::api::allowed_ids;
 use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
 use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
-use zenml_authz::{PolicySnapshot, Sources, policy};
 
-const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
-const STAGING: &str = "d5320975-d92d-4b35-9413-9b848998b5bf";
 /// A project ZenML created that the directory does not list (no bindings).
 const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
 /// A user the directory does not know.
@@ -38,15 +38,7 @@ const IDS: [&str; 4] = [
     "44444444-4444-4444-8444-444444444444",
 ];
 
-static SNAPSHOT: LazyLock<PolicySnapshot> = LazyLock::new(|| {
-    let root = common::root();
-    policy::load(&Sources {
-        policies: root.join("policies"),
-        schemas: root.join("schemas"),
-        directory: root.join("policies/directory.yaml"),
-    })
-    .unwrap()
-});
+static SNAPSHOT: LazyLock<PolicySnapshot> = LazyLock::new(common::bundled_snapshot);
 
 fn directory() -> &'static zenml_authz::directory::Directory {
     SNAPSHOT.directory.as_ref().unwrap()

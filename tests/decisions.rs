@@ -10,20 +10,11 @@
 mod common;
 
 use assert_cmd::Command;
-use zenml_authz::{policy, table};
-
-fn bundled() -> policy::Sources {
-    let root = common::root();
-    policy::Sources {
-        policies: root.join("policies"),
-        schemas: root.join("schemas"),
-        directory: root.join("policies/directory.yaml"),
-    }
-}
+use zenml_authz::table;
 
 #[test]
 fn every_decision_table_row_holds() {
-    let snapshot = policy::load(&bundled()).unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let snapshot = common::bundled_snapshot();
     let tables = common::root().join("tests/decisions");
     let files = table::table_files(std::slice::from_ref(&tables));
     assert!(files.len() >= 5, "decision tables missing: {files:?}");

@@ -9,6 +9,8 @@
 
 mod common;
 
+use common::sample::{ADA, CHURN, ERIN, GRACE, PLATFORM, PRODUCTION};
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,12 +21,6 @@ use std::time::{Duration, Instant};
 use common::{Server, query, send_to};
 use serde_json::json;
 
-const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
-const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
-const GRACE: &str = "7c43a64e-c811-4df9-a0f1-9b1a74220e53";
-const ERIN: &str = "bd83f12c-3cd2-4db0-9bed-f2fa60d76d28";
-const ADA: &str = "8fc22834-6a2b-46cc-8682-46129b366219";
-const PLATFORM: &str = "f5135f22-db1c-457d-9d9e-b7d016a19800";
 /// The try-out enrollment key of `production` (its hash is in policies/directory.yaml).
 const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
 const TOKEN_SECRET: &str = "durability-test-token-secret";

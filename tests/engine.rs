@@ -13,20 +13,13 @@ use cedar_policy::Authorizer;
 use zenml_authz::engine::decide;
 use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
 use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
-use zenml_authz::{Sources, policy};
 
 const ID: &str = "11111111-1111-4111-8111-111111111111";
 const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
 
 #[test]
 fn slice_decisions_equal_whole_store_decisions() {
-    let root = common::root();
-    let snapshot = policy::load(&Sources {
-        policies: root.join("policies"),
-        schemas: root.join("schemas"),
-        directory: root.join("policies/directory.yaml"),
-    })
-    .unwrap();
+    let snapshot = common::bundled_snapshot();
     let directory = snapshot.directory.as_ref().unwrap();
     let projects: Vec<String> = directory
         .projects

@@ -8,16 +8,10 @@
 
 mod common;
 
+use common::sample::{ADA, CAROL, CHURN, DAVE, GRACE, MALLORY, PRODUCTION};
+
 use common::Server;
 use serde_json::{Value, json};
-
-const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
-const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
-const ADA: &str = "8fc22834-6a2b-46cc-8682-46129b366219";
-const CAROL: &str = "783f4f04-072f-4dfd-bc1d-210bfa40fff2";
-const DAVE: &str = "9a1b418a-a4d7-49df-aa12-860e622a068d";
-const GRACE: &str = "7c43a64e-c811-4df9-a0f1-9b1a74220e53";
-const MALLORY: &str = "2edb91ee-10ed-48e6-a94b-fa1ca5f36277";
 
 fn user(id: &str) -> String {
     format!("ZenML::User::\"{id}\"")

@@ -10,28 +10,23 @@
 
 mod common;
 
+use common::sample::ORG;
+
 use std::str::FromStr;
 
 use cedar_policy::{Authorizer, PolicySet};
 use proptest::prelude::*;
+use zenml_authz::PolicySnapshot;
 use zenml_authz::index::ScopeIndex;
 use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
 use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
-use zenml_authz::{PolicySnapshot, Sources, policy};
 
 const WORKSPACE: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
-const ORG: &str = "743818ac-9cc4-413c-aa3b-0d14700954e9";
 const UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
 const ID: &str = "11111111-1111-4111-8111-111111111111";
 
 fn snapshot() -> PolicySnapshot {
-    let root = common::root();
-    policy::load(&Sources {
-        policies: root.join("policies"),
-        schemas: root.join("schemas"),
-        directory: root.join("policies/directory.yaml"),
-    })
-    .unwrap()
+    common::bundled_snapshot()
 }
 
 /// The choices a random policy is made of, as indexes into the lists below.

@@ -9,18 +9,14 @@
 
 mod common;
 
+use common::sample::{BOB, CHURN, DAVE, GRACE, PRODUCTION};
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::Server;
 use serde_json::{Value, json};
-
-const DAVE: &str = "9a1b418a-a4d7-49df-aa12-860e622a068d";
-const GRACE: &str = "7c43a64e-c811-4df9-a0f1-9b1a74220e53";
-const BOB: &str = "8a5e8598-b203-4344-948f-32f6cd6c6e30";
-const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
-const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
 
 fn promtool() -> String {
     let output = Command::new("bash")

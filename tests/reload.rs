@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::sample::{CAROL, CHURN};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,8 +18,6 @@ use std::time::{Duration, Instant};
 use common::Server;
 use serde_json::{Value, json};
 
-const CAROL: &str = "783f4f04-072f-4dfd-bc1d-210bfa40fff2";
-const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
 const VIEWER_PERMIT: &str = "permit (principal, action == ZenML::Action::\"read\", resource)\nwhen { principal in resource.workspace.viewers };";
 const VIEWER_FORBID: &str = "forbid (principal, action == ZenML::Action::\"read\", resource)\nwhen { principal in resource.workspace.viewers };";
 

@@ -10,30 +10,18 @@
 
 mod common;
 
+use common::sample::{
+    ADA, BOB, CAROL, CHURN, CI_BOT, DAVE, ERIN, FRAUD, GRACE, IVAN, MALLORY, ML_ENG, NINA, ORG, PLATFORM,
+    PRODUCTION, STAGING,
+};
+
 use std::collections::BTreeSet;
 
 use common::{Reply, Server, query};
 use serde_json::{Map, Value, json};
 
 // The sample directory (policies/directory.yaml).
-const ORG: &str = "743818ac-9cc4-413c-aa3b-0d14700954e9";
-const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
-const STAGING: &str = "d5320975-d92d-4b35-9413-9b848998b5bf";
-const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
-const FRAUD: &str = "45f60d6d-243d-4e8e-8b96-0ae5e16357de";
 
-const ADA: &str = "8fc22834-6a2b-46cc-8682-46129b366219";
-const BOB: &str = "8a5e8598-b203-4344-948f-32f6cd6c6e30";
-const CAROL: &str = "783f4f04-072f-4dfd-bc1d-210bfa40fff2";
-const DAVE: &str = "9a1b418a-a4d7-49df-aa12-860e622a068d";
-const ERIN: &str = "bd83f12c-3cd2-4db0-9bed-f2fa60d76d28";
-const GRACE: &str = "7c43a64e-c811-4df9-a0f1-9b1a74220e53";
-const IVAN: &str = "21ec6c5f-79fc-4618-aed8-f374553b28a2";
-const MALLORY: &str = "2edb91ee-10ed-48e6-a94b-fa1ca5f36277";
-const NINA: &str = "7f5b82c8-1a37-4260-ae25-977b5c4f47ec";
-const CI_BOT: &str = "1bc20b2c-3eb2-4348-86a1-d94f1b28b8e7";
-const ML_ENG: &str = "bba0b1e4-baaf-4db0-862c-0a6718adc0fe";
-const PLATFORM: &str = "f5135f22-db1c-457d-9d9e-b7d016a19800";
 /// Nobody in the directory.
 const STRANGER: &str = "0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f";
 

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod sample;
+
 /// The repository root (bundled policies, schemas, directory).
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -131,6 +133,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bundled policies, schemas and sample directory.
+pub fn bundled_sources() -> zenml_authz::Sources {
+    let root = root();
+    zenml_authz::Sources {
+        policies: root.join("policies"),
+        schemas: root.join("schemas"),
+        directory: root.join("policies/directory.yaml"),
+    }
+}
+
+/// The bundled sources, loaded.
+pub fn bundled_snapshot() -> zenml_authz::PolicySnapshot {
+    zenml_authz::policy::load(&bundled_sources()).unwrap_or_else(|errors| panic!("{errors:#?}"))
 }
 
 /// Copies the bundled schemas and policies (directory file included) into a temp dir.
