@@ -12,17 +12,23 @@
 //! * [`lint`]: `validate`'s warnings beyond Cedar's own: unused custom roles, teams without
 //!   members, bindings that change no decision, policies naming entities the directory lacks.
 //!
-//! Every command returns an [`Outcome`] (what to print, the exit code); `main` prints it. The
-//! questions go through the same `zenml::prepare` and `engine::decide` as the server's, so the
-//! CLI's answer is the sidecar's.
+//! Every command returns an [`Outcome`] (what to print, the exit code); `main` prints it. A
+//! question goes through the same `zenml::prepare` and `engine::decide` as the server's, so the
+//! CLI's answer is the sidecar's. A grid (what-can, the binding lints: hundreds of type-level
+//! questions for one principal) evaluates the same prepared requests over one `engine::slice`
+//! per scope instead of one per question; the slice is exact, so the decisions are the same.
+//! Teams and roles are asked about through a synthetic active user who is a member of just
+//! them.
 
+use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{Entity, EntityUid, PolicySet, Request, RestrictedExpression};
+use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Request, RestrictedExpression};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
@@ -207,7 +213,11 @@ fn explain(snapshot: &PolicySnapshot, decision: &Decision, out: &mut String) {
     } else {
         let _ = writeln!(out, "errors:");
         for error in &decision.errors {
-            let _ = writeln!(out, "  {}", error.split_whitespace().collect::<Vec<_>>().join(" "));
+            let _ = writeln!(
+                out,
+                "  {}",
+                error.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
         }
     }
 }
@@ -238,7 +248,9 @@ fn json_arg(flag: &str, text: Option<&str>) -> Result<Value, String> {
         return Ok(Value::Null);
     };
     let text = match text.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).map_err(|error| format!("`{flag}`: `{path}`: {error}"))?,
+        Some(path) => {
+            std::fs::read_to_string(path).map_err(|error| format!("`{flag}`: `{path}`: {error}"))?
+        }
         None => text.to_owned(),
     };
     serde_json::from_str(&text).map_err(|error| format!("`{flag}`: not JSON: {error}"))
@@ -252,10 +264,15 @@ fn reference_arg(text: &str) -> Value {
     }
 }
 
-fn authorize_cedar(snapshot: &PolicySnapshot, args: &AuthorizeArgs, principal: &str) -> Result<Outcome, String> {
+fn authorize_cedar(
+    snapshot: &PolicySnapshot,
+    args: &AuthorizeArgs,
+    principal: &str,
+) -> Result<Outcome, String> {
     if args.workspace.is_some() {
         return Err(
-            "`--workspace` goes with `--user` (ZenML terms); a Cedar request names its entities itself".into(),
+            "`--workspace` goes with `--user` (ZenML terms); a Cedar request names its entities itself"
+                .into(),
         );
     }
     // A bare action name is the `ZenML` action of that name.
@@ -277,7 +294,13 @@ fn authorize_cedar(snapshot: &PolicySnapshot, args: &AuthorizeArgs, principal: &
     let mut out = String::new();
     let _ = writeln!(out, "{}", word(decision.allowed));
     let named = |uid: Option<&EntityUid>| uid.map(ToString::to_string).unwrap_or_default();
-    let _ = writeln!(out, "principal: {}", named(request.request.principal()));
+    let known = request
+        .request
+        .principal()
+        .and_then(|p| snapshot.directory.as_ref()?.users.get(p.id().unescaped()))
+        .map(|user| format!(" ({})", user.named.name))
+        .unwrap_or_default();
+    let _ = writeln!(out, "principal: {}{known}", named(request.request.principal()));
     let _ = writeln!(out, "action: {}", named(request.request.action()));
     let _ = writeln!(out, "resource: {}", named(request.request.resource()));
     explain(snapshot, &decision, &mut out);
@@ -296,11 +319,7 @@ fn authorize_cedar(snapshot: &PolicySnapshot, args: &AuthorizeArgs, principal: &
         if field == "principal"
             && let Some(user) = snapshot.directory.as_ref().and_then(|d| d.find_user(id))
         {
-            let _ = write!(
-                note,
-                " (`{id}` is `{}`)",
-                uid_of("User", &user.named.id)
-            );
+            let _ = write!(note, " (`{id}` is `{}`)", uid_of("User", &user.named.id));
         } else if field == "resource" {
             note.push_str(" (pass it with `--entities`, or ask in ZenML terms with `--user`)");
         }
@@ -317,7 +336,11 @@ fn uid_of(type_name: &str, id: &str) -> String {
     uid(type_name, id).to_string()
 }
 
-fn authorize_zenml(snapshot: &PolicySnapshot, args: &AuthorizeArgs, user_key: &str) -> Result<Outcome, String> {
+fn authorize_zenml(
+    snapshot: &PolicySnapshot,
+    args: &AuthorizeArgs,
+    user_key: &str,
+) -> Result<Outcome, String> {
     if args.context.is_some() || args.entities.is_some() {
         return Err(
             "`--context` and `--entities` go with `--principal` (Cedar terms); in ZenML terms they are built from the directory".into(),
@@ -364,10 +387,11 @@ fn authorize_zenml(snapshot: &PolicySnapshot, args: &AuthorizeArgs, user_key: &s
         user.named.name
     );
     let _ = writeln!(out, "action: {}", uid_of("Action", action));
-    let resource_uid = cedar
-        .and_then(Request::resource)
-        .map(ToString::to_string)
-        .unwrap_or_else(|| resource.to_string());
+    let resource_uid = match (cedar.and_then(Request::resource), resource.resource_type()) {
+        (Some(cedar), _) => cedar.to_string(),
+        (None, Some(known)) => uid_of(known.cedar, resource.id.as_deref().unwrap_or("*")),
+        (None, None) => resource.to_string(),
+    };
     let _ = writeln!(out, "resource: {resource_uid} ({})", args.resource);
     let _ = writeln!(
         out,
@@ -392,6 +416,22 @@ struct Asker<'a> {
     shares: &'a ShareSet,
     /// Any user of the directory: `prepare` needs one to build the request.
     template_user: Option<&'a str>,
+    /// The prepared questions of each grid scope (by scope id): they do not depend on the
+    /// principal, so every principal's grid reuses them.
+    prepared: RefCell<HashMap<String, Rc<PreparedScope>>>,
+}
+
+/// A scope's type-level questions, prepared for the template user.
+struct PreparedScope {
+    /// Row labels (resource types).
+    labels: Vec<&'static str>,
+    /// (row, action, request) for every question `prepare` did not deny outright.
+    requests: Vec<(usize, &'static str, Request)>,
+    /// The request-scoped entities of all of them (the type-level resources: one per uid).
+    entities: Vec<Entity>,
+    /// Every entity the requests name besides their principal: actions, resources, and what
+    /// `prepare` lists as referenced (workspace, project).
+    referenced: Vec<EntityUid>,
 }
 
 /// Who a question is about.
@@ -411,10 +451,17 @@ impl<'a> Asker<'a> {
             snapshot,
             shares,
             template_user: directory.users.keys().next().map(String::as_str),
+            prepared: RefCell::default(),
         }
     }
 
-    fn ask(&self, who: Who<'_>, workspace_id: &str, action: &str, resource: &Resource) -> Result<Decision, String> {
+    fn ask(
+        &self,
+        who: Who<'_>,
+        workspace_id: &str,
+        action: &str,
+        resource: &Resource,
+    ) -> Result<Decision, String> {
         let user_id = match who {
             Who::User(id) => id,
             Who::Probe(_) => self
@@ -446,21 +493,10 @@ impl<'a> Asker<'a> {
 
     fn with_probe(&self, mut request: AuthzRequest, parents: &[EntityUid]) -> Result<AuthzRequest, String> {
         let probe = uid("User", PROBE_ID);
-        let attrs = HashMap::from([
-            (
-                "name".to_owned(),
-                RestrictedExpression::new_string(PROBE_ID.to_owned()),
-            ),
-            (
-                "is_service_account".to_owned(),
-                RestrictedExpression::new_bool(false),
-            ),
-            ("active".to_owned(), RestrictedExpression::new_bool(true)),
-        ]);
-        let entity = Entity::new(probe.clone(), attrs, parents.iter().cloned().collect())
-            .map_err(|error| format!("probe entity: {error}"))?;
+        let entity = probe_entity(parents)?;
         let inner = &request.request;
-        let (Some(action), Some(resource), Some(context)) = (inner.action(), inner.resource(), inner.context())
+        let (Some(action), Some(resource), Some(context)) =
+            (inner.action(), inner.resource(), inner.context())
         else {
             return Err("internal: an incomplete request".into());
         };
@@ -476,6 +512,163 @@ impl<'a> Asker<'a> {
         request.referenced.extend(parents.iter().cloned());
         Ok(request)
     }
+
+    fn prepare_scope(&self, scope: GridScope<'_>) -> Result<Rc<PreparedScope>, String> {
+        if let Some(prepared) = self.prepared.borrow().get(scope.id()) {
+            return Ok(prepared.clone());
+        }
+        let user_id = self
+            .template_user
+            .ok_or("the directory has no users to build a request from")?;
+        let questions = scope.questions();
+        let mut requests = Vec::new();
+        let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
+        let mut referenced: BTreeSet<EntityUid> = BTreeSet::new();
+        for (row, (_, resource)) in questions.iter().enumerate() {
+            for action in ACTIONS {
+                let question = Question {
+                    workspace_id: scope.workspace_id(),
+                    user_id,
+                    action,
+                    resource,
+                };
+                if let Prepared::Request(prepared) = zenml::prepare(self.snapshot, self.shares, &question)? {
+                    let AuthzRequest {
+                        request,
+                        entities: scoped,
+                        referenced: named,
+                    } = *prepared;
+                    referenced.extend(named);
+                    referenced.extend(request.action().cloned());
+                    referenced.extend(request.resource().cloned());
+                    for entity in scoped {
+                        entities.entry(entity.uid()).or_insert(entity);
+                    }
+                    requests.push((row, action, request));
+                }
+            }
+        }
+        let prepared = Rc::new(PreparedScope {
+            labels: questions.iter().map(|(label, _)| *label).collect(),
+            requests,
+            entities: entities.into_values().collect(),
+            referenced: referenced.into_iter().collect(),
+        });
+        self.prepared
+            .borrow_mut()
+            .insert(scope.id().to_owned(), prepared.clone());
+        Ok(prepared)
+    }
+
+    /// Resource type -> allowed actions at one scope (only the cells of `only`, if given).
+    /// Many questions for one principal: they are evaluated over one slice, the engine's
+    /// (`engine::slice`) for all of them at once, instead of one slice per question; by the
+    /// slice invariant the decisions are the same.
+    fn grid(
+        &self,
+        who: Who<'_>,
+        scope: GridScope<'_>,
+        only: Option<&BTreeSet<Cell>>,
+    ) -> Result<Vec<Row>, String> {
+        let prepared = self.prepare_scope(scope)?;
+        let mut rows: Vec<Row> = prepared.labels.iter().map(|label| (*label, Vec::new())).collect();
+        self.evaluate(who, scope, only, |row, action, allowed| {
+            if allowed && let Some((_, actions)) = rows.get_mut(row) {
+                actions.push(action);
+            }
+            true
+        })?;
+        Ok(rows)
+    }
+
+    /// Evaluates the scope's questions (those in `only`, if given) for `who`, in order, calling
+    /// `each(row, action, allowed)` until it returns false.
+    fn evaluate(
+        &self,
+        who: Who<'_>,
+        scope: GridScope<'_>,
+        only: Option<&BTreeSet<Cell>>,
+        mut each: impl FnMut(usize, &'static str, bool) -> bool,
+    ) -> Result<(), String> {
+        let prepared = self.prepare_scope(scope)?;
+        let principal = match who {
+            Who::User(id) => uid("User", id),
+            Who::Probe(_) => uid("User", PROBE_ID),
+        };
+        let with_principal = |request: &Request| -> Result<Request, String> {
+            let (Some(action), Some(resource), Some(context)) =
+                (request.action(), request.resource(), request.context())
+            else {
+                return Err("internal: an incomplete request".into());
+            };
+            // Checked against the schema by `prepare`; only the principal changes.
+            Request::new(
+                principal.clone(),
+                action.clone(),
+                resource.clone(),
+                context.clone(),
+                None,
+            )
+            .map_err(|error| format!("request: {error}"))
+        };
+        let Some((_, _, first)) = prepared.requests.first() else {
+            return Ok(());
+        };
+        let mut scoped = prepared.entities.clone();
+        let mut referenced = prepared.referenced.clone();
+        if let Who::Probe(parents) = who {
+            scoped.push(probe_entity(parents)?);
+            referenced.extend(parents.iter().cloned());
+        }
+        let all = AuthzRequest {
+            request: with_principal(first)?,
+            entities: scoped,
+            referenced,
+        };
+        let entities = engine::slice(self.snapshot, &all).map_err(|error| error.to_string())?;
+        let authorizer = Authorizer::new();
+        for (row, action, request) in &prepared.requests {
+            let Some(label) = prepared.labels.get(*row).copied() else {
+                continue;
+            };
+            if only.is_some_and(|cells| !cells.contains(&(scope.id().to_owned(), label, *action))) {
+                continue;
+            }
+            let request = with_principal(request)?;
+            // As `engine::decide`: only the policies whose scope can match, or all of them.
+            let selected = self
+                .snapshot
+                .index
+                .as_ref()
+                .and_then(|index| index.select(&request, &entities));
+            let policies = selected.as_deref().unwrap_or(&self.snapshot.policies);
+            let response = authorizer.is_authorized(&request, policies, &entities);
+            if !each(*row, action, response.decision() == cedar_policy::Decision::Allow) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One row of a grid: a resource type and the actions allowed on it.
+type Row = (&'static str, Vec<&'static str>);
+
+/// The synthetic active user, member of `parents`.
+fn probe_entity(parents: &[EntityUid]) -> Result<Entity, String> {
+    let attrs = HashMap::from([
+        (
+            "name".to_owned(),
+            RestrictedExpression::new_string(PROBE_ID.to_owned()),
+        ),
+        (
+            "is_service_account".to_owned(),
+            RestrictedExpression::new_bool(false),
+        ),
+        ("active".to_owned(), RestrictedExpression::new_bool(true)),
+    ]);
+    Entity::new(uid("User", PROBE_ID), attrs, parents.iter().cloned().collect())
+        .map_err(|error| format!("probe entity: {error}"))
 }
 
 // ---- who-can -----------------------------------------------------------------------------
@@ -594,6 +787,14 @@ enum GridScope<'d> {
 }
 
 impl GridScope<'_> {
+    /// The workspace's or project's id.
+    fn id(&self) -> &str {
+        match self {
+            GridScope::Workspace(workspace) => &workspace.named.id,
+            GridScope::Project(project) => &project.named.id,
+        }
+    }
+
     fn workspace_id(&self) -> &str {
         match self {
             GridScope::Workspace(workspace) => &workspace.named.id,
@@ -642,22 +843,7 @@ impl GridScope<'_> {
     }
 }
 
-/// Resource type → allowed actions, for one principal at one scope.
-fn grid(asker: &Asker<'_>, who: Who<'_>, scope: GridScope<'_>) -> Result<Vec<(&'static str, Vec<&'static str>)>, String> {
-    let mut rows = Vec::new();
-    for (label, resource) in scope.questions() {
-        let mut allowed = Vec::new();
-        for action in ACTIONS {
-            if asker.ask(who, scope.workspace_id(), action, &resource)?.allowed {
-                allowed.push(action);
-            }
-        }
-        rows.push((label, allowed));
-    }
-    Ok(rows)
-}
-
-fn render_grid(out: &mut String, title: &str, rows: &[(&'static str, Vec<&'static str>)]) {
+fn render_grid(out: &mut String, title: &str, rows: &[Row]) {
     let actions = |list: &[&str]| {
         if list.len() == ACTIONS.len() {
             "all".to_owned()
@@ -763,7 +949,7 @@ fn what_can_in(snapshot: &PolicySnapshot, sources: &Sources, args: &WhatCanArgs)
     let asker = Asker::new(snapshot, directory, &shares);
     let who = Who::User(&user.named.id);
     for workspace in workspaces {
-        let rows = grid(&asker, who, GridScope::Workspace(workspace))?;
+        let rows = asker.grid(who, GridScope::Workspace(workspace), None)?;
         render_grid(&mut out, &format!("workspace {}", workspace.named.name), &rows);
         let mut projects: Vec<&Project> = directory
             .projects
@@ -772,7 +958,7 @@ fn what_can_in(snapshot: &PolicySnapshot, sources: &Sources, args: &WhatCanArgs)
             .collect();
         projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
         for project in projects {
-            let rows = grid(&asker, who, GridScope::Project(project))?;
+            let rows = asker.grid(who, GridScope::Project(project), None)?;
             let title = format!("project {} ({})", project.named.name, workspace.named.name);
             render_grid(&mut out, &title, &rows);
         }
@@ -897,17 +1083,20 @@ fn describe_scope(directory: &Directory, scope: &BindingScope) -> String {
 
 /// Reads the directory file's teams, roles and bindings, bindings resolved like the loader does.
 fn read_bindings(directory: &Directory, path: &Path) -> Result<(DirectoryView, Vec<Binding>), String> {
-    let text = std::fs::read_to_string(path).map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|error| format!("{}: cannot read: {error}", path.display()))?;
     let view: DirectoryView = serde_saphyr::from_str(&text)
         .map_err(|error| format!("{}: {}", path.display(), crate::directory::yaml_message(&error)))?;
     let mut bindings = Vec::new();
     for (index, spanned) in view.bindings.iter().enumerate() {
         let b = &spanned.value;
         let holder = match (&b.user, &b.team, &b.service_account) {
-            (Some(user), None, None) | (None, None, Some(user)) => {
-                directory.find_user(user).map(|u| Holder::User(u.named.id.clone()))
-            }
-            (None, Some(team), None) => directory.find_team(team).map(|t| Holder::Team(t.named.id.clone())),
+            (Some(user), None, None) | (None, None, Some(user)) => directory
+                .find_user(user)
+                .map(|u| Holder::User(u.named.id.clone())),
+            (None, Some(team), None) => directory
+                .find_team(team)
+                .map(|t| Holder::Team(t.named.id.clone())),
             _ => None,
         };
         let scope = match (&b.organization, &b.workspace, &b.project) {
@@ -965,7 +1154,13 @@ pub fn lint(snapshot: &PolicySnapshot, sources: &Sources) -> Vec<LoadError> {
     let mut warnings = policy_literal_warnings(snapshot);
     match read_bindings(directory, &sources.directory) {
         Ok((view, bindings)) => {
-            warnings.extend(directory_warnings(snapshot, directory, &sources.directory, &view, &bindings));
+            warnings.extend(directory_warnings(
+                snapshot,
+                directory,
+                &sources.directory,
+                &view,
+                &bindings,
+            ));
         }
         Err(message) => warnings.push(LoadError::file(&sources.directory, message)),
     }
@@ -1006,12 +1201,12 @@ fn policy_literal_warnings(snapshot: &PolicySnapshot) -> Vec<LoadError> {
     warnings
 }
 
-/// A question cell: workspace, resource, action.
-type Cell = (String, Resource, &'static str);
+/// One allowed cell of a grid: scope id, resource type, action.
+type Cell = (String, &'static str, &'static str);
 
-/// Every type-level cell a role held at `scope` could reach: the scope's own grid and, for a
-/// workspace, every project in it.
-fn reach(directory: &Directory, scope: &BindingScope) -> Vec<Cell> {
+/// The scopes a role held at `scope` reaches: a workspace and every project in it, or a
+/// project. (Organization bindings are not judged.)
+fn reach<'d>(directory: &'d Directory, scope: &BindingScope) -> Vec<GridScope<'d>> {
     let mut scopes = Vec::new();
     match scope {
         BindingScope::Organization(_) => {}
@@ -1029,15 +1224,22 @@ fn reach(directory: &Directory, scope: &BindingScope) -> Vec<Cell> {
         }
         BindingScope::Project(id) => scopes.extend(directory.projects.get(id).map(GridScope::Project)),
     }
-    let mut cells = Vec::new();
-    for scope in scopes {
-        for (_, resource) in scope.questions() {
-            for action in ACTIONS {
-                cells.push((scope.workspace_id().to_owned(), resource.clone(), action));
-            }
+    scopes
+}
+
+/// Every cell `who` may at the scopes of `reach`.
+fn allowed_cells(asker: &Asker<'_>, who: Who<'_>, reach: &[GridScope<'_>]) -> Result<BTreeSet<Cell>, String> {
+    let mut cells = BTreeSet::new();
+    for scope in reach {
+        for (label, actions) in asker.grid(who, *scope, None)? {
+            cells.extend(
+                actions
+                    .into_iter()
+                    .map(|action| (scope.id().to_owned(), label, action)),
+            );
         }
     }
-    cells
+    Ok(cells)
 }
 
 fn directory_warnings(
@@ -1055,7 +1257,10 @@ fn directory_warnings(
             warnings.push(at(
                 role.referenced.line() as usize,
                 role.referenced.column() as usize,
-                format!("roles[{i}] `{}`: unused role: no binding uses it", role.value.name),
+                format!(
+                    "roles[{i}] `{}`: unused role: no binding uses it",
+                    role.value.name
+                ),
             ));
         }
     }
@@ -1075,7 +1280,7 @@ fn directory_warnings(
     let shares = ShareSet::default();
     let asker = Asker::new(snapshot, directory, &shares);
     // (scope id, role) -> the cells a holder of only that role may.
-    let mut granted: HashMap<(String, String), Vec<Cell>> = HashMap::new();
+    let mut granted: HashMap<(String, String), Result<BTreeSet<Cell>, String>> = HashMap::new();
     let mut seen: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
     for binding in bindings {
         let place = |message: String| {
@@ -1095,24 +1300,17 @@ fn directory_warnings(
         if matches!(binding.scope, BindingScope::Organization(_)) {
             continue;
         }
-        let key = (binding.scope.id().to_owned(), binding.role.clone());
-        if !granted.contains_key(&key) {
-            let group = [binding.group()];
-            let mut cells = Vec::new();
-            for cell in reach(directory, &binding.scope) {
-                match asker.ask(Who::Probe(&group), &cell.0, cell.2, &cell.1) {
-                    Ok(decision) if decision.allowed => cells.push(cell),
-                    Ok(_) => {}
-                    Err(message) => {
-                        warnings.push(place(format!("cannot judge its effect: {message}")));
-                        cells.clear();
-                        break;
-                    }
-                }
+        let scopes = reach(directory, &binding.scope);
+        let cells = granted
+            .entry((binding.scope.id().to_owned(), binding.role.clone()))
+            .or_insert_with(|| allowed_cells(&asker, Who::Probe(&[binding.group()]), &scopes));
+        let cells = match cells {
+            Ok(cells) => cells,
+            Err(message) => {
+                warnings.push(place(format!("cannot judge its effect: {message}")));
+                continue;
             }
-            granted.insert(key.clone(), cells);
-        }
-        let cells = granted.get(&key).map(Vec::as_slice).unwrap_or_default();
+        };
         let what = format!(
             "role `{}` at {}",
             binding.role,
@@ -1124,10 +1322,12 @@ fn directory_warnings(
             )));
             continue;
         }
-        // Everything else the holder is a member of.
+        // Everything else the holder is a member of: its teams, its other bindings' groups.
         let (name, mut others, teams) = match &binding.holder {
             Holder::User(id) => {
-                let Some(user) = directory.users.get(id) else { continue };
+                let Some(user) = directory.users.get(id) else {
+                    continue;
+                };
                 let teams: Vec<&str> = user
                     .teams
                     .iter()
@@ -1138,7 +1338,9 @@ fn directory_warnings(
                 (user.named.name.as_str(), parents, teams)
             }
             Holder::Team(id) => {
-                let Some(team) = directory.teams.get(id) else { continue };
+                let Some(team) = directory.teams.get(id) else {
+                    continue;
+                };
                 (team.named.name.as_str(), Vec::new(), Vec::new())
             }
         };
@@ -1148,18 +1350,17 @@ fn directory_warnings(
                 .filter(|other| other.holder == binding.holder && other.key() != binding.key())
                 .map(Binding::group),
         );
-        let others: Vec<EntityUid> = others
-            .into_iter()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let others: Vec<EntityUid> = others.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
         if others.is_empty() {
             continue;
         }
-        let redundant = cells.iter().all(|(workspace, resource, action)| {
-            asker
-                .ask(Who::Probe(&others), workspace, action, resource)
-                .is_ok_and(|decision| decision.allowed)
+        let redundant = scopes.iter().all(|scope| {
+            let mut all_allowed = true;
+            let evaluated = asker.evaluate(Who::Probe(&others), *scope, Some(cells), |_, _, allowed| {
+                all_allowed &= allowed;
+                allowed
+            });
+            evaluated.is_ok() && all_allowed
         });
         if redundant {
             let through = if teams.is_empty() {
@@ -1196,10 +1397,15 @@ fn cedar_files(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<LoadError>) {
             .follow_links(true)
             .sort_by_file_name()
             .into_iter()
-            .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+            .filter_entry(|entry| {
+                entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.')
+            });
         for entry in walker {
             match entry {
-                Ok(entry) if entry.file_type().is_file() && entry.file_name().to_string_lossy().ends_with(".cedar") => {
+                Ok(entry)
+                    if entry.file_type().is_file()
+                        && entry.file_name().to_string_lossy().ends_with(".cedar") =>
+                {
                     files.push(entry.path().to_path_buf());
                 }
                 Ok(_) => {}
@@ -1251,13 +1457,17 @@ fn comments(text: &str) -> Vec<&str> {
 
 /// Formats one file's text: `Ok(None)` when it is already formatted (or has no policies),
 /// `Ok(Some(text))` when formatting changes it, `Err` when it cannot or must not be formatted.
-pub fn format_cedar(path: &Path, text: &str, config: &cedar_policy_formatter::Config) -> Result<Option<String>, LoadError> {
+pub fn format_cedar(
+    path: &Path,
+    text: &str,
+    config: &cedar_policy_formatter::Config,
+) -> Result<Option<String>, LoadError> {
     // Cedar's own parser first: its errors carry a place.
     let parsed = PolicySet::from_str(text).map_err(|errors| {
         let first = errors.iter().next();
         let message = first.map_or_else(|| errors.to_string(), |e| e.to_string());
         let offset = first
-            .and_then(|e| miette::Diagnostic::labels(e))
+            .and_then(miette::Diagnostic::labels)
             .and_then(|mut labels| labels.next())
             .map(|label| label.offset());
         match offset {
@@ -1384,7 +1594,9 @@ mod tests {
     fn formatting_is_idempotent_and_keeps_comments() {
         let config = cedar_policy_formatter::Config::default();
         let text = "// header\n@id(\"x\") permit(principal,action  ,resource) // trailing\nwhen { true };\n";
-        let once = format_cedar(Path::new("x.cedar"), text, &config).unwrap().unwrap();
+        let once = format_cedar(Path::new("x.cedar"), text, &config)
+            .unwrap()
+            .unwrap();
         assert_eq!(format_cedar(Path::new("x.cedar"), &once, &config).unwrap(), None);
         assert_eq!(comments(&once), comments(text));
         assert!(once.contains("@id(\"x\")"), "{once}");
@@ -1393,14 +1605,22 @@ mod tests {
     #[test]
     fn comment_only_files_are_left_alone() {
         let config = cedar_policy_formatter::Config::default();
-        assert_eq!(format_cedar(Path::new("x.cedar"), "// nothing yet\n", &config).unwrap(), None);
+        assert_eq!(
+            format_cedar(Path::new("x.cedar"), "// nothing yet\n", &config).unwrap(),
+            None
+        );
         assert_eq!(format_cedar(Path::new("x.cedar"), "", &config).unwrap(), None);
     }
 
     #[test]
     fn unparseable_files_are_errors_with_a_place() {
         let config = cedar_policy_formatter::Config::default();
-        let error = format_cedar(Path::new("x.cedar"), "permit (principal, action resource);\n", &config).unwrap_err();
+        let error = format_cedar(
+            Path::new("x.cedar"),
+            "permit (principal, action resource);\n",
+            &config,
+        )
+        .unwrap_err();
         assert_eq!(error.line, Some(1), "{error}");
         assert!(error.message.starts_with("cannot format: "), "{error}");
     }

@@ -1,5 +1,5 @@
-//! The command line: `serve`, `validate` and `test`. Every flag has a `ZENML_AUTHZ_*`
-//! environment variable; flags win over variables, variables over defaults.
+//! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can` and `fmt`. Every
+//! flag has a `ZENML_AUTHZ_*` environment variable; flags win over variables, variables over defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -323,7 +323,9 @@ pub struct WhoCanArgs {
 
 /// `what-can` flags.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Exit codes: 0 answered, 4 error (unknown user or workspace, invalid sources), 2 bad command line.")]
+#[command(
+    after_help = "Exit codes: 0 answered, 4 error (unknown user or workspace, invalid sources), 2 bad command line."
+)]
 pub struct WhatCanArgs {
     /// Policy sources.
     #[command(flatten)]
@@ -338,8 +340,10 @@ pub struct WhatCanArgs {
 
 /// `fmt` flags.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = "Exit codes: 0 formatted (or, with --check, nothing to change), 1 --check found files to \
-                        reformat, 4 a file cannot be read, parsed or written, 2 bad command line.")]
+#[command(
+    after_help = "Exit codes: 0 formatted (or, with --check, nothing to change), 1 --check found files to \
+                        reformat, 4 a file cannot be read, parsed or written, 2 bad command line."
+)]
 pub struct FmtArgs {
     /// Policy sources (`--policies` is the default path).
     #[command(flatten)]

@@ -80,7 +80,7 @@ pub fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decis
 }
 
 /// The entities `request` can reach: its own plus copies of the reachable stored ones.
-fn slice(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Entities, DecideError> {
+pub(crate) fn slice(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Entities, DecideError> {
     for entity in &request.entities {
         if snapshot.entities.get(&entity.uid()).is_some() {
             return Err(DecideError::Redefined(entity.uid().to_string()));

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //! - [`cache`]: the decision cache (moka), keyed so that it can never serve a stale answer
-//! - [`cli`]: the command line (`serve`, `validate`, `test`) and its exit codes
+//! - [`cli`]: the command line (`serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt`) and its exit codes
 //! - [`decision_log`]: the JSON-lines audit log of decisions and shares (never blocks)
 //! - [`config`]: resolved limits and listener settings, with their defaults
 //! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot

@@ -30,7 +30,11 @@ fn validate(sources: &policy::Sources) -> i32 {
     match policy::load(sources) {
         Ok(snapshot) => {
             // Warnings go to stderr with the errors; stdout keeps the verdict.
-            for warning in snapshot.warnings.iter().chain(&authoring::lint(&snapshot, sources)) {
+            for warning in snapshot
+                .warnings
+                .iter()
+                .chain(&authoring::lint(&snapshot, sources))
+            {
                 eprintln!("warning: {warning}");
             }
             let counts = snapshot.counts();

@@ -194,5 +194,5 @@ fn the_index_narrows_a_large_set() {
         .unwrap();
     let selected = index.select(&request.request, &entities).unwrap();
     let count = selected.policies().count();
-    assert!(count >= 1 && count <= 5, "selected {count} of 600");
+    assert!((1..=5).contains(&count), "selected {count} of 600");
 }

@@ -1,0 +1,153 @@
+//! Criterion benches of the decision path on each data set (`scripts/gen-data.py`):
+//! a single decision on a cache miss (`zenml::prepare` + `engine::decide`, and each part alone),
+//! a cache hit, the ZenML batch of 20 checks, and `allowed_resource_ids`.
+//!
+//! `cargo bench --bench engine` (all sets) or `BENCH_SETS=large cargo bench --bench engine`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench code: a failed step should stop the bench"
+)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use zenml_authz::cache::{CacheConfig, DecisionCache};
+use zenml_authz::engine;
+use zenml_authz::zenml::api;
+use zenml_authz::zenml::{Prepared, prepare};
+
+fn engine_benches(c: &mut Criterion) {
+    for set in common::sets() {
+        let snapshot = common::load_snapshot(&set);
+        let shares = common::load_shares(&set);
+        let meta = common::meta(&set);
+        let questions = common::questions(&meta);
+        let batch = common::batch(&meta);
+        let listing = common::allowed_ids_question(&meta);
+        let n = questions.len();
+        let prepared: Vec<_> = questions
+            .iter()
+            .filter_map(|q| match prepare(&snapshot, &shares, &q.question()) {
+                Ok(Prepared::Request(request)) => Some(request),
+                _ => None,
+            })
+            .collect();
+        let allowed = questions
+            .iter()
+            .filter(|q| api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed))
+            .count();
+        eprintln!(
+            "{set}: {} policies, {} entities, {} shares; {n} questions ({allowed} allowed, {} evaluated by Cedar)",
+            snapshot.counts().policies,
+            snapshot.counts().entities,
+            shares.len(),
+            prepared.len()
+        );
+
+        let mut group = c.benchmark_group(set.as_str());
+        group.throughput(Throughput::Elements(1));
+
+        // A cache miss: the whole uncached ZenML decision, as `check_permissions` computes it.
+        let mut i = 0;
+        group.bench_function("decide_miss", |b| {
+            b.iter(|| {
+                let q = &questions[i % n];
+                i += 1;
+                black_box(api::decide(&snapshot, &shares, &q.question()))
+            })
+        });
+        let mut i = 0;
+        group.bench_function("prepare_only", |b| {
+            b.iter(|| {
+                let q = &questions[i % n];
+                i += 1;
+                black_box(prepare(&snapshot, &shares, &q.question()))
+            })
+        });
+        let mut i = 0;
+        group.bench_function("engine_decide_only", |b| {
+            b.iter(|| {
+                let request = &prepared[i % prepared.len()];
+                i += 1;
+                black_box(engine::decide(&snapshot, request))
+            })
+        });
+
+        // A cache hit, key construction included (as `zenml::api` builds it per check).
+        let cache = DecisionCache::new(CacheConfig {
+            enabled: true,
+            max_entries: 100_000,
+            ttl: Duration::from_secs(3600),
+        });
+        for q in questions.iter().chain(&batch) {
+            let _ = cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
+                api::decide(&snapshot, &shares, &q.question())
+            });
+        }
+        let mut i = 0;
+        group.bench_function("cache_hit", |b| {
+            b.iter(|| {
+                let q = &questions[i % n];
+                i += 1;
+                black_box(cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
+                    Err::<engine::Decision, ()>(())
+                }))
+            })
+        });
+
+        // The ZenML batch: one check_permissions call with 20 resources.
+        group.throughput(Throughput::Elements(batch.len() as u64));
+        group.bench_function("batch20_miss", |b| {
+            b.iter(|| {
+                for q in &batch {
+                    black_box(api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
+                }
+            })
+        });
+        group.bench_function("batch20_hit", |b| {
+            b.iter(|| {
+                for q in &batch {
+                    black_box(
+                        cache
+                            .get_or_compute(q.cache_key(&snapshot.revision, 0), || {
+                                Err::<engine::Decision, ()>(())
+                            })
+                            .is_ok_and(|d| d.allowed),
+                    );
+                }
+            })
+        });
+
+        // allowed_resource_ids: the type-level check, then every known id of the type.
+        group.throughput(Throughput::Elements(1));
+        let ws = listing.workspace.as_str();
+        group.bench_function("allowed_ids", |b| {
+            b.iter(|| {
+                black_box(api::allowed_ids(
+                    &snapshot,
+                    &shares,
+                    ws,
+                    &listing.user,
+                    &listing.action,
+                    &listing.resource,
+                ))
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(30)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = engine_benches
+}
+criterion_main!(benches);

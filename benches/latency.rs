@@ -1,0 +1,164 @@
+//! Latency distribution per decision (p50, p90, p99, p99.9, max) on each data set, which
+//! criterion's means do not show: every operation is timed on its own over a mix of questions
+//! (see `scripts/gen-data.py`), after one warm-up pass. Also a reload while the previous snapshot
+//! is alive (what `serve` does). Prints a Markdown table; `harness = false`, no criterion.
+//!
+//! `cargo bench --bench latency` or `BENCH_SETS=large cargo bench --bench latency`;
+//! `BENCH_SAMPLES` (default 20000) and `BENCH_SECONDS` (default 8) bound each row.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench code: a failed step should stop the bench"
+)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use zenml_authz::cache::{CacheConfig, DecisionCache};
+use zenml_authz::engine;
+use zenml_authz::zenml::api;
+use zenml_authz::zenml::{Prepared, prepare};
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Times `op(i)` for i = 0, 1, … until `samples` timings or `seconds` have been taken.
+fn sample(samples: u64, seconds: u64, mut op: impl FnMut(usize)) -> Vec<Duration> {
+    let budget = Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut out = Vec::with_capacity(samples as usize);
+    let mut i = 0;
+    while (out.len() as u64) < samples && started.elapsed() < budget {
+        let t = Instant::now();
+        op(i);
+        out.push(t.elapsed());
+        i += 1;
+    }
+    out
+}
+
+fn row(set: &str, what: &str, per: u64, mut timings: Vec<Duration>) {
+    let n = timings.len();
+    let [p50, p90, p99, p999, max, mean] = common::percentiles(&mut timings);
+    let rate = per as f64 / mean.as_secs_f64();
+    println!(
+        "| {set} | {what} | {n} | {} | {} | {} | {} | {} | {} | {rate:.0} |",
+        common::us(mean),
+        common::us(p50),
+        common::us(p90),
+        common::us(p99),
+        common::us(p999),
+        common::us(max)
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` asks every target for its benches
+    }
+    let samples = env_num("BENCH_SAMPLES", 20_000);
+    let seconds = env_num("BENCH_SECONDS", 8);
+    println!(
+        "| set | operation | samples | mean µs | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | decisions/s (one core) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for set in common::sets() {
+        let snapshot = common::load_snapshot(&set);
+        // A reload as `serve` does it: the active snapshot stays alive while the new one loads.
+        let reloads: Vec<Duration> = (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                let next = common::load_snapshot(&set);
+                let took = t.elapsed();
+                drop(next);
+                took
+            })
+            .collect();
+        let shares = common::load_shares(&set);
+        let meta = common::meta(&set);
+        let questions = common::questions(&meta);
+        let batch = common::batch(&meta);
+        let listing = common::allowed_ids_question(&meta);
+        let n = questions.len();
+        for q in &questions {
+            black_box(api::decide(&snapshot, &shares, &q.question()).ok());
+        }
+        let prepared: Vec<_> = questions
+            .iter()
+            .filter_map(|q| match prepare(&snapshot, &shares, &q.question()) {
+                Ok(Prepared::Request(request)) => Some(request),
+                _ => None,
+            })
+            .collect();
+
+        row(&set, "reload (policy::load)", 1, reloads);
+        row(
+            &set,
+            "decision, cache miss (prepare + engine::decide)",
+            1,
+            sample(samples, seconds, |i| {
+                black_box(api::decide(&snapshot, &shares, &questions[i % n].question()).ok());
+            }),
+        );
+        row(
+            &set,
+            "  of which engine::decide",
+            1,
+            sample(samples, seconds, |i| {
+                black_box(engine::decide(&snapshot, &prepared[i % prepared.len()]).ok());
+            }),
+        );
+        let cache = DecisionCache::new(CacheConfig {
+            enabled: true,
+            max_entries: 100_000,
+            ttl: Duration::from_secs(3600),
+        });
+        for q in questions.iter().chain(&batch) {
+            let _ = cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
+                api::decide(&snapshot, &shares, &q.question())
+            });
+        }
+        row(
+            &set,
+            "decision, cache hit (key + moka get)",
+            1,
+            sample(samples, seconds, |i| {
+                let key = questions[i % n].cache_key(&snapshot.revision, 0);
+                black_box(cache.get_or_compute(key, || Err::<engine::Decision, ()>(())).ok());
+            }),
+        );
+        row(
+            &set,
+            "batch of 20, cache miss (per batch)",
+            batch.len() as u64,
+            sample(samples / 20, seconds, |_| {
+                for q in &batch {
+                    black_box(api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
+                }
+            }),
+        );
+        let candidates = meta["allowed_ids"]["candidates"].as_u64().unwrap_or(0);
+        row(
+            &set,
+            &format!("allowed_ids ({candidates} shared candidates; per call)"),
+            1,
+            sample(samples / 20, seconds, |_| {
+                black_box(api::allowed_ids(
+                    &snapshot,
+                    &shares,
+                    &listing.workspace,
+                    &listing.user,
+                    &listing.action,
+                    &listing.resource,
+                ));
+            }),
+        );
+    }
+}

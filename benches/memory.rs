@@ -1,0 +1,65 @@
+//! Resident memory after loading each data set: every set is loaded in a fresh process (this
+//! bench runs itself once per set), which reads `VmRSS` before and after `policy::load` plus the
+//! share store, and `VmHWM` (the peak). Prints a Markdown table; `harness = false`.
+//!
+//! `cargo bench --bench memory` or `BENCH_SETS=policies cargo bench --bench memory`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "bench code: a failed step should stop the bench"
+)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Instant;
+
+const CHILD: &str = "ZENML_AUTHZ_MEMORY_BENCH_SET";
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn child(set: &str) {
+    let before = common::rss_kib("VmRSS");
+    let started = Instant::now();
+    let snapshot = common::load_snapshot(set);
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let after_policies = common::rss_kib("VmRSS");
+    let shares = common::load_shares(set);
+    let after = common::rss_kib("VmRSS");
+    let peak = common::rss_kib("VmHWM");
+    let counts = snapshot.counts();
+    println!(
+        "| {set} | {} | {} | {} | {load_ms:.0} | {} | {} | {} | {} |",
+        counts.policies,
+        counts.entities,
+        shares.len(),
+        mib(before),
+        mib(after_policies),
+        mib(after),
+        mib(peak)
+    );
+    drop((snapshot, shares));
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    if let Ok(set) = std::env::var(CHILD) {
+        child(&set);
+        return;
+    }
+    println!(
+        "| set | policies | entities | shares | first load ms | RSS before MiB | RSS after policy::load MiB | RSS after + shares MiB | peak RSS (VmHWM) MiB |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let exe = std::env::current_exe().expect("own path");
+    for set in common::sets() {
+        common::data_dir(&set); // generate before measuring
+        let status = Command::new(&exe).env(CHILD, &set).status().expect("re-run");
+        assert!(status.success(), "memory bench for `{set}` failed");
+    }
+}
