@@ -40,7 +40,8 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
     )
 }
 
-/// Polls until `condition` holds on `/v1/status`, for at most `limit`.
+/// Polls until `condition` holds on `/v1/status`, for at most `limit` (a generous bound: a debug
+/// build on a busy 2-core machine reloads slowly; the 2-second requirement has its own test).
 fn wait_status(server: &Server, limit: Duration, condition: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
@@ -105,7 +106,7 @@ fn a_broken_edit_keeps_the_last_good_policies_until_it_is_fixed() {
     let text = std::fs::read_to_string(&path).unwrap();
     let broken_line = text.lines().count() + 1;
     std::fs::write(&path, format!("{text}permit (principal, action, resource\n")).unwrap();
-    let status = wait_status(&server, Duration::from_secs(5), |s| {
+    let status = wait_status(&server, Duration::from_secs(10), |s| {
         !s["last_load_error"].is_null()
     });
     let errors = status["last_load_error"].as_array().unwrap();
@@ -128,7 +129,7 @@ fn a_broken_edit_keeps_the_last_good_policies_until_it_is_fixed() {
     let (ready, _) = server.get("/readyz");
     assert_eq!(ready, 200, "still ready on the last good snapshot");
     std::fs::write(&path, &text).unwrap();
-    let status = wait_status(&server, Duration::from_secs(5), |s| {
+    let status = wait_status(&server, Duration::from_secs(10), |s| {
         s["last_load_error"].is_null()
     });
     assert_eq!(
@@ -184,7 +185,7 @@ fn every_way_files_change_triggers_a_reload() {
     for (what, change, expected) in steps {
         let (_, before) = decision(&server);
         change();
-        let deadline = Instant::now() + Duration::from_secs(3);
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let (got, revision) = decision(&server);
             if got == expected && (expected == "Allow" || revision != before) {
@@ -253,13 +254,13 @@ fn a_whole_directory_replaced_and_a_configmap_symlink_swap_reload() {
     .unwrap();
     std::fs::rename(&schemas, dir.path().join("schemas.old")).unwrap();
     std::fs::rename(&replacement, &schemas).unwrap();
-    wait_status(&server, Duration::from_secs(3), |s| {
+    wait_status(&server, Duration::from_secs(10), |s| {
         s["revision"] != before["revision"]
     });
 }
 
 fn wait_for(server: &Server, expected: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + Duration::from_secs(10);
     while decision(server).0 != expected {
         assert!(
             Instant::now() < deadline,
@@ -346,7 +347,7 @@ fn flipping_under_load_never_fails_or_goes_back() {
         );
     };
     write_version(0);
-    let first = wait_status(&server, Duration::from_secs(3), |s| {
+    let first = wait_status(&server, Duration::from_secs(10), |s| {
         s["reloads"]["succeeded"] == 1
     });
 
@@ -380,7 +381,7 @@ fn flipping_under_load_never_fails_or_goes_back() {
     for k in 1..=FLIPS {
         let previous = seen.last().unwrap().0.clone();
         write_version(k);
-        let status = wait_status(&server, Duration::from_secs(3), |s| {
+        let status = wait_status(&server, Duration::from_secs(10), |s| {
             s["revision"] != previous.as_str()
         });
         seen.push((status["revision"].as_str().unwrap().to_owned(), k, Instant::now()));
