@@ -115,10 +115,15 @@ r = json.load(open(sys.argv[1]))
 s = r["summary"]
 lat = r.get("latencyPercentiles", {})
 codes = r.get("statusCodeDistribution", {})
-total = sum(codes.values())
-non200 = total - codes.get("200", 0) + sum(r.get("errorDistribution", {}).values())
+ok = codes.get("200", 0)
+# requests still in flight when the duration ends are "aborted due to deadline": not failures
+errors = {k: v for k, v in r.get("errorDistribution", {}).items() if k != "aborted due to deadline"}
+non200 = sum(codes.values()) - ok + sum(errors.values())
 ms = lambda v: (v or 0) * 1000
-print(f'{s["requestsPerSec"]:.0f} {ms(lat.get("p50")):.3f} {ms(lat.get("p99")):.3f} {ms(s.get("slowest")):.3f} {non200} {total}')
+rps = ok / s["total"] if s.get("total") else 0
+print(f'{rps:.0f} {ms(lat.get("p50")):.3f} {ms(lat.get("p99")):.3f} {ms(s.get("slowest")):.3f} {non200} {ok + non200}')
+if errors:
+    print(f"oha errors: {errors}", file=sys.stderr)
 EOF
 }
 

@@ -213,3 +213,26 @@ pub fn percentiles(samples: &mut [Duration]) -> [Duration; 6] {
 pub fn us(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e6)
 }
+
+/// The set's Cedar API request (stored principal and resource: no request-scoped entities, so
+/// `engine::decide` evaluates over the snapshot's entities without building a slice).
+pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::AuthzRequest {
+    use std::str::FromStr;
+    let uid = |field: &str| {
+        cedar_policy::EntityUid::from_str(meta["cedar"][field].as_str().expect("cedar field"))
+            .expect("entity uid")
+    };
+    let request = cedar_policy::Request::new(
+        uid("principal"),
+        uid("action"),
+        uid("resource"),
+        cedar_policy::Context::empty(),
+        Some(&snapshot.schema),
+    )
+    .expect("request fits the schema");
+    zenml_authz::AuthzRequest {
+        request,
+        entities: Vec::new(),
+        referenced: Vec::new(),
+    }
+}
