@@ -156,14 +156,14 @@ def gen_sample(target):
         kind = rng.random()
         if kind < 0.4:
             wire = rng.choice(PROJECT_TYPES)[0]
-            resource = f"{rng.choice([churn, fraud])}:{wire}/{new_uuid(rng)}"
+            resource, what = f"{rng.choice([churn, fraud])}:{wire}/{new_uuid(rng)}", "project resource"
         elif kind < 0.6:
-            resource = rng.choice(shared)
+            resource, what = rng.choice(shared), "shared resource"
         elif kind < 0.8:
-            resource = f"{rng.choice(GLOBAL_TYPES)[0]}/{new_uuid(rng)}"
+            resource, what = f"{rng.choice(GLOBAL_TYPES)[0]}/{new_uuid(rng)}", "workspace resource"
         else:
-            resource = f"{churn}:{rng.choice(PROJECT_TYPES)[0]}"
-        questions.append({"user": user, "action": weighted_action(rng), "resource": resource})
+            resource, what = f"{churn}:{rng.choice(PROJECT_TYPES)[0]}", "type level"
+        questions.append({"user": user, "action": weighted_action(rng), "resource": resource, "kind": what})
     meta = {
         "set": "sample",
         "workspace": ws,
@@ -352,24 +352,25 @@ def org_questions(org, rng, shares, hot, extra=None, count=2000):
     questions = []
     for _ in range(count):
         if extra and rng.random() < 0.5:
-            questions.append(extra(rng))
+            questions.append(dict(extra(rng), kind="generated policy"))
             continue
         r = rng.random()
         user = org.users[rng.choice(bound) if rng.random() < 0.8 else rng.randrange(len(org.users))][0]
         if r < 0.45:
             resource = f"{rng.choice(projects)[0]}:{rng.choice(PROJECT_TYPES)[0]}/{new_uuid(rng)}"
+            what = "project resource"
         elif r < 0.65:
             s = rng.choice(ws_shares)
-            resource = s[1]
+            resource, what = s[1], "shared resource"
             if s[2] == "user" and rng.random() < 0.5:
                 user = s[3]
         elif r < 0.80:
-            resource = f"{rng.choice(GLOBAL_TYPES)[0]}/{new_uuid(rng)}"
+            resource, what = f"{rng.choice(GLOBAL_TYPES)[0]}/{new_uuid(rng)}", "workspace resource"
         elif r < 0.90:
-            resource = f"{rng.choice(projects)[0]}:{rng.choice(PROJECT_TYPES)[0]}"
+            resource, what = f"{rng.choice(projects)[0]}:{rng.choice(PROJECT_TYPES)[0]}", "type level"
         else:
-            resource = f"project/{rng.choice(projects)[0]}"
-        questions.append({"user": user, "action": weighted_action(rng), "resource": resource})
+            resource, what = f"project/{rng.choice(projects)[0]}", "project"
+        questions.append({"user": user, "action": weighted_action(rng), "resource": resource, "kind": what})
     # ZenML's list page: 20 resources of a hot project, for a user without a role there.
     busy = holders_in_workspace(org, wi)
     hot_ws = [org.projects[h] for h in hot if org.projects[h][2] == wi] or projects

@@ -94,6 +94,8 @@ pub fn meta(set: &str) -> Value {
 /// One ZenML question, owned.
 #[derive(Debug, Clone)]
 pub struct Ask {
+    /// What kind of question (`project resource`, `shared resource`, `project`, …; meta.json).
+    pub kind: String,
     pub workspace: String,
     pub user: String,
     pub action: String,
@@ -128,6 +130,7 @@ impl Ask {
 
 fn ask(workspace: &str, user: &str, action: &str, resource: &str) -> Ask {
     Ask {
+        kind: String::new(),
         workspace: workspace.to_owned(),
         user: user.to_owned(),
         action: action.to_owned(),
@@ -143,8 +146,9 @@ pub fn questions(meta: &Value) -> Vec<Ask> {
         .as_array()
         .expect("questions")
         .iter()
-        .map(|q| {
-            ask(
+        .map(|q| Ask {
+            kind: q["kind"].as_str().unwrap_or("question").to_owned(),
+            ..ask(
                 workspace,
                 q["user"].as_str().expect("user"),
                 q["action"].as_str().expect("action"),
