@@ -2,6 +2,7 @@
 # HTTP load harness (BENCHMARKS.md): builds release, starts `zenml-authz serve` on a generated
 # data set (scripts/gen-data.py), logs in as the data set's workspace, and drives it with `oha`:
 #
+#   healthz         GET  /healthz (the floor: HTTP stack and load generator, no decision; opt-in)
 #   cedar_single    POST /v1/is_authorized (Cedar API, one stored principal and resource)
 #   zenml_single    POST /zenml/rbac/check_permissions with 1 resource (a project-scoped instance)
 #   zenml_batch20   POST /zenml/rbac/check_permissions with 20 resources (a ZenML list page)
@@ -18,7 +19,9 @@
 #   scripts/load.sh [SET...]        SETs: sample large policies (default: all three)
 #
 # Environment: DURATION (s, default 10), CONNECTIONS (default 40, ZenML's thread pool),
-# PORT (default 18180), CACHE_MODES ("on off"), SCENARIOS (default all four),
+# PORT (default 18180), CACHE_MODES ("on off"), SCENARIOS (default all four; `healthz` too),
+# RATE (req/s of the rate-limited run instead of half the measured maximum),
+# SERVER_CPUS / LOADGEN_CPUS (pin the sidecar / oha with taskset, e.g. 1 and 0),
 # SKIP_BUILD=1, OUT (default target/bench-results). Needs: cargo, python3, curl, oha
 # (installed with `cargo install oha --locked` when missing).
 set -euo pipefail
@@ -68,7 +71,7 @@ machine() {
   echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/ {print $2}') GiB RAM, $(uname -sr)"
   echo "- load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- oha: $("$OHA" --version 2>/dev/null | head -1); zenml-authz: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo '+uncommitted')"
-  echo "- settings: DURATION=${DURATION}s CONNECTIONS=$CONNECTIONS, load generator on the same machine"
+  echo "- settings: DURATION=${DURATION}s CONNECTIONS=$CONNECTIONS, load generator on the same machine${SERVER_CPUS:+, sidecar pinned to CPU $SERVER_CPUS}${LOADGEN_CPUS:+, oha pinned to CPU $LOADGEN_CPUS}"
 }
 
 # meta.json field -> shell value
@@ -81,7 +84,7 @@ start_server() { # set_dir cache
   local dir=$1 cache=$2
   rm -f "$WORK"/shares.db*
   cp "$dir/shares.db" "$WORK/shares.db"
-  "$BIN" serve --listen "127.0.0.1:$PORT" \
+  ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BIN" serve --listen "127.0.0.1:$PORT" \
     --policies "$WORK/set/policies" --schemas "$WORK/set/schemas" --directory "$WORK/set/directory.yaml" \
     --shares-db "$WORK/shares.db" --cache "$cache" --watch off --log warn --log-format text \
     --token-secret "load-harness-$STAMP" >"$WORK/server.log" 2>&1 &
@@ -135,7 +138,7 @@ run_oha() {
   local t0 c0 t1 c1
   c0=$(cpu_ticks "$SERVER_PID")
   t0=$(date +%s.%N)
-  "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -z "${DURATION}s" \
+  ${LOADGEN_CPUS:+taskset -c "$LOADGEN_CPUS"} "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -z "${DURATION}s" \
     -H "Authorization: Bearer $TOKEN" -H "content-type: application/json" "$@" >"$json"
   t1=$(date +%s.%N)
   c1=$(cpu_ticks "$SERVER_PID")
@@ -155,6 +158,8 @@ run_oha() {
 scenario() { # name -> runs full speed and half rate
   local name=$1 url method body n
   case $name in
+    healthz) # the floor: the same HTTP stack and load generator, no decision
+      url="$BASE/healthz"; method=GET; n=0; body="" ;;
     cedar_single)
       url="$BASE/v1/is_authorized"; method=POST; n=1
       body=$(meta "$META" 'json.dumps(m["cedar"])') ;;
@@ -186,6 +191,7 @@ scenario() { # name -> runs full speed and half rate
   run_oha "$name" "$n" "${args[@]}" "$url"
   local half=$((LAST_RPS / 2))
   [ "$half" -lt 1 ] && half=1
+  [ -n "${RATE:-}" ] && half=$RATE
   MODE="rate $half/s"
   run_oha "$name" "$n" -q "$half" --latency-correction "${args[@]}" "$url"
 }
@@ -193,7 +199,7 @@ scenario() { # name -> runs full speed and half rate
 reload_under_load() { # while zenml_single runs (cache off), edit the directory, SIGHUP, time it
   local before after t0 t1 json=$WORK/oha-reload.json
   before=$(curl -s "$BASE/readyz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["revision"])')
-  "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -z "${DURATION}s" -m POST \
+  ${LOADGEN_CPUS:+taskset -c "$LOADGEN_CPUS"} "$OHA" --no-tui --output-format json -c "$CONNECTIONS" -z "${DURATION}s" -m POST \
     -H "Authorization: Bearer $TOKEN" -H "content-type: application/json" -d "$SINGLE_BODY" \
     "$BASE/zenml/rbac/check_permissions?user_id=$SINGLE_USER&action=$SINGLE_ACTION" >"$json" &
   local oha_pid=$!

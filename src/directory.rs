@@ -72,6 +72,19 @@ pub struct Directory {
     pub custom_roles: BTreeSet<String>,
     /// Number of role bindings.
     pub bindings: usize,
+    /// Names -> ids, so that lookups by name cost the same for ten users or ten thousand.
+    names: NameIndex,
+}
+
+/// Name -> id maps of a [`Directory`] (users, teams and workspaces have unique names; project
+/// names are unique per workspace).
+#[derive(Debug, Clone, Default)]
+struct NameIndex {
+    users: HashMap<String, String>,
+    teams: HashMap<String, String>,
+    workspaces: HashMap<String, String>,
+    /// Project name -> ids of the projects of that name (one per workspace at most).
+    projects: HashMap<String, Vec<String>>,
 }
 
 /// An id and a human name.
@@ -134,14 +147,14 @@ impl Directory {
     pub fn find_user(&self, key: &str) -> Option<&User> {
         self.users
             .get(key)
-            .or_else(|| self.users.values().find(|u| u.named.name == key))
+            .or_else(|| self.users.get(self.names.users.get(key)?))
     }
 
     /// A workspace by id or name.
     pub fn find_workspace(&self, key: &str) -> Option<&Workspace> {
         self.workspaces
             .get(key)
-            .or_else(|| self.workspaces.values().find(|w| w.named.name == key))
+            .or_else(|| self.workspaces.get(self.names.workspaces.get(key)?))
     }
 
     /// A project by id, by `workspace/name`, or by name when that name is unique.
@@ -152,20 +165,25 @@ impl Directory {
         if let Some((workspace, name)) = key.split_once('/') {
             let workspace = self.find_workspace(workspace)?;
             return self
-                .projects
-                .values()
-                .find(|p| p.named.name == name && p.workspace_id == workspace.named.id);
+                .projects_named(name)
+                .find(|p| p.workspace_id == workspace.named.id);
         }
-        let mut matches = self.projects.values().filter(|p| p.named.name == key);
+        let mut matches = self.projects_named(key);
         let first = matches.next()?;
         matches.next().is_none().then_some(first)
+    }
+
+    /// The projects called `name` (in any workspace).
+    fn projects_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Project> + 'a {
+        let ids = self.names.projects.get(name).map(Vec::as_slice).unwrap_or_default();
+        ids.iter().filter_map(|id| self.projects.get(id))
     }
 
     /// A team by id or name.
     pub fn find_team(&self, key: &str) -> Option<&Team> {
         self.teams
             .get(key)
-            .or_else(|| self.teams.values().find(|t| t.named.name == key))
+            .or_else(|| self.teams.get(self.names.teams.get(key)?))
     }
 }
 
@@ -534,6 +552,7 @@ impl<'a> Builder<'a> {
                     enrollment_key_sha256: key_hash,
                 },
             );
+            (directory.names.workspaces).insert(ws.value.name.clone(), ws.value.id.clone());
         }
 
         // Projects.
@@ -549,9 +568,8 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let duplicate_name = directory
-                .projects
-                .values()
-                .any(|p| p.named.name == project.value.name && p.workspace_id == workspace.named.id);
+                .projects_named(&project.value.name)
+                .any(|p| p.workspace_id == workspace.named.id);
             if duplicate_name {
                 self.error(
                     project,
@@ -591,6 +609,12 @@ impl<'a> Builder<'a> {
                     workspace_id: workspace.named.id.clone(),
                 },
             );
+            directory
+                .names
+                .projects
+                .entry(project.value.name.clone())
+                .or_default()
+                .push(project.value.id.clone());
         }
 
         // Users and service accounts: both `ZenML::User`.
@@ -675,6 +699,7 @@ impl<'a> Builder<'a> {
                     members,
                 },
             );
+            (directory.names.teams).insert(team.value.name.clone(), team.value.id.clone());
         }
 
         // Custom roles.
@@ -713,8 +738,8 @@ impl<'a> Builder<'a> {
         kind: ScopeKind,
     ) -> bool {
         let taken = match kind {
-            ScopeKind::Workspace => directory.workspaces.values().any(|w| w.named.name == name),
-            _ => directory.teams.values().any(|t| t.named.name == name),
+            ScopeKind::Workspace => directory.names.workspaces.contains_key(name),
+            _ => directory.names.teams.contains_key(name),
         };
         if taken {
             self.error(spanned, entry, format!("duplicate name `{name}`"));
@@ -740,7 +765,7 @@ impl<'a> Builder<'a> {
         api_keys: &[ApiKeyEntry],
     ) {
         self.uuid(spanned, entry, id);
-        if directory.users.values().any(|u| u.named.name == name) {
+        if directory.names.users.contains_key(name) {
             self.error(
                 spanned,
                 entry,
@@ -779,6 +804,7 @@ impl<'a> Builder<'a> {
                 teams: Vec::new(),
             },
         );
+        (directory.names.users).insert(name.to_owned(), id.to_owned());
     }
 
     /// Checks a custom role and expands its grid into (resource type, action) cells.
