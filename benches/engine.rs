@@ -1,5 +1,5 @@
 //! Criterion benches of the decision path on each data set (`scripts/gen-data.py`):
-//! a single decision on a cache miss (`zenml::prepare` + `engine::decide`, and each part alone),
+//! a single decision on a cache miss (`zenml::prepare_for_decision` + `engine::decide`, and each part alone),
 //! a cache hit, the ZenML batch of 20 checks, and `allowed_resource_ids`.
 //!
 //! `cargo bench --bench engine` (all sets) or `BENCH_SETS=large cargo bench --bench engine`.
@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use zenml_authz::cache::{CacheConfig, DecisionCache};
 use zenml_authz::engine;
 use zenml_authz::zenml::api;
-use zenml_authz::zenml::{Prepared, prepare};
+use zenml_authz::zenml::{Prepared, prepare_for_decision as prepare};
 
 fn engine_benches(c: &mut Criterion) {
     for set in common::sets() {

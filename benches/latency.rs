@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use zenml_authz::cache::{CacheConfig, DecisionCache};
 use zenml_authz::engine;
 use zenml_authz::zenml::api;
-use zenml_authz::zenml::{Prepared, prepare};
+use zenml_authz::zenml::{Prepared, prepare_for_decision as prepare};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)

@@ -537,6 +537,7 @@ impl<'a> Asker<'a> {
                         request,
                         entities: scoped,
                         referenced: named,
+                        alias: _,
                     } = *prepared;
                     referenced.extend(named);
                     referenced.extend(request.action().cloned());
@@ -624,6 +625,7 @@ impl<'a> Asker<'a> {
             request: with_principal(first)?,
             entities: scoped,
             referenced,
+            alias: None,
         };
         let entities = engine::slice(self.snapshot, &all).map_err(|error| error.to_string())?;
         let authorizer = Authorizer::new();

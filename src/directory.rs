@@ -175,7 +175,12 @@ impl Directory {
 
     /// The projects called `name` (in any workspace).
     fn projects_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Project> + 'a {
-        let ids = self.names.projects.get(name).map(Vec::as_slice).unwrap_or_default();
+        let ids = self
+            .names
+            .projects
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         ids.iter().filter_map(|id| self.projects.get(id))
     }
 

@@ -29,6 +29,9 @@ pub struct AuthzRequest {
     pub entities: Vec<Entity>,
     /// Entities named in the context or by the request-scoped entities (attributes, parents).
     pub referenced: Vec<EntityUid>,
+    /// (stand-in, real resource) when the resource is evaluated as a stored stand-in with the
+    /// same data (`zenml::standin`): errors are reported with the real resource's uid.
+    pub alias: Option<(EntityUid, EntityUid)>,
 }
 
 /// The answer: allow or deny, the policies that determined it, and evaluation errors.
@@ -71,7 +74,15 @@ pub fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decis
     let response = Authorizer::new().is_authorized(&request.request, policies, entities);
     let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
     reasons.sort();
-    let errors = response.diagnostics().errors().map(ToString::to_string).collect();
+    let mut errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
+    if let Some((stand_in, real)) = &request.alias
+        && !errors.is_empty()
+    {
+        let (stand_in, real) = (stand_in.to_string(), real.to_string());
+        for error in &mut errors {
+            *error = error.replace(&stand_in, &real);
+        }
+    }
     Ok(Decision {
         allowed: response.decision() == cedar_policy::Decision::Allow,
         reasons,

@@ -271,13 +271,32 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
                 action: &action,
                 resource: &resource,
             };
-            let (allowed, reasons, errors) = match zenml::prepare(snapshot, &shares, &question) {
-                Ok(Prepared::Denied(why)) => (false, Vec::new(), vec![why]),
-                Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
+            // Decided as the server decides (stand-in resources where exact), and checked
+            // against the request as written (a request-scoped resource): the two must agree.
+            let decide = |prepared: Result<Prepared, String>| match prepared {
+                Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
+                Ok(Prepared::Request(request)) => Ok(match engine::decide(snapshot, &request) {
                     Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
                     Err(error) => (false, Vec::new(), vec![error.to_string()]),
-                },
-                Err(message) => {
+                }),
+                Err(message) => Err(message),
+            };
+            let served = decide(zenml::prepare_for_decision(snapshot, &shares, &question));
+            let written = decide(zenml::prepare(snapshot, &shares, &question));
+            let (allowed, reasons, errors) = match (served, written) {
+                (Ok(served), Ok(written)) if served == written => served,
+                (Ok(served), Ok(written)) => {
+                    report.errors.push(error_at(
+                        line,
+                        column,
+                        format!(
+                            "cases[{index}]: {action}: internal: the stand-in resource decided {served:?}, \
+                             the request-scoped one {written:?}"
+                        ),
+                    ));
+                    continue;
+                }
+                (Err(message), _) | (_, Err(message)) => {
                     report
                         .errors
                         .push(error_at(line, column, format!("cases[{index}]: {message}")));

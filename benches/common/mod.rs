@@ -238,5 +238,6 @@ pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::Au
         request,
         entities: Vec::new(),
         referenced: Vec::new(),
+        alias: None,
     }
 }

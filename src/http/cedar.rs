@@ -265,6 +265,7 @@ pub fn parse_request(
             request,
             entities,
             referenced,
+            alias: None,
         },
         key,
     ))

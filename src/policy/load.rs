@@ -96,13 +96,37 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
             )]);
         }
     };
-    let policy_literals = match parsed.set.clone().to_json() {
+    let (all_literals, policy_literals) = match parsed.set.clone().to_json() {
         Ok(json) => {
-            let mut literals = Vec::new();
-            collect_entity_refs(&json, &mut literals);
-            literals.sort_by_key(|uid| uid.to_string());
-            literals.dedup();
-            literals
+            let mut all = Vec::new();
+            collect_entity_refs(&json, &mut all);
+            let mut read = Vec::new();
+            for policy in json
+                .get("staticPolicies")
+                .and_then(serde_json::Value::as_object)
+                .into_iter()
+                .flat_map(|policies| policies.values())
+                .chain(
+                    json.get("templates")
+                        .and_then(serde_json::Value::as_object)
+                        .into_iter()
+                        .flat_map(|templates| templates.values()),
+                )
+            {
+                for condition in policy
+                    .get("conditions")
+                    .and_then(serde_json::Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(body) = condition.get("body") {
+                        read_literals(body, false, &mut read);
+                    }
+                }
+            }
+            read.sort_by_key(|uid| uid.to_string());
+            read.dedup();
+            (all, read)
         }
         Err(error) => {
             return Err(vec![LoadError::file(
@@ -112,6 +136,27 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         }
     };
 
+    // Stand-in resources for the ZenML path, where they are exact.
+    let stand_ins = directory.is_some() && crate::zenml::standin::applicable(&all_literals, &attribute_refs);
+    let entities = match &directory {
+        Some(directory) if stand_ins => {
+            let added = crate::zenml::standin::entities(directory).and_then(|extra| {
+                entities
+                    .add_entities(extra, Some(&schema))
+                    .map_err(|e| e.to_string())
+            });
+            match added {
+                Ok(entities) => entities,
+                Err(error) => {
+                    return Err(vec![LoadError::file(
+                        &sources.directory,
+                        format!("stand-in resources: {error}"),
+                    )]);
+                }
+            }
+        }
+        _ => entities,
+    };
     let index = crate::index::ScopeIndex::build(&parsed.set, &schema, &entities);
     let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
     Ok(PolicySnapshot {
@@ -127,6 +172,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         warnings,
         attribute_refs,
         policy_literals,
+        stand_ins,
         index,
     })
 }
@@ -407,6 +453,83 @@ fn attribute_refs(entities_json: &serde_json::Value) -> HashMap<EntityUid, Vec<E
     refs
 }
 
+/// The entity literals of a policy condition (Cedar JSON expression) whose entity data
+/// evaluation may read: attribute and tag access, the left of `in`, anything not known to be only
+/// compared. `compared`: the value at hand is only compared for equality or membership (operands
+/// of `==`/`!=`, the right of `in`, `contains*` arguments), which reads no entity data.
+fn read_literals(expr: &serde_json::Value, compared: bool, out: &mut Vec<EntityUid>) {
+    use serde_json::Value;
+    let Value::Object(node) = expr else { return };
+    let Some((op, body)) = node.iter().next().filter(|_| node.len() == 1) else {
+        if !compared {
+            collect_entity_refs(expr, out);
+        }
+        return;
+    };
+    let side = |key: &str| body.get(key);
+    match op.as_str() {
+        "Value" => {
+            if !compared {
+                collect_entity_refs(body, out);
+            }
+        }
+        "Set" => {
+            for item in body.as_array().into_iter().flatten() {
+                read_literals(item, compared, out);
+            }
+        }
+        "==" | "!=" | "containsAll" | "containsAny" | "contains" => {
+            for key in ["left", "right"] {
+                if let Some(operand) = side(key) {
+                    read_literals(operand, true, out);
+                }
+            }
+        }
+        "in" => {
+            if let Some(left) = side("left") {
+                read_literals(left, false, out);
+            }
+            if let Some(right) = side("right") {
+                read_literals(right, true, out);
+            }
+        }
+        "is" => {
+            if let Some(left) = side("left") {
+                read_literals(left, false, out);
+            }
+            if let Some(right) = side("in") {
+                read_literals(right, true, out);
+            }
+        }
+        "if-then-else" => {
+            if let Some(condition) = side("if") {
+                read_literals(condition, false, out);
+            }
+            for key in ["then", "else"] {
+                if let Some(branch) = side(key) {
+                    read_literals(branch, compared, out);
+                }
+            }
+        }
+        "Var" | "Slot" | "Unknown" => {}
+        _ => {
+            // Any other operator (`.`, `has`, `&&`, `like`, extension calls, records, ...) may
+            // read its operands' data: every operand below is read.
+            let operands: Vec<&Value> = match body {
+                Value::Object(fields) => fields.values().collect(),
+                Value::Array(items) => items.iter().collect(),
+                _ => Vec::new(),
+            };
+            for operand in operands {
+                match operand {
+                    Value::Array(items) => items.iter().for_each(|item| read_literals(item, false, out)),
+                    _ => read_literals(operand, false, out),
+                }
+            }
+        }
+    }
+}
+
 /// Every entity reference in a Cedar JSON value: `{"__entity": {"type", "id"}}`, or any object
 /// with string `type` and `id` (schema-based JSON). Over-collecting is harmless (slicing).
 pub(crate) fn collect_entity_refs(value: &serde_json::Value, out: &mut Vec<EntityUid>) {
@@ -453,4 +576,54 @@ pub(crate) fn entities_from_json(
         }
         vec![LoadError::file(path, message)]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The literals of `condition` whose data evaluation may read.
+    fn read(condition: &str) -> Vec<String> {
+        let text = format!(
+            "permit (principal in T::\"scope\", action, resource == T::\"r\") when {{ {condition} }};"
+        );
+        let policy = cedar_policy::Policy::from_str(&text).unwrap();
+        let json = policy.to_json().unwrap();
+        let mut out = Vec::new();
+        for condition in json["conditions"].as_array().unwrap() {
+            read_literals(&condition["body"], false, &mut out);
+        }
+        let mut out: Vec<String> = out.iter().map(ToString::to_string).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    #[test]
+    fn literals_only_compared_need_no_entity_data() {
+        let table: [(&str, &[&str]); 10] = [
+            (r#"principal in T::"a""#, &[]),
+            (r#"principal in [T::"a", T::"b"]"#, &[]),
+            (r#"resource.owner == T::"a" || T::"b" != principal"#, &[]),
+            (
+                r#"[T::"a"].contains(principal) && principal.xs.containsAny([T::"b"])"#,
+                &[],
+            ),
+            (r#"principal is T in T::"a""#, &[]),
+            (r#"T::"a".name == "x""#, &[r#"T::"a""#]),
+            (r#"T::"a" in principal"#, &[r#"T::"a""#]),
+            (r#"T::"a" has name"#, &[r#"T::"a""#]),
+            (
+                r#"(if principal.flag then T::"a" else T::"b").name == "x""#,
+                &[r#"T::"a""#, r#"T::"b""#],
+            ),
+            (
+                r#"(if T::"c" in principal then T::"a" else T::"b") == principal"#,
+                &[r#"T::"c""#],
+            ),
+        ];
+        for (condition, expected) in table {
+            assert_eq!(read(condition), *expected, "{condition}");
+        }
+    }
 }

@@ -56,8 +56,11 @@ pub struct PolicySnapshot {
     pub actions: HashSet<EntityUid>,
     /// For every stored entity, the entities its attributes and tags refer to (slicing).
     pub(crate) attribute_refs: HashMap<EntityUid, Vec<EntityUid>>,
-    /// Entity literals written in the policies (slicing).
+    /// Entity literals in the policies whose data evaluation can read (slicing): not those only
+    /// compared (`==`, right of `in`, scope constraints), which need no entity data.
     pub(crate) policy_literals: Vec<EntityUid>,
+    /// Whether the ZenML path may evaluate resources as their stored stand-ins (`zenml::standin`).
+    pub(crate) stand_ins: bool,
     /// Policies by scope; `None` when the set is evaluated whole.
     pub(crate) index: Option<crate::index::ScopeIndex>,
 }

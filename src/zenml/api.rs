@@ -29,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::request::{Prepared, Question, prepare};
+use super::request::{Prepared, Question, prepare_for_decision};
 use super::resource::{PROJECT, Resource, action_from_wire};
 use super::shares::{Grantee, ShareSet};
 use super::token::{self, Subject};
@@ -378,7 +378,7 @@ pub fn decide(
     shares: &ShareSet,
     question: &Question<'_>,
 ) -> Result<Decision, String> {
-    let failed = match prepare(snapshot, shares, question) {
+    let failed = match prepare_for_decision(snapshot, shares, question) {
         Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
             Ok(decision) => return Ok(decision),
             Err(error) => error.to_string(),

@@ -9,8 +9,9 @@ pub mod api;
 pub mod request;
 pub mod resource;
 pub mod shares;
+pub(crate) mod standin;
 pub mod token;
 
-pub use request::{Prepared, Question, prepare};
+pub use request::{Prepared, Question, prepare, prepare_for_decision};
 pub use resource::{Resource, ResourceError, ResourceType};
 pub use shares::{Grantee, ShareSet};

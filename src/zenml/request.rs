@@ -8,6 +8,7 @@ use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request
 
 use super::resource::{PROJECT, RESOURCE_TYPES, Resource, action_from_wire};
 use super::shares::ShareSet;
+use super::standin;
 use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
 use crate::engine::AuthzRequest;
 use crate::policy::PolicySnapshot;
@@ -68,11 +69,32 @@ fn unknown_type() -> EntityTypeName {
     EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
 }
 
-/// Turns `question` into a Cedar request under `snapshot` (or an immediate deny).
+/// Turns `question` into a Cedar request under `snapshot` (or an immediate deny), with the
+/// resource as a request-scoped entity: the request as written, for explanations.
 pub fn prepare(
     snapshot: &PolicySnapshot,
     shares: &ShareSet,
     question: &Question<'_>,
+) -> Result<Prepared, String> {
+    prepare_with(snapshot, shares, question, false)
+}
+
+/// Like [`prepare`], but where the snapshot allows, evaluated with the resource's stand-in
+/// (see `standin`): the same decision without a per-request entity slice. What the ZenML API
+/// and decision tables decide with.
+pub fn prepare_for_decision(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+) -> Result<Prepared, String> {
+    prepare_with(snapshot, shares, question, true)
+}
+
+fn prepare_with(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+    stand_in: bool,
 ) -> Result<Prepared, String> {
     let Some(directory) = &snapshot.directory else {
         return Ok(Prepared::Denied(
@@ -103,6 +125,7 @@ pub fn prepare(
 
     // The project the resource is in (or is), stored or request-scoped.
     let project_id = question.resource.scope_project();
+    let mut stored_scope = true;
     if let Some(project_id) = project_id {
         match directory.projects.get(project_id) {
             Some(project) if project.workspace_id == question.workspace_id => {}
@@ -111,10 +134,14 @@ pub fn prepare(
                     "project `{project_id}` belongs to another workspace"
                 )));
             }
-            None => entities.push(project_entity(project_id, &workspace)?),
+            None => {
+                entities.push(project_entity(project_id, &workspace)?);
+                stored_scope = false;
+            }
         }
         referenced.push(uid("Project", project_id));
     }
+    let mut alias = None;
 
     // The resource itself: an instance, or the whole type ("*").
     let instance = question.resource.id.as_deref().unwrap_or("*");
@@ -124,26 +151,25 @@ pub fn prepare(
             entities.push(project_entity("*", &workspace)?);
         }
         resource
+    } else if stand_in
+        && stored_scope
+        && snapshot.stand_ins
+        && standin::exists(&resource_type, project_id.is_some())
+    {
+        // The stored stand-in of this type in this scope carries the same data.
+        let real = uid(resource_type.cedar, instance);
+        let scope = project_id.unwrap_or(question.workspace_id);
+        let stand_in = uid(resource_type.cedar, &standin::id(scope));
+        alias = Some((stand_in.clone(), real));
+        stand_in
     } else {
         let resource = uid(resource_type.cedar, instance);
-        let mut attrs = HashMap::from([(
-            "workspace".to_owned(),
-            RestrictedExpression::new_entity_uid(workspace.clone()),
-        )]);
-        let parent = match project_id {
-            Some(project_id) => {
-                let project = uid("Project", project_id);
-                attrs.insert(
-                    "project".to_owned(),
-                    RestrictedExpression::new_entity_uid(project.clone()),
-                );
-                project
-            }
-            None => workspace.clone(),
-        };
-        let entity = Entity::new(resource.clone(), attrs, HashSet::from([parent]))
-            .map_err(|error| format!("resource entity: {error}"))?;
-        entities.push(entity);
+        let project = project_id.map(|project_id| uid("Project", project_id));
+        entities.push(standin::resource_entity(
+            resource.clone(),
+            &workspace,
+            project.as_ref(),
+        )?);
         resource
     };
 
@@ -172,6 +198,11 @@ pub fn prepare(
         users.extend(project_users);
         teams.extend(project_teams);
     }
+    // Only the grantees that can be the caller: the caller and the caller's teams (teams are
+    // flat, so `principal in Team` is exactly team membership). A project can have hundreds of
+    // grantees; the decision needs only these, and the context stays a few entries long.
+    users.retain(|id| *id == user.named.id);
+    teams.retain(|id| user.teams.iter().any(|team| team == id));
     let set = |uids: Vec<EntityUid>| {
         RestrictedExpression::new_set(uids.into_iter().map(RestrictedExpression::new_entity_uid))
     };
@@ -201,6 +232,7 @@ pub fn prepare(
         request,
         entities,
         referenced,
+        alias,
     })))
 }
 
