@@ -298,3 +298,47 @@ fn missing_paths_and_every_flag_from_the_environment() {
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// Reloads reuse the validation of unchanged files; that must never let an unvalidated policy
+/// through: a file whose policy was skipped (duplicate id) and then kept is validated, and a
+/// file broken, fixed and broken again is judged each time.
+#[test]
+fn reloads_validate_every_policy_they_keep() {
+    let dir = common::copy_sources();
+    let sources = zenml_authz::Sources {
+        policies: dir.path().join("policies"),
+        schemas: dir.path().join("schemas"),
+        directory: dir.path().join("policies/directory.yaml"),
+    };
+    let load = || {
+        zenml_authz::policy::load(&sources)
+            .map(|_| ())
+            .map_err(|errors| format!("{errors:?}"))
+    };
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.path().join("policies").join(name), text).unwrap();
+    let well_typed = "@id(\"x\")\npermit (principal, action, resource) when { principal.active };\n";
+    let ill_typed =
+        "@id(\"x\")\npermit (principal, action, resource) when { principal.no_such_attribute };\n";
+    let mixed =
+        format!("@id(\"y\")\npermit (principal, action, resource) when {{ principal.active }};\n{ill_typed}");
+    let steps: [(&str, &str, Result<(), &str>); 6] = [
+        ("a.cedar", well_typed, Ok(())),
+        // b's `x` repeats a's: it is left out, b's `y` alone is validated
+        ("b.cedar", &mixed, Err("duplicate policy id `x`")),
+        // a emptied: b's ill-typed `x` is kept now (b unchanged) and must be validated
+        ("a.cedar", "", Err("no_such_attribute")),
+        ("b.cedar", well_typed, Ok(())),
+        ("b.cedar", ill_typed, Err("no_such_attribute")),
+        ("b.cedar", well_typed, Ok(())),
+    ];
+    assert_eq!(load(), Ok(()));
+    for (step, (file, text, expected)) in steps.into_iter().enumerate() {
+        write(file, text);
+        match (load(), expected) {
+            (Ok(()), Ok(())) => {}
+            (Err(errors), Err(needle)) => assert!(errors.contains(needle), "step {step}: {errors}"),
+            (got, expected) => panic!("step {step}: expected {expected:?}, got {got:?}"),
+        }
+    }
+}

@@ -72,7 +72,10 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
     };
 
     let mut warnings = Vec::new();
-    validate_policies(&schema, &parsed, &mut errors, &mut warnings);
+    let analysis = analyze_policies(&schema, &schema_files, &parsed);
+    errors.extend(analysis.errors);
+    warnings.extend(analysis.warnings);
+    let (all_literals, policy_literals) = (analysis.all_literals, analysis.read_literals);
     let loaded = match directory::load(&sources.directory, &text, &schema) {
         Ok(loaded) => Some(loaded),
         Err(mut directory_errors) => {
@@ -96,46 +99,6 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
             )]);
         }
     };
-    let (all_literals, policy_literals) = match parsed.set.clone().to_json() {
-        Ok(json) => {
-            let mut all = Vec::new();
-            collect_entity_refs(&json, &mut all);
-            let mut read = Vec::new();
-            for policy in json
-                .get("staticPolicies")
-                .and_then(serde_json::Value::as_object)
-                .into_iter()
-                .flat_map(|policies| policies.values())
-                .chain(
-                    json.get("templates")
-                        .and_then(serde_json::Value::as_object)
-                        .into_iter()
-                        .flat_map(|templates| templates.values()),
-                )
-            {
-                for condition in policy
-                    .get("conditions")
-                    .and_then(serde_json::Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(body) = condition.get("body") {
-                        read_literals(body, false, &mut read);
-                    }
-                }
-            }
-            read.sort_by_key(|uid| uid.to_string());
-            read.dedup();
-            (all, read)
-        }
-        Err(error) => {
-            return Err(vec![LoadError::file(
-                &sources.policies,
-                format!("cannot index policies: {error}"),
-            )]);
-        }
-    };
-
     // Stand-in resources for the ZenML path, where they are exact.
     let stand_ins = directory.is_some() && crate::zenml::standin::applicable(&all_literals, &attribute_refs);
     let entities = match &directory {
@@ -397,14 +360,122 @@ fn number(id: &PolicyId) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-fn validate_policies(
-    schema: &Schema,
-    parsed: &ParsedPolicies,
-    errors: &mut Vec<LoadError>,
-    warnings: &mut Vec<LoadError>,
-) {
+/// What validation and literal analysis found in the policies.
+#[derive(Debug, Clone, Default)]
+struct Analysis {
+    errors: Vec<LoadError>,
+    warnings: Vec<LoadError>,
+    /// Every entity literal (scope and conditions).
+    all_literals: Vec<EntityUid>,
+    /// The literals whose entity data evaluation may read (see [`read_literals`]).
+    read_literals: Vec<EntityUid>,
+}
+
+/// Per-file analyses of earlier loads, by (schema, file path, file text) digest. A reload
+/// re-validates only the files that changed (validation is per policy, so a file's result
+/// depends on nothing else); the map keeps the files of the latest load only.
+static ANALYSES: std::sync::LazyLock<std::sync::Mutex<HashMap<[u8; 32], Analysis>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Validates the policies (strict mode) and collects their entity literals: file by file,
+/// reusing unchanged files' results and spreading the rest over the available cores.
+fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &ParsedPolicies) -> Analysis {
     let validator = Validator::new(schema.clone());
-    let result = validator.validate(&parsed.set, ValidationMode::Strict);
+    // Templates and their links are validated together, as one set.
+    if parsed.set.templates().next().is_some() {
+        return analyze(&validator, &parsed.set, parsed);
+    }
+    let mut schema_digest = Sha256::new();
+    for file in schema_files {
+        schema_digest.update(file.path.to_string_lossy().as_bytes());
+        schema_digest.update([0]);
+        schema_digest.update(file.text.as_bytes());
+        schema_digest.update([0]);
+    }
+    // Group the policies by file, in file order. A group's key covers the schema, the file
+    // and the ids of the policies taken from it (a policy whose id another file already used
+    // is left out, so the same text can yield different groups).
+    let mut groups: Vec<(Sha256, PolicySet)> = Vec::new();
+    let mut by_path: HashMap<&Path, usize> = HashMap::new();
+    for policy in parsed.set.policies() {
+        let Some((path, text)) = parsed.files.get(policy.id().to_string().as_str()) else {
+            continue;
+        };
+        let at = *by_path.entry(path.as_path()).or_insert_with(|| {
+            let mut digest = schema_digest.clone();
+            digest.update(path.to_string_lossy().as_bytes());
+            digest.update([0]);
+            digest.update(text.as_bytes());
+            digest.update([0]);
+            groups.push((digest, PolicySet::new()));
+            groups.len() - 1
+        });
+        groups[at].0.update(policy.id().to_string().as_bytes());
+        groups[at].0.update([0]);
+        // Ids are unique in the source set: adding cannot fail.
+        let _ = groups[at].1.add(policy.clone());
+    }
+    let groups: Vec<([u8; 32], PolicySet)> = groups
+        .into_iter()
+        .map(|(digest, set)| (digest.finalize().into(), set))
+        .collect();
+    let mut cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut results: Vec<Option<Analysis>> = groups.iter().map(|(key, _)| cache.get(key).cloned()).collect();
+    let pending: Vec<usize> = (0..groups.len()).filter(|i| results[*i].is_none()).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(pending.len())
+        .max(1);
+    let fresh: Vec<(usize, Analysis)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (pending, groups, validator) = (&pending, &groups, &validator);
+                scope.spawn(move || {
+                    pending
+                        .iter()
+                        .skip(t)
+                        .step_by(threads)
+                        .map(|&i| (i, analyze(validator, &groups[i].1, parsed)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|worker| worker.join().unwrap_or_default())
+            .collect()
+    });
+    for (i, analysis) in fresh {
+        results[i] = Some(analysis);
+    }
+    cache.clear();
+    let mut total = Analysis::default();
+    for ((key, _), result) in groups.iter().zip(results) {
+        // A worker that panicked leaves its files without a result: fail closed (invalid).
+        let Some(result) = result else {
+            total.errors.push(LoadError::file(
+                Path::new("policies"),
+                "internal: policy validation did not complete",
+            ));
+            continue;
+        };
+        cache.insert(*key, result.clone());
+        total.errors.extend(result.errors);
+        total.warnings.extend(result.warnings);
+        total.all_literals.extend(result.all_literals);
+        total.read_literals.extend(result.read_literals);
+    }
+    for literals in [&mut total.all_literals, &mut total.read_literals] {
+        literals.sort_by_key(ToString::to_string);
+        literals.dedup();
+    }
+    total
+}
+
+/// Validation and literals of one set of policies.
+fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> Analysis {
+    let mut analysis = Analysis::default();
+    let result = validator.validate(set, ValidationMode::Strict);
     let locate = |policy_id: &PolicyId, diagnostic: &dyn miette::Diagnostic| -> LoadError {
         match parsed.files.get(policy_id.to_string().as_str()) {
             Some((path, text)) => {
@@ -421,11 +492,36 @@ fn validate_policies(
         }
     };
     for error in result.validation_errors() {
-        errors.push(locate(error.policy_id(), error));
+        analysis.errors.push(locate(error.policy_id(), error));
     }
     for warning in result.validation_warnings() {
-        warnings.push(locate(warning.policy_id(), warning));
+        analysis.warnings.push(locate(warning.policy_id(), warning));
     }
+    let jsons = set
+        .policies()
+        .filter_map(|policy| policy.to_json().ok())
+        .chain(set.templates().filter_map(|template| template.to_json().ok()));
+    for json in jsons {
+        collect_entity_refs(&json, &mut analysis.all_literals);
+        for condition in json
+            .get("conditions")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(body) = condition.get("body") {
+                read_literals(body, false, &mut analysis.read_literals);
+            }
+        }
+    }
+    if set.templates().next().is_some()
+        && let Ok(json) = set.clone().to_json()
+        && let Some(links) = json.get("templateLinks")
+    {
+        // Link values name entities too (compared only: they fill scope slots).
+        collect_entity_refs(links, &mut analysis.all_literals);
+    }
+    analysis
 }
 
 /// Entity uid -> the entities its attributes and tags refer to.
