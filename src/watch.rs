@@ -77,8 +77,11 @@ pub async fn run(
     register(&mut watcher, &mut registered, &sources);
     let mut hangup = hangup_signal();
     // Edits between the initial load and the watch registration would otherwise go unseen
-    // until the next one: check once now (unchanged sources change nothing).
-    reload(&state, &sources, "watch started").await;
+    // until the next one: check once now (unchanged sources change nothing). Not with
+    // `--watch off`: then only SIGHUP reloads.
+    if config.mode != WatchMode::Off {
+        reload(&state, &sources, "watch started").await;
+    }
     tokio::pin!(shutdown);
     loop {
         let reason = tokio::select! {
@@ -155,8 +158,9 @@ pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
             for warning in &snapshot.warnings {
                 tracing::warn!(%warning, "policy validation warning");
             }
-            state.publish(snapshot);
+            // Counted before it is visible: whoever sees the new revision sees it counted.
             state.record_load_success(true);
+            state.publish(snapshot);
             true
         }
         Err(errors) => {

@@ -32,12 +32,20 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
         args.extend(["--watch-debounce-ms", "50"]);
     }
     args.extend_from_slice(extra);
-    Server::start_with(
+    let server = Server::start_with(
         &dir.join("policies"),
         &dir.join("schemas"),
         &dir.join("policies/directory.yaml"),
         &args,
-    )
+    );
+    // A watcher checks the sources once it is registered; wait for that check, so that a
+    // test's edit is never read half-written by it.
+    if !extra.contains(&"off") {
+        wait_status(&server, Duration::from_secs(10), |s| {
+            s["reloads"]["unchanged"] != 0
+        });
+    }
+    server
 }
 
 /// Polls until `condition` holds on `/v1/status`, for at most `limit` (a generous bound: a debug
