@@ -419,8 +419,10 @@ fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &Parse
         .into_iter()
         .map(|(digest, set)| (digest.finalize().into(), set))
         .collect();
-    let mut cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut results: Vec<Option<Analysis>> = groups.iter().map(|(key, _)| cache.get(key).cloned()).collect();
+    let mut results: Vec<Option<Analysis>> = {
+        let cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        groups.iter().map(|(key, _)| cache.get(key).cloned()).collect()
+    };
     let pending: Vec<usize> = (0..groups.len()).filter(|i| results[*i].is_none()).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -448,6 +450,7 @@ fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &Parse
     for (i, analysis) in fresh {
         results[i] = Some(analysis);
     }
+    let mut cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     cache.clear();
     let mut total = Analysis::default();
     for ((key, _), result) in groups.iter().zip(results) {
@@ -499,19 +502,22 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
     }
     let jsons = set
         .policies()
-        .filter_map(|policy| policy.to_json().ok())
-        .chain(set.templates().filter_map(|template| template.to_json().ok()));
-    for json in jsons {
-        collect_entity_refs(&json, &mut analysis.all_literals);
-        for condition in json
-            .get("conditions")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(body) = condition.get("body") {
-                read_literals(body, false, &mut analysis.read_literals);
+        .map(|policy| (policy.id(), policy.to_json()))
+        .chain(
+            set.templates()
+                .map(|template| (template.id(), template.to_json())),
+        );
+    for (id, json) in jsons {
+        match json {
+            Ok(json) => {
+                collect_entity_refs(&json, &mut analysis.all_literals);
+                condition_literals(&json, &mut analysis.read_literals);
             }
+            // Unindexed literals would make slices and stand-ins inexact: fail closed.
+            Err(error) => analysis.errors.push(LoadError::file(
+                Path::new("policies"),
+                format!("policy `{id}`: cannot index its entity literals: {error}"),
+            )),
         }
     }
     if set.templates().next().is_some()
@@ -547,6 +553,16 @@ fn attribute_refs(entities_json: &serde_json::Value) -> HashMap<EntityUid, Vec<E
         }
     }
     refs
+}
+
+/// The literals of a policy's (Cedar JSON) conditions whose entity data evaluation may read.
+fn condition_literals(policy: &serde_json::Value, out: &mut Vec<EntityUid>) {
+    let conditions = policy.get("conditions").and_then(serde_json::Value::as_array);
+    for condition in conditions.into_iter().flatten() {
+        if let Some(body) = condition.get("body") {
+            read_literals(body, false, out);
+        }
+    }
 }
 
 /// The entity literals of a policy condition (Cedar JSON expression) whose entity data
@@ -684,11 +700,8 @@ mod tests {
             "permit (principal in T::\"scope\", action, resource == T::\"r\") when {{ {condition} }};"
         );
         let policy = cedar_policy::Policy::from_str(&text).unwrap();
-        let json = policy.to_json().unwrap();
         let mut out = Vec::new();
-        for condition in json["conditions"].as_array().unwrap() {
-            read_literals(&condition["body"], false, &mut out);
-        }
+        condition_literals(&policy.to_json().unwrap(), &mut out);
         let mut out: Vec<String> = out.iter().map(ToString::to_string).collect();
         out.sort();
         out.dedup();
