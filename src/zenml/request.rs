@@ -57,11 +57,15 @@ static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::n
 
 /// The entity uid `ZenML::<type>::"<id>"` for one of the model's types.
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    let type_name = match TYPE_NAMES.get(type_name) {
+    EntityUid::from_type_name_and_id(self::type_name(type_name), EntityId::new(id))
+}
+
+/// The entity type `ZenML::<type>`.
+pub(crate) fn type_name(name: &str) -> EntityTypeName {
+    match TYPE_NAMES.get(name) {
         Some(parsed) => parsed.clone(),
-        None => EntityTypeName::from_str(&format!("ZenML::{type_name}")).unwrap_or_else(|_| unknown_type()),
-    };
-    EntityUid::from_type_name_and_id(type_name, EntityId::new(id))
+        None => EntityTypeName::from_str(&format!("ZenML::{name}")).unwrap_or_else(|_| unknown_type()),
+    }
 }
 
 #[allow(clippy::expect_used, reason = "a literal, valid type name")]

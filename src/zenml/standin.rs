@@ -18,9 +18,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use cedar_policy::{Entity, EntityUid, RestrictedExpression};
+use cedar_policy::{Entity, EntityTypeName, EntityUid, RestrictedExpression};
 
-use super::request::uid;
+use super::request::{type_name, uid};
 use super::resource::{RESOURCE_TYPES, ResourceType};
 use crate::directory::Directory;
 
@@ -73,11 +73,8 @@ pub(crate) fn applicable<'a>(
     policy_literals: impl IntoIterator<Item = &'a EntityUid>,
     attribute_refs: &HashMap<EntityUid, Vec<EntityUid>>,
 ) -> bool {
-    let names: HashSet<String> = types(true)
-        .chain(types(false))
-        .map(|name| format!("ZenML::{name}"))
-        .collect();
-    let is_resource = |uid: &EntityUid| names.contains(&uid.type_name().to_string());
+    let names: HashSet<EntityTypeName> = types(true).chain(types(false)).map(type_name).collect();
+    let is_resource = |uid: &EntityUid| names.contains(uid.type_name());
     !policy_literals.into_iter().any(is_resource) && !attribute_refs.values().flatten().any(is_resource)
 }
 
@@ -102,4 +99,36 @@ pub(crate) fn entities(directory: &Directory) -> Result<Vec<Entity>, String> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stand_ins_are_off_when_anything_names_a_resource_entity() {
+        let model = uid("Model", "m");
+        let (project, team) = (uid("Project", "p"), uid("Team", "t"));
+        type Refs = HashMap<EntityUid, Vec<EntityUid>>;
+        let refs = |pairs: &[(&EntityUid, &EntityUid)]| -> Refs {
+            pairs
+                .iter()
+                .map(|(from, to)| ((*from).clone(), vec![(*to).clone()]))
+                .collect()
+        };
+        let table: [(&[&EntityUid], Refs, bool); 5] = [
+            (&[], refs(&[]), true),
+            (&[&project, &team], refs(&[(&team, &project)]), true),
+            (&[&model], refs(&[]), false),
+            (&[&uid("Stack", "s")], refs(&[]), false),
+            (&[&team], refs(&[(&team, &model)]), false),
+        ];
+        for (i, (literals, attribute_refs, expected)) in table.into_iter().enumerate() {
+            assert_eq!(
+                applicable(literals.iter().copied(), &attribute_refs),
+                expected,
+                "row {i}"
+            );
+        }
+    }
 }
