@@ -19,7 +19,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use zenml_authz::cache::{CacheConfig, DecisionCache};
 use zenml_authz::engine;
 use zenml_authz::zenml::api;
-use zenml_authz::zenml::{Prepared, prepare_for_decision as prepare};
+use zenml_authz::zenml::prepare_for_decision as prepare;
 
 fn engine_benches(c: &mut Criterion) {
     for set in common::sets() {
@@ -29,27 +29,11 @@ fn engine_benches(c: &mut Criterion) {
         let questions = common::questions(&meta);
         let batch = common::batch(&meta);
         let listing = common::allowed_ids_question(&meta);
-        // Keep the run bounded: when one decision takes milliseconds (the `policies` set before
-        // the slice is fixed), the benches cycle over the first 100 questions only, take fewer
-        // samples, and leave the batch and the listing to the latency bench.
-        let started = std::time::Instant::now();
-        for q in questions.iter().take(20) {
-            black_box(api::decide(&snapshot, &shares, &q.question()).ok());
-        }
-        let slow = started.elapsed() / 20 > Duration::from_millis(2);
-        let questions = if slow {
-            questions[..100].to_vec()
-        } else {
-            questions
-        };
+        // Keep the run bounded: when one decision takes milliseconds, the benches cycle over
+        // the first 100 questions only, take fewer samples, and leave the batch and the
+        // listing to the latency bench.
+        let (questions, slow, prepared) = common::workload(&snapshot, &shares, questions);
         let n = questions.len();
-        let prepared: Vec<_> = questions
-            .iter()
-            .filter_map(|q| match prepare(&snapshot, &shares, &q.question()) {
-                Ok(Prepared::Request(request)) => Some(request),
-                _ => None,
-            })
-            .collect();
         let allowed = questions
             .iter()
             .filter(|q| api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed))

@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 use zenml_authz::cache::{CacheConfig, DecisionCache};
 use zenml_authz::engine;
 use zenml_authz::zenml::api;
-use zenml_authz::zenml::{Prepared, prepare_for_decision as prepare};
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -90,27 +89,11 @@ fn main() {
         let batch = common::batch(&meta);
         let listing = common::allowed_ids_question(&meta);
         // Warm up; when a decision takes milliseconds, use the first 100 questions only.
-        let started = Instant::now();
-        for q in questions.iter().take(20) {
-            black_box(api::decide(&snapshot, &shares, &q.question()).ok());
-        }
-        let slow = started.elapsed() / 20 > Duration::from_millis(2);
-        let questions = if slow {
-            questions[..100].to_vec()
-        } else {
-            questions
-        };
+        let (questions, _slow, prepared) = common::workload(&snapshot, &shares, questions);
         let n = questions.len();
         for q in questions.iter().skip(20) {
             black_box(api::decide(&snapshot, &shares, &q.question()).ok());
         }
-        let prepared: Vec<_> = questions
-            .iter()
-            .filter_map(|q| match prepare(&snapshot, &shares, &q.question()) {
-                Ok(Prepared::Request(request)) => Some(request),
-                _ => None,
-            })
-            .collect();
 
         row(&set, "reload (policy::load)", 1, reloads);
         row(

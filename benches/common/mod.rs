@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 use zenml_authz::cache::{CacheKey, RequestKey};
 use zenml_authz::store::{Shares, SqliteShareStore};
-use zenml_authz::zenml::{Question, Resource, ShareSet};
+use zenml_authz::zenml::{Prepared, Question, Resource, ShareSet, prepare_for_decision};
 use zenml_authz::{PolicySnapshot, Sources, policy};
 
 /// The data sets, in order: `sample`, (b) `large`, (c) `policies` (= (b) + 10,000 policies).
@@ -83,6 +83,34 @@ pub fn load_shares(set: &str) -> ShareSet {
     let shares =
         Shares::open(Box::new(SqliteShareStore::open(&path).expect("shares.db opens"))).expect("shares load");
     shares.snapshot().set.clone()
+}
+
+/// The questions to time and their prepared Cedar requests (questions denied before evaluation
+/// have none). After a warm-up on the first 20: when one decision takes milliseconds (`slow`),
+/// only the first 100 questions, to keep the run bounded.
+pub fn workload(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    questions: Vec<Ask>,
+) -> (Vec<Ask>, bool, Vec<zenml_authz::AuthzRequest>) {
+    let started = std::time::Instant::now();
+    for q in questions.iter().take(20) {
+        std::hint::black_box(zenml_authz::zenml::api::decide(snapshot, shares, &q.question()).ok());
+    }
+    let slow = started.elapsed() / 20 > Duration::from_millis(2);
+    let questions = if slow {
+        questions[..100].to_vec()
+    } else {
+        questions
+    };
+    let prepared = questions
+        .iter()
+        .filter_map(|q| match prepare_for_decision(snapshot, shares, &q.question()) {
+            Ok(Prepared::Request(request)) => Some(*request),
+            _ => None,
+        })
+        .collect();
+    (questions, slow, prepared)
 }
 
 /// `meta.json`: workspace, questions, batch, allowed-ids question.
