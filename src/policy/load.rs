@@ -90,15 +90,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         return Err(errors);
     }
 
-    let attribute_refs = match entities.to_json_value() {
-        Ok(json) => attribute_refs(&json),
-        Err(error) => {
-            return Err(vec![LoadError::file(
-                &sources.directory,
-                format!("cannot index entities: {error}"),
-            )]);
-        }
-    };
+    let attribute_refs = attribute_refs(&entities);
     // Stand-in resources for the ZenML path, where they are exact.
     let stand_ins = directory.is_some() && crate::zenml::standin::applicable(&all_literals, &attribute_refs);
     let entities = match &directory {
@@ -530,26 +522,31 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
     analysis
 }
 
-/// Entity uid -> the entities its attributes and tags refer to.
-fn attribute_refs(entities_json: &serde_json::Value) -> HashMap<EntityUid, Vec<EntityUid>> {
+/// Entity uid -> the entities its attributes and tags refer to (read from the stored values,
+/// not through JSON: serializing the store would also write every closed ancestor set).
+fn attribute_refs(entities: &Entities) -> HashMap<EntityUid, Vec<EntityUid>> {
+    fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
+        use cedar_policy::EvalResult;
+        match value {
+            EvalResult::EntityUid(uid) => out.push(uid.clone()),
+            EvalResult::Set(set) => set.iter().for_each(|item| walk(item, out)),
+            EvalResult::Record(record) => record.iter().for_each(|(_, item)| walk(item, out)),
+            _ => {}
+        }
+    }
     let mut refs = HashMap::new();
-    let Some(list) = entities_json.as_array() else {
-        return refs;
-    };
-    for entity in list {
-        let Some(uid) = entity.get("uid").and_then(entity_ref) else {
-            continue;
-        };
+    for entity in entities.iter() {
         let mut found = Vec::new();
-        for key in ["attrs", "tags"] {
-            if let Some(value) = entity.get(key) {
-                collect_entity_refs(value, &mut found);
+        // A value that is not concrete (partial evaluation only) cannot occur in a loaded store.
+        for (_, value) in entity.attrs().chain(entity.tags()) {
+            if let Ok(value) = value {
+                walk(&value, &mut found);
             }
         }
-        let mut seen = HashSet::new();
-        found.retain(|uid| seen.insert(uid.clone()));
         if !found.is_empty() {
-            refs.insert(uid, found);
+            let mut seen = HashSet::new();
+            found.retain(|uid| seen.insert(uid.clone()));
+            refs.insert(entity.uid(), found);
         }
     }
     refs
