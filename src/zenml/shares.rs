@@ -6,7 +6,7 @@
 //! are its complete new set, and an empty set removes the share. Shares belong to the
 //! workspace (ZenML server) that made them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::resource::Resource;
 
@@ -25,10 +25,19 @@ pub struct ShareSet {
     workspaces: HashMap<String, WorkspaceShares>,
 }
 
+/// One grantee's share of a resource: its actions, sorted and distinct.
+#[derive(Debug, Clone)]
+struct Grant {
+    grantee: Grantee,
+    actions: Box<[Box<str>]>,
+}
+
+// Compact on purpose: a large organization has tens of thousands of shares, most of them one
+// grantee with one or two actions (a map per resource and a set per grant cost ~1 KiB a share).
 #[derive(Debug, Clone, Default)]
 struct WorkspaceShares {
-    /// canonical resource string -> grantee -> actions.
-    by_resource: HashMap<String, BTreeMap<Grantee, BTreeSet<String>>>,
+    /// canonical resource string -> its grants, sorted by grantee.
+    by_resource: HashMap<Box<str>, Vec<Grant>>,
     /// project id -> grantee -> number of shared resources in that project (implicit membership).
     by_project: HashMap<String, HashMap<Grantee, usize>>,
     /// (project id or "", resource type) -> ids of shared instances (allowed-resource listing).
@@ -50,17 +59,30 @@ impl ShareSet {
         };
         let shares = self.workspaces.entry(workspace.to_owned()).or_default();
         let key = resource.to_string();
-        let actions: BTreeSet<String> = actions.into_iter().collect();
-        let grants = shares.by_resource.entry(key.clone()).or_default();
-        let existed = grants.contains_key(&grantee);
-        if actions.is_empty() {
-            grants.remove(&grantee);
-        } else {
-            grants.insert(grantee.clone(), actions.clone());
+        let mut actions: Vec<Box<str>> = actions.into_iter().map(String::into_boxed_str).collect();
+        actions.sort();
+        actions.dedup();
+        let grants = shares.by_resource.entry(key.as_str().into()).or_default();
+        let position = grants.binary_search_by(|grant| grant.grantee.cmp(&grantee));
+        let existed = position.is_ok();
+        match position {
+            Ok(at) if actions.is_empty() => {
+                grants.remove(at);
+            }
+            Ok(at) => grants[at].actions = actions.clone().into_boxed_slice(),
+            Err(_) if actions.is_empty() => {}
+            Err(at) => grants.insert(
+                at,
+                Grant {
+                    grantee: grantee.clone(),
+                    actions: actions.clone().into_boxed_slice(),
+                },
+            ),
         }
+        grants.shrink_to_fit();
         let now_empty = grants.is_empty();
         if now_empty {
-            shares.by_resource.remove(&key);
+            shares.by_resource.remove(key.as_str());
         }
         let type_key = (
             resource.project_id.clone().unwrap_or_default(),
@@ -92,7 +114,7 @@ impl ShareSet {
         let Some(shares) = self.workspaces.get_mut(workspace) else {
             return;
         };
-        let Some(grants) = shares.by_resource.remove(&resource.to_string()) else {
+        let Some(grants) = shares.by_resource.remove(resource.to_string().as_str()) else {
             return;
         };
         if let Some(id) = &resource.id {
@@ -105,8 +127,8 @@ impl ShareSet {
         if let Some(project) = &resource.project_id
             && let Some(counts) = shares.by_project.get_mut(project)
         {
-            for grantee in grants.keys() {
-                decrement(counts, grantee);
+            for grant in &grants {
+                decrement(counts, &grant.grantee);
             }
             if counts.is_empty() {
                 shares.by_project.remove(project);
@@ -125,8 +147,8 @@ impl ShareSet {
             .workspaces
             .get(workspace)
             .and_then(|shares| shares.by_resource.get(resource_key));
-        for (grantee, actions) in grants.into_iter().flatten() {
-            if actions.contains(action) {
+        for Grant { grantee, actions } in grants.into_iter().flatten() {
+            if actions.iter().any(|a| **a == *action) {
                 match grantee {
                     Grantee::User(id) => users.push(id.as_str()),
                     Grantee::Team(id) => teams.push(id.as_str()),
@@ -176,7 +198,7 @@ impl ShareSet {
         self.workspaces
             .values()
             .flat_map(|shares| shares.by_resource.values())
-            .map(BTreeMap::len)
+            .map(Vec::len)
             .sum()
     }
 
