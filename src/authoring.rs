@@ -28,7 +28,7 @@ use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Entity, EntityUid, PolicySet, Request, RestrictedExpression};
+use cedar_policy::{Entity, EntityUid, PolicySet, Request, RestrictedExpression};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
@@ -628,7 +628,6 @@ impl<'a> Asker<'a> {
             alias: None,
         };
         let entities = engine::slice(self.snapshot, &all).map_err(|error| error.to_string())?;
-        let authorizer = Authorizer::new();
         for (row, action, request) in &prepared.requests {
             let Some(label) = prepared.labels.get(*row).copied() else {
                 continue;
@@ -638,14 +637,13 @@ impl<'a> Asker<'a> {
             }
             let request = with_principal(request)?;
             // As `engine::decide`: only the policies whose scope can match, or all of them.
-            let selected = self
-                .snapshot
-                .index
-                .as_ref()
-                .and_then(|index| index.select(&request, &entities));
-            let policies = selected.as_deref().unwrap_or(&self.snapshot.policies);
-            let response = authorizer.is_authorized(&request, policies, &entities);
-            if !each(*row, action, response.decision() == cedar_policy::Decision::Allow) {
+            let decision = engine::evaluate(
+                &self.snapshot.policies,
+                self.snapshot.index.as_ref(),
+                &request,
+                &entities,
+            );
+            if !each(*row, action, decision.allowed) {
                 break;
             }
         }

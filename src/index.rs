@@ -8,8 +8,10 @@
 //! * per concrete action and (principal type, resource type), a prebuilt base `PolicySet` of the
 //!   policies whose scope mentions at most types (`principal`, `principal is T`, …);
 //! * policies whose scope names an entity (`principal == X`, `principal in X`,
-//!   `resource in X`, `is T in X`) are kept by that entity and added for requests whose principal
-//!   or resource is that entity or one of its descendants.
+//!   `resource in X`, `is T in X`) are kept by that entity and selected for requests whose
+//!   principal or resource is that entity or one of its descendants. They are returned as a
+//!   small set of their own beside the prebuilt base set, never merged into a copy of it:
+//!   `engine::evaluate` evaluates both and combines the answers as Cedar would.
 //!
 //! Architecture Invariant: the index only ever over-includes. A policy left out has a scope
 //! that is false for the request, so under Cedar's semantics it can neither apply nor produce
@@ -18,7 +20,6 @@
 //! policy sets). Anything the index does not cover (template-linked policies, an action or type
 //! the schema does not list) falls back to the whole set.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
@@ -58,12 +59,12 @@ impl Key {
         }
     }
 
-    /// Whether an entity of `type_name` with these `lineage` (itself and its ancestors) can meet it.
-    fn admits(&self, type_name: &EntityTypeName, lineage: &HashSet<&EntityUid>) -> bool {
+    /// Whether `entity` (with its ancestors in `entities`) can meet it.
+    fn admits(&self, entity: &EntityUid, entities: &Entities) -> bool {
         match self {
             Key::Any => true,
-            Key::Type(required) => required == type_name,
-            Key::Under(uid) => lineage.contains(uid),
+            Key::Type(required) => required == entity.type_name(),
+            Key::Under(uid) => uid == entity || entities.is_ancestor_of(uid, entity),
         }
     }
 }
@@ -74,9 +75,31 @@ struct ActionBucket {
     /// (principal type, resource type) -> the policies with only type-level keys.
     base: HashMap<(EntityTypeName, EntityTypeName), PolicySet>,
     /// principal entity -> policies keyed by it, with their resource key.
-    by_principal: HashMap<EntityUid, Vec<(PolicyId, Key)>>,
+    by_principal: FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
     /// resource entity -> policies keyed by it (and a type-level principal key).
-    by_resource: HashMap<EntityUid, Vec<(PolicyId, Key)>>,
+    by_resource: FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
+    /// The types of `by_principal`'s and `by_resource`'s keys: a principal's ancestors of other
+    /// types (a user has hundreds of role and permission groups) are skipped without hashing.
+    principal_key_types: Vec<EntityTypeName>,
+    resource_key_types: Vec<EntityTypeName>,
+}
+
+/// Probed once per ancestor of a request's principal and resource: a fast hash, not SipHash
+/// (the keys are policy literals, not attacker-chosen).
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// `uid` and its ancestors in `entities`.
+fn lineage<'e>(uid: &'e EntityUid, entities: &'e Entities) -> impl Iterator<Item = &'e EntityUid> {
+    std::iter::once(uid).chain(entities.ancestors(uid).into_iter().flatten())
+}
+
+/// The policies to evaluate a request with.
+#[derive(Debug)]
+pub struct Selection<'a> {
+    /// The prebuilt set of type-level policies for the request's action and types.
+    pub base: &'a PolicySet,
+    /// The entity-keyed policies whose scope can match, when there are any.
+    pub extra: Option<PolicySet>,
 }
 
 /// The index of one policy set.
@@ -164,6 +187,14 @@ impl ScopeIndex {
                         .insert((principal_type.clone(), resource_type.clone()), set);
                 }
             }
+            let key_types = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
+                let mut types: Vec<EntityTypeName> = keys.keys().map(|uid| uid.type_name().clone()).collect();
+                types.sort_by_key(ToString::to_string);
+                types.dedup();
+                types
+            };
+            bucket.principal_key_types = key_types(&bucket.by_principal);
+            bucket.resource_key_types = key_types(&bucket.by_resource);
             index.actions.insert(action.clone(), bucket);
         }
         Some(index)
@@ -172,46 +203,51 @@ impl ScopeIndex {
     /// The policies to evaluate `request` with, where `entities` are the entities it is
     /// evaluated over (for the principal's and resource's ancestors). `None`: evaluate the
     /// whole set.
-    pub fn select<'a>(&'a self, request: &Request, entities: &Entities) -> Option<Cow<'a, PolicySet>> {
+    pub fn select<'a>(&'a self, request: &Request, entities: &Entities) -> Option<Selection<'a>> {
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
         let bucket = self.actions.get(action)?;
         let base = bucket
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
         if bucket.by_principal.is_empty() && bucket.by_resource.is_empty() {
-            return Some(Cow::Borrowed(base));
+            return Some(Selection { base, extra: None });
         }
-        let principal_lineage: HashSet<&EntityUid> = std::iter::once(principal)
-            .chain(entities.ancestors(principal).into_iter().flatten())
-            .collect();
-        let resource_lineage: HashSet<&EntityUid> = std::iter::once(resource)
-            .chain(entities.ancestors(resource).into_iter().flatten())
-            .collect();
         let mut extra: Vec<&PolicyId> = Vec::new();
-        for uid in &principal_lineage {
-            for (id, resource_key) in bucket.by_principal.get(*uid).into_iter().flatten() {
-                if resource_key.admits(resource.type_name(), &resource_lineage) {
-                    extra.push(id);
+        if !bucket.by_principal.is_empty() {
+            for uid in lineage(principal, entities)
+                .filter(|uid| bucket.principal_key_types.contains(uid.type_name()))
+            {
+                for (id, resource_key) in bucket.by_principal.get(uid).into_iter().flatten() {
+                    if resource_key.admits(resource, entities) {
+                        extra.push(id);
+                    }
                 }
             }
         }
-        for uid in &resource_lineage {
-            for (id, principal_key) in bucket.by_resource.get(*uid).into_iter().flatten() {
-                if principal_key.admits(principal.type_name(), &principal_lineage) {
-                    extra.push(id);
+        if !bucket.by_resource.is_empty() {
+            for uid in
+                lineage(resource, entities).filter(|uid| bucket.resource_key_types.contains(uid.type_name()))
+            {
+                for (id, principal_key) in bucket.by_resource.get(uid).into_iter().flatten() {
+                    if principal_key.admits(principal, entities) {
+                        extra.push(id);
+                    }
                 }
             }
         }
         if extra.is_empty() {
-            return Some(Cow::Borrowed(base));
+            return Some(Selection { base, extra: None });
         }
-        let mut set = base.clone();
+        let mut set = PolicySet::new();
         for id in extra {
             if let Some(policy) = self.policies.get(id) {
                 // A policy reached twice (through two ancestors) is added once.
                 let _ = set.add(policy.clone());
             }
         }
-        Some(Cow::Owned(set))
+        Some(Selection {
+            base,
+            extra: Some(set),
+        })
     }
 }

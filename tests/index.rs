@@ -1,6 +1,8 @@
 //! The scope index is exact: on random policy sets (every scope form, action groups, forbids,
 //! conditions that error) and random requests, evaluating only the policies the index selects
-//! gives the same decision, determining policies and errors as evaluating the whole set.
+//! (`engine::evaluate`: the base set, plus the entity-keyed policies evaluated on their own and
+//! combined) gives the same decision, determining policies and errors as Cedar evaluating the
+//! whole set.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -16,10 +18,10 @@ use std::str::FromStr;
 
 use cedar_policy::{Authorizer, PolicySet};
 use proptest::prelude::*;
-use zenml_authz::PolicySnapshot;
 use zenml_authz::index::ScopeIndex;
 use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
 use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::{PolicySnapshot, engine};
 
 const WORKSPACE: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
 const UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
@@ -139,18 +141,18 @@ proptest! {
             let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else { continue };
             let entities = snapshot.entities.clone().add_entities(request.entities.iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
-            let selected = index.select(&request.request, &entities);
-            let selected_set = selected.as_deref().unwrap_or(&policies);
-            let narrowed = authorizer.is_authorized(&request.request, selected_set, &entities);
-            let sorted = |response: &cedar_policy::Response| {
-                let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
-                let mut errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
-                reasons.sort();
-                errors.sort();
-                (response.decision(), reasons, errors)
-            };
-            prop_assert_eq!(sorted(&whole), sorted(&narrowed), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
-            prop_assert!(selected_set.policies().count() <= policies.policies().count());
+            let selection = index.select(&request.request, &entities);
+            let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
+                s.base.policies().count() + s.extra.as_ref().map_or(0, |e| e.policies().count())
+            });
+            let narrowed = engine::evaluate(&policies, Some(&index), &request.request, &entities);
+            let mut reasons: Vec<String> = whole.diagnostics().reason().map(ToString::to_string).collect();
+            let mut errors: Vec<String> = whole.diagnostics().errors().map(ToString::to_string).collect();
+            reasons.sort();
+            errors.sort();
+            let whole = (whole.decision() == cedar_policy::Decision::Allow, reasons, errors);
+            prop_assert_eq!(whole, (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+            prop_assert!(selected <= policies.policies().count());
         }
     }
 }
@@ -193,6 +195,6 @@ fn the_index_narrows_a_large_set() {
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();
     let selected = index.select(&request.request, &entities).unwrap();
-    let count = selected.policies().count();
+    let count = selected.base.policies().count() + selected.extra.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
