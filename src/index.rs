@@ -5,8 +5,11 @@
 //! narrows the set by each policy's scope (action, principal and resource constraints) before
 //! Cedar sees it:
 //!
-//! * per concrete action and (principal type, resource type), a prebuilt base `PolicySet` of the
-//!   policies whose scope mentions at most types (`principal`, `principal is T`, …);
+//! * per concrete action and (principal type, resource type), a base `PolicySet` of the
+//!   policies whose scope mentions at most types (`principal`, `principal is T`, …), less those
+//!   whose leading guards (`resource is T || …`, `context has k`, `resource has a`: see
+//!   [`guards`]) are false for the request: one set per combination of the `has` tests the
+//!   bucket's guards make, built on first use;
 //! * policies whose scope names an entity (`principal == X`, `principal in X`,
 //!   `resource in X`, `is T in X`) are kept by that entity and selected for requests whose
 //!   principal or resource is that entity or one of its descendants. They are returned as a
@@ -20,7 +23,12 @@
 //! policy sets). Anything the index does not cover (template-linked policies, an action or type
 //! the schema does not list) falls back to the whole set.
 
+mod guards;
+
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+use guards::{Atom, Guard};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
@@ -69,11 +77,56 @@ impl Key {
     }
 }
 
+/// The type-level policies of one (action, principal type, resource type).
+#[derive(Debug)]
+struct Base {
+    principal_type: EntityTypeName,
+    resource_type: EntityTypeName,
+    /// Indexes into `ScopeIndex::type_level` of the policies whose scope and type-only guards
+    /// can match.
+    policies: Vec<usize>,
+    /// The atoms their remaining guards read (bits of `ScopeIndex::atoms`).
+    atoms: u32,
+    /// The policy set per combination of those atoms (bit `n` of the slot: the `n`-th atom of
+    /// `atoms` holds), built on first use.
+    sets: Box<[OnceLock<PolicySet>]>,
+}
+
+impl Base {
+    /// The set for a request whose atoms (over all of the index's) are `mask`.
+    fn set(&self, mask: u32, type_level: &[(Policy, Vec<Guard>)]) -> &PolicySet {
+        let mut slot = 0;
+        let mut bit = 0;
+        for atom in 0..32 {
+            if self.atoms & (1 << atom) != 0 {
+                if mask & (1 << atom) != 0 {
+                    slot |= 1 << bit;
+                }
+                bit += 1;
+            }
+        }
+        self.sets[slot].get_or_init(|| {
+            let mut set = PolicySet::new();
+            for &at in &self.policies {
+                let (policy, guards) = &type_level[at];
+                if guards
+                    .iter()
+                    .all(|guard| guard.holds(&self.principal_type, &self.resource_type, mask))
+                {
+                    // Ids are unique in the source set: adding cannot fail.
+                    let _ = set.add(policy.clone());
+                }
+            }
+            set
+        })
+    }
+}
+
 /// Policies of one action.
 #[derive(Debug, Default)]
 struct ActionBucket {
     /// (principal type, resource type) -> the policies with only type-level keys.
-    base: HashMap<(EntityTypeName, EntityTypeName), PolicySet>,
+    base: HashMap<(EntityTypeName, EntityTypeName), Base>,
     /// principal entity -> policies keyed by it, with their resource key.
     by_principal: FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
     /// resource entity -> policies keyed by it (and a type-level principal key).
@@ -108,6 +161,10 @@ pub struct ScopeIndex {
     actions: HashMap<EntityUid, ActionBucket>,
     /// The policies, by id, for building per-request sets.
     policies: HashMap<PolicyId, Policy>,
+    /// The type-level policies with their leading guards.
+    type_level: Vec<(Policy, Vec<Guard>)>,
+    /// The `has` tests those guards make.
+    atoms: Vec<Atom>,
 }
 
 impl ScopeIndex {
@@ -120,14 +177,18 @@ impl ScopeIndex {
         let mut index = ScopeIndex {
             actions: HashMap::new(),
             policies: HashMap::new(),
+            type_level: Vec::new(),
+            atoms: Vec::new(),
         };
+        // Type-level policies (every scope key a type or any), with their leading guards.
+        let mut type_level_at: HashMap<PolicyId, usize> = HashMap::new();
         let actions: Vec<EntityUid> = schema.actions().cloned().collect();
         for action in &actions {
             let lineage: HashSet<&EntityUid> = std::iter::once(action)
                 .chain(entities.ancestors(action).into_iter().flatten())
                 .collect();
             let mut bucket = ActionBucket::default();
-            let mut type_level: Vec<(&Policy, Key, Key)> = Vec::new();
+            let mut type_level: Vec<(usize, Key, Key)> = Vec::new();
             for policy in policies.policies() {
                 let applies = match policy.action_constraint() {
                     ActionConstraint::Any => true,
@@ -150,7 +211,18 @@ impl ScopeIndex {
                         .entry(uid.clone())
                         .or_default()
                         .push((policy.id().clone(), principal)),
-                    _ => type_level.push((policy, principal, resource)),
+                    _ => {
+                        let at = *type_level_at.entry(policy.id().clone()).or_insert_with(|| {
+                            // A policy that cannot be read as JSON has no guards (evaluated whenever its scope matches).
+                            let guards = policy
+                                .to_json()
+                                .map(|json| guards::leading(&json, &mut index.atoms))
+                                .unwrap_or_default();
+                            index.type_level.push((policy.clone(), guards));
+                            index.type_level.len() - 1
+                        });
+                        type_level.push((at, principal, resource));
+                    }
                 }
                 index
                     .policies
@@ -171,20 +243,43 @@ impl ScopeIndex {
                 .collect();
             for principal_type in &principal_types {
                 for resource_type in &resource_types {
-                    let mut set = PolicySet::new();
-                    for (policy, principal, resource) in &type_level {
+                    let mut policies = Vec::new();
+                    let mut atoms = 0;
+                    for (at, principal, resource) in &type_level {
                         let fits = |key: &Key, type_name: &EntityTypeName| match key {
                             Key::Type(required) => required == type_name,
                             _ => true,
                         };
-                        if fits(principal, principal_type) && fits(resource, resource_type) {
-                            // Ids are unique in the source set: adding cannot fail.
-                            let _ = set.add((*policy).clone());
+                        if !fits(principal, principal_type) || !fits(resource, resource_type) {
+                            continue;
                         }
+                        // A guard that reads types only is decided here, for the whole bucket.
+                        let guards = &index.type_level[*at].1;
+                        let decided_false = guards.iter().any(|guard| {
+                            guard.atoms() == 0 && !guard.holds(principal_type, resource_type, 0)
+                        });
+                        if decided_false {
+                            continue;
+                        }
+                        atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
+                        policies.push(*at);
+                    }
+                    let base = Base {
+                        principal_type: principal_type.clone(),
+                        resource_type: resource_type.clone(),
+                        policies,
+                        atoms,
+                        sets: (0..1usize << atoms.count_ones())
+                            .map(|_| OnceLock::new())
+                            .collect(),
+                    };
+                    if atoms == 0 {
+                        // No request-dependent guards: the one set, built now.
+                        base.set(0, &index.type_level);
                     }
                     bucket
                         .base
-                        .insert((principal_type.clone(), resource_type.clone()), set);
+                        .insert((principal_type.clone(), resource_type.clone()), base);
                 }
             }
             let key_types = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
@@ -209,6 +304,13 @@ impl ScopeIndex {
         let base = bucket
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
+        let mut mask = 0;
+        for (at, atom) in self.atoms.iter().enumerate() {
+            if base.atoms & (1 << at) != 0 && atom.holds(principal, resource, request.context(), entities) {
+                mask |= 1 << at;
+            }
+        }
+        let base = base.set(mask, &self.type_level);
         if bucket.by_principal.is_empty() && bucket.by_resource.is_empty() {
             return Some(Selection { base, extra: None });
         }

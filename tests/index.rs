@@ -84,7 +84,7 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         6 => format!("resource in ZenML::Organization::\"{ORG}\""),
         _ => format!("resource in ZenML::Project::\"{UNLISTED}\""),
     };
-    let condition = match c % 7 {
+    let condition = match c % 12 {
         0 => "",
         1 => "when { principal.active }",
         2 => "when { context has permissions && principal in context.permissions }",
@@ -92,6 +92,15 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         4 => "unless { principal.is_service_account }",
         // Errors for resources without a project (global types): error paths must agree too.
         5 => "when { resource.project.name == \"churn\" }",
+        // Leading guards (the index decides them before evaluation), and guards that are not
+        // leading (after a conjunct that may error: the index must not use them).
+        6 => "when { resource has project && resource.project.name == \"churn\" }",
+        7 => "when { context has shared_with_users && principal in context.shared_with_users }",
+        8 => {
+            "when { (resource is ZenML::Stack || resource is ZenML::Pipeline) && principal in resource.workspace.developers }"
+        }
+        9 => "when { !(resource has project) && resource.workspace.name == \"production\" }",
+        10 => "when { resource.project.name == \"churn\" && resource is ZenML::Pipeline }",
         _ => "when { principal in resource.workspace.developers }",
     };
     let effect = if forbid { "forbid" } else { "permit" };
@@ -104,7 +113,7 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
         0..7usize,
         0..4usize,
         0..8usize,
-        0..7usize,
+        0..12usize,
         0..64usize,
         0..64usize,
         0..64usize,
