@@ -118,3 +118,53 @@ fn slice_decisions_equal_whole_store_decisions() {
         "allowed {allowed} of {compared}: the sample must exercise both outcomes"
     );
 }
+
+/// A request shape the schema rejects stays rejected, however often it is asked (the schema
+/// verdict is remembered only for accepted shapes), and the accepted shapes around it still pass.
+#[test]
+fn request_shapes_the_schema_rejects_are_rejected_every_time() {
+    let dir = common::copy_sources();
+    let schema_path = dir.path().join("schemas/zenml.cedarschema");
+    let schema = std::fs::read_to_string(&schema_path).unwrap();
+    // `client` no longer applies to pipelines.
+    let narrowed = schema.replacen(
+        "action read, client, promote, share appliesTo {",
+        "action client appliesTo {\n    principal: [User],\n    resource: [Stack],\n    context: RequestContext,\n  };\n  action read, promote, share appliesTo {",
+        1,
+    );
+    assert_ne!(
+        schema, narrowed,
+        "the schema's action block changed: update this test"
+    );
+    std::fs::write(&schema_path, narrowed).unwrap();
+    let snapshot = zenml_authz::policy::load(&zenml_authz::Sources {
+        policies: dir.path().join("policies"),
+        schemas: dir.path().join("schemas"),
+        directory: dir.path().join("policies/directory.yaml"),
+    })
+    .unwrap_or_else(|errors| panic!("{errors:#?}"));
+    let directory = snapshot.directory.as_ref().unwrap();
+    let bob = directory.find_user("bob").unwrap().named.id.clone();
+    let project = directory.find_project("churn").unwrap().named.id.clone();
+    let workspace = directory.projects[&project].workspace_id.clone();
+    let pipeline = Resource::parse(&format!("{project}:pipeline/{ID}")).unwrap();
+    let ask = |action: &str| {
+        let question = Question {
+            workspace_id: &workspace,
+            user_id: &bob,
+            action,
+            resource: &pipeline,
+        };
+        zenml_authz::zenml::prepare_for_decision(&snapshot, &ShareSet::default(), &question)
+    };
+    for round in 0..3 {
+        let rejected = ask("client");
+        assert!(
+            rejected
+                .as_ref()
+                .is_err_and(|error| error.contains("does not fit the schema")),
+            "round {round}: {rejected:?}"
+        );
+        assert!(matches!(ask("read"), Ok(Prepared::Request(_))), "round {round}");
+    }
+}

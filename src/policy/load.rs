@@ -129,6 +129,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         policy_literals,
         stand_ins,
         index,
+        request_shapes: Default::default(),
     })
 }
 

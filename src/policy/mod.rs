@@ -63,6 +63,8 @@ pub struct PolicySnapshot {
     pub(crate) stand_ins: bool,
     /// Policies by scope; `None` when the set is evaluated whole.
     pub(crate) index: Option<crate::index::ScopeIndex>,
+    /// ZenML request shapes the schema has accepted (`zenml::request::RequestShapes`).
+    pub(crate) request_shapes: crate::zenml::request::RequestShapes,
 }
 
 /// Sizes of a snapshot, for status and metrics.
