@@ -192,15 +192,20 @@ impl Directory {
     }
 }
 
+/// What a directory file holds.
+#[derive(Debug)]
+pub enum Loaded {
+    /// A ZenML directory (YAML): its index and its entities, each checked against the schema,
+    /// not yet assembled into a store (the caller adds its own and builds the store once).
+    Zenml(Box<Directory>, Vec<Entity>),
+    /// Plain Cedar entities (JSON), with the schema's actions.
+    Cedar(Entities),
+}
+
 /// Loads the directory file: YAML directory, or Cedar entities JSON when the name ends in `.json`.
-/// Returns the entities (with the schema's actions) and, for YAML, the index.
-pub fn load(
-    path: &Path,
-    text: &str,
-    schema: &Schema,
-) -> Result<(Entities, Option<Directory>), Vec<LoadError>> {
+pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<LoadError>> {
     if path.extension().is_some_and(|ext| ext == "json") {
-        return crate::policy::entities_from_json(path, text, schema).map(|entities| (entities, None));
+        return crate::policy::entities_from_json(path, text, schema).map(Loaded::Cedar);
     }
     let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
         let message = yaml_message(&error);
@@ -221,7 +226,7 @@ pub fn load(
         return Err(builder.errors);
     }
     match (directory, entities) {
-        (Some(directory), Some(entities)) => Ok((entities, Some(directory))),
+        (Some(directory), Some(entities)) => Ok(Loaded::Zenml(Box::new(directory), entities)),
         _ => Err(vec![LoadError::file(path, "directory could not be built")]),
     }
 }
@@ -1031,8 +1036,9 @@ impl<'a> Builder<'a> {
         self.add_parent(holder, group);
     }
 
-    /// Builds and schema-checks every entity; errors name the directory entry that made it.
-    fn entities(&mut self, schema: &Schema) -> Option<Entities> {
+    /// Builds and schema-checks every entity, with the schema's actions; errors name the
+    /// directory entry that made it.
+    fn entities(&mut self, schema: &Schema) -> Option<Vec<Entity>> {
         let mut built = Vec::new();
         for (key, (value, place)) in &self.entities {
             let parents: Vec<Value> = self
@@ -1085,13 +1091,8 @@ impl<'a> Builder<'a> {
                 return None;
             }
         };
-        match Entities::from_entities(built.into_iter().chain(actions.iter().cloned()), None) {
-            Ok(entities) => Some(entities),
-            Err(error) => {
-                self.errors.push(LoadError::file(self.path, error.to_string()));
-                None
-            }
-        }
+        built.extend(actions.iter().cloned());
+        Some(built)
     }
 }
 

@@ -83,34 +83,45 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
             None
         }
     };
-    let Some((entities, directory)) = loaded else {
+    let Some(loaded) = loaded else {
         return Err(errors);
     };
     if !errors.is_empty() {
         return Err(errors);
     }
-
-    let attribute_refs = attribute_refs(&entities);
-    // Stand-in resources for the ZenML path, where they are exact.
-    let stand_ins = directory.is_some() && crate::zenml::standin::applicable(&all_literals, &attribute_refs);
-    let entities = match &directory {
-        Some(directory) if stand_ins => {
-            let added = crate::zenml::standin::entities(directory).and_then(|extra| {
-                entities
-                    .add_entities(extra, Some(&schema))
-                    .map_err(|e| e.to_string())
-            });
-            match added {
-                Ok(entities) => entities,
-                Err(error) => {
-                    return Err(vec![LoadError::file(
-                        &sources.directory,
-                        format!("stand-in resources: {error}"),
-                    )]);
+    let (entities, directory, attribute_refs, stand_ins) = match loaded {
+        directory::Loaded::Cedar(entities) => {
+            let refs = attribute_refs(entities.iter());
+            (entities, None, refs, false)
+        }
+        directory::Loaded::Zenml(directory, mut built) => {
+            let refs = attribute_refs(built.iter());
+            // Stand-in resources for the ZenML path, where they are exact; the store is built
+            // once, with them (its transitive closure is most of a load).
+            let stand_ins = crate::zenml::standin::applicable(&all_literals, &refs);
+            if stand_ins {
+                // Checked against the schema on their own (a schema that no longer fits ZenML's
+                // resources is a load error), then stored with the directory's entities.
+                let checked = crate::zenml::standin::entities(&directory).and_then(|extra| {
+                    Entities::from_entities(extra.iter().cloned(), Some(&schema))
+                        .map(|_| extra)
+                        .map_err(|e| e.to_string())
+                });
+                match checked {
+                    Ok(extra) => built.extend(extra),
+                    Err(error) => {
+                        return Err(vec![LoadError::file(
+                            &sources.directory,
+                            format!("stand-in resources: {error}"),
+                        )]);
+                    }
                 }
             }
+            match Entities::from_entities(built, None) {
+                Ok(entities) => (entities, Some(*directory), refs, stand_ins),
+                Err(error) => return Err(vec![LoadError::file(&sources.directory, error.to_string())]),
+            }
         }
-        _ => entities,
     };
     let index = crate::index::ScopeIndex::build(&parsed.set, &schema, &entities);
     let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
@@ -525,7 +536,9 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
 
 /// Entity uid -> the entities its attributes and tags refer to (read from the stored values,
 /// not through JSON: serializing the store would also write every closed ancestor set).
-fn attribute_refs(entities: &Entities) -> HashMap<EntityUid, Vec<EntityUid>> {
+fn attribute_refs<'e>(
+    entities: impl Iterator<Item = &'e cedar_policy::Entity>,
+) -> HashMap<EntityUid, Vec<EntityUid>> {
     fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
         use cedar_policy::EvalResult;
         match value {
@@ -536,7 +549,7 @@ fn attribute_refs(entities: &Entities) -> HashMap<EntityUid, Vec<EntityUid>> {
         }
     }
     let mut refs = HashMap::new();
-    for entity in entities.iter() {
+    for entity in entities {
         let mut found = Vec::new();
         // A value that is not concrete (partial evaluation only) cannot occur in a loaded store.
         for (_, value) in entity.attrs().chain(entity.tags()) {
