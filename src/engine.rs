@@ -58,21 +58,63 @@ pub enum DecideError {
     Entities(String),
 }
 
+/// Decisions already made for one caller's batch (a `check_permissions` page, an
+/// `allowed_resource_ids` listing), by exact Cedar request: many resources of one list page map
+/// to the same stand-in request (same project, type and action, same shares for the caller),
+/// and equal requests under one snapshot have equal decisions (`decide` is pure). Only requests
+/// without request-scoped entities are remembered; errors are stored as evaluated and rewritten
+/// for each resource. Bounded: after [`Memo::CAPACITY`] distinct requests it only looks up.
+#[derive(Debug, Default)]
+pub struct Memo {
+    seen: Vec<(Request, Decision)>,
+}
+
+impl Memo {
+    /// Distinct requests remembered at most (a lookup compares with each).
+    pub const CAPACITY: usize = 32;
+
+    fn get(&self, request: &Request) -> Option<&Decision> {
+        self.seen
+            .iter()
+            .find(|(seen, _)| same_request(seen, request))
+            .map(|(_, decision)| decision)
+    }
+}
+
+/// Equal principal, action, resource and context.
+fn same_request(a: &Request, b: &Request) -> bool {
+    a.principal() == b.principal()
+        && a.action() == b.action()
+        && a.resource() == b.resource()
+        && a.context() == b.context()
+}
+
 /// Decides `request` under `snapshot`.
 pub fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
-    let slice;
-    let entities = if request.entities.is_empty() {
-        &snapshot.entities
+    decide_with(snapshot, request, &mut Memo::default())
+}
+
+/// [`decide`], reusing the decision of an equal request made earlier in the same batch.
+pub fn decide_with(
+    snapshot: &PolicySnapshot,
+    request: &AuthzRequest,
+    memo: &mut Memo,
+) -> Result<Decision, DecideError> {
+    let remembered = if request.entities.is_empty() {
+        memo.get(&request.request).cloned()
     } else {
-        slice = self::slice(snapshot, request)?;
-        &slice
+        None
     };
-    let mut decision = evaluate(
-        &snapshot.policies,
-        snapshot.index.as_ref(),
-        &request.request,
-        entities,
-    );
+    let mut decision = match remembered {
+        Some(decision) => decision,
+        None => {
+            let decision = evaluate_request(snapshot, request)?;
+            if request.entities.is_empty() && memo.seen.len() < Memo::CAPACITY {
+                memo.seen.push((request.request.clone(), decision.clone()));
+            }
+            decision
+        }
+    };
     if let Some((stand_in, real)) = &request.alias
         && !decision.errors.is_empty()
     {
@@ -82,6 +124,23 @@ pub fn decide(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decis
         }
     }
     Ok(decision)
+}
+
+/// `request`'s decision as evaluated (errors still name a stand-in resource as such).
+fn evaluate_request(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
+    let slice;
+    let entities = if request.entities.is_empty() {
+        &snapshot.entities
+    } else {
+        slice = self::slice(snapshot, request)?;
+        &slice
+    };
+    Ok(evaluate(
+        &snapshot.policies,
+        snapshot.index.as_ref(),
+        &request.request,
+        entities,
+    ))
 }
 
 /// Evaluates `request` over `entities` with only the policies of `policies` that `index` selects

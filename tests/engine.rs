@@ -168,3 +168,89 @@ fn request_shapes_the_schema_rejects_are_rejected_every_time() {
         assert!(matches!(ask("read"), Ok(Prepared::Request(_))), "round {round}");
     }
 }
+
+/// The batch memo is exact: deciding every question of a (user, action) batch through one memo
+/// gives, question by question, the decision, determining policies and errors of deciding it
+/// alone, over instances of one project and type that are shared with the user, with a team,
+/// or not at all (their Cedar requests are equal or differ only in the context).
+#[test]
+fn batch_memo_decisions_equal_single_decisions() {
+    let snapshot = common::bundled_snapshot();
+    let directory = snapshot.directory.as_ref().unwrap();
+    let bob = directory.find_user("bob").unwrap().named.id.clone();
+    let auditors = directory.find_team("auditors").unwrap().named.id.clone();
+    let projects: Vec<String> = directory
+        .projects
+        .keys()
+        .cloned()
+        .chain([UNLISTED_PROJECT.to_owned()])
+        .collect();
+    let mut resources = Vec::new();
+    for project in &projects {
+        for wire in ["pipeline", "model", "pipeline_run"] {
+            resources.push(format!("{project}:{wire}"));
+            for i in 0..6 {
+                resources.push(format!("{project}:{wire}/11111111-1111-4111-8111-00000000000{i}"));
+            }
+        }
+        resources.push(format!("project/{project}"));
+    }
+    for wire in ["stack", "secret"] {
+        for i in 0..6 {
+            resources.push(format!("{wire}/11111111-1111-4111-8111-00000000000{i}"));
+        }
+    }
+    let resources: Vec<Resource> = resources.iter().map(|r| Resource::parse(r).unwrap()).collect();
+    let mut shares = ShareSet::default();
+    for workspace in directory.workspaces.keys() {
+        for (i, resource) in resources.iter().filter(|r| r.id.is_some()).enumerate() {
+            match i % 3 {
+                0 => shares.set(
+                    workspace,
+                    resource,
+                    Grantee::User(bob.clone()),
+                    ["read".to_owned(), "delete".to_owned()],
+                ),
+                1 => shares.set(
+                    workspace,
+                    resource,
+                    Grantee::Team(auditors.clone()),
+                    ["update".to_owned()],
+                ),
+                _ => {}
+            }
+        }
+    }
+    let (mut compared, mut differing) = (0, 0);
+    for workspace in directory.workspaces.keys() {
+        for user in directory.users.keys() {
+            for action in ACTIONS {
+                let mut memo = zenml_authz::engine::Memo::default();
+                let mut seen = std::collections::HashSet::new();
+                for resource in &resources {
+                    let question = Question {
+                        workspace_id: workspace,
+                        user_id: user,
+                        action,
+                        resource,
+                    };
+                    let alone = zenml_authz::zenml::api::decide(&snapshot, &shares, &question);
+                    let batched =
+                        zenml_authz::zenml::api::decide_with(&snapshot, &shares, &question, &mut memo);
+                    assert_eq!(alone, batched, "{user} {action} {resource}");
+                    if let Ok(decision) = &alone {
+                        seen.insert((decision.allowed, decision.reasons.clone()));
+                    }
+                    compared += 1;
+                }
+                differing += usize::from(seen.len() > 1);
+            }
+        }
+    }
+    // The batches mix outcomes (shared or not, project or global), so the memo is tested on
+    // requests it must tell apart.
+    assert!(
+        compared > 10_000 && differing > 50,
+        "compared {compared}, mixed batches {differing}"
+    );
+}

@@ -36,7 +36,7 @@ use super::token::{self, Subject};
 use std::time::Instant;
 
 use crate::cache::{CacheKey, RequestKey};
-use crate::engine::{self, Decision};
+use crate::engine::{self, Decision, Memo};
 use crate::http::Call;
 use crate::http::{ApiError, json_response, read_body};
 use crate::metrics::{Api, Outcome};
@@ -319,6 +319,7 @@ fn allowed(
     snapshot: &PolicySnapshot,
     shares: &ShareSnapshot,
     question: &Question<'_>,
+    memo: &mut Memo,
 ) -> bool {
     let started = Instant::now();
     let metrics = call.state.metrics();
@@ -335,7 +336,7 @@ fn allowed(
     let cached = std::cell::Cell::new(true);
     let result = call.state.cache().get_or_compute(key, || {
         cached.set(false);
-        let decided = decide(snapshot, &shares.set, question);
+        let decided = decide_with(snapshot, &shares.set, question, memo);
         metrics.engine_time(Api::Zenml, started.elapsed());
         decided
     });
@@ -378,8 +379,19 @@ pub fn decide(
     shares: &ShareSet,
     question: &Question<'_>,
 ) -> Result<Decision, String> {
+    decide_with(snapshot, shares, question, &mut Memo::default())
+}
+
+/// [`decide`] for one question of a batch: equal Cedar requests of the batch are evaluated once
+/// (`engine::Memo`).
+pub fn decide_with(
+    snapshot: &PolicySnapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+    memo: &mut Memo,
+) -> Result<Decision, String> {
     let failed = match prepare_for_decision(snapshot, shares, question) {
-        Ok(Prepared::Request(request)) => match engine::decide(snapshot, &request) {
+        Ok(Prepared::Request(request)) => match engine::decide_with(snapshot, &request, memo) {
             Ok(decision) => return Ok(decision),
             Err(error) => error.to_string(),
         },
@@ -417,6 +429,7 @@ fn check_permissions(
     let action = param(query, "action")?;
     let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
+    let mut memo = Memo::default();
     for raw in resources {
         let allow = match parse_for(workspace, &raw)? {
             Some(resource) => {
@@ -426,7 +439,7 @@ fn check_permissions(
                     action: &action,
                     resource: &resource,
                 };
-                allowed(call, snapshot, &shares, &question)
+                allowed(call, snapshot, &shares, &question, &mut memo)
             }
             None => false,
         };
@@ -462,8 +475,9 @@ fn allowed_resource_ids(
         action: &action,
         resource: &resource,
     };
+    let mut memo = Memo::default();
     let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
-        allowed(call, snapshot, &shares, q)
+        allowed(call, snapshot, &shares, q, &mut memo)
     });
     Ok(json_response(
         StatusCode::OK,
@@ -490,8 +504,9 @@ pub fn allowed_ids(
         action,
         resource: type_level,
     };
+    let mut memo = Memo::default();
     allowed_ids_with(snapshot, shares, &question, |q| {
-        decide(snapshot, shares, q).is_ok_and(|d| d.allowed)
+        decide_with(snapshot, shares, q, &mut memo).is_ok_and(|d| d.allowed)
     })
 }
 
@@ -500,7 +515,7 @@ fn allowed_ids_with(
     snapshot: &PolicySnapshot,
     shares: &ShareSet,
     question: &Question<'_>,
-    check: impl Fn(&Question<'_>) -> bool,
+    mut check: impl FnMut(&Question<'_>) -> bool,
 ) -> Option<Vec<String>> {
     let (workspace, type_level) = (question.workspace_id, question.resource);
     if check(question) {
