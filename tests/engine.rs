@@ -17,16 +17,21 @@ use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepar
 const ID: &str = "11111111-1111-4111-8111-111111111111";
 const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
 
-#[test]
-fn slice_decisions_equal_whole_store_decisions() {
-    let snapshot = common::bundled_snapshot();
-    let directory = snapshot.directory.as_ref().unwrap();
-    let projects: Vec<String> = directory
+/// The directory's project ids, and one the directory does not list.
+fn projects_and_an_unlisted_one(directory: &zenml_authz::directory::Directory) -> Vec<String> {
+    directory
         .projects
         .keys()
         .cloned()
         .chain([UNLISTED_PROJECT.to_owned()])
-        .collect();
+        .collect()
+}
+
+#[test]
+fn slice_decisions_equal_whole_store_decisions() {
+    let snapshot = common::bundled_snapshot();
+    let directory = snapshot.directory.as_ref().unwrap();
+    let projects = projects_and_an_unlisted_one(directory);
 
     // Every resource shape: type-level and instance, in every project (listed or not).
     let mut resources = Vec::new();
@@ -179,12 +184,7 @@ fn batch_memo_decisions_equal_single_decisions() {
     let directory = snapshot.directory.as_ref().unwrap();
     let bob = directory.find_user("bob").unwrap().named.id.clone();
     let auditors = directory.find_team("auditors").unwrap().named.id.clone();
-    let projects: Vec<String> = directory
-        .projects
-        .keys()
-        .cloned()
-        .chain([UNLISTED_PROJECT.to_owned()])
-        .collect();
+    let projects = projects_and_an_unlisted_one(directory);
     let mut resources = Vec::new();
     for project in &projects {
         for wire in ["pipeline", "model", "pipeline_run"] {
