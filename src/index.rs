@@ -16,10 +16,10 @@
 //!   small set of their own beside the prebuilt base set, never merged into a copy of it:
 //!   `engine::evaluate` evaluates both and combines the answers as Cedar would.
 //!
-//! Architecture Invariant: the index only ever over-includes. A policy left out has a scope
-//! that is false for the request, so under Cedar's semantics it can neither apply nor produce
-//! an error; evaluating the selected set gives exactly the decision, determining policies and
-//! errors of evaluating the whole set (a differential property test checks this on random
+//! Architecture Invariant: the index only ever over-includes. A policy left out has a scope,
+//! or a leading guard, that is false for the request, so under Cedar's semantics it can neither
+//! apply nor produce an error; evaluating the selection (`engine::evaluate`) gives exactly the
+//! decision, determining policies and errors of evaluating the whole set (a differential property test checks this on random
 //! policy sets). Anything the index does not cover (template-linked policies, an action or type
 //! the schema does not list) falls back to the whole set.
 
