@@ -163,7 +163,7 @@ fn main() {
             "batch of 20, cache miss (per batch)",
             batch.len() as u64,
             sample(samples / 20, seconds, |_| {
-                let mut memo = engine::Memo::default();
+                let mut memo = engine::Memo::batch();
                 for q in &batch {
                     black_box(
                         api::decide_with(&snapshot, &shares, &q.question(), &mut memo)

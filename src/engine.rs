@@ -63,15 +63,22 @@ pub enum DecideError {
 /// to the same stand-in request (same project, type and action, same shares for the caller),
 /// and equal requests under one snapshot have equal decisions (`decide` is pure). Only requests
 /// without request-scoped entities are remembered; errors are stored as evaluated and rewritten
-/// for each resource. Bounded: after [`Memo::CAPACITY`] distinct requests it only looks up.
+/// for each resource. Bounded: after its capacity it only looks up. `Memo::default()` remembers
+/// nothing (a single question: no copy of the request is kept for nothing).
 #[derive(Debug, Default)]
 pub struct Memo {
     seen: Vec<(Request, Decision)>,
+    capacity: usize,
 }
 
 impl Memo {
-    /// Distinct requests remembered at most (a lookup compares with each).
-    pub const CAPACITY: usize = 32;
+    /// A memo for one batch: up to 32 distinct requests (a lookup compares with each).
+    pub fn batch() -> Self {
+        Self {
+            seen: Vec::new(),
+            capacity: 32,
+        }
+    }
 
     fn get(&self, request: &Request) -> Option<&Decision> {
         self.seen
@@ -109,7 +116,7 @@ pub fn decide_with(
         Some(decision) => decision,
         None => {
             let decision = evaluate_request(snapshot, request)?;
-            if request.entities.is_empty() && memo.seen.len() < Memo::CAPACITY {
+            if request.entities.is_empty() && memo.seen.len() < memo.capacity {
                 memo.seen.push((request.request.clone(), decision.clone()));
             }
             decision

@@ -225,7 +225,7 @@ fn batch_memo_decisions_equal_single_decisions() {
     for workspace in directory.workspaces.keys() {
         for user in directory.users.keys() {
             for action in ACTIONS {
-                let mut memo = zenml_authz::engine::Memo::default();
+                let mut memo = zenml_authz::engine::Memo::batch();
                 let mut seen = std::collections::HashSet::new();
                 for resource in &resources {
                     let question = Question {

@@ -429,7 +429,7 @@ fn check_permissions(
     let action = param(query, "action")?;
     let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
-    let mut memo = Memo::default();
+    let mut memo = Memo::batch();
     for raw in resources {
         let allow = match parse_for(workspace, &raw)? {
             Some(resource) => {
@@ -475,7 +475,7 @@ fn allowed_resource_ids(
         action: &action,
         resource: &resource,
     };
-    let mut memo = Memo::default();
+    let mut memo = Memo::batch();
     let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
         allowed(call, snapshot, &shares, q, &mut memo)
     });
@@ -504,7 +504,7 @@ pub fn allowed_ids(
         action,
         resource: type_level,
     };
-    let mut memo = Memo::default();
+    let mut memo = Memo::batch();
     allowed_ids_with(snapshot, shares, &question, |q| {
         decide_with(snapshot, shares, q, &mut memo).is_ok_and(|d| d.allowed)
     })
