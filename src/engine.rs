@@ -170,13 +170,10 @@ pub fn evaluate(
         Some(Selection { base, extra }) => (*base, extra.as_ref()),
         None => (policies, None),
     };
-    let mut answers = vec![authorizer.is_authorized(request, base, entities)];
-    if let Some(extra) = extra {
-        answers.push(authorizer.is_authorized(request, extra, entities));
-    }
     // A denying answer's reasons are its satisfied forbids; an allowing one's, its permits.
     let (mut forbids, mut permits, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-    for answer in &answers {
+    for set in std::iter::once(base).chain(extra) {
+        let answer = authorizer.is_authorized(request, set, entities);
         let reasons = answer.diagnostics().reason().map(ToString::to_string);
         match answer.decision() {
             cedar_policy::Decision::Deny => forbids.extend(reasons),

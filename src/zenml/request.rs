@@ -77,7 +77,7 @@ fn unknown_type() -> EntityTypeName {
 /// (action, resource type, which optional context keys are present) of a request, and it alone
 /// decides schema validity here, because the principal is always a `User` and the context
 /// always holds non-empty sets of `Permission`, `User` and `Team` uids. Checking a request
-/// against the schema costs more than a quarter of preparing it, so a shape the schema has
+/// against the schema was about half of preparing it (callgrind), so a shape the schema has
 /// accepted once is not checked again for this snapshot; a shape it rejected is checked every
 /// time (for its message). (Exact unless the schema makes one of those types an enumerated
 /// entity type, which ZenML's uuid ids could not satisfy anyway.)
