@@ -159,7 +159,7 @@ pub struct Selection<'a> {
 #[derive(Debug)]
 pub struct ScopeIndex {
     actions: HashMap<EntityUid, ActionBucket>,
-    /// The policies, by id, for building per-request sets.
+    /// The entity-keyed policies, by id, for building per-request sets.
     policies: HashMap<PolicyId, Policy>,
     /// The type-level policies with their leading guards.
     type_level: Vec<(Policy, Vec<Guard>)>,
@@ -222,8 +222,10 @@ impl ScopeIndex {
                             index.type_level.len() - 1
                         });
                         type_level.push((at, principal, resource));
+                        continue;
                     }
                 }
+                // Entity-keyed: looked up by id when a request selects it.
                 index
                     .policies
                     .entry(policy.id().clone())
