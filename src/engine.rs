@@ -167,7 +167,7 @@ pub fn evaluate(
     let authorizer = Authorizer::new();
     let selection = index.and_then(|index| index.select(request, entities));
     let (base, extra) = match &selection {
-        Some(Selection { base, extra }) => (*base, extra.as_ref()),
+        Some(Selection { base, extra }) => (&**base, extra.as_ref()),
         None => (policies, None),
     };
     // A denying answer's reasons are its satisfied forbids; an allowing one's, its permits.

@@ -26,9 +26,10 @@
 mod guards;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
-use guards::{Atom, Guard};
+use guards::{Atoms, Guard, Truths};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
@@ -87,40 +88,43 @@ struct Base {
     policies: Vec<usize>,
     /// The atoms their remaining guards read (bits of `ScopeIndex::atoms`).
     atoms: u32,
-    /// The policy set per combination of those atoms (bit `n` of the slot: the `n`-th atom of
-    /// `atoms` holds), built on first use.
-    sets: Box<[OnceLock<PolicySet>]>,
+    /// The policy set per combination of those atoms' truths seen so far (key: true bits, and
+    /// unknown bits shifted by 32), built on first use.
+    sets: RwLock<FxHashMap<u64, Arc<PolicySet>>>,
 }
 
 impl Base {
-    /// The set for a request whose atoms (over all of the index's) are `mask`.
-    fn set(&self, mask: u32, type_level: &[(Policy, Vec<Guard>)]) -> &PolicySet {
-        let mut slot = 0;
-        let mut bit = 0;
-        for atom in 0..32 {
-            if self.atoms & (1 << atom) != 0 {
-                if mask & (1 << atom) != 0 {
-                    slot |= 1 << bit;
-                }
-                bit += 1;
+    /// The set for a request with these atom truths (over all of the index's atoms). At most
+    /// `budget` sets are kept over the whole index; past it, a set is built for the request.
+    fn set(&self, truths: Truths, type_level: &[(Policy, Vec<Guard>)], budget: &AtomicUsize) -> Arc<PolicySet> {
+        let truths = truths.masked(self.atoms);
+        let key = u64::from(truths.holds) | u64::from(truths.unknown) << 32;
+        if let Some(set) = self.sets.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+            return Arc::clone(set);
+        }
+        let mut set = PolicySet::new();
+        for &at in &self.policies {
+            let (policy, guards) = &type_level[at];
+            if !guards::rules_out(guards, &self.principal_type, &self.resource_type, truths) {
+                // Ids are unique in the source set: adding cannot fail.
+                let _ = set.add(policy.clone());
             }
         }
-        self.sets[slot].get_or_init(|| {
-            let mut set = PolicySet::new();
-            for &at in &self.policies {
-                let (policy, guards) = &type_level[at];
-                if guards
-                    .iter()
-                    .all(|guard| guard.holds(&self.principal_type, &self.resource_type, mask))
-                {
-                    // Ids are unique in the source set: adding cannot fail.
-                    let _ = set.add(policy.clone());
-                }
-            }
-            set
-        })
+        let set = Arc::new(set);
+        let kept = budget
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
+            .is_ok();
+        if kept {
+            let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
+            // Racing first uses build equal sets: whichever is stored is right.
+            return Arc::clone(sets.entry(key).or_insert(set));
+        }
+        set
     }
 }
+
+/// At most this many policy sets are kept per index (each holds a few policies: a few MB).
+const KEPT_SETS: usize = 4096;
 
 /// Policies of one action.
 #[derive(Debug, Default)]
@@ -148,9 +152,9 @@ fn lineage<'e>(uid: &'e EntityUid, entities: &'e Entities) -> impl Iterator<Item
 
 /// The policies to evaluate a request with.
 #[derive(Debug)]
-pub struct Selection<'a> {
-    /// The prebuilt set of type-level policies for the request's action and types.
-    pub base: &'a PolicySet,
+pub struct Selection {
+    /// The prebuilt set of type-level policies for the request's action, types and guards.
+    pub base: Arc<PolicySet>,
     /// The entity-keyed policies whose scope can match, when there are any.
     pub extra: Option<PolicySet>,
 }
@@ -163,8 +167,10 @@ pub struct ScopeIndex {
     policies: HashMap<PolicyId, Policy>,
     /// The type-level policies with their leading guards.
     type_level: Vec<(Policy, Vec<Guard>)>,
-    /// The `has` tests those guards make.
-    atoms: Vec<Atom>,
+    /// The tests those guards make.
+    atoms: Atoms,
+    /// How many more policy sets the buckets may keep.
+    budget: AtomicUsize,
 }
 
 impl ScopeIndex {
@@ -178,7 +184,8 @@ impl ScopeIndex {
             actions: HashMap::new(),
             policies: HashMap::new(),
             type_level: Vec::new(),
-            atoms: Vec::new(),
+            atoms: Atoms::default(),
+            budget: AtomicUsize::new(KEPT_SETS),
         };
         // Type-level policies (every scope key a type or any), with their leading guards.
         let mut type_level_at: HashMap<PolicyId, usize> = HashMap::new();
@@ -256,11 +263,15 @@ impl ScopeIndex {
                             continue;
                         }
                         // A guard that reads types only is decided here, for the whole bucket.
+                        // (Leading type tests before any atom: after an atom that may
+                        // error, a false type test does not rule the policy out.)
                         let guards = &index.type_level[*at].1;
-                        let decided_false = guards.iter().any(|guard| {
-                            guard.atoms() == 0 && !guard.holds(principal_type, resource_type, 0)
-                        });
-                        if decided_false {
+                        let types_only: Vec<Guard> = guards
+                            .iter()
+                            .take_while(|guard| guard.atoms() == 0)
+                            .cloned()
+                            .collect();
+                        if guards::rules_out(&types_only, principal_type, resource_type, Truths::default()) {
                             continue;
                         }
                         atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
@@ -271,13 +282,11 @@ impl ScopeIndex {
                         resource_type: resource_type.clone(),
                         policies,
                         atoms,
-                        sets: (0..1usize << atoms.count_ones())
-                            .map(|_| OnceLock::new())
-                            .collect(),
+                        sets: RwLock::default(),
                     };
                     if atoms == 0 {
                         // No request-dependent guards: the one set, built now.
-                        base.set(0, &index.type_level);
+                        base.set(Truths::default(), &index.type_level, &index.budget);
                     }
                     bucket
                         .base
@@ -300,19 +309,16 @@ impl ScopeIndex {
     /// The policies to evaluate `request` with, where `entities` are the entities it is
     /// evaluated over (for the principal's and resource's ancestors). `None`: evaluate the
     /// whole set.
-    pub fn select<'a>(&'a self, request: &Request, entities: &Entities) -> Option<Selection<'a>> {
+    pub fn select(&self, request: &Request, entities: &Entities) -> Option<Selection> {
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
         let bucket = self.actions.get(action)?;
         let base = bucket
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
-        let mut mask = 0;
-        for (at, atom) in self.atoms.iter().enumerate() {
-            if base.atoms & (1 << at) != 0 && atom.holds(principal, resource, request.context(), entities) {
-                mask |= 1 << at;
-            }
-        }
-        let base = base.set(mask, &self.type_level);
+        let truths = self
+            .atoms
+            .evaluate(base.atoms, principal, resource, request.context(), entities);
+        let base = base.set(truths, &self.type_level, &self.budget);
         if bucket.by_principal.is_empty() && bucket.by_resource.is_empty() {
             return Some(Selection { base, extra: None });
         }

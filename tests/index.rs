@@ -84,7 +84,7 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         6 => format!("resource in ZenML::Organization::\"{ORG}\""),
         _ => format!("resource in ZenML::Project::\"{UNLISTED}\""),
     };
-    let condition = match c % 12 {
+    let condition = match c % 17 {
         0 => "",
         1 => "when { principal.active }",
         2 => "when { context has permissions && principal in context.permissions }",
@@ -101,6 +101,15 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         }
         9 => "when { !(resource has project) && resource.workspace.name == \"production\" }",
         10 => "when { resource.project.name == \"churn\" && resource is ZenML::Pipeline }",
+        // Membership guards: known false only where Cedar finds false without an error (global
+        // types have no `project`; only projects have `members`).
+        11 => "when { principal in resource.project.admins && resource is ZenML::Pipeline }",
+        12 => "when { resource has project && principal in resource.project.developers }",
+        13 => {
+            "when { principal in resource.workspace.viewers || principal in resource.project.viewers }"
+        }
+        14 => "when { !(principal in resource.workspace.admins) && principal.active }",
+        15 => "when { principal in resource.members && principal in resource.workspace.developers }",
         _ => "when { principal in resource.workspace.developers }",
     };
     let effect = if forbid { "forbid" } else { "permit" };
@@ -113,7 +122,7 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
         0..7usize,
         0..4usize,
         0..8usize,
-        0..12usize,
+        0..17usize,
         0..64usize,
         0..64usize,
         0..64usize,

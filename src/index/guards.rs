@@ -9,11 +9,12 @@
 //! is not satisfied and reports no error, whatever follows. Only the *leading* guards count: a
 //! guard after an ordinary conjunct may never be reached, and that conjunct may error.
 
-use cedar_policy::{Context, Entities, EntityTypeName, EntityUid};
+use cedar_policy::{Context, Entities, EntityTypeName, EntityUid, EvalResult};
 use serde_json::Value;
 
-/// At most this many distinct `has` tests are indexed; later ones end a policy's guard prefix.
-pub const MAX_ATOMS: usize = 8;
+/// At most this many distinct atoms (`has` and `in` tests) are indexed; later ones end a
+/// policy's guard prefix.
+pub const MAX_ATOMS: usize = 32;
 
 /// A variable a guard reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,39 +24,226 @@ pub enum Var {
     Context,
 }
 
-/// One `<var> has <attr>` test, shared by every policy that makes it.
+/// Where an attribute path starts: a variable, or an earlier step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Var(Var),
+    Step(usize),
+}
+
+/// One attribute access `<origin>.<attr>`, shared by every atom that reads it (so
+/// `resource.workspace` is looked up once per request however many atoms go through it).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Atom {
-    var: Var,
+pub struct Step {
+    from: Origin,
     attr: String,
 }
 
-impl Atom {
-    /// Whether the request has the attribute: the context's key, or the entity's attribute in
-    /// `entities` (an entity that is not there has none, as in Cedar).
-    pub fn holds(
+/// A test decided before evaluation, shared by every policy that makes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Atom {
+    /// `<var> has <attr>` (the step `<var>.<attr>`): never errors.
+    Has(usize),
+    /// `<var> in <origin>`, e.g. `principal in resource.workspace.developers`: known false only
+    /// when Cedar would evaluate it to false without an error.
+    In(Var, Origin),
+}
+
+/// The value of an atom for one request. `Unknown` stands for "may error" (a missing entity or
+/// attribute, a value that is not an entity): the policy is then evaluated, for its error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truth {
+    True,
+    False,
+    Unknown,
+}
+
+impl Truth {
+    fn of(value: bool) -> Truth {
+        if value { Truth::True } else { Truth::False }
+    }
+}
+
+/// The atoms of one request: bit `n` of `holds` (of `unknown`) when atom `n` is true (unknown).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Truths {
+    pub holds: u32,
+    pub unknown: u32,
+}
+
+impl Truths {
+    fn of(&self, atom: usize) -> Truth {
+        if self.unknown & (1 << atom) != 0 {
+            Truth::Unknown
+        } else {
+            Truth::of(self.holds & (1 << atom) != 0)
+        }
+    }
+
+    /// Only the atoms of `mask`.
+    pub fn masked(self, mask: u32) -> Truths {
+        Truths {
+            holds: self.holds & mask,
+            unknown: self.unknown & mask,
+        }
+    }
+}
+
+/// The atoms and attribute steps the guards of one policy set read.
+#[derive(Debug, Default)]
+pub struct Atoms {
+    steps: Vec<Step>,
+    atoms: Vec<Atom>,
+}
+
+/// A step's value for one request: `None` when the attribute is absent (or its entity is),
+/// `Some(None)` when present but not a plain value.
+type StepValue = Option<Option<EvalResult>>;
+
+impl Atoms {
+    fn step(&mut self, from: Origin, attr: &str) -> usize {
+        let step = Step {
+            from,
+            attr: attr.to_owned(),
+        };
+        match self.steps.iter().position(|known| *known == step) {
+            Some(at) => at,
+            None => {
+                self.steps.push(step);
+                self.steps.len() - 1
+            }
+        }
+    }
+
+    fn atom(&mut self, atom: Atom) -> Option<usize> {
+        match self.atoms.iter().position(|known| *known == atom) {
+            Some(at) => Some(at),
+            None if self.atoms.len() < MAX_ATOMS => {
+                self.atoms.push(atom);
+                Some(self.atoms.len() - 1)
+            }
+            None => None,
+        }
+    }
+
+    /// The atoms of `wanted` for a request, each read once (attribute steps too).
+    pub fn evaluate(
         &self,
+        wanted: u32,
         principal: &EntityUid,
         resource: &EntityUid,
         context: Option<&Context>,
         entities: &Entities,
-    ) -> bool {
-        let entity = match self.var {
-            Var::Context => return context.is_some_and(|context| context.get(&self.attr).is_some()),
-            Var::Principal => principal,
-            Var::Resource => resource,
+    ) -> Truths {
+        let mut request = Evaluation {
+            atoms: self,
+            principal,
+            resource,
+            context,
+            entities,
+            steps: Vec::new(),
         };
-        entities
-            .get(entity)
-            .is_some_and(|entity| entity.attr(&self.attr).is_some())
+        let mut truths = Truths::default();
+        for (at, atom) in self.atoms.iter().enumerate() {
+            if wanted & (1 << at) == 0 {
+                continue;
+            }
+            match request.atom(atom) {
+                Truth::True => truths.holds |= 1 << at,
+                Truth::False => {}
+                Truth::Unknown => truths.unknown |= 1 << at,
+            }
+        }
+        truths
+    }
+}
+
+/// One request's view of the atoms, with the steps read so far.
+struct Evaluation<'a> {
+    atoms: &'a Atoms,
+    principal: &'a EntityUid,
+    resource: &'a EntityUid,
+    context: Option<&'a Context>,
+    entities: &'a Entities,
+    steps: Vec<Option<StepValue>>,
+}
+
+impl Evaluation<'_> {
+    fn var(&self, var: Var) -> Option<&EntityUid> {
+        match var {
+            Var::Principal => Some(self.principal),
+            Var::Resource => Some(self.resource),
+            Var::Context => None,
+        }
+    }
+
+    fn step(&mut self, at: usize) -> &StepValue {
+        if self.steps.len() <= at {
+            self.steps.resize(self.atoms.steps.len(), None);
+        }
+        if self.steps[at].is_none() {
+            let value = self.read(at);
+            self.steps[at] = Some(value);
+        }
+        self.steps[at].as_ref().unwrap_or(&None)
+    }
+
+    /// As Cedar reads `<origin>.<attr>`: from an entity in `entities`, or a record.
+    fn read(&mut self, at: usize) -> StepValue {
+        let step = &self.atoms.steps[at];
+        let attr = step.attr.as_str();
+        let of_entity = |entities: &Entities, uid: &EntityUid| -> StepValue {
+            entities.get(uid)?.attr(attr).map(Result::ok)
+        };
+        match step.from {
+            Origin::Var(Var::Context) => self.context?.get(attr).map(Some),
+            Origin::Var(var) => of_entity(self.entities, self.var(var)?),
+            Origin::Step(from) => match self.step(from).clone()?? {
+                EvalResult::EntityUid(uid) => of_entity(self.entities, &uid),
+                EvalResult::Record(record) => record.get(attr).cloned().map(Some),
+                _ => None,
+            },
+        }
+    }
+
+    fn atom(&mut self, atom: &Atom) -> Truth {
+        match atom {
+            Atom::Has(step) => Truth::of(self.step(*step).is_some()),
+            Atom::In(left, right) => {
+                let Some(left) = self.var(*left).cloned() else {
+                    return Truth::Unknown;
+                };
+                let right = match right {
+                    Origin::Var(var) => self.var(*var).cloned().map(EvalResult::EntityUid),
+                    Origin::Step(step) => self.step(*step).clone().flatten(),
+                };
+                // Cedar's `in`: the left entity equals the right one or has it as an ancestor; a
+                // set on the right: any of its elements, which must all be entities.
+                let within = |uid: &EntityUid| left == *uid || self.entities.is_ancestor_of(uid, &left);
+                match right {
+                    Some(EvalResult::EntityUid(uid)) => Truth::of(within(&uid)),
+                    Some(EvalResult::Set(set)) => {
+                        let mut found = false;
+                        for element in set.iter() {
+                            match element {
+                                EvalResult::EntityUid(uid) => found = found || within(uid),
+                                _ => return Truth::Unknown,
+                            }
+                        }
+                        Truth::of(found)
+                    }
+                    _ => Truth::Unknown,
+                }
+            }
+        }
     }
 }
 
 /// A guard expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
-    /// `<var> has <attr>`: bit `n` of the request's atom mask.
-    Has(usize),
+    /// An atom: bit `n` of the request's truths.
+    Atom(usize),
     /// `principal is T` (`true`) or `resource is T` (`false`).
     Is(bool, EntityTypeName),
     Not(Box<Guard>),
@@ -64,26 +252,33 @@ pub enum Guard {
 }
 
 impl Guard {
-    /// Its value for a request with these types and atom mask.
-    pub fn holds(&self, principal: &EntityTypeName, resource: &EntityTypeName, mask: u32) -> bool {
+    /// Its value for a request with these types and atoms, with Cedar's short-circuit `&&` and
+    /// `||`: an unknown (possibly erroring) operand that is evaluated makes the whole unknown.
+    pub fn truth(&self, principal: &EntityTypeName, resource: &EntityTypeName, truths: Truths) -> Truth {
         match self {
-            Guard::Has(atom) => mask & (1 << atom) != 0,
-            Guard::Is(true, type_name) => type_name == principal,
-            Guard::Is(false, type_name) => type_name == resource,
-            Guard::Not(inner) => !inner.holds(principal, resource, mask),
-            Guard::And(left, right) => {
-                left.holds(principal, resource, mask) && right.holds(principal, resource, mask)
-            }
-            Guard::Or(left, right) => {
-                left.holds(principal, resource, mask) || right.holds(principal, resource, mask)
-            }
+            Guard::Atom(atom) => truths.of(*atom),
+            Guard::Is(true, type_name) => Truth::of(type_name == principal),
+            Guard::Is(false, type_name) => Truth::of(type_name == resource),
+            Guard::Not(inner) => match inner.truth(principal, resource, truths) {
+                Truth::True => Truth::False,
+                Truth::False => Truth::True,
+                Truth::Unknown => Truth::Unknown,
+            },
+            Guard::And(left, right) => match left.truth(principal, resource, truths) {
+                Truth::True => right.truth(principal, resource, truths),
+                other => other,
+            },
+            Guard::Or(left, right) => match left.truth(principal, resource, truths) {
+                Truth::False => right.truth(principal, resource, truths),
+                other => other,
+            },
         }
     }
 
     /// The atoms it reads, as a mask.
     pub fn atoms(&self) -> u32 {
         match self {
-            Guard::Has(atom) => 1 << atom,
+            Guard::Atom(atom) => 1 << atom,
             Guard::Is(..) => 0,
             Guard::Not(inner) => inner.atoms(),
             Guard::And(left, right) | Guard::Or(left, right) => left.atoms() | right.atoms(),
@@ -91,8 +286,22 @@ impl Guard {
     }
 }
 
+/// Whether a policy with these leading guards is left out for a request: Cedar evaluates the
+/// conjuncts in order and stops at the first false one, so the policy is certainly not
+/// satisfied, and reports no error, when a guard is false and every guard before it is true.
+pub fn rules_out(guards: &[Guard], principal: &EntityTypeName, resource: &EntityTypeName, truths: Truths) -> bool {
+    for guard in guards {
+        match guard.truth(principal, resource, truths) {
+            Truth::True => {}
+            Truth::False => return true,
+            Truth::Unknown => return false,
+        }
+    }
+    false
+}
+
 /// The leading guards of a policy (its Cedar JSON), registering new atoms in `atoms`.
-pub fn leading(policy: &Value, atoms: &mut Vec<Atom>) -> Vec<Guard> {
+pub fn leading(policy: &Value, atoms: &mut Atoms) -> Vec<Guard> {
     let mut guards = Vec::new();
     let Some(first) = policy
         .get("conditions")
@@ -142,7 +351,17 @@ fn var(expr: &Value) -> Option<Var> {
     }
 }
 
-fn parse(expr: &Value, atoms: &mut Vec<Atom>) -> Option<Guard> {
+/// A variable, or an attribute path from one (`resource.workspace.developers`).
+fn origin(expr: &Value, atoms: &mut Atoms) -> Option<Origin> {
+    if let Some(var) = var(expr) {
+        return Some(Origin::Var(var));
+    }
+    let access = expr.get(".")?;
+    let from = origin(access.get("left")?, atoms)?;
+    Some(Origin::Step(atoms.step(from, access.get("attr")?.as_str()?)))
+}
+
+fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
     let Value::Object(node) = expr else { return None };
     if node.len() != 1 {
         return None;
@@ -150,19 +369,17 @@ fn parse(expr: &Value, atoms: &mut Vec<Atom>) -> Option<Guard> {
     let (op, args) = node.iter().next()?;
     match op.as_str() {
         "has" => {
-            let atom = Atom {
-                var: var(args.get("left")?)?,
-                attr: args.get("attr")?.as_str()?.to_owned(),
+            let step = atoms.step(Origin::Var(var(args.get("left")?)?), args.get("attr")?.as_str()?);
+            Some(Guard::Atom(atoms.atom(Atom::Has(step))?))
+        }
+        "in" => {
+            // The left side an entity variable, the right a variable or an attribute path.
+            let left = match var(args.get("left")?)? {
+                Var::Context => return None,
+                entity => entity,
             };
-            let at = match atoms.iter().position(|known| *known == atom) {
-                Some(at) => at,
-                None if atoms.len() < MAX_ATOMS => {
-                    atoms.push(atom);
-                    atoms.len() - 1
-                }
-                None => return None,
-            };
-            Some(Guard::Has(at))
+            let right = origin(args.get("right")?, atoms)?;
+            Some(Guard::Atom(atoms.atom(Atom::In(left, right))?))
         }
         "is" if args.get("in").is_none() => {
             let principal = match var(args.get("left")?)? {
@@ -193,58 +410,166 @@ mod tests {
 
     use super::*;
 
-    fn guards(condition: &str) -> (Vec<Guard>, Vec<Atom>) {
+    fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
         let text = format!("permit (principal, action, resource) {condition};");
         let policy = cedar_policy::Policy::from_str(&text).unwrap();
-        let mut atoms = Vec::new();
+        let mut atoms = Atoms::default();
         (leading(&policy.to_json().unwrap(), &mut atoms), atoms)
     }
 
     #[test]
     fn only_the_leading_guards_of_the_first_when_count() {
         let stack = || Guard::Is(false, "ZenML::Stack".parse().unwrap());
-        // (condition, number of leading guards, atoms)
-        let table: [(&str, usize, usize); 9] = [
-            ("", 0, 0),
-            ("when { context has a && principal in context.a }", 1, 1),
-            ("when { context has a && resource has b && context has a }", 3, 2),
+        // (condition, number of leading guards, atoms, attribute steps)
+        let table: [(&str, usize, usize, usize); 12] = [
+            ("", 0, 0, 0),
+            ("when { context has a && principal in context.a }", 2, 2, 1),
+            ("when { context has a && resource has b && context has a }", 3, 2, 2),
             (
                 "when { principal in resource.xs && resource is ZenML::Stack }",
-                0,
-                0,
+                2,
+                1,
+                1,
+            ),
+            (
+                "when { principal in resource.w.xs && principal in resource.w.ys }",
+                2,
+                2,
+                3,
             ),
             (
                 "when { (resource is ZenML::Stack || !(resource has p)) && resource.p.q }",
                 1,
                 1,
+                1,
             ),
-            ("when { resource is ZenML::Stack in ZenML::W::\"w\" }", 0, 0),
-            ("unless { resource is ZenML::Stack }", 0, 0),
-            ("when { action has a }", 0, 0),
-            ("when { resource.x has y }", 0, 0),
+            ("when { resource is ZenML::Stack in ZenML::W::\"w\" }", 0, 0, 0),
+            ("when { principal in ZenML::W::\"w\" }", 0, 0, 0),
+            ("when { context.a in resource.xs }", 0, 0, 0),
+            ("unless { resource is ZenML::Stack }", 0, 0, 0),
+            ("when { action has a }", 0, 0, 0),
+            ("when { resource.x has y }", 0, 0, 0),
         ];
-        for (condition, count, atom_count) in table {
+        for (condition, count, atom_count, step_count) in table {
             let (found, atoms) = guards(condition);
-            assert_eq!((found.len(), atoms.len()), (count, atom_count), "{condition}");
+            assert_eq!(
+                (found.len(), atoms.atoms.len(), atoms.steps.len()),
+                (count, atom_count, step_count),
+                "{condition}"
+            );
         }
         let (found, _) = guards("when { resource is ZenML::Stack && principal.active }");
         assert_eq!(found, vec![stack()]);
     }
 
     #[test]
-    fn guards_evaluate_on_types_and_the_atom_mask() {
+    fn guards_evaluate_with_short_circuits_over_three_values() {
+        let user: EntityTypeName = "ZenML::User".parse().unwrap();
+        let (stack, pipeline): (EntityTypeName, EntityTypeName) = (
+            "ZenML::Stack".parse().unwrap(),
+            "ZenML::Pipeline".parse().unwrap(),
+        );
         let (found, _) = guards("when { (resource is ZenML::Stack || !(context has p)) && true }");
         let [guard] = found.as_slice() else {
             panic!("one guard: {found:?}")
         };
-        let user: EntityTypeName = "ZenML::User".parse().unwrap();
-        let (stack, pipeline) = (
-            "ZenML::Stack".parse().unwrap(),
-            "ZenML::Pipeline".parse().unwrap(),
-        );
-        assert!(guard.holds(&user, &stack, 1));
-        assert!(guard.holds(&user, &pipeline, 0));
-        assert!(!guard.holds(&user, &pipeline, 1));
+        let has = Truths { holds: 1, unknown: 0 };
+        assert_eq!(guard.truth(&user, &stack, has), Truth::True);
+        assert_eq!(guard.truth(&user, &pipeline, Truths::default()), Truth::True);
+        assert_eq!(guard.truth(&user, &pipeline, has), Truth::False);
         assert_eq!(guard.atoms(), 1);
+
+        // `principal in resource.xs` (atom 0) before a type test: an unknown (erroring) first
+        // conjunct keeps the policy even where the type test is false.
+        let (found, _) = guards("when { principal in resource.xs && resource is ZenML::Stack }");
+        let unknown = Truths { holds: 0, unknown: 1 };
+        let (yes, no) = (Truths { holds: 1, unknown: 0 }, Truths::default());
+        // (truths, resource type, ruled out)
+        let table = [
+            (no, &stack, true),
+            (yes, &stack, false),
+            (yes, &pipeline, true),
+            (unknown, &pipeline, false),
+            (unknown, &stack, false),
+        ];
+        for (truths, resource, out) in table {
+            assert_eq!(rules_out(&found, &user, resource, truths), out, "{truths:?} {resource}");
+        }
+        let (found, _) = guards("when { (resource is ZenML::Stack || principal in resource.xs) }");
+        assert!(!rules_out(&found, &user, &pipeline, unknown));
+        assert!(rules_out(&found, &user, &pipeline, no));
+        assert!(!rules_out(&found, &user, &stack, unknown));
+        let (found, _) = guards("when { !(principal in resource.xs) }");
+        assert!(!rules_out(&found, &user, &pipeline, unknown));
+        assert!(rules_out(&found, &user, &pipeline, yes));
+    }
+
+    #[test]
+    fn membership_atoms_read_like_cedar() {
+        let schema_free = r#"[
+            {"uid": {"type": "U", "id": "alice"}, "attrs": {}, "parents": [{"type": "G", "id": "devs"}]},
+            {"uid": {"type": "G", "id": "devs"}, "attrs": {}, "parents": []},
+            {"uid": {"type": "W", "id": "w"}, "attrs": {
+                "developers": {"__entity": {"type": "G", "id": "devs"}},
+                "viewers": {"__entity": {"type": "G", "id": "views"}},
+                "name": "w",
+                "mixed": [{"__entity": {"type": "G", "id": "devs"}}, 1]
+            }, "parents": []},
+            {"uid": {"type": "R", "id": "r"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "w"}}}, "parents": []},
+            {"uid": {"type": "R", "id": "lost"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "gone"}}}, "parents": []}
+        ]"#;
+        let entities = Entities::from_json_str(schema_free, None).unwrap();
+        let uid = |text: &str| EntityUid::from_str(text).unwrap();
+        let context = Context::from_json_str(
+            r#"{"groups": [{"__entity": {"type": "G", "id": "devs"}}], "other": [{"__entity": {"type": "G", "id": "x"}}]}"#,
+            None,
+        )
+        .unwrap();
+        // (condition, principal, resource, truth of its one atom)
+        let table = [
+            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"r\"", Truth::True),
+            ("principal in resource.workspace.viewers", "U::\"alice\"", "R::\"r\"", Truth::False),
+            ("principal in resource.workspace.developers", "U::\"bob\"", "R::\"r\"", Truth::False),
+            ("principal in resource.workspace.developers", "G::\"devs\"", "R::\"r\"", Truth::True),
+            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"lost\"", Truth::Unknown),
+            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"none\"", Truth::Unknown),
+            ("principal in resource.workspace.admins", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            ("principal in resource.workspace.name", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            ("principal in resource.workspace.mixed", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            ("principal in resource.workspace", "U::\"alice\"", "R::\"r\"", Truth::False),
+            ("principal in context.groups", "U::\"alice\"", "R::\"r\"", Truth::True),
+            ("principal in context.other", "U::\"alice\"", "R::\"r\"", Truth::False),
+            ("principal in context.missing", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            ("principal in resource", "R::\"r\"", "R::\"r\"", Truth::True),
+            ("resource has workspace", "U::\"alice\"", "R::\"r\"", Truth::True),
+            ("resource has workspace", "U::\"alice\"", "R::\"none\"", Truth::False),
+            ("context has other", "U::\"alice\"", "R::\"r\"", Truth::True),
+        ];
+        for (condition, principal, resource, truth) in table {
+            let (found, atoms) = guards(&format!("when {{ {condition} }}"));
+            assert_eq!(found, vec![Guard::Atom(0)], "{condition}");
+            let truths = atoms.evaluate(1, &uid(principal), &uid(resource), Some(&context), &entities);
+            assert_eq!(truths.of(0), truth, "{condition} for {principal} on {resource}");
+            // And Cedar agrees: true, false, or an evaluation error.
+            let policy = cedar_policy::PolicySet::from_str(&format!(
+                "permit (principal, action, resource) when {{ {condition} }};"
+            ))
+            .unwrap();
+            let request = cedar_policy::Request::new(
+                uid(principal),
+                uid("A::\"a\""),
+                uid(resource),
+                context.clone(),
+                None,
+            )
+            .unwrap();
+            let answer = cedar_policy::Authorizer::new().is_authorized(&request, &policy, &entities);
+            let cedar = if answer.diagnostics().errors().next().is_some() {
+                Truth::Unknown
+            } else {
+                Truth::of(answer.decision() == cedar_policy::Decision::Allow)
+            };
+            assert_eq!(cedar, truth, "Cedar on {condition} for {principal} on {resource}");
+        }
     }
 }
