@@ -9,7 +9,7 @@
 //! is not satisfied and reports no error, whatever follows. Only the *leading* guards count: a
 //! guard after an ordinary conjunct may never be reached, and that conjunct may error.
 
-use cedar_policy::{Context, Entities, EntityTypeName, EntityUid, EvalResult};
+use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult};
 use serde_json::Value;
 
 /// At most this many distinct atoms (`has` and `in` tests) are indexed; later ones end a
@@ -93,6 +93,8 @@ impl Truths {
 #[derive(Debug, Default)]
 pub struct Atoms {
     steps: Vec<Step>,
+    /// Per step: whether a later step reads from its value (its entity is then looked up).
+    read_further: Vec<bool>,
     atoms: Vec<Atom>,
 }
 
@@ -109,7 +111,11 @@ impl Atoms {
         match self.steps.iter().position(|known| *known == step) {
             Some(at) => at,
             None => {
+                if let Origin::Step(from) = from {
+                    self.read_further[from] = true;
+                }
                 self.steps.push(step);
+                self.read_further.push(false);
                 self.steps.len() - 1
             }
         }
@@ -141,6 +147,8 @@ impl Atoms {
             resource,
             context,
             entities,
+            principal_entity: None,
+            resource_entity: None,
             steps: Vec::new(),
         };
         let mut truths = Truths::default();
@@ -158,18 +166,22 @@ impl Atoms {
     }
 }
 
-/// One request's view of the atoms, with the steps read so far.
+/// One request's view of the atoms, with the steps read so far. Entity lookups are hashed
+/// (SipHash over type and id), so each entity a request reaches is looked up once.
 struct Evaluation<'a> {
     atoms: &'a Atoms,
     principal: &'a EntityUid,
     resource: &'a EntityUid,
     context: Option<&'a Context>,
     entities: &'a Entities,
-    steps: Vec<Option<StepValue>>,
+    principal_entity: Option<Option<&'a Entity>>,
+    resource_entity: Option<Option<&'a Entity>>,
+    /// Per step, once read: its value and, when a later step reads from it, its entity.
+    steps: Vec<Option<(StepValue, Option<&'a Entity>)>>,
 }
 
-impl Evaluation<'_> {
-    fn var(&self, var: Var) -> Option<&EntityUid> {
+impl<'a> Evaluation<'a> {
+    fn var(&self, var: Var) -> Option<&'a EntityUid> {
         match var {
             Var::Principal => Some(self.principal),
             Var::Resource => Some(self.resource),
@@ -177,30 +189,42 @@ impl Evaluation<'_> {
         }
     }
 
-    fn step(&mut self, at: usize) -> &StepValue {
+    fn var_entity(&mut self, var: Var) -> Option<&'a Entity> {
+        let entities = self.entities;
+        match var {
+            Var::Principal => *self.principal_entity.get_or_insert_with(|| entities.get(self.principal)),
+            Var::Resource => *self.resource_entity.get_or_insert_with(|| entities.get(self.resource)),
+            Var::Context => None,
+        }
+    }
+
+    /// The step's value, read on first use.
+    fn step(&mut self, at: usize) -> &(StepValue, Option<&'a Entity>) {
         if self.steps.len() <= at {
             self.steps.resize(self.atoms.steps.len(), None);
         }
         if self.steps[at].is_none() {
             let value = self.read(at);
-            self.steps[at] = Some(value);
+            let entity = match &value {
+                Some(Some(EvalResult::EntityUid(uid))) if self.atoms.read_further[at] => self.entities.get(uid),
+                _ => None,
+            };
+            self.steps[at] = Some((value, entity));
         }
-        self.steps[at].as_ref().unwrap_or(&None)
+        self.steps[at].as_ref().unwrap_or(&(None, None))
     }
 
     /// As Cedar reads `<origin>.<attr>`: from an entity in `entities`, or a record.
     fn read(&mut self, at: usize) -> StepValue {
-        let step = &self.atoms.steps[at];
+        let atoms = self.atoms;
+        let step = &atoms.steps[at];
         let attr = step.attr.as_str();
-        let of_entity = |entities: &Entities, uid: &EntityUid| -> StepValue {
-            entities.get(uid)?.attr(attr).map(Result::ok)
-        };
         match step.from {
             Origin::Var(Var::Context) => self.context?.get(attr).map(Some),
-            Origin::Var(var) => of_entity(self.entities, self.var(var)?),
-            Origin::Step(from) => match self.step(from).clone()?? {
-                EvalResult::EntityUid(uid) => of_entity(self.entities, &uid),
-                EvalResult::Record(record) => record.get(attr).cloned().map(Some),
+            Origin::Var(var) => self.var_entity(var)?.attr(attr).map(Result::ok),
+            Origin::Step(from) => match self.step(from) {
+                (Some(Some(EvalResult::EntityUid(_))), entity) => entity.as_ref()?.attr(attr).map(Result::ok),
+                (Some(Some(EvalResult::Record(record))), _) => record.get(attr).cloned().map(Some),
                 _ => None,
             },
         }
@@ -208,21 +232,21 @@ impl Evaluation<'_> {
 
     fn atom(&mut self, atom: &Atom) -> Truth {
         match atom {
-            Atom::Has(step) => Truth::of(self.step(*step).is_some()),
+            Atom::Has(step) => Truth::of(self.step(*step).0.is_some()),
             Atom::In(left, right) => {
-                let Some(left) = self.var(*left).cloned() else {
+                let (Some(left), entities) = (self.var(*left), self.entities) else {
                     return Truth::Unknown;
-                };
-                let right = match right {
-                    Origin::Var(var) => self.var(*var).cloned().map(EvalResult::EntityUid),
-                    Origin::Step(step) => self.step(*step).clone().flatten(),
                 };
                 // Cedar's `in`: the left entity equals the right one or has it as an ancestor; a
                 // set on the right: any of its elements, which must all be entities.
-                let within = |uid: &EntityUid| left == *uid || self.entities.is_ancestor_of(uid, &left);
+                let within = |uid: &EntityUid| left == uid || entities.is_ancestor_of(uid, left);
+                let right = match right {
+                    Origin::Var(var) => return self.var(*var).map_or(Truth::Unknown, |uid| Truth::of(within(uid))),
+                    Origin::Step(step) => &self.step(*step).0,
+                };
                 match right {
-                    Some(EvalResult::EntityUid(uid)) => Truth::of(within(&uid)),
-                    Some(EvalResult::Set(set)) => {
+                    Some(Some(EvalResult::EntityUid(uid))) => Truth::of(within(uid)),
+                    Some(Some(EvalResult::Set(set))) => {
                         let mut found = false;
                         for element in set.iter() {
                             match element {
