@@ -96,7 +96,12 @@ struct Base {
 impl Base {
     /// The set for a request with these atom truths (over all of the index's atoms). At most
     /// `budget` sets are kept over the whole index; past it, a set is built for the request.
-    fn set(&self, truths: Truths, type_level: &[(Policy, Vec<Guard>)], budget: &AtomicUsize) -> Arc<PolicySet> {
+    fn set(
+        &self,
+        truths: Truths,
+        type_level: &[(Policy, Vec<Guard>)],
+        budget: &AtomicUsize,
+    ) -> Arc<PolicySet> {
         let truths = truths.masked(self.atoms);
         let key = u64::from(truths.holds) | u64::from(truths.unknown) << 32;
         if let Some(set) = self.sets.read().unwrap_or_else(PoisonError::into_inner).get(&key) {

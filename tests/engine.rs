@@ -254,3 +254,61 @@ fn batch_memo_decisions_equal_single_decisions() {
         "compared {compared}, mixed batches {differing}"
     );
 }
+
+/// What a snapshot learns on first use (accepted request shapes, the context of each scope, the
+/// policy set of each guard outcome) never changes a decision: every question, asked of a fresh
+/// snapshot in one order and of another in the reverse order, gets the same decision.
+#[test]
+fn decisions_do_not_depend_on_the_order_of_questions() {
+    let first = common::bundled_snapshot();
+    let second = common::bundled_snapshot();
+    let directory = first.directory.as_ref().unwrap();
+    let mut resources = Vec::new();
+    for project in projects_and_an_unlisted_one(directory) {
+        for resource_type in RESOURCE_TYPES.iter().filter(|t| t.project_scoped) {
+            resources.push(format!("{project}:{}", resource_type.wire));
+            resources.push(format!("{project}:{}/{ID}", resource_type.wire));
+        }
+        resources.push(format!("project/{project}"));
+    }
+    for resource_type in RESOURCE_TYPES.iter().filter(|t| !t.project_scoped) {
+        resources.push(resource_type.wire.to_owned());
+        resources.push(format!("{}/{ID}", resource_type.wire));
+    }
+    let resources: Vec<Resource> = resources.iter().map(|r| Resource::parse(r).unwrap()).collect();
+    let shares = ShareSet::default();
+    let mut questions = Vec::new();
+    for workspace in directory.workspaces.keys() {
+        for user in directory.users.keys() {
+            for action in ACTIONS {
+                for resource in &resources {
+                    questions.push(Question {
+                        workspace_id: workspace,
+                        user_id: user,
+                        action,
+                        resource,
+                    });
+                }
+            }
+        }
+    }
+    let ask = |snapshot, question| zenml_authz::zenml::api::decide(snapshot, &shares, question);
+    let forward: Vec<_> = questions.iter().map(|q| ask(&first, q)).collect();
+    let backward: Vec<_> = questions.iter().rev().map(|q| ask(&second, q)).collect();
+    let allowed = forward
+        .iter()
+        .filter(|d| d.as_ref().is_ok_and(|d| d.allowed))
+        .count();
+    assert!(
+        allowed > 100 && allowed < questions.len() / 2,
+        "a mix of outcomes: {allowed} of {} allowed",
+        questions.len()
+    );
+    for ((question, forward), backward) in questions.iter().zip(&forward).zip(backward.iter().rev()) {
+        assert_eq!(
+            forward, backward,
+            "{} {} {}",
+            question.user_id, question.action, question.resource
+        );
+    }
+}

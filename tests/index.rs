@@ -105,9 +105,7 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         // types have no `project`; only projects have `members`).
         11 => "when { principal in resource.project.admins && resource is ZenML::Pipeline }",
         12 => "when { resource has project && principal in resource.project.developers }",
-        13 => {
-            "when { principal in resource.workspace.viewers || principal in resource.project.viewers }"
-        }
+        13 => "when { principal in resource.workspace.viewers || principal in resource.project.viewers }",
         14 => "when { !(principal in resource.workspace.admins) && principal.active }",
         15 => "when { principal in resource.members && principal in resource.workspace.developers }",
         _ => "when { principal in resource.workspace.developers }",
@@ -130,12 +128,12 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn the_index_selects_exactly(
         choices in prop::collection::vec(policy_choice(), 1..40),
-        requests in prop::collection::vec((0..64usize, 0..10usize, 0..64usize, any::<bool>()), 40),
+        requests in prop::collection::vec((0..64usize, 0..10usize, 0..64usize, any::<bool>()), 80),
     ) {
         let snapshot = snapshot();
         let text: String = choices.iter().map(|c| policy_text(&snapshot, *c)).collect();

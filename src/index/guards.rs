@@ -192,8 +192,12 @@ impl<'a> Evaluation<'a> {
     fn var_entity(&mut self, var: Var) -> Option<&'a Entity> {
         let entities = self.entities;
         match var {
-            Var::Principal => *self.principal_entity.get_or_insert_with(|| entities.get(self.principal)),
-            Var::Resource => *self.resource_entity.get_or_insert_with(|| entities.get(self.resource)),
+            Var::Principal => *self
+                .principal_entity
+                .get_or_insert_with(|| entities.get(self.principal)),
+            Var::Resource => *self
+                .resource_entity
+                .get_or_insert_with(|| entities.get(self.resource)),
             Var::Context => None,
         }
     }
@@ -206,7 +210,9 @@ impl<'a> Evaluation<'a> {
         if self.steps[at].is_none() {
             let value = self.read(at);
             let entity = match &value {
-                Some(Some(EvalResult::EntityUid(uid))) if self.atoms.read_further[at] => self.entities.get(uid),
+                Some(Some(EvalResult::EntityUid(uid))) if self.atoms.read_further[at] => {
+                    self.entities.get(uid)
+                }
                 _ => None,
             };
             self.steps[at] = Some((value, entity));
@@ -241,7 +247,11 @@ impl<'a> Evaluation<'a> {
                 // set on the right: any of its elements, which must all be entities.
                 let within = |uid: &EntityUid| left == uid || entities.is_ancestor_of(uid, left);
                 let right = match right {
-                    Origin::Var(var) => return self.var(*var).map_or(Truth::Unknown, |uid| Truth::of(within(uid))),
+                    Origin::Var(var) => {
+                        return self
+                            .var(*var)
+                            .map_or(Truth::Unknown, |uid| Truth::of(within(uid)));
+                    }
                     Origin::Step(step) => &self.step(*step).0,
                 };
                 match right {
@@ -313,7 +323,12 @@ impl Guard {
 /// Whether a policy with these leading guards is left out for a request: Cedar evaluates the
 /// conjuncts in order and stops at the first false one, so the policy is certainly not
 /// satisfied, and reports no error, when a guard is false and every guard before it is true.
-pub fn rules_out(guards: &[Guard], principal: &EntityTypeName, resource: &EntityTypeName, truths: Truths) -> bool {
+pub fn rules_out(
+    guards: &[Guard],
+    principal: &EntityTypeName,
+    resource: &EntityTypeName,
+    truths: Truths,
+) -> bool {
     for guard in guards {
         match guard.truth(principal, resource, truths) {
             Truth::True => {}
@@ -448,7 +463,12 @@ mod tests {
         let table: [(&str, usize, usize, usize); 12] = [
             ("", 0, 0, 0),
             ("when { context has a && principal in context.a }", 2, 2, 1),
-            ("when { context has a && resource has b && context has a }", 3, 2, 2),
+            (
+                "when { context has a && resource has b && context has a }",
+                3,
+                2,
+                2,
+            ),
             (
                 "when { principal in resource.xs && resource is ZenML::Stack }",
                 2,
@@ -517,7 +537,11 @@ mod tests {
             (unknown, &stack, false),
         ];
         for (truths, resource, out) in table {
-            assert_eq!(rules_out(&found, &user, resource, truths), out, "{truths:?} {resource}");
+            assert_eq!(
+                rules_out(&found, &user, resource, truths),
+                out,
+                "{truths:?} {resource}"
+            );
         }
         let (found, _) = guards("when { (resource is ZenML::Stack || principal in resource.xs) }");
         assert!(!rules_out(&found, &user, &pipeline, unknown));
@@ -551,22 +575,92 @@ mod tests {
         .unwrap();
         // (condition, principal, resource, truth of its one atom)
         let table = [
-            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"r\"", Truth::True),
-            ("principal in resource.workspace.viewers", "U::\"alice\"", "R::\"r\"", Truth::False),
-            ("principal in resource.workspace.developers", "U::\"bob\"", "R::\"r\"", Truth::False),
-            ("principal in resource.workspace.developers", "G::\"devs\"", "R::\"r\"", Truth::True),
-            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"lost\"", Truth::Unknown),
-            ("principal in resource.workspace.developers", "U::\"alice\"", "R::\"none\"", Truth::Unknown),
-            ("principal in resource.workspace.admins", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
-            ("principal in resource.workspace.name", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
-            ("principal in resource.workspace.mixed", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
-            ("principal in resource.workspace", "U::\"alice\"", "R::\"r\"", Truth::False),
-            ("principal in context.groups", "U::\"alice\"", "R::\"r\"", Truth::True),
-            ("principal in context.other", "U::\"alice\"", "R::\"r\"", Truth::False),
-            ("principal in context.missing", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            (
+                "principal in resource.workspace.developers",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in resource.workspace.viewers",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal in resource.workspace.developers",
+                "U::\"bob\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal in resource.workspace.developers",
+                "G::\"devs\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in resource.workspace.developers",
+                "U::\"alice\"",
+                "R::\"lost\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.developers",
+                "U::\"alice\"",
+                "R::\"none\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.admins",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.name",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.mixed",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal in context.groups",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in context.other",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal in context.missing",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
             ("principal in resource", "R::\"r\"", "R::\"r\"", Truth::True),
             ("resource has workspace", "U::\"alice\"", "R::\"r\"", Truth::True),
-            ("resource has workspace", "U::\"alice\"", "R::\"none\"", Truth::False),
+            (
+                "resource has workspace",
+                "U::\"alice\"",
+                "R::\"none\"",
+                Truth::False,
+            ),
             ("context has other", "U::\"alice\"", "R::\"r\"", Truth::True),
         ];
         for (condition, principal, resource, truth) in table {

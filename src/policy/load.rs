@@ -141,6 +141,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         stand_ins,
         index,
         request_shapes: Default::default(),
+        contexts: Default::default(),
     })
 }
 

@@ -65,6 +65,8 @@ pub struct PolicySnapshot {
     pub(crate) index: Option<crate::index::ScopeIndex>,
     /// ZenML request shapes the schema has accepted (`zenml::request::RequestShapes`).
     pub(crate) request_shapes: crate::zenml::request::RequestShapes,
+    /// ZenML request contexts without shares, per scope (`zenml::request::ScopeContexts`).
+    pub(crate) contexts: crate::zenml::request::ScopeContexts,
 }
 
 /// Sizes of a snapshot, for status and metrics.

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
 
@@ -111,6 +111,87 @@ impl RequestShapes {
     }
 }
 
+/// The context of a request for which nothing is shared with the caller: only the custom-role
+/// grid cells of its (workspace, project, resource type, action). Built once per snapshot and
+/// then shared (a `Context` is reference-counted): building one was a third of preparing a
+/// request (perf). At most `KEPT_SCOPES` scopes are kept; past that, contexts are built per
+/// request.
+#[derive(Debug, Default)]
+pub(crate) struct ScopeContexts {
+    /// workspace -> project ("" for the workspace itself) -> one slot per (type, action).
+    scopes: RwLock<HashMap<Box<str>, Projects>>,
+    kept: std::sync::atomic::AtomicUsize,
+}
+
+const KEPT_SCOPES: usize = 4096;
+
+/// One scope's contexts, one slot per (resource type, action).
+type ContextSlots = Arc<[OnceLock<Context>]>;
+
+/// A workspace's scopes: project id ("" for the workspace itself) -> its contexts.
+type Projects = HashMap<Box<str>, ContextSlots>;
+
+impl ScopeContexts {
+    /// The slots of one scope, made on first use while under the bound.
+    fn scope(&self, workspace: &str, project: Option<&str>) -> Option<ContextSlots> {
+        let project = project.unwrap_or("");
+        let found = self
+            .scopes
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(workspace)
+            .and_then(|projects| projects.get(project))
+            .cloned();
+        if found.is_some() {
+            return found;
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        self.kept
+            .fetch_update(Relaxed, Relaxed, |kept| (kept < KEPT_SCOPES).then_some(kept + 1))
+            .ok()?;
+        let mut scopes = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
+        let slots = scopes
+            .entry(workspace.into())
+            .or_default()
+            .entry(project.into())
+            .or_insert_with(|| {
+                (0..ACTIONS.len() * RESOURCE_TYPES.len())
+                    .map(|_| OnceLock::new())
+                    .collect()
+            });
+        Some(Arc::clone(slots))
+    }
+
+    /// The context for (scope, type, action), built by `build` on first use.
+    fn get(
+        &self,
+        workspace: &str,
+        project: Option<&str>,
+        resource_type: &ResourceType,
+        action: &str,
+        build: impl FnOnce() -> Result<Context, String>,
+    ) -> Result<Context, String> {
+        let at = ACTIONS.iter().position(|a| *a == action).and_then(|action| {
+            let type_at = RESOURCE_TYPES
+                .iter()
+                .position(|t| t.cedar == resource_type.cedar)?;
+            Some(type_at * ACTIONS.len() + action)
+        });
+        let Some((slots, at)) = at.and_then(|at| Some((self.scope(workspace, project)?, at))) else {
+            return build();
+        };
+        let Some(slot) = slots.get(at) else {
+            return build();
+        };
+        if let Some(context) = slot.get() {
+            return Ok(context.clone());
+        }
+        let context = build()?;
+        // Racing first uses build equal contexts: whichever is stored is right.
+        Ok(slot.get_or_init(|| context).clone())
+    }
+}
+
 /// Turns `question` into a Cedar request under `snapshot` (or an immediate deny), with the
 /// resource as a request-scoped entity: the request as written, for explanations.
 pub fn prepare(
@@ -216,17 +297,20 @@ fn prepare_with(
     };
 
     // Context: custom-role grid cells and shares that would allow exactly this request.
-    let mut permissions = Vec::with_capacity(2);
-    if let Some(project_id) = project_id {
+    let permissions = || {
+        let mut permissions = Vec::with_capacity(2);
+        if let Some(project_id) = project_id {
+            permissions.push(uid(
+                "Permission",
+                &permission_id(project_id, resource_type.wire, action),
+            ));
+        }
         permissions.push(uid(
             "Permission",
-            &permission_id(project_id, resource_type.wire, action),
+            &permission_id(question.workspace_id, resource_type.wire, action),
         ));
-    }
-    permissions.push(uid(
-        "Permission",
-        &permission_id(question.workspace_id, resource_type.wire, action),
-    ));
+        ("permissions".to_owned(), set(permissions))
+    };
     let (mut users, mut teams) = match &question.resource.id {
         Some(_) => shares.shared_with(question.workspace_id, &question.resource.to_string(), action),
         None => (Vec::new(), Vec::new()),
@@ -245,23 +329,15 @@ fn prepare_with(
     // grantees; the decision needs only these, and the context stays a few entries long.
     users.retain(|id| *id == user.named.id);
     teams.retain(|id| user.teams.iter().any(|team| team == id));
-    let set = |uids: Vec<EntityUid>| {
-        RestrictedExpression::new_set(uids.into_iter().map(RestrictedExpression::new_entity_uid))
+    let context = if users.is_empty() && teams.is_empty() {
+        snapshot
+            .contexts
+            .get(question.workspace_id, project_id, &resource_type, action, || {
+                Context::from_pairs([permissions()]).map_err(|error| format!("context: {error}"))
+            })?
+    } else {
+        shared_context(permissions(), &users, &teams)?
     };
-    let mut pairs = vec![("permissions".to_owned(), set(permissions))];
-    if !users.is_empty() {
-        pairs.push((
-            "shared_with_users".to_owned(),
-            set(users.iter().map(|id| uid("User", id)).collect()),
-        ));
-    }
-    if !teams.is_empty() {
-        pairs.push((
-            "shared_with_teams".to_owned(),
-            set(teams.iter().map(|id| uid("Team", id)).collect()),
-        ));
-    }
-    let context = Context::from_pairs(pairs).map_err(|error| format!("context: {error}"))?;
     let shape = snapshot
         .request_shapes
         .slot(action, &resource_type, !users.is_empty(), !teams.is_empty());
@@ -286,6 +362,32 @@ fn prepare_with(
         referenced,
         alias,
     })))
+}
+
+fn set(uids: Vec<EntityUid>) -> RestrictedExpression {
+    RestrictedExpression::new_set(uids.into_iter().map(RestrictedExpression::new_entity_uid))
+}
+
+/// The context of a request with shares for the caller.
+fn shared_context(
+    permissions: (String, RestrictedExpression),
+    users: &[&str],
+    teams: &[&str],
+) -> Result<Context, String> {
+    let mut pairs = vec![permissions];
+    if !users.is_empty() {
+        pairs.push((
+            "shared_with_users".to_owned(),
+            set(users.iter().map(|id| uid("User", id)).collect()),
+        ));
+    }
+    if !teams.is_empty() {
+        pairs.push((
+            "shared_with_teams".to_owned(),
+            set(teams.iter().map(|id| uid("Team", id)).collect()),
+        ));
+    }
+    Context::from_pairs(pairs).map_err(|error| format!("context: {error}"))
 }
 
 /// A project the directory does not list (created in ZenML, no project bindings): it sits in
