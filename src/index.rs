@@ -26,8 +26,10 @@
 mod guards;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+
+use arc_swap::ArcSwap;
 
 use guards::{Atoms, Guard, Truths};
 
@@ -89,8 +91,9 @@ struct Base {
     /// The atoms their remaining guards read (bits of `ScopeIndex::atoms`).
     atoms: u32,
     /// The policy set per combination of those atoms' truths seen so far (key: true bits, and
-    /// unknown bits shifted by 32), built on first use.
-    sets: RwLock<FxHashMap<u64, Arc<PolicySet>>>,
+    /// unknown bits shifted by 32), built on first use. Read without a lock; a new set is added
+    /// by copying the (small) map.
+    sets: ArcSwap<FxHashMap<u64, Arc<PolicySet>>>,
 }
 
 impl Base {
@@ -104,7 +107,7 @@ impl Base {
     ) -> Arc<PolicySet> {
         let truths = truths.masked(self.atoms);
         let key = u64::from(truths.holds) | u64::from(truths.unknown) << 32;
-        if let Some(set) = self.sets.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        if let Some(set) = self.sets.load().get(&key) {
             return Arc::clone(set);
         }
         let mut set = PolicySet::new();
@@ -120,9 +123,12 @@ impl Base {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
             .is_ok();
         if kept {
-            let mut sets = self.sets.write().unwrap_or_else(PoisonError::into_inner);
             // Racing first uses build equal sets: whichever is stored is right.
-            return Arc::clone(sets.entry(key).or_insert(set));
+            self.sets.rcu(|sets| {
+                let mut sets = FxHashMap::clone(sets);
+                sets.entry(key).or_insert_with(|| Arc::clone(&set));
+                sets
+            });
         }
         set
     }
@@ -287,7 +293,7 @@ impl ScopeIndex {
                         resource_type: resource_type.clone(),
                         policies,
                         atoms,
-                        sets: RwLock::default(),
+                        sets: ArcSwap::default(),
                     };
                     if atoms == 0 {
                         // No request-dependent guards: the one set, built now.

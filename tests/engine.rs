@@ -257,11 +257,13 @@ fn batch_memo_decisions_equal_single_decisions() {
 
 /// What a snapshot learns on first use (accepted request shapes, the context of each scope, the
 /// policy set of each guard outcome) never changes a decision: every question, asked of a fresh
-/// snapshot in one order and of another in the reverse order, gets the same decision.
+/// snapshot in one order, of another in the reverse order, and of a third by four threads at
+/// once (each starting at a different place), gets the same decision.
 #[test]
 fn decisions_do_not_depend_on_the_order_of_questions() {
     let first = common::bundled_snapshot();
     let second = common::bundled_snapshot();
+    let third = common::bundled_snapshot();
     let directory = first.directory.as_ref().unwrap();
     let mut resources = Vec::new();
     for project in projects_and_an_unlisted_one(directory) {
@@ -311,4 +313,19 @@ fn decisions_do_not_depend_on_the_order_of_questions() {
             question.user_id, question.action, question.resource
         );
     }
+    let n = questions.len();
+    std::thread::scope(|scope| {
+        for thread in 0..4 {
+            let (questions, forward, third) = (&questions, &forward, &third);
+            scope.spawn(move || {
+                for i in (0..n).map(|i| (i + thread * n / 4) % n) {
+                    assert_eq!(
+                        ask(third, &questions[i]),
+                        forward[i],
+                        "thread {thread}, question {i}"
+                    );
+                }
+            });
+        }
+    });
 }

@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::{Arc, LazyLock, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, OnceLock};
+
+use arc_swap::ArcSwap;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
 
@@ -114,16 +116,16 @@ impl RequestShapes {
 /// The context of a request for which nothing is shared with the caller: only the custom-role
 /// grid cells of its (workspace, project, resource type, action). Built once per snapshot and
 /// then shared (a `Context` is reference-counted): building one was a third of preparing a
-/// request (perf). At most `KEPT_SCOPES` scopes are kept; past that, contexts are built per
-/// request.
+/// request (perf). Read without a lock; a new scope is added by copying the map. At most
+/// `KEPT_SCOPES` scopes are kept; past that, contexts are built per request.
 #[derive(Debug, Default)]
 pub(crate) struct ScopeContexts {
     /// workspace -> project ("" for the workspace itself) -> one slot per (type, action).
-    scopes: RwLock<HashMap<Box<str>, Projects>>,
+    scopes: ArcSwap<HashMap<Box<str>, Projects>>,
     kept: std::sync::atomic::AtomicUsize,
 }
 
-const KEPT_SCOPES: usize = 4096;
+const KEPT_SCOPES: usize = 1024;
 
 /// One scope's contexts, one slot per (resource type, action).
 type ContextSlots = Arc<[OnceLock<Context>]>;
@@ -137,8 +139,7 @@ impl ScopeContexts {
         let project = project.unwrap_or("");
         let found = self
             .scopes
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+            .load()
             .get(workspace)
             .and_then(|projects| projects.get(project))
             .cloned();
@@ -149,17 +150,24 @@ impl ScopeContexts {
         self.kept
             .fetch_update(Relaxed, Relaxed, |kept| (kept < KEPT_SCOPES).then_some(kept + 1))
             .ok()?;
-        let mut scopes = self.scopes.write().unwrap_or_else(PoisonError::into_inner);
-        let slots = scopes
-            .entry(workspace.into())
-            .or_default()
-            .entry(project.into())
-            .or_insert_with(|| {
-                (0..ACTIONS.len() * RESOURCE_TYPES.len())
-                    .map(|_| OnceLock::new())
-                    .collect()
-            });
-        Some(Arc::clone(slots))
+        let made: ContextSlots = (0..ACTIONS.len() * RESOURCE_TYPES.len())
+            .map(|_| OnceLock::new())
+            .collect();
+        // Racing first uses of a scope: the slots stored first are the ones kept and used.
+        self.scopes.rcu(|scopes| {
+            let mut scopes = HashMap::clone(scopes);
+            scopes
+                .entry(workspace.into())
+                .or_default()
+                .entry(project.into())
+                .or_insert_with(|| Arc::clone(&made));
+            scopes
+        });
+        self.scopes
+            .load()
+            .get(workspace)
+            .and_then(|projects| projects.get(project))
+            .cloned()
     }
 
     /// The context for (scope, type, action), built by `build` on first use.
