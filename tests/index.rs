@@ -214,3 +214,47 @@ fn the_index_narrows_a_large_set() {
     let count = selected.base.policies().count() + selected.extra.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
+
+/// Membership guards narrow the bundled policies to the roles the caller holds: bob (Workspace
+/// Developer through his team) reading a pipeline in churn evaluates only the deactivation
+/// forbid and the developer grant, dave (Project Developer on churn) the forbid and the project
+/// developer grant, and nobody's read evaluates a role policy for a role they lack.
+#[test]
+fn membership_guards_leave_only_the_callers_roles() {
+    let snapshot = snapshot();
+    let directory = snapshot.directory.as_ref().unwrap();
+    let index = ScopeIndex::build(&snapshot.policies, &snapshot.schema, &snapshot.entities).unwrap();
+    let churn = directory.find_project("churn").unwrap().named.id.clone();
+    let resource = Resource::parse(&format!("{churn}:pipeline/{ID}")).unwrap();
+    // (user, action, the policies left to evaluate)
+    let table: [(&str, &str, &[&str]); 5] = [
+        ("bob", "read", &["deactivated-principal", "workspace-developer"]),
+        ("bob", "delete", &["deactivated-principal"]),
+        ("dave", "read", &["deactivated-principal", "project-developer"]),
+        ("ada", "update", &["deactivated-principal", "org-admin"]),
+        ("grace", "read", &["deactivated-principal"]),
+    ];
+    for (user, action, expected) in table {
+        let user_id = directory.find_user(user).unwrap().named.id.clone();
+        let question = Question {
+            workspace_id: WORKSPACE,
+            user_id: &user_id,
+            action,
+            resource: &resource,
+        };
+        let Prepared::Request(request) =
+            zenml_authz::zenml::prepare_for_decision(&snapshot, &ShareSet::default(), &question).unwrap()
+        else {
+            panic!("{user}: denied before evaluation")
+        };
+        let selected = index.select(&request.request, &snapshot.entities).unwrap();
+        let mut ids: Vec<String> = selected
+            .base
+            .policies()
+            .chain(selected.extra.iter().flat_map(|e| e.policies()))
+            .map(|p| p.id().to_string())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected, "{user} {action}");
+    }
+}
