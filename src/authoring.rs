@@ -1128,11 +1128,10 @@ fn read_bindings(directory: &Directory, path: &Path) -> Result<(DirectoryView, V
 
 /// Entity types whose every entity comes from the directory: a policy naming one the directory
 /// lacks names something that can never be there.
-const DIRECTORY_TYPES: [&str; 6] = [
+const DIRECTORY_TYPES: [&str; 5] = [
     "ZenML::User",
     "ZenML::Team",
     "ZenML::Role",
-    "ZenML::Permission",
     "ZenML::Organization",
     "ZenML::Workspace",
 ];
@@ -1140,7 +1139,7 @@ const DIRECTORY_TYPES: [&str; 6] = [
 /// `validate`'s warnings beyond Cedar's validator (whose warnings are in the snapshot): valid
 /// sources that are probably not what their author meant. Sorted by file and line.
 ///
-/// * a policy naming a user, team, role, permission, organization or workspace that the
+/// * a policy naming a user, team, role, organization or workspace that the
 ///   directory does not have (that part of it can never match);
 /// * a custom role no binding uses; a team without members;
 /// * a binding that changes no decision: a duplicate, a role that grants nothing at its scope

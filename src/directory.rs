@@ -7,8 +7,10 @@
 //!   a project's role groups also sit in its `Role::"<project-id>/*"` (any project role) group;
 //! * a binding makes the user or team a member of the role group at its scope;
 //! * a custom role bound at a scope gets a group `Role::"<scope-id>/<role name>"` that sits in
-//!   its base role's group and in one `ZenML::Permission::"<scope-id>/<type>/<action>"` per grid
-//!   cell.
+//!   its base role's group; its grid is kept as data ([`Directory::cell_roles`]): for each cell
+//!   `<scope-id>/<type>/<action>`, the custom-role groups that grant it. A request carries the
+//!   groups of its cells in `context.permissions` (the closure of the entity store then holds
+//!   no per-cell ancestors: half of a large organization's links).
 //!
 //! Every problem names the entry and its line: `policies/directory.yaml:88:5: bindings[3]:
 //! unknown team `ml-eng``. A file ending in `.json` is read as plain Cedar entities instead.
@@ -70,6 +72,9 @@ pub struct Directory {
     pub api_keys: HashMap<[u8; 32], (String, bool)>,
     /// Custom role names.
     pub custom_roles: BTreeSet<String>,
+    /// Custom-role grid cell `<scope-id>/<resource type>/<action>` -> the ids of the custom-role
+    /// groups bound at that scope whose grid has the cell (`Role::"<scope-id>/<role name>"`).
+    pub cell_roles: HashMap<String, Vec<String>>,
     /// Number of role bindings.
     pub bindings: usize,
     /// Names -> ids, so that lookups by name cost the same for ten users or ten thousand.
@@ -403,6 +408,8 @@ struct Builder<'a> {
     entities: BTreeMap<(String, String), (Value, Option<Place>)>,
     /// Extra parents per entity key.
     parents: BTreeMap<(String, String), BTreeSet<(String, String)>>,
+    /// Custom-role grid cell -> the custom-role groups that grant it.
+    cell_roles: BTreeMap<String, BTreeSet<String>>,
 }
 
 fn role_uid(scope_id: &str, role: &str) -> (String, String) {
@@ -420,6 +427,7 @@ impl<'a> Builder<'a> {
             errors: Vec::new(),
             entities: BTreeMap::new(),
             parents: BTreeMap::new(),
+            cell_roles: BTreeMap::new(),
         }
     }
 
@@ -735,6 +743,10 @@ impl<'a> Builder<'a> {
             self.bind(&directory, &custom, binding, &entry);
         }
         directory.bindings = file.bindings.len();
+        directory.cell_roles = std::mem::take(&mut self.cell_roles)
+            .into_iter()
+            .map(|(cell, roles)| (cell, roles.into_iter().collect()))
+            .collect();
         Some(directory)
     }
 
@@ -1026,12 +1038,10 @@ impl<'a> Builder<'a> {
             self.add_parent(group.clone(), role_uid(&scope_id, PROJECT_MEMBERS));
         }
         for (type_name, action) in cells {
-            let permission = (
-                "ZenML::Permission".to_owned(),
-                permission_id(&scope_id, type_name, action),
-            );
-            self.add_group(permission.clone());
-            self.add_parent(group.clone(), permission);
+            self.cell_roles
+                .entry(permission_id(&scope_id, type_name, action))
+                .or_default()
+                .insert(group.1.clone());
         }
         self.add_parent(holder, group);
     }
@@ -1109,7 +1119,7 @@ pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
     without_place.to_owned()
 }
 
-/// `Permission::"<scope-id>/<type>/<action>"`'s id.
+/// The key of a custom-role grid cell in [`Directory::cell_roles`]: `<scope-id>/<type>/<action>`.
 pub fn permission_id(scope_id: &str, type_name: &str, action: &str) -> String {
     format!("{scope_id}/{type_name}/{action}")
 }

@@ -234,7 +234,7 @@ fn authorize_in_cedar_terms_takes_context_and_entities() {
         r#"[{{"uid": {{"type": "ZenML::Model", "id": "m1"}}, "attrs": {{"workspace": {{"__entity": {{"type": "ZenML::Workspace", "id": "{PRODUCTION}"}}}}, "project": {{"__entity": {{"type": "ZenML::Project", "id": "{CHURN}"}}}}}}, "parents": [{{"type": "ZenML::Project", "id": "{CHURN}"}}]}}]"#
     );
     let context =
-        format!(r#"{{"permissions": [{{"type": "ZenML::Permission", "id": "{CHURN}/model/promote"}}]}}"#);
+        format!(r#"{{"permissions": [{{"type": "ZenML::Role", "id": "{CHURN}/model-promoter"}}]}}"#);
     let principal = format!("ZenML::User::\"{FRANK}\"");
     let dir = tempfile::tempdir().unwrap();
     let entities_file = dir.path().join("entities.json");

@@ -59,10 +59,7 @@ fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyC
         3 => format!("principal in ZenML::Role::\"{role}\""),
         4 => "principal is ZenML::User".to_owned(),
         5 => format!("principal is ZenML::User in ZenML::Team::\"{team}\""),
-        _ => format!(
-            "principal in ZenML::Permission::\"{project}/pipeline/{}\"",
-            action(x)
-        ),
+        _ => format!("principal in ZenML::Role::\"{project}/model-promoter\""),
     };
     let action_scope = match a % 4 {
         0 => "action".to_owned(),

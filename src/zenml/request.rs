@@ -44,7 +44,6 @@ static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::n
         "User",
         "Team",
         "Role",
-        "Permission",
         "Organization",
         "Workspace",
         "Project",
@@ -78,7 +77,7 @@ fn unknown_type() -> EntityTypeName {
 /// Whether the schema accepts each *shape* of ZenML request, learnt on first use: a shape is the
 /// (action, resource type, which optional context keys are present) of a request, and it alone
 /// decides schema validity here, because the principal is always a `User` and the context
-/// always holds non-empty sets of `Permission`, `User` and `Team` uids. Checking a request
+/// always holds sets of `Role`, `User` and `Team` uids. Checking a request
 /// against the schema was about half of preparing it (callgrind), so a shape the schema has
 /// accepted once is not checked again for this snapshot; a shape it rejected is checked every
 /// time (for its message). (Exact unless the schema makes one of those types an enumerated
@@ -304,20 +303,22 @@ fn prepare_with(
         resource
     };
 
-    // Context: custom-role grid cells and shares that would allow exactly this request.
+    // Context: the custom-role groups whose grid has this (scope, type, action) cell, at the
+    // project and at the workspace, and the shares that would allow exactly this request.
     let permissions = || {
-        let mut permissions = Vec::with_capacity(2);
-        if let Some(project_id) = project_id {
-            permissions.push(uid(
-                "Permission",
-                &permission_id(project_id, resource_type.wire, action),
-            ));
-        }
-        permissions.push(uid(
-            "Permission",
-            &permission_id(question.workspace_id, resource_type.wire, action),
-        ));
-        ("permissions".to_owned(), set(permissions))
+        let cells = [project_id, Some(question.workspace_id)];
+        let groups = cells
+            .into_iter()
+            .flatten()
+            .filter_map(|scope| {
+                directory
+                    .cell_roles
+                    .get(&permission_id(scope, resource_type.wire, action))
+            })
+            .flatten()
+            .map(|group| uid("Role", group))
+            .collect();
+        ("permissions".to_owned(), set(groups))
     };
     let (mut users, mut teams) = match &question.resource.id {
         Some(_) => shares.shared_with(question.workspace_id, &question.resource.to_string(), action),
