@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Generates the benchmark data sets of zenml-authz (BENCHMARKS.md).
 
-    scripts/gen-data.py [--out target/bench-data] [--sets sample,large,policies] [--refs names|ids]
+    scripts/gen-data.py [--out target/bench-data] [--sets sample,large,policies] [--refs names|ids] [--if-stale]
+
+`--if-stale` regenerates only the sets that are missing or whose meta.json records other sources
+(this generator, the bundled schemas and policies): what the benches and scripts/load.sh run.
 
 Each set is a self-contained directory that `zenml-authz serve|validate` and the benches load:
 
@@ -10,7 +13,8 @@ Each set is a self-contained directory that `zenml-authz serve|validate` and the
     <out>/<set>/directory.yaml              the organization directory
     <out>/<set>/shares.db                   shares, in the SQLite schema of src/store.rs
     <out>/<set>/meta.json                   what to ask: workspace + enrollment key, questions, a batch of 20,
-                                            an allowed_resource_ids question, a Cedar API request
+                                            an allowed_resource_ids question, a Cedar API request,
+                                            and the fingerprint of the sources it was made from
 
 Sets:
   sample    the bundled sample organization (policies/directory.yaml), a few shares
@@ -517,7 +521,32 @@ def gen_policy_set(target, refs):
     return org, shares
 
 
+def fingerprint():
+    """What a data set is made from: this generator and the bundled schemas and policies (copied
+    into every set). A set whose meta.json records another fingerprint is stale."""
+    digest = hashlib.sha256()
+    with open(os.path.abspath(__file__), "rb") as f:
+        digest.update(f.read())
+    for sub in ("schemas", "policies"):
+        for name in sorted(os.listdir(os.path.join(ROOT, sub))):
+            if name.endswith((".cedar", ".cedarschema", ".yaml")):
+                digest.update(f"{sub}/{name}\0".encode())
+                with open(os.path.join(ROOT, sub, name), "rb") as f:
+                    digest.update(f.read())
+    return digest.hexdigest()
+
+
+def is_current(target, sources):
+    try:
+        with open(os.path.join(target, "meta.json")) as f:
+            return json.load(f).get("sources") == sources
+    except (OSError, ValueError):
+        return False
+
+
 def write_json(path, value):
+    if os.path.basename(path) == "meta.json":
+        value = dict(value, sources=fingerprint())
     with open(path, "w") as f:
         json.dump(value, f, indent=1, sort_keys=True)
         f.write("\n")
@@ -529,9 +558,14 @@ def main():
     parser.add_argument("--sets", default="sample,large,policies")
     parser.add_argument("--refs", choices=["names", "ids"], default="names",
                         help="how bindings and team members refer to entries (names: as people write them)")
+    parser.add_argument("--if-stale", action="store_true",
+                        help="only (re)generate sets that are missing or were made from other sources")
     args = parser.parse_args()
+    sources = fingerprint()
     for name in args.sets.split(","):
         target = os.path.join(args.out, name)
+        if args.if_stale and is_current(target, sources):
+            continue
         if os.path.isdir(target):
             shutil.rmtree(target)
         os.makedirs(target)

@@ -236,7 +236,7 @@ reload_under_load() { # while zenml_single runs (cache off), edit the directory,
 RELOAD_ROWS=()
 for SET in "${SETS[@]}"; do
   DIR=$ROOT/target/bench-data/$SET
-  [ -f "$DIR/meta.json" ] || python3 scripts/gen-data.py --sets "$SET" >&2
+  python3 scripts/gen-data.py --sets "$SET" --if-stale >&2
   rm -rf "$WORK/set"
   mkdir -p "$WORK/set"
   cp -r "$DIR/policies" "$DIR/schemas" "$DIR/directory.yaml" "$WORK/set/"
