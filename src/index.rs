@@ -7,9 +7,10 @@
 //!
 //! * per concrete action and (principal type, resource type), a base `PolicySet` of the
 //!   policies whose scope mentions at most types (`principal`, `principal is T`, …), less those
-//!   whose leading guards (`resource is T || …`, `context has k`, `resource has a`: see
-//!   [`guards`]) are false for the request: one set per combination of the `has` tests the
-//!   bucket's guards make, built on first use;
+//!   whose leading guards (`resource is T || …`, `context has k`, `resource has a`,
+//!   `principal in resource.workspace.developers`: see [`guards`]) rule them out for the
+//!   request: one set per outcome of the tests the bucket's guards make, built on first use
+//!   and kept while the index's budget lasts;
 //! * policies whose scope names an entity (`principal == X`, `principal in X`,
 //!   `resource in X`, `is T in X`) are kept by that entity and selected for requests whose
 //!   principal or resource is that entity or one of its descendants. They are returned as a
@@ -277,12 +278,13 @@ impl ScopeIndex {
                         // (Leading type tests before any atom: after an atom that may
                         // error, a false type test does not rule the policy out.)
                         let guards = &index.type_level[*at].1;
-                        let types_only: Vec<Guard> = guards
-                            .iter()
-                            .take_while(|guard| guard.atoms() == 0)
-                            .cloned()
-                            .collect();
-                        if guards::rules_out(&types_only, principal_type, resource_type, Truths::default()) {
+                        let types_only = guards.iter().take_while(|guard| guard.atoms() == 0).count();
+                        if guards::rules_out(
+                            &guards[..types_only],
+                            principal_type,
+                            resource_type,
+                            Truths::default(),
+                        ) {
                             continue;
                         }
                         atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);

@@ -1,13 +1,16 @@
 //! Leading guards: the first conjuncts of a policy's `when` condition that are decided before
-//! evaluation, by the request's principal and resource types and by which attributes its
-//! context and entities have (`resource is ZenML::Stack || …`, `context has shared_with_users`,
-//! `resource has project`).
+//! evaluation, by the request's principal and resource types, by which attributes its context
+//! and entities have, and by the principal's membership in entities its attributes name
+//! (`resource is ZenML::Stack || …`, `context has shared_with_users`, `resource has project`,
+//! `principal in resource.workspace.developers`).
 //!
 //! Why it is exact: Cedar evaluates a policy as `scope && when-body && …`, left to right, and
-//! stops at the first false conjunct. A guard never errors (`is` and `has` cannot: `has` on an
-//! entity that does not exist is false), so when one of the leading guards is false the policy
-//! is not satisfied and reports no error, whatever follows. Only the *leading* guards count: a
-//! guard after an ordinary conjunct may never be reached, and that conjunct may error.
+//! stops at the first false conjunct. `is` and `has` never error (`has` on an entity that does
+//! not exist is false); a membership test is *unknown* wherever Cedar would raise an error (a
+//! missing entity or attribute, a value that is not an entity). So when a leading guard is
+//! false and every guard before it is true, the policy is not satisfied and reports no error,
+//! whatever follows ([`rules_out`]). Only the *leading* guards count: a guard after an ordinary
+//! conjunct may never be reached, and that conjunct may error.
 
 use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult};
 use serde_json::Value;

@@ -95,6 +95,16 @@ impl Default for RequestShapes {
     }
 }
 
+/// The (action, resource type) pair's index in `0..ACTIONS.len() * RESOURCE_TYPES.len()`: the
+/// slot of per-snapshot tables that have one entry per pair.
+fn action_type_at(action: &str, resource_type: &ResourceType) -> Option<usize> {
+    let action = ACTIONS.iter().position(|a| *a == action)?;
+    let type_at = RESOURCE_TYPES
+        .iter()
+        .position(|t| t.cedar == resource_type.cedar)?;
+    Some(action * RESOURCE_TYPES.len() + type_at)
+}
+
 impl RequestShapes {
     fn slot(
         &self,
@@ -103,17 +113,14 @@ impl RequestShapes {
         users: bool,
         teams: bool,
     ) -> Option<&OnceLock<bool>> {
-        let action = ACTIONS.iter().position(|a| *a == action)?;
-        let type_at = RESOURCE_TYPES
-            .iter()
-            .position(|t| t.cedar == resource_type.cedar)?;
         let keys = usize::from(users) | usize::from(teams) << 1;
-        self.0.get((action * RESOURCE_TYPES.len() + type_at) * 4 + keys)
+        self.0.get(action_type_at(action, resource_type)? * 4 + keys)
     }
 }
 
 /// The context of a request for which nothing is shared with the caller: only the custom-role
-/// grid cells of its (workspace, project, resource type, action). Built once per snapshot and
+/// groups whose grid has its (resource type, action) cell at its project or workspace, so a
+/// function of (workspace, project, resource type, action). Built once per snapshot and
 /// then shared (a `Context` is reference-counted): building one was a third of preparing a
 /// request (perf). Read without a lock; a new scope is added by copying the map. At most
 /// `KEPT_SCOPES` scopes are kept; past that, contexts are built per request.
@@ -178,12 +185,7 @@ impl ScopeContexts {
         action: &str,
         build: impl FnOnce() -> Result<Context, String>,
     ) -> Result<Context, String> {
-        let at = ACTIONS.iter().position(|a| *a == action).and_then(|action| {
-            let type_at = RESOURCE_TYPES
-                .iter()
-                .position(|t| t.cedar == resource_type.cedar)?;
-            Some(type_at * ACTIONS.len() + action)
-        });
+        let at = action_type_at(action, resource_type);
         let Some((slots, at)) = at.and_then(|at| Some((self.scope(workspace, project)?, at))) else {
             return build();
         };
