@@ -450,7 +450,7 @@ impl<'a> Asker<'a> {
         Self {
             snapshot,
             shares,
-            template_user: directory.users.keys().next().map(String::as_str),
+            template_user: directory.users.keys().min().map(String::as_str),
             prepared: RefCell::default(),
         }
     }
@@ -641,7 +641,7 @@ impl<'a> Asker<'a> {
                 &self.snapshot.policies,
                 self.snapshot.index.as_ref(),
                 &request,
-                &entities,
+                crate::index::Over::Other(&entities),
             );
             if !each(*row, action, decision.allowed) {
                 break;

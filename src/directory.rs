@@ -66,8 +66,10 @@ pub struct Directory {
     pub projects: BTreeMap<String, Project>,
     /// Teams by id.
     pub teams: BTreeMap<String, Team>,
-    /// Users and service accounts by id (ZenML sends both as `user_id`).
-    pub users: BTreeMap<String, User>,
+    /// Users and service accounts by id (ZenML sends both as `user_id`). Hashed, not ordered:
+    /// looked up on every request, where a B-tree of ten thousand heap-allocated keys costs a
+    /// cache miss per comparison.
+    pub users: HashMap<String, User>,
     /// SHA-256 of an API key -> (user id, revoked).
     pub api_keys: HashMap<[u8; 32], (String, bool)>,
     /// Custom role names.

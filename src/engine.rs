@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use cedar_policy::{Authorizer, Entities, Entity, EntityUid, PolicySet, Request};
 
-use crate::index::{ScopeIndex, Selection};
+use crate::index::{Over, ScopeIndex, Selection};
 
 use crate::policy::PolicySnapshot;
 
@@ -136,22 +136,23 @@ pub fn decide_with(
 /// `request`'s decision as evaluated (errors still name a stand-in resource as such).
 fn evaluate_request(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
     let slice;
-    let entities = if request.entities.is_empty() {
-        &snapshot.entities
+    let over = if request.entities.is_empty() {
+        Over::Built(&snapshot.entities)
     } else {
         slice = self::slice(snapshot, request)?;
-        &slice
+        Over::Other(&slice)
     };
     Ok(evaluate(
         &snapshot.policies,
         snapshot.index.as_ref(),
         &request.request,
-        entities,
+        over,
     ))
 }
 
-/// Evaluates `request` over `entities` with only the policies of `policies` that `index` selects
-/// (all of them without an index). The decision, determining policies and errors are exactly
+/// Evaluates `request` over `over`'s entities with only the policies of `policies` that `index`
+/// selects (all of them without an index); `Over::Built` only with the entities `index` was
+/// built from. The decision, determining policies and errors are exactly
 /// those of evaluating the whole set with Cedar (`tests/index.rs` checks it on random sets).
 ///
 /// When entity-keyed policies apply, the base set and those few are evaluated separately and
@@ -162,10 +163,11 @@ pub fn evaluate(
     policies: &PolicySet,
     index: Option<&ScopeIndex>,
     request: &Request,
-    entities: &Entities,
+    over: Over<'_>,
 ) -> Decision {
     let authorizer = Authorizer::new();
-    let selection = index.and_then(|index| index.select(request, entities));
+    let entities = over.entities();
+    let selection = index.and_then(|index| index.select(request, over));
     let (base, extra) = match &selection {
         Some(Selection { base, extra }) => (&**base, extra.as_ref()),
         None => (policies, None),

@@ -24,6 +24,7 @@
 //! policy sets). Anything the index does not cover (template-linked policies, an action or type
 //! the schema does not list) falls back to the whole set.
 
+mod graph;
 mod guards;
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +33,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
+use graph::Graph;
 use guards::{Atoms, Guard, Truths};
 
 use cedar_policy::{
@@ -77,6 +79,34 @@ impl Key {
             Key::Any => true,
             Key::Type(required) => required == entity.type_name(),
             Key::Under(uid) => uid == entity || entities.is_ancestor_of(uid, entity),
+        }
+    }
+
+    /// [`Key::admits`] for a stored entity, read from `graph`.
+    fn admits_stored(&self, entity: u32, graph: &Graph) -> bool {
+        match self {
+            Key::Any => true,
+            Key::Type(required) => required == graph.uid(entity).type_name(),
+            Key::Under(uid) => graph.id(uid).is_some_and(|key| graph.within(entity, key)),
+        }
+    }
+}
+
+/// The entities a request is evaluated over.
+#[derive(Debug, Clone, Copy)]
+pub enum Over<'e> {
+    /// The entities the index was built with (the snapshot's store): the index reads the
+    /// request's guards and ancestors from its own tables ([`graph`]).
+    Built(&'e Entities),
+    /// Other entities (a slice with request-scoped entities): read through Cedar's API.
+    Other(&'e Entities),
+}
+
+impl<'e> Over<'e> {
+    /// The entities.
+    pub fn entities(self) -> &'e Entities {
+        match self {
+            Over::Built(entities) | Over::Other(entities) => entities,
         }
     }
 }
@@ -151,15 +181,32 @@ struct ActionBucket {
     /// types (a user has hundreds of role and permission groups) are skipped without hashing.
     principal_key_types: Vec<EntityTypeName>,
     resource_key_types: Vec<EntityTypeName>,
+    /// The same, as the index's graph numbers types (types it has not met cannot match).
+    principal_key_type_ids: Vec<u16>,
+    resource_key_type_ids: Vec<u16>,
 }
 
 /// Probed once per ancestor of a request's principal and resource: a fast hash, not SipHash
 /// (the keys are policy literals, not attacker-chosen).
 type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// `uid` and its ancestors in `entities`.
-fn lineage<'e>(uid: &'e EntityUid, entities: &'e Entities) -> impl Iterator<Item = &'e EntityUid> {
-    std::iter::once(uid).chain(entities.ancestors(uid).into_iter().flatten())
+/// `uid` and its ancestors in `entities`, of the `types` some policy is keyed by.
+fn keyed<'e>(
+    uid: &'e EntityUid,
+    entities: &'e Entities,
+    types: &'e [EntityTypeName],
+) -> impl Iterator<Item = &'e EntityUid> {
+    std::iter::once(uid)
+        .chain(entities.ancestors(uid).into_iter().flatten())
+        .filter(|uid| types.contains(uid.type_name()))
+}
+
+/// [`keyed`] for a stored entity, read from `graph` (types by the graph's ids).
+fn keyed_stored<'g>(graph: &'g Graph, id: u32, types: &'g [u16]) -> impl Iterator<Item = &'g EntityUid> {
+    std::iter::once(id)
+        .chain(graph.ancestors(id).iter().copied())
+        .filter(|id| types.contains(&graph.type_of(*id)))
+        .map(|id| graph.uid(id))
 }
 
 /// The policies to evaluate a request with.
@@ -183,6 +230,8 @@ pub struct ScopeIndex {
     atoms: Atoms,
     /// How many more policy sets the buckets may keep.
     budget: AtomicUsize,
+    /// The entities the index was built with, interned (`None` past `u32` ids).
+    graph: Option<Graph>,
 }
 
 impl ScopeIndex {
@@ -198,6 +247,7 @@ impl ScopeIndex {
             type_level: Vec::new(),
             atoms: Atoms::default(),
             budget: AtomicUsize::new(KEPT_SETS),
+            graph: None,
         };
         // Type-level policies (every scope key a type or any), with their leading guards.
         let mut type_level_at: HashMap<PolicyId, usize> = HashMap::new();
@@ -316,46 +366,81 @@ impl ScopeIndex {
             bucket.resource_key_types = key_types(&bucket.by_resource);
             index.actions.insert(action.clone(), bucket);
         }
+        index.graph = Graph::build(entities, &index.atoms.attr_names());
+        if let Some(graph) = &index.graph {
+            let ids = |types: &[EntityTypeName]| types.iter().filter_map(|t| graph.type_id(t)).collect();
+            for bucket in index.actions.values_mut() {
+                bucket.principal_key_type_ids = ids(&bucket.principal_key_types);
+                bucket.resource_key_type_ids = ids(&bucket.resource_key_types);
+            }
+        }
         Some(index)
     }
 
-    /// The policies to evaluate `request` with, where `entities` are the entities it is
-    /// evaluated over (for the principal's and resource's ancestors). `None`: evaluate the
-    /// whole set.
-    pub fn select(&self, request: &Request, entities: &Entities) -> Option<Selection> {
+    /// The policies to evaluate `request` with, over `over` (for the guards and the principal's
+    /// and resource's ancestors). `None`: evaluate the whole set.
+    pub fn select(&self, request: &Request, over: Over<'_>) -> Option<Selection> {
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
         let bucket = self.actions.get(action)?;
         let base = bucket
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
-        let truths = self
-            .atoms
-            .evaluate(base.atoms, principal, resource, request.context(), entities);
+        // Over the index's own entities, with a stored principal and resource: the graph.
+        let stored = match over {
+            Over::Built(_) => self
+                .graph
+                .as_ref()
+                .and_then(|graph| Some((graph, (graph.stored(principal)?, graph.stored(resource)?)))),
+            Over::Other(_) => None,
+        };
+        let entities = over.entities();
+        let truths = stored
+            .and_then(|(graph, ids)| {
+                self.atoms
+                    .evaluate_stored(base.atoms, graph, ids, request.context())
+            })
+            .unwrap_or_else(|| {
+                self.atoms
+                    .evaluate(base.atoms, principal, resource, request.context(), entities)
+            });
         let base = base.set(truths, &self.type_level, &self.budget);
         if bucket.by_principal.is_empty() && bucket.by_resource.is_empty() {
             return Some(Selection { base, extra: None });
         }
         let mut extra: Vec<&PolicyId> = Vec::new();
-        if !bucket.by_principal.is_empty() {
-            for uid in lineage(principal, entities)
-                .filter(|uid| bucket.principal_key_types.contains(uid.type_name()))
-            {
-                for (id, resource_key) in bucket.by_principal.get(uid).into_iter().flatten() {
-                    if resource_key.admits(resource, entities) {
-                        extra.push(id);
-                    }
-                }
+        match stored {
+            Some((graph, (principal, resource))) => {
+                // Each side's lineage, filtered by type id; the other side's key read by id.
+                let principals = keyed_stored(graph, principal, &bucket.principal_key_type_ids);
+                pick(
+                    &bucket.by_principal,
+                    principals,
+                    |key| key.admits_stored(resource, graph),
+                    &mut extra,
+                );
+                let resources = keyed_stored(graph, resource, &bucket.resource_key_type_ids);
+                pick(
+                    &bucket.by_resource,
+                    resources,
+                    |key| key.admits_stored(principal, graph),
+                    &mut extra,
+                );
             }
-        }
-        if !bucket.by_resource.is_empty() {
-            for uid in
-                lineage(resource, entities).filter(|uid| bucket.resource_key_types.contains(uid.type_name()))
-            {
-                for (id, principal_key) in bucket.by_resource.get(uid).into_iter().flatten() {
-                    if principal_key.admits(principal, entities) {
-                        extra.push(id);
-                    }
-                }
+            None => {
+                let principals = keyed(principal, entities, &bucket.principal_key_types);
+                pick(
+                    &bucket.by_principal,
+                    principals,
+                    |key| key.admits(resource, entities),
+                    &mut extra,
+                );
+                let resources = keyed(resource, entities, &bucket.resource_key_types);
+                pick(
+                    &bucket.by_resource,
+                    resources,
+                    |key| key.admits(principal, entities),
+                    &mut extra,
+                );
             }
         }
         if extra.is_empty() {
@@ -372,5 +457,24 @@ impl ScopeIndex {
             base,
             extra: Some(set),
         })
+    }
+}
+
+/// The policies of `keys` keyed by one of `lineage` whose other key `admits` the request.
+fn pick<'k, 'u>(
+    keys: &'k FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
+    lineage: impl Iterator<Item = &'u EntityUid>,
+    admits: impl Fn(&Key) -> bool,
+    extra: &mut Vec<&'k PolicyId>,
+) {
+    if keys.is_empty() {
+        return;
+    }
+    for uid in lineage {
+        for (id, key) in keys.get(uid).into_iter().flatten() {
+            if admits(key) {
+                extra.push(id);
+            }
+        }
     }
 }

@@ -136,7 +136,8 @@ fn type_name() -> impl Strategy<Value = &'static str> {
 }
 
 fn grantee() -> impl Strategy<Value = Grantee> {
-    let users: Vec<String> = directory().users.keys().cloned().collect();
+    let mut users: Vec<String> = directory().users.keys().cloned().collect();
+    users.sort();
     let teams: Vec<String> = directory().teams.keys().cloned().collect();
     prop_oneof![
         3 => select(users).prop_map(Grantee::User),
@@ -164,12 +165,9 @@ fn raw_share() -> impl Strategy<Value = RawShare> {
 }
 
 fn raw_question() -> impl Strategy<Value = RawQuestion> {
-    let users: Vec<String> = directory()
-        .users
-        .keys()
-        .cloned()
-        .chain([STRANGER.to_owned()])
-        .collect();
+    let mut users: Vec<String> = directory().users.keys().cloned().collect();
+    users.sort();
+    users.push(STRANGER.to_owned());
     let mut actions = ACTIONS.to_vec();
     actions.push("fly");
     let mut types: Vec<&'static str> = RESOURCE_TYPES.iter().map(|t| t.wire).collect();

@@ -18,9 +18,9 @@ use std::str::FromStr;
 
 use cedar_policy::{Authorizer, PolicySet};
 use proptest::prelude::*;
-use zenml_authz::index::ScopeIndex;
+use zenml_authz::index::{Over, ScopeIndex};
 use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
-use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare, prepare_for_decision};
 use zenml_authz::{PolicySnapshot, engine};
 
 const WORKSPACE: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
@@ -36,7 +36,8 @@ type PolicyChoice = (bool, usize, usize, usize, usize, usize, usize, usize);
 
 fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice) -> String {
     let directory = snapshot.directory.as_ref().unwrap();
-    let users: Vec<&String> = directory.users.keys().collect();
+    let mut users: Vec<&String> = directory.users.keys().collect();
+    users.sort();
     let teams: Vec<&String> = directory.teams.keys().collect();
     let projects: Vec<&String> = directory.projects.keys().collect();
     let user = users[x % users.len()];
@@ -124,6 +125,19 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
     )
 }
 
+/// Cedar's answer as (allowed, sorted reasons, sorted errors).
+fn answer(response: &cedar_policy::Response) -> (bool, Vec<String>, Vec<String>) {
+    let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
+    let mut errors: Vec<String> = response.diagnostics().errors().map(ToString::to_string).collect();
+    reasons.sort();
+    errors.sort();
+    (
+        response.decision() == cedar_policy::Decision::Allow,
+        reasons,
+        errors,
+    )
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
 
@@ -137,7 +151,8 @@ proptest! {
         let policies = PolicySet::from_str(&text).unwrap();
         let index = ScopeIndex::build(&policies, &snapshot.schema, &snapshot.entities).unwrap();
         let directory = snapshot.directory.as_ref().unwrap();
-        let users: Vec<&String> = directory.users.keys().collect();
+        let mut users: Vec<&String> = directory.users.keys().collect();
+        users.sort();
         let projects: Vec<String> = directory.projects.keys().cloned().chain([UNLISTED.to_owned()]).collect();
         let mut shares = ShareSet::default();
         shares.set(WORKSPACE, &Resource::parse(&format!("{}:pipeline/{ID}", projects[0])).unwrap(), Grantee::User(users[0].clone()), ["read".to_owned()]);
@@ -154,18 +169,21 @@ proptest! {
             let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else { continue };
             let entities = snapshot.entities.clone().add_entities(request.entities.iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
-            let selection = index.select(&request.request, &entities);
+            let selection = index.select(&request.request, Over::Other(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
                 s.base.policies().count() + s.extra.as_ref().map_or(0, |e| e.policies().count())
             });
-            let narrowed = engine::evaluate(&policies, Some(&index), &request.request, &entities);
-            let mut reasons: Vec<String> = whole.diagnostics().reason().map(ToString::to_string).collect();
-            let mut errors: Vec<String> = whole.diagnostics().errors().map(ToString::to_string).collect();
-            reasons.sort();
-            errors.sort();
-            let whole = (whole.decision() == cedar_policy::Decision::Allow, reasons, errors);
-            prop_assert_eq!(whole, (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+            let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Other(&entities));
+            prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
             prop_assert!(selected <= policies.policies().count());
+            // Over the stored entities (the resource as its stored stand-in, where the question
+            // has one): the index reads guards and lineage from its graph.
+            let Prepared::Request(request) = prepare_for_decision(&snapshot, &shares, &question).unwrap() else { continue };
+            if request.entities.is_empty() {
+                let whole = authorizer.is_authorized(&request.request, &policies, &snapshot.entities);
+                let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Built(&snapshot.entities));
+                prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "stored: {} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+            }
         }
     }
 }
@@ -207,7 +225,7 @@ fn the_index_narrows_a_large_set() {
         .clone()
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();
-    let selected = index.select(&request.request, &entities).unwrap();
+    let selected = index.select(&request.request, Over::Other(&entities)).unwrap();
     let count = selected.base.policies().count() + selected.extra.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
@@ -244,14 +262,20 @@ fn membership_guards_leave_only_the_callers_roles() {
         else {
             panic!("{user}: denied before evaluation")
         };
-        let selected = index.select(&request.request, &snapshot.entities).unwrap();
-        let mut ids: Vec<String> = selected
-            .base
-            .policies()
-            .chain(selected.extra.iter().flat_map(|e| e.policies()))
-            .map(|p| p.id().to_string())
-            .collect();
-        ids.sort();
-        assert_eq!(ids, expected, "{user} {action}");
+        // Read from the index's graph, and through Cedar: the same narrowing.
+        for (read, over) in [
+            ("graph", Over::Built(&snapshot.entities)),
+            ("cedar", Over::Other(&snapshot.entities)),
+        ] {
+            let selected = index.select(&request.request, over).unwrap();
+            let mut ids: Vec<String> = selected
+                .base
+                .policies()
+                .chain(selected.extra.iter().flat_map(|e| e.policies()))
+                .map(|p| p.id().to_string())
+                .collect();
+            ids.sort();
+            assert_eq!(ids, expected, "{user} {action}, read through {read}");
+        }
     }
 }

@@ -12,8 +12,12 @@
 //! whatever follows ([`rules_out`]). Only the *leading* guards count: a guard after an ordinary
 //! conjunct may never be reached, and that conjunct may error.
 
+use std::borrow::Cow;
+
 use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult};
 use serde_json::Value;
+
+use super::graph::{Graph, Stored};
 
 /// At most this many distinct atoms (`has` and `in` tests) are indexed; later ones end a
 /// policy's guard prefix.
@@ -40,6 +44,8 @@ pub enum Origin {
 pub struct Step {
     from: Origin,
     attr: String,
+    /// The attribute's position in [`Atoms::attr_names`] (its slot in a [`Graph`]).
+    slot: u16,
 }
 
 /// A test decided before evaluation, shared by every policy that makes it.
@@ -96,6 +102,8 @@ impl Truths {
 #[derive(Debug, Default)]
 pub struct Atoms {
     steps: Vec<Step>,
+    /// The distinct attribute names the steps read.
+    names: Vec<String>,
     /// Per step: whether a later step reads from its value (its entity is then looked up).
     read_further: Vec<bool>,
     atoms: Vec<Atom>,
@@ -106,12 +114,25 @@ pub struct Atoms {
 type StepValue = Option<Option<EvalResult>>;
 
 impl Atoms {
-    fn step(&mut self, from: Origin, attr: &str) -> usize {
+    /// The attribute names the steps read, by slot: what a [`Graph`] must keep.
+    pub fn attr_names(&self) -> Vec<&str> {
+        self.names.iter().map(String::as_str).collect()
+    }
+
+    fn step(&mut self, from: Origin, attr: &str) -> Option<usize> {
+        let slot = match self.names.iter().position(|name| name == attr) {
+            Some(slot) => slot,
+            None => {
+                self.names.push(attr.to_owned());
+                self.names.len() - 1
+            }
+        };
         let step = Step {
             from,
             attr: attr.to_owned(),
+            slot: u16::try_from(slot).ok()?,
         };
-        match self.steps.iter().position(|known| *known == step) {
+        Some(match self.steps.iter().position(|known| *known == step) {
             Some(at) => at,
             None => {
                 if let Origin::Step(from) = from {
@@ -121,7 +142,7 @@ impl Atoms {
                 self.read_further.push(false);
                 self.steps.len() - 1
             }
-        }
+        })
     }
 
     fn atom(&mut self, atom: Atom) -> Option<usize> {
@@ -276,6 +297,163 @@ impl<'a> Evaluation<'a> {
     }
 }
 
+/// A step's value read from a [`Graph`]: what [`StepValue`] is when read through Cedar.
+#[derive(Debug, Clone)]
+enum Read<'g> {
+    /// The attribute (or the entity holding it) is missing, or reading it would error.
+    Absent,
+    /// An entity; `None` when the graph has not met it (neither stored nor an ancestor).
+    Entity(Option<u32>),
+    /// A set of entities: those the graph has met (the others can be nobody's ancestor).
+    Set(Cow<'g, [u32]>),
+    /// A record: reading into it is left to Cedar.
+    Record,
+    /// Present, but not an entity or a set of entities.
+    Other,
+}
+
+impl<'g> Read<'g> {
+    fn stored(value: Option<&'g Stored>) -> Read<'g> {
+        match value {
+            None => Read::Absent,
+            Some(Stored::Entity(id)) => Read::Entity(Some(*id)),
+            Some(Stored::Set(ids)) => Read::Set(Cow::Borrowed(ids)),
+            Some(Stored::Record) => Read::Record,
+            Some(Stored::Other) => Read::Other,
+        }
+    }
+
+    /// A value of the request's context.
+    fn of(value: EvalResult, graph: &Graph) -> Read<'g> {
+        match value {
+            EvalResult::EntityUid(uid) => Read::Entity(graph.id(&uid)),
+            EvalResult::Set(set) => {
+                let mut ids = Vec::new();
+                for element in set.iter() {
+                    match element {
+                        EvalResult::EntityUid(uid) => ids.extend(graph.id(uid)),
+                        _ => return Read::Other,
+                    }
+                }
+                Read::Set(Cow::Owned(ids))
+            }
+            EvalResult::Record(_) => Read::Record,
+            _ => Read::Other,
+        }
+    }
+}
+
+/// One request's view of the atoms over a [`Graph`]: principal and resource are stored
+/// entities, known by id.
+struct GraphEvaluation<'g> {
+    atoms: &'g Atoms,
+    graph: &'g Graph,
+    principal: u32,
+    resource: u32,
+    context: Option<&'g Context>,
+    steps: Vec<Option<Read<'g>>>,
+}
+
+impl Atoms {
+    /// [`Atoms::evaluate`] over the entities `graph` was built from, for a request whose
+    /// principal and resource are stored entities with these ids: the same truths, read from
+    /// the graph instead of through Cedar. `None` when an atom reads into a record (then use
+    /// [`Atoms::evaluate`]).
+    pub fn evaluate_stored(
+        &self,
+        wanted: u32,
+        graph: &Graph,
+        (principal, resource): (u32, u32),
+        context: Option<&Context>,
+    ) -> Option<Truths> {
+        let mut truths = Truths::default();
+        if wanted == 0 {
+            return Some(truths);
+        }
+        let mut request = GraphEvaluation {
+            atoms: self,
+            graph,
+            principal,
+            resource,
+            context,
+            steps: vec![None; self.steps.len()],
+        };
+        for (at, atom) in self.atoms.iter().enumerate() {
+            if wanted & (1 << at) == 0 {
+                continue;
+            }
+            match request.atom(atom)? {
+                Truth::True => truths.holds |= 1 << at,
+                Truth::False => {}
+                Truth::Unknown => truths.unknown |= 1 << at,
+            }
+        }
+        Some(truths)
+    }
+}
+
+impl<'g> GraphEvaluation<'g> {
+    fn var(&self, var: Var) -> Option<u32> {
+        match var {
+            Var::Principal => Some(self.principal),
+            Var::Resource => Some(self.resource),
+            Var::Context => None,
+        }
+    }
+
+    /// The step's value, read on first use; `None` to leave the request to Cedar.
+    fn step(&mut self, at: usize) -> Option<Read<'g>> {
+        if let Some(read) = &self.steps[at] {
+            return Some(read.clone());
+        }
+        let (atoms, graph) = (self.atoms, self.graph);
+        let step = &atoms.steps[at];
+        let read = match step.from {
+            Origin::Var(Var::Context) => match self.context.and_then(|context| context.get(&step.attr)) {
+                Some(value) => Read::of(value, graph),
+                None => Read::Absent,
+            },
+            Origin::Var(var) => Read::stored(graph.attr(self.var(var)?, step.slot)),
+            Origin::Step(from) => match self.step(from)? {
+                // An entity the graph has not met is not stored: Cedar errors, as on a missing
+                // attribute or on reading a set's or a string's attribute.
+                Read::Entity(Some(id)) => Read::stored(graph.attr(id, step.slot)),
+                Read::Record => return None,
+                Read::Entity(None) | Read::Set(_) | Read::Other | Read::Absent => Read::Absent,
+            },
+        };
+        self.steps[at] = Some(read.clone());
+        Some(read)
+    }
+
+    fn atom(&mut self, atom: &Atom) -> Option<Truth> {
+        Some(match atom {
+            Atom::Has(step) => Truth::of(!matches!(self.step(*step)?, Read::Absent)),
+            Atom::In(left, right) => {
+                let (Some(left), graph) = (self.var(*left), self.graph) else {
+                    return Some(Truth::Unknown);
+                };
+                let right = match right {
+                    Origin::Var(var) => {
+                        return Some(
+                            self.var(*var)
+                                .map_or(Truth::Unknown, |id| Truth::of(graph.within(left, id))),
+                        );
+                    }
+                    Origin::Step(step) => self.step(*step)?,
+                };
+                match right {
+                    Read::Entity(Some(id)) => Truth::of(graph.within(left, id)),
+                    // Met nowhere: not the (stored) left entity, nor one of its ancestors.
+                    Read::Entity(None) => Truth::False,
+                    Read::Set(ids) => Truth::of(ids.iter().any(|&id| graph.within(left, id))),
+                    Read::Absent | Read::Record | Read::Other => Truth::Unknown,
+                }
+            }
+        })
+    }
+}
+
 /// A guard expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
@@ -400,7 +578,7 @@ fn origin(expr: &Value, atoms: &mut Atoms) -> Option<Origin> {
     }
     let access = expr.get(".")?;
     let from = origin(access.get("left")?, atoms)?;
-    Some(Origin::Step(atoms.step(from, access.get("attr")?.as_str()?)))
+    Some(Origin::Step(atoms.step(from, access.get("attr")?.as_str()?)?))
 }
 
 fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
@@ -411,7 +589,7 @@ fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
     let (op, args) = node.iter().next()?;
     match op.as_str() {
         "has" => {
-            let step = atoms.step(Origin::Var(var(args.get("left")?)?), args.get("attr")?.as_str()?);
+            let step = atoms.step(Origin::Var(var(args.get("left")?)?), args.get("attr")?.as_str()?)?;
             Some(Guard::Atom(atoms.atom(Atom::Has(step))?))
         }
         "in" => {
@@ -564,7 +742,10 @@ mod tests {
                 "developers": {"__entity": {"type": "G", "id": "devs"}},
                 "viewers": {"__entity": {"type": "G", "id": "views"}},
                 "name": "w",
-                "mixed": [{"__entity": {"type": "G", "id": "devs"}}, 1]
+                "mixed": [{"__entity": {"type": "G", "id": "devs"}}, 1],
+                "teams": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "devs"}}],
+                "strangers": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "y"}}],
+                "owner": {"__entity": {"type": "U", "id": "alice"}}
             }, "parents": []},
             {"uid": {"type": "R", "id": "r"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "w"}}}, "parents": []},
             {"uid": {"type": "R", "id": "lost"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "gone"}}}, "parents": []}
@@ -572,7 +753,9 @@ mod tests {
         let entities = Entities::from_json_str(schema_free, None).unwrap();
         let uid = |text: &str| EntityUid::from_str(text).unwrap();
         let context = Context::from_json_str(
-            r#"{"groups": [{"__entity": {"type": "G", "id": "devs"}}], "other": [{"__entity": {"type": "G", "id": "x"}}]}"#,
+            r#"{"groups": [{"__entity": {"type": "G", "id": "devs"}}], "other": [{"__entity": {"type": "G", "id": "x"}}],
+                "many": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "y"}}, {"__entity": {"type": "G", "id": "devs"}}],
+                "one": {"__entity": {"type": "G", "id": "devs"}}, "numbers": [1, 2], "record": {"g": {"__entity": {"type": "G", "id": "devs"}}}}"#,
             None,
         )
         .unwrap();
@@ -665,12 +848,103 @@ mod tests {
                 Truth::False,
             ),
             ("context has other", "U::\"alice\"", "R::\"r\"", Truth::True),
+            // Sets of several entities, stored and in the context; values that are not entities.
+            (
+                "principal in resource.workspace.teams",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in resource.workspace.strangers",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal in context.many",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in context.one",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in context.numbers",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in context.record.g",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in context.record",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in context.one.x",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.teams.x",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "principal in resource.workspace.owner",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal in resource.workspace.owner",
+                "G::\"devs\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "resource in principal",
+                "G::\"devs\"",
+                "U::\"alice\"",
+                Truth::True,
+            ),
+            ("principal has workspace", "R::\"lost\"", "R::\"r\"", Truth::True),
         ];
+        let mut on_graph = 0;
         for (condition, principal, resource, truth) in table {
             let (found, atoms) = guards(&format!("when {{ {condition} }}"));
             assert_eq!(found, vec![Guard::Atom(0)], "{condition}");
             let truths = atoms.evaluate(1, &uid(principal), &uid(resource), Some(&context), &entities);
             assert_eq!(truths.of(0), truth, "{condition} for {principal} on {resource}");
+            // Read from the graph (stored principal and resource; reads into records excepted):
+            // the same truth.
+            let graph = Graph::build(&entities, &atoms.attr_names()).unwrap();
+            if let (Some(p), Some(r)) = (graph.stored(&uid(principal)), graph.stored(&uid(resource))) {
+                let stored = atoms.evaluate_stored(1, &graph, (p, r), Some(&context));
+                if condition.contains("record.") {
+                    assert_eq!(stored, None, "graph: {condition} is left to Cedar");
+                } else {
+                    assert_eq!(
+                        stored,
+                        Some(truths),
+                        "graph: {condition} for {principal} on {resource}"
+                    );
+                    on_graph += 1;
+                }
+            }
             // And Cedar agrees: true, false, or an evaluation error.
             let policy = cedar_policy::PolicySet::from_str(&format!(
                 "permit (principal, action, resource) when {{ {condition} }};"
@@ -692,5 +966,6 @@ mod tests {
             };
             assert_eq!(cedar, truth, "Cedar on {condition} for {principal} on {resource}");
         }
+        assert_eq!(on_graph, 26, "rows read from the graph");
     }
 }

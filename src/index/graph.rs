@@ -1,0 +1,226 @@
+//! The stored entities as the index reads them: dense ids, sorted ancestor lists and the
+//! entity-valued attributes the guards read, built once per snapshot.
+//!
+//! Through Cedar's public API, every membership test (`Entities::is_ancestor_of`) is two SipHash
+//! lookups of an `EntityUid` with a string comparison of its type path, and every attribute read
+//! (`Entity::attr`) converts and clones the value: together about a third of a decision. Here a
+//! request looks its principal and resource up once (a fast hash), and each guard is then a
+//! binary search over `u32`s or a read of a precomputed attribute.
+//!
+//! Architecture Invariant: a `Graph` answers for the entities it was built from and no others.
+//! Every uid it can meet there (stored entities, their ancestors, the entities their read
+//! attributes name) has an id; a uid without one is none of those, so it is neither a stored
+//! entity nor an ancestor of one.
+
+use std::collections::HashMap;
+
+use cedar_policy::{Entities, EntityTypeName, EntityUid, EvalResult};
+
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// A stored attribute's value, as guards use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// An entity.
+    Entity(u32),
+    /// A set whose elements are all entities.
+    Set(Box<[u32]>),
+    /// A record: guards that read into it are left to Cedar.
+    Record,
+    /// Anything else (a string, a number, a set with non-entity elements, a value Cedar cannot
+    /// convert): `in` on it would error; reading an attribute of it would error.
+    Other,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Whether the entity is stored (not only named as an ancestor or by an attribute).
+    stored: bool,
+    /// Ids of its ancestors (transitively closed, as Cedar stores them), sorted.
+    ancestors: Box<[u32]>,
+    /// (attribute slot, value) for the attributes it has among those the graph was built for.
+    attrs: Box<[(u16, Stored)]>,
+}
+
+/// The stored entities, interned.
+#[derive(Debug, Default)]
+pub struct Graph {
+    ids: FxHashMap<EntityUid, u32>,
+    uids: Vec<EntityUid>,
+    /// Per id: the index of its type in `types`.
+    type_of: Vec<u16>,
+    types: Vec<EntityTypeName>,
+    nodes: Vec<Node>,
+}
+
+impl Graph {
+    /// Interns `entities`, keeping of their attributes those named in `attrs` (slot = position).
+    /// `None` past `u32`/`u16` ids (not expected: the index then reads through Cedar).
+    pub fn build(entities: &Entities, attrs: &[&str]) -> Option<Graph> {
+        let mut graph = Graph::default();
+        let mut type_ids: FxHashMap<EntityTypeName, u16> = FxHashMap::default();
+        u16::try_from(attrs.len()).ok()?;
+        for entity in entities.iter() {
+            let id = graph.intern(&entity.uid(), &mut type_ids)?;
+            let mut ancestors: Vec<u32> = Vec::new();
+            for ancestor in entities.ancestors(&entity.uid()).into_iter().flatten() {
+                ancestors.push(graph.intern(ancestor, &mut type_ids)?);
+            }
+            ancestors.sort_unstable();
+            ancestors.dedup();
+            let mut kept = Vec::new();
+            for (slot, attr) in attrs.iter().enumerate() {
+                let value = match entity.attr(attr) {
+                    None => continue,
+                    Some(Ok(EvalResult::EntityUid(uid))) => {
+                        Stored::Entity(graph.intern(&uid, &mut type_ids)?)
+                    }
+                    Some(Ok(EvalResult::Set(set))) => {
+                        let mut ids = Vec::new();
+                        for element in set.iter() {
+                            match element {
+                                EvalResult::EntityUid(uid) => ids.push(graph.intern(uid, &mut type_ids)?),
+                                _ => {
+                                    ids.clear();
+                                    break;
+                                }
+                            }
+                        }
+                        if ids.len() == set.len() {
+                            Stored::Set(ids.into())
+                        } else {
+                            Stored::Other
+                        }
+                    }
+                    Some(Ok(EvalResult::Record(_))) => Stored::Record,
+                    Some(_) => Stored::Other,
+                };
+                kept.push((u16::try_from(slot).ok()?, value));
+            }
+            let node = &mut graph.nodes[id as usize];
+            node.stored = true;
+            node.ancestors = ancestors.into();
+            node.attrs = kept.into();
+        }
+        Some(graph)
+    }
+
+    fn intern(&mut self, uid: &EntityUid, type_ids: &mut FxHashMap<EntityTypeName, u16>) -> Option<u32> {
+        if let Some(&id) = self.ids.get(uid) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.uids.len()).ok()?;
+        let type_id = match type_ids.get(uid.type_name()) {
+            Some(&type_id) => type_id,
+            None => {
+                let type_id = u16::try_from(self.types.len()).ok()?;
+                self.types.push(uid.type_name().clone());
+                type_ids.insert(uid.type_name().clone(), type_id);
+                type_id
+            }
+        };
+        self.ids.insert(uid.clone(), id);
+        self.uids.push(uid.clone());
+        self.type_of.push(type_id);
+        self.nodes.push(Node::default());
+        Some(id)
+    }
+
+    /// The id of `uid`, if the graph has met it.
+    pub fn id(&self, uid: &EntityUid) -> Option<u32> {
+        self.ids.get(uid).copied()
+    }
+
+    /// The id of `uid` when it is a stored entity.
+    pub fn stored(&self, uid: &EntityUid) -> Option<u32> {
+        self.id(uid).filter(|&id| self.nodes[id as usize].stored)
+    }
+
+    /// The uid of an id.
+    pub fn uid(&self, id: u32) -> &EntityUid {
+        &self.uids[id as usize]
+    }
+
+    /// The type of an id, as an index into the graph's types ([`Graph::type_id`]).
+    pub fn type_of(&self, id: u32) -> u16 {
+        self.type_of[id as usize]
+    }
+
+    /// The graph's index of a type, if any entity it has met is of that type.
+    pub fn type_id(&self, type_name: &EntityTypeName) -> Option<u16> {
+        self.types
+            .iter()
+            .position(|known| known == type_name)
+            .and_then(|at| u16::try_from(at).ok())
+    }
+
+    /// The ancestors of `id`, sorted (none unless stored).
+    pub fn ancestors(&self, id: u32) -> &[u32] {
+        &self.nodes[id as usize].ancestors
+    }
+
+    /// Cedar's `left in right` for two entities the graph has met: equal, or an ancestor.
+    pub fn within(&self, left: u32, right: u32) -> bool {
+        left == right || self.ancestors(left).binary_search(&right).is_ok()
+    }
+
+    /// `<id>.<attribute of slot>`: `None` when the entity is not stored or lacks it.
+    pub fn attr(&self, id: u32, slot: u16) -> Option<&Stored> {
+        let node = &self.nodes[id as usize];
+        if !node.stored {
+            return None;
+        }
+        node.attrs
+            .iter()
+            .find(|(at, _)| *at == slot)
+            .map(|(_, value)| value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interns_ancestors_and_the_attributes_asked_for() {
+        let entities = Entities::from_json_str(
+            r#"[
+                {"uid": {"type": "T", "id": "a"}, "attrs": {"up": {"__entity": {"type": "T", "id": "b"}},
+                 "all": [{"__entity": {"type": "T", "id": "c"}}], "mixed": [1, {"__entity": {"type": "T", "id": "c"}}],
+                 "name": "a", "rec": {"x": 1}},
+                 "parents": [{"type": "G", "id": "g"}]},
+                {"uid": {"type": "G", "id": "g"}, "attrs": {}, "parents": [{"type": "G", "id": "top"}]},
+                {"uid": {"type": "T", "id": "b"}, "attrs": {}, "parents": []}
+            ]"#,
+            None,
+        )
+        .unwrap();
+        let graph = Graph::build(&entities, &["up", "all", "mixed", "name", "rec", "absent"]).unwrap();
+        let uid = |t: &str, id: &str| -> EntityUid { format!("{t}::\"{id}\"").parse().unwrap() };
+        let (a, b, g, top) = (
+            graph.stored(&uid("T", "a")).unwrap(),
+            graph.stored(&uid("T", "b")).unwrap(),
+            graph.stored(&uid("G", "g")).unwrap(),
+            graph.id(&uid("G", "top")).unwrap(),
+        );
+        let c = graph.id(&uid("T", "c")).unwrap();
+        // Named but not stored: an id, no data.
+        assert_eq!(graph.stored(&uid("G", "top")), None);
+        assert_eq!(graph.stored(&uid("T", "c")), None);
+        assert_eq!(graph.id(&uid("T", "nowhere")), None);
+        // The closure, as Cedar computes it (a in g in top).
+        assert!(graph.within(a, g) && graph.within(a, top) && graph.within(g, top) && graph.within(a, a));
+        assert!(!graph.within(g, a) && !graph.within(a, b) && !graph.within(top, g));
+        assert_eq!(graph.attr(a, 0), Some(&Stored::Entity(b)));
+        assert_eq!(graph.attr(a, 1), Some(&Stored::Set(vec![c].into())));
+        assert_eq!(graph.attr(a, 2), Some(&Stored::Other));
+        assert_eq!(graph.attr(a, 3), Some(&Stored::Other));
+        assert_eq!(graph.attr(a, 4), Some(&Stored::Record));
+        assert_eq!(graph.attr(a, 5), None);
+        assert_eq!(graph.attr(b, 0), None);
+        assert_eq!(graph.attr(c, 0), None);
+        assert_eq!(graph.uid(g), &uid("G", "g"));
+        assert_eq!(graph.type_of(a), graph.type_id(&"T".parse().unwrap()).unwrap());
+        assert_ne!(graph.type_of(a), graph.type_of(g));
+    }
+}
