@@ -538,6 +538,7 @@ impl<'a> Asker<'a> {
                         entities: scoped,
                         referenced: named,
                         alias: _,
+                        context_reads: _,
                     } = *prepared;
                     referenced.extend(named);
                     referenced.extend(request.action().cloned());
@@ -626,6 +627,7 @@ impl<'a> Asker<'a> {
             entities: scoped,
             referenced,
             alias: None,
+            context_reads: None,
         };
         let entities = engine::slice(self.snapshot, &all).map_err(|error| error.to_string())?;
         for (row, action, request) in &prepared.requests {

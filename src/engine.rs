@@ -15,10 +15,11 @@
 //! not depend on the store's size.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use cedar_policy::{Authorizer, Entities, Entity, EntityUid, PolicySet, Request};
 
-use crate::index::{Over, ScopeIndex, Selection};
+use crate::index::{ContextReads, Over, ScopeIndex, Selection};
 
 use crate::policy::PolicySnapshot;
 
@@ -34,6 +35,9 @@ pub struct AuthzRequest {
     /// (stand-in, real resource) when the resource is evaluated as a stored stand-in with the
     /// same data (`zenml::standin`): errors are reported with the real resource's uid.
     pub alias: Option<(EntityUid, EntityUid)>,
+    /// What the snapshot's index read beforehand from exactly this request's context
+    /// (`ScopeIndex::read_context`), when the context is one many requests share.
+    pub context_reads: Option<Arc<ContextReads>>,
 }
 
 /// The answer: allow or deny, the policies that determined it, and evaluation errors.
@@ -137,7 +141,7 @@ pub fn decide_with(
 fn evaluate_request(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
     let slice;
     let over = if request.entities.is_empty() {
-        Over::Built(&snapshot.entities)
+        Over::Built(&snapshot.entities, request.context_reads.as_deref())
     } else {
         slice = self::slice(snapshot, request)?;
         Over::Other(&slice)

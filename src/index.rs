@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use arc_swap::ArcSwap;
 
 use graph::Graph;
+pub use guards::ContextReads;
 use guards::{Atoms, Guard, Truths};
 
 use cedar_policy::{
@@ -96,8 +97,9 @@ impl Key {
 #[derive(Debug, Clone, Copy)]
 pub enum Over<'e> {
     /// The entities the index was built with (the snapshot's store): the index reads the
-    /// request's guards and ancestors from its own tables ([`graph`]).
-    Built(&'e Entities),
+    /// request's guards and ancestors from its own tables ([`graph`]); with what it read
+    /// beforehand from the request's context ([`ScopeIndex::read_context`]), if kept.
+    Built(&'e Entities, Option<&'e ContextReads>),
     /// Other entities (a slice with request-scoped entities): read through Cedar's API.
     Other(&'e Entities),
 }
@@ -106,7 +108,7 @@ impl<'e> Over<'e> {
     /// The entities.
     pub fn entities(self) -> &'e Entities {
         match self {
-            Over::Built(entities) | Over::Other(entities) => entities,
+            Over::Built(entities, _) | Over::Other(entities) => entities,
         }
     }
 }
@@ -377,6 +379,12 @@ impl ScopeIndex {
         Some(index)
     }
 
+    /// What the guards read from `context`, for requests over the index's entities with
+    /// exactly this context (`Over::Built`): worth keeping for a context many requests share.
+    pub fn read_context(&self, context: &cedar_policy::Context) -> Option<ContextReads> {
+        Some(self.atoms.read_context(context, self.graph.as_ref()?))
+    }
+
     /// The policies to evaluate `request` with, over `over` (for the guards and the principal's
     /// and resource's ancestors). `None`: evaluate the whole set.
     pub fn select(&self, request: &Request, over: Over<'_>) -> Option<Selection> {
@@ -386,18 +394,20 @@ impl ScopeIndex {
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
         // Over the index's own entities, with a stored principal and resource: the graph.
-        let stored = match over {
-            Over::Built(_) => self
-                .graph
-                .as_ref()
-                .and_then(|graph| Some((graph, (graph.stored(principal)?, graph.stored(resource)?)))),
-            Over::Other(_) => None,
+        let (stored, reads) = match over {
+            Over::Built(_, reads) => (
+                self.graph
+                    .as_ref()
+                    .and_then(|graph| Some((graph, (graph.stored(principal)?, graph.stored(resource)?)))),
+                reads,
+            ),
+            Over::Other(_) => (None, None),
         };
         let entities = over.entities();
         let truths = stored
             .and_then(|(graph, ids)| {
                 self.atoms
-                    .evaluate_stored(base.atoms, graph, ids, request.context())
+                    .evaluate_stored(base.atoms, graph, ids, request.context(), reads)
             })
             .unwrap_or_else(|| {
                 self.atoms

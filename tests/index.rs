@@ -181,8 +181,13 @@ proptest! {
             let Prepared::Request(request) = prepare_for_decision(&snapshot, &shares, &question).unwrap() else { continue };
             if request.entities.is_empty() {
                 let whole = authorizer.is_authorized(&request.request, &policies, &snapshot.entities);
-                let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Built(&snapshot.entities));
-                prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "stored: {} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+                // The context as read when the request is made (by the snapshot's index: ignored
+                // by this one), and as this index reads it beforehand.
+                let reads = request.request.context().and_then(|context| index.read_context(context));
+                for reads in [request.context_reads.as_deref(), reads.as_ref()] {
+                    let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Built(&snapshot.entities, reads));
+                    prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "stored: {} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
+                }
             }
         }
     }
@@ -240,16 +245,39 @@ fn membership_guards_leave_only_the_callers_roles() {
     let directory = snapshot.directory.as_ref().unwrap();
     let index = ScopeIndex::build(&snapshot.policies, &snapshot.schema, &snapshot.entities).unwrap();
     let churn = directory.find_project("churn").unwrap().named.id.clone();
-    let resource = Resource::parse(&format!("{churn}:pipeline/{ID}")).unwrap();
-    // (user, action, the policies left to evaluate)
-    let table: [(&str, &str, &[&str]); 5] = [
-        ("bob", "read", &["deactivated-principal", "workspace-developer"]),
-        ("bob", "delete", &["deactivated-principal"]),
-        ("dave", "read", &["deactivated-principal", "project-developer"]),
-        ("ada", "update", &["deactivated-principal", "org-admin"]),
-        ("grace", "read", &["deactivated-principal"]),
+    // (user, action, resource type, the policies left to evaluate)
+    let table: [(&str, &str, &str, &[&str]); 7] = [
+        (
+            "bob",
+            "read",
+            "pipeline",
+            &["deactivated-principal", "workspace-developer"],
+        ),
+        ("bob", "delete", "pipeline", &["deactivated-principal"]),
+        (
+            "dave",
+            "read",
+            "pipeline",
+            &["deactivated-principal", "project-developer"],
+        ),
+        (
+            "ada",
+            "update",
+            "pipeline",
+            &["deactivated-principal", "org-admin"],
+        ),
+        ("grace", "read", "pipeline", &["deactivated-principal"]),
+        // frank holds the custom role model-promoter on churn (`principal in context.permissions`).
+        (
+            "frank",
+            "promote",
+            "model",
+            &["custom-role-grid", "deactivated-principal"],
+        ),
+        ("bob", "promote", "model", &["deactivated-principal"]),
     ];
-    for (user, action, expected) in table {
+    for (user, action, resource_type, expected) in table {
+        let resource = Resource::parse(&format!("{churn}:{resource_type}/{ID}")).unwrap();
         let user_id = directory.find_user(user).unwrap().named.id.clone();
         let question = Question {
             workspace_id: WORKSPACE,
@@ -263,8 +291,17 @@ fn membership_guards_leave_only_the_callers_roles() {
             panic!("{user}: denied before evaluation")
         };
         // Read from the index's graph, and through Cedar: the same narrowing.
+        let reads = request
+            .request
+            .context()
+            .and_then(|context| index.read_context(context));
+        assert!(reads.is_some());
         for (read, over) in [
-            ("graph", Over::Built(&snapshot.entities)),
+            ("graph", Over::Built(&snapshot.entities, None)),
+            (
+                "graph, context read beforehand",
+                Over::Built(&snapshot.entities, reads.as_ref()),
+            ),
             ("cedar", Over::Other(&snapshot.entities)),
         ] {
             let selected = index.select(&request.request, over).unwrap();

@@ -270,5 +270,6 @@ pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::Au
         entities: Vec::new(),
         referenced: Vec::new(),
         alias: None,
+        context_reads: None,
     }
 }

@@ -266,6 +266,7 @@ pub fn parse_request(
             entities,
             referenced,
             alias: None,
+            context_reads: None,
         },
         key,
     ))

@@ -99,8 +99,10 @@ impl Truths {
 }
 
 /// The atoms and attribute steps the guards of one policy set read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Atoms {
+    /// Unique to this value (see [`ContextReads`]).
+    id: u64,
     steps: Vec<Step>,
     /// The distinct attribute names the steps read.
     names: Vec<String>,
@@ -112,6 +114,18 @@ pub struct Atoms {
 /// A step's value for one request: `None` when the attribute is absent (or its entity is),
 /// `Some(None)` when present but not a plain value.
 type StepValue = Option<Option<EvalResult>>;
+
+impl Default for Atoms {
+    fn default() -> Self {
+        Atoms {
+            id: ATOMS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            steps: Vec::new(),
+            names: Vec::new(),
+            read_further: Vec::new(),
+            atoms: Vec::new(),
+        }
+    }
+}
 
 impl Atoms {
     /// The attribute names the steps read, by slot: what a [`Graph`] must keep.
@@ -343,6 +357,31 @@ impl<'g> Read<'g> {
     }
 }
 
+impl Read<'_> {
+    /// The same value, borrowing its set.
+    fn borrowed(&self) -> Read<'_> {
+        match self {
+            Read::Set(ids) => Read::Set(Cow::Borrowed(ids)),
+            Read::Absent => Read::Absent,
+            Read::Entity(id) => Read::Entity(*id),
+            Read::Record => Read::Record,
+            Read::Other => Read::Other,
+        }
+    }
+}
+
+/// The context steps of the atoms, read once from a context that many requests share
+/// ([`Atoms::read_context`]): per step, its value for a context step, `None` for others.
+/// Used only by the atoms that read them (step numbers are theirs): others read the context.
+#[derive(Debug, Clone)]
+pub struct ContextReads {
+    atoms: u64,
+    steps: Box<[Option<Read<'static>>]>,
+}
+
+/// Numbers every [`Atoms`], so that [`ContextReads`] are used only by the atoms that made them.
+static ATOMS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One request's view of the atoms over a [`Graph`]: principal and resource are stored
 /// entities, known by id.
 struct GraphEvaluation<'g> {
@@ -351,20 +390,43 @@ struct GraphEvaluation<'g> {
     principal: u32,
     resource: u32,
     context: Option<&'g Context>,
+    /// The context's steps, when read beforehand from this very context.
+    reads: Option<&'g ContextReads>,
     steps: Vec<Option<Read<'g>>>,
 }
 
 impl Atoms {
+    /// What the context steps read from `context` over `graph`, for [`Atoms::evaluate_stored`]
+    /// on requests with exactly this context.
+    pub fn read_context(&self, context: &Context, graph: &Graph) -> ContextReads {
+        ContextReads {
+            atoms: self.id,
+            steps: self
+                .steps
+                .iter()
+                .map(|step| match step.from {
+                    Origin::Var(Var::Context) => Some(
+                        context
+                            .get(&step.attr)
+                            .map_or(Read::Absent, |value| Read::of(value, graph)),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
     /// [`Atoms::evaluate`] over the entities `graph` was built from, for a request whose
     /// principal and resource are stored entities with these ids: the same truths, read from
     /// the graph instead of through Cedar. `None` when an atom reads into a record (then use
-    /// [`Atoms::evaluate`]).
+    /// [`Atoms::evaluate`]). `reads`: [`Atoms::read_context`] of the request's context, if kept.
     pub fn evaluate_stored(
         &self,
         wanted: u32,
         graph: &Graph,
         (principal, resource): (u32, u32),
         context: Option<&Context>,
+        reads: Option<&ContextReads>,
     ) -> Option<Truths> {
         let mut truths = Truths::default();
         if wanted == 0 {
@@ -376,6 +438,7 @@ impl Atoms {
             principal,
             resource,
             context,
+            reads: reads.filter(|reads| reads.atoms == self.id),
             steps: vec![None; self.steps.len()],
         };
         for (at, atom) in self.atoms.iter().enumerate() {
@@ -409,9 +472,12 @@ impl<'g> GraphEvaluation<'g> {
         let (atoms, graph) = (self.atoms, self.graph);
         let step = &atoms.steps[at];
         let read = match step.from {
-            Origin::Var(Var::Context) => match self.context.and_then(|context| context.get(&step.attr)) {
-                Some(value) => Read::of(value, graph),
-                None => Read::Absent,
+            Origin::Var(Var::Context) => match self.reads.and_then(|reads| reads.steps.get(at)?.as_ref()) {
+                Some(read) => read.borrowed(),
+                None => match self.context.and_then(|context| context.get(&step.attr)) {
+                    Some(value) => Read::of(value, graph),
+                    None => Read::Absent,
+                },
             },
             Origin::Var(var) => Read::stored(graph.attr(self.var(var)?, step.slot)),
             Origin::Step(from) => match self.step(from)? {
@@ -933,7 +999,11 @@ mod tests {
             // the same truth.
             let graph = Graph::build(&entities, &atoms.attr_names()).unwrap();
             if let (Some(p), Some(r)) = (graph.stored(&uid(principal)), graph.stored(&uid(resource))) {
-                let stored = atoms.evaluate_stored(1, &graph, (p, r), Some(&context));
+                let stored = atoms.evaluate_stored(1, &graph, (p, r), Some(&context), None);
+                // The context read beforehand: the same.
+                let reads = atoms.read_context(&context, &graph);
+                let read_before = atoms.evaluate_stored(1, &graph, (p, r), Some(&context), Some(&reads));
+                assert_eq!(read_before, stored, "context read beforehand: {condition}");
                 if condition.contains("record.") {
                     assert_eq!(stored, None, "graph: {condition} is left to Cedar");
                 } else {

@@ -13,6 +13,7 @@ use super::shares::ShareSet;
 use super::standin;
 use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
 use crate::engine::AuthzRequest;
+use crate::index::{ContextReads, ScopeIndex};
 use crate::policy::PolicySnapshot;
 
 /// One ZenML authorization question.
@@ -133,8 +134,11 @@ pub(crate) struct ScopeContexts {
 
 const KEPT_SCOPES: usize = 1024;
 
+/// A shared context, with what the snapshot's index reads from it (`ScopeIndex::read_context`).
+type Shared = (Context, Option<Arc<ContextReads>>);
+
 /// One scope's contexts, one slot per (resource type, action).
-type ContextSlots = Arc<[OnceLock<Context>]>;
+type ContextSlots = Arc<[OnceLock<Shared>]>;
 
 /// A workspace's scopes: project id ("" for the workspace itself) -> its contexts.
 type Projects = HashMap<Box<str>, ContextSlots>;
@@ -176,28 +180,28 @@ impl ScopeContexts {
             .cloned()
     }
 
-    /// The context for (scope, type, action), built by `build` on first use.
+    /// The context for (scope, type, action), built by `build` on first use and read by
+    /// `index` then; past the bound, built for the request (and not read beforehand).
     fn get(
         &self,
-        workspace: &str,
-        project: Option<&str>,
+        index: Option<&ScopeIndex>,
+        (workspace, project): (&str, Option<&str>),
         resource_type: &ResourceType,
         action: &str,
         build: impl FnOnce() -> Result<Context, String>,
-    ) -> Result<Context, String> {
+    ) -> Result<Shared, String> {
         let at = action_type_at(action, resource_type);
-        let Some((slots, at)) = at.and_then(|at| Some((self.scope(workspace, project)?, at))) else {
-            return build();
+        let slot = at.and_then(|at| Some((self.scope(workspace, project)?, at)));
+        let Some(slot) = slot.as_ref().and_then(|(slots, at)| slots.get(*at)) else {
+            return Ok((build()?, None));
         };
-        let Some(slot) = slots.get(at) else {
-            return build();
-        };
-        if let Some(context) = slot.get() {
-            return Ok(context.clone());
+        if let Some(shared) = slot.get() {
+            return Ok(shared.clone());
         }
         let context = build()?;
+        let reads = index.and_then(|index| index.read_context(&context)).map(Arc::new);
         // Racing first uses build equal contexts: whichever is stored is right.
-        Ok(slot.get_or_init(|| context).clone())
+        Ok(slot.get_or_init(|| (context, reads)).clone())
     }
 }
 
@@ -340,14 +344,16 @@ fn prepare_with(
     // grantees; the decision needs only these, and the context stays a few entries long.
     users.retain(|id| *id == user.named.id);
     teams.retain(|id| user.teams.iter().any(|team| team == id));
-    let context = if users.is_empty() && teams.is_empty() {
-        snapshot
-            .contexts
-            .get(question.workspace_id, project_id, &resource_type, action, || {
-                Context::from_pairs([permissions()]).map_err(|error| format!("context: {error}"))
-            })?
+    let (context, context_reads) = if users.is_empty() && teams.is_empty() {
+        snapshot.contexts.get(
+            snapshot.index.as_ref(),
+            (question.workspace_id, project_id),
+            &resource_type,
+            action,
+            || Context::from_pairs([permissions()]).map_err(|error| format!("context: {error}")),
+        )?
     } else {
-        shared_context(permissions(), &users, &teams)?
+        (shared_context(permissions(), &users, &teams)?, None)
     };
     let shape = snapshot
         .request_shapes
@@ -372,6 +378,7 @@ fn prepare_with(
         entities,
         referenced,
         alias,
+        context_reads,
     })))
 }
 
