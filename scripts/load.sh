@@ -38,6 +38,8 @@ SETS=("$@")
 [ ${#SETS[@]} -eq 0 ] && SETS=(sample large policies)
 BASE=http://127.0.0.1:$PORT
 BIN=$ROOT/target/release/zenml-authz
+# As deployed (deploy/Dockerfile): the allocator returns a replaced snapshot's pages at once.
+export MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-0}
 mkdir -p "$OUT"
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 REPORT=$OUT/load-$STAMP.md

@@ -27,7 +27,9 @@
 mod graph;
 mod guards;
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -82,13 +84,32 @@ impl Key {
             Key::Under(uid) => uid == entity || entities.is_ancestor_of(uid, entity),
         }
     }
+}
 
-    /// [`Key::admits`] for a stored entity, read from `graph`.
-    fn admits_stored(&self, entity: u32, graph: &Graph) -> bool {
+/// A [`Key`] as the index's graph numbers types and entities; `None`: the graph never met it,
+/// so no stored entity meets the key.
+#[derive(Debug, Clone, Copy)]
+enum StoredKey {
+    Any,
+    Type(Option<u16>),
+    Under(Option<u32>),
+}
+
+impl StoredKey {
+    fn of(key: &Key, graph: &Graph) -> StoredKey {
+        match key {
+            Key::Any => StoredKey::Any,
+            Key::Type(type_name) => StoredKey::Type(graph.type_id(type_name)),
+            Key::Under(uid) => StoredKey::Under(graph.id(uid)),
+        }
+    }
+
+    /// [`Key::admits`] for a stored entity.
+    fn admits(self, entity: u32, graph: &Graph) -> bool {
         match self {
-            Key::Any => true,
-            Key::Type(required) => required == graph.uid(entity).type_name(),
-            Key::Under(uid) => graph.id(uid).is_some_and(|key| graph.within(entity, key)),
+            StoredKey::Any => true,
+            StoredKey::Type(required) => required == Some(graph.type_of(entity)),
+            StoredKey::Under(key) => key.is_some_and(|key| graph.within(entity, key)),
         }
     }
 }
@@ -183,7 +204,10 @@ struct ActionBucket {
     /// types (a user has hundreds of role and permission groups) are skipped without hashing.
     principal_key_types: Vec<EntityTypeName>,
     resource_key_types: Vec<EntityTypeName>,
-    /// The same, as the index's graph numbers types (types it has not met cannot match).
+    /// `by_principal` and `by_resource`, the type lists too, as the index's graph numbers
+    /// entities and types (keys it has not met cannot match a stored entity: left out).
+    by_principal_id: FxHashMap<u32, Vec<(PolicyId, StoredKey)>>,
+    by_resource_id: FxHashMap<u32, Vec<(PolicyId, StoredKey)>>,
     principal_key_type_ids: Vec<u16>,
     resource_key_type_ids: Vec<u16>,
 }
@@ -204,11 +228,10 @@ fn keyed<'e>(
 }
 
 /// [`keyed`] for a stored entity, read from `graph` (types by the graph's ids).
-fn keyed_stored<'g>(graph: &'g Graph, id: u32, types: &'g [u16]) -> impl Iterator<Item = &'g EntityUid> {
+fn keyed_stored<'g>(graph: &'g Graph, id: u32, types: &'g [u16]) -> impl Iterator<Item = u32> {
     std::iter::once(id)
         .chain(graph.ancestors(id).iter().copied())
         .filter(|id| types.contains(&graph.type_of(*id)))
-        .map(|id| graph.uid(id))
 }
 
 /// The policies to evaluate a request with.
@@ -371,9 +394,22 @@ impl ScopeIndex {
         index.graph = Graph::build(entities, &index.atoms.attr_names());
         if let Some(graph) = &index.graph {
             let ids = |types: &[EntityTypeName]| types.iter().filter_map(|t| graph.type_id(t)).collect();
+            let by_id = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
+                keys.iter()
+                    .filter_map(|(uid, policies)| {
+                        let policies = policies
+                            .iter()
+                            .map(|(id, key)| (id.clone(), StoredKey::of(key, graph)))
+                            .collect();
+                        Some((graph.id(uid)?, policies))
+                    })
+                    .collect()
+            };
             for bucket in index.actions.values_mut() {
                 bucket.principal_key_type_ids = ids(&bucket.principal_key_types);
                 bucket.resource_key_type_ids = ids(&bucket.resource_key_types);
+                bucket.by_principal_id = by_id(&bucket.by_principal);
+                bucket.by_resource_id = by_id(&bucket.by_resource);
             }
         }
         Some(index)
@@ -423,16 +459,16 @@ impl ScopeIndex {
                 // Each side's lineage, filtered by type id; the other side's key read by id.
                 let principals = keyed_stored(graph, principal, &bucket.principal_key_type_ids);
                 pick(
-                    &bucket.by_principal,
+                    &bucket.by_principal_id,
                     principals,
-                    |key| key.admits_stored(resource, graph),
+                    |key| key.admits(resource, graph),
                     &mut extra,
                 );
                 let resources = keyed_stored(graph, resource, &bucket.resource_key_type_ids);
                 pick(
-                    &bucket.by_resource,
+                    &bucket.by_resource_id,
                     resources,
-                    |key| key.admits_stored(principal, graph),
+                    |key| key.admits(principal, graph),
                     &mut extra,
                 );
             }
@@ -471,17 +507,17 @@ impl ScopeIndex {
 }
 
 /// The policies of `keys` keyed by one of `lineage` whose other key `admits` the request.
-fn pick<'k, 'u>(
-    keys: &'k FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
-    lineage: impl Iterator<Item = &'u EntityUid>,
-    admits: impl Fn(&Key) -> bool,
+fn pick<'k, Q: Hash + Eq, L: Borrow<Q>, K>(
+    keys: &'k FxHashMap<Q, Vec<(PolicyId, K)>>,
+    lineage: impl Iterator<Item = L>,
+    admits: impl Fn(&K) -> bool,
     extra: &mut Vec<&'k PolicyId>,
 ) {
     if keys.is_empty() {
         return;
     }
-    for uid in lineage {
-        for (id, key) in keys.get(uid).into_iter().flatten() {
+    for entity in lineage {
+        for (id, key) in keys.get(entity.borrow()).into_iter().flatten() {
             if admits(key) {
                 extra.push(id);
             }

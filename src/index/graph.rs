@@ -46,7 +46,6 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct Graph {
     ids: FxHashMap<EntityUid, u32>,
-    uids: Vec<EntityUid>,
     /// Per id: the index of its type in `types`.
     type_of: Vec<u16>,
     types: Vec<EntityTypeName>,
@@ -109,7 +108,7 @@ impl Graph {
         if let Some(&id) = self.ids.get(uid) {
             return Some(id);
         }
-        let id = u32::try_from(self.uids.len()).ok()?;
+        let id = u32::try_from(self.nodes.len()).ok()?;
         let type_id = match type_ids.get(uid.type_name()) {
             Some(&type_id) => type_id,
             None => {
@@ -120,7 +119,6 @@ impl Graph {
             }
         };
         self.ids.insert(uid.clone(), id);
-        self.uids.push(uid.clone());
         self.type_of.push(type_id);
         self.nodes.push(Node::default());
         Some(id)
@@ -134,11 +132,6 @@ impl Graph {
     /// The id of `uid` when it is a stored entity.
     pub fn stored(&self, uid: &EntityUid) -> Option<u32> {
         self.id(uid).filter(|&id| self.nodes[id as usize].stored)
-    }
-
-    /// The uid of an id.
-    pub fn uid(&self, id: u32) -> &EntityUid {
-        &self.uids[id as usize]
     }
 
     /// The type of an id, as an index into the graph's types ([`Graph::type_id`]).
@@ -219,7 +212,6 @@ mod tests {
         assert_eq!(graph.attr(a, 5), None);
         assert_eq!(graph.attr(b, 0), None);
         assert_eq!(graph.attr(c, 0), None);
-        assert_eq!(graph.uid(g), &uid("G", "g"));
         assert_eq!(graph.type_of(a), graph.type_id(&"T".parse().unwrap()).unwrap());
         assert_ne!(graph.type_of(a), graph.type_of(g));
     }
