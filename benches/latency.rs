@@ -1,7 +1,9 @@
 //! Latency distribution per decision (p50, p90, p99, p99.9, max) on each data set, which
 //! criterion's means do not show: every operation is timed on its own over a mix of questions
 //! (see `scripts/gen-data.py`), after one warm-up pass. Also a reload while the previous snapshot
-//! is alive (what `serve` does). Prints a Markdown table; `harness = false`, no criterion.
+//! is alive (what `serve` does), and each question's warm median (asked 31 times in a row), whose
+//! spread across questions shows what the heaviest questions cost apart from cache misses.
+//! Prints a Markdown table; `harness = false`, no criterion.
 //!
 //! `cargo bench --bench latency` or `BENCH_SETS=large cargo bench --bench latency`;
 //! `BENCH_SAMPLES` (default 20000) and `BENCH_SECONDS` (default 8) bound each row.
@@ -103,6 +105,25 @@ fn main() {
             sample(samples, seconds, |i| {
                 black_box(api::decide(&snapshot, &shares, &questions[i % n].question()).ok());
             }),
+        );
+        // Each question asked again and again (warm caches): its median of 31 timings, one sample
+        // per question. Against the row above, the difference is what a cold cycle through the
+        // mix costs (each question reaches other entities of a large heap) and the host's noise.
+        row(
+            &set,
+            "  the same, each question's median of 31 in a row (one sample per question)",
+            1,
+            questions
+                .iter()
+                .take(samples as usize)
+                .map(|q| {
+                    let mut timings = sample(31, seconds, |_| {
+                        black_box(api::decide(&snapshot, &shares, &q.question()).ok());
+                    });
+                    timings.sort_unstable();
+                    timings[timings.len() / 2]
+                })
+                .collect(),
         );
         // The same, by kind of question (what the mix is made of).
         let mut kinds: Vec<&str> = questions.iter().map(|q| q.kind.as_str()).collect();
