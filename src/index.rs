@@ -429,15 +429,17 @@ impl ScopeIndex {
         let base = bucket
             .base
             .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
-        // Over the index's own entities, with a stored principal and resource: the graph.
+        // Over the index's own entities, with a stored principal and resource: the graph (its
+        // two lookups only when guards or entity-keyed policies will read them).
+        let has_keyed = !bucket.by_principal.is_empty() || !bucket.by_resource.is_empty();
         let (stored, reads) = match over {
-            Over::Built(_, reads) => (
+            Over::Built(_, reads) if base.atoms != 0 || has_keyed => (
                 self.graph
                     .as_ref()
                     .and_then(|graph| Some((graph, (graph.stored(principal)?, graph.stored(resource)?)))),
                 reads,
             ),
-            Over::Other(_) => (None, None),
+            Over::Built(..) | Over::Other(_) => (None, None),
         };
         let entities = over.entities();
         let truths = stored
@@ -450,7 +452,7 @@ impl ScopeIndex {
                     .evaluate(base.atoms, principal, resource, request.context(), entities)
             });
         let base = base.set(truths, &self.type_level, &self.budget);
-        if bucket.by_principal.is_empty() && bucket.by_resource.is_empty() {
+        if !has_keyed {
             return Some(Selection { base, extra: None });
         }
         let mut extra: Vec<&PolicyId> = Vec::new();

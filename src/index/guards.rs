@@ -189,18 +189,25 @@ impl Atoms {
             resource_entity: None,
             steps: Vec::new(),
         };
+        // Reading through Cedar always finishes: `None` never comes.
+        self.truths(wanted, |atom| Some(request.atom(atom)))
+            .unwrap_or_default()
+    }
+
+    /// The truths of the atoms of `wanted`, each from `truth`; `None` as soon as it gives up.
+    fn truths(&self, wanted: u32, mut truth: impl FnMut(&Atom) -> Option<Truth>) -> Option<Truths> {
         let mut truths = Truths::default();
         for (at, atom) in self.atoms.iter().enumerate() {
             if wanted & (1 << at) == 0 {
                 continue;
             }
-            match request.atom(atom) {
+            match truth(atom)? {
                 Truth::True => truths.holds |= 1 << at,
                 Truth::False => {}
                 Truth::Unknown => truths.unknown |= 1 << at,
             }
         }
-        truths
+        Some(truths)
     }
 }
 
@@ -428,9 +435,8 @@ impl Atoms {
         context: Option<&Context>,
         reads: Option<&ContextReads>,
     ) -> Option<Truths> {
-        let mut truths = Truths::default();
         if wanted == 0 {
-            return Some(truths);
+            return Some(Truths::default());
         }
         let mut request = GraphEvaluation {
             atoms: self,
@@ -441,17 +447,7 @@ impl Atoms {
             reads: reads.filter(|reads| reads.atoms == self.id),
             steps: vec![None; self.steps.len()],
         };
-        for (at, atom) in self.atoms.iter().enumerate() {
-            if wanted & (1 << at) == 0 {
-                continue;
-            }
-            match request.atom(atom)? {
-                Truth::True => truths.holds |= 1 << at,
-                Truth::False => {}
-                Truth::Unknown => truths.unknown |= 1 << at,
-            }
-        }
-        Some(truths)
+        self.truths(wanted, |atom| request.atom(atom))
     }
 }
 
