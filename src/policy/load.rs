@@ -281,7 +281,10 @@ fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPo
             }
         };
         let file_text: std::sync::Arc<str> = file.text.as_str().into();
-        let mut cursor = 0;
+        // Each policy's text is searched for after the previous one's, and its line counted
+        // from there: one pass over the file (counting from the start each time was quadratic,
+        // an eighth of loading 10,000 policies).
+        let (mut cursor, mut line) = (0, 1);
         let mut place = |text: Option<String>| -> (Option<usize>, String) {
             let text = text.unwrap_or_default();
             let found = (!text.is_empty())
@@ -290,8 +293,14 @@ fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPo
             match found {
                 Some(at) => {
                     let start = cursor + at;
+                    line += file
+                        .text
+                        .get(cursor..start)
+                        .map_or(0, |skipped| skipped.matches('\n').count());
+                    let at_line = line;
+                    line += text.matches('\n').count();
                     cursor = start + text.len();
-                    (Some(super::line_col(&file.text, start).0), text)
+                    (Some(at_line), text)
                 }
                 None => (None, text),
             }
@@ -745,6 +754,36 @@ mod tests {
         ];
         for (condition, expected) in table {
             assert_eq!(read(condition), *expected, "{condition}");
+        }
+    }
+
+    #[test]
+    fn each_policy_is_placed_at_its_first_line() {
+        // Multi-line policies, comments, blank lines, an annotation, policies whose text
+        // repeats an earlier one's, two on one line: each is found after the previous one.
+        let text = "// header\n\npermit (principal, action, resource);\n\
+                    @id(\"two\")\nforbid (\n  principal,\n  action,\n  resource\n);\n\
+                    // a comment\npermit (principal, action, resource);\n\
+                    permit (principal, action, resource); permit (principal, action, resource)\n\
+                    when { true };\n";
+        let file = SourceFile {
+            path: PathBuf::from("policies/a.cedar"),
+            relative: "a.cedar".into(),
+            text: text.into(),
+        };
+        let mut errors = Vec::new();
+        let parsed = parse_policies(std::slice::from_ref(&file), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let line = |id: &str| parsed.sources.get(id).and_then(|s| s.line);
+        let expected = [
+            ("a.cedar:0", Some(3)),
+            ("two", Some(4)),
+            ("a.cedar:2", Some(11)),
+            ("a.cedar:3", Some(12)),
+            ("a.cedar:4", Some(12)),
+        ];
+        for (id, want) in expected {
+            assert_eq!(line(id), want, "{id}");
         }
     }
 }
