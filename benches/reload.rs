@@ -1,6 +1,8 @@
-//! Criterion bench of a full reload, `policy::load` (read, parse and strictly validate the
-//! schema, every policy and the directory; build the entities and the slicing indexes), on
-//! each data set. The share store is not part of a reload (it is loaded once at start).
+//! Criterion bench of a reload, `policy::load` (read, parse and strictly validate the schema,
+//! every policy and the directory; build the entities and the slicing indexes), on each data
+//! set, after an edit of the directory file (its store rebuilt) and after an edit of one
+//! policy file (the store reused; that file validated again). The share store is not part of
+//! a reload (it is loaded once at start).
 //!
 //! `cargo bench --bench reload` or `BENCH_SETS=policies cargo bench --bench reload`.
 #![allow(
@@ -15,7 +17,7 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use zenml_authz::policy;
 
 fn reload_benches(c: &mut Criterion) {
@@ -24,10 +26,22 @@ fn reload_benches(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(5));
     for set in common::sets() {
-        let sources = common::sources(&set);
-        drop(common::load_snapshot(&set)); // fails loudly if the set is invalid
-        group.bench_function(set.as_str(), |b| {
-            b.iter(|| black_box(policy::load(&sources).is_ok()))
+        // Each load follows an edit of one file: unchanged sources would reuse everything.
+        let editable = common::Editable::new(&set);
+        drop(editable.load()); // fails loudly if the set is invalid
+        group.bench_function(format!("directory_edit/{set}"), |b| {
+            b.iter_batched(
+                || editable.edit_directory(),
+                |()| black_box(policy::load(&editable.sources()).is_ok()),
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(format!("policy_edit/{set}"), |b| {
+            b.iter_batched(
+                || editable.edit_policies(),
+                |()| black_box(policy::load(&editable.sources()).is_ok()),
+                BatchSize::PerIteration,
+            )
         });
     }
     group.finish();

@@ -92,7 +92,7 @@ fn load(sources: &Sources) -> Result<PolicySnapshot, Outcome> {
 }
 
 fn zenml_directory(snapshot: &PolicySnapshot) -> Result<&Directory, String> {
-    snapshot.directory.as_ref().ok_or_else(|| {
+    snapshot.directory.as_deref().ok_or_else(|| {
         "this needs a ZenML directory file (YAML); the directory is plain Cedar entities JSON".to_owned()
     })
 }

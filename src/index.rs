@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use graph::Graph;
+pub use graph::Graph;
 pub use guards::ContextReads;
 use guards::{Atoms, Guard, Truths};
 
@@ -256,13 +256,24 @@ pub struct ScopeIndex {
     /// How many more policy sets the buckets may keep.
     budget: AtomicUsize,
     /// The entities the index was built with, interned (`None` past `u32` ids).
-    graph: Option<Graph>,
+    graph: Option<Arc<Graph>>,
 }
 
 impl ScopeIndex {
     /// Indexes `policies` for the actions and types of `schema`; `entities` gives the action
     /// hierarchy. `None` when the set has template-linked policies (not indexed: evaluated whole).
     pub fn build(policies: &PolicySet, schema: &Schema, entities: &Entities) -> Option<ScopeIndex> {
+        Self::build_reusing(policies, schema, entities, None)
+    }
+
+    /// [`ScopeIndex::build`], taking `graph` (an earlier index's, over the same `entities`)
+    /// when it holds the attributes this index reads.
+    pub fn build_reusing(
+        policies: &PolicySet,
+        schema: &Schema,
+        entities: &Entities,
+        graph: Option<Arc<Graph>>,
+    ) -> Option<ScopeIndex> {
         if policies.policies().any(|p| p.template_id().is_some()) {
             return None;
         }
@@ -276,14 +287,19 @@ impl ScopeIndex {
         };
         // Type-level policies (every scope key a type or any), with their leading guards.
         let mut type_level_at: HashMap<PolicyId, usize> = HashMap::new();
-        let actions: Vec<EntityUid> = schema.actions().cloned().collect();
+        let mut actions: Vec<EntityUid> = schema.actions().cloned().collect();
+        actions.sort_unstable();
+        // Actions and policies in id order, so that equal sets number their guards' atoms and attributes alike
+        // (an index over an unchanged store can then take the previous index's graph).
+        let mut ordered: Vec<&Policy> = policies.policies().collect();
+        ordered.sort_unstable_by(|a, b| a.id().cmp(b.id()));
         for action in &actions {
             let lineage: HashSet<&EntityUid> = std::iter::once(action)
                 .chain(entities.ancestors(action).into_iter().flatten())
                 .collect();
             let mut bucket = ActionBucket::default();
             let mut type_level: Vec<(usize, Key, Key)> = Vec::new();
-            for policy in policies.policies() {
+            for &policy in &ordered {
                 let applies = match policy.action_constraint() {
                     ActionConstraint::Any => true,
                     ActionConstraint::Eq(uid) => uid == *action,
@@ -391,7 +407,11 @@ impl ScopeIndex {
             bucket.resource_key_types = key_types(&bucket.by_resource);
             index.actions.insert(action.clone(), bucket);
         }
-        index.graph = Graph::build(entities, &index.atoms.attr_names());
+        let attrs = index.atoms.attr_names();
+        index.graph = match graph {
+            Some(graph) if graph.attrs() == attrs.as_slice() => Some(graph),
+            _ => Graph::build(entities, &attrs).map(Arc::new),
+        };
         if let Some(graph) = &index.graph {
             let ids = |types: &[EntityTypeName]| types.iter().filter_map(|t| graph.type_id(t)).collect();
             let by_id = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
@@ -413,6 +433,11 @@ impl ScopeIndex {
             }
         }
         Some(index)
+    }
+
+    /// The interned entities, to hand to the next index over the same store.
+    pub fn graph(&self) -> Option<&Arc<Graph>> {
+        self.graph.as_ref()
     }
 
     /// What the guards read from `context`, for requests over the index's entities with

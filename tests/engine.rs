@@ -92,8 +92,7 @@ fn slice_decisions_equal_whole_store_decisions() {
                         continue;
                     };
                     let sliced = decide(&snapshot, &request).unwrap();
-                    let whole = snapshot
-                        .entities
+                    let whole = (*snapshot.entities)
                         .clone()
                         .add_entities(request.entities.iter().cloned(), None)
                         .unwrap();

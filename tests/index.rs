@@ -167,7 +167,7 @@ proptest! {
             let resource = Resource::parse(&text).unwrap();
             let question = Question { workspace_id: WORKSPACE, user_id: users[u % users.len()], action: ACTIONS[a], resource: &resource };
             let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else { continue };
-            let entities = snapshot.entities.clone().add_entities(request.entities.iter().cloned(), None).unwrap();
+            let entities = (*snapshot.entities).clone().add_entities(request.entities.iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
             let selection = index.select(&request.request, Over::Other(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
@@ -225,8 +225,7 @@ fn the_index_narrows_a_large_set() {
     let Prepared::Request(request) = prepare(&snapshot, &ShareSet::default(), &question).unwrap() else {
         panic!("denied before evaluation")
     };
-    let entities = snapshot
-        .entities
+    let entities = (*snapshot.entities)
         .clone()
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();

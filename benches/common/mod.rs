@@ -273,3 +273,86 @@ pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::Au
         context_reads: None,
     }
 }
+
+/// A copy of a set's sources to edit between reloads: a reload of unchanged sources reuses
+/// the directory's store, so a reload is timed after a real edit of one file.
+pub struct Editable {
+    dir: tempfile::TempDir,
+    edits: std::cell::Cell<usize>,
+}
+
+impl Editable {
+    /// Copies the set's `policies/`, `schemas/` and `directory.yaml`.
+    pub fn new(set: &str) -> Editable {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            if from.is_dir() {
+                std::fs::create_dir_all(to).unwrap();
+                for entry in std::fs::read_dir(from).unwrap() {
+                    let entry = entry.unwrap();
+                    copy(&entry.path(), &to.join(entry.file_name()));
+                }
+            } else {
+                std::fs::copy(from, to).unwrap();
+            }
+        }
+        let sources = sources(set);
+        let dir = tempfile::tempdir().unwrap();
+        copy(&sources.policies, &dir.path().join("policies"));
+        copy(&sources.schemas, &dir.path().join("schemas"));
+        copy(&sources.directory, &dir.path().join("directory.yaml"));
+        Editable {
+            dir,
+            edits: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The copy's sources.
+    pub fn sources(&self) -> Sources {
+        Sources {
+            policies: self.dir.path().join("policies"),
+            schemas: self.dir.path().join("schemas"),
+            directory: self.dir.path().join("directory.yaml"),
+        }
+    }
+
+    fn append(&self, path: &std::path::Path) {
+        use std::io::Write;
+        self.edits.set(self.edits.get() + 1);
+        let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        writeln!(file, "\n# edit {}", self.edits.get()).unwrap();
+    }
+
+    /// Edits the directory file (a comment: the file's text changes, so its store is rebuilt).
+    pub fn edit_directory(&self) {
+        let path = self.dir.path().join("directory.yaml");
+        self.append(&path);
+    }
+
+    /// Edits one policy file: the largest (its policies are parsed and validated again).
+    pub fn edit_policies(&self) {
+        fn files(dir: &std::path::Path, out: &mut Vec<(u64, PathBuf)>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    files(&path, out);
+                } else if path.extension().is_some_and(|e| e == "cedar") {
+                    out.push((std::fs::metadata(&path).unwrap().len(), path));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        files(&self.dir.path().join("policies"), &mut found);
+        found.sort();
+        let (_, largest) = found.pop().expect("a policy file");
+        // Cedar comments start with `//`.
+        use std::io::Write;
+        self.edits.set(self.edits.get() + 1);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&largest).unwrap();
+        writeln!(file, "\n// edit {}", self.edits.get()).unwrap();
+    }
+
+    /// `policy::load` of the copy, failing loudly.
+    pub fn load(&self) -> PolicySnapshot {
+        policy::load(&self.sources()).unwrap_or_else(|errors| panic!("{:?}", errors.first()))
+    }
+}

@@ -50,6 +50,8 @@ pub struct Graph {
     type_of: Vec<u16>,
     types: Vec<EntityTypeName>,
     nodes: Vec<Node>,
+    /// The attributes kept, by slot.
+    attrs: Box<[String]>,
 }
 
 impl Graph {
@@ -59,6 +61,7 @@ impl Graph {
         let mut graph = Graph::default();
         let mut type_ids: FxHashMap<EntityTypeName, u16> = FxHashMap::default();
         u16::try_from(attrs.len()).ok()?;
+        graph.attrs = attrs.iter().map(|attr| (*attr).to_owned()).collect();
         for entity in entities.iter() {
             let id = graph.intern(&entity.uid(), &mut type_ids)?;
             let mut ancestors: Vec<u32> = Vec::new();
@@ -102,6 +105,11 @@ impl Graph {
             node.attrs = kept.into();
         }
         Some(graph)
+    }
+
+    /// The attributes the graph keeps, by slot.
+    pub fn attrs(&self) -> &[String] {
+        &self.attrs
     }
 
     fn intern(&mut self, uid: &EntityUid, type_ids: &mut FxHashMap<EntityTypeName, u16>) -> Option<u32> {

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use cedar_policy::{
@@ -17,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{LoadError, from_diagnostic};
 use super::{PolicySnapshot, PolicySource};
-use crate::directory;
+use crate::directory::{self, Directory};
 
 /// Where the sources are: the three paths `serve`, `validate` and `test` take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,54 +77,59 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
     errors.extend(analysis.errors);
     warnings.extend(analysis.warnings);
     let (all_literals, policy_literals) = (analysis.all_literals, analysis.read_literals);
-    let loaded = match directory::load(&sources.directory, &text, &schema) {
-        Ok(loaded) => Some(loaded),
-        Err(mut directory_errors) => {
-            errors.append(&mut directory_errors);
-            None
+    // The directory's store is rebuilt only when the directory file or the schema changed
+    // (or the policies started or stopped needing stand-ins): a policy edit reuses it.
+    let directory_key = directory_key(&schema_files, &sources.directory, &text);
+    let cached = cached_directory(&directory_key);
+    let mut loaded = None;
+    if cached.is_none() {
+        match directory::load(&sources.directory, &text, &schema) {
+            Ok(directory) => loaded = Some(directory),
+            Err(mut directory_errors) => {
+                errors.append(&mut directory_errors);
+                return Err(errors);
+            }
         }
-    };
-    let Some(loaded) = loaded else {
-        return Err(errors);
-    };
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
-    let (entities, directory, attribute_refs, stand_ins) = match loaded {
-        directory::Loaded::Cedar(entities) => {
-            let refs = attribute_refs(entities.iter());
-            (entities, None, refs, false)
-        }
-        directory::Loaded::Zenml(directory, mut built) => {
-            let refs = attribute_refs(built.iter());
-            // Stand-in resources for the ZenML path, where they are exact; the store is built
-            // once, with them (its transitive closure is most of a load).
-            let stand_ins = crate::zenml::standin::applicable(&all_literals, &refs);
-            if stand_ins {
-                // Checked against the schema on their own (a schema that no longer fits ZenML's
-                // resources is a load error), then stored with the directory's entities.
-                let checked = crate::zenml::standin::entities(&directory).and_then(|extra| {
-                    Entities::from_entities(extra.iter().cloned(), Some(&schema))
-                        .map(|_| extra)
-                        .map_err(|e| e.to_string())
-                });
-                match checked {
-                    Ok(extra) => built.extend(extra),
-                    Err(error) => {
-                        return Err(vec![LoadError::file(
-                            &sources.directory,
-                            format!("stand-in resources: {error}"),
-                        )]);
-                    }
-                }
-            }
-            match Entities::from_entities(built, None) {
-                Ok(entities) => (entities, Some(*directory), refs, stand_ins),
-                Err(error) => return Err(vec![LoadError::file(&sources.directory, error.to_string())]),
-            }
+    let built = match cached {
+        Some(built) if built.stand_ins == built.wants_stand_ins(&all_literals) => built,
+        _ => {
+            let loaded = match loaded {
+                Some(loaded) => loaded,
+                None => directory::load(&sources.directory, &text, &schema)?,
+            };
+            let built = Arc::new(build_directory(
+                loaded,
+                directory_key,
+                &all_literals,
+                &schema,
+                &sources.directory,
+            )?);
+            *LAST_DIRECTORY
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(built.clone());
+            built
         }
     };
-    let index = crate::index::ScopeIndex::build(&parsed.set, &schema, &entities);
+    let index = crate::index::ScopeIndex::build_reusing(
+        &parsed.set,
+        &schema,
+        &built.entities,
+        built
+            .graph
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+    );
+    if let Some(graph) = index.as_ref().and_then(crate::index::ScopeIndex::graph) {
+        *built
+            .graph
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(graph.clone());
+    }
     let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
     Ok(PolicySnapshot {
         revision,
@@ -132,16 +138,118 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
         actions: schema.actions().cloned().collect(),
         schema,
         policies: parsed.set,
-        entities,
+        entities: built.entities.clone(),
         policy_sources: parsed.sources,
-        directory,
+        directory: built.directory.clone(),
         warnings,
-        attribute_refs,
+        attribute_refs: built.refs.clone(),
         policy_literals,
-        stand_ins,
+        stand_ins: built.stand_ins,
         index,
         request_shapes: Default::default(),
         contexts: Default::default(),
+    })
+}
+
+/// A directory file's store, built: shared by the snapshots of every load that finds the
+/// directory file and the schema unchanged.
+struct BuiltDirectory {
+    /// Digest of the schema files and the directory file (path and text).
+    key: [u8; 32],
+    entities: Arc<Entities>,
+    directory: Option<Arc<Directory>>,
+    refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
+    /// Whether the store holds the ZenML stand-in resources.
+    stand_ins: bool,
+    /// The scope index's interning of `entities`, for the next index over the same store (it
+    /// says which attributes it read; an index that needs others builds its own).
+    graph: Mutex<Option<Arc<crate::index::Graph>>>,
+}
+
+impl BuiltDirectory {
+    /// Whether policies with these entity literals want the store with stand-ins.
+    fn wants_stand_ins(&self, literals: &[EntityUid]) -> bool {
+        self.directory.is_some() && crate::zenml::standin::applicable(literals, &self.refs)
+    }
+}
+
+/// The directory store of the latest successful load (the one the serving snapshot uses).
+static LAST_DIRECTORY: Mutex<Option<Arc<BuiltDirectory>>> = Mutex::new(None);
+
+fn directory_key(schema_files: &[SourceFile], path: &Path, text: &str) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    for file in schema_files {
+        digest.update(file.path.to_string_lossy().as_bytes());
+        digest.update([0]);
+        digest.update(file.text.as_bytes());
+        digest.update([0]);
+    }
+    digest.update(b"directory");
+    digest.update(path.to_string_lossy().as_bytes());
+    digest.update([0]);
+    digest.update(text.as_bytes());
+    digest.finalize().into()
+}
+
+fn cached_directory(key: &[u8; 32]) -> Option<Arc<BuiltDirectory>> {
+    LAST_DIRECTORY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        .filter(|built| built.key == *key)
+        .cloned()
+}
+
+/// Builds the store of a loaded directory: its entities, plus the ZenML stand-in resources
+/// when the policies allow them (`literals`); the transitive closure is computed once here.
+fn build_directory(
+    loaded: directory::Loaded,
+    key: [u8; 32],
+    literals: &[EntityUid],
+    schema: &Schema,
+    path: &Path,
+) -> Result<BuiltDirectory, Vec<LoadError>> {
+    let (entities, directory, refs, stand_ins) = match loaded {
+        directory::Loaded::Cedar(entities) => {
+            let refs = attribute_refs(entities.iter());
+            (entities, None, refs, false)
+        }
+        directory::Loaded::Zenml(directory, mut built) => {
+            let refs = attribute_refs(built.iter());
+            // Stand-in resources for the ZenML path, where they are exact; the store is built
+            // once, with them (its transitive closure is most of a load).
+            let stand_ins = crate::zenml::standin::applicable(literals, &refs);
+            if stand_ins {
+                // Checked against the schema on their own (a schema that no longer fits ZenML's
+                // resources is a load error), then stored with the directory's entities.
+                let checked = crate::zenml::standin::entities(&directory).and_then(|extra| {
+                    Entities::from_entities(extra.iter().cloned(), Some(schema))
+                        .map(|_| extra)
+                        .map_err(|e| e.to_string())
+                });
+                match checked {
+                    Ok(extra) => built.extend(extra),
+                    Err(error) => {
+                        return Err(vec![LoadError::file(
+                            path,
+                            format!("stand-in resources: {error}"),
+                        )]);
+                    }
+                }
+            }
+            match Entities::from_entities(built, None) {
+                Ok(entities) => (entities, Some(Arc::new(*directory)), refs, stand_ins),
+                Err(error) => return Err(vec![LoadError::file(path, error.to_string())]),
+            }
+        }
+    };
+    Ok(BuiltDirectory {
+        key,
+        entities: Arc::new(entities),
+        directory,
+        refs: Arc::new(refs),
+        stand_ins,
+        graph: Mutex::new(None),
     })
 }
 

@@ -14,6 +14,7 @@ pub(crate) use load::{collect_entity_refs, entities_from_json};
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use cedar_policy::{Entities, EntityTypeName, EntityUid, PolicySet, Schema};
@@ -43,11 +44,11 @@ pub struct PolicySnapshot {
     /// All policies, re-keyed to their stable ids (`@id` or `file:index`).
     pub policies: PolicySet,
     /// The directory's entities plus the schema's action entities.
-    pub entities: Entities,
+    pub entities: Arc<Entities>,
     /// Policy id -> where it was written.
     pub policy_sources: HashMap<String, PolicySource>,
     /// The ZenML organization directory, when the directory file is one (not plain entities JSON).
-    pub directory: Option<Directory>,
+    pub directory: Option<Arc<Directory>>,
     /// Validator warnings (the snapshot is valid; these are worth a look).
     pub warnings: Vec<LoadError>,
     /// Entity types declared by the schema.
@@ -55,7 +56,7 @@ pub struct PolicySnapshot {
     /// Actions declared by the schema.
     pub actions: HashSet<EntityUid>,
     /// For every stored entity, the entities its attributes and tags refer to (slicing).
-    pub(crate) attribute_refs: HashMap<EntityUid, Vec<EntityUid>>,
+    pub(crate) attribute_refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
     /// Entity literals in the policies whose data evaluation can read (slicing): not those only
     /// compared (`==`, right of `in`, scope constraints), which need no entity data.
     pub(crate) policy_literals: Vec<EntityUid>,
@@ -90,5 +91,16 @@ impl PolicySnapshot {
             templates: self.policies.templates().count(),
             entities: self.entities.len(),
         }
+    }
+
+    /// Whether the store holds the ZenML stand-in resources (`zenml::standin`): the policies
+    /// name no resource entity, so a resource may be evaluated as its stand-in.
+    pub fn stand_ins(&self) -> bool {
+        self.stand_ins
+    }
+
+    /// The scope index's interned entities, when the set is indexed.
+    pub fn index_graph(&self) -> Option<&Arc<crate::index::Graph>> {
+        self.index.as_ref()?.graph()
     }
 }
