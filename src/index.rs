@@ -293,34 +293,44 @@ impl ScopeIndex {
         // (an index over an unchanged store can then take the previous index's graph).
         let mut ordered: Vec<&Policy> = policies.policies().collect();
         ordered.sort_unstable_by(|a, b| a.id().cmp(b.id()));
+        // Each policy's scope, read once (Cedar's accessors convert and allocate).
+        let scoped: Vec<(&Policy, ActionConstraint, Key, Key)> = ordered
+            .into_iter()
+            .map(|policy| {
+                (
+                    policy,
+                    policy.action_constraint(),
+                    Key::principal(policy.principal_constraint()),
+                    Key::resource(policy.resource_constraint()),
+                )
+            })
+            .collect();
         for action in &actions {
             let lineage: HashSet<&EntityUid> = std::iter::once(action)
                 .chain(entities.ancestors(action).into_iter().flatten())
                 .collect();
             let mut bucket = ActionBucket::default();
-            let mut type_level: Vec<(usize, Key, Key)> = Vec::new();
-            for &policy in &ordered {
-                let applies = match policy.action_constraint() {
+            let mut type_level: Vec<(usize, &Key, &Key)> = Vec::new();
+            for (policy, constraint, principal, resource) in &scoped {
+                let applies = match constraint {
                     ActionConstraint::Any => true,
-                    ActionConstraint::Eq(uid) => uid == *action,
+                    ActionConstraint::Eq(uid) => uid == action,
                     ActionConstraint::In(list) => list.iter().any(|uid| lineage.contains(uid)),
                 };
                 if !applies {
                     continue;
                 }
-                let principal = Key::principal(policy.principal_constraint());
-                let resource = Key::resource(policy.resource_constraint());
-                match (&principal, &resource) {
+                match (principal, resource) {
                     (Key::Under(uid), _) => bucket
                         .by_principal
                         .entry(uid.clone())
                         .or_default()
-                        .push((policy.id().clone(), resource)),
+                        .push((policy.id().clone(), resource.clone())),
                     (_, Key::Under(uid)) => bucket
                         .by_resource
                         .entry(uid.clone())
                         .or_default()
-                        .push((policy.id().clone(), principal)),
+                        .push((policy.id().clone(), principal.clone())),
                     _ => {
                         let at = *type_level_at.entry(policy.id().clone()).or_insert_with(|| {
                             // A policy that cannot be read as JSON has no guards (evaluated whenever its scope matches).
@@ -328,7 +338,7 @@ impl ScopeIndex {
                                 .to_json()
                                 .map(|json| guards::leading(&json, &mut index.atoms))
                                 .unwrap_or_default();
-                            index.type_level.push((policy.clone(), guards));
+                            index.type_level.push(((*policy).clone(), guards));
                             index.type_level.len() - 1
                         });
                         type_level.push((at, principal, resource));
@@ -339,7 +349,7 @@ impl ScopeIndex {
                 index
                     .policies
                     .entry(policy.id().clone())
-                    .or_insert_with(|| policy.clone());
+                    .or_insert_with(|| (*policy).clone());
             }
             let principal_types: Vec<EntityTypeName> = schema
                 .principals_for_action(action)

@@ -112,7 +112,17 @@ fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
         "forbid (principal, action, resource == ZenML::Pipeline::\"0b7c7c7e-59a5-4a0e-8b6d-1b1f0a3c9d01\");\n",
     )
     .unwrap();
+    // The same text in a second file (parsed once per load, by text): its own ids and place.
+    std::fs::copy(&pin, dir.path().join("policies/pin2.cedar")).unwrap();
     let pinned = load(dir.path());
+    for id in ["pin.cedar:0", "pin2.cedar:0"] {
+        let source = &pinned.policy_sources[id];
+        assert_eq!(
+            (source.line, source.path.file_name().unwrap()),
+            (Some(1), std::ffi::OsStr::new(&id[..id.len() - 2]))
+        );
+    }
+    std::fs::remove_file(dir.path().join("policies/pin2.cedar")).unwrap();
     assert!(!pinned.stand_ins());
     assert!(!same_store(&edited, &pinned));
     assert!(
