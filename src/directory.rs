@@ -15,10 +15,11 @@
 //! Every problem names the entry and its line: `policies/directory.yaml:88:5: bindings[3]:
 //! unknown team `ml-eng``. A file ending in `.json` is read as plain Cedar entities instead.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::str::FromStr;
 
-use cedar_policy::{Entities, Entity, Schema};
+use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
@@ -202,8 +203,9 @@ impl Directory {
 /// What a directory file holds.
 #[derive(Debug)]
 pub enum Loaded {
-    /// A ZenML directory (YAML): its index and its entities, each checked against the schema,
-    /// not yet assembled into a store (the caller adds its own and builds the store once).
+    /// A ZenML directory (YAML): its index and its entities, not yet checked against the
+    /// schema nor assembled into a store: the caller adds its own and builds the store once,
+    /// with the schema (which adds the actions); when that fails, [`schema_errors`] says where.
     Zenml(Box<Directory>, Vec<Entity>),
     /// Plain Cedar entities (JSON), with the schema's actions.
     Cedar(Entities),
@@ -228,7 +230,7 @@ pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<Load
     })?;
     let mut builder = Builder::new(path);
     let directory = builder.resolve(&file);
-    let entities = builder.entities(schema);
+    let entities = builder.unchecked_entities();
     if !builder.errors.is_empty() {
         return Err(builder.errors);
     }
@@ -236,6 +238,54 @@ pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<Load
         (Some(directory), Some(entities)) => Ok(Loaded::Zenml(Box::new(directory), entities)),
         _ => Err(vec![LoadError::file(path, "directory could not be built")]),
     }
+}
+
+/// Where the entities of a ZenML directory file do not match `schema`: each entity checked on
+/// its own, errors at the entry that made it (slower than checking the store at once; for
+/// when that check failed).
+pub fn schema_errors(path: &Path, text: &str, schema: &Schema) -> Vec<LoadError> {
+    let file: DirectoryFile = match serde_saphyr::from_str(text) {
+        Ok(file) => file,
+        Err(error) => return vec![LoadError::file(path, yaml_message(&error))],
+    };
+    let mut builder = Builder::new(path);
+    let _ = builder.resolve(&file);
+    let _ = builder.entities(schema);
+    builder.errors
+}
+
+/// A directory attribute value (JSON as the builder writes it) as a Cedar expression.
+fn restricted(value: &Value) -> Option<RestrictedExpression> {
+    Some(match value {
+        Value::String(text) => RestrictedExpression::new_string(text.clone()),
+        Value::Bool(flag) => RestrictedExpression::new_bool(*flag),
+        Value::Number(number) => RestrictedExpression::new_long(number.as_i64()?),
+        Value::Array(items) => {
+            RestrictedExpression::new_set(items.iter().map(restricted).collect::<Option<Vec<_>>>()?)
+        }
+        Value::Object(fields) => match fields.get("__entity") {
+            Some(Value::Object(uid)) => RestrictedExpression::new_entity_uid(entity_uid(
+                uid.get("type")?.as_str()?,
+                uid.get("id")?.as_str()?,
+            )?),
+            Some(_) => return None,
+            None => RestrictedExpression::new_record(
+                fields
+                    .iter()
+                    .map(|(name, value)| Some((name.clone(), restricted(value)?)))
+                    .collect::<Option<Vec<_>>>()?,
+            )
+            .ok()?,
+        },
+        Value::Null => return None,
+    })
+}
+
+fn entity_uid(type_name: &str, id: &str) -> Option<EntityUid> {
+    Some(EntityUid::from_type_name_and_id(
+        EntityTypeName::from_str(type_name).ok()?,
+        EntityId::new(id),
+    ))
 }
 
 // ---- The file format --------------------------------------------------------------------
@@ -1048,6 +1098,57 @@ impl<'a> Builder<'a> {
         self.add_parent(holder, group);
     }
 
+    /// Builds every entity, unchecked (see [`Loaded::Zenml`]), without the actions.
+    fn unchecked_entities(&mut self) -> Option<Vec<Entity>> {
+        let mut built = Vec::with_capacity(self.entities.len());
+        fn type_of(types: &mut HashMap<String, EntityTypeName>, name: &str) -> Option<EntityTypeName> {
+            if let Some(known) = types.get(name) {
+                return Some(known.clone());
+            }
+            let parsed = EntityTypeName::from_str(name).ok()?;
+            types.insert(name.to_owned(), parsed.clone());
+            Some(parsed)
+        }
+        let mut types: HashMap<String, EntityTypeName> = HashMap::new();
+        for ((type_name, id), (value, _)) in &self.entities {
+            let entity = (|| {
+                let uid =
+                    EntityUid::from_type_name_and_id(type_of(&mut types, type_name)?, EntityId::new(id));
+                let parents = self
+                    .parents
+                    .get(&(type_name.clone(), id.clone()))
+                    .into_iter()
+                    .flatten()
+                    .map(|(parent_type, parent_id)| {
+                        Some(EntityUid::from_type_name_and_id(
+                            type_of(&mut types, parent_type)?,
+                            EntityId::new(parent_id),
+                        ))
+                    })
+                    .collect::<Option<HashSet<_>>>()?;
+                let attrs = match value.get("attrs") {
+                    Some(Value::Object(attrs)) => attrs
+                        .iter()
+                        .map(|(name, value)| Some((name.clone(), restricted(value)?)))
+                        .collect::<Option<HashMap<_, _>>>()?,
+                    _ => HashMap::new(),
+                };
+                Entity::new(uid, attrs, parents).ok()
+            })();
+            match entity {
+                Some(entity) => built.push(entity),
+                None => {
+                    self.errors.push(LoadError::file(
+                        self.path,
+                        format!("internal: entity {type_name}::\"{id}\" could not be built"),
+                    ));
+                    return None;
+                }
+            }
+        }
+        Some(built)
+    }
+
     /// Builds and schema-checks every entity, with the schema's actions; errors name the
     /// directory entry that made it.
     fn entities(&mut self, schema: &Schema) -> Option<Vec<Entity>> {
@@ -1143,5 +1244,51 @@ fn kind_word(kind: ScopeKind) -> &'static str {
         ScopeKind::Organization => "organization",
         ScopeKind::Workspace => "workspace",
         ScopeKind::Project => "project",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_built_at_once_equals_the_one_checked_entity_by_entity() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let schema_text = std::fs::read_to_string(root.join("schemas/zenml.cedarschema")).unwrap();
+        let (schema, _) = Schema::from_cedarschema_str(&schema_text).unwrap();
+        let path = Path::new("policies/directory.yaml");
+        let text = std::fs::read_to_string(root.join(path)).unwrap();
+
+        let Ok(Loaded::Zenml(_, unchecked)) = load(path, &text, &schema) else {
+            panic!("the bundled directory loads");
+        };
+        let at_once = Entities::from_entities(unchecked, Some(&schema)).unwrap();
+
+        let file: DirectoryFile = serde_saphyr::from_str(&text).unwrap();
+        let mut builder = Builder::new(path);
+        assert!(builder.resolve(&file).is_some());
+        let checked = builder.entities(&schema).unwrap();
+        let one_by_one = Entities::from_entities(checked, None).unwrap();
+
+        // Entities compare by uid only: compare their JSON (attributes, parents and all).
+        let json = |entities: &Entities| {
+            let Ok(Value::Array(list)) = entities.to_json_value() else {
+                panic!("entities JSON is an array");
+            };
+            let mut out: Vec<String> = list
+                .into_iter()
+                .map(|mut entity| {
+                    if let Some(Value::Array(parents)) = entity.get_mut("parents") {
+                        parents.sort_by_key(Value::to_string);
+                    }
+                    entity.to_string()
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        assert_eq!(at_once.len(), one_by_one.len());
+        assert!(json(&at_once) == json(&one_by_one), "the stores differ");
+        assert!(schema_errors(path, &text, &schema).is_empty());
     }
 }

@@ -54,6 +54,7 @@ fn the_bundled_sources_are_valid() {
 #[test]
 fn each_kind_of_breakage_is_reported_at_its_place() {
     let bob = line_of("policies/directory.yaml", "username: bob") - 1;
+    let ada = line_of("policies/directory.yaml", "username: ada") - 1;
     let dave_binding = line_of(
         "policies/directory.yaml",
         "{user: dave, role: developer, project: churn}",
@@ -132,6 +133,12 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
             )],
             format!("policies/directory.yaml:{bob}:"),
             "users[1] `bob`: id `bob-1` is not a UUID",
+        ),
+        (
+            "directory: an entry the schema no longer fits",
+            vec![("schemas/zenml.cedarschema", "email?: String,", "email?: Long,")],
+            format!("policies/directory.yaml:{ada}:"),
+            "users[0] `ada`: does not match the schema",
         ),
         (
             "directory: unknown field",

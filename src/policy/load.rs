@@ -103,6 +103,7 @@ pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
             };
             let built = Arc::new(build_directory(
                 loaded,
+                &text,
                 directory_key,
                 &all_literals,
                 &schema,
@@ -204,6 +205,7 @@ fn cached_directory(key: &[u8; 32]) -> Option<Arc<BuiltDirectory>> {
 /// when the policies allow them (`literals`); the transitive closure is computed once here.
 fn build_directory(
     loaded: directory::Loaded,
+    text: &str,
     key: [u8; 32],
     literals: &[EntityUid],
     schema: &Schema,
@@ -237,9 +239,18 @@ fn build_directory(
                     }
                 }
             }
-            match Entities::from_entities(built, None) {
+            // One pass checks every entity against the schema, adds the schema's actions and
+            // computes the closure; only when the check fails is each entity checked again on
+            // its own, to report every mismatch at its entry.
+            match Entities::from_entities(built, Some(schema)) {
                 Ok(entities) => (entities, Some(Arc::new(*directory)), refs, stand_ins),
-                Err(error) => return Err(vec![LoadError::file(path, error.to_string())]),
+                Err(error) => {
+                    let mut errors = directory::schema_errors(path, text, schema);
+                    if errors.is_empty() {
+                        errors.push(LoadError::file(path, crate::policy::error_chain(&error)));
+                    }
+                    return Err(errors);
+                }
             }
         }
     };
