@@ -305,21 +305,43 @@ impl ScopeIndex {
                 )
             })
             .collect();
-        for action in &actions {
+        // Which actions each policy's action constraint covers, worked out once per policy:
+        // `action in A` covers the actions whose lineage (itself and its groups) holds A.
+        let mut covered_by: FxHashMap<&EntityUid, Vec<usize>> = FxHashMap::default();
+        for (at, action) in actions.iter().enumerate() {
             let lineage: HashSet<&EntityUid> = std::iter::once(action)
                 .chain(entities.ancestors(action).into_iter().flatten())
                 .collect();
+            for uid in lineage {
+                covered_by.entry(uid).or_default().push(at);
+            }
+        }
+        let mut per_action: Vec<Vec<usize>> = vec![Vec::new(); actions.len()];
+        for (at, (_, constraint, _, _)) in scoped.iter().enumerate() {
+            let mut covered: Vec<usize> = match constraint {
+                ActionConstraint::Any => (0..actions.len()).collect(),
+                ActionConstraint::Eq(uid) => actions
+                    .iter()
+                    .position(|action| action == uid)
+                    .into_iter()
+                    .collect(),
+                ActionConstraint::In(list) => list
+                    .iter()
+                    .filter_map(|uid| covered_by.get(uid))
+                    .flatten()
+                    .copied()
+                    .collect(),
+            };
+            covered.sort_unstable();
+            covered.dedup();
+            for action in covered {
+                per_action[action].push(at);
+            }
+        }
+        for (action, applicable) in actions.iter().zip(&per_action) {
             let mut bucket = ActionBucket::default();
             let mut type_level: Vec<(usize, &Key, &Key)> = Vec::new();
-            for (policy, constraint, principal, resource) in &scoped {
-                let applies = match constraint {
-                    ActionConstraint::Any => true,
-                    ActionConstraint::Eq(uid) => uid == action,
-                    ActionConstraint::In(list) => list.iter().any(|uid| lineage.contains(uid)),
-                };
-                if !applies {
-                    continue;
-                }
+            for (policy, _, principal, resource) in applicable.iter().map(|&at| &scoped[at]) {
                 match (principal, resource) {
                     (Key::Under(uid), _) => bucket
                         .by_principal
