@@ -390,11 +390,14 @@ enum Item {
     Template(cedar_policy::Template),
 }
 
-/// A file's items in written order: (item, its `@id`, its text as written).
-type FileItems = Arc<[(Item, Option<String>, String)]>;
+/// A file's items in written order: (item under its id, the id, its text as written).
+type FileItems = Arc<[(Item, String, Arc<str>)]>;
 
-/// The parsed items of the latest load's policy files, by text digest: a reload parses only
-/// the files that changed (parsing is per file; ids and duplicates are settled afterwards).
+/// The parsed items of the latest load's policy files, by digest of the file's relative path
+/// and text (which decide the ids): a reload parses only the files that changed, and the
+/// snapshot's policy set shares the kept items (an item re-keyed to its id is a copy of the
+/// parsed policy; keeping the parsed one as well would double the policies' memory).
+/// Duplicate ids are settled on every load.
 static PARSED: std::sync::LazyLock<Mutex<HashMap<[u8; 32], FileItems>>> =
     std::sync::LazyLock::new(Default::default);
 
@@ -420,12 +423,19 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
     items.sort_by_key(|(n, _)| *n);
     Ok(items
         .into_iter()
-        .map(|(_, item)| {
+        .enumerate()
+        .map(|(index, (_, item))| {
             let (annotated, text) = match &item {
                 Item::Policy(p) => (p.annotation("id").map(str::to_owned), p.to_cedar()),
                 Item::Template(t) => (t.annotation("id").map(str::to_owned), Some(t.to_cedar())),
             };
-            (item, annotated, text.unwrap_or_default())
+            let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
+            let policy_id = PolicyId::new(&id);
+            let item = match item {
+                Item::Policy(p) => Item::Policy(p.new_id(policy_id)),
+                Item::Template(t) => Item::Template(t.new_id(policy_id)),
+            };
+            (item, id, Arc::from(text.unwrap_or_default()))
         })
         .collect())
 }
@@ -439,7 +449,11 @@ fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPo
     let mut cache = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut kept: HashMap<[u8; 32], FileItems> = HashMap::with_capacity(files.len());
     for file in files {
-        let digest: [u8; 32] = Sha256::digest(file.text.as_bytes()).into();
+        let mut digest = Sha256::new();
+        digest.update(file.relative.as_bytes());
+        digest.update([0]);
+        digest.update(file.text.as_bytes());
+        let digest: [u8; 32] = digest.finalize().into();
         let items = match kept.get(&digest).or_else(|| cache.get(&digest)).cloned() {
             Some(items) => items,
             None => match parse_file(file) {
@@ -470,10 +484,8 @@ fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPo
             cursor = start + text.len();
             Some(at_line)
         };
-        for (index, (item, annotated, text)) in items.iter().enumerate() {
-            let id = annotated
-                .clone()
-                .unwrap_or_else(|| format!("{}:{index}", file.relative));
+        for (item, id, text) in items.iter() {
+            let id = id.clone();
             let line = place(text);
             let text = text.clone();
             if let Some(previous) = parsed.sources.get(&id) {
@@ -488,16 +500,9 @@ fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPo
                 });
                 continue;
             }
-            let policy_id = PolicyId::new(&id);
             let added = match item {
-                Item::Policy(p) => parsed
-                    .set
-                    .add(p.clone().new_id(policy_id))
-                    .map_err(|e| e.to_string()),
-                Item::Template(t) => parsed
-                    .set
-                    .add_template(t.clone().new_id(policy_id))
-                    .map_err(|e| e.to_string()),
+                Item::Policy(p) => parsed.set.add(p.clone()).map_err(|e| e.to_string()),
+                Item::Template(t) => parsed.set.add_template(t.clone()).map_err(|e| e.to_string()),
             };
             if let Err(message) = added {
                 errors.push(LoadError::file(&file.path, message));

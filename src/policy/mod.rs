@@ -29,7 +29,7 @@ pub struct PolicySource {
     /// 1-based line of the policy's first token (its first annotation, if any).
     pub line: Option<usize>,
     /// The policy's text as written.
-    pub text: String,
+    pub text: Arc<str>,
 }
 
 /// One loaded, validated, immutable set of schema, policies and entities.
