@@ -18,17 +18,22 @@ use std::process::{Command, Stdio};
 use common::Server;
 use serde_json::{Value, json};
 
+/// The path of `promtool`, installed once per test run (the script also locks, for other runs).
 fn promtool() -> String {
-    let output = Command::new("bash")
-        .arg(common::root().join("scripts/ensure-promtool.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(common::root().join("scripts/ensure-promtool.sh"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    })
+    .clone()
 }
 
 fn reads_churn(user: &str) -> Value {
