@@ -16,7 +16,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cedar_policy::EntityUid;
-use serde_json::Value;
 use zenml_authz::{PolicySnapshot, Sources, policy};
 
 fn sources(dir: &Path) -> Sources {
@@ -31,22 +30,9 @@ fn load(dir: &Path) -> PolicySnapshot {
     policy::load(&sources(dir)).unwrap_or_else(|errors| panic!("{errors:#?}"))
 }
 
-/// The store as a sorted list of entity JSON values (order-free comparison).
+/// The store as sorted entity JSON (order-free comparison).
 fn store(snapshot: &PolicySnapshot) -> Vec<String> {
-    let Value::Array(entities) = snapshot.entities.to_json_value().unwrap() else {
-        panic!("entities JSON is an array");
-    };
-    let mut out: Vec<String> = entities
-        .into_iter()
-        .map(|mut entity| {
-            if let Some(Value::Array(parents)) = entity.get_mut("parents") {
-                parents.sort_by_key(Value::to_string);
-            }
-            entity.to_string()
-        })
-        .collect();
-    out.sort();
-    out
+    common::store_json(&snapshot.entities)
 }
 
 /// Whether two stores hold the same entities (without printing them all when not).

@@ -349,3 +349,28 @@ fn reloads_validate_every_policy_they_keep() {
         }
     }
 }
+
+#[test]
+fn the_directory_store_built_at_once_equals_the_one_checked_entity_by_entity() {
+    // The load makes the directory's entities unchecked and checks them with the store, at once;
+    // `checked_entities` parses and checks each through Cedar's JSON form. Same store.
+    let root = common::root();
+    let schema_text = std::fs::read_to_string(root.join("schemas/zenml.cedarschema")).unwrap();
+    let (schema, _) = cedar_policy::Schema::from_cedarschema_str(&schema_text).unwrap();
+    let path = std::path::Path::new("policies/directory.yaml");
+    let text = std::fs::read_to_string(root.join(path)).unwrap();
+    let Ok(zenml_authz::directory::Loaded::Zenml(_, unchecked)) =
+        zenml_authz::directory::load(path, &text, &schema)
+    else {
+        panic!("the bundled directory loads");
+    };
+    let at_once = cedar_policy::Entities::from_entities(unchecked, Some(&schema)).unwrap();
+    let checked = zenml_authz::directory::checked_entities(path, &text, &schema).unwrap();
+    let one_by_one = cedar_policy::Entities::from_entities(checked, None).unwrap();
+    assert_eq!(at_once.len(), one_by_one.len());
+    assert!(
+        common::store_json(&at_once) == common::store_json(&one_by_one),
+        "the stores differ"
+    );
+    assert!(zenml_authz::directory::schema_errors(path, &text, &schema).is_empty());
+}

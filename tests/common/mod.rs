@@ -289,3 +289,22 @@ pub fn send_to(
         body,
     })
 }
+
+/// A store as sorted entity JSON, parents sorted too: Cedar's entities compare by uid only, so
+/// this compares attributes and parents as well.
+pub fn store_json(entities: &cedar_policy::Entities) -> Vec<String> {
+    let Ok(Value::Array(list)) = entities.to_json_value() else {
+        panic!("entities JSON is an array");
+    };
+    let mut out: Vec<String> = list
+        .into_iter()
+        .map(|mut entity| {
+            if let Some(Value::Array(parents)) = entity.get_mut("parents") {
+                parents.sort_by_key(Value::to_string);
+            }
+            entity.to_string()
+        })
+        .collect();
+    out.sort();
+    out
+}
