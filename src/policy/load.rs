@@ -177,7 +177,8 @@ impl BuiltDirectory {
 /// The directory store of the latest successful load (the one the serving snapshot uses).
 static LAST_DIRECTORY: Mutex<Option<Arc<BuiltDirectory>>> = Mutex::new(None);
 
-fn directory_key(schema_files: &[SourceFile], path: &Path, text: &str) -> [u8; 32] {
+/// A digest of the schema files (paths and texts), to extend into the keys of what a load reuses.
+fn schema_digest(schema_files: &[SourceFile]) -> Sha256 {
     let mut digest = Sha256::new();
     for file in schema_files {
         digest.update(file.path.to_string_lossy().as_bytes());
@@ -185,6 +186,11 @@ fn directory_key(schema_files: &[SourceFile], path: &Path, text: &str) -> [u8; 3
         digest.update(file.text.as_bytes());
         digest.update([0]);
     }
+    digest
+}
+
+fn directory_key(schema_files: &[SourceFile], path: &Path, text: &str) -> [u8; 32] {
+    let mut digest = schema_digest(schema_files);
     digest.update(b"directory");
     digest.update(path.to_string_lossy().as_bytes());
     digest.update([0]);
@@ -558,13 +564,7 @@ fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &Parse
     if parsed.set.templates().next().is_some() {
         return analyze(&validator, &parsed.set, parsed);
     }
-    let mut schema_digest = Sha256::new();
-    for file in schema_files {
-        schema_digest.update(file.path.to_string_lossy().as_bytes());
-        schema_digest.update([0]);
-        schema_digest.update(file.text.as_bytes());
-        schema_digest.update([0]);
-    }
+    let schema_digest = schema_digest(schema_files);
     // Group the policies by file, in file order. A group's key covers the schema, the file
     // and the ids of the policies taken from it (a policy whose id another file already used
     // is left out, so the same text can yield different groups).
