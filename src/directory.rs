@@ -262,38 +262,76 @@ pub fn checked_entities(path: &Path, text: &str, schema: &Schema) -> Result<Vec<
     }
 }
 
-/// A directory attribute value (JSON as the builder writes it) as a Cedar expression.
-fn restricted(value: &Value) -> Option<RestrictedExpression> {
-    Some(match value {
-        Value::String(text) => RestrictedExpression::new_string(text.clone()),
-        Value::Bool(flag) => RestrictedExpression::new_bool(*flag),
-        Value::Number(number) => RestrictedExpression::new_long(number.as_i64()?),
-        Value::Array(items) => {
-            RestrictedExpression::new_set(items.iter().map(restricted).collect::<Option<Vec<_>>>()?)
-        }
-        Value::Object(fields) => match fields.get("__entity") {
-            Some(Value::Object(uid)) => RestrictedExpression::new_entity_uid(entity_uid(
-                uid.get("type")?.as_str()?,
-                uid.get("id")?.as_str()?,
-            )?),
-            Some(_) => return None,
-            None => RestrictedExpression::new_record(
-                fields
-                    .iter()
-                    .map(|(name, value)| Some((name.clone(), restricted(value)?)))
-                    .collect::<Option<Vec<_>>>()?,
-            )
-            .ok()?,
-        },
-        Value::Null => return None,
-    })
+/// Entity uids from the builder's `(type, id)` strings, each type name parsed once.
+#[derive(Default)]
+struct Uids {
+    types: HashMap<String, EntityTypeName>,
 }
 
-fn entity_uid(type_name: &str, id: &str) -> Option<EntityUid> {
-    Some(EntityUid::from_type_name_and_id(
-        EntityTypeName::from_str(type_name).ok()?,
-        EntityId::new(id),
-    ))
+impl Uids {
+    fn uid(&mut self, type_name: &str, id: &str) -> Option<EntityUid> {
+        let type_name = match self.types.get(type_name) {
+            Some(known) => known.clone(),
+            None => {
+                let parsed = EntityTypeName::from_str(type_name).ok()?;
+                self.types.insert(type_name.to_owned(), parsed.clone());
+                parsed
+            }
+        };
+        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+    }
+
+    /// A directory attribute value (JSON as the builder writes it) as a Cedar expression.
+    fn restricted(&mut self, value: &Value) -> Option<RestrictedExpression> {
+        Some(match value {
+            Value::String(text) => RestrictedExpression::new_string(text.clone()),
+            Value::Bool(flag) => RestrictedExpression::new_bool(*flag),
+            Value::Number(number) => RestrictedExpression::new_long(number.as_i64()?),
+            Value::Array(items) => RestrictedExpression::new_set(
+                items
+                    .iter()
+                    .map(|item| self.restricted(item))
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+            Value::Object(fields) => match fields.get("__entity") {
+                Some(Value::Object(uid)) => RestrictedExpression::new_entity_uid(
+                    self.uid(uid.get("type")?.as_str()?, uid.get("id")?.as_str()?)?,
+                ),
+                Some(_) => return None,
+                None => RestrictedExpression::new_record(
+                    fields
+                        .iter()
+                        .map(|(name, value)| Some((name.clone(), self.restricted(value)?)))
+                        .collect::<Option<Vec<_>>>()?,
+                )
+                .ok()?,
+            },
+            Value::Null => return None,
+        })
+    }
+
+    /// One entity from the builder's value (`{"attrs": {...}}`) and parents, unchecked.
+    fn entity(
+        &mut self,
+        (type_name, id): &(String, String),
+        value: &Value,
+        parents: Option<&BTreeSet<(String, String)>>,
+    ) -> Option<Entity> {
+        let uid = self.uid(type_name, id)?;
+        let parents = parents
+            .into_iter()
+            .flatten()
+            .map(|(parent_type, parent_id)| self.uid(parent_type, parent_id))
+            .collect::<Option<HashSet<_>>>()?;
+        let attrs = match value.get("attrs") {
+            Some(Value::Object(attrs)) => attrs
+                .iter()
+                .map(|(name, value)| Some((name.clone(), self.restricted(value)?)))
+                .collect::<Option<HashMap<_, _>>>()?,
+            _ => HashMap::new(),
+        };
+        Entity::new(uid, attrs, parents).ok()
+    }
 }
 
 // ---- The file format --------------------------------------------------------------------
@@ -1109,46 +1147,14 @@ impl<'a> Builder<'a> {
     /// Builds every entity, unchecked (see [`Loaded::Zenml`]), without the actions.
     fn unchecked_entities(&mut self) -> Option<Vec<Entity>> {
         let mut built = Vec::with_capacity(self.entities.len());
-        fn type_of(types: &mut HashMap<String, EntityTypeName>, name: &str) -> Option<EntityTypeName> {
-            if let Some(known) = types.get(name) {
-                return Some(known.clone());
-            }
-            let parsed = EntityTypeName::from_str(name).ok()?;
-            types.insert(name.to_owned(), parsed.clone());
-            Some(parsed)
-        }
-        let mut types: HashMap<String, EntityTypeName> = HashMap::new();
-        for ((type_name, id), (value, _)) in &self.entities {
-            let entity = (|| {
-                let uid =
-                    EntityUid::from_type_name_and_id(type_of(&mut types, type_name)?, EntityId::new(id));
-                let parents = self
-                    .parents
-                    .get(&(type_name.clone(), id.clone()))
-                    .into_iter()
-                    .flatten()
-                    .map(|(parent_type, parent_id)| {
-                        Some(EntityUid::from_type_name_and_id(
-                            type_of(&mut types, parent_type)?,
-                            EntityId::new(parent_id),
-                        ))
-                    })
-                    .collect::<Option<HashSet<_>>>()?;
-                let attrs = match value.get("attrs") {
-                    Some(Value::Object(attrs)) => attrs
-                        .iter()
-                        .map(|(name, value)| Some((name.clone(), restricted(value)?)))
-                        .collect::<Option<HashMap<_, _>>>()?,
-                    _ => HashMap::new(),
-                };
-                Entity::new(uid, attrs, parents).ok()
-            })();
-            match entity {
+        let mut uids = Uids::default();
+        for (key, (value, _)) in &self.entities {
+            match uids.entity(key, value, self.parents.get(key)) {
                 Some(entity) => built.push(entity),
                 None => {
                     self.errors.push(LoadError::file(
                         self.path,
-                        format!("internal: entity {type_name}::\"{id}\" could not be built"),
+                        format!("internal: entity {}::\"{}\" could not be built", key.0, key.1),
                     ));
                     return None;
                 }

@@ -291,11 +291,9 @@ impl ScopeIndex {
         actions.sort_unstable();
         // Actions and policies in id order, so that equal sets number their guards' atoms and attributes alike
         // (an index over an unchanged store can then take the previous index's graph).
-        let mut ordered: Vec<&Policy> = policies.policies().collect();
-        ordered.sort_unstable_by(|a, b| a.id().cmp(b.id()));
-        // Each policy's scope, read once (Cedar's accessors convert and allocate).
-        let scoped: Vec<(&Policy, ActionConstraint, Key, Key)> = ordered
-            .into_iter()
+        // Each policy's scope is read once (Cedar's accessors convert and allocate).
+        let mut scoped: Vec<(&Policy, ActionConstraint, Key, Key)> = policies
+            .policies()
             .map(|policy| {
                 (
                     policy,
@@ -305,6 +303,7 @@ impl ScopeIndex {
                 )
             })
             .collect();
+        scoped.sort_unstable_by(|a, b| a.0.id().cmp(b.0.id()));
         // Which actions each policy's action constraint covers, worked out once per policy:
         // `action in A` covers the actions whose lineage (itself and its groups) holds A.
         let mut covered_by: FxHashMap<&EntityUid, Vec<usize>> = FxHashMap::default();

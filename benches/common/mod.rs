@@ -315,17 +315,17 @@ impl Editable {
         }
     }
 
-    fn append(&self, path: &std::path::Path) {
+    /// Appends a numbered comment (`comment` is the file format's marker) to `path`.
+    fn append(&self, path: &std::path::Path, comment: &str) {
         use std::io::Write;
         self.edits.set(self.edits.get() + 1);
         let mut file = std::fs::OpenOptions::new().append(true).open(path).unwrap();
-        writeln!(file, "\n# edit {}", self.edits.get()).unwrap();
+        writeln!(file, "\n{comment} edit {}", self.edits.get()).unwrap();
     }
 
     /// Edits the directory file (a comment: the file's text changes, so its store is rebuilt).
     pub fn edit_directory(&self) {
-        let path = self.dir.path().join("directory.yaml");
-        self.append(&path);
+        self.append(&self.dir.path().join("directory.yaml"), "#");
     }
 
     /// Edits one policy file: the largest (its policies are parsed and validated again).
@@ -344,11 +344,7 @@ impl Editable {
         files(&self.dir.path().join("policies"), &mut found);
         found.sort();
         let (_, largest) = found.pop().expect("a policy file");
-        // Cedar comments start with `//`.
-        use std::io::Write;
-        self.edits.set(self.edits.get() + 1);
-        let mut file = std::fs::OpenOptions::new().append(true).open(&largest).unwrap();
-        writeln!(file, "\n// edit {}", self.edits.get()).unwrap();
+        self.append(&largest, "//");
     }
 
     /// `policy::load` of the copy, failing loudly.
