@@ -88,7 +88,7 @@ fn engine_benches(c: &mut Criterion) {
         // A cache hit, key construction included (as `zenml::api` builds it per check).
         let cache = DecisionCache::new(CacheConfig {
             enabled: true,
-            max_entries: 100_000,
+            max_bytes: 64 << 20,
             ttl: Duration::from_secs(3600),
         });
         for q in questions.iter().chain(&batch) {

@@ -183,7 +183,7 @@ fn main() {
         );
         let cache = DecisionCache::new(CacheConfig {
             enabled: true,
-            max_entries: 100_000,
+            max_bytes: 64 << 20,
             ttl: Duration::from_secs(3600),
         });
         for q in questions.iter().chain(&batch) {

@@ -288,7 +288,7 @@ fn authorize_cedar(
         "context": json_arg("--context", args.context.as_deref())?,
         "additional_entities": json_arg("--entities", args.entities.as_deref())?,
     });
-    let (request, _) = crate::http::parse_request(snapshot, &body)?;
+    let (request, _) = crate::http::parse_request(snapshot, &body, &crate::config::Limits::default())?;
     let decision = engine::decide(snapshot, &request).map_err(|error| error.to_string())?;
 
     let mut out = String::new();

@@ -6,6 +6,10 @@
 //! a share write changes the key, so a cached answer can never outlive the state it was
 //! computed under; the TTL and size bound only memory. Requests with request-scoped
 //! `additional_entities` are not cached, and neither are errors.
+//!
+//! The size bound is in bytes, not entries: each entry weighs its key's and decision's heap
+//! bytes plus a fixed overhead ([`CacheKey::weight`]), so a caller sending unique, long ids
+//! cannot grow the cache past `--cache-max-bytes` however many requests it sends.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,8 +21,8 @@ use crate::engine::Decision;
 pub struct CacheConfig {
     /// Off: every request is evaluated.
     pub enabled: bool,
-    /// Most cached decisions.
-    pub max_entries: u64,
+    /// Most bytes of cached keys and decisions (approximate heap size, see [`CacheKey::weight`]).
+    pub max_bytes: u64,
     /// How long a decision is kept.
     pub ttl: Duration,
 }
@@ -32,6 +36,39 @@ pub struct CacheKey {
     pub shares_version: u64,
     /// The request itself.
     pub request: RequestKey,
+}
+
+/// Bytes an entry costs beyond its strings: moka's entry, the key and decision structs, the
+/// hash table slot (measured with the memory bench: ~200 bytes per entry).
+const ENTRY_OVERHEAD: usize = 256;
+
+// === impl CacheKey ===
+
+impl CacheKey {
+    /// The approximate heap bytes of an entry with this key and `decision`.
+    pub fn weight(&self, decision: &Decision) -> u32 {
+        let request = match &self.request {
+            RequestKey::Zenml {
+                workspace,
+                user,
+                action,
+                resource,
+            } => workspace.len() + user.len() + action.len() + resource.len(),
+            RequestKey::Cedar {
+                principal,
+                action,
+                resource,
+                context,
+            } => principal.len() + action.len() + resource.len() + context.len(),
+        };
+        let strings = |list: &[String]| list.iter().map(|s| s.len() + 24).sum::<usize>();
+        let total = ENTRY_OVERHEAD
+            + self.revision.len()
+            + request
+            + strings(&decision.reasons)
+            + strings(&decision.errors);
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
 }
 
 /// The request part of a cache key.
@@ -70,6 +107,8 @@ pub struct CacheStats {
     pub misses: u64,
     /// Decisions held now (approximate: moka counts lazily).
     pub entries: u64,
+    /// Their weight in bytes (approximate, like `entries`).
+    pub bytes: u64,
     /// Decisions evicted for size.
     pub evictions: u64,
 }
@@ -78,7 +117,8 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub struct DecisionCache {
     /// `moka::sync::Cache` rather than a locked map: lock-free reads under the ~40 concurrent
-    /// callers a ZenML server has, bounded size with TinyLFU eviction, and TTL.
+    /// callers a ZenML server has, a size bound in bytes (its weigher) with TinyLFU eviction,
+    /// and TTL.
     cache: Option<moka::sync::Cache<CacheKey, Decision>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -92,7 +132,8 @@ impl DecisionCache {
         let counted = evictions.clone();
         let cache = config.enabled.then(|| {
             moka::sync::Cache::builder()
-                .max_capacity(config.max_entries)
+                .max_capacity(config.max_bytes)
+                .weigher(|key: &CacheKey, decision: &Decision| key.weight(decision))
                 .time_to_live(config.ttl)
                 .eviction_listener(move |_key, _value, cause| {
                     if cause == moka::notification::RemovalCause::Size {
@@ -139,6 +180,7 @@ impl DecisionCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             entries: self.cache.as_ref().map_or(0, moka::sync::Cache::entry_count),
+            bytes: self.cache.as_ref().map_or(0, moka::sync::Cache::weighted_size),
             evictions: self.evictions.load(Ordering::Relaxed),
         }
     }
@@ -173,7 +215,7 @@ mod tests {
     fn a_new_revision_or_share_version_is_a_miss() {
         let cache = DecisionCache::new(CacheConfig {
             enabled: true,
-            max_entries: 100,
+            max_bytes: 1 << 20,
             ttl: Duration::from_secs(60),
         });
         let answer = |k, allowed| {
@@ -191,10 +233,41 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_bound_holds_under_unique_long_keys() {
+        let max_bytes = 64 * 1024;
+        let cache = DecisionCache::new(CacheConfig {
+            enabled: true,
+            max_bytes,
+            ttl: Duration::from_secs(60),
+        });
+        let long = "u".repeat(4096);
+        for i in 0..1000 {
+            let key = CacheKey {
+                revision: "r".into(),
+                shares_version: 0,
+                request: RequestKey::Zenml {
+                    workspace: "w".into(),
+                    user: format!("{long}{i}"),
+                    action: "read".into(),
+                    resource: "stack".into(),
+                },
+            };
+            assert!(key.weight(&decision(true)) > 4096);
+            cache.get_or_compute(key, || Ok::<_, ()>(decision(true))).unwrap();
+        }
+        let cache_inner = cache.cache.as_ref().unwrap();
+        cache_inner.run_pending_tasks();
+        let stats = cache.stats();
+        assert!(stats.bytes <= max_bytes, "{stats:?}");
+        // 1000 entries of > 4 KiB would be 4 MB: most were refused or evicted.
+        assert!(stats.entries <= max_bytes / 4096, "{stats:?}");
+    }
+
+    #[test]
     fn errors_are_not_cached_and_off_means_off() {
         let cache = DecisionCache::new(CacheConfig {
             enabled: true,
-            max_entries: 100,
+            max_bytes: 1 << 20,
             ttl: Duration::from_secs(60),
         });
         assert!(
@@ -210,7 +283,7 @@ mod tests {
         );
         let off = DecisionCache::new(CacheConfig {
             enabled: false,
-            max_entries: 100,
+            max_bytes: 1 << 20,
             ttl: Duration::from_secs(60),
         });
         assert!(

@@ -61,6 +61,21 @@ pub enum Command {
     WhatCan(WhatCanArgs),
     /// Format `.cedar` files with Cedar's formatter; `--check` lists those it would change.
     Fmt(FmtArgs),
+    /// Read a caller token from standard input and print its line for `--api-tokens-file`.
+    HashToken(HashTokenArgs),
+}
+
+/// `hash-token` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Reads the token from standard input (so it stays out of the shell history and \
+                  the process list), e.g. `openssl rand -hex 32 | tee token | zenml-authz hash-token --name ci`. \
+                  Exit codes: 0 printed, 4 a token shorter than 32 bytes or unreadable input."
+)]
+pub struct HashTokenArgs {
+    /// The token's name, shown in logs.
+    #[arg(long, default_value = "caller")]
+    pub name: String,
 }
 
 /// Where the policy sources are (shared by every command).
@@ -133,6 +148,49 @@ pub struct ServeArgs {
     /// Seconds a client has to send request headers.
     #[arg(long, env = "ZENML_AUTHZ_HEADER_TIMEOUT", default_value_t = config::DEFAULT_HEADER_TIMEOUT_SECS)]
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send the request body once its headers are in; slower bodies get
+    /// 408 and the connection is closed.
+    #[arg(long, env = "ZENML_AUTHZ_BODY_TIMEOUT", default_value_t = config::DEFAULT_BODY_TIMEOUT_SECS)]
+    pub body_timeout_secs: u64,
+    /// Milliseconds from a read body to its answer, waiting for an evaluation thread included;
+    /// past it the answer is 503 (never an allow).
+    #[arg(long, env = "ZENML_AUTHZ_REQUEST_DEADLINE_MS", default_value_t = config::DEFAULT_REQUEST_DEADLINE_MS)]
+    pub request_deadline_ms: u64,
+    /// Threads that evaluate requests whose cost the caller controls (request-scoped entities,
+    /// batches, long ZenML pages). Default: the number of CPUs.
+    #[arg(long, env = "ZENML_AUTHZ_EVALUATION_THREADS")]
+    pub evaluation_threads: Option<usize>,
+    /// Requests that may wait for an evaluation thread; more are refused at once with 503 and
+    /// `Retry-After`.
+    #[arg(long, env = "ZENML_AUTHZ_EVALUATION_QUEUE", default_value_t = config::DEFAULT_EVALUATION_QUEUE)]
+    pub evaluation_queue: usize,
+    /// Most request-scoped entities (`additional_entities`) in one Cedar request.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_REQUEST_ENTITIES", default_value_t = config::DEFAULT_MAX_REQUEST_ENTITIES)]
+    pub max_request_entities: usize,
+    /// Longest chain of request-scoped entities, each a parent of the next.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_ENTITY_DEPTH", default_value_t = config::DEFAULT_MAX_ENTITY_DEPTH)]
+    pub max_entity_depth: usize,
+    /// Longest entity id in a request, in bytes.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_ID_BYTES", default_value_t = config::DEFAULT_MAX_ID_BYTES)]
+    pub max_id_bytes: usize,
+    /// Largest request context, in bytes of JSON.
+    #[arg(long, env = "ZENML_AUTHZ_MAX_CONTEXT_BYTES", default_value_t = config::DEFAULT_MAX_CONTEXT_BYTES)]
+    pub max_context_bytes: usize,
+    /// A second address serving only `/healthz`, `/readyz` and `/metrics`, without caller
+    /// tokens (for probes and Prometheus); the main address then stops serving `/metrics`.
+    #[arg(long, env = "ZENML_AUTHZ_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+    /// File of caller tokens for the Cedar API, `/v1/status` and `/metrics`: one
+    /// `<name> sha256:<hex>` per line (`zenml-authz hash-token` prints one).
+    #[arg(long, env = "ZENML_AUTHZ_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
+    /// Caller tokens as `<name>:sha256:<hex>`, comma-separated (hashes, not secrets).
+    #[arg(long, env = "ZENML_AUTHZ_API_TOKEN_HASHES", hide_env_values = true)]
+    pub api_token_hashes: Option<String>,
+    /// Serve without caller tokens on a non-loopback address: anyone who reaches the port may
+    /// use the Cedar API and read status and metrics. Refused otherwise.
+    #[arg(long, env = "ZENML_AUTHZ_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
     /// Seconds in-flight requests get to finish at shutdown (SIGTERM, Ctrl-C).
     #[arg(long, env = "ZENML_AUTHZ_SHUTDOWN_GRACE", default_value_t = config::DEFAULT_SHUTDOWN_GRACE_SECS)]
     pub shutdown_grace_secs: u64,
@@ -162,9 +220,9 @@ pub struct ServeArgs {
     /// Cache decisions (`on`/`off`).
     #[arg(long, env = "ZENML_AUTHZ_CACHE", value_enum, default_value_t = Switch::On)]
     pub cache: Switch,
-    /// Most cached decisions.
-    #[arg(long, env = "ZENML_AUTHZ_CACHE_MAX_ENTRIES", default_value_t = 100_000)]
-    pub cache_max_entries: u64,
+    /// Most bytes of cached decisions (keys included); least useful entries are evicted first.
+    #[arg(long, env = "ZENML_AUTHZ_CACHE_MAX_BYTES", default_value_t = config::DEFAULT_CACHE_MAX_BYTES)]
+    pub cache_max_bytes: u64,
     /// Seconds a cached decision is kept (keys include the policy revision and share version, so
     /// this bounds memory, not staleness).
     #[arg(long, env = "ZENML_AUTHZ_CACHE_TTL", default_value_t = 300)]
@@ -191,7 +249,41 @@ impl ServeArgs {
         Limits {
             max_body_bytes: self.max_body_bytes,
             max_batch_items: self.max_batch,
+            body_timeout: Duration::from_secs(self.body_timeout_secs.max(1)),
+            request_deadline: Duration::from_millis(self.request_deadline_ms.max(1)),
+            max_request_entities: self.max_request_entities,
+            max_entity_depth: self.max_entity_depth.max(1),
+            max_id_bytes: self.max_id_bytes.max(1),
+            max_context_bytes: self.max_context_bytes,
         }
+    }
+
+    /// Evaluation pool settings.
+    pub fn pool_config(&self) -> crate::pool::PoolConfig {
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        crate::pool::PoolConfig {
+            workers: self.evaluation_threads.unwrap_or(cpus).max(1),
+            queue: self.evaluation_queue,
+            deadline: Duration::from_millis(self.request_deadline_ms.max(1)),
+        }
+    }
+
+    /// The caller tokens from `--api-tokens-file` and `--api-token-hashes`.
+    pub fn caller_tokens(&self) -> Result<crate::auth::CallerTokens, String> {
+        let mut tokens = crate::auth::CallerTokens::default();
+        if let Some(path) = &self.api_tokens_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("--api-tokens-file `{}`: {error}", path.display()))?;
+            tokens
+                .add_list(&path.display().to_string(), &text)
+                .map_err(|error| error.to_string())?;
+        }
+        if let Some(list) = &self.api_token_hashes {
+            tokens
+                .add_list("--api-token-hashes", list)
+                .map_err(|error| error.to_string())?;
+        }
+        Ok(tokens)
     }
 
     /// ZenML API settings; the base path gets a leading `/` and loses a trailing one.
@@ -220,7 +312,7 @@ impl ServeArgs {
     pub fn cache_config(&self) -> CacheConfig {
         CacheConfig {
             enabled: self.cache == Switch::On,
-            max_entries: self.cache_max_entries,
+            max_bytes: self.cache_max_bytes,
             ttl: Duration::from_secs(self.cache_ttl_secs.max(1)),
         }
     }
@@ -229,6 +321,7 @@ impl ServeArgs {
     pub fn server_config(&self) -> ServerConfig {
         ServerConfig {
             listen: self.listen,
+            admin_listen: self.admin_listen,
             max_connections: self.max_connections.max(1),
             header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),

@@ -16,16 +16,48 @@ pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Seconds a client has to send its request headers.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Seconds a client has to send its request body once the headers are in; slower bodies get
+/// 408 and the connection is closed (a client trickling bytes cannot hold a slot).
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
 /// Seconds in-flight requests get to finish after a shutdown signal.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Most request-scoped entities (`additional_entities`) in one Cedar request.
+pub const DEFAULT_MAX_REQUEST_ENTITIES: usize = 256;
+/// Longest chain of request-scoped entities, each a parent of the one before (Cedar computes
+/// the transitive closure of a request's entities; deep chains cost quadratic time).
+pub const DEFAULT_MAX_ENTITY_DEPTH: usize = 32;
+/// Longest entity id, in bytes (principal, action, resource, request-scoped entities and every
+/// entity they or the context name).
+pub const DEFAULT_MAX_ID_BYTES: usize = 1024;
+/// Largest request context, in bytes of canonical JSON.
+pub const DEFAULT_MAX_CONTEXT_BYTES: usize = 64 * 1024;
+/// Milliseconds a request may take from its body being read to its answer (queueing for the
+/// evaluation pool included); past it the answer is 503 and nothing is allowed.
+pub const DEFAULT_REQUEST_DEADLINE_MS: u64 = 2000;
+/// Requests that may wait for an evaluation thread; more get 503 with `Retry-After`.
+pub const DEFAULT_EVALUATION_QUEUE: usize = 256;
+/// Most bytes of cached decisions.
+pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
-/// Per-request limits.
+/// Per-request limits: everything a request carries is bounded before any work is done on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
     /// Most items in a batch.
     pub max_batch_items: usize,
+    /// Time to receive a body once the headers are in.
+    pub body_timeout: Duration,
+    /// Time from a read body to its answer.
+    pub request_deadline: Duration,
+    /// Most request-scoped entities in one Cedar request.
+    pub max_request_entities: usize,
+    /// Longest parent chain among a request's own entities.
+    pub max_entity_depth: usize,
+    /// Longest entity id in bytes.
+    pub max_id_bytes: usize,
+    /// Largest context in bytes of canonical JSON.
+    pub max_context_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +65,12 @@ impl Default for Limits {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_batch_items: DEFAULT_MAX_BATCH_ITEMS,
+            body_timeout: Duration::from_secs(DEFAULT_BODY_TIMEOUT_SECS),
+            request_deadline: Duration::from_millis(DEFAULT_REQUEST_DEADLINE_MS),
+            max_request_entities: DEFAULT_MAX_REQUEST_ENTITIES,
+            max_entity_depth: DEFAULT_MAX_ENTITY_DEPTH,
+            max_id_bytes: DEFAULT_MAX_ID_BYTES,
+            max_context_bytes: DEFAULT_MAX_CONTEXT_BYTES,
         }
     }
 }
@@ -42,6 +80,8 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// Address to bind.
     pub listen: SocketAddr,
+    /// Address of the admin listener (health, readiness, metrics), if any.
+    pub admin_listen: Option<SocketAddr>,
     /// Most connections at once.
     pub max_connections: usize,
     /// Time allowed for request headers.

@@ -140,12 +140,15 @@ pub fn decide_with(
 /// `request`'s decision as evaluated (errors still name a stand-in resource as such).
 fn evaluate_request(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, DecideError> {
     let slice;
-    let over = if request.entities.is_empty() {
-        Over::Built(&snapshot.entities, request.context_reads.as_deref())
-    } else {
-        slice = self::slice(snapshot, request)?;
-        Over::Other(&slice)
-    };
+    // The stored stand-ins are the ZenML path's (`alias`); any other request naming one is
+    // evaluated over a slice, which leaves them out, as plain Cedar over the directory would.
+    let over =
+        if request.entities.is_empty() && (request.alias.is_some() || !names_stand_in(snapshot, request)) {
+            Over::Built(&snapshot.entities, request.context_reads.as_deref())
+        } else {
+            slice = self::slice(snapshot, request)?;
+            Over::Other(&slice)
+        };
     Ok(evaluate(
         &snapshot.policies,
         snapshot.index.as_ref(),
@@ -199,10 +202,23 @@ pub fn evaluate(
     }
 }
 
-/// The entities `request` can reach: its own plus copies of the reachable stored ones.
+/// Whether the principal, resource or an entity the request names is a stored stand-in.
+fn names_stand_in(snapshot: &PolicySnapshot, request: &AuthzRequest) -> bool {
+    snapshot.stand_ins()
+        && request
+            .request
+            .principal()
+            .into_iter()
+            .chain(request.request.resource())
+            .chain(&request.referenced)
+            .any(|uid| snapshot.is_stand_in(uid))
+}
+
+/// The entities `request` can reach: its own plus copies of the reachable stored ones (never
+/// a stand-in: nothing reaches one but a ZenML request naming it, which needs no slice).
 pub(crate) fn slice(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Entities, DecideError> {
     for entity in &request.entities {
-        if snapshot.entities.get(&entity.uid()).is_some() {
+        if snapshot.in_directory(&entity.uid()) {
             return Err(DecideError::Redefined(entity.uid().to_string()));
         }
     }
@@ -219,7 +235,9 @@ pub(crate) fn slice(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result
         if !seen.insert(uid) {
             continue;
         }
-        if let Some(entity) = snapshot.entities.get(uid) {
+        if let Some(entity) = snapshot.entities.get(uid)
+            && !snapshot.is_stand_in(uid)
+        {
             copies.push(entity.clone());
             if let Some(refs) = snapshot.attribute_refs.get(uid) {
                 pending.extend(refs.iter());

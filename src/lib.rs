@@ -2,6 +2,7 @@
 //! service accounts, roles, shares) as Cedar policies in git, served as a sidecar.
 //!
 //! # Layout
+//! - [`auth`]: caller authentication (bearer tokens, stored hashed) for the sidecar's own API
 //! - [`cache`]: the decision cache (moka), keyed so that it can never serve a stale answer
 //! - [`cli`]: the command line (`serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt`) and its exit codes
 //! - [`decision_log`]: the JSON-lines audit log of decisions and shares (never blocks)
@@ -16,12 +17,14 @@
 //! - [`index`]: the scope index: only the policies whose scope can match a request
 //! - [`metrics`]: Prometheus metrics, declared once; `/metrics`
 //! - [`http`]: the HTTP API (router, Cedar API, health, status)
+//! - [`pool`]: the evaluation pool: caller-controlled work off the async workers, shed when full
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`state`]: what request handlers share
 //! - [`store`]: durable shares (SQLite) and their live in-memory view
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod authoring;
 pub mod cache;
 pub mod cli;
@@ -33,6 +36,7 @@ pub mod http;
 pub mod index;
 pub mod metrics;
 pub mod policy;
+pub mod pool;
 pub mod server;
 pub mod state;
 pub mod store;

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::WhoCan(args) => authoring::who_can(&args).emit(),
         Command::WhatCan(args) => authoring::what_can(&args).emit(),
         Command::Fmt(args) => authoring::fmt(&args).emit(),
+        Command::HashToken(args) => hash_token(&args.name),
     };
     ExitCode::from(code as u8)
 }
@@ -83,8 +84,63 @@ fn test(sources: &policy::Sources, paths: &[std::path::PathBuf]) -> i32 {
     }
 }
 
+/// `hash-token`: the token from standard input, as a line of `--api-tokens-file`.
+fn hash_token(name: &str) -> i32 {
+    let mut token = String::new();
+    if let Err(error) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut token) {
+        eprintln!("error: cannot read the token from standard input: {error}");
+        return exit::ERROR;
+    }
+    match zenml_authz::auth::hash_line(name, token.trim()) {
+        Ok(line) => {
+            println!("{line}");
+            exit::OK
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            exit::ERROR
+        }
+    }
+}
+
+/// Refuses to serve the Cedar API, status or metrics without caller tokens on an address other
+/// hosts can reach, unless told to; says at start how callers are authenticated.
+fn check_exposure(args: &ServeArgs, tokens: &zenml_authz::auth::CallerTokens) -> Result<(), String> {
+    if !tokens.is_empty() {
+        tracing::info!(
+            tokens = tokens.len(),
+            "caller authentication: bearer tokens for the Cedar API, status and metrics"
+        );
+        return Ok(());
+    }
+    if args.listen.ip().is_loopback() {
+        tracing::info!("caller authentication: none (the main address is loopback only)");
+        return Ok(());
+    }
+    if args.allow_unauthenticated {
+        tracing::warn!(listen = %args.listen, "caller authentication: NONE on a non-loopback address (--allow-unauthenticated): anyone who reaches it may use the Cedar API and read status and metrics");
+        return Ok(());
+    }
+    Err(format!(
+        "refusing to listen on {} without caller tokens: anyone who reaches it could use the Cedar API and read status and metrics; \
+         configure --api-tokens-file (or ZENML_AUTHZ_API_TOKEN_HASHES), listen on a loopback address, or pass --allow-unauthenticated",
+        args.listen
+    ))
+}
+
 fn serve(args: ServeArgs) -> i32 {
     init_tracing(&args);
+    let caller_tokens = match args.caller_tokens() {
+        Ok(tokens) => tokens,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::USAGE;
+        }
+    };
+    if let Err(message) = check_exposure(&args, &caller_tokens) {
+        eprintln!("error: {message}");
+        return exit::USAGE;
+    }
     let sources = args.sources.sources();
     let snapshot = match policy::load(&sources) {
         Ok(snapshot) => snapshot,
@@ -127,12 +183,27 @@ fn serve(args: ServeArgs) -> i32 {
                 return exit::RUNTIME;
             }
         };
+        let admin = match config.admin_listen {
+            Some(address) => match tokio::net::TcpListener::bind(address).await {
+                Ok(listener) => Some(listener),
+                Err(error) => {
+                    eprintln!("error: cannot listen on {address} (--admin-listen): {error}");
+                    return exit::RUNTIME;
+                }
+            },
+            None => None,
+        };
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let counts = snapshot.counts();
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
-        // A line for scripts and tests that start the server on port 0.
+        // A line for scripts and tests that start the server on port 0 (the admin one second).
         println!("listening on http://{address}");
-        let services = match services(&args, shares) {
+        if let Some(admin) = &admin {
+            let admin = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(address = %admin, "admin listener (health, readiness, metrics)");
+            println!("admin listening on http://{admin}");
+        }
+        let services = match services(&args, shares, caller_tokens) {
             Ok(services) => services,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -150,13 +221,17 @@ fn serve(args: ServeArgs) -> i32 {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         tokio::spawn(watch::run(state.clone(), sources, args.watch_config(), until_stopped(stopped.clone())));
-        server::run(listener, state, &config, until_stopped(stopped)).await;
+        server::run(listener, admin, state, &config, until_stopped(stopped)).await;
         exit::OK
     })
 }
 
 /// Cache, metrics, decision log and the rest of what `serve` runs with.
-fn services(args: &ServeArgs, shares: Shares) -> Result<Services, String> {
+fn services(
+    args: &ServeArgs,
+    shares: Shares,
+    caller_tokens: zenml_authz::auth::CallerTokens,
+) -> Result<Services, String> {
     let metrics = Metrics::new().map_err(|error| format!("metrics: {error}"))?;
     let decision_log = match &args.decision_log {
         Some(target) => DecisionLog::start(target, args.decision_log_queue, metrics.clone())
@@ -170,6 +245,9 @@ fn services(args: &ServeArgs, shares: Shares) -> Result<Services, String> {
         cache: DecisionCache::new(args.cache_config()),
         metrics,
         decision_log,
+        pool: zenml_authz::pool::EvalPool::new(args.pool_config()),
+        caller_tokens,
+        admin_separate: args.admin_listen.is_some(),
     })
 }
 

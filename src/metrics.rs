@@ -277,6 +277,11 @@ fn state_families(state: &AppState) -> Result<Vec<prometheus::proto::MetricFamil
         cache.entries as f64,
     )?;
     gauge(
+        "authz_cache_bytes",
+        "Approximate bytes of the cached keys and decisions (bounded by --cache-max-bytes).",
+        cache.bytes as f64,
+    )?;
+    gauge(
         "authz_cache_enabled",
         "1 when decisions are cached.",
         f64::from(u8::from(state.cache().enabled())),

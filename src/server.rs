@@ -12,27 +12,86 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::ServerConfig;
+use crate::http::Listener;
 use crate::state::AppState;
 
-/// Serves `listener` until `shutdown` completes, then drains for at most `shutdown_grace`.
+/// Most connections the admin listener serves at once (probes and a scraper need few; a flood
+/// of the main address never takes these).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// Serves `listener` (and `admin`, the admin listener, if any) until `shutdown` completes, then
+/// drains for at most `shutdown_grace`.
 pub async fn run(
     listener: TcpListener,
+    admin: Option<TcpListener>,
     state: AppState,
     config: &ServerConfig,
     shutdown: impl Future<Output = ()>,
 ) {
+    let graceful = GracefulShutdown::new();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let main_loop = accept(
+        &listener,
+        Listener::Main,
+        config.max_connections,
+        &state,
+        config,
+        &graceful,
+        stopped.clone(),
+    );
+    let admin_loop = async {
+        if let Some(admin) = &admin {
+            accept(
+                admin,
+                Listener::Admin,
+                ADMIN_MAX_CONNECTIONS,
+                &state,
+                config,
+                &graceful,
+                stopped,
+            )
+            .await;
+        }
+    };
+    let signal = async {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    tokio::join!(main_loop, admin_loop, signal);
+    state.start_draining();
+    tracing::info!("shutting down: draining in-flight requests");
+    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?config.shutdown_grace, "shutdown grace elapsed with requests still in flight");
+    }
+}
+
+/// One listener's accept loop, until `stopped` turns true.
+async fn accept(
+    listener: &TcpListener,
+    kind: Listener,
+    max_connections: usize,
+    state: &AppState,
+    config: &ServerConfig,
+    graceful: &GracefulShutdown,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
     // One permit per connection: at the limit, new connections wait in the kernel's backlog
     // instead of exhausting file descriptors.
-    let connections = Arc::new(Semaphore::new(config.max_connections));
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let stop = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::pin!(stop);
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => break,
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -44,14 +103,16 @@ pub async fn run(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut stop => break,
         };
         // ZenML writes a request and waits for the answer: never let Nagle hold it back.
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let service_state = state.clone();
-        let service = service_fn(move |request| crate::http::handle(service_state.clone(), request));
+        let service = service_fn(move |request| crate::http::handle(service_state.clone(), kind, request));
+        // The header timeout also bounds an idle keep-alive connection (hyper starts it when it
+        // waits for a request); the body has its own (`read_body`).
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_timeout)
@@ -64,14 +125,6 @@ pub async fn run(
             }
             drop(permit);
         });
-    }
-    state.start_draining();
-    tracing::info!("shutting down: draining in-flight requests");
-    if tokio::time::timeout(config.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(grace = ?config.shutdown_grace, "shutdown grace elapsed with requests still in flight");
     }
 }
 

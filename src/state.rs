@@ -5,11 +5,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use crate::auth::CallerTokens;
 use crate::cache::DecisionCache;
 use crate::config::Limits;
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::policy::PolicySnapshot;
+use crate::pool::EvalPool;
 use crate::store::Shares;
 use crate::zenml::api::ZenmlConfig;
 
@@ -41,6 +43,12 @@ struct Inner {
     draining: AtomicBool,
     /// The errors of the last failed load, cleared by the next good one.
     last_load_error: std::sync::Mutex<Option<Vec<String>>>,
+    /// Where work whose cost the caller controls runs.
+    pool: EvalPool,
+    /// Tokens of callers of the Cedar API, `/v1/status` and `/metrics` (none: open).
+    caller_tokens: CallerTokens,
+    /// Whether `/metrics` is served on a separate admin listener.
+    admin_separate: bool,
 }
 
 /// Everything a server needs besides its snapshot.
@@ -58,6 +66,12 @@ pub struct Services {
     pub metrics: Metrics,
     /// Decision log.
     pub decision_log: DecisionLog,
+    /// The evaluation pool.
+    pub pool: EvalPool,
+    /// Caller tokens.
+    pub caller_tokens: CallerTokens,
+    /// Whether an admin listener serves `/metrics`.
+    pub admin_separate: bool,
 }
 
 /// Counts and times of reloads since start.
@@ -87,6 +101,9 @@ impl AppState {
             cache,
             metrics,
             decision_log,
+            pool,
+            caller_tokens,
+            admin_separate,
         } = services;
         Self {
             inner: Arc::new(Inner {
@@ -100,6 +117,9 @@ impl AppState {
                 reloads: std::sync::Mutex::new(ReloadStats::default()),
                 draining: AtomicBool::new(false),
                 last_load_error: std::sync::Mutex::new(None),
+                pool,
+                caller_tokens,
+                admin_separate,
             }),
         }
     }
@@ -190,6 +210,21 @@ impl AppState {
     /// The shares, as an owned handle for blocking tasks.
     pub fn shares_handle(&self) -> Arc<Shares> {
         self.inner.shares.clone()
+    }
+
+    /// The evaluation pool.
+    pub fn pool(&self) -> &EvalPool {
+        &self.inner.pool
+    }
+
+    /// Tokens of the sidecar's own callers.
+    pub fn caller_tokens(&self) -> &CallerTokens {
+        &self.inner.caller_tokens
+    }
+
+    /// Whether `/metrics` is on the admin listener.
+    pub fn admin_separate(&self) -> bool {
+        self.inner.admin_separate
     }
 
     /// Marks the server as shutting down.

@@ -10,6 +10,7 @@
 //! Entity references are `"ZenML::User::\"alice\""`, `{"type": "...", "id": "..."}` or
 //! `{"__entity": {"type": "...", "id": "..."}}`.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
@@ -20,6 +21,7 @@ use std::time::Instant;
 
 use super::Call;
 use crate::cache::{CacheKey, RequestKey};
+use crate::config::Limits;
 use crate::engine::{self, AuthzRequest, Decision};
 use crate::metrics::{Api, Outcome};
 use crate::policy::PolicySnapshot;
@@ -32,30 +34,78 @@ const FIELDS: [&str; 5] = [
     "additional_entities",
 ];
 
-/// Answers one `is_authorized` body.
-pub fn is_authorized(call: &Call<'_>, snapshot: &PolicySnapshot, body: &Value) -> Result<Value, ApiError> {
-    let (request, key) = parse_request(snapshot, body).map_err(ApiError::BadRequest)?;
-    let decision = decide(call, snapshot, &request, key)?;
-    Ok(decision_json(snapshot, &decision))
+/// Answers one `is_authorized` body. A request with request-scoped entities is parsed and
+/// decided in the evaluation pool (its cost is the caller's to choose); one without is
+/// answered here.
+pub async fn is_authorized(call: &Call<'_>, body: Value) -> Result<Value, ApiError> {
+    let has_entities = body
+        .get("additional_entities")
+        .and_then(Value::as_array)
+        .is_some_and(|entities| !entities.is_empty());
+    if !has_entities {
+        return answer_one(call, &body);
+    }
+    let owned = call.to_owned_call();
+    call.state
+        .pool()
+        .run(move |_| answer_one(&owned.call(), &body))
+        .await?
 }
 
-/// Answers a `batch_is_authorized` body: every well-formed item is decided, each bad one
-/// gets an error result, all under one snapshot.
-pub fn batch_is_authorized(
-    call: &Call<'_>,
-    snapshot: &PolicySnapshot,
-    body: &Value,
-    max_items: usize,
-) -> Result<Value, ApiError> {
-    let object = body
-        .as_object()
-        .ok_or_else(|| ApiError::BadRequest("request body: expected a JSON object with `requests`".into()))?;
+fn answer_one(call: &Call<'_>, body: &Value) -> Result<Value, ApiError> {
+    let snapshot = call.state.snapshot();
+    let (request, key) = parse_request(&snapshot, body, call.state.limits()).map_err(ApiError::BadRequest)?;
+    let decision = decide(call, &snapshot, &request, key)?;
+    Ok(decision_json(&snapshot, &decision))
+}
+
+/// Answers a `batch_is_authorized` body in the evaluation pool: every well-formed item is
+/// decided, each bad one gets an error result, all under one snapshot; items not reached
+/// before the deadline are not answered (the whole call is refused).
+pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, ApiError> {
+    let max_items = call.state.limits().max_batch_items;
+    let items = batch_items(body, max_items)?;
+    let owned = call.to_owned_call();
+    call.state
+        .pool()
+        .run(move |deadline| {
+            let call = owned.call();
+            let snapshot = call.state.snapshot();
+            let limits = call.state.limits();
+            let mut results = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                if deadline.expired() {
+                    return Err(ApiError::Overloaded(format!(
+                        "the batch passed its deadline after {i} of {} items",
+                        items.len()
+                    )));
+                }
+                let answer = parse_request(&snapshot, item, limits)
+                    .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
+                    .and_then(|(request, key)| decide(&call, &snapshot, &request, key));
+                results.push(match answer {
+                    Ok(decision) => decision_json(&snapshot, &decision),
+                    Err(error) => error.body(),
+                });
+            }
+            Ok(json!({"results": results}))
+        })
+        .await?
+}
+
+/// The items of a batch body, at most `max_items` of them.
+fn batch_items(body: Value, max_items: usize) -> Result<Vec<Value>, ApiError> {
+    let Value::Object(mut object) = body else {
+        return Err(ApiError::BadRequest(
+            "request body: expected a JSON object with `requests`".into(),
+        ));
+    };
     if let Some(unknown) = object.keys().find(|k| *k != "requests") {
         return Err(ApiError::BadRequest(format!(
             "unknown field `{unknown}`; expected `requests`"
         )));
     }
-    let items = match object.get("requests") {
+    let items = match object.remove("requests") {
         Some(Value::Array(items)) => items,
         Some(_) => return Err(ApiError::BadRequest("requests: expected an array".into())),
         None => return Err(ApiError::BadRequest("missing field `requests`".into())),
@@ -66,20 +116,7 @@ pub fn batch_is_authorized(
             items.len()
         )));
     }
-    let results: Vec<Value> = items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let answer = parse_request(snapshot, item)
-                .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
-                .and_then(|(request, key)| decide(call, snapshot, &request, key));
-            match answer {
-                Ok(decision) => decision_json(snapshot, &decision),
-                Err(error) => error.body(),
-            }
-        })
-        .collect();
-    Ok(json!({"results": results}))
+    Ok(items)
 }
 
 /// Decides through the cache (when the request has a key), counts the decision and logs it.
@@ -172,10 +209,14 @@ fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
 }
 
 /// Turns one request object into an engine request and, when it has no request-scoped
-/// entities, its cache key; or a message naming the bad field.
+/// entities, its cache key; or a message naming the bad field. Everything the request carries
+/// is bounded by `limits` before Cedar sees it: id lengths, the context's size, the number of
+/// request-scoped entities and the longest parent chain among them (Cedar's transitive closure
+/// of a request's entities would otherwise cost the caller's choice of time and stack).
 pub fn parse_request(
     snapshot: &PolicySnapshot,
     body: &Value,
+    limits: &Limits,
 ) -> Result<(AuthzRequest, Option<RequestKey>), String> {
     let object = body
         .as_object()
@@ -192,9 +233,9 @@ pub fn parse_request(
             ));
         }
     }
-    let principal = entity_field(object, "principal")?;
-    let action = entity_field(object, "action")?;
-    let resource = entity_field(object, "resource")?;
+    let principal = entity_field(object, "principal", limits)?;
+    let action = entity_field(object, "action", limits)?;
+    let resource = entity_field(object, "resource", limits)?;
     for (field, uid) in [("principal", &principal), ("resource", &resource)] {
         if !snapshot.entity_types.contains(uid.type_name()) {
             return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
@@ -210,9 +251,17 @@ pub fn parse_request(
         Some(value @ Value::Object(_)) => value.clone(),
         Some(_) => return Err("context: expected a JSON object".into()),
     };
-    crate::policy::collect_entity_refs(&context_json, &mut referenced);
     // serde_json objects are sorted maps: this string is canonical.
     let context_key = context_json.to_string();
+    if context_key.len() > limits.max_context_bytes {
+        return Err(format!(
+            "context: {} bytes is more than the limit of {} (--max-context-bytes)",
+            context_key.len(),
+            limits.max_context_bytes
+        ));
+    }
+    crate::policy::collect_entity_refs(&context_json, &mut referenced);
+    check_ids("context", &referenced, limits)?;
     let context = Context::from_json_value(context_json, Some((&snapshot.schema, &action)))
         .map_err(|error| format!("context: {}", one_line(&error)))?;
 
@@ -220,18 +269,30 @@ pub fn parse_request(
     match object.get("additional_entities") {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
+            if items.len() > limits.max_request_entities {
+                return Err(format!(
+                    "additional_entities: {} entities is more than the limit of {} (--max-request-entities)",
+                    items.len(),
+                    limits.max_request_entities
+                ));
+            }
             for (i, item) in items.iter().enumerate() {
+                let field = format!("additional_entities[{i}]");
+                let before = referenced.len();
+                crate::policy::collect_entity_refs(item, &mut referenced);
+                check_ids(&field, &referenced[before..], limits)?;
                 let entity = Entity::from_json_value(item.clone(), Some(&snapshot.schema))
-                    .map_err(|error| format!("additional_entities[{i}]: {}", one_line(&error)))?;
-                if snapshot.entities.get(&entity.uid()).is_some() {
+                    .map_err(|error| format!("{field}: {}", one_line(&error)))?;
+                check_id(&field, &entity.uid(), limits)?;
+                if snapshot.in_directory(&entity.uid()) {
                     return Err(format!(
-                        "additional_entities[{i}]: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
+                        "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
                         entity.uid()
                     ));
                 }
-                crate::policy::collect_entity_refs(item, &mut referenced);
                 entities.push(entity);
             }
+            check_depth(items, limits.max_entity_depth)?;
         }
         Some(_) => return Err("additional_entities: expected an array of Cedar entities".into()),
     }
@@ -272,12 +333,101 @@ pub fn parse_request(
     ))
 }
 
-fn entity_field(object: &serde_json::Map<String, Value>, field: &str) -> Result<EntityUid, String> {
+fn name(uid: &Option<EntityUid>) -> String {
+    uid.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Refuses an id longer than the limit.
+fn check_id(field: &str, uid: &EntityUid, limits: &Limits) -> Result<(), String> {
+    let length = uid.id().unescaped().len();
+    if length > limits.max_id_bytes {
+        return Err(format!(
+            "{field}: an entity id of {length} bytes is longer than the limit of {} (--max-id-bytes)",
+            limits.max_id_bytes
+        ));
+    }
+    Ok(())
+}
+
+fn check_ids(field: &str, uids: &[EntityUid], limits: &Limits) -> Result<(), String> {
+    uids.iter().try_for_each(|uid| check_id(field, uid, limits))
+}
+
+/// Refuses request-scoped entities whose parents among themselves form a cycle or a chain of
+/// more than `max_depth` entities (linear time, no recursion: the check itself is bounded).
+/// `items` are the entities' JSON, already accepted by Cedar.
+fn check_depth(items: &[Value], max_depth: usize) -> Result<(), String> {
+    let uid = |value: Option<&Value>| value.and_then(|value| entity_uid(value).ok());
+    let entities: Vec<(Option<EntityUid>, Vec<EntityUid>)> = items
+        .iter()
+        .map(|item| {
+            let parents = item
+                .get("parents")
+                .and_then(Value::as_array)
+                .map_or_else(Vec::new, |parents| {
+                    parents.iter().filter_map(|parent| uid(Some(parent))).collect()
+                });
+            (uid(item.get("uid")), parents)
+        })
+        .collect();
+    let index: HashMap<&EntityUid, usize> = entities
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (uid, _))| Some((uid.as_ref()?, i)))
+        .collect();
+    // children[p]: the request-scoped entities whose parent is p; pending[c]: c's parents
+    // among the request-scoped entities whose depth is not known yet.
+    let mut children = vec![Vec::new(); entities.len()];
+    let mut pending = vec![0usize; entities.len()];
+    for (child, (_, parents)) in entities.iter().enumerate() {
+        for parent in parents {
+            if let Some(&parent) = index.get(parent) {
+                children[parent].push(child);
+                pending[child] += 1;
+            }
+        }
+    }
+    let mut depth = vec![1usize; entities.len()];
+    let mut ready: Vec<usize> = (0..entities.len()).filter(|&i| pending[i] == 0).collect();
+    let mut done = 0;
+    while let Some(parent) = ready.pop() {
+        done += 1;
+        if depth[parent] > max_depth {
+            return Err(format!(
+                "additional_entities: a chain of more than {max_depth} entities, each a parent of the next, reaches `{}` (--max-entity-depth)",
+                name(&entities[parent].0)
+            ));
+        }
+        for &child in &children[parent] {
+            depth[child] = depth[child].max(depth[parent] + 1);
+            pending[child] -= 1;
+            if pending[child] == 0 {
+                ready.push(child);
+            }
+        }
+    }
+    if done < entities.len() {
+        let on_cycle = pending.iter().position(|&p| p > 0).map(|i| name(&entities[i].0));
+        return Err(format!(
+            "additional_entities: the entities' parents form a cycle (through `{}`)",
+            on_cycle.unwrap_or_default()
+        ));
+    }
+    Ok(())
+}
+
+fn entity_field(
+    object: &serde_json::Map<String, Value>,
+    field: &str,
+    limits: &Limits,
+) -> Result<EntityUid, String> {
     let value = object
         .get(field)
         .filter(|v| !v.is_null())
         .ok_or_else(|| format!("missing field `{field}`"))?;
-    entity_uid(value).map_err(|message| format!("{field}: {message}"))
+    let uid = entity_uid(value).map_err(|message| format!("{field}: {message}"))?;
+    check_id(field, &uid, limits)?;
+    Ok(uid)
 }
 
 /// Parses an entity reference in any of the three accepted shapes.

@@ -40,6 +40,13 @@ pub enum ApiError {
     /// A dependency (the share store) failed; nothing was changed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The body did not arrive within the body timeout; the connection is closed.
+    #[error("the request body did not arrive within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    /// Shed: the evaluation pool is full, or the request passed its deadline. Nothing was
+    /// decided; retry later (`Retry-After`).
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The decision could not be made; the caller must treat it as a deny.
     #[error("cannot decide: {0}")]
     Internal(String),
@@ -54,7 +61,8 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +77,8 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -79,6 +89,15 @@ impl ApiError {
     }
 }
 
+impl From<crate::pool::PoolError> for ApiError {
+    fn from(error: crate::pool::PoolError) -> Self {
+        match error {
+            crate::pool::PoolError::Failed(_) => ApiError::Internal(error.to_string()),
+            _ => ApiError::Overloaded(error.to_string()),
+        }
+    }
+}
+
 /// The response for `error`.
 pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
     let mut response = json_response(error.status(), &error.body());
@@ -86,6 +105,17 @@ pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
         response
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    }
+    if let ApiError::Overloaded(_) = error {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    }
+    if let ApiError::RequestTimeout(_) = error {
+        // The rest of the body may still be on its way: this connection cannot be reused.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
     }
     if let ApiError::Unauthorized(_) = error {
         response.headers_mut().insert(

@@ -8,6 +8,11 @@
 //! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API, see [`crate::zenml::api`]
 //!
+//! With `--admin-listen`, a second listener serves `/healthz`, `/readyz` and `/metrics` (open,
+//! for probes and scrapers), and the main one stops serving `/metrics`. When caller tokens are
+//! configured ([`crate::auth`]), the Cedar API, `/v1/status` and the main listener's `/metrics`
+//! need one; `/healthz` and `/readyz` never do, and the ZenML API has its own credentials.
+//!
 //! Only this module and `zenml` know JSON shapes; the engine sees typed requests.
 
 mod cedar;
@@ -27,11 +32,31 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use crate::config::Limits;
 use crate::state::AppState;
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// `--listen`: every API.
+    Main,
+    /// `--admin-listen`: health, readiness and metrics only.
+    Admin,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone (health, readiness, metrics on the admin listener).
+    Open,
+    /// A caller token, when any is configured.
+    Caller,
+}
 
 /// Routes one request. Never fails: every error becomes a response.
 pub async fn handle(
     state: AppState,
+    listener: Listener,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
@@ -44,11 +69,12 @@ pub async fn handle(
         state: &state,
         request_id: &request_id,
     };
-    let mut response = match route(&call, request).instrument(span.clone()).await {
+    let mut response = match route(&call, listener, request).instrument(span.clone()).await {
         Ok(response) => response,
         Err(error) => {
             span.in_scope(|| match &error {
                 ApiError::Internal(_) | ApiError::Unavailable(_) => tracing::error!(%error, "request failed"),
+                ApiError::Overloaded(_) => tracing::warn!(%error, "request shed"),
                 _ => tracing::debug!(%error, "request refused"),
             });
             respond(&error)
@@ -79,6 +105,33 @@ pub struct Call<'a> {
     pub state: &'a AppState,
     /// The request id (`x-request-id`, or generated).
     pub request_id: &'a str,
+}
+
+/// A [`Call`] that owns what it refers to, for work moved to the evaluation pool.
+#[derive(Debug, Clone)]
+pub struct OwnedCall {
+    state: AppState,
+    request_id: String,
+}
+
+impl Call<'_> {
+    /// This call, owning its parts.
+    pub fn to_owned_call(&self) -> OwnedCall {
+        OwnedCall {
+            state: self.state.clone(),
+            request_id: self.request_id.to_owned(),
+        }
+    }
+}
+
+impl OwnedCall {
+    /// The call it owns.
+    pub fn call(&self) -> Call<'_> {
+        Call {
+            state: &self.state,
+            request_id: &self.request_id,
+        }
+    }
 }
 
 /// The caller's `x-request-id` when it is a sane token (at most 128 characters of letters,
@@ -146,19 +199,40 @@ impl Drop for InFlight {
     }
 }
 
-async fn route(call: &Call<'_>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn route(
+    call: &Call<'_>,
+    listener: Listener,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let state = call.state;
     let path = request.uri().path().to_owned();
     let method = request.method().clone();
     let base = state.zenml().base_path.as_str();
-    if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
+    if listener == Listener::Main
+        && let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/'))
+    {
         return crate::zenml::api::route(call, request, rest).await;
     }
-    let allow = match path.as_str() {
-        "/healthz" | "/readyz" | "/v1/status" | "/metrics" => "GET",
-        "/v1/is_authorized" | "/v1/batch_is_authorized" => "POST",
+    let (allow, access) = match (listener, path.as_str()) {
+        (_, "/healthz" | "/readyz") => ("GET", Access::Open),
+        (Listener::Admin, "/metrics") => ("GET", Access::Open),
+        (Listener::Main, "/metrics") if state.admin_separate() => {
+            return Err(ApiError::NotFound(format!(
+                "{path} (metrics are served on the admin address, --admin-listen)"
+            )));
+        }
+        (Listener::Main, "/metrics" | "/v1/status") => ("GET", Access::Caller),
+        (Listener::Main, "/v1/is_authorized" | "/v1/batch_is_authorized") => ("POST", Access::Caller),
         _ => return Err(ApiError::NotFound(path)),
     };
+    if access == Access::Caller && !state.caller_tokens().is_empty() {
+        let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let caller = state
+            .caller_tokens()
+            .verify(authorization)
+            .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+        tracing::debug!(caller, "caller authenticated");
+    }
     if method.as_str() != allow {
         return Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
@@ -180,18 +254,18 @@ async fn route(call: &Call<'_>, request: Request<Incoming>) -> Result<Response<F
             Ok(response)
         }
         (Method::POST, "/v1/is_authorized") => {
-            let body = read_json(request, state.limits().max_body_bytes).await?;
-            let snapshot = state.snapshot();
+            let body = read_json(request, state.limits()).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &cedar::is_authorized(call, &snapshot, &body)?,
+                &cedar::is_authorized(call, body).await?,
             ))
         }
         (Method::POST, "/v1/batch_is_authorized") => {
-            let body = read_json(request, state.limits().max_body_bytes).await?;
-            let snapshot = state.snapshot();
-            let answer = cedar::batch_is_authorized(call, &snapshot, &body, state.limits().max_batch_items)?;
-            Ok(json_response(StatusCode::OK, &answer))
+            let body = read_json(request, state.limits()).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &cedar::batch_is_authorized(call, body).await?,
+            ))
         }
         (_, path) => Err(ApiError::NotFound(path.to_owned())),
     }
@@ -232,6 +306,7 @@ fn status(state: &AppState) -> Value {
             "hits": state.cache().stats().hits,
             "misses": state.cache().stats().misses,
             "entries": state.cache().stats().entries,
+            "bytes": state.cache().stats().bytes,
         },
         "reloads": reloads_json(&state.reloads()),
     });
@@ -264,15 +339,17 @@ fn reloads_json(reloads: &crate::state::ReloadStats) -> Value {
     })
 }
 
-/// Reads a JSON body of at most `limit` bytes: 413 above it, 400 with serde's line and column
-/// for malformed JSON.
-pub async fn read_json(request: Request<Incoming>, limit: usize) -> Result<Value, ApiError> {
-    let bytes = read_body(request, limit).await?;
+/// Reads a JSON body within the limits: 413 above the size limit, 408 past the body timeout,
+/// 400 with serde's line and column for malformed JSON.
+pub async fn read_json(request: Request<Incoming>, limits: &Limits) -> Result<Value, ApiError> {
+    let bytes = read_body(request, limits).await?;
     serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
 }
 
-/// Reads a body of at most `limit` bytes.
-pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a body of at most `limits.max_body_bytes`, arriving within `limits.body_timeout` (a
+/// client trickling bytes gets 408 and loses the connection).
+pub async fn read_body(request: Request<Incoming>, limits: &Limits) -> Result<Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -281,7 +358,13 @@ pub async fn read_body(request: Request<Incoming>, limit: usize) -> Result<Bytes
     if declared.is_some_and(|length| length > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    match Limited::new(request.into_body(), limit).collect().await {
+    let collected = tokio::time::timeout(
+        limits.body_timeout,
+        Limited::new(request.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::RequestTimeout(limits.body_timeout))?;
+    match collected {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
         Err(error) => Err(ApiError::BadRequest(format!("cannot read request body: {error}"))),

@@ -99,6 +99,18 @@ impl PolicySnapshot {
         self.stand_ins
     }
 
+    /// Whether `uid` is one of the ZenML stand-ins this snapshot stores: internal to the ZenML
+    /// path, they are not part of the directory, and the Cedar API never sees them (a request
+    /// naming one is decided as plain Cedar over the directory would: it does not exist).
+    pub fn is_stand_in(&self, uid: &EntityUid) -> bool {
+        self.stand_ins && crate::zenml::standin::has_stand_in_shape(uid) && self.entities.get(uid).is_some()
+    }
+
+    /// Whether `uid` is an entity of the directory (a stored entity that is not a stand-in).
+    pub fn in_directory(&self, uid: &EntityUid) -> bool {
+        self.entities.get(uid).is_some() && !self.is_stand_in(uid)
+    }
+
     /// The scope index's interned entities, when the set is indexed.
     pub fn index_graph(&self) -> Option<&Arc<crate::index::Graph>> {
         self.index.as_ref()?.graph()

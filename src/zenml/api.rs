@@ -41,6 +41,7 @@ use crate::http::Call;
 use crate::http::{ApiError, json_response, read_body};
 use crate::metrics::{Api, Outcome};
 use crate::policy::PolicySnapshot;
+use crate::pool::Deadline;
 use crate::state::AppState;
 use crate::store::ShareSnapshot;
 
@@ -72,7 +73,7 @@ pub async fn route(
             allow,
         });
     }
-    let body = read_body(request, state.limits().max_body_bytes).await?;
+    let body = read_body(request, state.limits()).await?;
     let snapshot = state.snapshot();
     match (method, path) {
         (Method::POST, "/auth/login") => login(state, &snapshot, &body),
@@ -86,14 +87,20 @@ pub async fn route(
                             "body: expected a JSON array of resource strings: {error}"
                         ))
                     })?;
-                    check_permissions(call, &snapshot, &workspace, &query, resources)
+                    check_permissions_page(call, snapshot, workspace, query, resources).await
                 }
                 (Method::GET, "/rbac/check_permissions") => {
                     let resources = params(&query, "resources");
-                    check_permissions(call, &snapshot, &workspace, &query, resources)
+                    check_permissions_page(call, snapshot, workspace, query, resources).await
                 }
                 (Method::GET, "/rbac/allowed_resource_ids") => {
-                    allowed_resource_ids(call, &snapshot, &workspace, &query)
+                    let owned = call.to_owned_call();
+                    state
+                        .pool()
+                        .run(move |deadline| {
+                            allowed_resource_ids(&owned.call(), &snapshot, &workspace, &query, deadline)
+                        })
+                        .await?
                 }
                 (Method::POST, "/rbac/resource_members") => {
                     resource_members(call, &snapshot, &workspace, &body).await
@@ -418,19 +425,50 @@ fn parse_for(workspace: &str, raw: &str) -> Result<Option<Resource>, ApiError> {
     })
 }
 
+/// Pages of at most this many resources are answered inline; longer ones (their cost is the
+/// caller's to choose) in the evaluation pool.
+const INLINE_PAGE: usize = 16;
+
+async fn check_permissions_page(
+    call: &Call<'_>,
+    snapshot: std::sync::Arc<PolicySnapshot>,
+    workspace: String,
+    query: String,
+    resources: Vec<String>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if resources.len() <= INLINE_PAGE {
+        return check_permissions(call, &snapshot, &workspace, &query, resources, &Deadline::never());
+    }
+    let owned = call.to_owned_call();
+    call.state
+        .pool()
+        .run(move |deadline| {
+            check_permissions(&owned.call(), &snapshot, &workspace, &query, resources, deadline)
+        })
+        .await?
+}
+
 fn check_permissions(
     call: &Call<'_>,
     snapshot: &PolicySnapshot,
     workspace: &str,
     query: &str,
     resources: Vec<String>,
+    deadline: &Deadline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
     let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
     let mut memo = Memo::batch();
+    let total = resources.len();
     for raw in resources {
+        if deadline.expired() {
+            return Err(ApiError::Overloaded(format!(
+                "the page passed its deadline after {} of {total} resources",
+                answer.len()
+            )));
+        }
         let allow = match parse_for(workspace, &raw)? {
             Some(resource) => {
                 let question = Question {
@@ -453,6 +491,7 @@ fn allowed_resource_ids(
     snapshot: &PolicySnapshot,
     workspace: &str,
     query: &str,
+    deadline: &Deadline,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
@@ -476,9 +515,15 @@ fn allowed_resource_ids(
         resource: &resource,
     };
     let mut memo = Memo::batch();
+    let mut late = false;
     let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
-        allowed(call, snapshot, &shares, q, &mut memo)
+        // Past the deadline every further check is false and the answer is refused below.
+        late = late || deadline.expired();
+        !late && allowed(call, snapshot, &shares, q, &mut memo)
     });
+    if late {
+        return Err(ApiError::Overloaded("the listing passed its deadline".to_owned()));
+    }
     Ok(json_response(
         StatusCode::OK,
         &match ids {

@@ -62,6 +62,16 @@ fn types(project_scoped: bool) -> impl Iterator<Item = &'static str> {
         .map(|t| t.cedar)
 }
 
+/// Whether `uid` has the shape of a stand-in: an id `"<scope>/*"` and a stand-in type. (Whether
+/// one is stored is the snapshot's to say: `PolicySnapshot::is_stand_in`.)
+pub(crate) fn has_stand_in_shape(uid: &EntityUid) -> bool {
+    uid.id().unescaped().ends_with("/*")
+        && uid.type_name().namespace() == "ZenML"
+        && RESOURCE_TYPES
+            .iter()
+            .any(|t| t.cedar != "Project" && t.cedar == uid.type_name().basename())
+}
+
 /// Whether a resource of `resource_type` in a project (`in_project`) or not has a stand-in.
 pub(crate) fn exists(resource_type: &ResourceType, in_project: bool) -> bool {
     resource_type.cedar != "Project" && resource_type.project_scoped == in_project
