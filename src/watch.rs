@@ -13,6 +13,11 @@
 //! and re-registered after every reload, so a replaced directory is watched again; a reload
 //! whose sources are unchanged (same revision) changes nothing. `--watch poll` polls instead,
 //! for file systems without change events.
+//!
+//! A valid candidate must also pass the reload [`guard`] before it is published: `@required`
+//! policies stay, no policy file is emptied, and the `--reload-gate` decision tables pass.
+
+pub mod guard;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -43,6 +48,9 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Poll interval (`WatchMode::Poll`).
     pub poll_interval: Duration,
+    /// Decision tables a candidate snapshot must pass before it is published (`--reload-gate`;
+    /// empty: no gate).
+    pub reload_gate: Vec<PathBuf>,
 }
 
 /// A burst that never goes quiet is still reloaded after this long.
@@ -76,11 +84,12 @@ pub async fn run(
     let mut registered = Registered::new();
     register(&mut watcher, &mut registered, &sources);
     let mut hangup = hangup_signal();
+    let gate = config.reload_gate.as_slice();
     // Edits between the initial load and the watch registration would otherwise go unseen
     // until the next one: check once now (unchanged sources change nothing). Not with
     // `--watch off`: then only SIGHUP reloads.
     if config.mode != WatchMode::Off {
-        reload(&state, &sources, "watch started").await;
+        reload(&state, &sources, gate, "watch started").await;
     }
     tokio::pin!(shutdown);
     loop {
@@ -116,20 +125,47 @@ pub async fn run(
                 "file change"
             }
         };
-        reload(&state, &sources, reason).await;
+        reload(&state, &sources, gate, reason).await;
         // A replaced directory needs a new watch; edits made before it was in place are caught
         // by one more check.
         if register(&mut watcher, &mut registered, &sources) {
-            reload(&state, &sources, "watch renewed").await;
+            reload(&state, &sources, gate, "watch renewed").await;
         }
     }
 }
 
-/// Loads the sources again and publishes them if valid and new. Returns whether a new
-/// snapshot was published.
-pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
+/// What a reload found.
+enum Loaded {
+    /// Valid, and accepted by the guard (or unchanged). Boxed: a snapshot's fields are large.
+    Valid(Box<policy::PolicySnapshot>),
+    /// Invalid sources: every error.
+    Invalid(Vec<policy::LoadError>),
+    /// Valid, but the reload guard refused it: every reason.
+    Refused(Vec<policy::LoadError>),
+}
+
+/// Loads the sources again and publishes them if valid, new and accepted by the reload
+/// [`guard`] (`gate`: the `--reload-gate` decision tables). Returns whether a new snapshot was
+/// published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
+/// with is still the active one when the candidate is published.
+pub async fn reload(state: &AppState, sources: &Sources, gate: &[PathBuf], reason: &str) -> bool {
     let load_sources = sources.clone();
-    let loaded = tokio::task::spawn_blocking(move || policy::load(&load_sources)).await;
+    let active = state.snapshot();
+    let gate = gate.to_vec();
+    let loaded = tokio::task::spawn_blocking(move || match policy::load(&load_sources) {
+        Err(errors) => Loaded::Invalid(errors),
+        Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
+        Ok(snapshot) => {
+            // A valid set may still be a weaker one by accident: check it before it is seen.
+            let refusals = guard::check(&active, &snapshot, &gate);
+            if refusals.is_empty() {
+                Loaded::Valid(Box::new(snapshot))
+            } else {
+                Loaded::Refused(refusals)
+            }
+        }
+    })
+    .await;
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -138,9 +174,9 @@ pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
             return false;
         }
     };
-    match loaded {
-        Ok(snapshot) => {
-            let active = state.snapshot().revision.clone();
+    let active = state.snapshot().revision.clone();
+    let (errors, what) = match loaded {
+        Loaded::Valid(snapshot) => {
             if snapshot.revision == active {
                 state.record_load_success(false);
                 tracing::debug!(revision = %active, reason, "sources unchanged");
@@ -160,23 +196,21 @@ pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
             }
             // Counted before it is visible: whoever sees the new revision sees it counted.
             state.record_load_success(true);
-            state.publish(snapshot);
-            true
+            state.publish(*snapshot);
+            return true;
         }
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(%error, "invalid policy sources; keeping the active policies");
-            }
-            tracing::error!(
-                errors = errors.len(),
-                active = %state.snapshot().revision,
-                reason,
-                "reload failed"
-            );
-            state.record_load_error(errors.iter().map(ToString::to_string).collect());
-            false
-        }
+        Loaded::Invalid(errors) => (errors, "invalid policy sources; keeping the active policies"),
+        Loaded::Refused(errors) => (
+            errors,
+            "valid policy sources refused by the reload guard; keeping the active policies",
+        ),
+    };
+    for error in &errors {
+        tracing::error!(%error, "{what}");
     }
+    tracing::error!(errors = errors.len(), %active, reason, "reload failed");
+    state.record_load_error(errors.iter().map(ToString::to_string).collect());
+    false
 }
 
 fn start_watcher(
