@@ -14,7 +14,7 @@
 //! whose sources are unchanged (same revision) changes nothing. `--watch poll` polls instead,
 //! for file systems without change events.
 //!
-//! Only events that can change a source wake the actor ([`Filter`]): policy files (`*.cedar`),
+//! Only events that can change a source wake the actor (`Filter`): policy files (`*.cedar`),
 //! schema files (`*.cedarschema`, `*.cedarschema.json`), the directory file, directories under
 //! the source trees (created, removed or renamed into place), the source paths themselves and
 //! ConfigMap `..data` swaps. The share database, its `-wal`/`-shm` files and log files kept
@@ -263,7 +263,7 @@ fn roots(sources: &Sources) -> Vec<(PathBuf, RecursiveMode)> {
         None => roots.push((path, mode)),
     };
     for path in [&sources.policies, &sources.schemas, &sources.directory] {
-        // Absolute, so that event paths compare with the [`Filter`]'s.
+        // Absolute, so that event paths compare with the `Filter`'s.
         let path = &absolute(path);
         if path.is_dir() {
             add(path.clone(), RecursiveMode::Recursive);
