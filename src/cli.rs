@@ -217,6 +217,11 @@ pub struct ServeArgs {
     /// Poll interval in milliseconds (`--watch poll`).
     #[arg(long, env = "ZENML_AUTHZ_WATCH_POLL_MS", default_value_t = 1000)]
     pub watch_poll_ms: u64,
+    /// Decision tables (files or directories, as for `test`; repeatable, or comma-separated in
+    /// the variable) that new policies must pass before a reload publishes them; a failing row
+    /// keeps the active policies. Off when not given.
+    #[arg(long, env = "ZENML_AUTHZ_RELOAD_GATE", value_delimiter = ',')]
+    pub reload_gate: Vec<PathBuf>,
     /// Cache decisions (`on`/`off`).
     #[arg(long, env = "ZENML_AUTHZ_CACHE", value_enum, default_value_t = Switch::On)]
     pub cache: Switch,
@@ -305,6 +310,7 @@ impl ServeArgs {
             mode: self.watch,
             debounce: Duration::from_millis(self.watch_debounce_ms),
             poll_interval: Duration::from_millis(self.watch_poll_ms.max(10)),
+            reload_gate: self.reload_gate.clone(),
         }
     }
 

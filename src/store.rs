@@ -5,8 +5,15 @@
 //! (SQLite in WAL mode with `synchronous = FULL`: the commit is on disk), and the in-memory
 //! [`ShareSet`] is updated only after that. A crash at any moment loses no acknowledged share
 //! and leaves no half-written one (one transaction per change).
+//!
+//! A database file deleted or replaced under a running server (an `rm`, a clean-up job, a
+//! restore copied over it) would take every later write with it: SQLite keeps writing to the
+//! open, unlinked file, and the next start finds nothing. So [`SqliteShareStore`] compares the
+//! path's (device, inode), and its WAL's, with those it opened, before and after every write;
+//! on a difference it refuses that write and every later one (a `503`, naming the path) until a
+//! restart, and saves what it holds, every acknowledged share, to `<path>.rescued-<seconds>`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -26,6 +33,9 @@ pub enum StoreError {
     /// The store's lock was poisoned by a panic in another thread.
     #[error("share store: unavailable after an earlier failure")]
     Poisoned,
+    /// The database file was deleted or replaced while serving: writes would not be durable.
+    #[error("share store: {0}")]
+    FileLost(String),
 }
 
 /// One share as stored.
@@ -52,12 +62,34 @@ pub trait ShareStore: Send + Sync + std::fmt::Debug {
     /// Removes every share of `resources` in `workspace`; returns how many were removed.
     /// Durable when it returns `Ok`.
     fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError>;
+    /// Why the store refuses every write from now on, if it does (e.g. its file was deleted).
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// SQLite share store: one file, created on first use.
 #[derive(Debug)]
 pub struct SqliteShareStore {
-    connection: Mutex<Connection>,
+    inner: Mutex<Sqlite>,
+}
+
+#[derive(Debug)]
+struct Sqlite {
+    connection: Connection,
+    /// The database file as opened; `None` in memory.
+    file: Option<OpenedFile>,
+    /// Set once the file was found deleted or replaced: every later write is refused with it.
+    lost: Option<String>,
+}
+
+/// A database file and its WAL, as opened: what a write must still find at their paths.
+#[derive(Debug)]
+struct OpenedFile {
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+    wal: PathBuf,
+    wal_identity: Option<(u64, u64)>,
 }
 
 const SCHEMA: &str = "
@@ -94,7 +126,21 @@ impl SqliteShareStore {
                 StoreError::Database(rusqlite::Error::ToSqlConversionFailure(Box::new(error)))
             })?;
         }
-        Self::with(Connection::open(path)?)
+        let store = Self::with(Connection::open(path)?)?;
+        // The schema statements wrote the file and its WAL: both exist now.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = PathBuf::from(wal);
+        let file = OpenedFile {
+            identity: identity(path),
+            wal_identity: identity(&wal),
+            path: path.to_path_buf(),
+            wal,
+        };
+        if let Ok(mut inner) = store.inner.lock() {
+            inner.file = Some(file);
+        }
+        Ok(store)
     }
 
     /// A store that lives in memory only (tests, `--shares-db :memory:`).
@@ -106,9 +152,115 @@ impl SqliteShareStore {
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
         Ok(Self {
-            connection: Mutex::new(connection),
+            inner: Mutex::new(Sqlite {
+                connection,
+                file: None,
+                lost: None,
+            }),
         })
     }
+
+    /// Runs `write` (one transaction) only while the database file is the one opened, and
+    /// succeeds only if it still is once committed: a commit into a deleted file is not durable.
+    fn write<T>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
+        inner.check()?;
+        let written = write(&mut inner.connection)?;
+        inner.check()?;
+        Ok(written)
+    }
+}
+
+// === impl Sqlite ===
+
+impl Sqlite {
+    /// Fails, from now on, once the database file or its WAL is no longer the one opened.
+    fn check(&mut self) -> Result<(), StoreError> {
+        if let Some(lost) = &self.lost {
+            return Err(StoreError::FileLost(lost.clone()));
+        }
+        let Some(file) = &mut self.file else {
+            return Ok(());
+        };
+        let wal = identity(&file.wal);
+        // SQLite creates the WAL with the first transaction that needs it: known from then on.
+        if file.wal_identity.is_none() {
+            file.wal_identity = wal;
+        }
+        let what = match (identity(&file.path), wal) {
+            (None, _) => "was deleted",
+            (Some(now), _) if Some(now) != file.identity => "was replaced",
+            (_, None) if file.wal_identity.is_some() => "lost its WAL file (deleted)",
+            (_, wal) if wal != file.wal_identity => "had its WAL file replaced",
+            _ => return Ok(()),
+        };
+        let path = file.path.clone();
+        let rescue = match rescue(&self.connection, &path) {
+            Ok(saved) => format!(
+                "every acknowledged share was saved to `{}`: to keep them, stop the server, remove \
+                 `{}` and its `-wal` and `-shm` files if left, move the saved file there and start \
+                 the server",
+                saved.display(),
+                path.display()
+            ),
+            Err(error) => format!(
+                "saving the acknowledged shares failed ({error}); they are served from memory until \
+                 the server stops"
+            ),
+        };
+        let message = format!(
+            "database file `{}` {what} while serving, so no write could be durable; refusing share \
+             writes until a restart; {rescue}",
+            path.display()
+        );
+        tracing::error!(path = %path.display(), "share store: {message}");
+        self.lost = Some(message.clone());
+        Err(StoreError::FileLost(message))
+    }
+}
+
+/// Copies the whole database, as `connection` still sees it, to a new file beside `path`
+/// (`VACUUM INTO`: one consistent copy), synced to disk; returns its path.
+fn rescue(connection: &Connection, path: &Path) -> Result<PathBuf, String> {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".rescued-{seconds}"));
+    let saved = PathBuf::from(name);
+    let target = saved
+        .to_str()
+        .ok_or_else(|| format!("`{}` is not UTF-8", saved.display()))?;
+    connection
+        .execute("VACUUM INTO ?1", params![target])
+        .map_err(|error| error.to_string())?;
+    // SQLite does not sync the copy; a rescue that a power cut can undo is none.
+    std::fs::File::open(&saved)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| format!("`{}`: {error}", saved.display()))?;
+    if let Some(parent) = saved.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| format!("`{}`: {error}", parent.display()))?;
+    }
+    Ok(saved)
+}
+
+/// The (device, inode) of what `path` names now, if anything.
+#[cfg(unix)]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Without inodes, only a deletion can be told: a file present counts as the one opened.
+#[cfg(not(unix))]
+fn identity(path: &Path) -> Option<(u64, u64)> {
+    path.exists().then_some((0, 0))
 }
 
 fn grantee_columns(grantee: &Grantee) -> (&'static str, &str) {
@@ -120,8 +272,8 @@ fn grantee_columns(grantee: &Grantee) -> (&'static str, &str) {
 
 impl ShareStore for SqliteShareStore {
     fn load(&self) -> Result<Vec<StoredShare>, StoreError> {
-        let connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
-        let mut statement = connection.prepare(
+        let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut statement = inner.connection.prepare(
             "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares ORDER BY 1, 2, 3, 4",
         )?;
         let rows = statement.query_map([], |row| {
@@ -157,51 +309,61 @@ impl ShareStore for SqliteShareStore {
     }
 
     fn set(&self, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError> {
-        let mut connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
-        let transaction = connection.transaction()?;
-        let (kind, id) = grantee_columns(&share.grantee);
-        let actions = share.actions.join(",");
-        if share.actions.is_empty() {
-            transaction.execute(
+        self.write(|connection| set(connection, share, shared_by))
+    }
+
+    fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError> {
+        self.write(|connection| purge(connection, workspace, resources))
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.inner.lock().ok().and_then(|inner| inner.lost.clone())
+    }
+}
+
+fn set(connection: &mut Connection, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    let (kind, id) = grantee_columns(&share.grantee);
+    let actions = share.actions.join(",");
+    if share.actions.is_empty() {
+        transaction.execute(
                 "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2 AND grantee_kind = ?3 AND grantee_id = ?4",
                 params![share.workspace, share.resource, kind, id],
             )?;
-        } else {
-            transaction.execute(
-                "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions, shared_by)
+    } else {
+        transaction.execute(
+            "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions, shared_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (workspace_id, resource, grantee_kind, grantee_id) DO UPDATE SET
                    actions = excluded.actions, shared_by = excluded.shared_by,
                    updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-                params![share.workspace, share.resource, kind, id, actions, shared_by],
-            )?;
-        }
-        transaction.execute(
+            params![share.workspace, share.resource, kind, id, actions, shared_by],
+        )?;
+    }
+    transaction.execute(
             "INSERT INTO share_events (kind, workspace_id, resource, grantee_kind, grantee_id, actions, shared_by)
              VALUES ('set', ?1, ?2, ?3, ?4, ?5, ?6)",
             params![share.workspace, share.resource, kind, id, actions, shared_by],
         )?;
-        transaction.commit()?;
-        Ok(())
-    }
+    transaction.commit()?;
+    Ok(())
+}
 
-    fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError> {
-        let mut connection = self.connection.lock().map_err(|_| StoreError::Poisoned)?;
-        let transaction = connection.transaction()?;
-        let mut removed = 0;
-        for resource in resources {
-            removed += transaction.execute(
-                "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2",
-                params![workspace, resource],
-            )?;
-            transaction.execute(
-                "INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', ?1, ?2)",
-                params![workspace, resource],
-            )?;
-        }
-        transaction.commit()?;
-        Ok(removed)
+fn purge(connection: &mut Connection, workspace: &str, resources: &[String]) -> Result<usize, StoreError> {
+    let transaction = connection.transaction()?;
+    let mut removed = 0;
+    for resource in resources {
+        removed += transaction.execute(
+            "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2",
+            params![workspace, resource],
+        )?;
+        transaction.execute(
+            "INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', ?1, ?2)",
+            params![workspace, resource],
+        )?;
     }
+    transaction.commit()?;
+    Ok(removed)
 }
 
 /// One consistent view of all shares, with a version that changes on every write.
@@ -238,6 +400,12 @@ impl Shares {
             current: ArcSwap::from_pointee(ShareSnapshot { version: 0, set }),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Why every share write is refused from now on, if it is (the database file was deleted
+    /// or replaced while serving; a restart recovers).
+    pub fn failure(&self) -> Option<String> {
+        self.store.failure()
     }
 
     /// The current shares; hold the `Arc` for a whole request.
@@ -334,6 +502,81 @@ mod tests {
         shares.purge(W, std::slice::from_ref(&resource)).unwrap();
         assert!(shares.snapshot().set.is_empty());
         assert!(SqliteShareStore::open(&path).unwrap().load().unwrap().is_empty());
+    }
+
+    /// Issue 16: a database file deleted (or replaced, or its WAL deleted) under a running
+    /// store refuses that write and every later one, naming the path, changes nothing in
+    /// memory, and saves every acknowledged share beside it.
+    #[test]
+    fn issue_16_a_lost_database_file_refuses_writes_and_keeps_what_was_acknowledged() {
+        let resource = Resource::parse(R).unwrap();
+        let other = Resource::parse("stack/22222222-2222-4222-8222-222222222222").unwrap();
+        let suffix = |path: &Path, end: &str| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(end);
+            PathBuf::from(name)
+        };
+        type Lose = fn(&Path, &Path);
+        let cases: [(&str, Lose, &str); 3] = [
+            (
+                "deleted",
+                |db, _| std::fs::remove_file(db).unwrap(),
+                "was deleted",
+            ),
+            (
+                "replaced",
+                |db, _| {
+                    std::fs::remove_file(db).unwrap();
+                    std::fs::write(db, b"").unwrap();
+                },
+                "was replaced",
+            ),
+            (
+                "wal deleted",
+                |_, wal| std::fs::remove_file(wal).unwrap(),
+                "lost its WAL file",
+            ),
+        ];
+        for (what, lose, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("shares.db");
+            let shares = Shares::open(Box::new(SqliteShareStore::open(&path).unwrap())).unwrap();
+            shares
+                .set(W, &resource, Grantee::User("u".into()), vec!["read".into()], None)
+                .unwrap();
+            lose(&path, &suffix(&path, "-wal"));
+            for attempt in 0..2 {
+                let error = shares
+                    .set(W, &other, Grantee::User("u".into()), vec!["read".into()], None)
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    error.contains(&format!("`{}` {expected}", path.display()))
+                        && error.contains("refusing share writes until a restart"),
+                    "{what} (write {attempt}): {error}"
+                );
+            }
+            assert!(
+                shares.purge(W, std::slice::from_ref(&resource)).is_err(),
+                "{what}"
+            );
+            assert_eq!(shares.snapshot().version, 1, "{what}: the view is unchanged");
+            assert!(shares.failure().is_some(), "{what}");
+            let rescued: Vec<PathBuf> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .filter(|p| {
+                    p.to_string_lossy().contains(".rescued-") && !p.to_string_lossy().ends_with("-wal")
+                })
+                .collect();
+            assert_eq!(rescued.len(), 1, "{what}: {rescued:?}");
+            let saved = SqliteShareStore::open(&rescued[0]).unwrap().load().unwrap();
+            assert_eq!(
+                saved.iter().map(|s| s.resource.as_str()).collect::<Vec<_>>(),
+                [R],
+                "{what}: the acknowledged share, and only it"
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,21 @@
 //! and re-registered after every reload, so a replaced directory is watched again; a reload
 //! whose sources are unchanged (same revision) changes nothing. `--watch poll` polls instead,
 //! for file systems without change events.
+//!
+//! Only events that can change a source wake the actor (`Filter`): policy files (`*.cedar`),
+//! schema files (`*.cedarschema`, `*.cedarschema.json`), the directory file, directories under
+//! the source trees (created, removed or renamed into place), the source paths themselves and
+//! ConfigMap `..data` swaps. The share database, its `-wal`/`-shm` files and log files kept
+//! beside the sources never cause a reload.
+//!
+//! A valid candidate must also pass the reload [`guard`] before it is published: `@required`
+//! policies stay, no policy file is emptied, and the `--reload-gate` decision tables pass.
 
-use std::path::{Path, PathBuf};
+pub mod guard;
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
@@ -43,6 +56,9 @@ pub struct WatchConfig {
     pub debounce: Duration,
     /// Poll interval (`WatchMode::Poll`).
     pub poll_interval: Duration,
+    /// Decision tables a candidate snapshot must pass before it is published (`--reload-gate`;
+    /// empty: no gate).
+    pub reload_gate: Vec<PathBuf>,
 }
 
 /// A burst that never goes quiet is still reloaded after this long.
@@ -74,13 +90,16 @@ pub async fn run(
         }
     };
     let mut registered = Registered::new();
+    let mut filter = Filter::new(&sources);
     register(&mut watcher, &mut registered, &sources);
+    filter.refresh();
     let mut hangup = hangup_signal();
+    let gate = config.reload_gate.as_slice();
     // Edits between the initial load and the watch registration would otherwise go unseen
     // until the next one: check once now (unchanged sources change nothing). Not with
     // `--watch off`: then only SIGHUP reloads.
     if config.mode != WatchMode::Off {
-        reload(&state, &sources, "watch started").await;
+        reload(&state, &sources, gate, "watch started").await;
     }
     tokio::pin!(shutdown);
     loop {
@@ -89,7 +108,7 @@ pub async fn run(
             _ = recv_hangup(&mut hangup) => "SIGHUP",
             event = receiver.recv() => {
                 let Some(event) = event else { return };
-                if !relevant(&event) {
+                if !filter.relevant(&event) {
                     continue;
                 }
                 if let Event::Fs(event) = &event {
@@ -105,7 +124,7 @@ pub async fn run(
                         () = tokio::time::sleep_until(deadline) => break,
                         more = receiver.recv() => match more {
                             // Only changes restart the quiet period.
-                            Some(event) if relevant(&event) => {
+                            Some(event) if filter.relevant(&event) => {
                                 quiet.as_mut().reset(tokio::time::Instant::now() + config.debounce);
                             }
                             Some(_) => {}
@@ -116,20 +135,49 @@ pub async fn run(
                 "file change"
             }
         };
-        reload(&state, &sources, reason).await;
+        reload(&state, &sources, gate, reason).await;
         // A replaced directory needs a new watch; edits made before it was in place are caught
         // by one more check.
-        if register(&mut watcher, &mut registered, &sources) {
-            reload(&state, &sources, "watch renewed").await;
+        let renewed = register(&mut watcher, &mut registered, &sources);
+        filter.refresh();
+        if renewed {
+            reload(&state, &sources, gate, "watch renewed").await;
         }
     }
 }
 
-/// Loads the sources again and publishes them if valid and new. Returns whether a new
-/// snapshot was published.
-pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
+/// What a reload found.
+enum Loaded {
+    /// Valid, and accepted by the guard (or unchanged). Boxed: a snapshot's fields are large.
+    Valid(Box<policy::PolicySnapshot>),
+    /// Invalid sources: every error.
+    Invalid(Vec<policy::LoadError>),
+    /// Valid, but the reload guard refused it: every reason.
+    Refused(Vec<policy::LoadError>),
+}
+
+/// Loads the sources again and publishes them if valid, new and accepted by the reload
+/// [`guard`] (`gate`: the `--reload-gate` decision tables). Returns whether a new snapshot was
+/// published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
+/// with is still the active one when the candidate is published.
+pub async fn reload(state: &AppState, sources: &Sources, gate: &[PathBuf], reason: &str) -> bool {
     let load_sources = sources.clone();
-    let loaded = tokio::task::spawn_blocking(move || policy::load(&load_sources)).await;
+    let active = state.snapshot();
+    let gate = gate.to_vec();
+    let loaded = tokio::task::spawn_blocking(move || match policy::load(&load_sources) {
+        Err(errors) => Loaded::Invalid(errors),
+        Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
+        Ok(snapshot) => {
+            // A valid set may still be a weaker one by accident: check it before it is seen.
+            let refusals = guard::check(&active, &snapshot, &gate);
+            if refusals.is_empty() {
+                Loaded::Valid(Box::new(snapshot))
+            } else {
+                Loaded::Refused(refusals)
+            }
+        }
+    })
+    .await;
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -138,9 +186,9 @@ pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
             return false;
         }
     };
-    match loaded {
-        Ok(snapshot) => {
-            let active = state.snapshot().revision.clone();
+    let active = state.snapshot().revision.clone();
+    let (errors, what) = match loaded {
+        Loaded::Valid(snapshot) => {
             if snapshot.revision == active {
                 state.record_load_success(false);
                 tracing::debug!(revision = %active, reason, "sources unchanged");
@@ -160,23 +208,21 @@ pub async fn reload(state: &AppState, sources: &Sources, reason: &str) -> bool {
             }
             // Counted before it is visible: whoever sees the new revision sees it counted.
             state.record_load_success(true);
-            state.publish(snapshot);
-            true
+            state.publish(*snapshot);
+            return true;
         }
-        Err(errors) => {
-            for error in &errors {
-                tracing::error!(%error, "invalid policy sources; keeping the active policies");
-            }
-            tracing::error!(
-                errors = errors.len(),
-                active = %state.snapshot().revision,
-                reason,
-                "reload failed"
-            );
-            state.record_load_error(errors.iter().map(ToString::to_string).collect());
-            false
-        }
+        Loaded::Invalid(errors) => (errors, "invalid policy sources; keeping the active policies"),
+        Loaded::Refused(errors) => (
+            errors,
+            "valid policy sources refused by the reload guard; keeping the active policies",
+        ),
+    };
+    for error in &errors {
+        tracing::error!(%error, "{what}");
     }
+    tracing::error!(errors = errors.len(), %active, reason, "reload failed");
+    state.record_load_error(errors.iter().map(ToString::to_string).collect());
+    false
 }
 
 fn start_watcher(
@@ -217,6 +263,8 @@ fn roots(sources: &Sources) -> Vec<(PathBuf, RecursiveMode)> {
         None => roots.push((path, mode)),
     };
     for path in [&sources.policies, &sources.schemas, &sources.directory] {
+        // Absolute, so that event paths compare with the `Filter`'s.
+        let path = &absolute(path);
         if path.is_dir() {
             add(path.clone(), RecursiveMode::Recursive);
         }
@@ -279,22 +327,125 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
     path.exists().then_some((0, 0))
 }
 
-/// Whether an event can change the sources: access events and editor swap, backup and lock
-/// files cannot. (ConfigMap `..data` swaps are relevant: they are how the files change.)
-fn relevant(event: &Event) -> bool {
-    let event = match event {
-        Event::FsError(error) => {
-            tracing::warn!(%error, "file watcher error; reloading to be safe");
+/// Which file-system events can change the sources. Only the paths of an event count, never
+/// its mere arrival: the folders watched also hold other files (the share database and its
+/// `-wal` and `-shm` files, logs), whose writes must not reload anything.
+#[derive(Debug)]
+struct Filter {
+    /// The three source paths, absolute.
+    sources: Vec<PathBuf>,
+    /// The source directories searched recursively, with the name suffixes of their files.
+    trees: Vec<(PathBuf, &'static [&'static str])>,
+    /// The directories under the trees when last looked (a directory moved away is named by
+    /// its old path only, which no longer says it was one).
+    directories: HashSet<PathBuf>,
+}
+
+/// The name suffixes of policy files.
+const POLICY_SUFFIXES: &[&str] = &[".cedar"];
+/// The name suffixes of schema files.
+const SCHEMA_SUFFIXES: &[&str] = &[".cedarschema", ".cedarschema.json"];
+/// The name of the symlink a Kubernetes ConfigMap volume swaps to update its files.
+const CONFIGMAP_DATA: &str = "..data";
+
+// === impl Filter ===
+
+impl Filter {
+    fn new(sources: &Sources) -> Self {
+        Self {
+            sources: [&sources.policies, &sources.schemas, &sources.directory]
+                .into_iter()
+                .map(|path| absolute(path))
+                .collect(),
+            trees: vec![
+                (absolute(&sources.policies), POLICY_SUFFIXES),
+                (absolute(&sources.schemas), SCHEMA_SUFFIXES),
+            ],
+            directories: HashSet::new(),
+        }
+    }
+
+    /// Looks again which directories are under the trees (as the loader walks them: hidden
+    /// entries skipped, symlinks followed).
+    fn refresh(&mut self) {
+        self.directories = self
+            .trees
+            .iter()
+            .filter(|(tree, _)| tree.is_dir())
+            .flat_map(|(tree, _)| {
+                walkdir::WalkDir::new(tree)
+                    .follow_links(true)
+                    .min_depth(1)
+                    .into_iter()
+                    .filter_entry(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                    .flatten()
+                    .filter(|entry| entry.file_type().is_dir())
+                    .map(|entry| entry.into_path())
+            })
+            .collect();
+    }
+
+    /// Whether an event can change the sources: access events, editor swap, backup and lock
+    /// files, and files that are no source cannot.
+    fn relevant(&self, event: &Event) -> bool {
+        let event = match event {
+            Event::FsError(error) => {
+                tracing::warn!(%error, "file watcher error; reloading to be safe");
+                return true;
+            }
+            Event::Fs(event) => event,
+        };
+        // Opening and reading (our own reloads read every file) change nothing; a closed write
+        // does.
+        use notify::event::{AccessKind, AccessMode, CreateKind, EventKind, RemoveKind};
+        if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write)) {
+            return false;
+        }
+        let folder = matches!(
+            event.kind,
+            EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
+        );
+        // No paths: the watcher lost track (a queue overflow, a rescan); reload to be safe.
+        event.paths.is_empty() || event.paths.iter().any(|path| self.is_source(path, folder))
+    }
+
+    /// Whether `path` (`folder`: the event says it is a directory) is, or may hold, a source.
+    fn is_source(&self, path: &Path, folder: bool) -> bool {
+        if is_editor_noise(path) {
+            return false;
+        }
+        // A source itself, or a directory above one (replaced, moved, removed).
+        if self.sources.iter().any(|source| source.starts_with(path)) {
             return true;
         }
-        Event::Fs(event) => event,
-    };
-    // Opening and reading (our own reloads read every file) change nothing; a closed write does.
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    if matches!(event.kind, EventKind::Access(kind) if kind != AccessKind::Close(AccessMode::Write)) {
-        return false;
+        // A ConfigMap update: every file behind the symlinks changes at once.
+        if path.file_name() == Some(OsStr::new(CONFIGMAP_DATA)) {
+            return true;
+        }
+        self.trees.iter().any(|(tree, suffixes)| {
+            let Ok(relative) = path.strip_prefix(tree) else {
+                return false;
+            };
+            // The loader skips hidden entries, and whatever is under them.
+            let hidden = relative
+                .components()
+                .any(|c| matches!(c, Component::Normal(name) if name.to_string_lossy().starts_with('.')));
+            if hidden || relative.as_os_str().is_empty() {
+                return false;
+            }
+            let name = path.file_name().map(OsStr::to_string_lossy).unwrap_or_default();
+            suffixes.iter().any(|suffix| name.ends_with(suffix))
+                || folder
+                || self.directories.contains(path)
+                || path.is_dir()
+        })
     }
-    event.paths.is_empty() || event.paths.iter().any(|path| !is_editor_noise(path))
+}
+
+/// `path` made absolute against the working directory (as notify reports the paths of
+/// watches registered so), without resolving symlinks.
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Editor temporaries: vim's `.x.swp`/`4913`, emacs' `#x#`/`.#x`, `x~` backups.
@@ -341,6 +492,76 @@ async fn recv_hangup(_: &mut Option<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16, finding 8: only paths that are, or may hold, sources reload.
+    #[test]
+    fn issue_16_only_source_paths_are_relevant() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["policies/extra", "policies/gone", "schemas", "policies/..2026_01"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        let sources = Sources {
+            policies: root.join("policies"),
+            schemas: root.join("schemas"),
+            directory: root.join("policies/directory.yaml"),
+        };
+        let mut filter = Filter::new(&sources);
+        filter.refresh();
+        // `gone` was a directory when last looked, and is moved away now.
+        std::fs::remove_dir(root.join("policies/gone")).unwrap();
+        // (path under the temp dir, event says folder, relevant)
+        let table: &[(&str, bool, bool)] = &[
+            ("policies/workspace.cedar", false, true),
+            ("policies/extra/new.cedar", false, true),
+            ("policies/directory.yaml", false, true),
+            ("schemas/zenml.cedarschema", false, true),
+            ("schemas/zenml.cedarschema.json", false, true),
+            ("policies", false, true),
+            ("schemas", false, true),
+            ("", false, true),
+            ("..data", false, true),
+            ("policies/..data", false, true),
+            ("policies/extra", false, true),
+            ("policies/gone", false, true),
+            ("policies/created-then-removed", true, true),
+            ("shares.db", false, false),
+            ("shares.db-wal", false, false),
+            ("shares.db-shm", false, false),
+            ("shares.db.rescued-1700000000", false, false),
+            ("decisions.log", false, false),
+            ("policies/debug.log", false, false),
+            ("policies/notes.yaml", false, false),
+            ("policies/shares.db-journal", false, false),
+            ("policies/never-a-directory", false, false),
+            ("policies/.workspace.cedar.swp", false, false),
+            ("policies/workspace.cedar~", false, false),
+            ("policies/.hidden/x.cedar", false, false),
+            ("policies/..2026_01/workspace.cedar", false, false),
+            ("policies/..2026_01", true, false),
+            ("schemas/workspace.cedar", false, false),
+            ("workspace.cedar", false, false),
+            ("zenml.cedarschema", false, false),
+        ];
+        for (path, folder, relevant) in table {
+            let path = root.join(path);
+            assert_eq!(filter.is_source(&path, *folder), *relevant, "{}", path.display());
+        }
+        // Reads change nothing; a lost track (no paths) reloads to be safe.
+        use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+        let event =
+            |kind: EventKind, path: &str| Event::Fs(notify::Event::new(kind).add_path(root.join(path)));
+        assert!(!filter.relevant(&event(
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            "policies/workspace.cedar"
+        )));
+        assert!(filter.relevant(&event(
+            EventKind::Modify(ModifyKind::Any),
+            "policies/workspace.cedar"
+        )));
+        assert!(!filter.relevant(&event(EventKind::Modify(ModifyKind::Any), "shares.db-wal")));
+        assert!(filter.relevant(&Event::Fs(notify::Event::new(EventKind::Other))));
+    }
 
     #[test]
     fn editor_noise_is_recognised() {

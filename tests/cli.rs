@@ -178,7 +178,7 @@ fn authorize_denies_with_exit_1_and_names_a_forbid() {
     ]);
     assert_eq!(out.code, 1, "{out:?}");
     let expected = format!(
-        "determining policies:\n  {}\n    @id(\"deactivated-principal\")\n    forbid (principal, action, resource)\n    unless {{ principal.active }};\nerrors: none\n",
+        "determining policies:\n  {}\n    @id(\"deactivated-principal\")\n    @required(\"deactivated accounts must always be denied\")\n    forbid (principal, action, resource)\n    unless {{ principal.active }};\nerrors: none\n",
         policy("deactivated-principal", "service_accounts.cedar")
     );
     assert!(out.stdout.ends_with(&expected), "{out:?}");

@@ -368,3 +368,87 @@ fn a_purge_survives_a_clean_restart() {
     assert!(!allows(&server, &token, GRACE, "read", &kept));
     assert_eq!(server.get("/readyz").0, 200);
 }
+
+/// Issue 16, finding 9: the database file deleted under a running server. SQLite would keep
+/// committing into the unlinked file, and every write acknowledged after it would be gone at
+/// the next start. Now the first write after the deletion, and every later one, is a 503 naming
+/// the path; nothing changes in memory; and every acknowledged share is saved beside the path,
+/// from where the documented recovery (stop, move it into place, start) brings it back.
+#[test]
+fn issue_16_a_deleted_database_refuses_writes_and_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("shares.db");
+    let acknowledged = format!("{CHURN}:pipeline/11111111-1111-4111-8111-111111111111");
+    let refused = format!("{CHURN}:pipeline/22222222-2222-4222-8222-222222222222");
+    let mut server = start(&db);
+    let token = server.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let grace = ("user_id", GRACE);
+    assert_eq!(
+        share(&server.base, &token, grace, &acknowledged, &["read"]).unwrap(),
+        200
+    );
+    std::fs::remove_file(&db).unwrap();
+
+    let [a, b] = headers(&token);
+    let body = json!({"user_id": GRACE, "team_id": null, "sharing_user_id": ADA, "resource": refused, "actions": ["read"]}).to_string();
+    let purge = format!("/zenml/rbac/resources?{}", query(&[("resources", &acknowledged)]));
+    // (what, method, path, body): every write is refused, not only the first.
+    let writes: [(&str, &str, &str, common::Body<'_>); 3] = [
+        (
+            "share",
+            "POST",
+            "/zenml/rbac/resource_members",
+            Some(("application/json", &body)),
+        ),
+        (
+            "share again",
+            "POST",
+            "/zenml/rbac/resource_members",
+            Some(("application/json", &body)),
+        ),
+        ("purge", "DELETE", &purge, None),
+    ];
+    for (what, method, path, body) in writes {
+        let reply = server.send(method, path, &[(a.0, &a.1), (b.0, &b.1)], body);
+        assert_eq!(reply.status, 503, "{what}: {reply:?}");
+        let message = reply.message();
+        assert!(
+            message.contains(&format!(
+                "database file `{}` was deleted while serving",
+                db.display()
+            )) && message.contains("refusing share writes until a restart")
+                && message.contains("every acknowledged share was saved to"),
+            "{what}: {message}"
+        );
+    }
+    // Memory agrees with what was acknowledged: the refused share is not served.
+    assert!(allows(&server, &token, GRACE, "read", &acknowledged));
+    assert!(!allows(&server, &token, GRACE, "read", &refused));
+    assert_eq!(terminate(&mut server).code(), Some(0));
+    drop(server);
+
+    // The documented recovery: remove what the deleted file left (its WAL would be replayed
+    // onto the saved copy), move the saved copy into place, start.
+    let saved: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().contains("shares.db.rescued-"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(!db.exists());
+    for leftover in ["shares.db-wal", "shares.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(leftover));
+    }
+    std::fs::rename(&saved[0], &db).unwrap();
+    let server = start(&db);
+    assert!(
+        allows(&server, &token, GRACE, "read", &acknowledged),
+        "nothing acknowledged is lost"
+    );
+    assert!(!allows(&server, &token, GRACE, "read", &refused));
+    assert_eq!(
+        share(&server.base, &token, grace, &refused, &["read"]).unwrap(),
+        200,
+        "writes work again after the restart"
+    );
+}

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::sample::{CAROL, CHURN};
+use common::sample::{CAROL, CHURN, PRODUCTION};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,7 +27,10 @@ fn carol_reads_churn() -> Value {
 }
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
-    let mut args = vec!["--shares-db", ":memory:"];
+    let mut args = vec![];
+    if !extra.contains(&"--shares-db") {
+        args.extend(["--shares-db", ":memory:"]);
+    }
     if !extra.contains(&"--watch-debounce-ms") {
         args.extend(["--watch-debounce-ms", "50"]);
     }
@@ -179,6 +182,31 @@ fn every_way_files_change_triggers_a_reload() {
         (
             "deleted file",
             Box::new(|| std::fs::remove_file(&new_file).unwrap()),
+            "Allow",
+        ),
+        (
+            "a directory of policies renamed into place",
+            Box::new(|| {
+                let staged = dir.path().join("staged/forbid");
+                std::fs::create_dir_all(&staged).unwrap();
+                std::fs::write(
+                    staged.join("viewers.cedar"),
+                    format!("@id(\"moved-in\")\n{VIEWER_FORBID}\n"),
+                )
+                .unwrap();
+                std::fs::rename(&staged, dir.path().join("policies/moved")).unwrap();
+            }),
+            "Deny",
+        ),
+        (
+            "that directory renamed away again",
+            Box::new(|| {
+                std::fs::rename(
+                    dir.path().join("policies/moved"),
+                    dir.path().join("staged/forbid"),
+                )
+                .unwrap();
+            }),
             "Allow",
         ),
         (
@@ -432,4 +460,88 @@ fn flipping_under_load_never_fails_or_goes_back() {
     }
     let (_, status) = server.get("/v1/status");
     assert_eq!(status["reloads"]["succeeded"].as_u64(), Some(FLIPS as u64 + 1));
+}
+
+/// The try-out enrollment key of `production` (its hash is in policies/directory.yaml).
+const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
+
+/// Issue 16, finding 8: the share database (and its `-wal`/`-shm`), the decision log and other
+/// logs kept beside the sources and inside the policy folder are written to all the time; none
+/// of it reloads, while a policy edit still does.
+#[test]
+fn issue_16_shares_and_logs_beside_the_sources_never_reload() {
+    let dir = common::copy_sources();
+    let db = dir.path().join("shares.db");
+    let decision_log = dir.path().join("decisions.log");
+    let server = start(
+        dir.path(),
+        &[
+            "--shares-db",
+            db.to_str().unwrap(),
+            "--decision-log",
+            decision_log.to_str().unwrap(),
+        ],
+    );
+    let token = server.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let (_, before) = server.get("/v1/status");
+    let logs = [
+        dir.path().join("debug.log"),
+        dir.path().join("policies/debug.log"),
+    ];
+    for round in 0..20 {
+        let body = json!({"user_id": CAROL, "team_id": null, "sharing_user_id": CAROL, "resource": format!("stack/11111111-1111-4111-8111-{round:012}"), "actions": ["read"]}).to_string();
+        let reply = server.send(
+            "POST",
+            "/zenml/rbac/resource_members",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("zenml-server-id", PRODUCTION),
+            ],
+            Some(("application/json", &body)),
+        );
+        assert_eq!(reply.status, 200, "{reply:?}");
+        decision(&server);
+        for log in &logs {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap();
+            writeln!(file, "round {round}").unwrap();
+        }
+        // A journal that comes and goes (SQLite's rollback mode, a log rotation).
+        let journal = dir.path().join("policies/other.db-journal");
+        std::fs::write(&journal, "x").unwrap();
+        std::fs::remove_file(&journal).unwrap();
+        // Paced (not timed): with a filter that let these through, each round would be a
+        // burst of its own, reloaded once the debounce is quiet.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The edit comes after every write above: once it is published, the watcher has seen them.
+    let path = workspace_policies(dir.path());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(VIEWER_PERMIT, VIEWER_FORBID)).unwrap();
+    let status = wait_status(&server, Duration::from_secs(30), |s| {
+        s["revision"] != before["revision"]
+    });
+    assert_eq!(decision(&server).0, "Deny");
+    assert_eq!(status["shares"]["count"], 20, "{status}");
+    assert_eq!(
+        (
+            &status["reloads"]["succeeded"],
+            &status["reloads"]["unchanged"],
+            &status["reloads"]["failed"]
+        ),
+        (
+            &json!(before["reloads"]["succeeded"].as_u64().unwrap() + 1),
+            &before["reloads"]["unchanged"],
+            &before["reloads"]["failed"]
+        ),
+        "only the policy edit reloaded: {status}"
+    );
+    assert!(
+        std::fs::metadata(&decision_log).unwrap().len() > 0,
+        "the decision log was written beside the sources"
+    );
 }
