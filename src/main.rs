@@ -10,6 +10,7 @@ use zenml_authz::decision_log::DecisionLog;
 use zenml_authz::metrics::Metrics;
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
+use zenml_authz::zenml::api::ZenmlConfig;
 use zenml_authz::{AppState, authoring, policy, server, table, watch};
 
 fn main() -> ExitCode {
@@ -84,6 +85,14 @@ fn test(sources: &policy::Sources, paths: &[std::path::PathBuf]) -> i32 {
 }
 
 fn serve(args: ServeArgs) -> i32 {
+    // A weak or misplaced token secret is a bad setting: refused before anything is loaded.
+    let zenml = match args.zenml_config() {
+        Ok(zenml) => zenml,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
     init_tracing(&args);
     let sources = args.sources.sources();
     let snapshot = match policy::load(&sources) {
@@ -132,7 +141,7 @@ fn serve(args: ServeArgs) -> i32 {
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
         // A line for scripts and tests that start the server on port 0.
         println!("listening on http://{address}");
-        let services = match services(&args, shares) {
+        let services = match services(&args, zenml, shares) {
             Ok(services) => services,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -156,7 +165,7 @@ fn serve(args: ServeArgs) -> i32 {
 }
 
 /// Cache, metrics, decision log and the rest of what `serve` runs with.
-fn services(args: &ServeArgs, shares: Shares) -> Result<Services, String> {
+fn services(args: &ServeArgs, zenml: ZenmlConfig, shares: Shares) -> Result<Services, String> {
     let metrics = Metrics::new().map_err(|error| format!("metrics: {error}"))?;
     let decision_log = match &args.decision_log {
         Some(target) => DecisionLog::start(target, args.decision_log_queue, metrics.clone())
@@ -165,7 +174,7 @@ fn services(args: &ServeArgs, shares: Shares) -> Result<Services, String> {
     };
     Ok(Services {
         limits: args.limits(),
-        zenml: args.zenml_config(),
+        zenml,
         shares,
         cache: DecisionCache::new(args.cache_config()),
         metrics,

@@ -15,8 +15,9 @@
 //! * cloud mode: `PATCH /workspace_status` (`/tenant_status`),
 //!   `GET /organizations/{org}/entitlement/{feature}`, `POST /usage-event`
 //!
-//! Every `/rbac/*` and cloud call needs a workspace token; the token fixes the workspace, and a
-//! `zenml-server-id` header that names another one is refused (403).
+//! Every `/rbac/*` and cloud call needs a workspace token (`token`: valid only while the
+//! workspace's enrollment key is the one it was minted from); the token fixes the workspace, and
+//! a `zenml-server-id` header that names another one is refused (403).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -162,22 +163,20 @@ fn authenticate_workspace(
     headers: &HeaderMap,
 ) -> Result<String, ApiError> {
     let token = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-    let subject = token::verify(&state.zenml().token_key, token, now())
-        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    // Checked against this request's snapshot: a rotated enrollment key or a workspace removed
+    // from the directory ends the token at the reload.
+    let subject = token::verify(
+        &state.zenml().token_key,
+        token,
+        now(),
+        snapshot.directory.as_deref(),
+    )
+    .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
     let Subject::Workspace(workspace) = subject else {
         return Err(ApiError::Forbidden(
             "a user token cannot call the RBAC API".into(),
         ));
     };
-    let known = snapshot
-        .directory
-        .as_ref()
-        .is_some_and(|d| d.workspaces.contains_key(&workspace));
-    if !known {
-        return Err(ApiError::Unauthorized(format!(
-            "workspace `{workspace}` is no longer in the directory"
-        )));
-    }
     if let Some(server_id) = headers.get("zenml-server-id").and_then(|v| v.to_str().ok())
         && server_id != workspace
     {
@@ -192,9 +191,11 @@ fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn token_response(state: &AppState, subject: Subject) -> Response<Full<Bytes>> {
+/// A token for `subject`, minted from the credential whose stored hash is `credential_sha256`.
+fn token_response(state: &AppState, subject: Subject, credential_sha256: &[u8; 32]) -> Response<Full<Bytes>> {
     let ttl = state.zenml().token_ttl_secs;
-    let token = token::issue(&state.zenml().token_key, subject, now() + ttl);
+    let key = &state.zenml().token_key;
+    let token = token::issue(key, subject, key.generation(credential_sha256), now() + ttl);
     json_response(
         StatusCode::OK,
         &json!({"access_token": token, "token_type": "bearer", "expires_in": ttl}),
@@ -215,8 +216,8 @@ fn login(
         .ok_or_else(|| ApiError::Unauthorized("no ZenML directory is loaded".into()))?;
     // A cloud-mode client logging in with an API key gets a user token.
     if let Some(key) = field("password") {
-        let user = api_key_user(snapshot, &key)?;
-        return Ok(token_response(state, Subject::User(user)));
+        let (user, key_sha256) = api_key_user(snapshot, &key)?;
+        return Ok(token_response(state, Subject::User(user), &key_sha256));
     }
     match field("grant_type").as_deref() {
         Some("client_credentials") | None => {}
@@ -236,7 +237,7 @@ fn login(
         .ok_or_else(|| ApiError::Unauthorized(format!("unknown workspace `{client_id}`")))?;
     match workspace.enrollment_key_sha256 {
         Some(expected) if expected == sha256(&secret) => {
-            Ok(token_response(state, Subject::Workspace(client_id)))
+            Ok(token_response(state, Subject::Workspace(client_id), &expected))
         }
         Some(_) => Err(ApiError::Unauthorized("wrong client secret".into())),
         None => Err(ApiError::Unauthorized(format!(
@@ -246,21 +247,22 @@ fn login(
     }
 }
 
-/// The active user an API key belongs to.
-fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<String, ApiError> {
+/// The active user an API key belongs to, and the key's hash.
+fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<(String, [u8; 32]), ApiError> {
     let directory = snapshot
         .directory
         .as_ref()
         .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
+    let key_sha256 = sha256(key);
     let (user_id, revoked) = directory
         .api_keys
-        .get(&sha256(key))
+        .get(&key_sha256)
         .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
     if *revoked {
         return Err(ApiError::Unauthorized("revoked API key".into()));
     }
     match directory.users.get(user_id) {
-        Some(user) if user.active => Ok(user_id.clone()),
+        Some(user) if user.active => Ok((user_id.clone(), key_sha256)),
         Some(_) => Err(ApiError::Unauthorized("the account is deactivated".into())),
         None => Err(ApiError::Unauthorized("unknown API key".into())),
     }
@@ -274,9 +276,16 @@ fn user_info(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let credential = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
     let user_id = if credential.starts_with("ZENPROKEY_") {
-        api_key_user(snapshot, credential)?
+        api_key_user(snapshot, credential)?.0
     } else {
-        match token::verify(&state.zenml().token_key, credential, now()) {
+        // Checked against this request's snapshot: a revoked key or a deactivated user ends
+        // the token at the reload.
+        match token::verify(
+            &state.zenml().token_key,
+            credential,
+            now(),
+            snapshot.directory.as_deref(),
+        ) {
             Ok(Subject::User(user)) => user,
             Ok(Subject::Workspace(_)) => {
                 return Err(ApiError::Unauthorized("a workspace token is not a user".into()));
