@@ -16,8 +16,10 @@
 //!   `GET /organizations/{org}/entitlement/{feature}`, `POST /usage-event`
 //!
 //! Every `/rbac/*` and cloud call needs a workspace token (`token`: valid only while the
-//! workspace's enrollment key is the one it was minted from); the token fixes the workspace, and
-//! a `zenml-server-id` header that names another one is refused (403).
+//! workspace's enrollment key is the one it was minted from); the token fixes the workspace. A
+//! `zenml-server-id` header that names another one is refused (403), one that is sent twice or
+//! is not UTF-8 is malformed (400). Failed logins say only "invalid client credentials" or
+//! "invalid API key", whatever the reason (logged at debug level).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -177,15 +179,33 @@ fn authenticate_workspace(
             "a user token cannot call the RBAC API".into(),
         ));
     };
-    if let Some(server_id) = headers.get("zenml-server-id").and_then(|v| v.to_str().ok())
-        && server_id != workspace
-    {
-        return Err(ApiError::Forbidden(format!(
-            "`zenml-server-id` `{server_id}` does not match the token's workspace"
-        )));
+    // A malformed header is a 400, not ignored: a proxy or client that sends two values, or
+    // bytes no ZenML server sends, must not have one of them silently picked.
+    let mut server_ids = headers.get_all(SERVER_ID_HEADER).iter();
+    if let Some(value) = server_ids.next() {
+        if server_ids.next().is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "header `{SERVER_ID_HEADER}`: given more than once"
+            )));
+        }
+        let server_id = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| ApiError::BadRequest(format!("header `{SERVER_ID_HEADER}`: not UTF-8")))?;
+        if server_id != workspace {
+            return Err(ApiError::Forbidden(format!(
+                "`{SERVER_ID_HEADER}` `{server_id}` does not match the token's workspace"
+            )));
+        }
     }
     Ok(workspace)
 }
+
+/// The header a ZenML server names itself in (its workspace id).
+const SERVER_ID_HEADER: &str = "zenml-server-id";
+
+/// The one answer to a failed client-credentials login, whatever the reason.
+const INVALID_CLIENT: &str = "invalid client credentials";
+/// The one answer to a failed API-key login, whatever the reason.
+const INVALID_API_KEY: &str = "invalid API key";
 
 fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
@@ -231,40 +251,46 @@ fn login(
         field("client_id").ok_or_else(|| ApiError::BadRequest("missing form field `client_id`".into()))?;
     let secret = field("client_secret")
         .ok_or_else(|| ApiError::BadRequest("missing form field `client_secret`".into()))?;
-    let workspace = directory
-        .workspaces
-        .get(&client_id)
-        .ok_or_else(|| ApiError::Unauthorized(format!("unknown workspace `{client_id}`")))?;
+    // Hashed before the lookup, so an unknown workspace takes as long as a wrong secret; the
+    // caller learns only that the pair is invalid, the log (debug) says why.
+    let secret_sha256 = sha256(&secret);
+    let refused = |reason: &str| {
+        tracing::debug!(client_id = %client_id, reason, "client-credentials login refused");
+        ApiError::Unauthorized(INVALID_CLIENT.into())
+    };
+    let Some(workspace) = directory.workspaces.get(&client_id) else {
+        return Err(refused("unknown workspace"));
+    };
     match workspace.enrollment_key_sha256 {
-        Some(expected) if expected == sha256(&secret) => {
+        Some(expected) if expected == secret_sha256 => {
             Ok(token_response(state, Subject::Workspace(client_id), &expected))
         }
-        Some(_) => Err(ApiError::Unauthorized("wrong client secret".into())),
-        None => Err(ApiError::Unauthorized(format!(
-            "workspace `{}` has no enrollment key",
-            workspace.named.name
-        ))),
+        Some(_) => Err(refused("wrong client secret")),
+        None => Err(refused("the workspace has no enrollment key")),
     }
 }
 
-/// The active user an API key belongs to, and the key's hash.
+/// The active user an API key belongs to, and the key's hash. Every refusal is the same
+/// "invalid API key" to the caller; the log (debug) says why.
 fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<(String, [u8; 32]), ApiError> {
-    let directory = snapshot
-        .directory
-        .as_ref()
-        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
     let key_sha256 = sha256(key);
-    let (user_id, revoked) = directory
-        .api_keys
-        .get(&key_sha256)
-        .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+    let refused = |reason: &str| {
+        tracing::debug!(reason, "API key refused");
+        ApiError::Unauthorized(INVALID_API_KEY.into())
+    };
+    let Some(directory) = snapshot.directory.as_ref() else {
+        return Err(refused("no ZenML directory is loaded"));
+    };
+    let Some((user_id, revoked)) = directory.api_keys.get(&key_sha256) else {
+        return Err(refused("unknown API key"));
+    };
     if *revoked {
-        return Err(ApiError::Unauthorized("revoked API key".into()));
+        return Err(refused("revoked API key"));
     }
     match directory.users.get(user_id) {
         Some(user) if user.active => Ok((user_id.clone(), key_sha256)),
-        Some(_) => Err(ApiError::Unauthorized("the account is deactivated".into())),
-        None => Err(ApiError::Unauthorized("unknown API key".into())),
+        Some(_) => Err(refused("the account is deactivated")),
+        None => Err(refused("the key's account is not in the directory")),
     }
 }
 
