@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::request::{Prepared, Question, prepare_for_decision};
 use super::resource::{PROJECT, Resource, action_from_wire};
-use super::shares::{Grantee, ShareSet};
+use super::shares::{Grantee, MAX_SHARE_ACTIONS, MAX_SHARE_FIELD_BYTES, MAX_SHARE_RESOURCE_BYTES, ShareSet};
 use super::token::{self, Subject};
 use std::time::Instant;
 
@@ -604,6 +604,43 @@ struct MembershipBody {
     actions: Vec<String>,
 }
 
+/// Refuses a share request whose fields exceed the share limits (`shares::MAX_SHARE_*`),
+/// naming the field and never echoing the value.
+fn check_share_bounds(body: &MembershipBody) -> Result<(), ApiError> {
+    let too_long = |field: &str, value: &str, limit: usize| {
+        (value.len() > limit).then(|| {
+            ApiError::BadRequest(format!(
+                "{field}: {} bytes, more than the {limit} allowed",
+                value.len()
+            ))
+        })
+    };
+    let ids = [
+        ("user_id", &body.user_id),
+        ("team_id", &body.team_id),
+        ("sharing_user_id", &body.sharing_user_id),
+    ];
+    let error = ids
+        .into_iter()
+        .find_map(|(field, value)| too_long(field, value.as_deref()?, MAX_SHARE_FIELD_BYTES))
+        .or_else(|| too_long("resource", &body.resource, MAX_SHARE_RESOURCE_BYTES))
+        .or_else(|| {
+            (body.actions.len() > MAX_SHARE_ACTIONS).then(|| {
+                ApiError::BadRequest(format!(
+                    "actions: {} entries, more than the {MAX_SHARE_ACTIONS} allowed",
+                    body.actions.len()
+                ))
+            })
+        })
+        .or_else(|| {
+            body.actions
+                .iter()
+                .enumerate()
+                .find_map(|(i, action)| too_long(&format!("actions[{i}]"), action, MAX_SHARE_FIELD_BYTES))
+        });
+    error.map_or(Ok(()), Err)
+}
+
 async fn resource_members(
     call: &Call<'_>,
     snapshot: &PolicySnapshot,
@@ -620,6 +657,7 @@ async fn resource_members(
             format!("{path}: {message}")
         })
     })?;
+    check_share_bounds(&body)?;
     let directory = snapshot
         .directory
         .as_ref()
