@@ -99,16 +99,19 @@ fn serve_command(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'
 }
 
 /// Runs `serve` expecting it to refuse to start: its exit code and stderr. A server that starts
-/// instead (it prints its address) is stopped and the test fails.
+/// instead (its first line is its address) is stopped and the test fails.
 fn refusal(work: &Path, args: &[&str], env: &Env<'_>) -> (Option<i32>, String) {
     let mut child = serve_command(work, None, args, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut stdout = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-    if stdout.contains("listening on") {
+    // One line, not to the end: a server that started keeps its stdout open.
+    let mut first_line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first_line)
+        .unwrap();
+    if first_line.contains("listening on") {
         let _ = child.kill();
         let _ = child.wait();
         panic!("started, but should have refused ({args:?}, {env:?})");
