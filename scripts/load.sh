@@ -86,10 +86,11 @@ start_server() { # set_dir cache
   local dir=$1 cache=$2
   rm -f "$WORK"/shares.db*
   cp "$dir/shares.db" "$WORK/shares.db"
+  ZENML_AUTHZ_TOKEN_SECRET="load-harness-token-secret-$STAMP" \
   ${SERVER_CPUS:+taskset -c "$SERVER_CPUS"} "$BIN" serve --listen "127.0.0.1:$PORT" \
     --policies "$WORK/set/policies" --schemas "$WORK/set/schemas" --directory "$WORK/set/directory.yaml" \
     --shares-db "$WORK/shares.db" --cache "$cache" --watch off --log warn --log-format text \
-    --token-secret "load-harness-$STAMP" >"$WORK/server.log" 2>&1 &
+    >"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   local t0=$SECONDS
   until curl -sf "$BASE/readyz" >/dev/null 2>&1; do

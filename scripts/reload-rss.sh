@@ -18,9 +18,9 @@ python3 scripts/gen-data.py --sets "$SET" --if-stale >&2
 [ -x target/release/zenml-authz ] || cargo build --release --locked >&2
 WORK=$(mktemp -d /tmp/zenml-authz-rss.XXXXXX)
 cp -r "target/bench-data/$SET/." "$WORK/"
-target/release/zenml-authz serve --listen "127.0.0.1:$PORT" --policies "$WORK/policies" \
+ZENML_AUTHZ_TOKEN_SECRET=reload-rss-token-secret-0123456789abcdef target/release/zenml-authz serve --listen "127.0.0.1:$PORT" --policies "$WORK/policies" \
   --schemas "$WORK/schemas" --directory "$WORK/directory.yaml" --shares-db "$WORK/shares.db" \
-  --watch off --log warn --log-format text --token-secret reload-rss >"$WORK/server.log" 2>&1 &
+  --watch off --log warn --log-format text >"$WORK/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1; do sleep 0.2; done

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can` and `fmt`. Every
 //! flag has a `ZENML_AUTHZ_*` environment variable; flags win over variables, variables over defaults.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::cache::CacheConfig;
 use crate::config::{self, Limits, ServerConfig};
 use crate::policy::Sources;
 use crate::watch::{WatchConfig, WatchMode};
+use crate::zenml::token;
 
 /// Exit codes, the same for every command.
 pub mod exit {
@@ -197,12 +199,24 @@ pub struct ServeArgs {
     /// Path prefix of the ZenML API (`ZENML_SERVER_PRO_API_URL=http://<listen><this>`).
     #[arg(long, env = "ZENML_AUTHZ_ZENML_BASE_PATH", default_value = "/zenml")]
     pub zenml_base_path: String,
-    /// Lifetime of issued bearer tokens, seconds (ZenML renews 5 minutes before expiry).
-    #[arg(long, env = "ZENML_AUTHZ_TOKEN_TTL", default_value_t = 3600)]
+    /// Lifetime of issued bearer tokens, seconds: at least 301 (ZenML renews 5 minutes before
+    /// expiry), at most 86400.
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_TOKEN_TTL",
+        default_value_t = token::DEFAULT_TTL_SECS,
+        value_parser = clap::value_parser!(u64).range(token::MIN_TTL_SECS..=token::MAX_TTL_SECS)
+    )]
     pub token_ttl_secs: u64,
-    /// Secret that signs bearer tokens; set it (the same on every replica) for tokens to survive
-    /// restarts. Default: a random key per process.
-    #[arg(long, env = "ZENML_AUTHZ_TOKEN_SECRET", hide_env_values = true)]
+    /// File holding the secret that signs bearer tokens (at least 32 bytes; trailing newlines
+    /// are trimmed). Or put the secret itself in ZENML_AUTHZ_TOKEN_SECRET, never on the command
+    /// line. The same on every replica, tokens survive restarts; neither set: a random key per
+    /// process.
+    #[arg(long, env = "ZENML_AUTHZ_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// Removed (a command line is readable by every local user): given, `serve` refuses to
+    /// start and says what to use instead.
+    #[arg(long, hide = true)]
     pub token_secret: Option<String>,
     /// SQLite file of shares written through the ZenML API (created on first start), or
     /// `:memory:` to keep them in memory only.
@@ -291,17 +305,21 @@ impl ServeArgs {
         Ok(tokens)
     }
 
-    /// ZenML API settings; the base path gets a leading `/` and loses a trailing one.
-    pub fn zenml_config(&self) -> crate::zenml::api::ZenmlConfig {
-        let trimmed = self.zenml_base_path.trim_matches('/');
-        crate::zenml::api::ZenmlConfig {
-            base_path: format!("/{trimmed}"),
-            token_ttl_secs: self.token_ttl_secs.max(301),
-            token_key: match &self.token_secret {
-                Some(secret) => crate::zenml::token::TokenKey::from_secret(secret),
-                None => crate::zenml::token::TokenKey::random(),
-            },
+    /// ZenML API settings; the base path gets a leading `/` and loses a trailing one. The token
+    /// secret comes from `ZENML_AUTHZ_TOKEN_SECRET` (read here: it has no flag) or
+    /// `--token-secret-file`; a weak one is an error (`token::resolve_key`).
+    pub fn zenml_config(&self) -> Result<crate::zenml::api::ZenmlConfig, token::SecretError> {
+        if self.token_secret.is_some() {
+            return Err(token::SecretError::OnCommandLine);
         }
+        let env_secret = std::env::var_os(token::ENV_TOKEN_SECRET).map(OsString::into_encoded_bytes);
+        let token_key = token::resolve_key(env_secret, self.token_secret_file.as_deref())?;
+        let trimmed = self.zenml_base_path.trim_matches('/');
+        Ok(crate::zenml::api::ZenmlConfig {
+            base_path: format!("/{trimmed}"),
+            token_ttl_secs: self.token_ttl_secs,
+            token_key,
+        })
     }
 
     /// Watching settings.

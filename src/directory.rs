@@ -146,6 +146,9 @@ pub struct User {
     pub active: bool,
     /// Ids of the teams the user is in.
     pub teams: Vec<String>,
+    /// SHA-256 of each of the user's API keys, revoked ones too ([`Directory::api_keys`] says
+    /// which); a user token is valid only while the key it was minted from is listed here.
+    pub api_keys: Vec<[u8; 32]>,
 }
 
 // === impl Directory ===
@@ -893,17 +896,20 @@ impl<'a> Builder<'a> {
             );
             return;
         }
+        let mut key_hashes = Vec::with_capacity(api_keys.len());
         for key in api_keys {
             let key_entry = format!("{entry}: api key `{}`", key.name);
-            let digest = self.sha256(spanned, &key_entry, &key.sha256);
-            if let Some(digest) = digest
-                && directory
-                    .api_keys
-                    .insert(digest, (id.to_owned(), key.revoked))
-                    .is_some()
+            let Some(digest) = self.sha256(spanned, &key_entry, &key.sha256) else {
+                continue;
+            };
+            if directory
+                .api_keys
+                .insert(digest, (id.to_owned(), key.revoked))
+                .is_some()
             {
                 self.error(spanned, &key_entry, "the same key hash is listed twice");
             }
+            key_hashes.push(digest);
         }
         let mut attrs = json!({"name": name, "is_service_account": is_service_account, "active": active});
         if let Some(email) = &email {
@@ -922,6 +928,7 @@ impl<'a> Builder<'a> {
                 is_service_account,
                 active,
                 teams: Vec::new(),
+                api_keys: key_hashes,
             },
         );
         (directory.names.users).insert(name.to_owned(), id.to_owned());

@@ -10,6 +10,7 @@ use zenml_authz::decision_log::DecisionLog;
 use zenml_authz::metrics::Metrics;
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
+use zenml_authz::zenml::api::ZenmlConfig;
 use zenml_authz::{AppState, authoring, policy, server, table, watch};
 
 fn main() -> ExitCode {
@@ -129,6 +130,14 @@ fn check_exposure(args: &ServeArgs, tokens: &zenml_authz::auth::CallerTokens) ->
 }
 
 fn serve(args: ServeArgs) -> i32 {
+    // A weak or misplaced token secret is a bad setting: refused before anything is loaded.
+    let zenml = match args.zenml_config() {
+        Ok(zenml) => zenml,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return exit::USAGE;
+        }
+    };
     init_tracing(&args);
     let caller_tokens = match args.caller_tokens() {
         Ok(tokens) => tokens,
@@ -203,7 +212,7 @@ fn serve(args: ServeArgs) -> i32 {
             tracing::info!(address = %admin, "admin listener (health, readiness, metrics)");
             println!("admin listening on http://{admin}");
         }
-        let services = match services(&args, shares, caller_tokens) {
+        let services = match services(&args, zenml, shares, caller_tokens) {
             Ok(services) => services,
             Err(message) => {
                 eprintln!("error: {message}");
@@ -229,6 +238,7 @@ fn serve(args: ServeArgs) -> i32 {
 /// Cache, metrics, decision log and the rest of what `serve` runs with.
 fn services(
     args: &ServeArgs,
+    zenml: ZenmlConfig,
     shares: Shares,
     caller_tokens: zenml_authz::auth::CallerTokens,
 ) -> Result<Services, String> {
@@ -240,7 +250,7 @@ fn services(
     };
     Ok(Services {
         limits: args.limits(),
-        zenml: args.zenml_config(),
+        zenml,
         shares,
         cache: DecisionCache::new(args.cache_config()),
         metrics,

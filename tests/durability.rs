@@ -23,7 +23,8 @@ use serde_json::json;
 
 /// The try-out enrollment key of `production` (its hash is in policies/directory.yaml).
 const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
-const TOKEN_SECRET: &str = "durability-test-token-secret";
+/// The token secret, the same at every restart (so tokens survive them).
+const TOKEN_SECRET: &str = "durability-test-token-secret-0123456789abcdef";
 
 /// Writer threads in the kill test, and how long / how many writes each may take at most.
 const WRITERS: usize = 2;
@@ -33,11 +34,14 @@ const MAX_WRITES: usize = 2_000;
 const ROUNDS: usize = 3;
 
 fn start(db: &Path) -> Server {
+    // Read at start-up, before the server prints its address: the file may go afterwards.
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), TOKEN_SECRET).unwrap();
     Server::start(&[
         "--shares-db",
         db.to_str().unwrap(),
-        "--token-secret",
-        TOKEN_SECRET,
+        "--token-secret-file",
+        secret.path().to_str().unwrap(),
     ])
 }
 

@@ -288,7 +288,7 @@ fn missing_paths_and_every_flag_from_the_environment() {
         "ZENML_AUTHZ_LOG_FORMAT",
         "ZENML_AUTHZ_ZENML_BASE_PATH",
         "ZENML_AUTHZ_TOKEN_TTL",
-        "ZENML_AUTHZ_TOKEN_SECRET",
+        "ZENML_AUTHZ_TOKEN_SECRET_FILE",
         "ZENML_AUTHZ_SHARES_DB",
     ] {
         // Secrets show no value: `[env: NAME]`; the others `[env: NAME=default]`.
@@ -297,6 +297,13 @@ fn missing_paths_and_every_flag_from_the_environment() {
             "{var} missing from serve --help"
         );
     }
+    // The secret itself has a variable and no flag (a command line is readable by every user).
+    assert!(
+        help.replace("ZENML_AUTHZ_TOKEN_SECRET_FILE", "")
+            .contains("ZENML_AUTHZ_TOKEN_SECRET"),
+        "the secret's variable is named"
+    );
+    assert!(!help.contains("--token-secret "), "no flag for the secret itself");
     let usage = Command::cargo_bin("zenml-authz")
         .unwrap()
         .arg("serve")

@@ -199,7 +199,7 @@ fn login_with_client_credentials() {
                 ("grant_type", "client_credentials"),
             ],
             401,
-            "secret",
+            "invalid client credentials",
         ),
         (
             "another workspace's secret",
@@ -209,7 +209,7 @@ fn login_with_client_credentials() {
                 ("grant_type", "client_credentials"),
             ],
             401,
-            "secret",
+            "invalid client credentials",
         ),
         (
             "unknown workspace",
@@ -219,7 +219,7 @@ fn login_with_client_credentials() {
                 ("grant_type", "client_credentials"),
             ],
             401,
-            STRANGER,
+            "invalid client credentials",
         ),
         (
             "missing client_id",

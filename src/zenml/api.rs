@@ -15,8 +15,11 @@
 //! * cloud mode: `PATCH /workspace_status` (`/tenant_status`),
 //!   `GET /organizations/{org}/entitlement/{feature}`, `POST /usage-event`
 //!
-//! Every `/rbac/*` and cloud call needs a workspace token; the token fixes the workspace, and a
-//! `zenml-server-id` header that names another one is refused (403).
+//! Every `/rbac/*` and cloud call needs a workspace token (`token`: valid only while the
+//! workspace's enrollment key is the one it was minted from); the token fixes the workspace. A
+//! `zenml-server-id` header that names another one is refused (403), one that is sent twice or
+//! is not UTF-8 is malformed (400). Failed logins say only "invalid client credentials" or
+//! "invalid API key", whatever the reason (logged at debug level).
 
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -31,7 +34,7 @@ use sha2::{Digest, Sha256};
 
 use super::request::{Prepared, Question, prepare_for_decision};
 use super::resource::{PROJECT, Resource, action_from_wire};
-use super::shares::{Grantee, ShareSet};
+use super::shares::{Grantee, MAX_SHARE_ACTIONS, MAX_SHARE_FIELD_BYTES, MAX_SHARE_RESOURCE_BYTES, ShareSet};
 use super::token::{self, Subject};
 use std::time::Instant;
 
@@ -169,39 +172,57 @@ fn authenticate_workspace(
     headers: &HeaderMap,
 ) -> Result<String, ApiError> {
     let token = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
-    let subject = token::verify(&state.zenml().token_key, token, now())
-        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    // Checked against this request's snapshot: a rotated enrollment key or a workspace removed
+    // from the directory ends the token at the reload.
+    let subject = token::verify(
+        &state.zenml().token_key,
+        token,
+        now(),
+        snapshot.directory.as_deref(),
+    )
+    .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
     let Subject::Workspace(workspace) = subject else {
         return Err(ApiError::Forbidden(
             "a user token cannot call the RBAC API".into(),
         ));
     };
-    let known = snapshot
-        .directory
-        .as_ref()
-        .is_some_and(|d| d.workspaces.contains_key(&workspace));
-    if !known {
-        return Err(ApiError::Unauthorized(format!(
-            "workspace `{workspace}` is no longer in the directory"
-        )));
-    }
-    if let Some(server_id) = headers.get("zenml-server-id").and_then(|v| v.to_str().ok())
-        && server_id != workspace
-    {
-        return Err(ApiError::Forbidden(format!(
-            "`zenml-server-id` `{server_id}` does not match the token's workspace"
-        )));
+    // A malformed header is a 400, not ignored: a proxy or client that sends two values, or
+    // bytes no ZenML server sends, must not have one of them silently picked.
+    let mut server_ids = headers.get_all(SERVER_ID_HEADER).iter();
+    if let Some(value) = server_ids.next() {
+        if server_ids.next().is_some() {
+            return Err(ApiError::BadRequest(format!(
+                "header `{SERVER_ID_HEADER}`: given more than once"
+            )));
+        }
+        let server_id = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| ApiError::BadRequest(format!("header `{SERVER_ID_HEADER}`: not UTF-8")))?;
+        if server_id != workspace {
+            return Err(ApiError::Forbidden(format!(
+                "`{SERVER_ID_HEADER}` `{server_id}` does not match the token's workspace"
+            )));
+        }
     }
     Ok(workspace)
 }
+
+/// The header a ZenML server names itself in (its workspace id).
+const SERVER_ID_HEADER: &str = "zenml-server-id";
+
+/// The one answer to a failed client-credentials login, whatever the reason.
+const INVALID_CLIENT: &str = "invalid client credentials";
+/// The one answer to a failed API-key login, whatever the reason.
+const INVALID_API_KEY: &str = "invalid API key";
 
 fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-fn token_response(state: &AppState, subject: Subject) -> Response<Full<Bytes>> {
+/// A token for `subject`, minted from the credential whose stored hash is `credential_sha256`.
+fn token_response(state: &AppState, subject: Subject, credential_sha256: &[u8; 32]) -> Response<Full<Bytes>> {
     let ttl = state.zenml().token_ttl_secs;
-    let token = token::issue(&state.zenml().token_key, subject, now() + ttl);
+    let key = &state.zenml().token_key;
+    let token = token::issue(key, subject, key.generation(credential_sha256), now() + ttl);
     json_response(
         StatusCode::OK,
         &json!({"access_token": token, "token_type": "bearer", "expires_in": ttl}),
@@ -222,8 +243,8 @@ fn login(
         .ok_or_else(|| ApiError::Unauthorized("no ZenML directory is loaded".into()))?;
     // A cloud-mode client logging in with an API key gets a user token.
     if let Some(key) = field("password") {
-        let user = api_key_user(snapshot, &key)?;
-        return Ok(token_response(state, Subject::User(user)));
+        let (user, key_sha256) = api_key_user(snapshot, &key)?;
+        return Ok(token_response(state, Subject::User(user), &key_sha256));
     }
     match field("grant_type").as_deref() {
         Some("client_credentials") | None => {}
@@ -237,39 +258,46 @@ fn login(
         field("client_id").ok_or_else(|| ApiError::BadRequest("missing form field `client_id`".into()))?;
     let secret = field("client_secret")
         .ok_or_else(|| ApiError::BadRequest("missing form field `client_secret`".into()))?;
-    let workspace = directory
-        .workspaces
-        .get(&client_id)
-        .ok_or_else(|| ApiError::Unauthorized(format!("unknown workspace `{client_id}`")))?;
+    // Hashed before the lookup, so an unknown workspace takes as long as a wrong secret; the
+    // caller learns only that the pair is invalid, the log (debug) says why.
+    let secret_sha256 = sha256(&secret);
+    let refused = |reason: &str| {
+        tracing::debug!(client_id = %client_id, reason, "client-credentials login refused");
+        ApiError::Unauthorized(INVALID_CLIENT.into())
+    };
+    let Some(workspace) = directory.workspaces.get(&client_id) else {
+        return Err(refused("unknown workspace"));
+    };
     match workspace.enrollment_key_sha256 {
-        Some(expected) if expected == sha256(&secret) => {
-            Ok(token_response(state, Subject::Workspace(client_id)))
+        Some(expected) if expected == secret_sha256 => {
+            Ok(token_response(state, Subject::Workspace(client_id), &expected))
         }
-        Some(_) => Err(ApiError::Unauthorized("wrong client secret".into())),
-        None => Err(ApiError::Unauthorized(format!(
-            "workspace `{}` has no enrollment key",
-            workspace.named.name
-        ))),
+        Some(_) => Err(refused("wrong client secret")),
+        None => Err(refused("the workspace has no enrollment key")),
     }
 }
 
-/// The active user an API key belongs to.
-fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<String, ApiError> {
-    let directory = snapshot
-        .directory
-        .as_ref()
-        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
-    let (user_id, revoked) = directory
-        .api_keys
-        .get(&sha256(key))
-        .ok_or_else(|| ApiError::Unauthorized("unknown API key".into()))?;
+/// The active user an API key belongs to, and the key's hash. Every refusal is the same
+/// "invalid API key" to the caller; the log (debug) says why.
+fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<(String, [u8; 32]), ApiError> {
+    let key_sha256 = sha256(key);
+    let refused = |reason: &str| {
+        tracing::debug!(reason, "API key refused");
+        ApiError::Unauthorized(INVALID_API_KEY.into())
+    };
+    let Some(directory) = snapshot.directory.as_ref() else {
+        return Err(refused("no ZenML directory is loaded"));
+    };
+    let Some((user_id, revoked)) = directory.api_keys.get(&key_sha256) else {
+        return Err(refused("unknown API key"));
+    };
     if *revoked {
-        return Err(ApiError::Unauthorized("revoked API key".into()));
+        return Err(refused("revoked API key"));
     }
     match directory.users.get(user_id) {
-        Some(user) if user.active => Ok(user_id.clone()),
-        Some(_) => Err(ApiError::Unauthorized("the account is deactivated".into())),
-        None => Err(ApiError::Unauthorized("unknown API key".into())),
+        Some(user) if user.active => Ok((user_id.clone(), key_sha256)),
+        Some(_) => Err(refused("the account is deactivated")),
+        None => Err(refused("the key's account is not in the directory")),
     }
 }
 
@@ -281,9 +309,16 @@ fn user_info(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let credential = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
     let user_id = if credential.starts_with("ZENPROKEY_") {
-        api_key_user(snapshot, credential)?
+        api_key_user(snapshot, credential)?.0
     } else {
-        match token::verify(&state.zenml().token_key, credential, now()) {
+        // Checked against this request's snapshot: a revoked key or a deactivated user ends
+        // the token at the reload.
+        match token::verify(
+            &state.zenml().token_key,
+            credential,
+            now(),
+            snapshot.directory.as_deref(),
+        ) {
             Ok(Subject::User(user)) => user,
             Ok(Subject::Workspace(_)) => {
                 return Err(ApiError::Unauthorized("a workspace token is not a user".into()));
@@ -614,6 +649,43 @@ struct MembershipBody {
     actions: Vec<String>,
 }
 
+/// Refuses a share request whose fields exceed the share limits (`shares::MAX_SHARE_*`),
+/// naming the field and never echoing the value.
+fn check_share_bounds(body: &MembershipBody) -> Result<(), ApiError> {
+    let too_long = |field: &str, value: &str, limit: usize| {
+        (value.len() > limit).then(|| {
+            ApiError::BadRequest(format!(
+                "{field}: {} bytes, more than the {limit} allowed",
+                value.len()
+            ))
+        })
+    };
+    let ids = [
+        ("user_id", &body.user_id),
+        ("team_id", &body.team_id),
+        ("sharing_user_id", &body.sharing_user_id),
+    ];
+    let error = ids
+        .into_iter()
+        .find_map(|(field, value)| too_long(field, value.as_deref()?, MAX_SHARE_FIELD_BYTES))
+        .or_else(|| too_long("resource", &body.resource, MAX_SHARE_RESOURCE_BYTES))
+        .or_else(|| {
+            (body.actions.len() > MAX_SHARE_ACTIONS).then(|| {
+                ApiError::BadRequest(format!(
+                    "actions: {} entries, more than the {MAX_SHARE_ACTIONS} allowed",
+                    body.actions.len()
+                ))
+            })
+        })
+        .or_else(|| {
+            body.actions
+                .iter()
+                .enumerate()
+                .find_map(|(i, action)| too_long(&format!("actions[{i}]"), action, MAX_SHARE_FIELD_BYTES))
+        });
+    error.map_or(Ok(()), Err)
+}
+
 async fn resource_members(
     call: &Call<'_>,
     snapshot: &PolicySnapshot,
@@ -630,6 +702,7 @@ async fn resource_members(
             format!("{path}: {message}")
         })
     })?;
+    check_share_bounds(&body)?;
     let directory = snapshot
         .directory
         .as_ref()

@@ -10,6 +10,17 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::resource::Resource;
 
+/// Longest `user_id`, `team_id`, `sharing_user_id` or action name a share request may carry,
+/// bytes. ZenML's ids are UUIDs (36 bytes) and its action names are single words; a longer
+/// value is refused (400, field named) before it is looked up, stored, logged or echoed.
+pub const MAX_SHARE_FIELD_BYTES: usize = 128;
+/// Longest resource string a share request may carry, bytes. The longest ZenML writes,
+/// `<project uuid>:<type>/<uuid>` or tenant-era `<server uuid>@server:<type>/<uuid>`, are about
+/// 120.
+pub const MAX_SHARE_RESOURCE_BYTES: usize = 256;
+/// Most entries in a share request's `actions` (ZenML has ten actions).
+pub const MAX_SHARE_ACTIONS: usize = 32;
+
 /// Who a resource is shared with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Grantee {

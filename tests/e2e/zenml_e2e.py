@@ -84,7 +84,8 @@ def main():
             [str(binary), "serve", "--listen", f"127.0.0.1:{authz_port}", "--log-format", "json",
              "--policies", str(ROOT / "policies"), "--schemas", str(ROOT / "schemas"),
              "--directory", str(ROOT / "policies" / "directory.yaml"),
-             "--shares-db", str(work / "shares.db"), "--token-secret", "e2e-secret"],
+             "--shares-db", str(work / "shares.db")],
+            env={**os.environ, "ZENML_AUTHZ_TOKEN_SECRET": "e2e-token-secret-0123456789abcdef"},
             stdout=logs["authz"], stderr=subprocess.STDOUT)
 
     try:
