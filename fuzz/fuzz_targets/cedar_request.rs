@@ -12,11 +12,14 @@
 //!   can Cedar;
 //! * within a batch, requests with equal cache keys get equal decisions.
 //!
-//! Limits: bodies over 64 KiB are skipped (the server's body limit is 1 MiB; 64 KiB keeps runs
-//! fast), and so are requests with more than 64 `additional_entities`: thousands of
-//! request-scoped entities in one parent chain overflow the stack in Cedar's transitive
-//! closure (known finding, FUZZING.md), which request limits in `parse_request` will reject.
+//! Limits: bodies over 64 KiB are skipped (`FUZZ_MAX_BYTES` overrides; the server's body limit
+//! is 1 MiB; 64 KiB keeps runs fast), and so are requests with more than 64
+//! `additional_entities` (`FUZZ_MAX_ENTITIES` overrides): request-scoped entities in one long
+//! parent chain overflow the stack in Cedar's transitive closure (known finding, FUZZING.md),
+//! which request limits in `parse_request` will reject.
 #![no_main]
+
+use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -25,18 +28,30 @@ use zenml_authz::engine::{self, DecideError, Decision};
 use zenml_authz::http::parse_request;
 use zenml_authz_fuzz::{SAMPLE, reference};
 
-const MAX_BYTES: usize = 64 * 1024;
-const MAX_ENTITIES: usize = 64;
 const MAX_BATCH: usize = 16;
+
+/// The largest body tried: 64 KiB, or `FUZZ_MAX_BYTES` (the server takes up to 1 MiB).
+static MAX_BYTES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_BYTES", 64 * 1024));
+
+/// At most this many `additional_entities` per request: 64, or `FUZZ_MAX_ENTITIES` (set it
+/// high to look for the known stack overflow, or once `parse_request` limits requests).
+static MAX_ENTITIES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_ENTITIES", 64));
+
+fn env_limit(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
 
 fn too_many_entities(item: &Value) -> bool {
     item.get("additional_entities")
         .and_then(Value::as_array)
-        .is_some_and(|entities| entities.len() > MAX_ENTITIES)
+        .is_some_and(|entities| entities.len() > *MAX_ENTITIES)
 }
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() > MAX_BYTES {
+    if data.len() > *MAX_BYTES {
         return;
     }
     let Ok(body) = serde_json::from_slice::<Value>(data) else {
