@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the fuzz targets (FUZZING.md), one at a time, each for a fixed time, on a scratch corpus
-# seeded from the committed seeds (fuzz/seeds/<target>/ -> fuzz/corpus/<target>/, not committed).
+# seeded from the committed seeds (fuzz/seeds/<target>/ -> fuzz/corpus/<target>/, not committed;
+# emptied first unless FUZZ_KEEP_CORPUS=1, so that a run with a fixed seed starts from the seeds).
 #
 #   scripts/fuzz.sh [seconds-per-target] [target...]      (default: 60 s, every target)
 #
@@ -8,10 +9,16 @@
 # failed assertion, stack overflow, timeout or out-of-memory; the input is kept under
 # fuzz/artifacts/<target>/), and exits 1 when any target crashed.
 #
-# Environment: FUZZ_SEED (libFuzzer -seed, default 1), FUZZ_SANITIZER (default none: the crate
-# forbids `unsafe` and allocates through mimalloc, which AddressSanitizer does not see; `address`
-# works too, about half as fast), FUZZ_TOOLCHAIN (default nightly), FUZZ_ARGS (extra libFuzzer
-# flags), FUZZ_JOBS (cargo build jobs, default 2).
+# Environment:
+#   FUZZ_SEED         libFuzzer's -seed (default 1)
+#   FUZZ_KEEP_CORPUS  1: continue from the corpus grown by earlier runs
+#   FUZZ_SANITIZER    cargo fuzz --sanitizer (default none: the crate forbids `unsafe` and
+#                     allocates through mimalloc, which AddressSanitizer does not track;
+#                     panics, assertion failures and stack overflows are caught without it)
+#   FUZZ_TOOLCHAIN    default nightly
+#   FUZZ_ARGS         extra libFuzzer flags, e.g. "-timeout=2 -jobs=1"
+#   FUZZ_JOBS         cargo build jobs (default 2)
+# The targets read FUZZ_MAX_BYTES / FUZZ_MAX_ENTITIES (cedar_request's limits, FUZZING.md).
 set -euo pipefail
 
 seconds=${1:-60}
@@ -56,6 +63,7 @@ failed=0
 results=()
 for target in "${targets[@]}"; do
     corpus="corpus/$target"
+    if [ "${FUZZ_KEEP_CORPUS:-0}" != 1 ]; then rm -rf "$corpus"; fi
     mkdir -p "$corpus" "artifacts/$target"
     cp -n "seeds/$target"/* "$corpus"/ 2>/dev/null || true
     dict=()
@@ -74,7 +82,7 @@ for target in "${targets[@]}"; do
         failed=1
         kind=$(grep -m1 -oE 'deadly signal|panicked at [^ ]*|has overflowed its stack|ERROR: libFuzzer: (timeout|out-of-memory)[^ ]*' "$log" || echo "exit $status")
         input=$(grep -m1 -oE "Test unit written to [^ ]+" "$log" | sed 's/Test unit written to //' || true)
-        result="CRASH ($kind) ${input:+input fuzz/$input}"
+        result="CRASH ($kind)${input:+ input $input}"
     fi
     results+=("$(printf '%-16s %6ss %12s  %s' "$target" "$seconds" "$execs" "$result")")
 done
