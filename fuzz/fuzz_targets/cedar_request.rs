@@ -1,0 +1,105 @@
+//! The Cedar JSON API's request decoder and the engine: arbitrary bytes ->
+//! `serde_json::from_slice` -> `http::parse_request` -> `engine::decide`, under the bundled
+//! sample snapshot. A body is one request object or an `is_authorized` batch
+//! (`{"requests": [...]}`, at most 16 items here).
+//!
+//! Asserts, beyond not panicking (a malformed request must be an `Err`, not a crash):
+//! * a request has a cache key exactly when it has no request-scoped entities, and no
+//!   request-scoped entity redefines a stored one;
+//! * the engine's decision (scope index, slice, index graph) equals Cedar's own answer with
+//!   every policy over the whole store plus the request-scoped entities: same decision, same
+//!   determining policies, same errors; when the engine cannot assemble the entities, neither
+//!   can Cedar;
+//! * within a batch, requests with equal cache keys get equal decisions.
+//!
+//! Limits: bodies over 64 KiB are skipped (`FUZZ_MAX_BYTES` overrides; the server's body limit
+//! is 1 MiB; 64 KiB keeps runs fast), and so are requests with more than 64
+//! `additional_entities` (`FUZZ_MAX_ENTITIES` overrides): request-scoped entities in one long
+//! parent chain overflow the stack in Cedar's transitive closure (known finding, FUZZING.md),
+//! which request limits in `parse_request` will reject.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use zenml_authz::cache::RequestKey;
+use zenml_authz::engine::{self, DecideError, Decision};
+use zenml_authz::http::parse_request;
+use zenml_authz_fuzz::{SAMPLE, reference};
+
+const MAX_BATCH: usize = 16;
+
+/// The largest body tried: 64 KiB, or `FUZZ_MAX_BYTES` (the server takes up to 1 MiB).
+static MAX_BYTES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_BYTES", 64 * 1024));
+
+/// At most this many `additional_entities` per request: 64, or `FUZZ_MAX_ENTITIES` (set it
+/// high to look for the known stack overflow, or once `parse_request` limits requests).
+static MAX_ENTITIES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_ENTITIES", 64));
+
+fn env_limit(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
+
+fn too_many_entities(item: &Value) -> bool {
+    item.get("additional_entities")
+        .and_then(Value::as_array)
+        .is_some_and(|entities| entities.len() > *MAX_ENTITIES)
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() > *MAX_BYTES {
+        return;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let snapshot = &*SAMPLE;
+    let items: Vec<&Value> = match body.as_object() {
+        Some(object) if object.len() == 1 && object.contains_key("requests") => match &object["requests"] {
+            Value::Array(items) => items.iter().take(MAX_BATCH).collect(),
+            _ => return,
+        },
+        _ => vec![&body],
+    };
+    let mut decided: Vec<(RequestKey, Decision)> = Vec::new();
+    for item in items {
+        if too_many_entities(item) {
+            continue;
+        }
+        let Ok((request, key)) = parse_request(snapshot, item) else {
+            continue;
+        };
+        assert_eq!(
+            key.is_some(),
+            request.entities.is_empty(),
+            "cache key present iff no request-scoped entities"
+        );
+        for entity in &request.entities {
+            assert!(
+                snapshot.entities.get(&entity.uid()).is_none(),
+                "request-scoped entity {} redefines a stored one",
+                entity.uid()
+            );
+        }
+        let decision = engine::decide(snapshot, &request);
+        let expected = reference(snapshot, &request);
+        match (&decision, &expected) {
+            (Ok(got), Ok(want)) => assert_eq!(got, want, "engine and Cedar disagree on {item}"),
+            (Err(DecideError::Entities(_)), Err(_)) => {}
+            _ => panic!("engine {decision:?} but Cedar {expected:?} for {item}"),
+        }
+        if let (Some(key), Ok(decision)) = (key, decision) {
+            if let Some((_, earlier)) = decided.iter().find(|(k, _)| *k == key) {
+                assert_eq!(
+                    earlier, &decision,
+                    "equal cache keys, different decisions: {key:?}"
+                );
+            }
+            decided.push((key, decision));
+        }
+    }
+});
