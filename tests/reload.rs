@@ -360,7 +360,7 @@ fn the_cache_counts_and_never_outlives_a_reload() {
     let (_, status) = uncached.get("/v1/status");
     assert_eq!(
         status["cache"],
-        json!({"enabled": false, "hits": 0, "misses": 0, "entries": 0})
+        json!({"enabled": false, "hits": 0, "misses": 0, "entries": 0, "bytes": 0})
     );
 }
 

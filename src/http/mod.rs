@@ -300,7 +300,16 @@ fn status(state: &AppState) -> Value {
         "warnings": snapshot.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "last_load_error": state.last_load_error(),
         "draining": state.is_draining(),
-        "shares": {"count": state.shares().snapshot().set.len(), "version": state.shares().snapshot().version},
+        "shares": {
+            "count": state.shares().snapshot().set.len(),
+            "version": state.shares().snapshot().version,
+            "error": state.shares().failure(),
+        },
+        "evaluation": {
+            "threads": state.pool().config().workers,
+            "running": state.pool().running(),
+            "waiting": state.pool().waiting(),
+        },
         "cache": {
             "enabled": state.cache().enabled(),
             "hits": state.cache().stats().hits,
