@@ -252,14 +252,14 @@ fn rescue(connection: &Connection, path: &Path) -> Result<PathBuf, String> {
 
 /// The (device, inode) of what `path` names now, if anything.
 #[cfg(unix)]
-fn identity(path: &Path) -> Option<(u64, u64)> {
+pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// Without inodes, only a deletion can be told: a file present counts as the one opened.
 #[cfg(not(unix))]
-fn identity(path: &Path) -> Option<(u64, u64)> {
+pub(crate) fn identity(path: &Path) -> Option<(u64, u64)> {
     path.exists().then_some((0, 0))
 }
 

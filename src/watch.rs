@@ -316,16 +316,8 @@ fn register(
     changed
 }
 
-#[cfg(unix)]
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
-}
-
-#[cfg(not(unix))]
-fn identity(path: &Path) -> Option<(u64, u64)> {
-    path.exists().then_some((0, 0))
-}
+// The (device, inode) of what a path names now: `store` tells a replaced file the same way.
+use crate::store::identity;
 
 /// Which file-system events can change the sources. Only the paths of an event count, never
 /// its mere arrival: the folders watched also hold other files (the share database and its
