@@ -13,10 +13,10 @@
 //! * within a batch, requests with equal cache keys get equal decisions.
 //!
 //! Limits: bodies over 64 KiB are skipped (`FUZZ_MAX_BYTES` overrides; the server's body limit
-//! is 1 MiB; 64 KiB keeps runs fast), and so are requests with more than 64
+//! is 1 MiB; 64 KiB keeps runs fast), and so are requests with more than 1024
 //! `additional_entities` (`FUZZ_MAX_ENTITIES` overrides): request-scoped entities in one long
 //! parent chain overflow the stack in Cedar's transitive closure (known finding, FUZZING.md),
-//! which request limits in `parse_request` will reject.
+//! which the request limits in `parse_request` now reject (entity count, chain depth).
 #![no_main]
 
 use std::sync::LazyLock;
@@ -33,9 +33,12 @@ const MAX_BATCH: usize = 16;
 /// The largest body tried: 64 KiB, or `FUZZ_MAX_BYTES` (the server takes up to 1 MiB).
 static MAX_BYTES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_BYTES", 64 * 1024));
 
-/// At most this many `additional_entities` per request: 64, or `FUZZ_MAX_ENTITIES` (set it
-/// high to look for the known stack overflow, or once `parse_request` limits requests).
-static MAX_ENTITIES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_ENTITIES", 64));
+/// At most this many `additional_entities` per request: 1024, or `FUZZ_MAX_ENTITIES`. Above
+/// the server's default limit (256), so the limits' refusals are explored too.
+static MAX_ENTITIES: LazyLock<usize> = LazyLock::new(|| env_limit("FUZZ_MAX_ENTITIES", 1024));
+
+/// The server's default request limits (`parse_request` checks them before Cedar runs).
+static LIMITS: LazyLock<zenml_authz::config::Limits> = LazyLock::new(zenml_authz::config::Limits::default);
 
 fn env_limit(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -70,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
         if too_many_entities(item) {
             continue;
         }
-        let Ok((request, key)) = parse_request(snapshot, item) else {
+        let Ok((request, key)) = parse_request(snapshot, item, &LIMITS) else {
             continue;
         };
         assert_eq!(
