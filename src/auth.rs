@@ -117,13 +117,10 @@ impl CallerTokens {
         Ok(())
     }
 
-    /// The name of the token in `authorization` (the header's value), or why it is refused.
-    pub fn verify(&self, authorization: Option<&[u8]>) -> Result<&str, CallerError> {
-        let token = authorization
-            .and_then(|value| std::str::from_utf8(value).ok())
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
+    /// The name of `token` (from `Authorization: Bearer`, `http::bearer`), or why it is
+    /// refused; an empty token counts as missing.
+    pub fn verify(&self, token: Option<&str>) -> Result<&str, CallerError> {
+        let token = token
             .filter(|token| !token.is_empty())
             .ok_or(CallerError::Missing)?;
         let presented = hash(token);
@@ -181,8 +178,13 @@ mod tests {
             (None, Err(CallerError::Missing)),
         ];
         for (value, expected) in rows {
+            // The header as the router reads it: `http::bearer`, then the tokens.
+            let mut headers = hyper::HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
+            }
             assert_eq!(
-                &tokens.verify(value.as_deref().map(str::as_bytes)),
+                &tokens.verify(crate::http::bearer(&headers)),
                 expected,
                 "{value:?}"
             );

@@ -54,11 +54,11 @@ pub struct EvalPool {
     config: PoolConfig,
 }
 
-/// A job's deadline, as the job sees it.
+/// A job's deadline, as the job sees it; `None` parts never expire.
 #[derive(Debug, Clone)]
 pub struct Deadline {
-    at: std::time::Instant,
-    abandoned: Arc<AtomicBool>,
+    at: Option<std::time::Instant>,
+    abandoned: Option<Arc<AtomicBool>>,
 }
 
 // === impl Deadline ===
@@ -66,14 +66,17 @@ pub struct Deadline {
 impl Deadline {
     /// Whether the job should stop: its deadline passed or its caller has gone.
     pub fn expired(&self) -> bool {
-        self.abandoned.load(Ordering::Relaxed) || std::time::Instant::now() >= self.at
+        self.abandoned
+            .as_ref()
+            .is_some_and(|abandoned| abandoned.load(Ordering::Relaxed))
+            || self.at.is_some_and(|at| std::time::Instant::now() >= at)
     }
 
-    /// A deadline that never expires (the CLI, tests).
-    pub fn never() -> Self {
+    /// A deadline that never expires (work answered inline: no allocation, no clock read).
+    pub const fn never() -> Self {
         Self {
-            at: std::time::Instant::now() + Duration::from_secs(365 * 24 * 3600),
-            abandoned: Arc::new(AtomicBool::new(false)),
+            at: None,
+            abandoned: None,
         }
     }
 }
@@ -123,11 +126,11 @@ impl EvalPool {
                 Err(_) => return Err(PoolError::Deadline(self.config.deadline)),
             }
         };
+        let abandoned = Arc::new(AtomicBool::new(false));
         let deadline = Deadline {
-            at: until.into_std(),
-            abandoned: Arc::new(AtomicBool::new(false)),
+            at: Some(until.into_std()),
+            abandoned: Some(abandoned.clone()),
         };
-        let abandoned = deadline.abandoned.clone();
         let handle = tokio::task::spawn_blocking(move || {
             // The permit is held until the job really ends, even after its caller gave up:
             // an abandoned job still occupies a thread, and the pool must count it.

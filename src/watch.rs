@@ -33,7 +33,7 @@ use std::time::Duration;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::policy::{self, Sources};
+use crate::policy::{self, POLICY_SUFFIXES, SCHEMA_SUFFIXES, Sources};
 use crate::state::AppState;
 
 /// How the sources are watched.
@@ -333,10 +333,6 @@ struct Filter {
     directories: HashSet<PathBuf>,
 }
 
-/// The name suffixes of policy files.
-const POLICY_SUFFIXES: &[&str] = &[".cedar"];
-/// The name suffixes of schema files.
-const SCHEMA_SUFFIXES: &[&str] = &[".cedarschema", ".cedarschema.json"];
 /// The name of the symlink a Kubernetes ConfigMap volume swaps to update its files.
 const CONFIGMAP_DATA: &str = "..data";
 

@@ -107,6 +107,14 @@ pub struct Call<'a> {
     pub request_id: &'a str,
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, token
+/// trimmed), for the caller tokens and the ZenML API alike.
+pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 /// A [`Call`] that owns what it refers to, for work moved to the evaluation pool.
 #[derive(Debug, Clone)]
 pub struct OwnedCall {
@@ -226,10 +234,9 @@ async fn route(
         _ => return Err(ApiError::NotFound(path)),
     };
     if access == Access::Caller && !state.caller_tokens().is_empty() {
-        let authorization = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
         let caller = state
             .caller_tokens()
-            .verify(authorization)
+            .verify(bearer(request.headers()))
             .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
         tracing::debug!(caller, "caller authenticated");
     }

@@ -31,17 +31,18 @@ pub struct Sources {
     pub directory: PathBuf,
 }
 
+/// The name suffixes of policy files (the watcher reacts to exactly these).
+pub(crate) const POLICY_SUFFIXES: &[&str] = &[".cedar"];
+/// The name suffixes of schema files (the watcher reacts to exactly these).
+pub(crate) const SCHEMA_SUFFIXES: &[&str] = &[".cedarschema", ".cedarschema.json"];
+
 /// Loads and validates everything; all problems at once, or a complete snapshot.
 pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
     let mut errors = Vec::new();
     let mut hasher = Sha256::new();
 
-    let schema_files = read_sources(
-        &sources.schemas,
-        &[".cedarschema", ".cedarschema.json"],
-        &mut errors,
-    );
-    let policy_files = read_sources(&sources.policies, &[".cedar"], &mut errors);
+    let schema_files = read_sources(&sources.schemas, SCHEMA_SUFFIXES, &mut errors);
+    let policy_files = read_sources(&sources.policies, POLICY_SUFFIXES, &mut errors);
     let directory_text = match std::fs::read_to_string(&sources.directory) {
         Ok(text) => Some(text),
         Err(error) => {

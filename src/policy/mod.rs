@@ -9,6 +9,7 @@ mod error;
 mod load;
 
 pub use error::{LoadError, error_chain, line_col};
+pub(crate) use load::{POLICY_SUFFIXES, SCHEMA_SUFFIXES};
 pub use load::{Sources, load};
 pub(crate) use load::{collect_entity_refs, entities_from_json};
 

@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode, header};
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -41,7 +41,7 @@ use std::time::Instant;
 use crate::cache::{CacheKey, RequestKey};
 use crate::engine::{self, Decision, Memo};
 use crate::http::Call;
-use crate::http::{ApiError, json_response, read_body};
+use crate::http::{ApiError, bearer, json_response, read_body};
 use crate::metrics::{Api, Outcome};
 use crate::policy::PolicySnapshot;
 use crate::pool::Deadline;
@@ -157,12 +157,6 @@ fn param(query: &str, key: &str) -> Result<String, ApiError> {
             "query parameter `{key}` given more than once"
         ))),
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// The workspace a service-to-service call comes from.
