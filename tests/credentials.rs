@@ -73,9 +73,8 @@ fn start(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'_>) -> S
 fn serve_command(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'_>) -> Command {
     let root = sources.map_or_else(common::root, Path::to_owned);
     let shares = work.join("shares.db").to_str().unwrap().to_owned();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
+    let mut command = common::serve_bundled(&root);
     command
-        .arg("serve")
         .args([
             "--listen",
             "127.0.0.1:0",
@@ -84,12 +83,6 @@ fn serve_command(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'
             "--shares-db",
             &shares,
         ])
-        .arg("--policies")
-        .arg(root.join("policies"))
-        .arg("--schemas")
-        .arg(root.join("schemas"))
-        .arg("--directory")
-        .arg(root.join("policies/directory.yaml"))
         .args(args)
         .env_remove(token::ENV_TOKEN_SECRET)
         .env_remove("ZENML_AUTHZ_TOKEN_SECRET_FILE")

@@ -256,14 +256,7 @@ fn issue_16_4_caller_tokens_guard_the_cedar_api_status_and_metrics() {
 fn issue_16_4_no_unauthenticated_api_beyond_loopback_and_the_admin_listener() {
     let root = common::root();
     let serve = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
-            .arg("serve")
-            .arg("--policies")
-            .arg(root.join("policies"))
-            .arg("--schemas")
-            .arg(root.join("schemas"))
-            .arg("--directory")
-            .arg(root.join("policies/directory.yaml"))
+        common::serve_bundled(&root)
             .args(["--shares-db", ":memory:"])
             .args(extra)
             .stdout(Stdio::piped())

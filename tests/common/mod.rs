@@ -41,16 +41,9 @@ impl Server {
 
     /// Starts `zenml-authz serve` on the given sources.
     pub fn start_with(policies: &Path, schemas: &Path, directory: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
-            .arg("serve")
+        let mut child = serve_command(policies, schemas, directory)
             .arg("--listen")
             .arg("127.0.0.1:0")
-            .arg("--policies")
-            .arg(policies)
-            .arg("--schemas")
-            .arg(schemas)
-            .arg("--directory")
-            .arg(directory)
             .arg("--log-format")
             .arg("json")
             .args(extra)
@@ -133,6 +126,30 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `zenml-authz serve` on the given sources; the caller adds the rest.
+pub fn serve_command(policies: &Path, schemas: &Path, directory: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
+    command
+        .arg("serve")
+        .arg("--policies")
+        .arg(policies)
+        .arg("--schemas")
+        .arg(schemas)
+        .arg("--directory")
+        .arg(directory);
+    command
+}
+
+/// `zenml-authz serve` on the sources under `root` (`policies/`, `schemas/`,
+/// `policies/directory.yaml`), e.g. the repository's bundled ones.
+pub fn serve_bundled(root: &Path) -> Command {
+    serve_command(
+        &root.join("policies"),
+        &root.join("schemas"),
+        &root.join("policies/directory.yaml"),
+    )
 }
 
 /// The bundled policies, schemas and sample directory.
