@@ -1,5 +1,5 @@
 //! Criterion benches of the decision path on each data set (`scripts/gen-data.py`):
-//! a single decision on a cache miss (`zenml::prepare_for_decision` + `engine::decide`, and each part alone),
+//! a single decision on a cache miss (`Decider::prepare` + `Engine::decide`, and each part alone),
 //! a cache hit, the ZenML batch of 20 checks, and `allowed_resource_ids`.
 //!
 //! `cargo bench --bench engine` (all sets) or `BENCH_SETS=large cargo bench --bench engine`.
@@ -17,9 +17,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use zenml_authz::cache::{CacheConfig, DecisionCache};
-use zenml_authz::engine;
-use zenml_authz::zenml::api;
-use zenml_authz::zenml::prepare_for_decision as prepare;
+use zenml_authz::zenml::ResourceAs;
 
 fn engine_benches(c: &mut Criterion) {
     for set in common::sets() {
@@ -36,7 +34,7 @@ fn engine_benches(c: &mut Criterion) {
         let n = questions.len();
         let allowed = questions
             .iter()
-            .filter(|q| api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed))
+            .filter(|q| common::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed))
             .count();
         eprintln!(
             "{set}: {} policies, {} entities, {} shares; {n} questions ({allowed} allowed, {} evaluated by Cedar)",
@@ -59,7 +57,7 @@ fn engine_benches(c: &mut Criterion) {
             b.iter(|| {
                 let q = &questions[i % n];
                 i += 1;
-                black_box(api::decide(&snapshot, &shares, &q.question()))
+                black_box(common::decide(&snapshot, &shares, &q.question()))
             })
         });
         let mut i = 0;
@@ -67,7 +65,7 @@ fn engine_benches(c: &mut Criterion) {
             b.iter(|| {
                 let q = &questions[i % n];
                 i += 1;
-                black_box(prepare(&snapshot, &shares, &q.question()))
+                black_box(common::zenml(&snapshot).prepare(&shares, &q.question(), ResourceAs::StandIn))
             })
         });
         let mut i = 0;
@@ -75,14 +73,14 @@ fn engine_benches(c: &mut Criterion) {
             b.iter(|| {
                 let request = &prepared[i % prepared.len()];
                 i += 1;
-                black_box(engine::decide(&snapshot, request))
+                black_box(snapshot.engine.decide(request, &mut zenml_authz::Batch::single()))
             })
         });
 
         // The Cedar API's case: stored principal and resource, so no slice is built.
         let stored = common::cedar_request(&meta, &snapshot);
         group.bench_function("engine_decide_stored_entities", |b| {
-            b.iter(|| black_box(engine::decide(&snapshot, &stored)))
+            b.iter(|| black_box(snapshot.engine.decide(&stored, &mut zenml_authz::Batch::single())))
         });
 
         // A cache hit, key construction included (as `zenml::api` builds it per check).
@@ -93,7 +91,7 @@ fn engine_benches(c: &mut Criterion) {
         });
         for q in questions.iter().chain(&batch) {
             let _ = cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
-                api::decide(&snapshot, &shares, &q.question())
+                common::decide(&snapshot, &shares, &q.question())
             });
         }
         let mut i = 0;
@@ -102,7 +100,7 @@ fn engine_benches(c: &mut Criterion) {
                 let q = &questions[i % n];
                 i += 1;
                 black_box(cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
-                    Err::<engine::Decision, ()>(())
+                    Err::<zenml_authz::Decision, ()>(())
                 }))
             })
         });
@@ -113,7 +111,7 @@ fn engine_benches(c: &mut Criterion) {
             group.bench_function("batch20_miss", |b| {
                 b.iter(|| {
                     for q in &batch {
-                        black_box(api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
+                        black_box(common::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
                     }
                 })
             });
@@ -124,7 +122,7 @@ fn engine_benches(c: &mut Criterion) {
                     black_box(
                         cache
                             .get_or_compute(q.cache_key(&snapshot.revision, 0), || {
-                                Err::<engine::Decision, ()>(())
+                                Err::<zenml_authz::Decision, ()>(())
                             })
                             .is_ok_and(|d| d.allowed),
                     );
@@ -138,7 +136,7 @@ fn engine_benches(c: &mut Criterion) {
         if !slow {
             group.bench_function("allowed_ids", |b| {
                 b.iter(|| {
-                    black_box(api::allowed_ids(
+                    black_box(common::allowed_ids(
                         &snapshot,
                         &shares,
                         ws,

@@ -20,8 +20,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use zenml_authz::cache::{CacheConfig, DecisionCache};
-use zenml_authz::engine;
-use zenml_authz::zenml::api;
 
 fn env_num(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -105,18 +103,18 @@ fn main() {
         let (questions, _slow, prepared) = common::workload(&snapshot, &shares, questions);
         let n = questions.len();
         for q in questions.iter().skip(20) {
-            black_box(api::decide(&snapshot, &shares, &q.question()).ok());
+            black_box(common::decide(&snapshot, &shares, &q.question()).ok());
         }
 
         row(
             &set,
-            "reload after a directory edit (policy::load)",
+            "reload after a directory edit (Loader::load)",
             1,
             directory_reloads,
         );
         row(
             &set,
-            "reload after a policy edit (policy::load)",
+            "reload after a policy edit (Loader::load)",
             1,
             policy_reloads,
         );
@@ -125,7 +123,7 @@ fn main() {
             "decision, cache miss (prepare + engine::decide)",
             1,
             sample(samples, seconds, |i| {
-                black_box(api::decide(&snapshot, &shares, &questions[i % n].question()).ok());
+                black_box(common::decide(&snapshot, &shares, &questions[i % n].question()).ok());
             }),
         );
         // Each question asked again and again (warm caches): its median of 31 timings, one sample
@@ -140,7 +138,7 @@ fn main() {
                 .take(samples as usize)
                 .map(|q| {
                     let mut timings = sample(31, seconds, |_| {
-                        black_box(api::decide(&snapshot, &shares, &q.question()).ok());
+                        black_box(common::decide(&snapshot, &shares, &q.question()).ok());
                     });
                     timings.sort_unstable();
                     timings[timings.len() / 2]
@@ -160,7 +158,7 @@ fn main() {
                 1,
                 sample(samples / 4, (seconds / 2).max(1), |i| {
                     let q = of_kind[i % of_kind.len()];
-                    black_box(api::decide(&snapshot, &shares, &q.question()).ok());
+                    black_box(common::decide(&snapshot, &shares, &q.question()).ok());
                 }),
             );
         }
@@ -169,7 +167,12 @@ fn main() {
             "  of which engine::decide",
             1,
             sample(samples, seconds, |i| {
-                black_box(engine::decide(&snapshot, &prepared[i % prepared.len()]).ok());
+                black_box(
+                    snapshot
+                        .engine
+                        .decide(&prepared[i % prepared.len()], &mut zenml_authz::Batch::single())
+                        .ok(),
+                );
             }),
         );
         let stored = common::cedar_request(&meta, &snapshot);
@@ -178,7 +181,12 @@ fn main() {
             "  engine::decide, stored entities only (Cedar API; no slice)",
             1,
             sample(samples, seconds, |_| {
-                black_box(engine::decide(&snapshot, &stored).ok());
+                black_box(
+                    snapshot
+                        .engine
+                        .decide(&stored, &mut zenml_authz::Batch::single())
+                        .ok(),
+                );
             }),
         );
         let cache = DecisionCache::new(CacheConfig {
@@ -188,7 +196,7 @@ fn main() {
         });
         for q in questions.iter().chain(&batch) {
             let _ = cache.get_or_compute(q.cache_key(&snapshot.revision, 0), || {
-                api::decide(&snapshot, &shares, &q.question())
+                common::decide(&snapshot, &shares, &q.question())
             });
         }
         row(
@@ -197,7 +205,11 @@ fn main() {
             1,
             sample(samples, seconds, |i| {
                 let key = questions[i % n].cache_key(&snapshot.revision, 0);
-                black_box(cache.get_or_compute(key, || Err::<engine::Decision, ()>(())).ok());
+                black_box(
+                    cache
+                        .get_or_compute(key, || Err::<zenml_authz::Decision, ()>(()))
+                        .ok(),
+                );
             }),
         );
         // As `check_permissions` decides a page: equal Cedar requests evaluated once.
@@ -206,10 +218,11 @@ fn main() {
             "batch of 20, cache miss (per batch)",
             batch.len() as u64,
             sample(samples / 20, seconds, |_| {
-                let mut memo = engine::Memo::batch();
+                let mut memo = zenml_authz::Batch::many();
                 for q in &batch {
                     black_box(
-                        api::decide_with(&snapshot, &shares, &q.question(), &mut memo)
+                        common::zenml(&snapshot)
+                            .decide(&shares, &q.question(), &mut memo)
                             .is_ok_and(|d| d.allowed),
                     );
                 }
@@ -221,7 +234,7 @@ fn main() {
             batch.len() as u64,
             sample(samples / 20, seconds, |_| {
                 for q in &batch {
-                    black_box(api::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
+                    black_box(common::decide(&snapshot, &shares, &q.question()).is_ok_and(|d| d.allowed));
                 }
             }),
         );
@@ -231,7 +244,7 @@ fn main() {
             &format!("allowed_ids ({candidates} shared candidates; per call)"),
             1,
             sample(samples / 20, seconds, |_| {
-                black_box(api::allowed_ids(
+                black_box(common::allowed_ids(
                     &snapshot,
                     &shares,
                     &listing.workspace,

@@ -1,5 +1,5 @@
 //! Resident memory after loading each data set: every set is loaded in a fresh process (this
-//! bench runs itself once per set), which reads `VmRSS` before and after `policy::load` plus the
+//! bench runs itself once per set), which reads `VmRSS` before and after `Loader::load` plus the
 //! share store, and `VmHWM` (the peak). Prints a Markdown table; `harness = false`.
 //!
 //! `cargo bench --bench memory` or `BENCH_SETS=policies cargo bench --bench memory`.
@@ -33,9 +33,16 @@ fn child(set: &str) {
     let counts = snapshot.counts();
     // Cedar stores every entity with its transitively closed ancestor set: the main cost.
     let links: usize = snapshot
+        .engine
         .entities
         .iter()
-        .map(|e| snapshot.entities.ancestors(&e.uid()).map_or(0, Iterator::count))
+        .map(|e| {
+            snapshot
+                .engine
+                .entities
+                .ancestors(&e.uid())
+                .map_or(0, Iterator::count)
+        })
         .sum();
     println!(
         "| {set} | {} | {} | {links} | {} | {load_ms:.0} | {} | {} | {} | {} |",
@@ -59,7 +66,7 @@ fn main() {
         return;
     }
     println!(
-        "| set | policies | entities | ancestor links (closed) | shares | first load ms | RSS before MiB | RSS after policy::load MiB | RSS after + shares MiB | peak RSS (VmHWM) MiB |"
+        "| set | policies | entities | ancestor links (closed) | shares | first load ms | RSS before MiB | RSS after Loader::load MiB | RSS after + shares MiB | peak RSS (VmHWM) MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");

@@ -1,4 +1,4 @@
-//! Criterion bench of a reload, `policy::load` (read, parse and strictly validate the schema,
+//! Criterion bench of a reload, `Loader::load` (read, parse and strictly validate the schema,
 //! every policy and the directory; build the entities and the slicing indexes), on each data
 //! set, after an edit of the directory file (its store rebuilt) and after an edit of one
 //! policy file (the store reused; that file validated again). The share store is not part of
@@ -18,7 +18,6 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use zenml_authz::policy;
 
 fn reload_benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("reload");
@@ -32,14 +31,14 @@ fn reload_benches(c: &mut Criterion) {
         group.bench_function(format!("directory_edit/{set}"), |b| {
             b.iter_batched(
                 || editable.edit_directory(),
-                |()| black_box(policy::load(&editable.sources()).is_ok()),
+                |()| black_box(editable.load()),
                 BatchSize::PerIteration,
             )
         });
         group.bench_function(format!("policy_edit/{set}"), |b| {
             b.iter_batched(
                 || editable.edit_policies(),
-                |()| black_box(policy::load(&editable.sources()).is_ok()),
+                |()| black_box(editable.load()),
                 BatchSize::PerIteration,
             )
         });

@@ -151,6 +151,14 @@ pub fn hash_line(name: &str, token: &str) -> Result<String, String> {
     Ok(format!("{name} sha256:{}", hex::encode(hash(token))))
 }
 
+/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, token
+/// trimmed), for the caller tokens and the ZenML API alike.
+pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
+    let value = headers.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,11 +191,7 @@ mod tests {
             if let Some(value) = value {
                 headers.insert(hyper::header::AUTHORIZATION, value.parse().unwrap());
             }
-            assert_eq!(
-                &tokens.verify(crate::http::bearer(&headers)),
-                expected,
-                "{value:?}"
-            );
+            assert_eq!(&tokens.verify(bearer(&headers)), expected, "{value:?}");
         }
         assert!(hash_line("x", "short").is_err());
     }

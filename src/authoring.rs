@@ -35,13 +35,13 @@ use serde_saphyr::Spanned;
 
 use crate::cli::{AuthorizeArgs, FmtArgs, WhatCanArgs, WhoCanArgs, exit};
 use crate::directory::{Directory, Project, User, Workspace, role_id};
-use crate::engine::{self, AuthzRequest, Decision};
-use crate::policy::{self, LoadError, PolicySnapshot, Sources};
+use crate::engine::{AuthzRequest, Batch, Decision};
+use crate::error::LoadError;
+use crate::model::{ACTIONS, PROJECT, RESOURCE_TYPES, action_from_wire, uid};
+use crate::snapshot::{Snapshot, Sources};
 use crate::store::{ShareSnapshot, Shares, SqliteShareStore};
 use crate::table::{describe_policy, resolve_resource};
-use crate::zenml::request::uid;
-use crate::zenml::resource::{ACTIONS, PROJECT, RESOURCE_TYPES, action_from_wire};
-use crate::zenml::{self, Prepared, Question, Resource, ShareSet};
+use crate::zenml::{Decider, Prepared, Question, Resource, ResourceAs, ShareSet};
 
 /// What a command prints, and its exit code.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -72,8 +72,8 @@ impl Outcome {
 }
 
 /// Loads the sources; invalid ones are an error outcome listing every problem.
-fn load(sources: &Sources) -> Result<PolicySnapshot, Outcome> {
-    policy::load(sources).map_err(|errors| {
+fn load(sources: &Sources) -> Result<Snapshot, Outcome> {
+    crate::snapshot::load(sources).map_err(|errors| {
         let mut stderr = String::new();
         for error in &errors {
             let _ = writeln!(stderr, "error: {error}");
@@ -91,10 +91,14 @@ fn load(sources: &Sources) -> Result<PolicySnapshot, Outcome> {
     })
 }
 
-fn zenml_directory(snapshot: &PolicySnapshot) -> Result<&Directory, String> {
-    snapshot.directory.as_deref().ok_or_else(|| {
+fn zenml_decider(snapshot: &Snapshot) -> Result<Decider<'_>, String> {
+    snapshot.zenml().ok_or_else(|| {
         "this needs a ZenML directory file (YAML); the directory is plain Cedar entities JSON".to_owned()
     })
+}
+
+fn zenml_directory(snapshot: &Snapshot) -> Result<&Directory, String> {
+    zenml_decider(snapshot).map(|decider| decider.directory())
 }
 
 /// The shares stored by a running sidecar (`--shares-db`), or none.
@@ -124,7 +128,7 @@ fn resolve_action(action: &str) -> Result<&'static str, String> {
 
 /// A ZenML resource string whose project, or project id in `project/<id>`, may be a name.
 fn resolve_zenml_resource(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     directory: &Directory,
     text: &str,
 ) -> Result<Resource, String> {
@@ -189,7 +193,7 @@ fn word(allowed: bool) -> &'static str {
 }
 
 /// The decision's lines: determining policies with their text, evaluation errors.
-fn explain(snapshot: &PolicySnapshot, decision: &Decision, out: &mut String) {
+fn explain(snapshot: &Snapshot, decision: &Decision, out: &mut String) {
     if decision.reasons.is_empty() {
         let why = if decision.allowed {
             ""
@@ -201,7 +205,7 @@ fn explain(snapshot: &PolicySnapshot, decision: &Decision, out: &mut String) {
         let _ = writeln!(out, "determining policies:");
         for id in &decision.reasons {
             let _ = writeln!(out, "  {}", describe_policy(snapshot, id));
-            if let Some(source) = snapshot.policy_sources.get(id) {
+            if let Some(source) = snapshot.engine.policy_sources.get(id) {
                 for line in source.text.lines() {
                     let _ = writeln!(out, "    {line}");
                 }
@@ -264,11 +268,7 @@ fn reference_arg(text: &str) -> Value {
     }
 }
 
-fn authorize_cedar(
-    snapshot: &PolicySnapshot,
-    args: &AuthorizeArgs,
-    principal: &str,
-) -> Result<Outcome, String> {
+fn authorize_cedar(snapshot: &Snapshot, args: &AuthorizeArgs, principal: &str) -> Result<Outcome, String> {
     if args.workspace.is_some() {
         return Err(
             "`--workspace` goes with `--user` (ZenML terms); a Cedar request names its entities itself"
@@ -289,7 +289,10 @@ fn authorize_cedar(
         "additional_entities": json_arg("--entities", args.entities.as_deref())?,
     });
     let (request, _) = crate::http::parse_request(snapshot, &body, &crate::config::Limits::default())?;
-    let decision = engine::decide(snapshot, &request).map_err(|error| error.to_string())?;
+    let decision = snapshot
+        .engine
+        .decide(&request, &mut Batch::single())
+        .map_err(|error| error.to_string())?;
 
     let mut out = String::new();
     let _ = writeln!(out, "{}", word(decision.allowed));
@@ -297,7 +300,7 @@ fn authorize_cedar(
     let known = request
         .request
         .principal()
-        .and_then(|p| snapshot.directory.as_ref()?.users.get(p.id().unescaped()))
+        .and_then(|p| snapshot.directory()?.users.get(p.id().unescaped()))
         .map(|user| format!(" ({})", user.named.name))
         .unwrap_or_default();
     let _ = writeln!(out, "principal: {}{known}", named(request.request.principal()));
@@ -311,13 +314,13 @@ fn authorize_cedar(
         ("resource", request.request.resource()),
     ] {
         let Some(uid) = uid else { continue };
-        if snapshot.entities.get(uid).is_some() || scoped.contains(uid) {
+        if snapshot.engine.entities.get(uid).is_some() || scoped.contains(uid) {
             continue;
         }
         let mut note = format!("note: {field} `{uid}` is not in the directory");
         let id = uid.id().unescaped();
         if field == "principal"
-            && let Some(user) = snapshot.directory.as_ref().and_then(|d| d.find_user(id))
+            && let Some(user) = snapshot.directory().and_then(|d| d.find_user(id))
         {
             let _ = write!(note, " (`{id}` is `{}`)", uid_of("User", &user.named.id));
         } else if field == "resource" {
@@ -336,11 +339,7 @@ fn uid_of(type_name: &str, id: &str) -> String {
     uid(type_name, id).to_string()
 }
 
-fn authorize_zenml(
-    snapshot: &PolicySnapshot,
-    args: &AuthorizeArgs,
-    user_key: &str,
-) -> Result<Outcome, String> {
+fn authorize_zenml(snapshot: &Snapshot, args: &AuthorizeArgs, user_key: &str) -> Result<Outcome, String> {
     if args.context.is_some() || args.entities.is_some() {
         return Err(
             "`--context` and `--entities` go with `--principal` (Cedar terms); in ZenML terms they are built from the directory".into(),
@@ -358,7 +357,10 @@ fn authorize_zenml(
         action,
         resource: &resource,
     };
-    let prepared = zenml::prepare(snapshot, &shares.set, &question)?;
+    let decider = zenml_decider(snapshot)?;
+    let prepared = decider
+        .prepare(&shares.set, &question, ResourceAs::Written)
+        .map_err(|error| error.to_string())?;
     let kind = if user.is_service_account {
         "service account"
     } else {
@@ -366,8 +368,10 @@ fn authorize_zenml(
     };
     let mut out = String::new();
     let (decision, cedar) = match &prepared {
-        Prepared::Request(request) => (
-            engine::decide(snapshot, request).map_err(|error| error.to_string())?,
+        Prepared::Request(request, alias) => (
+            decider
+                .decide_prepared(request, alias.as_deref(), &mut Batch::single())
+                .map_err(|error| error.to_string())?,
             Some(&request.request),
         ),
         Prepared::Denied(why) => (
@@ -412,7 +416,7 @@ fn authorize_zenml(
 /// of one role): the request `zenml::prepare` builds for a real user, with the principal
 /// replaced by a request-scoped active user whose parents are given.
 struct Asker<'a> {
-    snapshot: &'a PolicySnapshot,
+    snapshot: &'a Snapshot,
     shares: &'a ShareSet,
     /// Any user of the directory: `prepare` needs one to build the request.
     template_user: Option<&'a str>,
@@ -446,7 +450,7 @@ enum Who<'a> {
 const PROBE_ID: &str = "zenml-authz:probe";
 
 impl<'a> Asker<'a> {
-    fn new(snapshot: &'a PolicySnapshot, directory: &'a Directory, shares: &'a ShareSet) -> Self {
+    fn new(snapshot: &'a Snapshot, directory: &'a Directory, shares: &'a ShareSet) -> Self {
         Self {
             snapshot,
             shares,
@@ -474,8 +478,11 @@ impl<'a> Asker<'a> {
             action,
             resource,
         };
-        let request = match zenml::prepare(self.snapshot, self.shares, &question)? {
-            Prepared::Request(request) => *request,
+        let request = match zenml_decider(self.snapshot)?
+            .prepare(self.shares, &question, ResourceAs::Written)
+            .map_err(|error| error.to_string())?
+        {
+            Prepared::Request(request, _) => *request,
             Prepared::Denied(why) => {
                 return Ok(Decision {
                     allowed: false,
@@ -488,7 +495,10 @@ impl<'a> Asker<'a> {
             Who::User(_) => request,
             Who::Probe(parents) => self.with_probe(request, parents)?,
         };
-        engine::decide(self.snapshot, &request).map_err(|error| error.to_string())
+        self.snapshot
+            .engine
+            .decide(&request, &mut Batch::single())
+            .map_err(|error| error.to_string())
     }
 
     fn with_probe(&self, mut request: AuthzRequest, parents: &[EntityUid]) -> Result<AuthzRequest, String> {
@@ -505,10 +515,10 @@ impl<'a> Asker<'a> {
             action.clone(),
             resource.clone(),
             context.clone(),
-            Some(&self.snapshot.schema),
+            Some(&self.snapshot.engine.schema),
         )
         .map_err(|error| format!("request does not fit the schema: {error}"))?;
-        request.entities.push(entity);
+        request.entities = request.entities.iter().cloned().chain([entity]).collect();
         request.referenced.extend(parents.iter().cloned());
         Ok(request)
     }
@@ -520,6 +530,7 @@ impl<'a> Asker<'a> {
         let user_id = self
             .template_user
             .ok_or("the directory has no users to build a request from")?;
+        let decider = zenml_decider(self.snapshot)?;
         let questions = scope.questions();
         let mut requests = Vec::new();
         let mut entities: HashMap<EntityUid, Entity> = HashMap::new();
@@ -532,19 +543,21 @@ impl<'a> Asker<'a> {
                     action,
                     resource,
                 };
-                if let Prepared::Request(prepared) = zenml::prepare(self.snapshot, self.shares, &question)? {
+                let prepared = decider
+                    .prepare(self.shares, &question, ResourceAs::Written)
+                    .map_err(|error| error.to_string())?;
+                if let Prepared::Request(prepared, _) = prepared {
                     let AuthzRequest {
                         request,
                         entities: scoped,
                         referenced: named,
-                        alias: _,
-                        context_reads: _,
+                        ..
                     } = *prepared;
                     referenced.extend(named);
                     referenced.extend(request.action().cloned());
                     referenced.extend(request.resource().cloned());
-                    for entity in scoped {
-                        entities.entry(entity.uid()).or_insert(entity);
+                    for entity in scoped.iter() {
+                        entities.entry(entity.uid()).or_insert_with(|| entity.clone());
                     }
                     requests.push((row, action, request));
                 }
@@ -622,14 +635,10 @@ impl<'a> Asker<'a> {
             scoped.push(probe_entity(parents)?);
             referenced.extend(parents.iter().cloned());
         }
-        let all = AuthzRequest {
-            request: with_principal(first)?,
-            entities: scoped,
-            referenced,
-            alias: None,
-            context_reads: None,
-        };
-        let entities = engine::slice(self.snapshot, &all).map_err(|error| error.to_string())?;
+        let _ = first;
+        // Every question of the scope shares its request-scoped entities and references: the
+        // batch slices once for all of them.
+        let (scoped, mut batch): (std::sync::Arc<[Entity]>, _) = (scoped.into(), Batch::many());
         for (row, action, request) in &prepared.requests {
             let Some(label) = prepared.labels.get(*row).copied() else {
                 continue;
@@ -637,14 +646,18 @@ impl<'a> Asker<'a> {
             if only.is_some_and(|cells| !cells.contains(&(scope.id().to_owned(), label, *action))) {
                 continue;
             }
-            let request = with_principal(request)?;
-            // As `engine::decide`: only the policies whose scope can match, or all of them.
-            let decision = engine::evaluate(
-                &self.snapshot.policies,
-                self.snapshot.index.as_ref(),
-                &request,
-                crate::index::Over::Other(&entities),
-            );
+            let request = AuthzRequest {
+                request: with_principal(request)?,
+                entities: scoped.clone(),
+                referenced: referenced.clone(),
+                internal: false,
+                context: None,
+            };
+            let decision = self
+                .snapshot
+                .engine
+                .decide(&request, &mut batch)
+                .map_err(|error| error.to_string())?;
             if !each(*row, action, decision.allowed) {
                 break;
             }
@@ -689,7 +702,7 @@ pub struct Grant {
 /// Every user and service account of the directory that may do `action` on `resource` (sorted
 /// by name), then every team whose members may do it by their membership alone (sorted).
 pub fn who_may(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     shares: &ShareSet,
     workspace_id: &str,
     action: &str,
@@ -739,7 +752,7 @@ pub fn who_can(args: &WhoCanArgs) -> Outcome {
     who_can_in(&snapshot, args).unwrap_or_else(Outcome::error)
 }
 
-fn who_can_in(snapshot: &PolicySnapshot, args: &WhoCanArgs) -> Result<Outcome, String> {
+fn who_can_in(snapshot: &Snapshot, args: &WhoCanArgs) -> Result<Outcome, String> {
     let directory = zenml_directory(snapshot)?;
     let action = resolve_action(&args.action)?;
     let resource = resolve_zenml_resource(snapshot, directory, &args.resource)?;
@@ -878,7 +891,7 @@ pub fn what_can(args: &WhatCanArgs) -> Outcome {
     what_can_in(&snapshot, &sources, args).unwrap_or_else(Outcome::error)
 }
 
-fn what_can_in(snapshot: &PolicySnapshot, sources: &Sources, args: &WhatCanArgs) -> Result<Outcome, String> {
+fn what_can_in(snapshot: &Snapshot, sources: &Sources, args: &WhatCanArgs) -> Result<Outcome, String> {
     let directory = zenml_directory(snapshot)?;
     let user = find_user(directory, &args.user)?;
     let workspaces: Vec<&Workspace> = match &args.workspace {
@@ -1148,8 +1161,8 @@ const DIRECTORY_TYPES: [&str; 5] = [
 ///   under the current policies, or one whose every right its holder already has through other
 ///   bindings or teams. Organization bindings are not judged: organization roles also mean
 ///   things (membership, billing) that no ZenML server asks the sidecar about.
-pub fn lint(snapshot: &PolicySnapshot, sources: &Sources) -> Vec<LoadError> {
-    let Some(directory) = &snapshot.directory else {
+pub fn lint(snapshot: &Snapshot, sources: &Sources) -> Vec<LoadError> {
+    let Some(directory) = snapshot.directory() else {
         return Vec::new();
     };
     let mut warnings = policy_literal_warnings(snapshot);
@@ -1169,19 +1182,19 @@ pub fn lint(snapshot: &PolicySnapshot, sources: &Sources) -> Vec<LoadError> {
     warnings
 }
 
-fn policy_literal_warnings(snapshot: &PolicySnapshot) -> Vec<LoadError> {
+fn policy_literal_warnings(snapshot: &Snapshot) -> Vec<LoadError> {
     let mut warnings = Vec::new();
-    let mut policies: Vec<_> = snapshot.policies.policies().collect();
+    let mut policies: Vec<_> = snapshot.engine.policies.policies().collect();
     policies.sort_by_key(|p| p.id().to_string());
     for policy in policies {
         let Ok(json) = policy.to_json() else { continue };
         let mut literals = Vec::new();
-        policy::collect_entity_refs(&json, &mut literals);
+        crate::policy::collect_entity_refs(&json, &mut literals);
         let mut seen = HashSet::new();
         for literal in literals {
             let type_name = literal.type_name().to_string();
             if !DIRECTORY_TYPES.contains(&type_name.as_str())
-                || snapshot.entities.get(&literal).is_some()
+                || snapshot.engine.entities.get(&literal).is_some()
                 || !seen.insert(literal.to_string())
             {
                 continue;
@@ -1190,7 +1203,7 @@ fn policy_literal_warnings(snapshot: &PolicySnapshot) -> Vec<LoadError> {
             let message = format!(
                 "policy `{id}` names `{literal}`, which is not in the directory: a condition on it can never match"
             );
-            warnings.push(match snapshot.policy_sources.get(&id) {
+            warnings.push(match snapshot.engine.policy_sources.get(&id) {
                 Some(source) => match source.line {
                     Some(line) => LoadError::at_line(&source.path, line, 1, message),
                     None => LoadError::file(&source.path, message),
@@ -1244,7 +1257,7 @@ fn allowed_cells(asker: &Asker<'_>, who: Who<'_>, reach: &[GridScope<'_>]) -> Re
 }
 
 fn directory_warnings(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     directory: &Directory,
     path: &Path,
     view: &DirectoryView,

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::cache::CacheConfig;
 use crate::config::{self, Limits, ServerConfig};
-use crate::policy::Sources;
+use crate::snapshot::Sources;
 use crate::watch::{WatchConfig, WatchMode};
 use crate::zenml::token;
 
@@ -308,14 +308,14 @@ impl ServeArgs {
     /// ZenML API settings; the base path gets a leading `/` and loses a trailing one. The token
     /// secret comes from `ZENML_AUTHZ_TOKEN_SECRET` (read here: it has no flag) or
     /// `--token-secret-file`; a weak one is an error (`token::resolve_key`).
-    pub fn zenml_config(&self) -> Result<crate::zenml::api::ZenmlConfig, token::SecretError> {
+    pub fn zenml_config(&self) -> Result<crate::zenml::ZenmlConfig, token::SecretError> {
         if self.token_secret.is_some() {
             return Err(token::SecretError::OnCommandLine);
         }
         let env_secret = std::env::var_os(token::ENV_TOKEN_SECRET).map(OsString::into_encoded_bytes);
         let token_key = token::resolve_key(env_secret, self.token_secret_file.as_deref())?;
         let trimmed = self.zenml_base_path.trim_matches('/');
-        Ok(crate::zenml::api::ZenmlConfig {
+        Ok(crate::zenml::ZenmlConfig {
             base_path: format!("/{trimmed}"),
             token_ttl_secs: self.token_ttl_secs,
             token_key,

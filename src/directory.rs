@@ -24,8 +24,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use crate::policy::LoadError;
-use crate::zenml::resource::{PROJECT, RESOURCE_TYPES, ResourceType, expand_action};
+use crate::error::{LoadError, error_chain};
+use crate::model::{PROJECT, RESOURCE_TYPES, ResourceType, expand_action};
 
 /// Predefined organization roles, with the `Organization` attribute naming each group.
 pub const ORGANIZATION_ROLES: [(&str, &str); 5] = [
@@ -217,7 +217,7 @@ pub enum Loaded {
 /// Loads the directory file: YAML directory, or Cedar entities JSON when the name ends in `.json`.
 pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<LoadError>> {
     if path.extension().is_some_and(|ext| ext == "json") {
-        return crate::policy::entities_from_json(path, text, schema).map(Loaded::Cedar);
+        return entities_from_json(path, text, schema).map(Loaded::Cedar);
     }
     let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
         let message = yaml_message(&error);
@@ -1188,10 +1188,7 @@ impl<'a> Builder<'a> {
             match Entity::from_json_value(value, Some(schema)) {
                 Ok(entity) => built.push(entity),
                 Err(error) => {
-                    let message = format!(
-                        "does not match the schema: {}",
-                        crate::policy::error_chain(&error)
-                    );
+                    let message = format!("does not match the schema: {}", error_chain(&error));
                     self.errors.push(match place {
                         Some((line, column, entry)) => {
                             LoadError::at_line(self.path, *line, *column, format!("{entry}: {message}"))
@@ -1266,4 +1263,15 @@ fn kind_word(kind: ScopeKind) -> &'static str {
         ScopeKind::Workspace => "workspace",
         ScopeKind::Project => "project",
     }
+}
+/// Reads `Entities` from Cedar entities JSON, validated against the schema.
+fn entities_from_json(path: &Path, text: &str, schema: &Schema) -> Result<Entities, Vec<LoadError>> {
+    Entities::from_json_str(text, Some(schema)).map_err(|error| {
+        let diagnostic: &dyn miette::Diagnostic = &error;
+        let mut message = error_chain(&error);
+        if let Some(help) = diagnostic.help() {
+            message.push_str(&format!(" (help: {help})"));
+        }
+        vec![LoadError::file(path, message)]
+    })
 }

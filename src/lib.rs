@@ -2,25 +2,25 @@
 //! service accounts, roles, shares) as Cedar policies in git, served as a sidecar.
 //!
 //! # Layout
-//! - [`auth`]: caller authentication (bearer tokens, stored hashed) for the sidecar's own API
-//! - [`cache`]: the decision cache (moka), keyed so that it can never serve a stale answer
-//! - [`cli`]: the command line (`serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt`) and its exit codes
-//! - [`decision_log`]: the JSON-lines audit log of decisions and shares (never blocks)
-//! - [`config`]: resolved limits and listener settings, with their defaults
-//! - [`policy`]: loading schemas, policies and the directory into an immutable snapshot
+//! Dependencies run one way, each layer using only those above it in this list
+//! (`tests/architecture.rs` checks it):
+//! - [`error`], [`model`], [`config`]: leaves: load errors, ZenML's vocabulary (resource types,
+//!   actions, entity type names), resolved limits and settings
+//! - [`policy`]: the schema and policy files: read, parsed, validated
 //! - [`directory`]: the organization directory file (YAML) and its Cedar entities
-//! - [`engine`]: the pure decision function
-//! - [`zenml`]: the ZenML backend API, resource strings, requests, tokens and shares
-//! - [`table`]: decision tables (`zenml-authz test`)
-//! - [`authoring`]: policy authoring: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings
-//! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
 //! - [`index`]: the scope index: only the policies whose scope can match a request
-//! - [`metrics`]: Prometheus metrics, declared once; `/metrics`
-//! - [`http`]: the HTTP API (router, Cedar API, health, status)
-//! - [`pool`]: the evaluation pool: caller-controlled work off the async workers, shed when full
-//! - [`server`]: the accept loop and graceful shutdown
-//! - [`state`]: what request handlers share
+//! - [`engine`]: a Cedar snapshot and the one decision path
+//! - [`zenml`]: ZenML on Cedar: resource strings, request preparation, stand-ins, shares, tokens
+//! - [`snapshot`]: a revision (engine + directory + ZenML view) and the `Loader` that builds it
 //! - [`store`]: durable shares (SQLite) and their live in-memory view
+//! - [`cache`], [`pool`], [`metrics`], [`decision_log`], [`auth`]: the server's services
+//! - [`state`]: what request handlers share, and the one report of it
+//! - [`http`]: the HTTP API (one route table, one observed decision step, Cedar and ZenML handlers)
+//! - [`server`]: the accept loop and graceful shutdown
+//! - [`table`]: decision tables (`zenml-authz test`)
+//! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
+//! - [`authoring`]: policy authoring: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings
+//! - [`cli`]: the command line and its exit codes
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -32,12 +32,15 @@ pub mod config;
 pub mod decision_log;
 pub mod directory;
 pub mod engine;
+pub mod error;
 pub mod http;
 pub mod index;
 pub mod metrics;
+pub mod model;
 pub mod policy;
 pub mod pool;
 pub mod server;
+pub mod snapshot;
 pub mod state;
 pub mod store;
 pub mod table;
@@ -51,6 +54,7 @@ pub mod zenml;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub use engine::{AuthzRequest, Decision, decide};
-pub use policy::{LoadError, PolicySnapshot, Sources};
+pub use engine::{AuthzRequest, Batch, Decision, Engine};
+pub use error::LoadError;
+pub use snapshot::{Loader, Snapshot, Sources};
 pub use state::AppState;

@@ -8,10 +8,11 @@ use zenml_authz::cache::DecisionCache;
 use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
 use zenml_authz::decision_log::DecisionLog;
 use zenml_authz::metrics::Metrics;
+use zenml_authz::snapshot::{self, Loader, Sources};
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
-use zenml_authz::zenml::api::ZenmlConfig;
-use zenml_authz::{AppState, authoring, policy, server, table, watch};
+use zenml_authz::zenml::ZenmlConfig;
+use zenml_authz::{AppState, authoring, server, table, watch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,8 +29,8 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-fn validate(sources: &policy::Sources) -> i32 {
-    match policy::load(sources) {
+fn validate(sources: &Sources) -> i32 {
+    match snapshot::load(sources) {
         Ok(snapshot) => {
             // Warnings go to stderr with the errors; stdout keeps the verdict.
             for warning in snapshot
@@ -56,8 +57,8 @@ fn validate(sources: &policy::Sources) -> i32 {
     }
 }
 
-fn test(sources: &policy::Sources, paths: &[std::path::PathBuf]) -> i32 {
-    let snapshot = match policy::load(sources) {
+fn test(sources: &Sources, paths: &[std::path::PathBuf]) -> i32 {
+    let snapshot = match snapshot::load(sources) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             for error in &errors {
@@ -151,7 +152,8 @@ fn serve(args: ServeArgs) -> i32 {
         return exit::USAGE;
     }
     let sources = args.sources.sources();
-    let snapshot = match policy::load(&sources) {
+    let mut loader = Loader::new();
+    let snapshot = match loader.load(&sources) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             for error in &errors {
@@ -229,7 +231,13 @@ fn serve(args: ServeArgs) -> i32 {
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
-        tokio::spawn(watch::run(state.clone(), sources, args.watch_config(), until_stopped(stopped.clone())));
+        tokio::spawn(watch::run(
+            state.clone(),
+            sources,
+            loader,
+            args.watch_config(),
+            until_stopped(stopped.clone()),
+        ));
         server::run(listener, admin, state, &config, until_stopped(stopped)).await;
         exit::OK
     })

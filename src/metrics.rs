@@ -3,19 +3,16 @@
 //! by the policy set, and anything unknown is `unknown`).
 //!
 //! Two kinds: event-time metrics recorded where things happen (decisions, latencies, HTTP,
-//! determining policies, decision-log drops), held in [`Metrics`]; and state metrics read from
-//! the [`AppState`] when `/metrics` is scraped (cache, reloads, revision, sizes, shares), so
-//! they can never disagree with `/v1/status`.
+//! determining policies, decision-log drops), held in [`Metrics`]; and state metrics, read when
+//! `/metrics` is scraped from the same `state::Report` that `/v1/status` renders (cache,
+//! reloads, revision, sizes, shares), so the two can never disagree.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
-
-use crate::state::AppState;
 
 /// Which API a decision was made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,186 +199,16 @@ impl Metrics {
     }
 }
 
-fn seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
-
-/// The `/metrics` page: event-time metrics plus the state read now, in Prometheus text format.
-pub fn render(state: &AppState) -> Result<String, prometheus::Error> {
-    let mut families = state.metrics().registry.gather();
-    families.extend(state_families(state)?);
-    families.sort_by(|a, b| a.name().cmp(b.name()));
+/// The `/metrics` page: the event-time metrics of `metrics` plus the state's `families` (read
+/// now), in Prometheus text format.
+pub fn render(
+    metrics: &Metrics,
+    families: Vec<prometheus::proto::MetricFamily>,
+) -> Result<String, prometheus::Error> {
+    let mut all = metrics.registry.gather();
+    all.extend(families);
+    all.sort_by(|a, b| a.name().cmp(b.name()));
     let mut buffer = Vec::new();
-    TextEncoder::new().encode(&families, &mut buffer)?;
+    TextEncoder::new().encode(&all, &mut buffer)?;
     Ok(String::from_utf8_lossy(&buffer).into_owned())
-}
-
-/// Metric families computed from the state at scrape time.
-fn state_families(state: &AppState) -> Result<Vec<prometheus::proto::MetricFamily>, prometheus::Error> {
-    let mut families = Vec::new();
-    let mut counter = |name: &str, help: &str, value: u64| -> Result<(), prometheus::Error> {
-        let metric = IntCounter::new(name, help)?;
-        metric.inc_by(value);
-        families.extend(metric.collect());
-        Ok(())
-    };
-    let cache = state.cache().stats();
-    counter(
-        "authz_cache_hits_total",
-        "Decisions served from the cache.",
-        cache.hits,
-    )?;
-    counter(
-        "authz_cache_misses_total",
-        "Decisions computed because the cache had none.",
-        cache.misses,
-    )?;
-    counter(
-        "authz_cache_evictions_total",
-        "Cached decisions evicted for size.",
-        cache.evictions,
-    )?;
-
-    let reloads = state.reloads();
-    let reload_counter = IntCounterVec::new(
-        Opts::new(
-            "authz_policy_reloads_total",
-            "Reloads of the policy sources, by result.",
-        ),
-        &["result"],
-    )?;
-    reload_counter
-        .with_label_values(&["success"])
-        .inc_by(reloads.succeeded);
-    reload_counter
-        .with_label_values(&["unchanged"])
-        .inc_by(reloads.unchanged);
-    reload_counter
-        .with_label_values(&["failure"])
-        .inc_by(reloads.failed);
-    families.extend(reload_counter.collect());
-
-    let snapshot = state.snapshot();
-    let counts = snapshot.counts();
-    let mut gauge = |name: &str, help: &str, value: f64| -> Result<(), prometheus::Error> {
-        let metric = Gauge::new(name, help)?;
-        metric.set(value);
-        families.extend(metric.collect());
-        Ok(())
-    };
-    gauge(
-        "authz_cache_entries",
-        "Decisions in the cache now (approximate).",
-        cache.entries as f64,
-    )?;
-    gauge(
-        "authz_cache_bytes",
-        "Approximate bytes of the cached keys and decisions (bounded by --cache-max-bytes).",
-        cache.bytes as f64,
-    )?;
-    gauge(
-        "authz_cache_enabled",
-        "1 when decisions are cached.",
-        f64::from(u8::from(state.cache().enabled())),
-    )?;
-    gauge(
-        "authz_policy_loaded_timestamp_seconds",
-        "When the active policy snapshot was loaded.",
-        seconds(snapshot.loaded_at),
-    )?;
-    if let Some(at) = reloads.last_success {
-        gauge(
-            "authz_policy_last_reload_success_timestamp_seconds",
-            "When the last valid (re)load finished.",
-            seconds(at),
-        )?;
-    }
-    if let Some(at) = reloads.last_failure {
-        gauge(
-            "authz_policy_last_reload_failure_timestamp_seconds",
-            "When the last failed reload finished.",
-            seconds(at),
-        )?;
-        let since = SystemTime::now()
-            .duration_since(at)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or_default();
-        gauge(
-            "authz_policy_seconds_since_last_reload_failure",
-            "Seconds since the last failed reload.",
-            since,
-        )?;
-    }
-    gauge(
-        "authz_policy_reload_failing",
-        "1 while the newest sources are invalid and an older snapshot is served.",
-        f64::from(u8::from(state.last_load_error().is_some())),
-    )?;
-    gauge(
-        "authz_policies",
-        "Policies in the active snapshot.",
-        counts.policies as f64,
-    )?;
-    gauge(
-        "authz_policy_templates",
-        "Policy templates in the active snapshot.",
-        counts.templates as f64,
-    )?;
-    gauge(
-        "authz_entities",
-        "Entities in the active snapshot.",
-        counts.entities as f64,
-    )?;
-    let shares = state.shares().snapshot();
-    gauge("authz_shares", "Resource shares stored.", shares.set.len() as f64)?;
-    if let Some(directory) = &snapshot.directory {
-        let service_accounts = directory.users.values().filter(|u| u.is_service_account).count();
-        gauge(
-            "authz_directory_users",
-            "Users in the directory.",
-            (directory.users.len() - service_accounts) as f64,
-        )?;
-        gauge(
-            "authz_directory_service_accounts",
-            "Service accounts in the directory.",
-            service_accounts as f64,
-        )?;
-        gauge(
-            "authz_directory_teams",
-            "Teams in the directory.",
-            directory.teams.len() as f64,
-        )?;
-        gauge(
-            "authz_directory_bindings",
-            "Role bindings in the directory.",
-            directory.bindings as f64,
-        )?;
-        gauge(
-            "authz_directory_custom_roles",
-            "Custom roles in the directory.",
-            directory.custom_roles.len() as f64,
-        )?;
-        gauge(
-            "authz_directory_workspaces",
-            "Workspaces in the directory.",
-            directory.workspaces.len() as f64,
-        )?;
-        gauge(
-            "authz_directory_projects",
-            "Projects in the directory.",
-            directory.projects.len() as f64,
-        )?;
-    }
-    let info = GaugeVec::new(
-        Opts::new(
-            "authz_policy_revision_info",
-            "The active policy revision (always 1).",
-        ),
-        &["revision"],
-    )?;
-    info.with_label_values(&[snapshot.revision.as_str()]).set(1.0);
-    families.extend(info.collect());
-    Ok(families)
 }

@@ -27,9 +27,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::engine;
-use crate::policy::{LoadError, PolicySnapshot};
-use crate::zenml::{self, Grantee, Prepared, Question, Resource, ShareSet};
+use crate::engine::Batch;
+use crate::error::LoadError;
+use crate::snapshot::Snapshot;
+use crate::zenml::{Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
 
 /// The outcome of running decision tables.
 #[derive(Debug, Default)]
@@ -121,7 +122,7 @@ pub fn table_files(paths: &[PathBuf]) -> Vec<PathBuf> {
 
 /// Runs every row of every table file under `paths`; a path with no table files, or a file
 /// that cannot be read or parsed, is an error, not a pass.
-pub fn run(snapshot: &PolicySnapshot, paths: &[PathBuf]) -> Report {
+pub fn run(snapshot: &Snapshot, paths: &[PathBuf]) -> Report {
     let mut report = Report::default();
     for path in paths {
         if !path.exists() {
@@ -141,7 +142,7 @@ pub fn run(snapshot: &PolicySnapshot, paths: &[PathBuf]) -> Report {
     report
 }
 
-fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
+fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
@@ -160,12 +161,13 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
             });
         }
     };
-    let Some(directory) = &snapshot.directory else {
+    let Some(decider) = snapshot.zenml() else {
         return report.errors.push(LoadError::file(
             path,
             "decision tables need a ZenML directory file (YAML)",
         ));
     };
+    let directory = decider.directory();
     let error_at =
         |line: usize, column: usize, message: String| LoadError::at_line(path, line, column, message);
 
@@ -273,16 +275,18 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
             };
             // Decided as the server decides (stand-in resources where exact), and checked
             // against the request as written (a request-scoped resource): the two must agree.
-            let decide = |prepared: Result<Prepared, String>| match prepared {
+            let decide = |resource_as: ResourceAs| match decider.prepare(&shares, &question, resource_as) {
                 Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
-                Ok(Prepared::Request(request)) => Ok(match engine::decide(snapshot, &request) {
-                    Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
-                    Err(error) => (false, Vec::new(), vec![error.to_string()]),
-                }),
-                Err(message) => Err(message),
+                Ok(Prepared::Request(request, alias)) => Ok(
+                    match decider.decide_prepared(&request, alias.as_deref(), &mut Batch::single()) {
+                        Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
+                        Err(error) => (false, Vec::new(), vec![error.to_string()]),
+                    },
+                ),
+                Err(error) => Err(error.to_string()),
             };
-            let served = decide(zenml::prepare_for_decision(snapshot, &shares, &question));
-            let written = decide(zenml::prepare(snapshot, &shares, &question));
+            let served = decide(ResourceAs::StandIn);
+            let written = decide(ResourceAs::Written);
             let (allowed, reasons, errors) = match (served, written) {
                 (Ok(served), Ok(written)) if served == written => served,
                 (Ok(served), Ok(written)) => {
@@ -348,8 +352,8 @@ fn run_file(snapshot: &PolicySnapshot, path: &Path, report: &mut Report) {
 }
 
 /// `policy-id (file:line)`.
-pub fn describe_policy(snapshot: &PolicySnapshot, id: &str) -> String {
-    match snapshot.policy_sources.get(id) {
+pub fn describe_policy(snapshot: &Snapshot, id: &str) -> String {
+    match snapshot.engine.policy_sources.get(id) {
         Some(source) => format!(
             "{id} ({}{})",
             source.path.display(),
@@ -367,8 +371,8 @@ fn word(expect: Expect) -> &'static str {
 }
 
 /// A resource string whose project part may be a project name from the directory.
-pub(crate) fn resolve_resource(snapshot: &PolicySnapshot, text: &str) -> Result<Resource, String> {
-    let resolved = match (text.split_once(':'), &snapshot.directory) {
+pub(crate) fn resolve_resource(snapshot: &Snapshot, text: &str) -> Result<Resource, String> {
+    let resolved = match (text.split_once(':'), snapshot.directory()) {
         (Some((project, rest)), Some(directory)) if uuid::Uuid::parse_str(project).is_err() => {
             let project = directory
                 .find_project(project)
@@ -381,12 +385,12 @@ pub(crate) fn resolve_resource(snapshot: &PolicySnapshot, text: &str) -> Result<
 }
 
 fn add_share(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     shares: &mut ShareSet,
     share: &ShareEntry,
     default_workspace: Option<&str>,
 ) -> Result<(), String> {
-    let directory = snapshot.directory.as_ref().ok_or("no ZenML directory")?;
+    let directory = snapshot.directory().ok_or("no ZenML directory")?;
     let resource = resolve_resource(snapshot, &share.resource)?;
     if resource.id.is_none() {
         return Err(format!(
@@ -415,7 +419,7 @@ fn add_share(
     };
     let mut actions = BTreeMap::new();
     for action in &share.actions {
-        let known = zenml::resource::action_from_wire(action).ok_or(format!("unknown action `{action}`"))?;
+        let known = crate::model::action_from_wire(action).ok_or(format!("unknown action `{action}`"))?;
         actions.insert(known.to_owned(), ());
     }
     let workspace_key = share

@@ -3,7 +3,7 @@
 //!
 //! One actor loop (`run`) receives file-system events, `SIGHUP`s and the shutdown signal. A
 //! burst of events becomes one reload once the files have been quiet for the debounce period
-//! (or the burst has lasted `MAX_DEBOUNCE`). A reload loads every source again (`policy::load`)
+//! (or the burst has lasted `MAX_DEBOUNCE`). A reload loads every source again (`Loader::load`)
 //! on a blocking thread; a valid result with a new revision is published, an invalid one is
 //! logged with every error and recorded in `/v1/status`, and the last good snapshot stays.
 //!
@@ -33,7 +33,9 @@ use std::time::Duration;
 use notify::{PollWatcher, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::policy::{self, POLICY_SUFFIXES, SCHEMA_SUFFIXES, Sources};
+use crate::error::LoadError;
+use crate::policy::{POLICY_SUFFIXES, SCHEMA_SUFFIXES};
+use crate::snapshot::{Loader, Snapshot, Sources};
 use crate::state::AppState;
 
 /// How the sources are watched.
@@ -72,10 +74,12 @@ enum Event {
     FsError(String),
 }
 
-/// Runs the reload actor until `shutdown` completes.
+/// Runs the reload actor until `shutdown` completes; `loader` made the active snapshot (what
+/// it keeps makes the reloads cheap).
 pub async fn run(
     state: AppState,
     sources: Sources,
+    mut loader: Loader,
     config: WatchConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -99,7 +103,7 @@ pub async fn run(
     // until the next one: check once now (unchanged sources change nothing). Not with
     // `--watch off`: then only SIGHUP reloads.
     if config.mode != WatchMode::Off {
-        reload(&state, &sources, gate, "watch started").await;
+        reload(&state, &sources, &mut loader, gate, "watch started").await;
     }
     tokio::pin!(shutdown);
     loop {
@@ -135,13 +139,13 @@ pub async fn run(
                 "file change"
             }
         };
-        reload(&state, &sources, gate, reason).await;
+        reload(&state, &sources, &mut loader, gate, reason).await;
         // A replaced directory needs a new watch; edits made before it was in place are caught
         // by one more check.
         let renewed = register(&mut watcher, &mut registered, &sources);
         filter.refresh();
         if renewed {
-            reload(&state, &sources, gate, "watch renewed").await;
+            reload(&state, &sources, &mut loader, gate, "watch renewed").await;
         }
     }
 }
@@ -149,37 +153,51 @@ pub async fn run(
 /// What a reload found.
 enum Loaded {
     /// Valid, and accepted by the guard (or unchanged). Boxed: a snapshot's fields are large.
-    Valid(Box<policy::PolicySnapshot>),
+    Valid(Box<Snapshot>),
     /// Invalid sources: every error.
-    Invalid(Vec<policy::LoadError>),
+    Invalid(Vec<LoadError>),
     /// Valid, but the reload guard refused it: every reason.
-    Refused(Vec<policy::LoadError>),
+    Refused(Vec<LoadError>),
 }
 
 /// Loads the sources again and publishes them if valid, new and accepted by the reload
 /// [`guard`] (`gate`: the `--reload-gate` decision tables). Returns whether a new snapshot was
 /// published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
 /// with is still the active one when the candidate is published.
-pub async fn reload(state: &AppState, sources: &Sources, gate: &[PathBuf], reason: &str) -> bool {
+pub async fn reload(
+    state: &AppState,
+    sources: &Sources,
+    loader: &mut Loader,
+    gate: &[PathBuf],
+    reason: &str,
+) -> bool {
     let load_sources = sources.clone();
     let active = state.snapshot();
     let gate = gate.to_vec();
-    let loaded = tokio::task::spawn_blocking(move || match policy::load(&load_sources) {
-        Err(errors) => Loaded::Invalid(errors),
-        Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
-        Ok(snapshot) => {
-            // A valid set may still be a weaker one by accident: check it before it is seen.
-            let refusals = guard::check(&active, &snapshot, &gate);
-            if refusals.is_empty() {
-                Loaded::Valid(Box::new(snapshot))
-            } else {
-                Loaded::Refused(refusals)
+    // The loader goes to the blocking thread and comes back with what this load keeps.
+    let mut moved = std::mem::take(loader);
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = match moved.load(&load_sources) {
+            Err(errors) => Loaded::Invalid(errors),
+            Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
+            Ok(snapshot) => {
+                // A valid set may still be a weaker one by accident: check it before it is seen.
+                let refusals = guard::check(&active, &snapshot, &gate);
+                if refusals.is_empty() {
+                    Loaded::Valid(Box::new(snapshot))
+                } else {
+                    Loaded::Refused(refusals)
+                }
             }
-        }
+        };
+        (moved, loaded)
     })
     .await;
     let loaded = match loaded {
-        Ok(loaded) => loaded,
+        Ok((returned, loaded)) => {
+            *loader = returned;
+            loaded
+        }
         Err(error) => {
             tracing::error!(%error, "reload task failed; keeping the active policies");
             state.record_load_error(vec![format!("reload task failed: {error}")]);

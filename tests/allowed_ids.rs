@@ -20,11 +20,10 @@ use std::sync::LazyLock;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-use zenml_authz::PolicySnapshot;
-use zenml_authz::engine::decide;
-use zenml_authz::zenml::api::allowed_ids;
-use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
-use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::Batch;
+use zenml_authz::Snapshot;
+use zenml_authz::model::{ACTIONS, RESOURCE_TYPES};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet};
 
 /// A project ZenML created that the directory does not list (no bindings).
 const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
@@ -38,10 +37,10 @@ const IDS: [&str; 4] = [
     "44444444-4444-4444-8444-444444444444",
 ];
 
-static SNAPSHOT: LazyLock<PolicySnapshot> = LazyLock::new(common::bundled_snapshot);
+static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(common::bundled_snapshot);
 
 fn directory() -> &'static zenml_authz::directory::Directory {
-    SNAPSHOT.directory.as_ref().unwrap()
+    SNAPSHOT.directory().unwrap()
 }
 
 /// Directory projects (both workspaces) and one unlisted project.
@@ -208,8 +207,15 @@ fn check(shares: &ShareSet, workspace: &str, user: &str, action: &str, resource:
         action,
         resource,
     };
-    match prepare(&SNAPSHOT, shares, &question) {
-        Ok(Prepared::Request(request)) => decide(&SNAPSHOT, &request).is_ok_and(|d| d.allowed),
+    match SNAPSHOT
+        .zenml()
+        .unwrap()
+        .prepare(shares, &question, zenml_authz::zenml::ResourceAs::Written)
+    {
+        Ok(Prepared::Request(request, _)) => SNAPSHOT
+            .engine
+            .decide(&request, &mut Batch::single())
+            .is_ok_and(|d| d.allowed),
         Ok(Prepared::Denied(_)) | Err(_) => false,
     }
 }
@@ -407,4 +413,26 @@ fn a_known_case() {
     );
     assert!(check(&shares, PRODUCTION, &grace, "read", &shared));
     assert!(!check(&shares, PRODUCTION, &grace, "update", &shared));
+}
+
+/// `allowed_resource_ids` for a type-level resource, decided uncached (as the API decides it).
+fn allowed_ids(
+    snapshot: &Snapshot,
+    shares: &ShareSet,
+    workspace: &str,
+    user_id: &str,
+    action: &str,
+    type_level: &Resource,
+) -> Option<Vec<String>> {
+    let decider = snapshot.zenml().unwrap();
+    let question = Question {
+        workspace_id: workspace,
+        user_id,
+        action,
+        resource: type_level,
+    };
+    let mut batch = Batch::many();
+    decider.allowed_ids(shares, &question, |q| {
+        decider.decide(shares, q, &mut batch).is_ok_and(|d| d.allowed)
+    })
 }

@@ -10,9 +10,9 @@
 mod common;
 
 use cedar_policy::Authorizer;
-use zenml_authz::engine::decide;
-use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
-use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare};
+use zenml_authz::Batch;
+use zenml_authz::model::{ACTIONS, RESOURCE_TYPES};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet};
 
 const ID: &str = "11111111-1111-4111-8111-111111111111";
 const UNLISTED_PROJECT: &str = "33333333-3333-4333-8333-333333333333";
@@ -30,7 +30,7 @@ fn projects_and_an_unlisted_one(directory: &zenml_authz::directory::Directory) -
 #[test]
 fn slice_decisions_equal_whole_store_decisions() {
     let snapshot = common::bundled_snapshot();
-    let directory = snapshot.directory.as_ref().unwrap();
+    let directory = snapshot.directory().unwrap();
     let projects = projects_and_an_unlisted_one(directory);
 
     // Every resource shape: type-level and instance, in every project (listed or not).
@@ -88,15 +88,21 @@ fn slice_decisions_equal_whole_store_decisions() {
                     if !combination.is_multiple_of(4) {
                         continue;
                     }
-                    let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else {
+                    let Prepared::Request(request, _) = snapshot
+                        .zenml()
+                        .unwrap()
+                        .prepare(&shares, &question, zenml_authz::zenml::ResourceAs::Written)
+                        .unwrap()
+                    else {
                         continue;
                     };
-                    let sliced = decide(&snapshot, &request).unwrap();
-                    let whole = (*snapshot.entities)
+                    let sliced = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
+                    let whole = (*snapshot.engine.entities)
                         .clone()
                         .add_entities(request.entities.iter().cloned(), None)
                         .unwrap();
-                    let reference = authorizer.is_authorized(&request.request, &snapshot.policies, &whole);
+                    let reference =
+                        authorizer.is_authorized(&request.request, &snapshot.engine.policies, &whole);
                     let mut reasons: Vec<String> = reference
                         .diagnostics()
                         .reason()
@@ -141,13 +147,13 @@ fn request_shapes_the_schema_rejects_are_rejected_every_time() {
         "the schema's action block changed: update this test"
     );
     std::fs::write(&schema_path, narrowed).unwrap();
-    let snapshot = zenml_authz::policy::load(&zenml_authz::Sources {
+    let snapshot = zenml_authz::snapshot::load(&zenml_authz::Sources {
         policies: dir.path().join("policies"),
         schemas: dir.path().join("schemas"),
         directory: dir.path().join("policies/directory.yaml"),
     })
     .unwrap_or_else(|errors| panic!("{errors:#?}"));
-    let directory = snapshot.directory.as_ref().unwrap();
+    let directory = snapshot.directory().unwrap();
     let bob = directory.find_user("bob").unwrap().named.id.clone();
     let project = directory.find_project("churn").unwrap().named.id.clone();
     let workspace = directory.projects[&project].workspace_id.clone();
@@ -159,17 +165,21 @@ fn request_shapes_the_schema_rejects_are_rejected_every_time() {
             action,
             resource: &pipeline,
         };
-        zenml_authz::zenml::prepare_for_decision(&snapshot, &ShareSet::default(), &question)
+        snapshot.zenml().unwrap().prepare(
+            &ShareSet::default(),
+            &question,
+            zenml_authz::zenml::ResourceAs::StandIn,
+        )
     };
     for round in 0..3 {
         let rejected = ask("client");
         assert!(
             rejected
                 .as_ref()
-                .is_err_and(|error| error.contains("does not fit the schema")),
+                .is_err_and(|error| error.to_string().contains("does not fit the schema")),
             "round {round}: {rejected:?}"
         );
-        assert!(matches!(ask("read"), Ok(Prepared::Request(_))), "round {round}");
+        assert!(matches!(ask("read"), Ok(Prepared::Request(..))), "round {round}");
     }
 }
 
@@ -180,7 +190,7 @@ fn request_shapes_the_schema_rejects_are_rejected_every_time() {
 #[test]
 fn batch_memo_decisions_equal_single_decisions() {
     let snapshot = common::bundled_snapshot();
-    let directory = snapshot.directory.as_ref().unwrap();
+    let directory = snapshot.directory().unwrap();
     let bob = directory.find_user("bob").unwrap().named.id.clone();
     let auditors = directory.find_team("auditors").unwrap().named.id.clone();
     let projects = projects_and_an_unlisted_one(directory);
@@ -224,7 +234,7 @@ fn batch_memo_decisions_equal_single_decisions() {
     for workspace in directory.workspaces.keys() {
         for user in directory.users.keys() {
             for action in ACTIONS {
-                let mut memo = zenml_authz::engine::Memo::batch();
+                let mut memo = zenml_authz::Batch::many();
                 let mut seen = std::collections::HashSet::new();
                 for resource in &resources {
                     let question = Question {
@@ -233,9 +243,12 @@ fn batch_memo_decisions_equal_single_decisions() {
                         action,
                         resource,
                     };
-                    let alone = zenml_authz::zenml::api::decide(&snapshot, &shares, &question);
-                    let batched =
-                        zenml_authz::zenml::api::decide_with(&snapshot, &shares, &question, &mut memo);
+                    let alone = snapshot.zenml().unwrap().decide(
+                        &shares,
+                        &question,
+                        &mut zenml_authz::Batch::single(),
+                    );
+                    let batched = snapshot.zenml().unwrap().decide(&shares, &question, &mut memo);
                     assert_eq!(alone, batched, "{user} {action} {resource}");
                     if let Ok(decision) = &alone {
                         seen.insert((decision.allowed, decision.reasons.clone()));
@@ -263,7 +276,7 @@ fn decisions_do_not_depend_on_the_order_of_questions() {
     let first = common::bundled_snapshot();
     let second = common::bundled_snapshot();
     let third = common::bundled_snapshot();
-    let directory = first.directory.as_ref().unwrap();
+    let directory = first.directory().unwrap();
     let mut resources = Vec::new();
     for project in projects_and_an_unlisted_one(directory) {
         for resource_type in RESOURCE_TYPES.iter().filter(|t| t.project_scoped) {
@@ -293,7 +306,12 @@ fn decisions_do_not_depend_on_the_order_of_questions() {
             }
         }
     }
-    let ask = |snapshot, question| zenml_authz::zenml::api::decide(snapshot, &shares, question);
+    let ask = |snapshot: &zenml_authz::Snapshot, question| {
+        snapshot
+            .zenml()
+            .unwrap()
+            .decide(&shares, question, &mut zenml_authz::Batch::single())
+    };
     let forward: Vec<_> = questions.iter().map(|q| ask(&first, q)).collect();
     let backward: Vec<_> = questions.iter().rev().map(|q| ask(&second, q)).collect();
     let allowed = forward

@@ -19,23 +19,23 @@ use std::str::FromStr;
 use cedar_policy::{Authorizer, PolicySet};
 use proptest::prelude::*;
 use zenml_authz::index::{Over, ScopeIndex};
-use zenml_authz::zenml::resource::{ACTIONS, RESOURCE_TYPES};
-use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare, prepare_for_decision};
-use zenml_authz::{PolicySnapshot, engine};
+use zenml_authz::model::{ACTIONS, RESOURCE_TYPES};
+use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
+use zenml_authz::{AuthzRequest, Batch, Snapshot};
 
 const WORKSPACE: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
 const UNLISTED: &str = "33333333-3333-4333-8333-333333333333";
 const ID: &str = "11111111-1111-4111-8111-111111111111";
 
-fn snapshot() -> PolicySnapshot {
+fn snapshot() -> Snapshot {
     common::bundled_snapshot()
 }
 
 /// The choices a random policy is made of, as indexes into the lists below.
 type PolicyChoice = (bool, usize, usize, usize, usize, usize, usize, usize);
 
-fn policy_text(snapshot: &PolicySnapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice) -> String {
-    let directory = snapshot.directory.as_ref().unwrap();
+fn policy_text(snapshot: &Snapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice) -> String {
+    let directory = snapshot.directory().unwrap();
     let mut users: Vec<&String> = directory.users.keys().collect();
     users.sort();
     let teams: Vec<&String> = directory.teams.keys().collect();
@@ -149,8 +149,10 @@ proptest! {
         let snapshot = snapshot();
         let text: String = choices.iter().map(|c| policy_text(&snapshot, *c)).collect();
         let policies = PolicySet::from_str(&text).unwrap();
-        let index = ScopeIndex::build(&policies, &snapshot.schema, &snapshot.entities).unwrap();
-        let directory = snapshot.directory.as_ref().unwrap();
+        let index = ScopeIndex::build(&policies, &snapshot.engine.schema, &snapshot.engine.entities).unwrap();
+        let engine = snapshot.engine.with_policies(policies.clone()).unwrap();
+        let decider = snapshot.zenml().unwrap();
+        let directory = snapshot.directory().unwrap();
         let mut users: Vec<&String> = directory.users.keys().collect();
         users.sort();
         let projects: Vec<String> = directory.projects.keys().cloned().chain([UNLISTED.to_owned()]).collect();
@@ -166,26 +168,27 @@ proptest! {
             }
             let resource = Resource::parse(&text).unwrap();
             let question = Question { workspace_id: WORKSPACE, user_id: users[u % users.len()], action: ACTIONS[a], resource: &resource };
-            let Prepared::Request(request) = prepare(&snapshot, &shares, &question).unwrap() else { continue };
-            let entities = (*snapshot.entities).clone().add_entities(request.entities.iter().cloned(), None).unwrap();
+            let Prepared::Request(request, _) = decider.prepare(&shares, &question, ResourceAs::Written).unwrap() else { continue };
+            let entities = (*snapshot.engine.entities).clone().add_entities(request.entities.iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
             let selection = index.select(&request.request, Over::Other(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
                 s.base.policies().count() + s.extra.as_ref().map_or(0, |e| e.policies().count())
             });
-            let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Other(&entities));
+            let narrowed = engine.decide(&request, &mut Batch::single()).unwrap();
             prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
             prop_assert!(selected <= policies.policies().count());
             // Over the stored entities (the resource as its stored stand-in, where the question
             // has one): the index reads guards and lineage from its graph.
-            let Prepared::Request(request) = prepare_for_decision(&snapshot, &shares, &question).unwrap() else { continue };
+            let Prepared::Request(request, _) = decider.prepare(&shares, &question, ResourceAs::StandIn).unwrap() else { continue };
             if request.entities.is_empty() {
-                let whole = authorizer.is_authorized(&request.request, &policies, &snapshot.entities);
+                let whole = authorizer.is_authorized(&request.request, &policies, &snapshot.engine.entities);
                 // The context as read when the request is made (by the snapshot's index: ignored
                 // by this one), and as this index reads it beforehand.
-                let reads = request.request.context().and_then(|context| index.read_context(context));
-                for reads in [request.context_reads.as_deref(), reads.as_ref()] {
-                    let narrowed = engine::evaluate(&policies, Some(&index), &request.request, Over::Built(&snapshot.entities, reads));
+                let reads = request.request.context().and_then(|context| engine.prepare_context(context));
+                for reads in [request.context.clone(), reads] {
+                    let request = AuthzRequest { context: reads, ..(*request).clone() };
+                    let narrowed = engine.decide(&request, &mut Batch::single()).unwrap();
                     prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "stored: {} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
                 }
             }
@@ -197,7 +200,7 @@ proptest! {
 #[test]
 fn the_index_narrows_a_large_set() {
     let snapshot = snapshot();
-    let directory = snapshot.directory.as_ref().unwrap();
+    let directory = snapshot.directory().unwrap();
     let teams: Vec<&String> = directory.teams.keys().collect();
     let mut text = String::new();
     for i in 0..600 {
@@ -209,7 +212,7 @@ fn the_index_narrows_a_large_set() {
         ));
     }
     let policies = PolicySet::from_str(&text).unwrap();
-    let index = ScopeIndex::build(&policies, &snapshot.schema, &snapshot.entities).unwrap();
+    let index = ScopeIndex::build(&policies, &snapshot.engine.schema, &snapshot.engine.entities).unwrap();
     let bob = directory.find_user("bob").unwrap().named.id.clone();
     let resource = Resource::parse(&format!(
         "{}:pipeline/{ID}",
@@ -222,10 +225,19 @@ fn the_index_narrows_a_large_set() {
         action: "read",
         resource: &resource,
     };
-    let Prepared::Request(request) = prepare(&snapshot, &ShareSet::default(), &question).unwrap() else {
+    let Prepared::Request(request, _) = snapshot
+        .zenml()
+        .unwrap()
+        .prepare(
+            &ShareSet::default(),
+            &question,
+            zenml_authz::zenml::ResourceAs::Written,
+        )
+        .unwrap()
+    else {
         panic!("denied before evaluation")
     };
-    let entities = (*snapshot.entities)
+    let entities = (*snapshot.engine.entities)
         .clone()
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();
@@ -241,8 +253,13 @@ fn the_index_narrows_a_large_set() {
 #[test]
 fn membership_guards_leave_only_the_callers_roles() {
     let snapshot = snapshot();
-    let directory = snapshot.directory.as_ref().unwrap();
-    let index = ScopeIndex::build(&snapshot.policies, &snapshot.schema, &snapshot.entities).unwrap();
+    let directory = snapshot.directory().unwrap();
+    let index = ScopeIndex::build(
+        &snapshot.engine.policies,
+        &snapshot.engine.schema,
+        &snapshot.engine.entities,
+    )
+    .unwrap();
     let churn = directory.find_project("churn").unwrap().named.id.clone();
     // (user, action, resource type, the policies left to evaluate)
     let table: [(&str, &str, &str, &[&str]); 7] = [
@@ -284,8 +301,11 @@ fn membership_guards_leave_only_the_callers_roles() {
             action,
             resource: &resource,
         };
-        let Prepared::Request(request) =
-            zenml_authz::zenml::prepare_for_decision(&snapshot, &ShareSet::default(), &question).unwrap()
+        let Prepared::Request(request, _) = snapshot
+            .zenml()
+            .unwrap()
+            .prepare(&ShareSet::default(), &question, ResourceAs::StandIn)
+            .unwrap()
         else {
             panic!("{user}: denied before evaluation")
         };
@@ -296,12 +316,12 @@ fn membership_guards_leave_only_the_callers_roles() {
             .and_then(|context| index.read_context(context));
         assert!(reads.is_some());
         for (read, over) in [
-            ("graph", Over::Built(&snapshot.entities, None)),
+            ("graph", Over::Built(&snapshot.engine.entities, None)),
             (
                 "graph, context read beforehand",
-                Over::Built(&snapshot.entities, reads.as_ref()),
+                Over::Built(&snapshot.engine.entities, reads.as_ref()),
             ),
-            ("cedar", Over::Other(&snapshot.entities)),
+            ("cedar", Over::Other(&snapshot.engine.entities)),
         ] {
             let selected = index.select(&request.request, over).unwrap();
             let mut ids: Vec<String> = selected

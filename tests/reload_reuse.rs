@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cedar_policy::EntityUid;
-use zenml_authz::{PolicySnapshot, Sources, policy};
+use zenml_authz::{Loader, Snapshot, Sources};
 
 fn sources(dir: &Path) -> Sources {
     Sources {
@@ -26,17 +26,19 @@ fn sources(dir: &Path) -> Sources {
     }
 }
 
-fn load(dir: &Path) -> PolicySnapshot {
-    policy::load(&sources(dir)).unwrap_or_else(|errors| panic!("{errors:#?}"))
+fn load(loader: &mut Loader, dir: &Path) -> Snapshot {
+    loader
+        .load(&sources(dir))
+        .unwrap_or_else(|errors| panic!("{errors:#?}"))
 }
 
 /// The store as sorted entity JSON (order-free comparison).
-fn store(snapshot: &PolicySnapshot) -> Vec<String> {
-    common::store_json(&snapshot.entities)
+fn store(snapshot: &Snapshot) -> Vec<String> {
+    common::store_json(&snapshot.engine.entities)
 }
 
 /// Whether two stores hold the same entities (without printing them all when not).
-fn equal_stores(a: &PolicySnapshot, b: &PolicySnapshot) -> bool {
+fn equal_stores(a: &Snapshot, b: &Snapshot) -> bool {
     let (a, b) = (store(a), store(b));
     if a != b {
         let only_a = a.iter().filter(|e| !b.contains(e)).take(2).collect::<Vec<_>>();
@@ -52,15 +54,12 @@ fn append(path: &Path, text: &str) {
     std::fs::write(path, current).unwrap();
 }
 
-fn same_store(a: &PolicySnapshot, b: &PolicySnapshot) -> bool {
-    let graph = |s: &PolicySnapshot| s.index_graph().map(|g| Arc::as_ptr(g) as usize);
-    let shared = Arc::ptr_eq(&a.entities, &b.entities);
+fn same_store(a: &Snapshot, b: &Snapshot) -> bool {
+    let graph = |s: &Snapshot| s.engine.index_graph().map(|g| Arc::as_ptr(g) as usize);
+    let shared = Arc::ptr_eq(&a.engine.entities, &b.engine.entities);
     if shared {
         // Everything built from the directory goes with it.
-        assert!(Arc::ptr_eq(
-            a.directory.as_ref().unwrap(),
-            b.directory.as_ref().unwrap()
-        ));
+        assert!(std::ptr::eq(a.directory().unwrap(), b.directory().unwrap()));
         assert_eq!(graph(a), graph(b), "the index graph is shared with the store");
     }
     shared
@@ -70,20 +69,25 @@ fn same_store(a: &PolicySnapshot, b: &PolicySnapshot) -> bool {
 fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
     let dir = common::copy_sources();
     let fresh = common::copy_sources(); // loaded from another path: never reused
-    let first = load(dir.path());
-    assert!(first.stand_ins(), "the bundled policies allow stand-ins");
+    let mut loader = Loader::new();
+    let first = load(&mut loader, dir.path());
+    assert!(
+        first.zenml.as_ref().unwrap().stand_ins(),
+        "the bundled policies allow stand-ins"
+    );
 
     // Nothing changed, then a policy edit: the store is reused.
-    let again = load(dir.path());
+    let again = load(&mut loader, dir.path());
     assert!(same_store(&first, &again));
     append(
         &dir.path().join("policies/organization.cedar"),
         "\n@id(\"nobody-deletes-nothing\")\nforbid (principal, action == ZenML::Action::\"delete\", resource) when { false };\n",
     );
-    let edited = load(dir.path());
+    let edited = load(&mut loader, dir.path());
     assert_ne!(edited.revision, first.revision);
     assert!(
         edited
+            .engine
             .policies
             .policy(&"nobody-deletes-nothing".parse().unwrap())
             .is_some()
@@ -100,24 +104,24 @@ fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
     .unwrap();
     // The same text in a second file (parsed once per load, by text): its own ids and place.
     std::fs::copy(&pin, dir.path().join("policies/pin2.cedar")).unwrap();
-    let pinned = load(dir.path());
+    let pinned = load(&mut loader, dir.path());
     for id in ["pin.cedar:0", "pin2.cedar:0"] {
-        let source = &pinned.policy_sources[id];
+        let source = &pinned.engine.policy_sources[id];
         assert_eq!(
             (source.line, source.path.file_name().unwrap()),
             (Some(1), std::ffi::OsStr::new(&id[..id.len() - 2]))
         );
     }
     std::fs::remove_file(dir.path().join("policies/pin2.cedar")).unwrap();
-    assert!(!pinned.stand_ins());
+    assert!(!pinned.zenml.as_ref().unwrap().stand_ins());
     assert!(!same_store(&edited, &pinned));
     assert!(
         store(&pinned).len() < store(&edited).len(),
         "no stand-in resources"
     );
     std::fs::remove_file(&pin).unwrap();
-    let unpinned = load(dir.path());
-    assert!(unpinned.stand_ins());
+    let unpinned = load(&mut loader, dir.path());
+    assert!(unpinned.zenml.as_ref().unwrap().stand_ins());
     assert!(!same_store(&pinned, &unpinned));
     assert!(equal_stores(&unpinned, &first));
 
@@ -127,29 +131,29 @@ fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
     let edited_text = text.replacen("members: [bob, nina]", "members: [bob]", 1);
     assert_ne!(edited_text, text);
     std::fs::write(&yaml, &edited_text).unwrap();
-    let moved = load(dir.path());
+    let moved = load(&mut loader, dir.path());
     assert!(!same_store(&unpinned, &moved));
     let nina: EntityUid = r#"ZenML::User::"7f5b82c8-1a37-4260-ae25-977b5c4f47ec""#.parse().unwrap();
     let team: EntityUid = r#"ZenML::Team::"bba0b1e4-baaf-4db0-862c-0a6718adc0fe""#.parse().unwrap();
-    let in_team = |s: &PolicySnapshot| s.entities.ancestors(&nina).unwrap().any(|a| *a == team);
+    let in_team = |s: &Snapshot| s.engine.entities.ancestors(&nina).unwrap().any(|a| *a == team);
     assert!(in_team(&unpinned) && !in_team(&moved), "nina left ml-eng");
     for sub in ["policies/organization.cedar", "policies/directory.yaml"] {
         std::fs::copy(dir.path().join(sub), fresh.path().join(sub)).unwrap();
     }
-    let scratch = load(fresh.path());
+    let scratch = load(&mut Loader::new(), fresh.path());
     assert!(equal_stores(&moved, &scratch));
 
     // A schema edit (a comment): rebuilt, the same entities.
     append(&dir.path().join("schemas/zenml.cedarschema"), "\n// edited\n");
-    let schema_edited = load(dir.path());
+    let schema_edited = load(&mut loader, dir.path());
     assert!(!same_store(&moved, &schema_edited));
     assert!(equal_stores(&schema_edited, &moved));
 
     // A broken directory edit fails the load; the store kept for reuse is still the last good
     // one (the next good load reuses it).
     std::fs::write(&yaml, "organization: [").unwrap();
-    assert!(policy::load(&sources(dir.path())).is_err());
+    assert!(loader.load(&sources(dir.path())).is_err());
     std::fs::write(&yaml, &edited_text).unwrap();
-    let fixed = load(dir.path());
+    let fixed = load(&mut loader, dir.path());
     assert!(same_store(&schema_edited, &fixed));
 }

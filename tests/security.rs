@@ -352,15 +352,19 @@ fn issue_16_4_hash_token_prints_the_line_for_the_tokens_file() {
 #[test]
 fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
     let snapshot = common::bundled_snapshot();
-    assert!(snapshot.stand_ins(), "the sample uses stand-ins");
+    assert!(
+        snapshot.zenml.as_ref().unwrap().stand_ins(),
+        "the sample uses stand-ins"
+    );
     let directory_only: Vec<_> = snapshot
+        .engine
         .entities
         .iter()
-        .filter(|entity| !snapshot.is_stand_in(&entity.uid()))
+        .filter(|entity| !snapshot.engine.is_internal(&entity.uid()))
         .cloned()
         .collect();
     assert!(
-        directory_only.len() < snapshot.entities.len(),
+        directory_only.len() < snapshot.engine.entities.len(),
         "stand-ins are stored"
     );
     let stand_in = format!("{PRODUCTION}/*");
@@ -395,7 +399,10 @@ fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
     for (what, body) in rows {
         let (request, _) = zenml_authz::http::parse_request(&snapshot, &body, &limits)
             .unwrap_or_else(|error| panic!("{what}: {error}"));
-        let ours = zenml_authz::decide(&snapshot, &request).unwrap();
+        let ours = snapshot
+            .engine
+            .decide(&request, &mut zenml_authz::Batch::single())
+            .unwrap();
         let store = Entities::from_entities(
             directory_only
                 .iter()
@@ -404,7 +411,7 @@ fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
             None,
         )
         .unwrap();
-        let cedar = Authorizer::new().is_authorized(&request.request, &snapshot.policies, &store);
+        let cedar = Authorizer::new().is_authorized(&request.request, &snapshot.engine.policies, &store);
         let mut reasons: Vec<String> = cedar.diagnostics().reason().map(ToString::to_string).collect();
         reasons.sort();
         let mut errors: Vec<String> = cedar.diagnostics().errors().map(ToString::to_string).collect();

@@ -325,7 +325,7 @@ fn reloads_validate_every_policy_they_keep() {
         directory: dir.path().join("policies/directory.yaml"),
     };
     let load = || {
-        zenml_authz::policy::load(&sources)
+        zenml_authz::snapshot::load(&sources)
             .map(|_| ())
             .map_err(|errors| format!("{errors:?}"))
     };

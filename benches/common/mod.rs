@@ -15,8 +15,8 @@ use std::time::Duration;
 use serde_json::Value;
 use zenml_authz::cache::{CacheKey, RequestKey};
 use zenml_authz::store::{Shares, SqliteShareStore};
-use zenml_authz::zenml::{Prepared, Question, Resource, ShareSet, prepare_for_decision};
-use zenml_authz::{PolicySnapshot, Sources, policy};
+use zenml_authz::zenml::{Prepared, Question, Resource, ResourceAs, ShareSet};
+use zenml_authz::{Batch, Loader, Snapshot, Sources};
 
 /// The data sets, in order: `sample`, (b) `large`, (c) `policies` (= (b) + 10,000 policies).
 pub const SETS: [&str; 3] = ["sample", "large", "policies"];
@@ -67,9 +67,9 @@ pub fn sources(set: &str) -> Sources {
     }
 }
 
-/// `policy::load`, failing loudly with every error.
-pub fn load_snapshot(set: &str) -> PolicySnapshot {
-    match policy::load(&sources(set)) {
+/// `snapshot::load`, failing loudly with every error.
+pub fn load_snapshot(set: &str) -> Snapshot {
+    match zenml_authz::snapshot::load(&sources(set)) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             for error in errors.iter().take(20) {
@@ -92,13 +92,13 @@ pub fn load_shares(set: &str) -> ShareSet {
 /// have none). After a warm-up on the first 20: when one decision takes milliseconds (`slow`),
 /// only the first 100 questions, to keep the run bounded.
 pub fn workload(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     shares: &ShareSet,
     questions: Vec<Ask>,
 ) -> (Vec<Ask>, bool, Vec<zenml_authz::AuthzRequest>) {
     let started = std::time::Instant::now();
     for q in questions.iter().take(20) {
-        std::hint::black_box(zenml_authz::zenml::api::decide(snapshot, shares, &q.question()).ok());
+        std::hint::black_box(decide(snapshot, shares, &q.question()).ok());
     }
     let slow = started.elapsed() / 20 > Duration::from_millis(2);
     let questions = if slow {
@@ -108,10 +108,12 @@ pub fn workload(
     };
     let prepared = questions
         .iter()
-        .filter_map(|q| match prepare_for_decision(snapshot, shares, &q.question()) {
-            Ok(Prepared::Request(request)) => Some(*request),
-            _ => None,
-        })
+        .filter_map(
+            |q| match zenml(snapshot).prepare(shares, &q.question(), ResourceAs::StandIn) {
+                Ok(Prepared::Request(request, _)) => Some(*request),
+                _ => None,
+            },
+        )
         .collect();
     (questions, slow, prepared)
 }
@@ -251,7 +253,7 @@ pub fn us(d: Duration) -> String {
 
 /// The set's Cedar API request (stored principal and resource: no request-scoped entities, so
 /// `engine::decide` evaluates over the snapshot's entities without building a slice).
-pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::AuthzRequest {
+pub fn cedar_request(meta: &Value, snapshot: &Snapshot) -> zenml_authz::AuthzRequest {
     use std::str::FromStr;
     let uid = |field: &str| {
         cedar_policy::EntityUid::from_str(meta["cedar"][field].as_str().expect("cedar field"))
@@ -262,16 +264,10 @@ pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::Au
         uid("action"),
         uid("resource"),
         cedar_policy::Context::empty(),
-        Some(&snapshot.schema),
+        Some(&snapshot.engine.schema),
     )
     .expect("request fits the schema");
-    zenml_authz::AuthzRequest {
-        request,
-        entities: Vec::new(),
-        referenced: Vec::new(),
-        alias: None,
-        context_reads: None,
-    }
+    zenml_authz::AuthzRequest::new(request)
 }
 
 /// A copy of a set's sources to edit between reloads: a reload of unchanged sources reuses
@@ -279,6 +275,8 @@ pub fn cedar_request(meta: &Value, snapshot: &PolicySnapshot) -> zenml_authz::Au
 pub struct Editable {
     dir: tempfile::TempDir,
     edits: std::cell::Cell<usize>,
+    /// Keeps what each load may reuse, as the server's watcher does.
+    loader: std::cell::RefCell<Loader>,
 }
 
 impl Editable {
@@ -303,6 +301,7 @@ impl Editable {
         Editable {
             dir,
             edits: std::cell::Cell::new(0),
+            loader: Default::default(),
         }
     }
 
@@ -347,8 +346,47 @@ impl Editable {
         self.append(&largest, "//");
     }
 
-    /// `policy::load` of the copy, failing loudly.
-    pub fn load(&self) -> PolicySnapshot {
-        policy::load(&self.sources()).unwrap_or_else(|errors| panic!("{:?}", errors.first()))
+    /// A load of the copy by its loader (reusing what the last load kept), failing loudly.
+    pub fn load(&self) -> Snapshot {
+        self.loader
+            .borrow_mut()
+            .load(&self.sources())
+            .unwrap_or_else(|errors| panic!("{:?}", errors.first()))
     }
+}
+
+/// The ZenML decisions of a set's snapshot.
+pub fn zenml(snapshot: &Snapshot) -> zenml_authz::zenml::Decider<'_> {
+    snapshot.zenml().expect("a ZenML directory")
+}
+
+/// One ZenML question decided on its own (uncached).
+pub fn decide(
+    snapshot: &Snapshot,
+    shares: &ShareSet,
+    question: &Question<'_>,
+) -> Result<zenml_authz::Decision, zenml_authz::zenml::DecisionError> {
+    zenml(snapshot).decide(shares, question, &mut Batch::single())
+}
+
+/// `allowed_resource_ids` for a type-level resource, decided uncached (the API caches it).
+pub fn allowed_ids(
+    snapshot: &Snapshot,
+    shares: &ShareSet,
+    workspace: &str,
+    user_id: &str,
+    action: &str,
+    type_level: &Resource,
+) -> Option<Vec<String>> {
+    let decider = zenml(snapshot);
+    let question = Question {
+        workspace_id: workspace,
+        user_id,
+        action,
+        resource: type_level,
+    };
+    let mut batch = Batch::many();
+    decider.allowed_ids(shares, &question, |q| {
+        decider.decide(shares, q, &mut batch).is_ok_and(|d| d.allowed)
+    })
 }

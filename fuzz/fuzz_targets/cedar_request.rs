@@ -1,5 +1,5 @@
 //! The Cedar JSON API's request decoder and the engine: arbitrary bytes ->
-//! `serde_json::from_slice` -> `http::parse_request` -> `engine::decide`, under the bundled
+//! `serde_json::from_slice` -> `http::parse_request` -> `Engine::decide`, under the bundled
 //! sample snapshot. A body is one request object or an `is_authorized` batch
 //! (`{"requests": [...]}`, at most 16 items here).
 //!
@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use zenml_authz::cache::RequestKey;
-use zenml_authz::engine::{self, DecideError, Decision};
+use zenml_authz::engine::{Batch, DecideError, Decision};
 use zenml_authz::http::parse_request;
 use zenml_authz_fuzz::{SAMPLE, reference};
 
@@ -81,14 +81,14 @@ fuzz_target!(|data: &[u8]| {
             request.entities.is_empty(),
             "cache key present iff no request-scoped entities"
         );
-        for entity in &request.entities {
+        for entity in request.entities.iter() {
             assert!(
-                snapshot.entities.get(&entity.uid()).is_none(),
+                snapshot.engine.entities.get(&entity.uid()).is_none(),
                 "request-scoped entity {} redefines a stored one",
                 entity.uid()
             );
         }
-        let decision = engine::decide(snapshot, &request);
+        let decision = snapshot.engine.decide(&request, &mut Batch::single());
         let expected = reference(snapshot, &request);
         match (&decision, &expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "engine and Cedar disagree on {item}"),

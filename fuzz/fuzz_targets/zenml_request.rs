@@ -32,10 +32,9 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use zenml_authz::engine::{self, Memo};
-use zenml_authz::zenml::api;
-use zenml_authz::zenml::resource::ACTIONS;
-use zenml_authz::zenml::{Grantee, Prepared, Question, Resource, ShareSet, prepare, prepare_for_decision};
+use zenml_authz::engine::Batch;
+use zenml_authz::model::ACTIONS;
+use zenml_authz::zenml::{DecisionError, Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
 use zenml_authz_fuzz::{SAMPLE, reference};
 
 const MAX_BYTES: usize = 64 * 1024;
@@ -59,9 +58,9 @@ fn pick<'a>(known: &'a [String], extra: &[&'a str], at: u8) -> &'a str {
     }
 }
 
-fn outcome(prepared: &Result<Prepared, String>) -> String {
+fn outcome(prepared: &Result<Prepared, DecisionError>) -> String {
     match prepared {
-        Ok(Prepared::Request(_)) => "request".into(),
+        Ok(Prepared::Request(..)) => "request".into(),
         Ok(Prepared::Denied(why)) => format!("denied: {why}"),
         Err(error) => format!("error: {error}"),
     }
@@ -140,7 +139,8 @@ fuzz_target!(|data: &[u8]| {
         shares.set(workspace, resource, grantee, granted);
     }
 
-    let mut memo = Memo::batch();
+    let decider = snapshot.zenml().expect("a ZenML directory");
+    let mut memo = Batch::many();
     for resource in &resources {
         let question = Question {
             workspace_id: workspace,
@@ -148,18 +148,18 @@ fuzz_target!(|data: &[u8]| {
             action,
             resource,
         };
-        let as_written = prepare(snapshot, &shares, &question);
-        let for_decision = prepare_for_decision(snapshot, &shares, &question);
-        let single = api::decide(snapshot, &shares, &question);
-        let batched = api::decide_with(snapshot, &shares, &question, &mut memo);
+        let as_written = decider.prepare(&shares, &question, ResourceAs::Written);
+        let for_decision = decider.prepare(&shares, &question, ResourceAs::StandIn);
+        let single = decider.decide(&shares, &question, &mut Batch::single());
+        let batched = decider.decide(&shares, &question, &mut memo);
         assert_eq!(
             single, batched,
             "batch and single decisions differ for {resource}"
         );
         match (&as_written, &for_decision) {
-            (Ok(Prepared::Request(written)), Ok(Prepared::Request(standin))) => {
-                let written_decision = engine::decide(snapshot, written);
-                let standin_decision = engine::decide(snapshot, standin);
+            (Ok(Prepared::Request(written, _)), Ok(Prepared::Request(standin, alias))) => {
+                let written_decision = decider.decide_prepared(written, None, &mut Batch::single());
+                let standin_decision = decider.decide_prepared(standin, alias.as_deref(), &mut Batch::single());
                 assert_eq!(
                     written_decision, standin_decision,
                     "stand-in and real resource decide differently for {question:?}"
@@ -174,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(
                     single.as_ref().ok(),
                     standin_decision.as_ref().ok(),
-                    "api::decide differs from its prepared request for {question:?}"
+                    "Decider::decide differs from its prepared request for {question:?}"
                 );
             }
             (Ok(Prepared::Denied(a)), Ok(Prepared::Denied(b))) => {
@@ -194,7 +194,11 @@ fuzz_target!(|data: &[u8]| {
 
         if resource.id.is_none() {
             let type_level = single.as_ref().is_ok_and(|d| d.allowed);
-            match api::allowed_ids(snapshot, &shares, workspace, user_id, action, resource) {
+            let mut batch = Batch::many();
+            let listed = decider.allowed_ids(&shares, &question, |q| {
+                decider.decide(&shares, q, &mut batch).is_ok_and(|d| d.allowed)
+            });
+            match listed {
                 None => assert!(type_level, "full access without a type-level allow: {question:?}"),
                 Some(ids) => {
                     assert!(!type_level, "type-level allow without full access: {question:?}");
@@ -203,15 +207,16 @@ fuzz_target!(|data: &[u8]| {
                             id: Some(id.clone()),
                             ..resource.clone()
                         };
-                        let allowed = api::decide(
-                            snapshot,
-                            &shares,
-                            &Question {
-                                resource: &instance,
-                                ..question
-                            },
-                        )
-                        .is_ok_and(|d| d.allowed);
+                        let allowed = decider
+                            .decide(
+                                &shares,
+                                &Question {
+                                    resource: &instance,
+                                    ..question
+                                },
+                                &mut Batch::single(),
+                            )
+                            .is_ok_and(|d| d.allowed);
                         assert!(allowed, "allowed_ids lists {id} whose check denies: {question:?}");
                     }
                 }

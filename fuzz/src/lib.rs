@@ -7,18 +7,18 @@ use std::sync::LazyLock;
 
 use cedar_policy::{Authorizer, Entities};
 use zenml_authz::engine::{AuthzRequest, Decision};
-use zenml_authz::{PolicySnapshot, Sources};
+use zenml_authz::{Snapshot, Sources};
 
 /// The bundled sample, loaded once per fuzzing process (a load takes a good fraction of a
 /// second; every input is judged against the same snapshot).
-pub static SAMPLE: LazyLock<PolicySnapshot> = LazyLock::new(|| {
+pub static SAMPLE: LazyLock<Snapshot> = LazyLock::new(|| {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let sources = Sources {
         policies: root.join("policies"),
         schemas: root.join("schemas"),
         directory: root.join("policies/directory.yaml"),
     };
-    match zenml_authz::policy::load(&sources) {
+    match zenml_authz::snapshot::load(&sources) {
         Ok(snapshot) => snapshot,
         Err(errors) => {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -36,10 +36,10 @@ pub static SAMPLE: LazyLock<PolicySnapshot> = LazyLock::new(|| {
 /// The engine promises exactly this decision, determining policies and errors
 /// (ARCHITECTURE.md: the slice is exact, the scope index only over-includes, a stand-in decides
 /// as the real resource would).
-pub fn reference(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<Decision, String> {
+pub fn reference(snapshot: &Snapshot, request: &AuthzRequest) -> Result<Decision, String> {
     let merged;
     let entities = if request.entities.is_empty() {
-        &*snapshot.entities
+        &*snapshot.engine.entities
     } else {
         merged = Entities::from_entities(
             snapshot
@@ -52,7 +52,7 @@ pub fn reference(snapshot: &PolicySnapshot, request: &AuthzRequest) -> Result<De
         .map_err(|error| error.to_string())?;
         &merged
     };
-    let answer = Authorizer::new().is_authorized(&request.request, &snapshot.policies, entities);
+    let answer = Authorizer::new().is_authorized(&request.request, &snapshot.engine.policies, entities);
     let allowed = answer.decision() == cedar_policy::Decision::Allow;
     let mut reasons: Vec<String> = answer.diagnostics().reason().map(ToString::to_string).collect();
     let mut errors: Vec<String> = answer.diagnostics().errors().map(ToString::to_string).collect();

@@ -14,17 +14,16 @@ use std::collections::HashMap;
 use std::str::FromStr;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
-use serde_json::{Value, json};
-
-use super::error::ApiError;
-use std::time::Instant;
+use serde_json::{Map, Value, json};
 
 use super::Call;
+use super::error::ApiError;
+use super::observe::{Labels, observe};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
-use crate::engine::{self, AuthzRequest, Decision};
-use crate::metrics::{Api, Outcome};
-use crate::policy::PolicySnapshot;
+use crate::engine::{AuthzRequest, Batch, DecideError, Decision};
+use crate::metrics::Api;
+use crate::snapshot::Snapshot;
 
 const FIELDS: [&str; 5] = [
     "principal",
@@ -119,66 +118,43 @@ fn batch_items(body: Value, max_items: usize) -> Result<Vec<Value>, ApiError> {
     Ok(items)
 }
 
-/// Decides through the cache (when the request has a key), counts the decision and logs it.
+/// Decides through the one observed step (cache, metrics, decision log).
 fn decide(
     call: &Call<'_>,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     request: &AuthzRequest,
     key: Option<RequestKey>,
 ) -> Result<Decision, ApiError> {
-    let started = Instant::now();
-    let metrics = call.state.metrics();
-    let cached = std::cell::Cell::new(true);
-    let compute = || {
-        cached.set(false);
-        let evaluated = engine::decide(snapshot, request);
-        metrics.engine_time(Api::Cedar, started.elapsed());
-        evaluated.map_err(|error| match error {
-            engine::DecideError::Redefined(_) => {
-                ApiError::BadRequest(format!("additional_entities: {error}"))
-            }
-            engine::DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
-        })
-    };
-    let result = match key {
-        // Cedar API decisions do not depend on shares: version 0.
-        Some(request) => call.state.cache().get_or_compute(
-            CacheKey {
-                revision: snapshot.revision.clone(),
-                shares_version: 0,
-                request,
-            },
-            compute,
-        ),
-        None => compute(),
-    };
     let (action, resource_type) = labels(request);
-    let outcome = match &result {
-        Ok(decision) if decision.allowed => Outcome::Allow,
-        Ok(_) => Outcome::Deny,
-        Err(_) => Outcome::Error,
+    let labels = Labels {
+        api: Api::Cedar,
+        action: &action,
+        resource_type: &resource_type,
+        revision: &snapshot.revision,
     };
-    let reasons = result.as_ref().map(|d| d.reasons.as_slice()).unwrap_or_default();
-    metrics.decision(Api::Cedar, outcome, &action, &resource_type, reasons);
-    let log = call.state.decision_log();
-    if log.enabled() {
-        let uid = |uid: Option<&cedar_policy::EntityUid>| uid.map(ToString::to_string);
-        log.record(json!({
-            "time": crate::decision_log::now(),
-            "request_id": call.request_id,
-            "api": Api::Cedar.label(),
-            "principal": uid(request.request.principal()),
-            "action": uid(request.request.action()),
-            "resource": uid(request.request.resource()),
-            "decision": outcome.label(),
-            "policies": reasons,
-            "errors": result.as_ref().map(|d| d.errors.clone()).unwrap_or_else(|e| vec![e.to_string()]),
-            "revision": snapshot.revision,
-            "cached": cached.get(),
-            "latency_us": started.elapsed().as_micros() as u64,
-        }));
-    }
-    result
+    // Cedar API decisions do not depend on shares: version 0.
+    let key = key.map(|request| CacheKey {
+        revision: snapshot.revision.clone(),
+        shares_version: 0,
+        request,
+    });
+    let fields = || {
+        let uid = |uid: Option<&cedar_policy::EntityUid>| json!(uid.map(ToString::to_string));
+        Map::from_iter([
+            ("principal".to_owned(), uid(request.request.principal())),
+            ("action".to_owned(), uid(request.request.action())),
+            ("resource".to_owned(), uid(request.request.resource())),
+        ])
+    };
+    observe(call, labels, key, fields, || {
+        snapshot
+            .engine
+            .decide(request, &mut Batch::single())
+            .map_err(|error| match error {
+                DecideError::Redefined(_) => ApiError::BadRequest(format!("additional_entities: {error}")),
+                DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
+            })
+    })
 }
 
 /// The bounded labels of a validated request: the action's id and the resource's type (both
@@ -197,7 +173,7 @@ fn labels(request: &AuthzRequest) -> (String, String) {
     (action, resource_type)
 }
 
-fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
+fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
     json!({
         "decision": if decision.allowed { "Allow" } else { "Deny" },
         "diagnostics": {
@@ -214,7 +190,7 @@ fn decision_json(snapshot: &PolicySnapshot, decision: &Decision) -> Value {
 /// request-scoped entities and the longest parent chain among them (Cedar's transitive closure
 /// of a request's entities would otherwise cost the caller's choice of time and stack).
 pub fn parse_request(
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     body: &Value,
     limits: &Limits,
 ) -> Result<(AuthzRequest, Option<RequestKey>), String> {
@@ -237,11 +213,11 @@ pub fn parse_request(
     let action = entity_field(object, "action", limits)?;
     let resource = entity_field(object, "resource", limits)?;
     for (field, uid) in [("principal", &principal), ("resource", &resource)] {
-        if !snapshot.entity_types.contains(uid.type_name()) {
+        if !snapshot.engine.entity_types.contains(uid.type_name()) {
             return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
         }
     }
-    if !snapshot.actions.contains(&action) {
+    if !snapshot.engine.actions.contains(&action) {
         return Err(format!("action: unknown action `{action}`"));
     }
 
@@ -262,7 +238,7 @@ pub fn parse_request(
     }
     crate::policy::collect_entity_refs(&context_json, &mut referenced);
     check_ids("context", &referenced, limits)?;
-    let context = Context::from_json_value(context_json, Some((&snapshot.schema, &action)))
+    let context = Context::from_json_value(context_json, Some((&snapshot.engine.schema, &action)))
         .map_err(|error| format!("context: {}", one_line(&error)))?;
 
     let mut entities = Vec::new();
@@ -281,10 +257,10 @@ pub fn parse_request(
                 let before = referenced.len();
                 crate::policy::collect_entity_refs(item, &mut referenced);
                 check_ids(&field, &referenced[before..], limits)?;
-                let entity = Entity::from_json_value(item.clone(), Some(&snapshot.schema))
+                let entity = Entity::from_json_value(item.clone(), Some(&snapshot.engine.schema))
                     .map_err(|error| format!("{field}: {}", one_line(&error)))?;
                 check_id(&field, &entity.uid(), limits)?;
-                if snapshot.in_directory(&entity.uid()) {
+                if snapshot.engine.in_directory(&entity.uid()) {
                     return Err(format!(
                         "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
                         entity.uid()
@@ -303,31 +279,35 @@ pub fn parse_request(
         resource: resource.to_string(),
         context: context_key,
     });
-    let request =
-        Request::new(principal, action, resource, context, Some(&snapshot.schema)).map_err(|error| {
-            let field = match &error {
-                RequestValidationError::UndeclaredAction(_) | RequestValidationError::ExternalAction(_) => {
-                    "action"
-                }
-                RequestValidationError::UndeclaredPrincipalType(_)
-                | RequestValidationError::InvalidPrincipalType(_) => "principal",
-                RequestValidationError::UndeclaredResourceType(_)
-                | RequestValidationError::InvalidResourceType(_) => "resource",
-                RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => {
-                    "context"
-                }
-                #[allow(unreachable_patterns, reason = "cedar may add variants")]
-                _ => "request",
-            };
-            format!("{field}: {}", one_line(&error))
-        })?;
+    let request = Request::new(
+        principal,
+        action,
+        resource,
+        context,
+        Some(&snapshot.engine.schema),
+    )
+    .map_err(|error| {
+        let field = match &error {
+            RequestValidationError::UndeclaredAction(_) | RequestValidationError::ExternalAction(_) => {
+                "action"
+            }
+            RequestValidationError::UndeclaredPrincipalType(_)
+            | RequestValidationError::InvalidPrincipalType(_) => "principal",
+            RequestValidationError::UndeclaredResourceType(_)
+            | RequestValidationError::InvalidResourceType(_) => "resource",
+            RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => "context",
+            #[allow(unreachable_patterns, reason = "cedar may add variants")]
+            _ => "request",
+        };
+        format!("{field}: {}", one_line(&error))
+    })?;
     Ok((
         AuthzRequest {
             request,
-            entities,
+            entities: entities.into(),
             referenced,
-            alias: None,
-            context_reads: None,
+            internal: false,
+            context: None,
         },
         key,
     ))
@@ -455,5 +435,5 @@ pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
 
 /// A Cedar error (which may span several lines) on one line.
 fn one_line(error: &dyn std::error::Error) -> String {
-    crate::policy::error_chain(error)
+    crate::error::error_chain(error)
 }

@@ -6,17 +6,21 @@
 //! * `GET /readyz`: 200 while a valid snapshot is active and the server is not draining, else 503
 //! * `GET /v1/status`: active revision, load time, sizes, last load error
 //! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
-//! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API, see [`crate::zenml::api`]
+//! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API (`zenml.rs`)
 //!
 //! With `--admin-listen`, a second listener serves `/healthz`, `/readyz` and `/metrics` (open,
 //! for probes and scrapers), and the main one stops serving `/metrics`. When caller tokens are
 //! configured ([`crate::auth`]), the Cedar API, `/v1/status` and the main listener's `/metrics`
 //! need one; `/healthz` and `/readyz` never do, and the ZenML API has its own credentials.
 //!
-//! Only this module and `zenml` know JSON shapes; the engine sees typed requests.
+//! Every route is in one table ([`ROUTES`]): its path, methods, access and metric label.
+//! Every decision takes one observed step (`observe.rs`: cache, metrics, decision log). Only
+//! this module knows HTTP and the APIs' JSON; the engine sees typed requests.
 
 mod cedar;
 mod error;
+mod observe;
+mod zenml;
 
 pub use cedar::{entity_uid, parse_request};
 pub use error::{ApiError, json_response, respond};
@@ -29,9 +33,10 @@ use tracing::Instrument;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 
+use crate::auth::bearer;
 use crate::config::Limits;
 use crate::state::AppState;
 
@@ -51,6 +56,182 @@ enum Access {
     Open,
     /// A caller token, when any is configured.
     Caller,
+    /// The ZenML API's own credentials (checked by its handlers).
+    Zenml,
+}
+
+/// The sidecar's own routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Healthz,
+    Readyz,
+    Metrics,
+    Status,
+    IsAuthorized,
+    BatchIsAuthorized,
+    Zenml(ZenmlRoute),
+}
+
+/// The ZenML API's routes, below the base path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZenmlRoute {
+    Login,
+    CheckPermissions,
+    AllowedResourceIds,
+    ResourceMembers,
+    Resources,
+    UserTeamIds,
+    AuthorizeServer,
+    WorkspaceStatus,
+    UsageEvent,
+    Entitlement,
+}
+
+/// One route: its path (below the ZenML base path for ZenML routes; `{…}` matches one
+/// segment), its methods, who may call it, and its metric label.
+struct RouteSpec {
+    route: Route,
+    path: &'static str,
+    methods: &'static str,
+    access: Access,
+    label: &'static str,
+}
+
+const fn spec(
+    route: Route,
+    path: &'static str,
+    methods: &'static str,
+    access: Access,
+    label: &'static str,
+) -> RouteSpec {
+    RouteSpec {
+        route,
+        path,
+        methods,
+        access,
+        label,
+    }
+}
+
+/// Every route of the sidecar, once.
+const ROUTES: &[RouteSpec] = &[
+    spec(Route::Healthz, "/healthz", "GET", Access::Open, "/healthz"),
+    spec(Route::Readyz, "/readyz", "GET", Access::Open, "/readyz"),
+    spec(Route::Metrics, "/metrics", "GET", Access::Caller, "/metrics"),
+    spec(Route::Status, "/v1/status", "GET", Access::Caller, "/v1/status"),
+    spec(
+        Route::IsAuthorized,
+        "/v1/is_authorized",
+        "POST",
+        Access::Caller,
+        "/v1/is_authorized",
+    ),
+    spec(
+        Route::BatchIsAuthorized,
+        "/v1/batch_is_authorized",
+        "POST",
+        Access::Caller,
+        "/v1/batch_is_authorized",
+    ),
+    zenml_spec(ZenmlRoute::Login, "/auth/login", "POST", "{zenml}/auth/login"),
+    zenml_spec(
+        ZenmlRoute::CheckPermissions,
+        "/rbac/check_permissions",
+        "GET, POST",
+        "{zenml}/rbac/check_permissions",
+    ),
+    zenml_spec(
+        ZenmlRoute::AllowedResourceIds,
+        "/rbac/allowed_resource_ids",
+        "GET",
+        "{zenml}/rbac/allowed_resource_ids",
+    ),
+    zenml_spec(
+        ZenmlRoute::ResourceMembers,
+        "/rbac/resource_members",
+        "POST",
+        "{zenml}/rbac/resource_members",
+    ),
+    zenml_spec(
+        ZenmlRoute::Resources,
+        "/rbac/resources",
+        "DELETE",
+        "{zenml}/rbac/resources",
+    ),
+    zenml_spec(
+        ZenmlRoute::UserTeamIds,
+        "/rbac/user_team_ids",
+        "GET",
+        "{zenml}/rbac/user_team_ids",
+    ),
+    zenml_spec(
+        ZenmlRoute::AuthorizeServer,
+        "/users/authorize_server",
+        "GET",
+        "{zenml}/users/authorize_server",
+    ),
+    zenml_spec(
+        ZenmlRoute::WorkspaceStatus,
+        "/workspace_status",
+        "PATCH",
+        "{zenml}/workspace_status",
+    ),
+    zenml_spec(
+        ZenmlRoute::WorkspaceStatus,
+        "/tenant_status",
+        "PATCH",
+        "{zenml}/workspace_status",
+    ),
+    zenml_spec(
+        ZenmlRoute::UsageEvent,
+        "/usage-event",
+        "POST",
+        "{zenml}/usage-event",
+    ),
+    zenml_spec(
+        ZenmlRoute::Entitlement,
+        "/organizations/{org}/entitlement/{feature}",
+        "GET",
+        "{zenml}/organizations/{org}/entitlement/{feature}",
+    ),
+];
+
+const fn zenml_spec(
+    route: ZenmlRoute,
+    path: &'static str,
+    methods: &'static str,
+    label: &'static str,
+) -> RouteSpec {
+    spec(Route::Zenml(route), path, methods, Access::Zenml, label)
+}
+
+/// The route of `path` (the ZenML ones below `base`), and the path below the base for those.
+fn find_route<'p>(base: &str, path: &'p str) -> Option<(&'static RouteSpec, &'p str)> {
+    let below_base = path.strip_prefix(base).filter(|rest| rest.starts_with('/'));
+    ROUTES.iter().find_map(|spec| {
+        let candidate = match spec.route {
+            Route::Zenml(_) => below_base?,
+            _ => path,
+        };
+        matches(spec.path, candidate).then_some((spec, candidate))
+    })
+}
+
+/// Whether `path` matches `template` (`{…}` segments match any one non-empty segment).
+fn matches(template: &str, path: &str) -> bool {
+    let (mut want, mut got) = (template.split('/'), path.split('/'));
+    loop {
+        match (want.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with('{') && w.ends_with('}') => {
+                if g.is_empty() {
+                    return false;
+                }
+            }
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
 }
 
 /// Routes one request. Never fails: every error becomes a response.
@@ -61,7 +242,8 @@ pub async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = request_id(request.headers());
-    let route_label = route_label(&state.zenml().base_path, request.uri().path());
+    let route_label =
+        find_route(&state.zenml().base_path, request.uri().path()).map_or("other", |(spec, _)| spec.label);
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), route = route_label);
     // Decremented on drop: a client that hangs up mid-request is no longer in flight.
     let _in_flight = InFlight::enter(state.metrics().in_flight().clone());
@@ -105,14 +287,6 @@ pub struct Call<'a> {
     pub state: &'a AppState,
     /// The request id (`x-request-id`, or generated).
     pub request_id: &'a str,
-}
-
-/// The token of an `Authorization: Bearer <token>` header (scheme case-insensitive, token
-/// trimmed), for the caller tokens and the ZenML API alike.
-pub fn bearer(headers: &hyper::HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// A [`Call`] that owns what it refers to, for work moved to the evaluation pool.
@@ -161,36 +335,6 @@ fn request_id(headers: &hyper::HeaderMap) -> String {
     }
 }
 
-/// The bounded `route` label of a path: the route template, or `other`.
-fn route_label(base: &str, path: &str) -> &'static str {
-    if let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/')) {
-        return match rest {
-            "/auth/login" => "{zenml}/auth/login",
-            "/rbac/check_permissions" => "{zenml}/rbac/check_permissions",
-            "/rbac/allowed_resource_ids" => "{zenml}/rbac/allowed_resource_ids",
-            "/rbac/resource_members" => "{zenml}/rbac/resource_members",
-            "/rbac/resources" => "{zenml}/rbac/resources",
-            "/rbac/user_team_ids" => "{zenml}/rbac/user_team_ids",
-            "/users/authorize_server" => "{zenml}/users/authorize_server",
-            "/workspace_status" | "/tenant_status" => "{zenml}/workspace_status",
-            "/usage-event" => "{zenml}/usage-event",
-            rest if rest.starts_with("/organizations/") => {
-                "{zenml}/organizations/{org}/entitlement/{feature}"
-            }
-            _ => "other",
-        };
-    }
-    match path {
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        "/v1/status" => "/v1/status",
-        "/v1/is_authorized" => "/v1/is_authorized",
-        "/v1/batch_is_authorized" => "/v1/batch_is_authorized",
-        _ => "other",
-    }
-}
-
 /// Holds the in-flight gauge up for as long as it lives.
 struct InFlight(prometheus::IntGauge);
 
@@ -214,24 +358,18 @@ async fn route(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let state = call.state;
     let path = request.uri().path().to_owned();
-    let method = request.method().clone();
-    let base = state.zenml().base_path.as_str();
-    if listener == Listener::Main
-        && let Some(rest) = path.strip_prefix(base).filter(|rest| rest.starts_with('/'))
-    {
-        return crate::zenml::api::route(call, request, rest).await;
-    }
-    let (allow, access) = match (listener, path.as_str()) {
-        (_, "/healthz" | "/readyz") => ("GET", Access::Open),
-        (Listener::Admin, "/metrics") => ("GET", Access::Open),
-        (Listener::Main, "/metrics") if state.admin_separate() => {
+    let Some((spec, below_base)) = find_route(&state.zenml().base_path, &path) else {
+        return Err(ApiError::NotFound(path));
+    };
+    let access = match (listener, spec.route) {
+        (_, Route::Healthz | Route::Readyz) | (Listener::Admin, Route::Metrics) => Access::Open,
+        (Listener::Admin, _) => return Err(ApiError::NotFound(path)),
+        (Listener::Main, Route::Metrics) if state.admin_separate() => {
             return Err(ApiError::NotFound(format!(
                 "{path} (metrics are served on the admin address, --admin-listen)"
             )));
         }
-        (Listener::Main, "/metrics" | "/v1/status") => ("GET", Access::Caller),
-        (Listener::Main, "/v1/is_authorized" | "/v1/batch_is_authorized") => ("POST", Access::Caller),
-        _ => return Err(ApiError::NotFound(path)),
+        (Listener::Main, _) => spec.access,
     };
     if access == Access::Caller && !state.caller_tokens().is_empty() {
         let caller = state
@@ -240,18 +378,23 @@ async fn route(
             .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
         tracing::debug!(caller, "caller authenticated");
     }
-    if method.as_str() != allow {
+    let method = request.method().clone();
+    if !spec.methods.split(", ").any(|allowed| allowed == method.as_str()) {
         return Err(ApiError::MethodNotAllowed {
             method: method.to_string(),
-            allow,
+            allow: spec.methods,
         });
     }
-    match (method, path.as_str()) {
-        (Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
-        (Method::GET, "/readyz") => Ok(readiness(state)),
-        (Method::GET, "/v1/status") => Ok(json_response(StatusCode::OK, &status(state))),
-        (Method::GET, "/metrics") => {
-            let text = crate::metrics::render(state)
+    match spec.route {
+        Route::Healthz => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        Route::Readyz => Ok(readiness(state)),
+        Route::Status => Ok(json_response(StatusCode::OK, &state.report().to_json())),
+        Route::Metrics => {
+            let families = state
+                .report()
+                .families()
+                .map_err(|error| ApiError::Internal(format!("metrics: {error}")))?;
+            let text = crate::metrics::render(state.metrics(), families)
                 .map_err(|error| ApiError::Internal(format!("metrics: {error}")))?;
             let mut response = Response::new(Full::new(Bytes::from(text)));
             response.headers_mut().insert(
@@ -260,21 +403,24 @@ async fn route(
             );
             Ok(response)
         }
-        (Method::POST, "/v1/is_authorized") => {
+        Route::IsAuthorized => {
             let body = read_json(request, state.limits()).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &cedar::is_authorized(call, body).await?,
             ))
         }
-        (Method::POST, "/v1/batch_is_authorized") => {
+        Route::BatchIsAuthorized => {
             let body = read_json(request, state.limits()).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &cedar::batch_is_authorized(call, body).await?,
             ))
         }
-        (_, path) => Err(ApiError::NotFound(path.to_owned())),
+        Route::Zenml(route) => {
+            let below_base = below_base.to_owned();
+            zenml::route(call, request, route, &below_base).await
+        }
     }
 }
 
@@ -290,69 +436,6 @@ fn readiness(state: &AppState) -> Response<Full<Bytes>> {
         StatusCode::OK,
         &json!({"status": "ready", "revision": snapshot.revision}),
     )
-}
-
-fn status(state: &AppState) -> Value {
-    let snapshot = state.snapshot();
-    let counts = snapshot.counts();
-    let loaded_at = rfc3339(snapshot.loaded_at);
-    let mut body = json!({
-        "revision": snapshot.revision,
-        "loaded_at": loaded_at,
-        "counts": {
-            "policies": counts.policies,
-            "templates": counts.templates,
-            "entities": counts.entities,
-        },
-        "warnings": snapshot.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "last_load_error": state.last_load_error(),
-        "draining": state.is_draining(),
-        "shares": {
-            "count": state.shares().snapshot().set.len(),
-            "version": state.shares().snapshot().version,
-            "error": state.shares().failure(),
-        },
-        "evaluation": {
-            "threads": state.pool().config().workers,
-            "running": state.pool().running(),
-            "waiting": state.pool().waiting(),
-        },
-        "cache": {
-            "enabled": state.cache().enabled(),
-            "hits": state.cache().stats().hits,
-            "misses": state.cache().stats().misses,
-            "entries": state.cache().stats().entries,
-            "bytes": state.cache().stats().bytes,
-        },
-        "reloads": reloads_json(&state.reloads()),
-    });
-    if let Some(directory) = &snapshot.directory {
-        body["counts"]["workspaces"] = json!(directory.workspaces.len());
-        body["counts"]["projects"] = json!(directory.projects.len());
-        body["counts"]["teams"] = json!(directory.teams.len());
-        body["counts"]["users"] = json!(directory.users.values().filter(|u| !u.is_service_account).count());
-        body["counts"]["service_accounts"] =
-            json!(directory.users.values().filter(|u| u.is_service_account).count());
-        body["counts"]["custom_roles"] = json!(directory.custom_roles.len());
-        body["counts"]["bindings"] = json!(directory.bindings);
-    }
-    body
-}
-
-fn rfc3339(time: std::time::SystemTime) -> String {
-    time::OffsetDateTime::from(time)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
-
-fn reloads_json(reloads: &crate::state::ReloadStats) -> Value {
-    json!({
-        "succeeded": reloads.succeeded,
-        "unchanged": reloads.unchanged,
-        "failed": reloads.failed,
-        "last_success_at": reloads.last_success.map(rfc3339),
-        "last_failure_at": reloads.last_failure.map(rfc3339),
-    })
 }
 
 /// Reads a JSON body within the limits: 413 above the size limit, 408 past the body timeout,

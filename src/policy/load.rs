@@ -1,182 +1,116 @@
-//! Reading and validating the policy sources into a [`PolicySnapshot`].
+//! Reading, parsing and validating the schema and policy files.
 //!
-//! Every problem is collected: a broken schema, a policy that does not parse, a policy the
-//! validator rejects and a directory entry that does not fit the schema are all reported in one
-//! go, each with its file, line and column.
+//! Every problem is collected: a broken schema, a policy that does not parse and a policy the
+//! validator rejects are all reported in one go, each with its file, line and column.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use cedar_policy::{
-    Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment,
-    ValidationMode, Validator,
+    EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Schema, SchemaFragment, ValidationMode,
+    Validator,
 };
 use sha2::{Digest, Sha256};
 
-use super::error::{LoadError, from_diagnostic};
-use super::{PolicySnapshot, PolicySource};
-use crate::directory::{self, Directory};
-
-/// Where the sources are: the three paths `serve`, `validate` and `test` take.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sources {
-    /// A directory searched recursively for `*.cedar`, or one file.
-    pub policies: PathBuf,
-    /// A directory searched recursively for `*.cedarschema` and `*.cedarschema.json`, or one file.
-    pub schemas: PathBuf,
-    /// The directory file: ZenML directory YAML, or Cedar entities JSON (`*.json`).
-    pub directory: PathBuf,
-}
+use super::PolicySource;
+use crate::error::{LoadError, from_diagnostic};
 
 /// The name suffixes of policy files (the watcher reacts to exactly these).
-pub(crate) const POLICY_SUFFIXES: &[&str] = &[".cedar"];
+pub const POLICY_SUFFIXES: &[&str] = &[".cedar"];
 /// The name suffixes of schema files (the watcher reacts to exactly these).
-pub(crate) const SCHEMA_SUFFIXES: &[&str] = &[".cedarschema", ".cedarschema.json"];
+pub const SCHEMA_SUFFIXES: &[&str] = &[".cedarschema", ".cedarschema.json"];
 
-/// Loads and validates everything; all problems at once, or a complete snapshot.
-pub fn load(sources: &Sources) -> Result<PolicySnapshot, Vec<LoadError>> {
-    let mut errors = Vec::new();
-    let mut hasher = Sha256::new();
+/// The schema and policy files, as read.
+#[derive(Debug)]
+pub struct Files {
+    /// Where the schema files were searched for.
+    schemas_root: PathBuf,
+    schemas: Vec<SourceFile>,
+    policies: Vec<SourceFile>,
+}
 
-    let schema_files = read_sources(&sources.schemas, SCHEMA_SUFFIXES, &mut errors);
-    let policy_files = read_sources(&sources.policies, POLICY_SUFFIXES, &mut errors);
-    let directory_text = match std::fs::read_to_string(&sources.directory) {
-        Ok(text) => Some(text),
-        Err(error) => {
-            errors.push(LoadError::file(
-                &sources.directory,
-                format!("cannot read directory file: {error}"),
-            ));
-            None
-        }
-    };
-    for (kind, files) in [("schema", &schema_files), ("policy", &policy_files)] {
-        for file in files.iter() {
-            hasher.update(kind.as_bytes());
-            hasher.update(file.path.to_string_lossy().as_bytes());
-            hasher.update([0]);
-            hasher.update(file.text.as_bytes());
-            hasher.update([0]);
-        }
+/// Reads the policy files under `policies` and the schema files under `schemas` (each a
+/// directory searched recursively, or one file); what cannot be read goes to `errors`.
+pub fn read_files(policies: &Path, schemas: &Path, errors: &mut Vec<LoadError>) -> Files {
+    Files {
+        schemas_root: schemas.to_path_buf(),
+        schemas: read_sources(schemas, SCHEMA_SUFFIXES, errors),
+        policies: read_sources(policies, POLICY_SUFFIXES, errors),
     }
-    if let Some(text) = &directory_text {
-        hasher.update(b"directory");
-        hasher.update(text.as_bytes());
-    }
+}
 
-    let schema = parse_schema(&sources.schemas, &schema_files, &mut errors);
-    let parsed = parse_policies(&policy_files, &mut errors);
-    let (Some(schema), Some(text)) = (schema, directory_text) else {
-        return Err(errors);
-    };
-
-    let mut warnings = Vec::new();
-    let analysis = analyze_policies(&schema, &schema_files, &parsed);
-    errors.extend(analysis.errors);
-    warnings.extend(analysis.warnings);
-    let (all_literals, policy_literals) = (analysis.all_literals, analysis.read_literals);
-    // The directory's store is rebuilt only when the directory file or the schema changed
-    // (or the policies started or stopped needing stand-ins): a policy edit reuses it.
-    let directory_key = directory_key(&schema_files, &sources.directory, &text);
-    let cached = cached_directory(&directory_key);
-    let mut loaded = None;
-    if cached.is_none() {
-        match directory::load(&sources.directory, &text, &schema) {
-            Ok(directory) => loaded = Some(directory),
-            Err(mut directory_errors) => {
-                errors.append(&mut directory_errors);
-                return Err(errors);
+impl Files {
+    /// Feeds every file (kind, path and bytes) to `hasher`: equal files, equal digest.
+    pub fn digest_into(&self, hasher: &mut Sha256) {
+        for (kind, files) in [("schema", &self.schemas), ("policy", &self.policies)] {
+            for file in files.iter() {
+                hasher.update(kind.as_bytes());
+                hasher.update(file.path.to_string_lossy().as_bytes());
+                hasher.update([0]);
+                hasher.update(file.text.as_bytes());
+                hasher.update([0]);
             }
         }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+
+    /// A digest of the schema files (paths and texts), to extend into the keys of what a
+    /// load reuses.
+    pub fn schema_digest(&self) -> Sha256 {
+        schema_digest(&self.schemas)
     }
-    let built = match cached {
-        Some(built) if built.stand_ins == built.wants_stand_ins(&all_literals) => built,
-        _ => {
-            let loaded = match loaded {
-                Some(loaded) => loaded,
-                None => directory::load(&sources.directory, &text, &schema)?,
-            };
-            let built = Arc::new(build_directory(
-                loaded,
-                &text,
-                directory_key,
-                &all_literals,
-                &schema,
-                &sources.directory,
-            )?);
-            *LAST_DIRECTORY
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(built.clone());
-            built
-        }
-    };
-    let index = crate::index::ScopeIndex::build_reusing(
-        &parsed.set,
-        &schema,
-        &built.entities,
-        built
-            .graph
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone(),
-    );
-    if let Some(graph) = index.as_ref().and_then(crate::index::ScopeIndex::graph) {
-        *built
-            .graph
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(graph.clone());
-    }
-    let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
-    Ok(PolicySnapshot {
-        revision,
-        loaded_at: SystemTime::now(),
-        entity_types: schema.entity_types().cloned().collect(),
-        actions: schema.actions().cloned().collect(),
+}
+
+/// The policies, parsed and validated against the schema.
+#[derive(Debug)]
+pub struct Checked {
+    /// The merged schema.
+    pub schema: Schema,
+    /// All policies, re-keyed to their stable ids (`@id` or `file:index`).
+    pub policies: PolicySet,
+    /// Policy id -> where it was written.
+    pub sources: HashMap<String, PolicySource>,
+    /// Validator warnings.
+    pub warnings: Vec<LoadError>,
+    /// Every entity literal of the policies (scope and conditions), sorted.
+    pub all_literals: Vec<EntityUid>,
+    /// The literals whose entity data evaluation may read, sorted.
+    pub read_literals: Vec<EntityUid>,
+}
+
+/// What a load keeps for the next one: each unchanged file's parsed items and each unchanged
+/// file's validation. Owned by whoever loads (a `snapshot::Loader`); only the files of the
+/// latest load are kept.
+#[derive(Debug, Default)]
+pub struct Reuse {
+    /// Parsed items by digest of a file's relative path and text (which decide the ids): a
+    /// reload parses only the files that changed, and the policy set shares the kept items (an
+    /// item re-keyed to its id is a copy of the parsed policy; keeping the parsed one as well
+    /// would double the policies' memory). Duplicate ids are settled on every load.
+    parsed: HashMap<[u8; 32], FileItems>,
+    /// Analyses by (schema, file path, file text, ids taken) digest: validation is per policy,
+    /// so a file's result depends on nothing else.
+    analyses: HashMap<[u8; 32], Analysis>,
+}
+
+/// Parses the schema and the policies and validates them (strict mode); every problem goes to
+/// `errors`. `None` when the schema is unusable (nothing can be validated without it).
+pub fn check(files: &Files, reuse: &mut Reuse, errors: &mut Vec<LoadError>) -> Option<Checked> {
+    let schema = parse_schema(&files.schemas_root, &files.schemas, errors);
+    let parsed = parse_policies(&files.policies, &mut reuse.parsed, errors);
+    let schema = schema?;
+    let analysis = analyze_policies(&schema, &files.schemas, &parsed, &mut reuse.analyses);
+    errors.extend(analysis.errors);
+    Some(Checked {
         schema,
         policies: parsed.set,
-        entities: built.entities.clone(),
-        policy_sources: parsed.sources,
-        directory: built.directory.clone(),
-        warnings,
-        attribute_refs: built.refs.clone(),
-        policy_literals,
-        stand_ins: built.stand_ins,
-        index,
-        request_shapes: Default::default(),
-        contexts: Default::default(),
+        sources: parsed.sources,
+        warnings: analysis.warnings,
+        all_literals: analysis.all_literals,
+        read_literals: analysis.read_literals,
     })
 }
-
-/// A directory file's store, built: shared by the snapshots of every load that finds the
-/// directory file and the schema unchanged.
-struct BuiltDirectory {
-    /// Digest of the schema files and the directory file (path and text).
-    key: [u8; 32],
-    entities: Arc<Entities>,
-    directory: Option<Arc<Directory>>,
-    refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
-    /// Whether the store holds the ZenML stand-in resources.
-    stand_ins: bool,
-    /// The scope index's interning of `entities`, for the next index over the same store (it
-    /// says which attributes it read; an index that needs others builds its own).
-    graph: Mutex<Option<Arc<crate::index::Graph>>>,
-}
-
-impl BuiltDirectory {
-    /// Whether policies with these entity literals want the store with stand-ins.
-    fn wants_stand_ins(&self, literals: &[EntityUid]) -> bool {
-        self.directory.is_some() && crate::zenml::standin::applicable(literals, &self.refs)
-    }
-}
-
-/// The directory store of the latest successful load (the one the serving snapshot uses).
-static LAST_DIRECTORY: Mutex<Option<Arc<BuiltDirectory>>> = Mutex::new(None);
 
 /// A digest of the schema files (paths and texts), to extend into the keys of what a load reuses.
 fn schema_digest(schema_files: &[SourceFile]) -> Sha256 {
@@ -190,88 +124,8 @@ fn schema_digest(schema_files: &[SourceFile]) -> Sha256 {
     digest
 }
 
-fn directory_key(schema_files: &[SourceFile], path: &Path, text: &str) -> [u8; 32] {
-    let mut digest = schema_digest(schema_files);
-    digest.update(b"directory");
-    digest.update(path.to_string_lossy().as_bytes());
-    digest.update([0]);
-    digest.update(text.as_bytes());
-    digest.finalize().into()
-}
-
-fn cached_directory(key: &[u8; 32]) -> Option<Arc<BuiltDirectory>> {
-    LAST_DIRECTORY
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .as_ref()
-        .filter(|built| built.key == *key)
-        .cloned()
-}
-
-/// Builds the store of a loaded directory: its entities, plus the ZenML stand-in resources
-/// when the policies allow them (`literals`); the transitive closure is computed once here.
-fn build_directory(
-    loaded: directory::Loaded,
-    text: &str,
-    key: [u8; 32],
-    literals: &[EntityUid],
-    schema: &Schema,
-    path: &Path,
-) -> Result<BuiltDirectory, Vec<LoadError>> {
-    let (entities, directory, refs, stand_ins) = match loaded {
-        directory::Loaded::Cedar(entities) => {
-            let refs = attribute_refs(entities.iter());
-            (entities, None, refs, false)
-        }
-        directory::Loaded::Zenml(directory, mut built) => {
-            let refs = attribute_refs(built.iter());
-            // Stand-in resources for the ZenML path, where they are exact; the store is built
-            // once, with them (its transitive closure is most of a load).
-            let stand_ins = crate::zenml::standin::applicable(literals, &refs);
-            if stand_ins {
-                // Checked against the schema on their own (a schema that no longer fits ZenML's
-                // resources is a load error), then stored with the directory's entities.
-                let checked = crate::zenml::standin::entities(&directory).and_then(|extra| {
-                    Entities::from_entities(extra.iter().cloned(), Some(schema))
-                        .map(|_| extra)
-                        .map_err(|e| e.to_string())
-                });
-                match checked {
-                    Ok(extra) => built.extend(extra),
-                    Err(error) => {
-                        return Err(vec![LoadError::file(
-                            path,
-                            format!("stand-in resources: {error}"),
-                        )]);
-                    }
-                }
-            }
-            // One pass checks every entity against the schema, adds the schema's actions and
-            // computes the closure; only when the check fails is each entity checked again on
-            // its own, to report every mismatch at its entry.
-            match Entities::from_entities(built, Some(schema)) {
-                Ok(entities) => (entities, Some(Arc::new(*directory)), refs, stand_ins),
-                Err(error) => {
-                    let mut errors = directory::schema_errors(path, text, schema);
-                    if errors.is_empty() {
-                        errors.push(LoadError::file(path, crate::policy::error_chain(&error)));
-                    }
-                    return Err(errors);
-                }
-            }
-        }
-    };
-    Ok(BuiltDirectory {
-        key,
-        entities: Arc::new(entities),
-        directory,
-        refs: Arc::new(refs),
-        stand_ins,
-        graph: Mutex::new(None),
-    })
-}
-
 /// One source file's path (as found, relative to the working directory) and contents.
+#[derive(Debug)]
 struct SourceFile {
     path: PathBuf,
     /// Path relative to the searched directory, used in fallback policy ids.
@@ -391,7 +245,7 @@ struct ParsedPolicies {
 }
 
 /// One policy or template of a file, as parsed, with what the load reads of it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 enum Item {
     Policy(cedar_policy::Policy),
     Template(cedar_policy::Template),
@@ -399,14 +253,6 @@ enum Item {
 
 /// A file's items in written order: (item under its id, the id, its text as written).
 type FileItems = Arc<[(Item, String, Arc<str>)]>;
-
-/// The parsed items of the latest load's policy files, by digest of the file's relative path
-/// and text (which decide the ids): a reload parses only the files that changed, and the
-/// snapshot's policy set shares the kept items (an item re-keyed to its id is a copy of the
-/// parsed policy; keeping the parsed one as well would double the policies' memory).
-/// Duplicate ids are settled on every load.
-static PARSED: std::sync::LazyLock<Mutex<HashMap<[u8; 32], FileItems>>> =
-    std::sync::LazyLock::new(Default::default);
 
 /// Parses one file's text into its items, in the order written.
 fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
@@ -447,13 +293,16 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
         .collect())
 }
 
-fn parse_policies(files: &[SourceFile], errors: &mut Vec<LoadError>) -> ParsedPolicies {
+fn parse_policies(
+    files: &[SourceFile],
+    cache: &mut HashMap<[u8; 32], FileItems>,
+    errors: &mut Vec<LoadError>,
+) -> ParsedPolicies {
     let mut parsed = ParsedPolicies {
         set: PolicySet::new(),
         sources: HashMap::new(),
         files: HashMap::new(),
     };
-    let mut cache = PARSED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut kept: HashMap<[u8; 32], FileItems> = HashMap::with_capacity(files.len());
     for file in files {
         let mut digest = Sha256::new();
@@ -551,15 +400,14 @@ struct Analysis {
     read_literals: Vec<EntityUid>,
 }
 
-/// Per-file analyses of earlier loads, by (schema, file path, file text) digest. A reload
-/// re-validates only the files that changed (validation is per policy, so a file's result
-/// depends on nothing else); the map keeps the files of the latest load only.
-static ANALYSES: std::sync::LazyLock<std::sync::Mutex<HashMap<[u8; 32], Analysis>>> =
-    std::sync::LazyLock::new(Default::default);
-
 /// Validates the policies (strict mode) and collects their entity literals: file by file,
 /// reusing unchanged files' results and spreading the rest over the available cores.
-fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &ParsedPolicies) -> Analysis {
+fn analyze_policies(
+    schema: &Schema,
+    schema_files: &[SourceFile],
+    parsed: &ParsedPolicies,
+    cache: &mut HashMap<[u8; 32], Analysis>,
+) -> Analysis {
     let validator = Validator::new(schema.clone());
     // Templates and their links are validated together, as one set.
     if parsed.set.templates().next().is_some() {
@@ -593,10 +441,8 @@ fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &Parse
         .into_iter()
         .map(|(digest, set)| (digest.finalize().into(), set))
         .collect();
-    let mut results: Vec<Option<Analysis>> = {
-        let cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        groups.iter().map(|(key, _)| cache.get(key).cloned()).collect()
-    };
+    let mut results: Vec<Option<Analysis>> =
+        { groups.iter().map(|(key, _)| cache.get(key).cloned()).collect() };
     let pending: Vec<usize> = (0..groups.len()).filter(|i| results[*i].is_none()).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -624,7 +470,6 @@ fn analyze_policies(schema: &Schema, schema_files: &[SourceFile], parsed: &Parse
     for (i, analysis) in fresh {
         results[i] = Some(analysis);
     }
-    let mut cache = ANALYSES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     cache.clear();
     let mut total = Analysis::default();
     for ((key, _), result) in groups.iter().zip(results) {
@@ -706,36 +551,19 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
     analysis
 }
 
-/// Entity uid -> the entities its attributes and tags refer to (read from the stored values,
-/// not through JSON: serializing the store would also write every closed ancestor set).
-fn attribute_refs<'e>(
-    entities: impl Iterator<Item = &'e cedar_policy::Entity>,
-) -> HashMap<EntityUid, Vec<EntityUid>> {
-    fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
-        use cedar_policy::EvalResult;
-        match value {
-            EvalResult::EntityUid(uid) => out.push(uid.clone()),
-            EvalResult::Set(set) => set.iter().for_each(|item| walk(item, out)),
-            EvalResult::Record(record) => record.iter().for_each(|(_, item)| walk(item, out)),
-            _ => {}
-        }
+/// The entity literals of `set`'s policies whose data evaluation may read, sorted (slicing
+/// must copy them); an error when a policy cannot be read as JSON.
+pub fn read_literals_of(set: &PolicySet) -> Result<Vec<EntityUid>, String> {
+    let mut out = Vec::new();
+    for policy in set.policies() {
+        let json = policy
+            .to_json()
+            .map_err(|error| format!("policy `{}`: {error}", policy.id()))?;
+        condition_literals(&json, &mut out);
     }
-    let mut refs = HashMap::new();
-    for entity in entities {
-        let mut found = Vec::new();
-        // A value that is not concrete (partial evaluation only) cannot occur in a loaded store.
-        for (_, value) in entity.attrs().chain(entity.tags()) {
-            if let Ok(value) = value {
-                walk(&value, &mut found);
-            }
-        }
-        if !found.is_empty() {
-            let mut seen = HashSet::new();
-            found.retain(|uid| seen.insert(uid.clone()));
-            refs.insert(entity.uid(), found);
-        }
-    }
-    refs
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
 }
 
 /// The literals of a policy's (Cedar JSON) conditions whose entity data evaluation may read.
@@ -857,22 +685,6 @@ fn entity_ref(value: &serde_json::Value) -> Option<EntityUid> {
     Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
 }
 
-/// Reads `Entities` from Cedar entities JSON, validated against the schema.
-pub(crate) fn entities_from_json(
-    path: &Path,
-    text: &str,
-    schema: &Schema,
-) -> Result<Entities, Vec<LoadError>> {
-    Entities::from_json_str(text, Some(schema)).map_err(|error| {
-        let diagnostic: &dyn miette::Diagnostic = &error;
-        let mut message = super::error_chain(&error);
-        if let Some(help) = diagnostic.help() {
-            message.push_str(&format!(" (help: {help})"));
-        }
-        vec![LoadError::file(path, message)]
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -934,7 +746,7 @@ mod tests {
             text: text.into(),
         };
         let mut errors = Vec::new();
-        let parsed = parse_policies(std::slice::from_ref(&file), &mut errors);
+        let parsed = parse_policies(std::slice::from_ref(&file), &mut HashMap::new(), &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
         let line = |id: &str| parsed.sources.get(id).and_then(|s| s.line);
         let expected = [

@@ -18,14 +18,15 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use crate::policy::{LoadError, PolicySnapshot};
+use crate::error::LoadError;
+use crate::snapshot::Snapshot;
 
 /// The annotation that marks a policy as one a reload may not drop.
 pub const REQUIRED: &str = "required";
 
 /// Why `candidate` may not replace `active`; empty when it may. `gate` are the decision-table
 /// paths of `--reload-gate` (none: no gate).
-pub fn check(active: &PolicySnapshot, candidate: &PolicySnapshot, gate: &[PathBuf]) -> Vec<LoadError> {
+pub fn check(active: &Snapshot, candidate: &Snapshot, gate: &[PathBuf]) -> Vec<LoadError> {
     let mut refusals = missing_required(active, candidate);
     refusals.extend(emptied_files(active, candidate, |path| path.is_file()));
     if !gate.is_empty() {
@@ -36,12 +37,14 @@ pub fn check(active: &PolicySnapshot, candidate: &PolicySnapshot, gate: &[PathBu
 
 /// The active set's `@required` policies and templates: id → the annotation's value (the
 /// reason; empty when written `@required` alone).
-pub fn required(snapshot: &PolicySnapshot) -> BTreeMap<String, String> {
+pub fn required(snapshot: &Snapshot) -> BTreeMap<String, String> {
     let policies = snapshot
+        .engine
         .policies
         .policies()
         .filter_map(|p| Some((p.id().to_string(), p.annotation(REQUIRED)?.to_owned())));
     let templates = snapshot
+        .engine
         .policies
         .templates()
         .filter_map(|t| Some((t.id().to_string(), t.annotation(REQUIRED)?.to_owned())));
@@ -49,16 +52,17 @@ pub fn required(snapshot: &PolicySnapshot) -> BTreeMap<String, String> {
 }
 
 /// Every policy and template id of a snapshot.
-fn ids(snapshot: &PolicySnapshot) -> HashSet<String> {
+fn ids(snapshot: &Snapshot) -> HashSet<String> {
     snapshot
+        .engine
         .policies
         .policies()
         .map(|p| p.id().to_string())
-        .chain(snapshot.policies.templates().map(|t| t.id().to_string()))
+        .chain(snapshot.engine.policies.templates().map(|t| t.id().to_string()))
         .collect()
 }
 
-fn missing_required(active: &PolicySnapshot, candidate: &PolicySnapshot) -> Vec<LoadError> {
+fn missing_required(active: &Snapshot, candidate: &Snapshot) -> Vec<LoadError> {
     let present = ids(candidate);
     required(active)
         .into_iter()
@@ -75,7 +79,7 @@ fn missing_required(active: &PolicySnapshot, candidate: &PolicySnapshot) -> Vec<
                  then delete the policy",
                 active.revision
             );
-            match active.policy_sources.get(&id) {
+            match active.engine.policy_sources.get(&id) {
                 Some(source) => match source.line {
                     Some(line) => LoadError::at_line(&source.path, line, 1, message),
                     None => LoadError::file(&source.path, message),
@@ -88,16 +92,13 @@ fn missing_required(active: &PolicySnapshot, candidate: &PolicySnapshot) -> Vec<
 
 /// Files that held policies in `active` and hold none in `candidate`, though they still exist
 /// (`exists`) and some of their policies are nowhere else.
-fn emptied_files(
-    active: &PolicySnapshot,
-    candidate: &PolicySnapshot,
-    exists: impl Fn(&Path) -> bool,
-) -> Vec<LoadError> {
+fn emptied_files(active: &Snapshot, candidate: &Snapshot, exists: impl Fn(&Path) -> bool) -> Vec<LoadError> {
     let mut by_file: BTreeMap<&Path, Vec<&str>> = BTreeMap::new();
-    for (id, source) in &active.policy_sources {
+    for (id, source) in &active.engine.policy_sources {
         by_file.entry(source.path.as_path()).or_default().push(id);
     }
     let still_has: HashSet<&Path> = candidate
+        .engine
         .policy_sources
         .values()
         .map(|source| source.path.as_path())
@@ -126,7 +127,7 @@ fn emptied_files(
         .collect()
 }
 
-fn gate_failures(candidate: &PolicySnapshot, gate: &[PathBuf]) -> Vec<LoadError> {
+fn gate_failures(candidate: &Snapshot, gate: &[PathBuf]) -> Vec<LoadError> {
     let report = crate::table::run(candidate, gate);
     if report.failures.is_empty() && report.errors.is_empty() {
         return Vec::new();

@@ -1,20 +1,18 @@
 //! From a ZenML question to a Cedar request.
 
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
-use std::sync::{Arc, LazyLock, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 
-use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RestrictedExpression};
+use cedar_policy::{Context, Entity, EntityUid, Request, RestrictedExpression};
 
-use super::resource::{ACTIONS, PROJECT, RESOURCE_TYPES, Resource, ResourceType, action_from_wire};
+use super::resource::Resource;
 use super::shares::ShareSet;
-use super::standin;
+use super::{Decider, DecisionError, standin};
 use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
-use crate::engine::AuthzRequest;
-use crate::index::{ContextReads, ScopeIndex};
-use crate::policy::PolicySnapshot;
+use crate::engine::{AuthzRequest, Engine, PreparedContext};
+use crate::model::{ACTIONS, PROJECT, RESOURCE_TYPES, ResourceType, action_from_wire, uid};
 
 /// One ZenML authorization question.
 #[derive(Debug, Clone, Copy)]
@@ -32,47 +30,24 @@ pub struct Question<'a> {
 /// What a question becomes.
 #[derive(Debug, Clone)]
 pub enum Prepared {
-    /// A Cedar request to decide.
-    Request(Box<AuthzRequest>),
+    /// A Cedar request to decide, and the resource it stands for when it names the resource's
+    /// stand-in (errors naming the stand-in are reported with the real resource).
+    Request(Box<AuthzRequest>, Option<Box<Alias>>),
     /// Denied before evaluation, and why (unknown user, type, action or workspace).
     Denied(String),
 }
 
-/// Every `ZenML::` entity type the request builder names, parsed once: `EntityTypeName::from_str`
-/// runs Cedar's parser, far too slow for every request.
-static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::new(|| {
-    let fixed = [
-        "User",
-        "Team",
-        "Role",
-        "Organization",
-        "Workspace",
-        "Project",
-        "Action",
-    ];
-    fixed
-        .into_iter()
-        .chain(RESOURCE_TYPES.iter().map(|t| t.cedar))
-        .filter_map(|name| Some((name, EntityTypeName::from_str(&format!("ZenML::{name}")).ok()?)))
-        .collect()
-});
+/// (stand-in, real resource): the request names a stored stand-in in place of the resource.
+pub type Alias = (EntityUid, EntityUid);
 
-/// The entity uid `ZenML::<type>::"<id>"` for one of the model's types.
-pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    EntityUid::from_type_name_and_id(self::type_name(type_name), EntityId::new(id))
-}
-
-/// The entity type `ZenML::<type>`.
-pub(crate) fn type_name(name: &str) -> EntityTypeName {
-    match TYPE_NAMES.get(name) {
-        Some(parsed) => parsed.clone(),
-        None => EntityTypeName::from_str(&format!("ZenML::{name}")).unwrap_or_else(|_| unknown_type()),
-    }
-}
-
-#[allow(clippy::expect_used, reason = "a literal, valid type name")]
-fn unknown_type() -> EntityTypeName {
-    EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
+/// How the resource of a question is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceAs {
+    /// As a request-scoped entity: the request as written, for explanations.
+    Written,
+    /// As its stored stand-in where the snapshot allows (`standin`): the same decision
+    /// without a per-request entity slice. What the ZenML API and decision tables decide with.
+    StandIn,
 }
 
 /// Whether the schema accepts each *shape* of ZenML request, learnt on first use: a shape is the
@@ -84,7 +59,7 @@ fn unknown_type() -> EntityTypeName {
 /// time (for its message). (Exact unless the schema makes one of those types an enumerated
 /// entity type, which ZenML's uuid ids could not satisfy anyway.)
 #[derive(Debug)]
-pub(crate) struct RequestShapes(Box<[OnceLock<bool>]>);
+pub(super) struct RequestShapes(Box<[OnceLock<bool>]>);
 
 impl Default for RequestShapes {
     fn default() -> Self {
@@ -126,22 +101,22 @@ impl RequestShapes {
 /// request (perf). Read without a lock; a new scope is added by copying the map. At most
 /// `KEPT_SCOPES` scopes are kept; past that, contexts are built per request.
 #[derive(Debug, Default)]
-pub(crate) struct ScopeContexts {
+pub(super) struct ScopeContexts {
     /// workspace -> project ("" for the workspace itself) -> one slot per (type, action).
-    scopes: ArcSwap<HashMap<Box<str>, Projects>>,
+    scopes: ArcSwap<HashMap<Box<str>, WorkspaceScopes>>,
     kept: std::sync::atomic::AtomicUsize,
 }
 
 const KEPT_SCOPES: usize = 1024;
 
 /// A shared context, with what the snapshot's index reads from it (`ScopeIndex::read_context`).
-type Shared = (Context, Option<Arc<ContextReads>>);
+type Shared = (Context, Option<Arc<PreparedContext>>);
 
 /// One scope's contexts, one slot per (resource type, action).
 type ContextSlots = Arc<[OnceLock<Shared>]>;
 
 /// A workspace's scopes: project id ("" for the workspace itself) -> its contexts.
-type Projects = HashMap<Box<str>, ContextSlots>;
+type WorkspaceScopes = HashMap<Box<str>, ContextSlots>;
 
 impl ScopeContexts {
     /// The slots of one scope, made on first use while under the bound.
@@ -180,16 +155,16 @@ impl ScopeContexts {
             .cloned()
     }
 
-    /// The context for (scope, type, action), built by `build` on first use and read by
-    /// `index` then; past the bound, built for the request (and not read beforehand).
+    /// The context for (scope, type, action), built by `build` on first use and prepared by
+    /// `engine` then; past the bound, built for the request (and not prepared beforehand).
     fn get(
         &self,
-        index: Option<&ScopeIndex>,
+        engine: &Engine,
         (workspace, project): (&str, Option<&str>),
         resource_type: &ResourceType,
         action: &str,
-        build: impl FnOnce() -> Result<Context, String>,
-    ) -> Result<Shared, String> {
+        build: impl FnOnce() -> Result<Context, DecisionError>,
+    ) -> Result<Shared, DecisionError> {
         let at = action_type_at(action, resource_type);
         let slot = at.and_then(|at| Some((self.scope(workspace, project)?, at)));
         let Some(slot) = slot.as_ref().and_then(|(slots, at)| slots.get(*at)) else {
@@ -199,44 +174,21 @@ impl ScopeContexts {
             return Ok(shared.clone());
         }
         let context = build()?;
-        let reads = index.and_then(|index| index.read_context(&context)).map(Arc::new);
+        let reads = engine.prepare_context(&context);
         // Racing first uses build equal contexts: whichever is stored is right.
         Ok(slot.get_or_init(|| (context, reads)).clone())
     }
 }
 
-/// Turns `question` into a Cedar request under `snapshot` (or an immediate deny), with the
-/// resource as a request-scoped entity: the request as written, for explanations.
-pub fn prepare(
-    snapshot: &PolicySnapshot,
+/// Turns `question` into a Cedar request under `decider`'s snapshot (or an immediate deny).
+pub(super) fn prepare(
+    decider: &Decider<'_>,
     shares: &ShareSet,
     question: &Question<'_>,
-) -> Result<Prepared, String> {
-    prepare_with(snapshot, shares, question, false)
-}
-
-/// Like [`prepare`], but where the snapshot allows, evaluated with the resource's stand-in
-/// (see `standin`): the same decision without a per-request entity slice. What the ZenML API
-/// and decision tables decide with.
-pub fn prepare_for_decision(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    question: &Question<'_>,
-) -> Result<Prepared, String> {
-    prepare_with(snapshot, shares, question, true)
-}
-
-fn prepare_with(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    question: &Question<'_>,
-    stand_in: bool,
-) -> Result<Prepared, String> {
-    let Some(directory) = &snapshot.directory else {
-        return Ok(Prepared::Denied(
-            "the directory is plain Cedar entities, not a ZenML directory".into(),
-        ));
-    };
+    resource_as: ResourceAs,
+) -> Result<Prepared, DecisionError> {
+    let (engine, view) = (decider.engine, decider.view);
+    let directory = &view.directory;
     let Some(user) = directory.users.get(question.user_id) else {
         return Ok(Prepared::Denied(format!("unknown user `{}`", question.user_id)));
     };
@@ -287,9 +239,9 @@ fn prepare_with(
             entities.push(project_entity("*", &workspace)?);
         }
         resource
-    } else if stand_in
+    } else if resource_as == ResourceAs::StandIn
         && stored_scope
-        && snapshot.stand_ins
+        && view.stand_ins
         && standin::exists(&resource_type, project_id.is_some())
     {
         // The stored stand-in of this type in this scope carries the same data.
@@ -301,11 +253,10 @@ fn prepare_with(
     } else {
         let resource = uid(resource_type.cedar, instance);
         let project = project_id.map(|project_id| uid("Project", project_id));
-        entities.push(standin::resource_entity(
-            resource.clone(),
-            &workspace,
-            project.as_ref(),
-        )?);
+        entities.push(
+            standin::resource_entity(resource.clone(), &workspace, project.as_ref())
+                .map_err(DecisionError::Entity)?,
+        );
         resource
     };
 
@@ -345,18 +296,21 @@ fn prepare_with(
     users.retain(|id| *id == user.named.id);
     teams.retain(|id| user.teams.iter().any(|team| team == id));
     let (context, context_reads) = if users.is_empty() && teams.is_empty() {
-        snapshot.contexts.get(
-            snapshot.index.as_ref(),
+        view.contexts.get(
+            engine,
             (question.workspace_id, project_id),
             &resource_type,
             action,
-            || Context::from_pairs([permissions()]).map_err(|error| format!("context: {error}")),
+            || {
+                Context::from_pairs([permissions()])
+                    .map_err(|error| DecisionError::Context(error.to_string()))
+            },
         )?
     } else {
         (shared_context(permissions(), &users, &teams)?, None)
     };
-    let shape = snapshot
-        .request_shapes
+    let shape = view
+        .shapes
         .slot(action, &resource_type, !users.is_empty(), !teams.is_empty());
     let checked = shape.and_then(OnceLock::get) == Some(&true);
     let request = Request::new(
@@ -364,7 +318,7 @@ fn prepare_with(
         uid("Action", action),
         resource,
         context,
-        (!checked).then_some(&snapshot.schema),
+        (!checked).then_some(&engine.schema),
     );
     if let Some(shape) = shape
         && !checked
@@ -372,14 +326,21 @@ fn prepare_with(
         // Racing first uses compute the same verdict: whichever is stored is right.
         let _ = shape.set(request.is_ok());
     }
-    let request = request.map_err(|error| format!("request does not fit the schema: {error}"))?;
-    Ok(Prepared::Request(Box::new(AuthzRequest {
-        request,
-        entities,
-        referenced,
-        alias,
-        context_reads,
-    })))
+    let request = request.map_err(|error| DecisionError::Schema(error.to_string()))?;
+    Ok(Prepared::Request(
+        Box::new(AuthzRequest {
+            request,
+            entities: if entities.is_empty() {
+                crate::engine::no_entities()
+            } else {
+                entities.into()
+            },
+            referenced,
+            internal: alias.is_some(),
+            context: context_reads,
+        }),
+        alias.map(Box::new),
+    ))
 }
 
 fn set(uids: Vec<EntityUid>) -> RestrictedExpression {
@@ -391,7 +352,7 @@ fn shared_context(
     permissions: (String, RestrictedExpression),
     users: &[&str],
     teams: &[&str],
-) -> Result<Context, String> {
+) -> Result<Context, DecisionError> {
     let mut pairs = vec![permissions];
     if !users.is_empty() {
         pairs.push((
@@ -405,12 +366,12 @@ fn shared_context(
             set(teams.iter().map(|id| uid("Team", id)).collect()),
         ));
     }
-    Context::from_pairs(pairs).map_err(|error| format!("context: {error}"))
+    Context::from_pairs(pairs).map_err(|error| DecisionError::Context(error.to_string()))
 }
 
 /// A project the directory does not list (created in ZenML, no project bindings): it sits in
 /// the workspace, and its role groups exist in name only.
-fn project_entity(project_id: &str, workspace: &EntityUid) -> Result<Entity, String> {
+fn project_entity(project_id: &str, workspace: &EntityUid) -> Result<Entity, DecisionError> {
     let role = |name: &str| RestrictedExpression::new_entity_uid(uid("Role", &role_id(project_id, name)));
     let mut attrs = HashMap::from([
         (
@@ -431,5 +392,5 @@ fn project_entity(project_id: &str, workspace: &EntityUid) -> Result<Entity, Str
         attrs,
         HashSet::from([workspace.clone()]),
     )
-    .map_err(|error| format!("project entity: {error}"))
+    .map_err(|error| DecisionError::Entity(format!("project: {error}")))
 }

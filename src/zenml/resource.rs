@@ -1,4 +1,4 @@
-//! ZenML's resource types, actions and resource strings (`src/zenml/zen_server/rbac/models.py`).
+//! ZenML resource strings (`src/zenml/zen_server/rbac/models.py`).
 //!
 //! A resource string is `[<project_uuid>:]<type>[/<resource_uuid>]`: parsed exactly like
 //! ZenML's `Resource.parse` (split once on the first `:`, then on `/`), and always echoed back
@@ -6,111 +6,7 @@
 
 use std::fmt;
 
-/// One ZenML resource type: its wire string, its Cedar entity type and its scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ResourceType {
-    /// The `ResourceType` string ZenML sends, e.g. `pipeline_run`.
-    pub wire: &'static str,
-    /// The entity type in the `ZenML` namespace, e.g. `PipelineRun`.
-    pub cedar: &'static str,
-    /// Whether instances live in a project (`Resource.project_id` is required) or in the workspace.
-    pub project_scoped: bool,
-}
-
-const fn project(wire: &'static str, cedar: &'static str) -> ResourceType {
-    ResourceType {
-        wire,
-        cedar,
-        project_scoped: true,
-    }
-}
-
-const fn global(wire: &'static str, cedar: &'static str) -> ResourceType {
-    ResourceType {
-        wire,
-        cedar,
-        project_scoped: false,
-    }
-}
-
-/// All 24 resource types of zenml 0.98 (`is_project_scoped()` is false exactly for the globals).
-pub const RESOURCE_TYPES: [ResourceType; 24] = [
-    project("artifact", "Artifact"),
-    project("artifact_version", "ArtifactVersion"),
-    project("code_repository", "CodeRepository"),
-    global("flavor", "Flavor"),
-    project("model", "Model"),
-    project("model_version", "ModelVersion"),
-    project("pipeline", "Pipeline"),
-    project("pipeline_run", "PipelineRun"),
-    project("pipeline_deployment", "PipelineDeployment"),
-    project("pipeline_build", "PipelineBuild"),
-    project("deployment", "Deployment"),
-    project("schedule", "Schedule"),
-    project("run_template", "RunTemplate"),
-    project("service", "Service"),
-    project("run_metadata", "RunMetadata"),
-    global("secret", "Secret"),
-    global("service_account", "ServiceAccount"),
-    global("service_connector", "ServiceConnector"),
-    global("stack", "Stack"),
-    global("stack_component", "StackComponent"),
-    global("tag", "Tag"),
-    global("project", "Project"),
-    project("trigger", "Trigger"),
-    project("webhook", "Webhook"),
-];
-
-/// The `project` resource type, which is also the project scope.
-pub const PROJECT: ResourceType = global("project", "Project");
-
-impl ResourceType {
-    /// The type with this wire string, if ZenML 0.98 has it.
-    pub fn from_wire(wire: &str) -> Option<ResourceType> {
-        RESOURCE_TYPES.iter().copied().find(|t| t.wire == wire)
-    }
-
-    /// `ZenML::<Cedar name>`.
-    pub fn entity_type(&self) -> String {
-        format!("ZenML::{}", self.cedar)
-    }
-}
-
-/// The ten ZenML actions (`Action` StrEnum).
-pub const ACTIONS: [&str; 10] = [
-    "create",
-    "read",
-    "update",
-    "delete",
-    "read_secret_value",
-    "prune",
-    "client",
-    "promote",
-    "backup_restore",
-    "share",
-];
-
-/// Action groups of the schema, usable in custom role grids: group name -> members.
-pub const ACTION_GROUPS: [(&str, &[&str]); 2] = [
-    ("write", &["create", "update", "delete", "prune"]),
-    ("*", &ACTIONS),
-];
-
-/// The ZenML action with this name, if any.
-pub fn action_from_wire(name: &str) -> Option<&'static str> {
-    ACTIONS.iter().copied().find(|a| *a == name)
-}
-
-/// The actions a grid entry (`read`, `write`, `*`) stands for.
-pub fn expand_action(name: &str) -> Option<Vec<&'static str>> {
-    if let Some(action) = action_from_wire(name) {
-        return Some(vec![action]);
-    }
-    ACTION_GROUPS
-        .iter()
-        .find(|(group, _)| *group == name)
-        .map(|(_, members)| members.to_vec())
-}
+use crate::model::ResourceType;
 
 /// What a resource string names, once parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -273,6 +169,7 @@ impl fmt::Display for Resource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{PROJECT, RESOURCE_TYPES};
 
     const P: &str = "0b3e0d0c-7e6a-4d4b-9d57-3b0f1f8f9a11";
     const R: &str = "9a2d4e6f-1111-4c4c-8888-000000000001";

@@ -20,9 +20,9 @@ use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{Entity, EntityTypeName, EntityUid, RestrictedExpression};
 
-use super::request::{type_name, uid};
-use super::resource::{RESOURCE_TYPES, ResourceType};
 use crate::directory::Directory;
+use crate::model::{RESOURCE_TYPES, ResourceType};
+use crate::model::{type_name, uid};
 
 /// The id of the stand-in for resources in `scope` (a project or workspace id).
 pub(crate) fn id(scope: &str) -> String {
@@ -63,7 +63,7 @@ fn types(project_scoped: bool) -> impl Iterator<Item = &'static str> {
 }
 
 /// Whether `uid` has the shape of a stand-in: an id `"<scope>/*"` and a stand-in type. (Whether
-/// one is stored is the snapshot's to say: `PolicySnapshot::is_stand_in`.)
+/// one is stored is the engine's to say: `Engine::is_internal`.)
 pub(crate) fn has_stand_in_shape(uid: &EntityUid) -> bool {
     uid.id().unescaped().ends_with("/*")
         && uid.type_name().namespace() == "ZenML"

@@ -163,8 +163,8 @@ pub fn bundled_sources() -> zenml_authz::Sources {
 }
 
 /// The bundled sources, loaded.
-pub fn bundled_snapshot() -> zenml_authz::PolicySnapshot {
-    zenml_authz::policy::load(&bundled_sources()).unwrap_or_else(|errors| panic!("{errors:#?}"))
+pub fn bundled_snapshot() -> zenml_authz::Snapshot {
+    zenml_authz::snapshot::load(&bundled_sources()).unwrap_or_else(|errors| panic!("{errors:#?}"))
 }
 
 /// Copies the bundled schemas and policies (directory file included) into a temp dir.

@@ -22,6 +22,7 @@
 //! "invalid API key", whatever the reason (logged at debug level).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -29,106 +30,79 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::request::{Prepared, Question, prepare_for_decision};
-use super::resource::{PROJECT, Resource, action_from_wire};
-use super::shares::{Grantee, MAX_SHARE_ACTIONS, MAX_SHARE_FIELD_BYTES, MAX_SHARE_RESOURCE_BYTES, ShareSet};
-use super::token::{self, Subject};
-use std::time::Instant;
-
+use super::observe::{Labels, observe};
+use super::{ApiError, Call, ZenmlRoute, json_response, read_body};
+use crate::auth::bearer;
 use crate::cache::{CacheKey, RequestKey};
-use crate::engine::{self, Decision, Memo};
-use crate::http::Call;
-use crate::http::{ApiError, bearer, json_response, read_body};
-use crate::metrics::{Api, Outcome};
-use crate::policy::PolicySnapshot;
+use crate::engine::Batch;
+use crate::metrics::Api;
+use crate::model::action_from_wire;
 use crate::pool::Deadline;
+use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::ShareSnapshot;
+use crate::zenml::shares::{MAX_SHARE_ACTIONS, MAX_SHARE_FIELD_BYTES, MAX_SHARE_RESOURCE_BYTES};
+use crate::zenml::token::{self, Subject};
+use crate::zenml::{Decider, Grantee, Question, Resource};
 
-/// Settings of the ZenML API.
-#[derive(Debug, Clone)]
-pub struct ZenmlConfig {
-    /// Path prefix of every ZenML endpoint, e.g. `/zenml`.
-    pub base_path: String,
-    /// Lifetime of issued tokens, seconds (ZenML renews 5 minutes before expiry).
-    pub token_ttl_secs: u64,
-    /// Signing key of issued tokens.
-    pub token_key: token::TokenKey,
-}
-
-/// Routes one request whose path is `path` below the base path.
-pub async fn route(
+/// Answers one request for `route` (its method already checked by the router); `path` is
+/// the path below the base path.
+pub(super) async fn route(
     call: &Call<'_>,
     request: Request<Incoming>,
+    route: ZenmlRoute,
     path: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let state = call.state;
     let method = request.method().clone();
     let query = request.uri().query().unwrap_or_default().to_owned();
     let headers = request.headers().clone();
-    let allow = allowed_methods(path).ok_or_else(|| ApiError::NotFound(request.uri().path().to_owned()))?;
-    if !allow.split(", ").any(|m| m == method.as_str()) {
-        return Err(ApiError::MethodNotAllowed {
-            method: method.to_string(),
-            allow,
-        });
-    }
     let body = read_body(request, state.limits()).await?;
     let snapshot = state.snapshot();
-    match (method, path) {
-        (Method::POST, "/auth/login") => login(state, &snapshot, &body),
-        (Method::GET, "/users/authorize_server") => user_info(state, &snapshot, &headers, &query),
-        (method, path) => {
-            let workspace = authenticate_workspace(state, &snapshot, &headers)?;
-            match (method, path) {
-                (Method::POST, "/rbac/check_permissions") => {
-                    let resources: Vec<String> = serde_json::from_slice(&body).map_err(|error| {
-                        ApiError::BadRequest(format!(
-                            "body: expected a JSON array of resource strings: {error}"
-                        ))
-                    })?;
-                    check_permissions_page(call, snapshot, workspace, query, resources).await
-                }
-                (Method::GET, "/rbac/check_permissions") => {
-                    let resources = params(&query, "resources");
-                    check_permissions_page(call, snapshot, workspace, query, resources).await
-                }
-                (Method::GET, "/rbac/allowed_resource_ids") => {
-                    let owned = call.to_owned_call();
-                    state
-                        .pool()
-                        .run(move |deadline| {
-                            allowed_resource_ids(&owned.call(), &snapshot, &workspace, &query, deadline)
-                        })
-                        .await?
-                }
-                (Method::POST, "/rbac/resource_members") => {
-                    resource_members(call, &snapshot, &workspace, &body).await
-                }
-                (Method::DELETE, "/rbac/resources") => delete_resources(call, &workspace, &query).await,
-                (Method::GET, "/rbac/user_team_ids") => user_team_ids(&snapshot, &query),
-                (Method::PATCH, "/workspace_status" | "/tenant_status") | (Method::POST, "/usage-event") => {
-                    Ok(json_response(StatusCode::OK, &json!({})))
-                }
-                (Method::GET, path) if path.starts_with("/organizations/") => entitlement(&snapshot, path),
-                (_, path) => Err(ApiError::NotFound(path.to_owned())),
-            }
+    match route {
+        ZenmlRoute::Login => return login(state, &snapshot, &body),
+        ZenmlRoute::AuthorizeServer => return user_info(state, &snapshot, &headers, &query),
+        _ => {}
+    }
+    let workspace = authenticate_workspace(state, &snapshot, &headers)?;
+    match route {
+        ZenmlRoute::CheckPermissions => {
+            let resources = if method == Method::POST {
+                serde_json::from_slice(&body).map_err(|error| {
+                    ApiError::BadRequest(format!(
+                        "body: expected a JSON array of resource strings: {error}"
+                    ))
+                })?
+            } else {
+                params(&query, "resources")
+            };
+            check_permissions_page(call, snapshot, workspace, query, resources).await
         }
+        ZenmlRoute::AllowedResourceIds => {
+            let owned = call.to_owned_call();
+            state
+                .pool()
+                .run(move |deadline| {
+                    allowed_resource_ids(&owned.call(), &snapshot, &workspace, &query, deadline)
+                })
+                .await?
+        }
+        ZenmlRoute::ResourceMembers => resource_members(call, &snapshot, &workspace, &body).await,
+        ZenmlRoute::Resources => delete_resources(call, &workspace, &query).await,
+        ZenmlRoute::UserTeamIds => user_team_ids(&snapshot, &query),
+        ZenmlRoute::WorkspaceStatus | ZenmlRoute::UsageEvent => Ok(json_response(StatusCode::OK, &json!({}))),
+        ZenmlRoute::Entitlement => entitlement(&snapshot, path),
+        ZenmlRoute::Login | ZenmlRoute::AuthorizeServer => Err(ApiError::NotFound(path.to_owned())),
     }
 }
 
-fn allowed_methods(path: &str) -> Option<&'static str> {
-    Some(match path {
-        "/auth/login" | "/rbac/resource_members" | "/usage-event" => "POST",
-        "/rbac/check_permissions" => "GET, POST",
-        "/rbac/allowed_resource_ids" | "/rbac/user_team_ids" | "/users/authorize_server" => "GET",
-        "/rbac/resources" => "DELETE",
-        "/workspace_status" | "/tenant_status" => "PATCH",
-        path if path.starts_with("/organizations/") && path.contains("/entitlement/") => "GET",
-        _ => return None,
+/// The ZenML decisions of `snapshot`, or why there are none (a 403 to the ZenML server).
+fn decider(snapshot: &Snapshot) -> Result<Decider<'_>, ApiError> {
+    snapshot.zenml().ok_or_else(|| {
+        ApiError::Forbidden("the directory is plain Cedar entities, not a ZenML directory".into())
     })
 }
 
@@ -162,19 +136,14 @@ fn param(query: &str, key: &str) -> Result<String, ApiError> {
 /// The workspace a service-to-service call comes from.
 fn authenticate_workspace(
     state: &AppState,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     headers: &HeaderMap,
 ) -> Result<String, ApiError> {
     let token = bearer(headers).ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
     // Checked against this request's snapshot: a rotated enrollment key or a workspace removed
     // from the directory ends the token at the reload.
-    let subject = token::verify(
-        &state.zenml().token_key,
-        token,
-        now(),
-        snapshot.directory.as_deref(),
-    )
-    .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
+    let subject = token::verify(&state.zenml().token_key, token, now(), snapshot.directory())
+        .map_err(|error| ApiError::Unauthorized(error.to_string()))?;
     let Subject::Workspace(workspace) = subject else {
         return Err(ApiError::Forbidden(
             "a user token cannot call the RBAC API".into(),
@@ -223,17 +192,12 @@ fn token_response(state: &AppState, subject: Subject, credential_sha256: &[u8; 3
     )
 }
 
-fn login(
-    state: &AppState,
-    snapshot: &PolicySnapshot,
-    body: &[u8],
-) -> Result<Response<Full<Bytes>>, ApiError> {
+fn login(state: &AppState, snapshot: &Snapshot, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
     let form =
         std::str::from_utf8(body).map_err(|_| ApiError::BadRequest("form body is not UTF-8".into()))?;
     let field = |key: &str| params(form, key).into_iter().next();
     let directory = snapshot
-        .directory
-        .as_ref()
+        .directory()
         .ok_or_else(|| ApiError::Unauthorized("no ZenML directory is loaded".into()))?;
     // A cloud-mode client logging in with an API key gets a user token.
     if let Some(key) = field("password") {
@@ -273,13 +237,13 @@ fn login(
 
 /// The active user an API key belongs to, and the key's hash. Every refusal is the same
 /// "invalid API key" to the caller; the log (debug) says why.
-fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<(String, [u8; 32]), ApiError> {
+fn api_key_user(snapshot: &Snapshot, key: &str) -> Result<(String, [u8; 32]), ApiError> {
     let key_sha256 = sha256(key);
     let refused = |reason: &str| {
         tracing::debug!(reason, "API key refused");
         ApiError::Unauthorized(INVALID_API_KEY.into())
     };
-    let Some(directory) = snapshot.directory.as_ref() else {
+    let Some(directory) = snapshot.directory() else {
         return Err(refused("no ZenML directory is loaded"));
     };
     let Some((user_id, revoked)) = directory.api_keys.get(&key_sha256) else {
@@ -297,7 +261,7 @@ fn api_key_user(snapshot: &PolicySnapshot, key: &str) -> Result<(String, [u8; 32
 
 fn user_info(
     state: &AppState,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     headers: &HeaderMap,
     query: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -307,12 +271,7 @@ fn user_info(
     } else {
         // Checked against this request's snapshot: a revoked key or a deactivated user ends
         // the token at the reload.
-        match token::verify(
-            &state.zenml().token_key,
-            credential,
-            now(),
-            snapshot.directory.as_deref(),
-        ) {
+        match token::verify(&state.zenml().token_key, credential, now(), snapshot.directory()) {
             Ok(Subject::User(user)) => user,
             Ok(Subject::Workspace(_)) => {
                 return Err(ApiError::Unauthorized("a workspace token is not a user".into()));
@@ -321,8 +280,7 @@ fn user_info(
         }
     };
     let directory = snapshot
-        .directory
-        .as_ref()
+        .directory()
         .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
     let server_id = param(query, "server_id")?;
     if !directory.workspaces.contains_key(&server_id) {
@@ -348,17 +306,17 @@ fn user_info(
     ))
 }
 
-/// One ZenML question under one snapshot and share version, through the cache; anything that is
-/// not an allow is `false`, and so is an evaluation that fails (fail closed).
+/// One ZenML question under one snapshot and share version, through the observed step
+/// (cache, metrics, decision log); anything that is not an allow is `false`, and so is an
+/// evaluation that fails (fail closed).
 fn allowed(
     call: &Call<'_>,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
+    decider: &Decider<'_>,
     shares: &ShareSnapshot,
     question: &Question<'_>,
-    memo: &mut Memo,
+    batch: &mut Batch,
 ) -> bool {
-    let started = Instant::now();
-    let metrics = call.state.metrics();
     let key = CacheKey {
         revision: snapshot.revision.clone(),
         shares_version: shares.version,
@@ -369,79 +327,26 @@ fn allowed(
             resource: question.resource.to_string(),
         },
     };
-    let cached = std::cell::Cell::new(true);
-    let result = call.state.cache().get_or_compute(key, || {
-        cached.set(false);
-        let decided = decide_with(snapshot, &shares.set, question, memo);
-        metrics.engine_time(Api::Zenml, started.elapsed());
-        decided
-    });
-    let outcome = match &result {
-        Ok(decision) if decision.allowed => Outcome::Allow,
-        Ok(_) => Outcome::Deny,
-        Err(_) => Outcome::Error,
-    };
     // Bounded labels: anything this version does not know is `unknown`.
-    let action = action_from_wire(question.action).unwrap_or("unknown");
-    let resource_type = question.resource.resource_type().map_or("unknown", |t| t.wire);
-    let reasons = result.as_ref().map(|d| d.reasons.as_slice()).unwrap_or_default();
-    metrics.decision(Api::Zenml, outcome, action, resource_type, reasons);
-    let log = call.state.decision_log();
-    if log.enabled() {
-        log.record(json!({
-            "time": crate::decision_log::now(),
-            "request_id": call.request_id,
-            "api": Api::Zenml.label(),
-            "workspace": question.workspace_id,
-            "principal": question.user_id,
-            "action": question.action,
-            "resource": question.resource.to_string(),
-            "decision": outcome.label(),
-            "policies": reasons,
-            "errors": result.as_ref().map(|d| d.errors.clone()).unwrap_or_else(|e| vec![e.clone()]),
-            "revision": snapshot.revision,
-            "shares_version": shares.version,
-            "cached": cached.get(),
-            "latency_us": started.elapsed().as_micros() as u64,
-        }));
-    }
-    result.is_ok_and(|decision| decision.allowed)
-}
-
-/// The decision for one ZenML question (uncached); `Err` (logged) when it could not be
-/// evaluated, which callers treat as a deny.
-pub fn decide(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    question: &Question<'_>,
-) -> Result<Decision, String> {
-    decide_with(snapshot, shares, question, &mut Memo::default())
-}
-
-/// [`decide`] for one question of a batch: equal Cedar requests of the batch are evaluated once
-/// (`engine::Memo`).
-pub fn decide_with(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    question: &Question<'_>,
-    memo: &mut Memo,
-) -> Result<Decision, String> {
-    let failed = match prepare_for_decision(snapshot, shares, question) {
-        Ok(Prepared::Request(request)) => match engine::decide_with(snapshot, &request, memo) {
-            Ok(decision) => return Ok(decision),
-            Err(error) => error.to_string(),
-        },
-        Ok(Prepared::Denied(why)) => {
-            return Ok(Decision {
-                allowed: false,
-                reasons: Vec::new(),
-                errors: vec![why],
-            });
-        }
-        Err(error) => error,
+    let labels = Labels {
+        api: Api::Zenml,
+        action: action_from_wire(question.action).unwrap_or("unknown"),
+        resource_type: question.resource.resource_type().map_or("unknown", |t| t.wire),
+        revision: &snapshot.revision,
     };
-    tracing::warn!(error = %failed, resource = %question.resource, "cannot decide: denied");
-    Err(failed)
+    let fields = || {
+        Map::from_iter([
+            ("workspace".to_owned(), json!(question.workspace_id)),
+            ("principal".to_owned(), json!(question.user_id)),
+            ("action".to_owned(), json!(question.action)),
+            ("resource".to_owned(), json!(question.resource.to_string())),
+            ("shares_version".to_owned(), json!(shares.version)),
+        ])
+    };
+    observe(call, labels, Some(key), fields, || {
+        decider.decide(&shares.set, question, batch)
+    })
+    .is_ok_and(|decision| decision.allowed)
 }
 
 /// A wire resource string for `workspace`: `None` when it is a tenant-era string of another server.
@@ -460,7 +365,7 @@ const INLINE_PAGE: usize = 16;
 
 async fn check_permissions_page(
     call: &Call<'_>,
-    snapshot: std::sync::Arc<PolicySnapshot>,
+    snapshot: Arc<Snapshot>,
     workspace: String,
     query: String,
     resources: Vec<String>,
@@ -479,7 +384,7 @@ async fn check_permissions_page(
 
 fn check_permissions(
     call: &Call<'_>,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     workspace: &str,
     query: &str,
     resources: Vec<String>,
@@ -487,9 +392,10 @@ fn check_permissions(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
+    let decider = decider(snapshot)?;
     let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
-    let mut memo = Memo::batch();
+    let mut batch = Batch::many();
     let total = resources.len();
     for raw in resources {
         if deadline.expired() {
@@ -506,7 +412,7 @@ fn check_permissions(
                     action: &action,
                     resource: &resource,
                 };
-                allowed(call, snapshot, &shares, &question, &mut memo)
+                allowed(call, snapshot, &decider, &shares, &question, &mut batch)
             }
             None => false,
         };
@@ -517,7 +423,7 @@ fn check_permissions(
 
 fn allowed_resource_ids(
     call: &Call<'_>,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     workspace: &str,
     query: &str,
     deadline: &Deadline,
@@ -536,6 +442,7 @@ fn allowed_resource_ids(
             "resource `{raw}`: expected a type without an id"
         )));
     }
+    let decider = decider(snapshot)?;
     let shares = call.state.shares().snapshot();
     let question = Question {
         workspace_id: workspace,
@@ -543,12 +450,12 @@ fn allowed_resource_ids(
         action: &action,
         resource: &resource,
     };
-    let mut memo = Memo::batch();
+    let mut batch = Batch::many();
     let mut late = false;
-    let ids = allowed_ids_with(snapshot, &shares.set, &question, |q| {
+    let ids = decider.allowed_ids(&shares.set, &question, |q| {
         // Past the deadline every further check is false and the answer is refused below.
         late = late || deadline.expired();
-        !late && allowed(call, snapshot, &shares, q, &mut memo)
+        !late && allowed(call, snapshot, &decider, &shares, q, &mut batch)
     });
     if late {
         return Err(ApiError::Overloaded("the listing passed its deadline".to_owned()));
@@ -560,74 +467,6 @@ fn allowed_resource_ids(
             Some(ids) => json!({"full_access": false, "ids": ids}),
         },
     ))
-}
-
-/// `None` for full access to the type, else the ids of the instances the sidecar knows of (shared
-/// ones; for projects, also the directory's) that `check_permissions` allows.
-pub fn allowed_ids(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    workspace: &str,
-    user_id: &str,
-    action: &str,
-    type_level: &Resource,
-) -> Option<Vec<String>> {
-    let question = Question {
-        workspace_id: workspace,
-        user_id,
-        action,
-        resource: type_level,
-    };
-    let mut memo = Memo::batch();
-    allowed_ids_with(snapshot, shares, &question, |q| {
-        decide_with(snapshot, shares, q, &mut memo).is_ok_and(|d| d.allowed)
-    })
-}
-
-/// [`allowed_ids`] with the check to use (the API's is cached).
-fn allowed_ids_with(
-    snapshot: &PolicySnapshot,
-    shares: &ShareSet,
-    question: &Question<'_>,
-    mut check: impl FnMut(&Question<'_>) -> bool,
-) -> Option<Vec<String>> {
-    let (workspace, type_level) = (question.workspace_id, question.resource);
-    if check(question) {
-        return None;
-    }
-    let mut candidates: Vec<String> = shares
-        .shared_ids(workspace, type_level.project_id.as_deref(), &type_level.type_name)
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
-    if type_level.resource_type() == Some(PROJECT) {
-        if let Some(directory) = &snapshot.directory {
-            candidates.extend(
-                directory
-                    .projects
-                    .values()
-                    .filter(|p| p.workspace_id == workspace)
-                    .map(|p| p.named.id.clone()),
-            );
-        }
-        candidates.extend(shares.shared_projects(workspace).into_iter().map(str::to_owned));
-    }
-    candidates.sort();
-    candidates.dedup();
-    let ids = candidates
-        .into_iter()
-        .filter(|id| {
-            let instance = Resource {
-                id: Some(id.clone()),
-                ..type_level.clone()
-            };
-            check(&Question {
-                resource: &instance,
-                ..*question
-            })
-        })
-        .collect();
-    Some(ids)
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,7 +521,7 @@ fn check_share_bounds(body: &MembershipBody) -> Result<(), ApiError> {
 
 async fn resource_members(
     call: &Call<'_>,
-    snapshot: &PolicySnapshot,
+    snapshot: &Snapshot,
     workspace: &str,
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -698,8 +537,7 @@ async fn resource_members(
     })?;
     check_share_bounds(&body)?;
     let directory = snapshot
-        .directory
-        .as_ref()
+        .directory()
         .ok_or_else(|| ApiError::BadRequest("no ZenML directory".into()))?;
     let grantee = match (body.user_id, body.team_id) {
         (Some(user), None) if directory.users.contains_key(&user) => Grantee::User(user),
@@ -799,25 +637,23 @@ async fn delete_resources(
     Ok(json_response(StatusCode::OK, &json!({"deleted": removed})))
 }
 
-fn user_team_ids(snapshot: &PolicySnapshot, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+fn user_team_ids(snapshot: &Snapshot, query: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let teams = snapshot
-        .directory
-        .as_ref()
+        .directory()
         .and_then(|d| d.users.get(&user_id))
         .map(|u| u.teams.clone())
         .unwrap_or_default();
     Ok(json_response(StatusCode::OK, &json!(teams)))
 }
 
-fn entitlement(snapshot: &PolicySnapshot, path: &str) -> Result<Response<Full<Bytes>>, ApiError> {
+fn entitlement(snapshot: &Snapshot, path: &str) -> Result<Response<Full<Bytes>>, ApiError> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let ["organizations", organization, "entitlement", feature] = parts.as_slice() else {
         return Err(ApiError::NotFound(path.to_owned()));
     };
     let known = snapshot
-        .directory
-        .as_ref()
+        .directory()
         .is_some_and(|d| d.organization.id == *organization);
     if !known {
         return Err(ApiError::NotFound(format!("organization `{organization}`")));

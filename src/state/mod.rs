@@ -1,4 +1,9 @@
-//! What every request handler shares: the active snapshot, limits and lifecycle flags.
+//! What every request handler shares: the active snapshot, limits and lifecycle flags; and
+//! the one [`Report`] of them that `/v1/status` and `/metrics` both render.
+
+mod report;
+
+pub use report::{DirectoryCounts, Report};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,10 +15,10 @@ use crate::cache::DecisionCache;
 use crate::config::Limits;
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
-use crate::policy::PolicySnapshot;
 use crate::pool::EvalPool;
+use crate::snapshot::Snapshot;
 use crate::store::Shares;
-use crate::zenml::api::ZenmlConfig;
+use crate::zenml::ZenmlConfig;
 
 /// Cheap to clone; one per server.
 #[derive(Clone, Debug)]
@@ -25,7 +30,7 @@ pub struct AppState {
 struct Inner {
     /// The active snapshot. `ArcSwap` rather than a lock: a request loads the current `Arc`
     /// without blocking a concurrent swap, and keeps its snapshot until it finishes.
-    snapshot: ArcSwap<PolicySnapshot>,
+    snapshot: ArcSwap<Snapshot>,
     limits: Limits,
     /// ZenML API settings (base path, tokens).
     zenml: ZenmlConfig,
@@ -93,7 +98,7 @@ pub struct ReloadStats {
 
 impl AppState {
     /// State serving `snapshot` with `services`.
-    pub fn new(snapshot: PolicySnapshot, services: Services) -> Self {
+    pub fn new(snapshot: Snapshot, services: Services) -> Self {
         let Services {
             limits,
             zenml,
@@ -125,12 +130,12 @@ impl AppState {
     }
 
     /// The active snapshot; hold it for the whole request.
-    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+    pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner.snapshot.load_full()
     }
 
     /// Makes `snapshot` the active one and clears the last load error.
-    pub fn publish(&self, snapshot: PolicySnapshot) {
+    pub fn publish(&self, snapshot: Snapshot) {
         self.inner.snapshot.store(Arc::new(snapshot));
         if let Ok(mut last) = self.inner.last_load_error.lock() {
             *last = None;
@@ -225,6 +230,11 @@ impl AppState {
     /// Whether `/metrics` is on the admin listener.
     pub fn admin_separate(&self) -> bool {
         self.inner.admin_separate
+    }
+
+    /// The state now, as `/v1/status` and `/metrics` report it.
+    pub fn report(&self) -> Report {
+        Report::of(self)
     }
 
     /// Marks the server as shutting down.

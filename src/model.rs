@@ -1,0 +1,151 @@
+//! ZenML's vocabulary (`src/zenml/zen_server/rbac/models.py`): its resource types and actions,
+//! and the names of the `ZenML` entity types. A leaf: every layer may use it, it uses none.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+use cedar_policy::{EntityId, EntityTypeName, EntityUid};
+
+/// One ZenML resource type: its wire string, its Cedar entity type and its scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ResourceType {
+    /// The `ResourceType` string ZenML sends, e.g. `pipeline_run`.
+    pub wire: &'static str,
+    /// The entity type in the `ZenML` namespace, e.g. `PipelineRun`.
+    pub cedar: &'static str,
+    /// Whether instances live in a project (`Resource.project_id` is required) or in the workspace.
+    pub project_scoped: bool,
+}
+
+const fn project(wire: &'static str, cedar: &'static str) -> ResourceType {
+    ResourceType {
+        wire,
+        cedar,
+        project_scoped: true,
+    }
+}
+
+const fn global(wire: &'static str, cedar: &'static str) -> ResourceType {
+    ResourceType {
+        wire,
+        cedar,
+        project_scoped: false,
+    }
+}
+
+/// All 24 resource types of zenml 0.98 (`is_project_scoped()` is false exactly for the globals).
+pub const RESOURCE_TYPES: [ResourceType; 24] = [
+    project("artifact", "Artifact"),
+    project("artifact_version", "ArtifactVersion"),
+    project("code_repository", "CodeRepository"),
+    global("flavor", "Flavor"),
+    project("model", "Model"),
+    project("model_version", "ModelVersion"),
+    project("pipeline", "Pipeline"),
+    project("pipeline_run", "PipelineRun"),
+    project("pipeline_deployment", "PipelineDeployment"),
+    project("pipeline_build", "PipelineBuild"),
+    project("deployment", "Deployment"),
+    project("schedule", "Schedule"),
+    project("run_template", "RunTemplate"),
+    project("service", "Service"),
+    project("run_metadata", "RunMetadata"),
+    global("secret", "Secret"),
+    global("service_account", "ServiceAccount"),
+    global("service_connector", "ServiceConnector"),
+    global("stack", "Stack"),
+    global("stack_component", "StackComponent"),
+    global("tag", "Tag"),
+    global("project", "Project"),
+    project("trigger", "Trigger"),
+    project("webhook", "Webhook"),
+];
+
+/// The `project` resource type, which is also the project scope.
+pub const PROJECT: ResourceType = global("project", "Project");
+
+impl ResourceType {
+    /// The type with this wire string, if ZenML 0.98 has it.
+    pub fn from_wire(wire: &str) -> Option<ResourceType> {
+        RESOURCE_TYPES.iter().copied().find(|t| t.wire == wire)
+    }
+
+    /// `ZenML::<Cedar name>`.
+    pub fn entity_type(&self) -> String {
+        format!("ZenML::{}", self.cedar)
+    }
+}
+
+/// The ten ZenML actions (`Action` StrEnum).
+pub const ACTIONS: [&str; 10] = [
+    "create",
+    "read",
+    "update",
+    "delete",
+    "read_secret_value",
+    "prune",
+    "client",
+    "promote",
+    "backup_restore",
+    "share",
+];
+
+/// Action groups of the schema, usable in custom role grids: group name -> members.
+pub const ACTION_GROUPS: [(&str, &[&str]); 2] = [
+    ("write", &["create", "update", "delete", "prune"]),
+    ("*", &ACTIONS),
+];
+
+/// The ZenML action with this name, if any.
+pub fn action_from_wire(name: &str) -> Option<&'static str> {
+    ACTIONS.iter().copied().find(|a| *a == name)
+}
+
+/// The actions a grid entry (`read`, `write`, `*`) stands for.
+pub fn expand_action(name: &str) -> Option<Vec<&'static str>> {
+    if let Some(action) = action_from_wire(name) {
+        return Some(vec![action]);
+    }
+    ACTION_GROUPS
+        .iter()
+        .find(|(group, _)| *group == name)
+        .map(|(_, members)| members.to_vec())
+}
+
+/// Every `ZenML::` entity type this crate names, parsed once: `EntityTypeName::from_str`
+/// runs Cedar's parser, far too slow for every request.
+static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::new(|| {
+    let fixed = [
+        "User",
+        "Team",
+        "Role",
+        "Organization",
+        "Workspace",
+        "Project",
+        "Action",
+    ];
+    fixed
+        .into_iter()
+        .chain(RESOURCE_TYPES.iter().map(|t| t.cedar))
+        .filter_map(|name| Some((name, EntityTypeName::from_str(&format!("ZenML::{name}")).ok()?)))
+        .collect()
+});
+
+/// The entity uid `ZenML::<type>::"<id>"` for one of the model's types.
+pub fn uid(type_name: &str, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(self::type_name(type_name), EntityId::new(id))
+}
+
+/// The entity type `ZenML::<type>`.
+pub fn type_name(name: &str) -> EntityTypeName {
+    match TYPE_NAMES.get(name) {
+        Some(parsed) => parsed.clone(),
+        None => EntityTypeName::from_str(&format!("ZenML::{name}")).unwrap_or_else(|_| unknown_type()),
+    }
+}
+
+#[allow(clippy::expect_used, reason = "a literal, valid type name")]
+fn unknown_type() -> EntityTypeName {
+    EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
+}

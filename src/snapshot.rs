@@ -1,0 +1,310 @@
+//! The snapshot: one revision of schema, policies and directory, loaded and validated together
+//! and never changed afterwards, and the [`Loader`] that builds it.
+//!
+//! Architecture Invariant: a [`Snapshot`] is immutable. It is built whole by
+//! [`Loader::load`] (all sources valid, or no snapshot at all) and shared behind an `Arc`; a
+//! reload builds a new one and swaps it in, so every request reads exactly one revision. What a
+//! load reuses from the previous one (parsed files, validations, the directory's store) belongs
+//! to the `Loader` that made it: nothing is process-wide, and two loaders never share state.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use cedar_policy::{Entities, EntityUid, Schema};
+use sha2::{Digest, Sha256};
+
+use crate::directory::{self, Directory};
+use crate::engine::{self, Engine};
+use crate::error::{LoadError, error_chain};
+use crate::index::Graph;
+use crate::policy;
+use crate::zenml::{self, standin};
+
+/// Where the sources are: the three paths `serve`, `validate` and `test` take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sources {
+    /// A directory searched recursively for `*.cedar`, or one file.
+    pub policies: PathBuf,
+    /// A directory searched recursively for `*.cedarschema` and `*.cedarschema.json`, or one file.
+    pub schemas: PathBuf,
+    /// The directory file: ZenML directory YAML, or Cedar entities JSON (`*.json`).
+    pub directory: PathBuf,
+}
+
+/// One loaded, validated, immutable revision.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Content hash of every source file (path and bytes): equal sources, equal revision.
+    pub revision: String,
+    /// When this snapshot was built.
+    pub loaded_at: SystemTime,
+    /// The Cedar side: schema, policies, entities, index; the one decision path.
+    pub engine: Engine,
+    /// The ZenML organization directory, when the directory file is one (not plain entities
+    /// JSON), with the ZenML edge's per-snapshot tables.
+    pub zenml: Option<zenml::View>,
+    /// Validator warnings (the snapshot is valid; these are worth a look).
+    pub warnings: Vec<LoadError>,
+}
+
+impl Snapshot {
+    /// Sizes of this snapshot.
+    pub fn counts(&self) -> engine::Counts {
+        self.engine.counts()
+    }
+
+    /// The ZenML directory, if the directory file is one.
+    pub fn directory(&self) -> Option<&Directory> {
+        self.zenml.as_ref().map(zenml::View::directory)
+    }
+
+    /// ZenML decisions under this snapshot; `None` when the directory is plain Cedar entities.
+    pub fn zenml(&self) -> Option<zenml::Decider<'_>> {
+        Some(zenml::Decider::new(&self.engine, self.zenml.as_ref()?))
+    }
+}
+
+/// Loads everything once, with no reuse (a CLI command).
+pub fn load(sources: &Sources) -> Result<Snapshot, Vec<LoadError>> {
+    Loader::default().load(sources)
+}
+
+/// Builds snapshots, keeping from each load what the next may reuse: the policy files' parsed
+/// items and validations ([`policy::Reuse`]) and the directory's store (its entities, closure,
+/// stand-ins and the index's interning), reused while the directory file and the schema are
+/// unchanged and the policies still allow stand-ins as before. One per watcher or command.
+#[derive(Debug, Default)]
+pub struct Loader {
+    policies: policy::Reuse,
+    directory: Option<Arc<BuiltDirectory>>,
+}
+
+impl Loader {
+    /// A loader with nothing to reuse yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Loads and validates everything; all problems at once, or a complete snapshot.
+    pub fn load(&mut self, sources: &Sources) -> Result<Snapshot, Vec<LoadError>> {
+        let mut errors = Vec::new();
+        let files = policy::read_files(&sources.policies, &sources.schemas, &mut errors);
+        let directory_text = match std::fs::read_to_string(&sources.directory) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                errors.push(LoadError::file(
+                    &sources.directory,
+                    format!("cannot read directory file: {error}"),
+                ));
+                None
+            }
+        };
+        let mut hasher = Sha256::new();
+        files.digest_into(&mut hasher);
+        if let Some(text) = &directory_text {
+            hasher.update(b"directory");
+            hasher.update(text.as_bytes());
+        }
+        let checked = policy::check(&files, &mut self.policies, &mut errors);
+        let (Some(checked), Some(text)) = (checked, directory_text) else {
+            return Err(errors);
+        };
+        let key = directory_key(&files, &sources.directory, &text);
+        let reused = self.directory.clone().filter(|built| {
+            built.key == key && built.stand_ins == built.wants_stand_ins(&checked.all_literals)
+        });
+        let built = match reused {
+            Some(built) => built,
+            None => {
+                let loaded = match directory::load(&sources.directory, &text, &checked.schema) {
+                    Ok(loaded) => loaded,
+                    Err(mut directory_errors) => {
+                        errors.append(&mut directory_errors);
+                        return Err(errors);
+                    }
+                };
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                let built = Arc::new(build_directory(
+                    loaded,
+                    &text,
+                    key,
+                    &checked.all_literals,
+                    &checked.schema,
+                    &sources.directory,
+                )?);
+                self.directory = Some(built.clone());
+                built
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let graph = built
+            .graph
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let engine = Engine::new(
+            engine::Parts {
+                schema: checked.schema,
+                policies: checked.policies,
+                policy_sources: checked.sources,
+                entities: built.entities.clone(),
+                attribute_refs: built.refs.clone(),
+                policy_literals: checked.read_literals,
+                internal: built
+                    .stand_ins
+                    .then_some(standin::has_stand_in_shape as fn(&EntityUid) -> bool),
+            },
+            graph,
+        );
+        if let Some(graph) = engine.index_graph() {
+            *built
+                .graph
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(graph.clone());
+        }
+        let revision = hex::encode(hasher.finalize()).chars().take(16).collect();
+        Ok(Snapshot {
+            revision,
+            loaded_at: SystemTime::now(),
+            zenml: built
+                .directory
+                .clone()
+                .map(|directory| zenml::View::new(directory, built.stand_ins)),
+            engine,
+            warnings: checked.warnings,
+        })
+    }
+}
+
+/// A directory file's store, built: shared by the snapshots of every load that finds the
+/// directory file and the schema unchanged.
+#[derive(Debug)]
+struct BuiltDirectory {
+    /// Digest of the schema files and the directory file (path and text).
+    key: [u8; 32],
+    entities: Arc<Entities>,
+    directory: Option<Arc<Directory>>,
+    refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
+    /// Whether the store holds the ZenML stand-in resources.
+    stand_ins: bool,
+    /// The scope index's interning of `entities`, for the next index over the same store (it
+    /// says which attributes it read; an index that needs others builds its own).
+    graph: Mutex<Option<Arc<Graph>>>,
+}
+
+impl BuiltDirectory {
+    /// Whether policies with these entity literals want the store with stand-ins.
+    fn wants_stand_ins(&self, literals: &[EntityUid]) -> bool {
+        self.directory.is_some() && standin::applicable(literals, &self.refs)
+    }
+}
+
+fn directory_key(files: &policy::Files, path: &Path, text: &str) -> [u8; 32] {
+    let mut digest = files.schema_digest();
+    digest.update(b"directory");
+    digest.update(path.to_string_lossy().as_bytes());
+    digest.update([0]);
+    digest.update(text.as_bytes());
+    digest.finalize().into()
+}
+
+/// Builds the store of a loaded directory: its entities, plus the ZenML stand-in resources
+/// when the policies allow them (`literals`); the transitive closure is computed once here.
+fn build_directory(
+    loaded: directory::Loaded,
+    text: &str,
+    key: [u8; 32],
+    literals: &[EntityUid],
+    schema: &Schema,
+    path: &Path,
+) -> Result<BuiltDirectory, Vec<LoadError>> {
+    let (entities, directory, refs, stand_ins) = match loaded {
+        directory::Loaded::Cedar(entities) => {
+            let refs = attribute_refs(entities.iter());
+            (entities, None, refs, false)
+        }
+        directory::Loaded::Zenml(directory, mut built) => {
+            let refs = attribute_refs(built.iter());
+            // Stand-in resources for the ZenML path, where they are exact; the store is built
+            // once, with them (its transitive closure is most of a load).
+            let stand_ins = standin::applicable(literals, &refs);
+            if stand_ins {
+                // Checked against the schema on their own (a schema that no longer fits ZenML's
+                // resources is a load error), then stored with the directory's entities.
+                let checked = standin::entities(&directory).and_then(|extra| {
+                    Entities::from_entities(extra.iter().cloned(), Some(schema))
+                        .map(|_| extra)
+                        .map_err(|e| e.to_string())
+                });
+                match checked {
+                    Ok(extra) => built.extend(extra),
+                    Err(error) => {
+                        return Err(vec![LoadError::file(
+                            path,
+                            format!("stand-in resources: {error}"),
+                        )]);
+                    }
+                }
+            }
+            // One pass checks every entity against the schema, adds the schema's actions and
+            // computes the closure; only when the check fails is each entity checked again on
+            // its own, to report every mismatch at its entry.
+            match Entities::from_entities(built, Some(schema)) {
+                Ok(entities) => (entities, Some(Arc::new(*directory)), refs, stand_ins),
+                Err(error) => {
+                    let mut errors = directory::schema_errors(path, text, schema);
+                    if errors.is_empty() {
+                        errors.push(LoadError::file(path, error_chain(&error)));
+                    }
+                    return Err(errors);
+                }
+            }
+        }
+    };
+    Ok(BuiltDirectory {
+        key,
+        entities: Arc::new(entities),
+        directory,
+        refs: Arc::new(refs),
+        stand_ins,
+        graph: Mutex::new(None),
+    })
+}
+
+/// Entity uid -> the entities its attributes and tags refer to (read from the stored values,
+/// not through JSON: serializing the store would also write every closed ancestor set).
+fn attribute_refs<'e>(
+    entities: impl Iterator<Item = &'e cedar_policy::Entity>,
+) -> HashMap<EntityUid, Vec<EntityUid>> {
+    fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
+        use cedar_policy::EvalResult;
+        match value {
+            EvalResult::EntityUid(uid) => out.push(uid.clone()),
+            EvalResult::Set(set) => set.iter().for_each(|item| walk(item, out)),
+            EvalResult::Record(record) => record.iter().for_each(|(_, item)| walk(item, out)),
+            _ => {}
+        }
+    }
+    let mut refs = HashMap::new();
+    for entity in entities {
+        let mut found = Vec::new();
+        // A value that is not concrete (partial evaluation only) cannot occur in a loaded store.
+        for (_, value) in entity.attrs().chain(entity.tags()) {
+            if let Ok(value) = value {
+                walk(&value, &mut found);
+            }
+        }
+        if !found.is_empty() {
+            let mut seen = std::collections::HashSet::new();
+            found.retain(|uid| seen.insert(uid.clone()));
+            refs.insert(entity.uid(), found);
+        }
+    }
+    refs
+}
