@@ -204,6 +204,10 @@ fn serve(args: ServeArgs) -> i32 {
             },
             None => None,
         };
+        // Signal listeners before readiness is reported (the line below, `/readyz`): a SIGHUP or
+        // SIGTERM sent to a ready server never meets the default action (the process ends).
+        let shutdown = server::shutdown_signal();
+        let hangup = watch::hangup_signal();
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         let counts = snapshot.counts();
         tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
@@ -225,7 +229,7 @@ fn serve(args: ServeArgs) -> i32 {
         // One shutdown signal for the server and the reload actor.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            server::shutdown_signal().await;
+            shutdown.await;
             let _ = stop.send(true);
         });
         let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
@@ -236,6 +240,7 @@ fn serve(args: ServeArgs) -> i32 {
             sources,
             loader,
             args.watch_config(),
+            hangup,
             until_stopped(stopped.clone()),
         ));
         server::run(listener, admin, state, &config, until_stopped(stopped)).await;

@@ -128,26 +128,42 @@ async fn accept(
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs the SIGINT and SIGTERM listeners now (within the runtime; `serve` calls it before it
+/// reports readiness, so a signal sent to a ready server is never the default action); the
+/// future completes on either.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                let _ = interrupt.await;
-                return;
-            }
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            signal(kind)
+                .map_err(|error| tracing::warn!(%error, "cannot listen for {name}"))
+                .ok()
         };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {},
+                () = received(terminate) => {},
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Completes on the first signal `signal` listens for; never without a listener.
+#[cfg(unix)]
+async fn received(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }

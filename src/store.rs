@@ -172,6 +172,26 @@ impl SqliteShareStore {
         inner.check()?;
         Ok(written)
     }
+
+    /// The journal mode and the `synchronous` level the connection runs with, as SQLite reports
+    /// them: `("wal", "full")` for a file, what the invariant above rests on (tests/durability.rs).
+    pub fn durability(&self) -> Result<(String, &'static str), StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
+        let journal = inner
+            .connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        let level: i64 = inner
+            .connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+        let synchronous = match level {
+            0 => "off",
+            1 => "normal",
+            2 => "full",
+            3 => "extra",
+            _ => "unknown",
+        };
+        Ok((journal, synchronous))
+    }
 }
 
 // === impl Sqlite ===

@@ -74,13 +74,15 @@ enum Event {
     FsError(String),
 }
 
-/// Runs the reload actor until `shutdown` completes; `loader` made the active snapshot (what
-/// it keeps makes the reloads cheap).
+/// Runs the reload actor until `shutdown` completes. `loader` made the active snapshot (what it
+/// keeps makes the reloads cheap); `hangup` is the `SIGHUP` listener, installed by the caller
+/// ([`hangup_signal`]) before it reports readiness.
 pub async fn run(
     state: AppState,
     sources: Sources,
     mut loader: Loader,
     config: WatchConfig,
+    mut hangup: Hangup,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (sender, mut receiver) = mpsc::unbounded_channel::<Event>();
@@ -97,7 +99,6 @@ pub async fn run(
     let mut filter = Filter::new(&sources);
     register(&mut watcher, &mut registered, &sources);
     filter.refresh();
-    let mut hangup = hangup_signal();
     let gate = config.reload_gate.as_slice();
     // Edits between the initial load and the watch registration would otherwise go unseen
     // until the next one: check once now (unchanged sources change nothing). Not with
@@ -468,8 +469,17 @@ pub fn is_editor_noise(path: &Path) -> bool {
         || (name.starts_with('#') && name.ends_with('#'))
 }
 
+/// A `SIGHUP` listener ([`hangup_signal`]); `None` when it could not be installed.
 #[cfg(unix)]
-fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+pub type Hangup = Option<tokio::signal::unix::Signal>;
+/// No `SIGHUP` here.
+#[cfg(not(unix))]
+pub type Hangup = Option<()>;
+
+/// Installs the `SIGHUP` listener now (within the runtime). `serve` calls it before it reports
+/// readiness: until then `SIGHUP`'s default action (ending the process) applies.
+#[cfg(unix)]
+pub fn hangup_signal() -> Hangup {
     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .map_err(|error| tracing::warn!(%error, "cannot listen for SIGHUP"))
         .ok()
@@ -485,8 +495,9 @@ async fn recv_hangup(signal: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// No `SIGHUP` here.
 #[cfg(not(unix))]
-fn hangup_signal() -> Option<()> {
+pub fn hangup_signal() -> Hangup {
     None
 }
 

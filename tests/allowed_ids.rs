@@ -346,14 +346,11 @@ fn run(runner: &mut TestRunner) -> Seen {
 }
 
 fn config() -> Config {
-    Config {
-        cases: 64,
-        failure_persistence: None,
-        ..Config::default()
-    }
+    common::proptest_config(64)
 }
 
-/// 64 new random cases on every run.
+/// 64 cases: the same on every run unless `PROPTEST_RNG_SEED` says otherwise (`random`: new
+/// ones each run, the seed printed; a number: that seed); see `common::proptest_config`.
 #[test]
 fn allowed_ids_agree_with_check_permissions() {
     run(&mut TestRunner::new(config()));

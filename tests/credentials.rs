@@ -67,7 +67,11 @@ fn start(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'_>) -> S
         .strip_prefix("listening on ")
         .unwrap_or_else(|| panic!("did not start: {line:?} ({args:?}, {env:?})"))
         .to_owned();
-    Server { child, base }
+    Server {
+        child,
+        base,
+        shares: None,
+    }
 }
 
 fn serve_command(work: &Path, sources: Option<&Path>, args: &[&str], env: &Env<'_>) -> Command {

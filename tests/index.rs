@@ -139,7 +139,9 @@ fn answer(response: &cedar_policy::Response) -> (bool, Vec<String>, Vec<String>)
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    // A fixed seed unless PROPTEST_RNG_SEED says otherwise (`random`: a new one each run, printed;
+    // a number: that one): see common::proptest_config and README, "Development".
+    #![proptest_config(common::proptest_config(96))]
 
     #[test]
     fn the_index_selects_exactly(

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 use common::Server;
 use serde_json::{Value, json};
 
-const VIEWER_PERMIT: &str = "permit (principal, action == ZenML::Action::\"read\", resource)\nwhen { principal in resource.workspace.viewers };";
-const VIEWER_FORBID: &str = "forbid (principal, action == ZenML::Action::\"read\", resource)\nwhen { principal in resource.workspace.viewers };";
+/// The `workspace-viewer` policy as `zenml-authz fmt` writes it in policies/workspace.cedar.
+const VIEWER_PERMIT: &str = "permit (\n  principal,\n  action == ZenML::Action::\"read\",\n  resource\n)\nwhen { principal in resource.workspace.viewers };";
+const VIEWER_FORBID: &str = "forbid (\n  principal,\n  action == ZenML::Action::\"read\",\n  resource\n)\nwhen { principal in resource.workspace.viewers };";
 const REQUIRED: &str = "@required(\"deactivated accounts must always be denied\")\n";
 
 fn start(dir: &Path, extra: &[&str]) -> Server {
@@ -257,6 +258,10 @@ fn issue_16_the_reload_gate_runs_the_decision_tables_before_publishing() {
     let before = wait_status(&server, "start", |_| true);
 
     // Valid Cedar, nothing required lost, but workspace viewers can no longer read.
+    assert!(
+        text.contains(VIEWER_PERMIT),
+        "workspace.cedar holds {VIEWER_PERMIT}"
+    );
     std::fs::write(&path, text.replace(VIEWER_PERMIT, VIEWER_FORBID)).unwrap();
     let status = wait_status(&server, "a failing edit", |s| s["reloads"]["failed"] == 1);
     assert_eq!(status["revision"], before["revision"], "{status}");

@@ -69,12 +69,13 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
             "policy syntax error",
             vec![(
                 "policies/sharing.cedar",
-                "permit (principal, action, resource)\nwhen { context has shared_with_teams",
-                "permit (principal, action, resource\nwhen { context has shared_with_teams",
+                "permit (principal, action, resource)\nwhen\n{ context has shared_with_teams",
+                "permit (principal, action, resource\nwhen\n{ context has shared_with_teams",
             )],
+            // The `when` after the unclosed scope is the unexpected token.
             format!(
                 "policies/sharing.cedar:{}:",
-                line_of("policies/sharing.cedar", "when { context has shared_with_teams")
+                line_of("policies/sharing.cedar", "{ context has shared_with_teams") - 1
             ),
             "unexpected token",
         ),

@@ -25,6 +25,11 @@ pub fn root() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub base: String,
+    /// The folder of the server's own share database (`shares.db`), when the test gave no
+    /// `--shares-db`: no test shares a database with another, or leaves one in the repository
+    /// (the flag's default, `zenml-authz-shares.db`, is relative to the working directory).
+    /// Removed on drop, after the server is killed.
+    pub shares: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -39,9 +44,16 @@ impl Server {
         )
     }
 
-    /// Starts `zenml-authz serve` on the given sources.
+    /// Starts `zenml-authz serve` on the given sources; without `--shares-db` in `extra`, with a
+    /// share database of its own in a temp dir ([`Server::shares`]).
     pub fn start_with(policies: &Path, schemas: &Path, directory: &Path, extra: &[&str]) -> Server {
-        let mut child = serve_command(policies, schemas, directory)
+        let mut command = serve_command(policies, schemas, directory);
+        let shares = (!extra.iter().any(|arg| arg.starts_with("--shares-db"))).then(|| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            command.arg("--shares-db").arg(dir.path().join("shares.db"));
+            dir
+        });
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--log-format")
@@ -61,7 +73,7 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Server { child, base }
+        Server { child, base, shares }
     }
 
     fn agent() -> ureq::Agent {
@@ -128,10 +140,12 @@ impl Drop for Server {
     }
 }
 
-/// `zenml-authz serve` on the given sources; the caller adds the rest.
+/// `zenml-authz serve` on the given sources; the caller adds the rest (a `--shares-db` too:
+/// the variable is cleared, and the default is a file in the working directory).
 pub fn serve_command(policies: &Path, schemas: &Path, directory: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
     command
+        .env_remove("ZENML_AUTHZ_SHARES_DB")
         .arg("serve")
         .arg("--policies")
         .arg(policies)
@@ -324,4 +338,38 @@ pub fn store_json(entities: &cedar_policy::Entities) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The proptest seed when `PROPTEST_RNG_SEED` is not set: every run, CI's too, draws the same
+/// cases.
+pub const PROPTEST_SEED: u64 = 19;
+
+/// A proptest configuration of `cases` cases, no failure files, and a seed from
+/// `PROPTEST_RNG_SEED`: unset, [`PROPTEST_SEED`]; a number, that seed; `random`, a new seed on
+/// every run, printed (shown with a failure) so that `PROPTEST_RNG_SEED=<seed>` repeats it.
+/// (Proptest reads the variable itself too, and warns once that `random` is not a number.)
+pub fn proptest_config(cases: u32) -> proptest::test_runner::Config {
+    use proptest::test_runner::{Config, RngAlgorithm, RngSeed};
+    let seed = match std::env::var("PROPTEST_RNG_SEED") {
+        Err(std::env::VarError::NotPresent) => PROPTEST_SEED,
+        Ok(value) if value == "random" => {
+            use std::hash::{BuildHasher, Hasher};
+            let seed = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            eprintln!("proptest seed {seed}: PROPTEST_RNG_SEED={seed} repeats this run");
+            seed
+        }
+        Ok(value) => value
+            .parse()
+            .unwrap_or_else(|_| panic!("PROPTEST_RNG_SEED={value:?}: a number, or `random` for a new seed")),
+        Err(error) => panic!("PROPTEST_RNG_SEED: {error}"),
+    };
+    Config {
+        cases,
+        failure_persistence: None,
+        rng_algorithm: RngAlgorithm::ChaCha,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    }
 }
