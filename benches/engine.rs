@@ -83,7 +83,7 @@ fn engine_benches(c: &mut Criterion) {
             b.iter(|| black_box(snapshot.engine.decide(&stored, &mut zenml_authz::Batch::single())))
         });
 
-        // A cache hit, key construction included (as `zenml::api` builds it per check).
+        // A cache hit, key construction included (as `http::zenml` builds it per check).
         let cache = DecisionCache::new(CacheConfig {
             enabled: true,
             max_bytes: 64 << 20,

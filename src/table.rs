@@ -30,7 +30,7 @@ use serde_saphyr::Spanned;
 use crate::engine::Batch;
 use crate::error::LoadError;
 use crate::snapshot::Snapshot;
-use crate::zenml::{Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
+use crate::zenml::{Decider, Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
 
 /// The outcome of running decision tables.
 #[derive(Debug, Default)]
@@ -143,23 +143,9 @@ pub fn run(snapshot: &Snapshot, paths: &[PathBuf]) -> Report {
 }
 
 fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(error) => {
-            return report
-                .errors
-                .push(LoadError::file(path, format!("cannot read: {error}")));
-        }
-    };
-    let table: TableFile = match serde_saphyr::from_str(&text) {
+    let table = match read_table(path) {
         Ok(table) => table,
-        Err(error) => {
-            let message = crate::directory::yaml_message(&error);
-            return report.errors.push(match error.location() {
-                Some(at) => LoadError::at_line(path, at.line() as usize, at.column() as usize, message),
-                None => LoadError::file(path, message),
-            });
-        }
+        Err(error) => return report.errors.push(error),
     };
     let Some(decider) = snapshot.zenml() else {
         return report.errors.push(LoadError::file(
@@ -167,10 +153,9 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
             "decision tables need a ZenML directory file (YAML)",
         ));
     };
-    let directory = decider.directory();
-    let error_at =
-        |line: usize, column: usize, message: String| LoadError::at_line(path, line, column, message);
-
+    let error_at = |at: &serde_saphyr::Location, message: String| {
+        LoadError::at_line(path, at.line() as usize, at.column() as usize, message)
+    };
     let mut file_shares = ShareSet::default();
     for share in &table.shares {
         if let Err(message) = add_share(
@@ -179,176 +164,208 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
             &share.value,
             table.workspace.as_deref(),
         ) {
-            report.errors.push(error_at(
-                share.referenced.line() as usize,
-                share.referenced.column() as usize,
-                format!("shares: {message}"),
-            ));
+            report
+                .errors
+                .push(error_at(&share.referenced, format!("shares: {message}")));
         }
     }
-
-    for (index, case) in table.cases.iter().enumerate() {
-        let line = case.referenced.line() as usize;
-        let column = case.referenced.column() as usize;
-        let case = &case.value;
-        let place = format!("{}:{line}", path.display());
-        let mut rows: Vec<(String, Expect)> = Vec::new();
-        match (&case.action, case.expect) {
-            (Some(action), Some(expect)) => rows.push((action.clone(), expect)),
-            (None, None) => {}
-            _ => {
-                report.errors.push(error_at(
-                    line,
-                    column,
-                    format!("cases[{index}]: `action` and `expect` go together"),
-                ));
-                continue;
-            }
-        }
-        rows.extend(case.allow.iter().map(|a| (a.clone(), Expect::Allow)));
-        rows.extend(case.deny.iter().map(|a| (a.clone(), Expect::Deny)));
-        if rows.is_empty() {
-            report.errors.push(error_at(
-                line,
-                column,
-                format!("cases[{index}]: give `action` + `expect`, or `allow` / `deny` lists"),
-            ));
-            continue;
-        }
-        let workspace_key = case.workspace.as_deref().or(table.workspace.as_deref());
-        let Some(workspace) = workspace_key.and_then(|key| directory.find_workspace(key)) else {
-            report.errors.push(error_at(
-                line,
-                column,
-                format!(
-                    "cases[{index}]: unknown or missing workspace `{}`",
-                    workspace_key.unwrap_or_default()
-                ),
-            ));
-            continue;
-        };
-        let user_id = match directory.find_user(&case.persona) {
-            Some(user) => user.named.id.clone(),
-            None if uuid::Uuid::parse_str(&case.persona).is_ok() => case.persona.clone(),
-            None => {
-                report.errors.push(error_at(
-                    line,
-                    column,
-                    format!(
-                        "cases[{index}]: unknown persona `{}` (a UUID stands for an unknown user)",
-                        case.persona
-                    ),
-                ));
-                continue;
-            }
-        };
-        let resource = match resolve_resource(snapshot, &case.resource) {
-            Ok(resource) => resource,
+    for (index, spanned) in table.cases.iter().enumerate() {
+        let case = &spanned.value;
+        let place = format!("{}:{}", path.display(), spanned.referenced.line());
+        let fail = |message: String| error_at(&spanned.referenced, format!("cases[{index}]: {message}"));
+        let resolved = match case
+            .rows()
+            .and_then(|rows| resolve_case(snapshot, &table, case, &file_shares).map(|r| (rows, r)))
+        {
+            Ok(resolved) => resolved,
             Err(message) => {
-                report
-                    .errors
-                    .push(error_at(line, column, format!("cases[{index}]: {message}")));
+                report.errors.push(fail(message));
                 continue;
             }
         };
-        let mut shares = file_shares.clone();
-        let mut bad_share = false;
-        for share in &case.shares {
-            if let Err(message) = add_share(snapshot, &mut shares, share, workspace_key) {
-                report.errors.push(error_at(
-                    line,
-                    column,
-                    format!("cases[{index}]: shares: {message}"),
-                ));
-                bad_share = true;
-            }
-        }
-        if bad_share {
-            continue;
-        }
+        let (rows, resolved) = resolved;
         for (action, expect) in rows {
             let question = Question {
-                workspace_id: &workspace.named.id,
-                user_id: &user_id,
+                workspace_id: &resolved.workspace_id,
+                user_id: &resolved.user_id,
                 action: &action,
-                resource: &resource,
+                resource: &resolved.resource,
             };
-            // Decided as the server decides (stand-in resources where exact), and checked
-            // against the request as written (a request-scoped resource): the two must agree.
-            let decide = |resource_as: ResourceAs| match decider.prepare(&shares, &question, resource_as) {
-                Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
-                Ok(Prepared::Request(request, alias)) => Ok(
-                    match decider.decide_prepared(&request, alias.as_deref(), &mut Batch::single()) {
-                        Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
-                        Err(error) => (false, Vec::new(), vec![error.to_string()]),
-                    },
-                ),
-                Err(error) => Err(error.to_string()),
-            };
-            let served = decide(ResourceAs::StandIn);
-            let written = decide(ResourceAs::Written);
-            let (allowed, reasons, errors) = match (served, written) {
-                (Ok(served), Ok(written)) if served == written => served,
-                (Ok(served), Ok(written)) => {
-                    report.errors.push(error_at(
-                        line,
-                        column,
-                        format!(
-                            "cases[{index}]: {action}: internal: the stand-in resource decided {served:?}, \
-                             the request-scoped one {written:?}"
-                        ),
-                    ));
-                    continue;
-                }
-                (Err(message), _) | (_, Err(message)) => {
-                    report
-                        .errors
-                        .push(error_at(line, column, format!("cases[{index}]: {message}")));
+            let got = match decide_both_ways(&decider, &resolved.shares, &question) {
+                Ok(got) => got,
+                Err(message) => {
+                    report.errors.push(fail(message));
                     continue;
                 }
             };
-            let got = if allowed { Expect::Allow } else { Expect::Deny };
-            let reasons_ok = match (&case.reasons, got) {
-                (Some(expected), Expect::Allow) => {
-                    let mut expected = expected.clone();
-                    expected.sort();
-                    expected == reasons
-                }
-                _ => true,
-            };
-            if got == expect && reasons_ok {
-                report.passed += 1;
-                continue;
+            match row_failure(snapshot, case, &resolved, &action, expect, &got) {
+                None => report.passed += 1,
+                Some(failure) => report.failures.push(format!("{place}: {failure}")),
             }
-            let determining = if reasons.is_empty() {
-                "none".to_owned()
-            } else {
-                reasons
-                    .iter()
-                    .map(|id| describe_policy(snapshot, id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut line = format!(
-                "{place}: {} {action} {} in workspace {}: expected {}, got {} (determining: {determining})",
-                case.persona,
-                case.resource,
-                workspace.named.name,
-                word(expect),
-                word(got),
-            );
-            if !reasons_ok {
-                line.push_str(&format!(
-                    "; expected determining policies {:?}",
-                    case.reasons.clone().unwrap_or_default()
-                ));
-            }
-            if !errors.is_empty() {
-                line.push_str(&format!("; errors: {}", errors.join("; ")));
-            }
-            report.failures.push(line);
         }
     }
+}
+
+/// Reads and parses one table file; errors carry the file and, for YAML errors, the line.
+fn read_table(path: &Path) -> Result<TableFile, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| LoadError::file(path, format!("cannot read: {error}")))?;
+    serde_saphyr::from_str(&text).map_err(|error| {
+        let message = crate::directory::yaml_message(&error);
+        match error.location() {
+            Some(at) => LoadError::at_line(path, at.line() as usize, at.column() as usize, message),
+            None => LoadError::file(path, message),
+        }
+    })
+}
+
+impl Case {
+    /// The case's rows: its `action` + `expect`, then its `allow` and `deny` lists.
+    fn rows(&self) -> Result<Vec<(String, Expect)>, String> {
+        let mut rows: Vec<(String, Expect)> = Vec::new();
+        match (&self.action, self.expect) {
+            (Some(action), Some(expect)) => rows.push((action.clone(), expect)),
+            (None, None) => {}
+            _ => return Err("`action` and `expect` go together".into()),
+        }
+        rows.extend(self.allow.iter().map(|a| (a.clone(), Expect::Allow)));
+        rows.extend(self.deny.iter().map(|a| (a.clone(), Expect::Deny)));
+        if rows.is_empty() {
+            return Err("give `action` + `expect`, or `allow` / `deny` lists".into());
+        }
+        Ok(rows)
+    }
+}
+
+/// What a case's names resolve to in the directory.
+struct Resolved {
+    workspace_id: String,
+    workspace_name: String,
+    user_id: String,
+    resource: Resource,
+    /// The file's shares plus the case's own.
+    shares: ShareSet,
+}
+
+fn resolve_case(
+    snapshot: &Snapshot,
+    table: &TableFile,
+    case: &Case,
+    file_shares: &ShareSet,
+) -> Result<Resolved, String> {
+    let directory = snapshot.directory().ok_or("no ZenML directory")?;
+    let workspace_key = case.workspace.as_deref().or(table.workspace.as_deref());
+    let workspace = workspace_key
+        .and_then(|key| directory.find_workspace(key))
+        .ok_or_else(|| {
+            format!(
+                "unknown or missing workspace `{}`",
+                workspace_key.unwrap_or_default()
+            )
+        })?;
+    let user_id = match directory.find_user(&case.persona) {
+        Some(user) => user.named.id.clone(),
+        None if uuid::Uuid::parse_str(&case.persona).is_ok() => case.persona.clone(),
+        None => {
+            return Err(format!(
+                "unknown persona `{}` (a UUID stands for an unknown user)",
+                case.persona
+            ));
+        }
+    };
+    let resource = resolve_resource(snapshot, &case.resource)?;
+    let mut shares = file_shares.clone();
+    for share in &case.shares {
+        add_share(snapshot, &mut shares, share, workspace_key)
+            .map_err(|message| format!("shares: {message}"))?;
+    }
+    Ok(Resolved {
+        workspace_id: workspace.named.id.clone(),
+        workspace_name: workspace.named.name.clone(),
+        user_id,
+        resource,
+        shares,
+    })
+}
+
+/// A row's answer: allowed, determining policies (sorted), errors.
+type Answer = (bool, Vec<String>, Vec<String>);
+
+/// Decides a question as the server does (the stand-in resource where exact) and as written (a
+/// request-scoped resource); the two must agree, else it is an error of the sidecar.
+fn decide_both_ways(
+    decider: &Decider<'_>,
+    shares: &ShareSet,
+    question: &Question<'_>,
+) -> Result<Answer, String> {
+    let decide = |resource_as: ResourceAs| match decider.prepare(shares, question, resource_as) {
+        Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
+        Ok(Prepared::Request(request, alias)) => Ok(
+            match decider.decide_prepared(&request, alias.as_deref(), &mut Batch::single()) {
+                Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
+                Err(error) => (false, Vec::new(), vec![error.to_string()]),
+            },
+        ),
+        Err(error) => Err(error.to_string()),
+    };
+    match (decide(ResourceAs::StandIn), decide(ResourceAs::Written)) {
+        (Ok(served), Ok(written)) if served == written => Ok(served),
+        (Ok(served), Ok(written)) => Err(format!(
+            "{}: internal: the stand-in resource decided {served:?}, the request-scoped one {written:?}",
+            question.action
+        )),
+        (Err(message), _) | (_, Err(message)) => Err(message),
+    }
+}
+
+/// `None` when the row got what it expects, else the failure's description.
+fn row_failure(
+    snapshot: &Snapshot,
+    case: &Case,
+    resolved: &Resolved,
+    action: &str,
+    expect: Expect,
+    (allowed, reasons, errors): &Answer,
+) -> Option<String> {
+    let got = if *allowed { Expect::Allow } else { Expect::Deny };
+    let reasons_ok = match (&case.reasons, got) {
+        (Some(expected), Expect::Allow) => {
+            let mut expected = expected.clone();
+            expected.sort();
+            &expected == reasons
+        }
+        _ => true,
+    };
+    if got == expect && reasons_ok {
+        return None;
+    }
+    let determining = if reasons.is_empty() {
+        "none".to_owned()
+    } else {
+        reasons
+            .iter()
+            .map(|id| describe_policy(snapshot, id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!(
+        "{} {action} {} in workspace {}: expected {}, got {} (determining: {determining})",
+        case.persona,
+        case.resource,
+        resolved.workspace_name,
+        verdict(expect),
+        verdict(got),
+    );
+    if !reasons_ok {
+        line.push_str(&format!(
+            "; expected determining policies {:?}",
+            case.reasons.clone().unwrap_or_default()
+        ));
+    }
+    if !errors.is_empty() {
+        line.push_str(&format!("; errors: {}", errors.join("; ")));
+    }
+    Some(line)
 }
 
 /// `policy-id (file:line)`.
@@ -363,7 +380,7 @@ pub fn describe_policy(snapshot: &Snapshot, id: &str) -> String {
     }
 }
 
-fn word(expect: Expect) -> &'static str {
+fn verdict(expect: Expect) -> &'static str {
     match expect {
         Expect::Allow => "allow",
         Expect::Deny => "deny",

@@ -146,7 +146,7 @@ impl Ask {
         }
     }
 
-    /// The cache key `zenml::api` builds for this question (revision, share version, request).
+    /// The cache key `http::zenml` builds for this question (revision, share version, request).
     pub fn cache_key(&self, revision: &str, shares_version: u64) -> CacheKey {
         CacheKey {
             revision: revision.to_owned(),

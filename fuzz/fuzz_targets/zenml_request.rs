@@ -1,6 +1,6 @@
 //! The ZenML request path: a `check_permissions` body (a JSON array of resource strings) ->
-//! `Resource::parse_wire` -> a `Question` -> `zenml::request::prepare` /
-//! `prepare_for_decision` -> `engine::decide`, under the bundled sample snapshot and a
+//! `Resource::parse_wire` -> a `Question` -> `Decider::prepare` (as written, or with its
+//! stand-in) -> `Engine::decide`, under the bundled sample snapshot and a
 //! `ShareSet` the input fills.
 //!
 //! Input layout (`Header` is decoded with `arbitrary`, one byte per field, in order):
@@ -16,18 +16,18 @@
 //! action, bits 3-6 (1..=10) add `ACTIONS[n-1]`.
 //!
 //! Asserts, beyond not panicking:
-//! * `prepare` (the resource as a request-scoped entity, decided over a slice) and
-//!   `prepare_for_decision` (its stand-in, over the store) give the same outcome: the same
+//! * `ResourceAs::Written` (the resource as a request-scoped entity, decided over a slice) and
+//!   `ResourceAs::StandIn` (its stand-in, over the store) give the same outcome: the same
 //!   deny-before-evaluation message, or the same decision, determining policies and errors;
 //! * that decision equals Cedar's own answer (every policy, the whole store plus the
 //!   request-scoped entities), which checks the stand-in, index graph and slice paths at once;
-//! * an item of a batch (one `engine::Memo` across the body, as the API does) is decided as
+//! * an item of a batch (one `Batch::many()` across the body, as the API does) is decided as
 //!   when asked alone;
 //! * a type-level resource's `allowed_ids` is `None` exactly when the type-level check
 //!   allows, and lists only ids whose instance check allows.
 //!
 //! Not covered: the share body (`POST /rbac/resource_members`): its decoder (`MembershipBody`)
-//! is private to `zenml::api`; shares enter through the public `ShareSet::set` instead.
+//! is private to `http::zenml`; shares enter through the public `ShareSet::set` instead.
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
@@ -186,7 +186,7 @@ fuzz_target!(|data: &[u8]| {
             }
             (Err(_), Err(_)) => assert!(single.is_err(), "an unpreparable question decided"),
             _ => panic!(
-                "prepare: {}, prepare_for_decision: {} for {question:?}",
+                "written: {}, stand-in: {} for {question:?}",
                 outcome(&as_written),
                 outcome(&for_decision)
             ),

@@ -10,7 +10,7 @@ use cedar_policy::{Context, Entity, EntityUid, Request, RestrictedExpression};
 use super::resource::Resource;
 use super::shares::ShareSet;
 use super::{Decider, DecisionError, standin};
-use crate::directory::{PROJECT_MEMBERS, PROJECT_ROLES, permission_id, role_id};
+use crate::directory::{Directory, PROJECT_MEMBERS, PROJECT_ROLES, User, permission_id, role_id};
 use crate::engine::{AuthzRequest, Engine, PreparedContext};
 use crate::model::{ACTIONS, PROJECT, RESOURCE_TYPES, ResourceType, action_from_wire, uid};
 
@@ -187,135 +187,261 @@ pub(super) fn prepare(
     question: &Question<'_>,
     resource_as: ResourceAs,
 ) -> Result<Prepared, DecisionError> {
+    match build(decider, shares, question, resource_as) {
+        Ok(prepared) => Ok(prepared),
+        Err(Stop::Denied(why)) => Ok(Prepared::Denied(why)),
+        Err(Stop::Failed(error)) => Err(error),
+    }
+}
+
+/// Why preparing stopped: a deny before evaluation, or a request that cannot be built.
+enum Stop {
+    Denied(String),
+    Failed(DecisionError),
+}
+
+impl From<DecisionError> for Stop {
+    fn from(error: DecisionError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+/// The question's names, each known to the snapshot.
+struct Known<'d> {
+    user: &'d User,
+    resource_type: ResourceType,
+    action: &'static str,
+    workspace: EntityUid,
+}
+
+/// The request-scoped entities of a request, and the stored ones it names.
+struct Scoped {
+    entities: Vec<Entity>,
+    referenced: Vec<EntityUid>,
+}
+
+fn build(
+    decider: &Decider<'_>,
+    shares: &ShareSet,
+    question: &Question<'_>,
+    resource_as: ResourceAs,
+) -> Result<Prepared, Stop> {
     let (engine, view) = (decider.engine, decider.view);
-    let directory = &view.directory;
+    let known = known(&view.directory, question)?;
+    let mut scoped = Scoped {
+        entities: Vec::with_capacity(2),
+        referenced: vec![known.workspace.clone()],
+    };
+    let project_id = question.resource.scope_project();
+    let stored_scope = scoped.project(&view.directory, question, project_id, &known.workspace)?;
+    let stand_in = resource_as == ResourceAs::StandIn
+        && stored_scope
+        && view.stand_ins
+        && standin::exists(&known.resource_type, project_id.is_some());
+    let (resource, alias) = scoped.resource(question, &known, project_id, stand_in)?;
+    let (users, teams) = grantees(shares, question, &known);
+    let (context, context_reads) = if users.is_empty() && teams.is_empty() {
+        view.contexts.get(
+            engine,
+            (question.workspace_id, project_id),
+            &known.resource_type,
+            known.action,
+            || {
+                Context::from_pairs([permissions(&view.directory, question, &known, project_id)])
+                    .map_err(|error| DecisionError::Context(error.to_string()))
+            },
+        )?
+    } else {
+        let permissions = permissions(&view.directory, question, &known, project_id);
+        (shared_context(permissions, &users, &teams)?, None)
+    };
+    let shape = view.shapes.slot(
+        known.action,
+        &known.resource_type,
+        !users.is_empty(),
+        !teams.is_empty(),
+    );
+    let request = checked_request(
+        engine,
+        shape,
+        uid("User", &known.user.named.id),
+        uid("Action", known.action),
+        resource,
+        context,
+    )?;
+    Ok(Prepared::Request(
+        Box::new(AuthzRequest {
+            request,
+            entities: if scoped.entities.is_empty() {
+                crate::engine::no_entities()
+            } else {
+                scoped.entities.into()
+            },
+            referenced: scoped.referenced,
+            internal: alias.is_some(),
+            context: context_reads,
+        }),
+        alias.map(Box::new),
+    ))
+}
+
+/// The question's user, resource type, action and workspace, or a deny naming the unknown one.
+fn known<'d>(directory: &'d Directory, question: &Question<'_>) -> Result<Known<'d>, Stop> {
     let Some(user) = directory.users.get(question.user_id) else {
-        return Ok(Prepared::Denied(format!("unknown user `{}`", question.user_id)));
+        return Err(Stop::Denied(format!("unknown user `{}`", question.user_id)));
     };
     let Some(resource_type) = question.resource.resource_type() else {
-        return Ok(Prepared::Denied(format!(
+        return Err(Stop::Denied(format!(
             "unknown resource type `{}`",
             question.resource.type_name
         )));
     };
     let Some(action) = action_from_wire(question.action) else {
-        return Ok(Prepared::Denied(format!("unknown action `{}`", question.action)));
+        return Err(Stop::Denied(format!("unknown action `{}`", question.action)));
     };
     if !directory.workspaces.contains_key(question.workspace_id) {
-        return Ok(Prepared::Denied(format!(
+        return Err(Stop::Denied(format!(
             "unknown workspace `{}`",
             question.workspace_id
         )));
     }
-    let workspace = uid("Workspace", question.workspace_id);
-    let mut entities = Vec::with_capacity(2);
-    let mut referenced = vec![workspace.clone()];
+    Ok(Known {
+        user,
+        resource_type,
+        action,
+        workspace: uid("Workspace", question.workspace_id),
+    })
+}
 
-    // The project the resource is in (or is), stored or request-scoped.
-    let project_id = question.resource.scope_project();
-    let mut stored_scope = true;
-    if let Some(project_id) = project_id {
-        match directory.projects.get(project_id) {
-            Some(project) if project.workspace_id == question.workspace_id => {}
+impl Scoped {
+    /// The project the resource is in (or is): stored, or request-scoped when the directory does
+    /// not list it (then `false`). A project of another workspace is a deny.
+    fn project(
+        &mut self,
+        directory: &Directory,
+        question: &Question<'_>,
+        project_id: Option<&str>,
+        workspace: &EntityUid,
+    ) -> Result<bool, Stop> {
+        let Some(project_id) = project_id else {
+            return Ok(true);
+        };
+        let stored = match directory.projects.get(project_id) {
+            Some(project) if project.workspace_id == question.workspace_id => true,
             Some(_) => {
-                return Ok(Prepared::Denied(format!(
+                return Err(Stop::Denied(format!(
                     "project `{project_id}` belongs to another workspace"
                 )));
             }
             None => {
-                entities.push(project_entity(project_id, &workspace)?);
-                stored_scope = false;
+                self.entities.push(project_entity(project_id, workspace)?);
+                false
             }
-        }
-        referenced.push(uid("Project", project_id));
+        };
+        self.referenced.push(uid("Project", project_id));
+        Ok(stored)
     }
-    let mut alias = None;
 
-    // The resource itself: an instance, or the whole type ("*").
-    let instance = question.resource.id.as_deref().unwrap_or("*");
-    let resource = if resource_type == PROJECT {
-        let resource = uid("Project", instance);
-        if question.resource.id.is_none() {
-            entities.push(project_entity("*", &workspace)?);
+    /// The resource itself, an instance or the whole type (`*`): a project, the stored stand-in
+    /// of its type in its scope (with the alias to the real resource), or a request-scoped entity.
+    fn resource(
+        &mut self,
+        question: &Question<'_>,
+        known: &Known<'_>,
+        project_id: Option<&str>,
+        stand_in: bool,
+    ) -> Result<(EntityUid, Option<Alias>), Stop> {
+        let instance = question.resource.id.as_deref().unwrap_or("*");
+        if known.resource_type == PROJECT {
+            if question.resource.id.is_none() {
+                self.entities.push(project_entity("*", &known.workspace)?);
+            }
+            return Ok((uid("Project", instance), None));
         }
-        resource
-    } else if resource_as == ResourceAs::StandIn
-        && stored_scope
-        && view.stand_ins
-        && standin::exists(&resource_type, project_id.is_some())
-    {
-        // The stored stand-in of this type in this scope carries the same data.
-        let real = uid(resource_type.cedar, instance);
-        let scope = project_id.unwrap_or(question.workspace_id);
-        let stand_in = uid(resource_type.cedar, &standin::id(scope));
-        alias = Some((stand_in.clone(), real));
-        stand_in
-    } else {
-        let resource = uid(resource_type.cedar, instance);
+        let resource = uid(known.resource_type.cedar, instance);
+        if stand_in {
+            // The stored stand-in of this type in this scope carries the same data.
+            let scope = project_id.unwrap_or(question.workspace_id);
+            let stand_in = uid(known.resource_type.cedar, &standin::id(scope));
+            return Ok((stand_in.clone(), Some((stand_in, resource))));
+        }
         let project = project_id.map(|project_id| uid("Project", project_id));
-        entities.push(
-            standin::resource_entity(resource.clone(), &workspace, project.as_ref())
+        self.entities.push(
+            standin::resource_entity(resource.clone(), &known.workspace, project.as_ref())
                 .map_err(DecisionError::Entity)?,
         );
-        resource
-    };
+        Ok((resource, None))
+    }
+}
 
-    // Context: the custom-role groups whose grid has this (scope, type, action) cell, at the
-    // project and at the workspace, and the shares that would allow exactly this request.
-    let permissions = || {
-        let cells = [project_id, Some(question.workspace_id)];
-        let groups = cells
-            .into_iter()
-            .flatten()
-            .filter_map(|scope| {
-                directory
-                    .cell_roles
-                    .get(&permission_id(scope, resource_type.wire, action))
-            })
-            .flatten()
-            .map(|group| uid("Role", group))
-            .collect();
-        ("permissions".to_owned(), set(groups))
-    };
+/// The users and teams the resource is shared with for this action that can be the caller: the
+/// caller and the caller's teams (teams are flat, so `principal in Team` is exactly team
+/// membership). A project can have hundreds of grantees; the decision needs only these, and the
+/// context stays a few entries long.
+fn grantees<'s>(
+    shares: &'s ShareSet,
+    question: &Question<'_>,
+    known: &Known<'_>,
+) -> (Vec<&'s str>, Vec<&'s str>) {
     let (mut users, mut teams) = match &question.resource.id {
-        Some(_) => shares.shared_with(question.workspace_id, &question.resource.to_string(), action),
+        Some(_) => shares.shared_with(
+            question.workspace_id,
+            &question.resource.to_string(),
+            known.action,
+        ),
         None => (Vec::new(), Vec::new()),
     };
     // Implicit membership: whoever has a resource of a project shared with them may see it.
-    if resource_type == PROJECT
-        && action == "read"
+    if known.resource_type == PROJECT
+        && known.action == "read"
         && let Some(project_id) = &question.resource.id
     {
         let (project_users, project_teams) = shares.project_grantees(question.workspace_id, project_id);
         users.extend(project_users);
         teams.extend(project_teams);
     }
-    // Only the grantees that can be the caller: the caller and the caller's teams (teams are
-    // flat, so `principal in Team` is exactly team membership). A project can have hundreds of
-    // grantees; the decision needs only these, and the context stays a few entries long.
-    users.retain(|id| *id == user.named.id);
-    teams.retain(|id| user.teams.iter().any(|team| team == id));
-    let (context, context_reads) = if users.is_empty() && teams.is_empty() {
-        view.contexts.get(
-            engine,
-            (question.workspace_id, project_id),
-            &resource_type,
-            action,
-            || {
-                Context::from_pairs([permissions()])
-                    .map_err(|error| DecisionError::Context(error.to_string()))
-            },
-        )?
-    } else {
-        (shared_context(permissions(), &users, &teams)?, None)
-    };
-    let shape = view
-        .shapes
-        .slot(action, &resource_type, !users.is_empty(), !teams.is_empty());
+    users.retain(|id| *id == known.user.named.id);
+    teams.retain(|id| known.user.teams.iter().any(|team| team == id));
+    (users, teams)
+}
+
+/// `context.permissions`: the custom-role groups whose grid has this (scope, type, action) cell,
+/// at the project and at the workspace.
+fn permissions(
+    directory: &Directory,
+    question: &Question<'_>,
+    known: &Known<'_>,
+    project_id: Option<&str>,
+) -> (String, RestrictedExpression) {
+    let cells = [project_id, Some(question.workspace_id)];
+    let groups = cells
+        .into_iter()
+        .flatten()
+        .filter_map(|scope| {
+            directory
+                .cell_roles
+                .get(&permission_id(scope, known.resource_type.wire, known.action))
+        })
+        .flatten()
+        .map(|group| uid("Role", group))
+        .collect();
+    ("permissions".to_owned(), set(groups))
+}
+
+/// The Cedar request, checked against the schema unless a request of its shape passed before
+/// under this snapshot; the verdict is remembered for the shape.
+fn checked_request(
+    engine: &Engine,
+    shape: Option<&OnceLock<bool>>,
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
+    context: Context,
+) -> Result<Request, DecisionError> {
     let checked = shape.and_then(OnceLock::get) == Some(&true);
     let request = Request::new(
-        uid("User", &user.named.id),
-        uid("Action", action),
+        principal,
+        action,
         resource,
         context,
         (!checked).then_some(&engine.schema),
@@ -326,21 +452,7 @@ pub(super) fn prepare(
         // Racing first uses compute the same verdict: whichever is stored is right.
         let _ = shape.set(request.is_ok());
     }
-    let request = request.map_err(|error| DecisionError::Schema(error.to_string()))?;
-    Ok(Prepared::Request(
-        Box::new(AuthzRequest {
-            request,
-            entities: if entities.is_empty() {
-                crate::engine::no_entities()
-            } else {
-                entities.into()
-            },
-            referenced,
-            internal: alias.is_some(),
-            context: context_reads,
-        }),
-        alias.map(Box::new),
-    ))
+    request.map_err(|error| DecisionError::Schema(error.to_string()))
 }
 
 fn set(uids: Vec<EntityUid>) -> RestrictedExpression {
