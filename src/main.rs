@@ -3,12 +3,15 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
+use zenml_authz::auth::CallerTokens;
 use zenml_authz::cache::DecisionCache;
 use zenml_authz::cli::{Cli, Command, LogFormat, ServeArgs, exit};
+use zenml_authz::config::ServerConfig;
 use zenml_authz::decision_log::DecisionLog;
 use zenml_authz::metrics::Metrics;
-use zenml_authz::snapshot::{self, Loader, Sources};
+use zenml_authz::snapshot::{self, Loader, Snapshot, Sources};
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
 use zenml_authz::zenml::ZenmlConfig;
@@ -107,7 +110,7 @@ fn hash_token(name: &str) -> i32 {
 
 /// Refuses to serve the Cedar API, status or metrics without caller tokens on an address other
 /// hosts can reach, unless told to; says at start how callers are authenticated.
-fn check_exposure(args: &ServeArgs, tokens: &zenml_authz::auth::CallerTokens) -> Result<(), String> {
+fn check_exposure(args: &ServeArgs, tokens: &CallerTokens) -> Result<(), String> {
     if !tokens.is_empty() {
         tracing::info!(
             tokens = tokens.len(),
@@ -131,41 +134,10 @@ fn check_exposure(args: &ServeArgs, tokens: &zenml_authz::auth::CallerTokens) ->
 }
 
 fn serve(args: ServeArgs) -> i32 {
-    // A weak or misplaced token secret is a bad setting: refused before anything is loaded.
-    let zenml = match args.zenml_config() {
-        Ok(zenml) => zenml,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return exit::USAGE;
-        }
+    let startup = match Startup::new(&args) {
+        Ok(startup) => startup,
+        Err(code) => return code,
     };
-    init_tracing(&args);
-    let caller_tokens = match args.caller_tokens() {
-        Ok(tokens) => tokens,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return exit::USAGE;
-        }
-    };
-    if let Err(message) = check_exposure(&args, &caller_tokens) {
-        eprintln!("error: {message}");
-        return exit::USAGE;
-    }
-    let sources = args.sources.sources();
-    let mut loader = Loader::new();
-    let snapshot = match loader.load(&sources) {
-        Ok(snapshot) => snapshot,
-        Err(errors) => {
-            for error in &errors {
-                eprintln!("error: {error}");
-            }
-            tracing::error!(errors = errors.len(), "invalid policy sources; not starting");
-            return exit::INVALID;
-        }
-    };
-    for warning in &snapshot.warnings {
-        tracing::warn!(%warning, "policy validation warning");
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -173,79 +145,147 @@ fn serve(args: ServeArgs) -> i32 {
             return exit::RUNTIME;
         }
     };
-    let store = if args.shares_db.as_os_str() == ":memory:" {
-        SqliteShareStore::in_memory()
-    } else {
-        SqliteShareStore::open(&args.shares_db)
-    };
-    let shares = match store.and_then(|store| Shares::open(Box::new(store))) {
-        Ok(shares) => shares,
-        Err(error) => {
-            eprintln!("error: {}: {error}", args.shares_db.display());
+    runtime.block_on(run_server(args, startup))
+}
+
+/// What `serve` settles before it starts the runtime: every setting checked, the sources
+/// loaded (the first snapshot), the share store opened. Each failure is reported and mapped to
+/// its exit code.
+struct Startup {
+    zenml: ZenmlConfig,
+    caller_tokens: CallerTokens,
+    sources: Sources,
+    loader: Loader,
+    snapshot: Snapshot,
+    shares: Shares,
+}
+
+impl Startup {
+    fn new(args: &ServeArgs) -> Result<Startup, i32> {
+        let usage = |message: &dyn std::fmt::Display| {
+            eprintln!("error: {message}");
+            exit::USAGE
+        };
+        // A weak or misplaced token secret is a bad setting: refused before anything is loaded.
+        let zenml = args.zenml_config().map_err(|error| usage(&error))?;
+        init_tracing(args);
+        let caller_tokens = args.caller_tokens().map_err(|message| usage(&message))?;
+        check_exposure(args, &caller_tokens).map_err(|message| usage(&message))?;
+        let sources = args.sources.sources();
+        let mut loader = Loader::new();
+        let snapshot = loader.load(&sources).map_err(|errors| {
+            for error in &errors {
+                eprintln!("error: {error}");
+            }
+            tracing::error!(errors = errors.len(), "invalid policy sources; not starting");
+            exit::INVALID
+        })?;
+        for warning in &snapshot.warnings {
+            tracing::warn!(%warning, "policy validation warning");
+        }
+        let store = if args.shares_db.as_os_str() == ":memory:" {
+            SqliteShareStore::in_memory()
+        } else {
+            SqliteShareStore::open(&args.shares_db)
+        };
+        let shares = store
+            .and_then(|store| Shares::open(Box::new(store)))
+            .map_err(|error| {
+                eprintln!("error: {}: {error}", args.shares_db.display());
+                exit::RUNTIME
+            })?;
+        Ok(Startup {
+            zenml,
+            caller_tokens,
+            sources,
+            loader,
+            snapshot,
+            shares,
+        })
+    }
+}
+
+/// Binds the listeners, builds the services, reports readiness, then serves and reloads until a
+/// shutdown signal.
+async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
+    let config = args.server_config();
+    let (listener, admin) = match bind(&config).await {
+        Ok(listeners) => listeners,
+        Err(message) => {
+            eprintln!("error: {message}");
             return exit::RUNTIME;
         }
     };
-    let config = args.server_config();
-    runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                eprintln!("error: cannot listen on {}: {error}", config.listen);
-                return exit::RUNTIME;
-            }
-        };
-        let admin = match config.admin_listen {
-            Some(address) => match tokio::net::TcpListener::bind(address).await {
-                Ok(listener) => Some(listener),
-                Err(error) => {
-                    eprintln!("error: cannot listen on {address} (--admin-listen): {error}");
-                    return exit::RUNTIME;
-                }
-            },
-            None => None,
-        };
-        // Signal listeners before readiness is reported (the line below, `/readyz`): a SIGHUP or
-        // SIGTERM sent to a ready server never meets the default action (the process ends).
-        let shutdown = server::shutdown_signal();
-        let hangup = watch::hangup_signal();
-        let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let counts = snapshot.counts();
-        tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
-        // A line for scripts and tests that start the server on port 0 (the admin one second).
-        println!("listening on http://{address}");
-        if let Some(admin) = &admin {
-            let admin = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
-            tracing::info!(address = %admin, "admin listener (health, readiness, metrics)");
-            println!("admin listening on http://{admin}");
+    let Startup {
+        zenml,
+        caller_tokens,
+        sources,
+        loader,
+        snapshot,
+        shares,
+    } = startup;
+    let services = match services(&args, zenml, shares, caller_tokens) {
+        Ok(services) => services,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return exit::RUNTIME;
         }
-        let services = match services(&args, zenml, shares, caller_tokens) {
-            Ok(services) => services,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return exit::RUNTIME;
-            }
-        };
-        let state = AppState::new(snapshot, services);
-        // One shutdown signal for the server and the reload actor.
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop.send(true);
-        });
-        let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(watch::run(
-            state.clone(),
-            sources,
-            loader,
-            args.watch_config(),
-            hangup,
-            until_stopped(stopped.clone()),
-        ));
-        server::run(listener, admin, state, &config, until_stopped(stopped)).await;
-        exit::OK
-    })
+    };
+    // Signal listeners before readiness is reported (`announce`, `/readyz`): a SIGHUP or SIGTERM
+    // sent to a ready server never meets the default action (the process ends).
+    let shutdown = server::shutdown_signal();
+    let hangup = watch::hangup_signal();
+    announce(&listener, admin.as_ref(), &snapshot);
+    let state = AppState::new(snapshot, services);
+    // One shutdown signal for the server and the reload actor.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(watch::run(
+        state.clone(),
+        sources,
+        loader,
+        args.watch_config(),
+        hangup,
+        until_stopped(stopped.clone()),
+    ));
+    server::run(listener, admin, state, &config, until_stopped(stopped)).await;
+    exit::OK
+}
+
+/// The main listener and, with `--admin-listen`, the admin one.
+async fn bind(config: &ServerConfig) -> Result<(TcpListener, Option<TcpListener>), String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", config.listen))?;
+    let admin = match config.admin_listen {
+        Some(address) => Some(
+            TcpListener::bind(address)
+                .await
+                .map_err(|error| format!("cannot listen on {address} (--admin-listen): {error}"))?,
+        ),
+        None => None,
+    };
+    Ok((listener, admin))
+}
+
+/// Reports readiness: the log line, and for scripts and tests that start the server on port 0 a
+/// `listening on` line on stdout (the admin listener's second).
+fn announce(listener: &TcpListener, admin: Option<&TcpListener>, snapshot: &Snapshot) {
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let counts = snapshot.counts();
+    tracing::info!(%address, revision = %snapshot.revision, policies = counts.policies, entities = counts.entities, "zenml-authz listening");
+    println!("listening on http://{address}");
+    if let Some(admin) = admin {
+        let admin = admin.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        tracing::info!(address = %admin, "admin listener (health, readiness, metrics)");
+        println!("admin listening on http://{admin}");
+    }
 }
 
 /// Cache, metrics, decision log and the rest of what `serve` runs with.

@@ -197,18 +197,7 @@ pub fn parse_request(
     let object = body
         .as_object()
         .ok_or_else(|| "request: expected a JSON object".to_owned())?;
-    for key in object.keys() {
-        if key == "entities" {
-            if !object[key].is_null() {
-                return Err("entities: replacing the store per request is not supported; send request-scoped entities in `additional_entities`".into());
-            }
-        } else if !FIELDS.contains(&key.as_str()) {
-            return Err(format!(
-                "unknown field `{key}`; expected one of {}",
-                FIELDS.join(", ")
-            ));
-        }
-    }
+    check_fields(object)?;
     let principal = entity_field(object, "principal", limits)?;
     let action = entity_field(object, "action", limits)?;
     let resource = entity_field(object, "resource", limits)?;
@@ -222,6 +211,60 @@ pub fn parse_request(
     }
 
     let mut referenced = Vec::new();
+    let (context, context_key) = context_field(object, snapshot, &action, limits, &mut referenced)?;
+    let entities = additional_entities(object, snapshot, limits, &mut referenced)?;
+    let key = entities.is_empty().then(|| RequestKey::Cedar {
+        principal: principal.to_string(),
+        action: action.to_string(),
+        resource: resource.to_string(),
+        context: context_key,
+    });
+    let request = Request::new(
+        principal,
+        action,
+        resource,
+        context,
+        Some(&snapshot.engine.schema),
+    )
+    .map_err(|error| format!("{}: {}", field_of(&error), one_line(&error)))?;
+    Ok((
+        AuthzRequest {
+            request,
+            entities: entities.into(),
+            referenced,
+            internal: false,
+            context: None,
+        },
+        key,
+    ))
+}
+
+/// Only the request's own fields; `entities` (a whole store per request) is refused by name.
+fn check_fields(object: &Map<String, Value>) -> Result<(), String> {
+    for key in object.keys() {
+        if key == "entities" {
+            if !object[key].is_null() {
+                return Err("entities: replacing the store per request is not supported; send request-scoped entities in `additional_entities`".into());
+            }
+        } else if !FIELDS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown field `{key}`; expected one of {}",
+                FIELDS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The context, checked against the schema for `action` and within the size limit, with its
+/// canonical text (the cache key's part); the entities it names are added to `referenced`.
+fn context_field(
+    object: &Map<String, Value>,
+    snapshot: &Snapshot,
+    action: &EntityUid,
+    limits: &Limits,
+    referenced: &mut Vec<EntityUid>,
+) -> Result<(Context, String), String> {
     let context_json = match object.get("context") {
         None | Some(Value::Null) => json!({}),
         Some(value @ Value::Object(_)) => value.clone(),
@@ -236,81 +279,66 @@ pub fn parse_request(
             limits.max_context_bytes
         ));
     }
-    crate::policy::collect_entity_refs(&context_json, &mut referenced);
-    check_ids("context", &referenced, limits)?;
-    let context = Context::from_json_value(context_json, Some((&snapshot.engine.schema, &action)))
+    crate::policy::collect_entity_refs(&context_json, referenced);
+    check_ids("context", referenced, limits)?;
+    let context = Context::from_json_value(context_json, Some((&snapshot.engine.schema, action)))
         .map_err(|error| format!("context: {}", one_line(&error)))?;
+    Ok((context, context_key))
+}
 
-    let mut entities = Vec::new();
-    match object.get("additional_entities") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(items)) => {
-            if items.len() > limits.max_request_entities {
-                return Err(format!(
-                    "additional_entities: {} entities is more than the limit of {} (--max-request-entities)",
-                    items.len(),
-                    limits.max_request_entities
-                ));
-            }
-            for (i, item) in items.iter().enumerate() {
-                let field = format!("additional_entities[{i}]");
-                let before = referenced.len();
-                crate::policy::collect_entity_refs(item, &mut referenced);
-                check_ids(&field, &referenced[before..], limits)?;
-                let entity = Entity::from_json_value(item.clone(), Some(&snapshot.engine.schema))
-                    .map_err(|error| format!("{field}: {}", one_line(&error)))?;
-                check_id(&field, &entity.uid(), limits)?;
-                if snapshot.engine.in_directory(&entity.uid()) {
-                    return Err(format!(
-                        "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
-                        entity.uid()
-                    ));
-                }
-                entities.push(entity);
-            }
-            check_depth(items, limits.max_entity_depth)?;
-        }
+/// The request-scoped entities: within the count, id and depth limits, valid under the schema,
+/// none redefining a directory entity; the entities they name are added to `referenced`.
+fn additional_entities(
+    object: &Map<String, Value>,
+    snapshot: &Snapshot,
+    limits: &Limits,
+    referenced: &mut Vec<EntityUid>,
+) -> Result<Vec<Entity>, String> {
+    let items = match object.get("additional_entities") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
         Some(_) => return Err("additional_entities: expected an array of Cedar entities".into()),
+    };
+    if items.len() > limits.max_request_entities {
+        return Err(format!(
+            "additional_entities: {} entities is more than the limit of {} (--max-request-entities)",
+            items.len(),
+            limits.max_request_entities
+        ));
     }
+    let mut entities = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("additional_entities[{i}]");
+        let before = referenced.len();
+        crate::policy::collect_entity_refs(item, referenced);
+        check_ids(&field, &referenced[before..], limits)?;
+        let entity = Entity::from_json_value(item.clone(), Some(&snapshot.engine.schema))
+            .map_err(|error| format!("{field}: {}", one_line(&error)))?;
+        check_id(&field, &entity.uid(), limits)?;
+        if snapshot.engine.in_directory(&entity.uid()) {
+            return Err(format!(
+                "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
+                entity.uid()
+            ));
+        }
+        entities.push(entity);
+    }
+    check_depth(items, limits.max_entity_depth)?;
+    Ok(entities)
+}
 
-    let key = entities.is_empty().then(|| RequestKey::Cedar {
-        principal: principal.to_string(),
-        action: action.to_string(),
-        resource: resource.to_string(),
-        context: context_key,
-    });
-    let request = Request::new(
-        principal,
-        action,
-        resource,
-        context,
-        Some(&snapshot.engine.schema),
-    )
-    .map_err(|error| {
-        let field = match &error {
-            RequestValidationError::UndeclaredAction(_) | RequestValidationError::ExternalAction(_) => {
-                "action"
-            }
-            RequestValidationError::UndeclaredPrincipalType(_)
-            | RequestValidationError::InvalidPrincipalType(_) => "principal",
-            RequestValidationError::UndeclaredResourceType(_)
-            | RequestValidationError::InvalidResourceType(_) => "resource",
-            RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => "context",
-            #[allow(unreachable_patterns, reason = "cedar may add variants")]
-            _ => "request",
-        };
-        format!("{field}: {}", one_line(&error))
-    })?;
-    Ok((
-        AuthzRequest {
-            request,
-            entities: entities.into(),
-            referenced,
-            internal: false,
-            context: None,
-        },
-        key,
-    ))
+/// The request field a schema error is about.
+fn field_of(error: &RequestValidationError) -> &'static str {
+    match error {
+        RequestValidationError::UndeclaredAction(_) | RequestValidationError::ExternalAction(_) => "action",
+        RequestValidationError::UndeclaredPrincipalType(_)
+        | RequestValidationError::InvalidPrincipalType(_) => "principal",
+        RequestValidationError::UndeclaredResourceType(_)
+        | RequestValidationError::InvalidResourceType(_) => "resource",
+        RequestValidationError::InvalidContext(_) | RequestValidationError::TypeOfContext(_) => "context",
+        #[allow(unreachable_patterns, reason = "cedar may add variants")]
+        _ => "request",
+    }
 }
 
 fn name(uid: &Option<EntityUid>) -> String {
