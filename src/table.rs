@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -30,7 +31,7 @@ use serde_saphyr::Spanned;
 use crate::engine::Batch;
 use crate::error::LoadError;
 use crate::snapshot::Snapshot;
-use crate::zenml::{Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
+use crate::zenml::{Decider, Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
 
 /// The outcome of running decision tables.
 #[derive(Debug, Default)]
@@ -120,54 +121,119 @@ pub fn table_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
+/// One row of a decision table: a ZenML question and the decision it must get.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The table file.
+    pub path: PathBuf,
+    /// Line of the row's case in the file.
+    pub line: usize,
+    /// Column of the row's case.
+    pub column: usize,
+    /// The case's index in the file's `cases`.
+    pub index: usize,
+    /// The persona as written.
+    pub persona: String,
+    /// The resource string as written (the project may be a name).
+    pub resource_text: String,
+    /// The workspace's id.
+    pub workspace_id: String,
+    /// The workspace's name.
+    pub workspace_name: String,
+    /// The user's id (a UUID the directory does not know stands for an unknown user).
+    pub user_id: String,
+    /// The ZenML action.
+    pub action: String,
+    /// The resource, its project resolved to an id.
+    pub resource: Resource,
+    /// The shares in force: the file's and the case's.
+    pub shares: Arc<ShareSet>,
+    /// Whether the row expects an allow.
+    pub allow: bool,
+    /// The determining policies an allow must have, when the case says.
+    pub reasons: Option<Vec<String>>,
+}
+
+impl Row {
+    /// The ZenML question of this row.
+    pub fn question(&self) -> Question<'_> {
+        Question {
+            workspace_id: &self.workspace_id,
+            user_id: &self.user_id,
+            action: &self.action,
+            resource: &self.resource,
+        }
+    }
+
+    /// `file:line` of the row's case.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.path.display(), self.line)
+    }
+
+    fn error(&self, message: String) -> LoadError {
+        LoadError::at_line(&self.path, self.line, self.column, message)
+    }
+}
+
 /// Runs every row of every table file under `paths`; a path with no table files, or a file
 /// that cannot be read or parsed, is an error, not a pass.
 pub fn run(snapshot: &Snapshot, paths: &[PathBuf]) -> Report {
-    let mut report = Report::default();
+    let (rows, errors) = rows(snapshot, paths);
+    let mut report = Report {
+        errors,
+        ..Report::default()
+    };
+    if let Some(decider) = snapshot.zenml() {
+        for row in &rows {
+            run_row(snapshot, &decider, row, &mut report);
+        }
+    }
+    report
+}
+
+/// Every row of every table file under `paths`, in file and row order, and what could not be
+/// read (a path with no table files, a file that cannot be read or parsed, a bad row).
+pub fn rows(snapshot: &Snapshot, paths: &[PathBuf]) -> (Vec<Row>, Vec<LoadError>) {
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
     for path in paths {
         if !path.exists() {
-            report
-                .errors
-                .push(LoadError::file(path, "no such file or directory"));
+            errors.push(LoadError::file(path, "no such file or directory"));
         } else if table_files(std::slice::from_ref(path)).is_empty() {
-            report.errors.push(LoadError::file(
+            errors.push(LoadError::file(
                 path,
                 "no decision-table files (*.yaml, *.yml) found",
             ));
         }
     }
     for file in &table_files(paths) {
-        run_file(snapshot, file, &mut report);
+        file_rows(snapshot, file, &mut rows, &mut errors);
     }
-    report
+    (rows, errors)
 }
 
-fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
+fn file_rows(snapshot: &Snapshot, path: &Path, out: &mut Vec<Row>, errors: &mut Vec<LoadError>) {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(error) => {
-            return report
-                .errors
-                .push(LoadError::file(path, format!("cannot read: {error}")));
+            return errors.push(LoadError::file(path, format!("cannot read: {error}")));
         }
     };
     let table: TableFile = match serde_saphyr::from_str(&text) {
         Ok(table) => table,
         Err(error) => {
             let message = crate::directory::yaml_message(&error);
-            return report.errors.push(match error.location() {
+            return errors.push(match error.location() {
                 Some(at) => LoadError::at_line(path, at.line() as usize, at.column() as usize, message),
                 None => LoadError::file(path, message),
             });
         }
     };
-    let Some(decider) = snapshot.zenml() else {
-        return report.errors.push(LoadError::file(
+    let Some(directory) = snapshot.directory() else {
+        return errors.push(LoadError::file(
             path,
             "decision tables need a ZenML directory file (YAML)",
         ));
     };
-    let directory = decider.directory();
     let error_at =
         |line: usize, column: usize, message: String| LoadError::at_line(path, line, column, message);
 
@@ -179,7 +245,7 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
             &share.value,
             table.workspace.as_deref(),
         ) {
-            report.errors.push(error_at(
+            errors.push(error_at(
                 share.referenced.line() as usize,
                 share.referenced.column() as usize,
                 format!("shares: {message}"),
@@ -191,13 +257,12 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
         let line = case.referenced.line() as usize;
         let column = case.referenced.column() as usize;
         let case = &case.value;
-        let place = format!("{}:{line}", path.display());
-        let mut rows: Vec<(String, Expect)> = Vec::new();
+        let mut wanted: Vec<(String, Expect)> = Vec::new();
         match (&case.action, case.expect) {
-            (Some(action), Some(expect)) => rows.push((action.clone(), expect)),
+            (Some(action), Some(expect)) => wanted.push((action.clone(), expect)),
             (None, None) => {}
             _ => {
-                report.errors.push(error_at(
+                errors.push(error_at(
                     line,
                     column,
                     format!("cases[{index}]: `action` and `expect` go together"),
@@ -205,10 +270,10 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
                 continue;
             }
         }
-        rows.extend(case.allow.iter().map(|a| (a.clone(), Expect::Allow)));
-        rows.extend(case.deny.iter().map(|a| (a.clone(), Expect::Deny)));
-        if rows.is_empty() {
-            report.errors.push(error_at(
+        wanted.extend(case.allow.iter().map(|a| (a.clone(), Expect::Allow)));
+        wanted.extend(case.deny.iter().map(|a| (a.clone(), Expect::Deny)));
+        if wanted.is_empty() {
+            errors.push(error_at(
                 line,
                 column,
                 format!("cases[{index}]: give `action` + `expect`, or `allow` / `deny` lists"),
@@ -217,7 +282,7 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
         }
         let workspace_key = case.workspace.as_deref().or(table.workspace.as_deref());
         let Some(workspace) = workspace_key.and_then(|key| directory.find_workspace(key)) else {
-            report.errors.push(error_at(
+            errors.push(error_at(
                 line,
                 column,
                 format!(
@@ -231,7 +296,7 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
             Some(user) => user.named.id.clone(),
             None if uuid::Uuid::parse_str(&case.persona).is_ok() => case.persona.clone(),
             None => {
-                report.errors.push(error_at(
+                errors.push(error_at(
                     line,
                     column,
                     format!(
@@ -245,9 +310,7 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
         let resource = match resolve_resource(snapshot, &case.resource) {
             Ok(resource) => resource,
             Err(message) => {
-                report
-                    .errors
-                    .push(error_at(line, column, format!("cases[{index}]: {message}")));
+                errors.push(error_at(line, column, format!("cases[{index}]: {message}")));
                 continue;
             }
         };
@@ -255,7 +318,7 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
         let mut bad_share = false;
         for share in &case.shares {
             if let Err(message) = add_share(snapshot, &mut shares, share, workspace_key) {
-                report.errors.push(error_at(
+                errors.push(error_at(
                     line,
                     column,
                     format!("cases[{index}]: shares: {message}"),
@@ -266,89 +329,104 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
         if bad_share {
             continue;
         }
-        for (action, expect) in rows {
-            let question = Question {
-                workspace_id: &workspace.named.id,
-                user_id: &user_id,
-                action: &action,
-                resource: &resource,
-            };
-            // Decided as the server decides (stand-in resources where exact), and checked
-            // against the request as written (a request-scoped resource): the two must agree.
-            let decide = |resource_as: ResourceAs| match decider.prepare(&shares, &question, resource_as) {
-                Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
-                Ok(Prepared::Request(request, alias)) => Ok(
-                    match decider.decide_prepared(&request, alias.as_deref(), &mut Batch::single()) {
-                        Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
-                        Err(error) => (false, Vec::new(), vec![error.to_string()]),
-                    },
-                ),
-                Err(error) => Err(error.to_string()),
-            };
-            let served = decide(ResourceAs::StandIn);
-            let written = decide(ResourceAs::Written);
-            let (allowed, reasons, errors) = match (served, written) {
-                (Ok(served), Ok(written)) if served == written => served,
-                (Ok(served), Ok(written)) => {
-                    report.errors.push(error_at(
-                        line,
-                        column,
-                        format!(
-                            "cases[{index}]: {action}: internal: the stand-in resource decided {served:?}, \
-                             the request-scoped one {written:?}"
-                        ),
-                    ));
-                    continue;
-                }
-                (Err(message), _) | (_, Err(message)) => {
-                    report
-                        .errors
-                        .push(error_at(line, column, format!("cases[{index}]: {message}")));
-                    continue;
-                }
-            };
-            let got = if allowed { Expect::Allow } else { Expect::Deny };
-            let reasons_ok = match (&case.reasons, got) {
-                (Some(expected), Expect::Allow) => {
-                    let mut expected = expected.clone();
-                    expected.sort();
-                    expected == reasons
-                }
-                _ => true,
-            };
-            if got == expect && reasons_ok {
-                report.passed += 1;
-                continue;
-            }
-            let determining = if reasons.is_empty() {
-                "none".to_owned()
-            } else {
-                reasons
-                    .iter()
-                    .map(|id| describe_policy(snapshot, id))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            let mut line = format!(
-                "{place}: {} {action} {} in workspace {}: expected {}, got {} (determining: {determining})",
-                case.persona,
-                case.resource,
-                workspace.named.name,
-                word(expect),
-                word(got),
-            );
-            if !reasons_ok {
-                line.push_str(&format!(
-                    "; expected determining policies {:?}",
-                    case.reasons.clone().unwrap_or_default()
-                ));
-            }
-            if !errors.is_empty() {
-                line.push_str(&format!("; errors: {}", errors.join("; ")));
-            }
-            report.failures.push(line);
+        let shares = Arc::new(shares);
+        for (action, expect) in wanted {
+            out.push(Row {
+                path: path.to_path_buf(),
+                line,
+                column,
+                index,
+                persona: case.persona.clone(),
+                resource_text: case.resource.clone(),
+                workspace_id: workspace.named.id.clone(),
+                workspace_name: workspace.named.name.clone(),
+                user_id: user_id.clone(),
+                action,
+                resource: resource.clone(),
+                shares: shares.clone(),
+                allow: expect == Expect::Allow,
+                reasons: case.reasons.clone(),
+            });
         }
     }
+}
+
+/// Decides `row` both ways (stand-in and as written; they must agree) and reports it.
+fn run_row(snapshot: &Snapshot, decider: &Decider<'_>, row: &Row, report: &mut Report) {
+    let (index, action) = (row.index, &row.action);
+    let question = row.question();
+    // Decided as the server decides (stand-in resources where exact), and checked
+    // against the request as written (a request-scoped resource): the two must agree.
+    let decide = |resource_as: ResourceAs| match decider.prepare(&row.shares, &question, resource_as) {
+        Ok(Prepared::Denied(why)) => Ok((false, Vec::new(), vec![why])),
+        Ok(Prepared::Request(request, alias)) => Ok(
+            match decider.decide_prepared(&request, alias.as_deref(), &mut Batch::single()) {
+                Ok(decision) => (decision.allowed, decision.reasons, decision.errors),
+                Err(error) => (false, Vec::new(), vec![error.to_string()]),
+            },
+        ),
+        Err(error) => Err(error.to_string()),
+    };
+    let served = decide(ResourceAs::StandIn);
+    let written = decide(ResourceAs::Written);
+    let (allowed, reasons, errors) = match (served, written) {
+        (Ok(served), Ok(written)) if served == written => served,
+        (Ok(served), Ok(written)) => {
+            report.errors.push(row.error(format!(
+                "cases[{index}]: {action}: internal: the stand-in resource decided {served:?}, \
+                 the request-scoped one {written:?}"
+            )));
+            return;
+        }
+        (Err(message), _) | (_, Err(message)) => {
+            report
+                .errors
+                .push(row.error(format!("cases[{index}]: {message}")));
+            return;
+        }
+    };
+    let expect = if row.allow { Expect::Allow } else { Expect::Deny };
+    let got = if allowed { Expect::Allow } else { Expect::Deny };
+    let reasons_ok = match (&row.reasons, got) {
+        (Some(expected), Expect::Allow) => {
+            let mut expected = expected.clone();
+            expected.sort();
+            expected == reasons
+        }
+        _ => true,
+    };
+    if got == expect && reasons_ok {
+        report.passed += 1;
+        return;
+    }
+    let determining = if reasons.is_empty() {
+        "none".to_owned()
+    } else {
+        reasons
+            .iter()
+            .map(|id| describe_policy(snapshot, id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut line = format!(
+        "{}: {} {action} {} in workspace {}: expected {}, got {} (determining: {determining})",
+        row.place(),
+        row.persona,
+        row.resource_text,
+        row.workspace_name,
+        word(expect),
+        word(got),
+    );
+    if !reasons_ok {
+        line.push_str(&format!(
+            "; expected determining policies {:?}",
+            row.reasons.clone().unwrap_or_default()
+        ));
+    }
+    if !errors.is_empty() {
+        line.push_str(&format!("; errors: {}", errors.join("; ")));
+    }
+    report.failures.push(line);
 }
 
 /// `policy-id (file:line)`.
