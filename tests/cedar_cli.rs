@@ -6,7 +6,9 @@
 //! it is written as (`ResourceAs::Written`: the ZenML resource a request-scoped entity, added to
 //! the exported entities) and decided by the engine; then one `cedar run-tests` process decides
 //! them all and must give, for every request, the sidecar's decision, with the sidecar's
-//! determining policies among Cedar's (`@id`s) and as many evaluation errors.
+//! determining policies among Cedar's (`@id`s) and as many evaluation errors; and `cedar
+//! authorize -v`, on one request per distinct (decision, determining policies), must name
+//! exactly the sidecar's determining policies.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -215,7 +217,7 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
     let took = started.elapsed();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let said = results(&stdout);
-    let mismatches: Vec<String> = described
+    let mut mismatches: Vec<String> = described
         .iter()
         .enumerate()
         .filter_map(|(n, description)| match said.get(&format!("#{n}")) {
@@ -224,6 +226,56 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
             None => Some(format!("{description}\n    cedar: no result")),
         })
         .collect();
+
+    // `run-tests` checks that the sidecar's determining policies are among Cedar's; `authorize
+    // -v` lists Cedar's, so one request per distinct (decision, determining policies) of the
+    // sidecar checks that they are exactly the same.
+    let mut distinct: BTreeMap<(String, Vec<String>), usize> = BTreeMap::new();
+    for (n, test) in tests.iter().enumerate() {
+        let decision = test["decision"].as_str().unwrap().to_owned();
+        let reasons: Vec<String> = serde_json::from_value(test["reason"].clone()).unwrap();
+        distinct.entry((decision, reasons)).or_insert(n);
+    }
+    for ((decision, reasons), &n) in &distinct {
+        let test = &tests[n];
+        let request = out.join(format!("request-{n}.json"));
+        std::fs::write(&request, test["request"].to_string()).unwrap();
+        let authorize = Command::new(&cedar)
+            .arg("authorize")
+            .arg("--policies")
+            .arg(out.join("policies.cedar"))
+            .arg("--schema")
+            .arg(out.join("schema.cedarschema"))
+            .arg("--entities")
+            .arg(out.join(test["entities"].as_str().unwrap()))
+            .arg("--request-json")
+            .arg(&request)
+            .arg("-v")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&authorize.stdout);
+        let said = stdout
+            .lines()
+            .find(|line| matches!(*line, "ALLOW" | "DENY"))
+            .unwrap_or_default()
+            .to_lowercase();
+        let mut determining: Vec<String> = stdout
+            .split_once("due to the following policies:\n")
+            .map(|(_, rest)| {
+                rest.lines()
+                    .take_while(|line| !line.trim().is_empty())
+                    .map(|line| line.trim().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        determining.sort();
+        if said != *decision || determining != *reasons {
+            mismatches.push(format!(
+                "{}\n    cedar authorize: {said} {determining:?}\n{stdout}",
+                described[n]
+            ));
+        }
+    }
     assert!(
         mismatches.is_empty() && run.status.success(),
         "Cedar's CLI disagrees with the sidecar on {} of {} requests:\n{}\n\ncedar run-tests exit {:?}, stderr:\n{}",
@@ -234,10 +286,12 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
         String::from_utf8_lossy(&run.stderr),
     );
     eprintln!(
-        "cedar run-tests agreed with the sidecar on {} requests ({} rows; {} denied before evaluation; {} entity files) in {took:?}",
+        "cedar run-tests agreed with the sidecar on {} requests ({} rows; {} denied before evaluation; {} entity files) in {took:?}; \
+         cedar authorize on {} requests, one per distinct decision and determining policies",
         tests.len(),
         rows.len(),
         denied_before_evaluation,
         entity_files.len(),
+        distinct.len(),
     );
 }
