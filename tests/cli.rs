@@ -835,6 +835,24 @@ fn export_writes_entities_policies_and_schema_with_every_policy_id() {
         !uids.iter().any(|uid| uid.starts_with("\"ZenML::Pipeline\"")),
         "{uids:?}"
     );
+
+    // The entities, served as a Cedar entities JSON directory, export to the same file.
+    let again = dir.path().join("again");
+    let out_run = run_in(
+        dir.path(),
+        &[
+            "export",
+            "--directory",
+            out.join("entities.json").to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out_run.code, 0, "{out_run:?}");
+    assert_eq!(
+        std::fs::read_to_string(again.join("entities.json")).unwrap(),
+        std::fs::read_to_string(out.join("entities.json")).unwrap()
+    );
 }
 
 #[test]
