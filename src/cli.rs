@@ -1,4 +1,5 @@
-//! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can` and `fmt`. Every
+//! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt` and
+//! `export`. Every
 //! flag has a `ZENML_AUTHZ_*` environment variable; flags win over variables, variables over defaults.
 
 use std::ffi::OsString;
@@ -32,7 +33,7 @@ pub mod exit {
     pub const UNFORMATTED: i32 = 1;
     /// `authorize`, `who-can`, `what-can`, `fmt`: no answer: bad input (unknown user,
     /// workspace, project, action or resource type; malformed JSON), invalid policy sources, or
-    /// a file that cannot be read, parsed or written.
+    /// a file that cannot be read, parsed or written. `export`: a file that cannot be written.
     pub const ERROR: i32 = 4;
 }
 
@@ -63,6 +64,9 @@ pub enum Command {
     WhatCan(WhatCanArgs),
     /// Format `.cedar` files with Cedar's formatter; `--check` lists those it would change.
     Fmt(FmtArgs),
+    /// Write the Cedar the sidecar evaluates (entities.json, policies.cedar with each policy's
+    /// `@id`, schema.cedarschema) for Cedar's own tools, e.g. `cedar authorize`.
+    Export(ExportArgs),
     /// Read a caller token from standard input and print its line for `--api-tokens-file`.
     HashToken(HashTokenArgs),
 }
@@ -476,4 +480,22 @@ pub struct FmtArgs {
     pub indent_width: usize,
     /// `.cedar` files or directories searched recursively for them. Default: `--policies`.
     pub paths: Vec<PathBuf>,
+}
+
+/// `export` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Writes entities.json, policies.cedar and schema.cedarschema into --out, e.g. \
+                  `cedar authorize --policies OUT/policies.cedar --schema OUT/schema.cedarschema \
+                  --entities OUT/entities.json --request-json request.json -v`.\n\
+                  Exit codes: 0 written, 1 invalid policy sources, 4 a file cannot be written, 2 bad command line."
+)]
+pub struct ExportArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The directory to write the files into (created when missing; the three files are
+    /// replaced).
+    #[arg(long, env = "ZENML_AUTHZ_EXPORT_OUT")]
+    pub out: PathBuf,
 }

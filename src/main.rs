@@ -1,4 +1,5 @@
-//! The `zenml-authz` binary: parse the command line, then serve, validate or test.
+//! The `zenml-authz` binary: parse the command line, then serve, validate, test or run an
+//! authoring command (`authorize`, `who-can`, `what-can`, `fmt`, `export`).
 
 use std::process::ExitCode;
 
@@ -15,7 +16,7 @@ use zenml_authz::snapshot::{self, Loader, Snapshot, Sources};
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
 use zenml_authz::zenml::ZenmlConfig;
-use zenml_authz::{AppState, authoring, server, table, watch};
+use zenml_authz::{AppState, authoring, export, server, table, watch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         Command::WhoCan(args) => authoring::who_can(&args).emit(),
         Command::WhatCan(args) => authoring::what_can(&args).emit(),
         Command::Fmt(args) => authoring::fmt(&args).emit(),
+        Command::Export(args) => export::export(&args).emit(),
         Command::HashToken(args) => hash_token(&args.name),
     };
     ExitCode::from(code as u8)

@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -120,39 +121,116 @@ pub fn table_files(paths: &[PathBuf]) -> Vec<PathBuf> {
     files
 }
 
+/// One row of a decision table: a ZenML question and the decision it must get.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// The table file.
+    pub path: PathBuf,
+    /// Line of the row's case in the file.
+    pub line: usize,
+    /// Column of the row's case.
+    pub column: usize,
+    /// The case's index in the file's `cases`.
+    pub index: usize,
+    /// The persona as written.
+    pub persona: String,
+    /// The resource string as written (the project may be a name).
+    pub resource_text: String,
+    /// The workspace's id.
+    pub workspace_id: String,
+    /// The workspace's name.
+    pub workspace_name: String,
+    /// The user's id (a UUID the directory does not know stands for an unknown user).
+    pub user_id: String,
+    /// The ZenML action.
+    pub action: String,
+    /// The resource, its project resolved to an id.
+    pub resource: Resource,
+    /// The shares in force: the file's and the case's.
+    pub shares: Arc<ShareSet>,
+    /// Whether the row expects an allow.
+    pub allow: bool,
+    /// The determining policies an allow must have, when the case says.
+    pub reasons: Option<Vec<String>>,
+}
+
+impl Row {
+    /// The ZenML question of this row.
+    pub fn question(&self) -> Question<'_> {
+        Question {
+            workspace_id: &self.workspace_id,
+            user_id: &self.user_id,
+            action: &self.action,
+            resource: &self.resource,
+        }
+    }
+
+    /// `file:line` of the row's case.
+    pub fn place(&self) -> String {
+        format!("{}:{}", self.path.display(), self.line)
+    }
+
+    fn error(&self, message: String) -> LoadError {
+        LoadError::at_line(&self.path, self.line, self.column, message)
+    }
+}
+
 /// Runs every row of every table file under `paths`; a path with no table files, or a file
 /// that cannot be read or parsed, is an error, not a pass.
 pub fn run(snapshot: &Snapshot, paths: &[PathBuf]) -> Report {
-    let mut report = Report::default();
+    let (rows, errors) = rows(snapshot, paths);
+    let mut report = Report {
+        errors,
+        ..Report::default()
+    };
+    let Some(decider) = snapshot.zenml() else {
+        return report;
+    };
+    for row in &rows {
+        match decide_both_ways(&decider, &row.shares, &row.question()) {
+            Err(message) => report
+                .errors
+                .push(row.error(format!("cases[{}]: {message}", row.index))),
+            Ok(answer) => match row_failure(snapshot, row, &answer) {
+                None => report.passed += 1,
+                Some(failure) => report.failures.push(format!("{}: {failure}", row.place())),
+            },
+        }
+    }
+    report
+}
+
+/// Every row of every table file under `paths`, in file and row order, and what could not be
+/// read (a path with no table files, a file that cannot be read or parsed, a bad row).
+pub fn rows(snapshot: &Snapshot, paths: &[PathBuf]) -> (Vec<Row>, Vec<LoadError>) {
+    let (mut rows, mut errors) = (Vec::new(), Vec::new());
     for path in paths {
         if !path.exists() {
-            report
-                .errors
-                .push(LoadError::file(path, "no such file or directory"));
+            errors.push(LoadError::file(path, "no such file or directory"));
         } else if table_files(std::slice::from_ref(path)).is_empty() {
-            report.errors.push(LoadError::file(
+            errors.push(LoadError::file(
                 path,
                 "no decision-table files (*.yaml, *.yml) found",
             ));
         }
     }
     for file in &table_files(paths) {
-        run_file(snapshot, file, &mut report);
+        file_rows(snapshot, file, &mut rows, &mut errors);
     }
-    report
+    (rows, errors)
 }
 
-fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
+fn file_rows(snapshot: &Snapshot, path: &Path, out: &mut Vec<Row>, errors: &mut Vec<LoadError>) {
     let table = match read_table(path) {
         Ok(table) => table,
-        Err(error) => return report.errors.push(error),
+        Err(error) => return errors.push(error),
     };
-    let Some(decider) = snapshot.zenml() else {
-        return report.errors.push(LoadError::file(
+    if snapshot.directory().is_none() {
+        return errors.push(LoadError::file(
             path,
             "decision tables need a ZenML directory file (YAML)",
         ));
-    };
+    }
     let error_at = |at: &serde_saphyr::Location, message: String| {
         LoadError::at_line(path, at.line() as usize, at.column() as usize, message)
     };
@@ -164,44 +242,42 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
             &share.value,
             table.workspace.as_deref(),
         ) {
-            report
-                .errors
-                .push(error_at(&share.referenced, format!("shares: {message}")));
+            errors.push(error_at(&share.referenced, format!("shares: {message}")));
         }
     }
     for (index, spanned) in table.cases.iter().enumerate() {
         let case = &spanned.value;
-        let place = format!("{}:{}", path.display(), spanned.referenced.line());
-        let fail = |message: String| error_at(&spanned.referenced, format!("cases[{index}]: {message}"));
-        let resolved = match case
-            .rows()
-            .and_then(|rows| resolve_case(snapshot, &table, case, &file_shares).map(|r| (rows, r)))
-        {
+        let resolved = case
+            .expectations()
+            .and_then(|wanted| Ok((wanted, resolve_case(snapshot, &table, case, &file_shares)?)));
+        let (wanted, resolved) = match resolved {
             Ok(resolved) => resolved,
             Err(message) => {
-                report.errors.push(fail(message));
+                errors.push(error_at(
+                    &spanned.referenced,
+                    format!("cases[{index}]: {message}"),
+                ));
                 continue;
             }
         };
-        let (rows, resolved) = resolved;
-        for (action, expect) in rows {
-            let question = Question {
-                workspace_id: &resolved.workspace_id,
-                user_id: &resolved.user_id,
-                action: &action,
-                resource: &resolved.resource,
-            };
-            let got = match decide_both_ways(&decider, &resolved.shares, &question) {
-                Ok(got) => got,
-                Err(message) => {
-                    report.errors.push(fail(message));
-                    continue;
-                }
-            };
-            match row_failure(snapshot, case, &resolved, &action, expect, &got) {
-                None => report.passed += 1,
-                Some(failure) => report.failures.push(format!("{place}: {failure}")),
-            }
+        let shares = Arc::new(resolved.shares);
+        for (action, expect) in wanted {
+            out.push(Row {
+                path: path.to_path_buf(),
+                line: spanned.referenced.line() as usize,
+                column: spanned.referenced.column() as usize,
+                index,
+                persona: case.persona.clone(),
+                resource_text: case.resource.clone(),
+                workspace_id: resolved.workspace_id.clone(),
+                workspace_name: resolved.workspace_name.clone(),
+                user_id: resolved.user_id.clone(),
+                action,
+                resource: resolved.resource.clone(),
+                shares: Arc::clone(&shares),
+                allow: expect == Expect::Allow,
+                reasons: case.reasons.clone(),
+            });
         }
     }
 }
@@ -220,8 +296,9 @@ fn read_table(path: &Path) -> Result<TableFile, LoadError> {
 }
 
 impl Case {
-    /// The case's rows: its `action` + `expect`, then its `allow` and `deny` lists.
-    fn rows(&self) -> Result<Vec<(String, Expect)>, String> {
+    /// The case's expected decisions: its `action` + `expect`, then its `allow` and `deny`
+    /// lists.
+    fn expectations(&self) -> Result<Vec<(String, Expect)>, String> {
         let mut rows: Vec<(String, Expect)> = Vec::new();
         match (&self.action, self.expect) {
             (Some(action), Some(expect)) => rows.push((action.clone(), expect)),
@@ -319,16 +396,10 @@ fn decide_both_ways(
 }
 
 /// `None` when the row got what it expects, else the failure's description.
-fn row_failure(
-    snapshot: &Snapshot,
-    case: &Case,
-    resolved: &Resolved,
-    action: &str,
-    expect: Expect,
-    (allowed, reasons, errors): &Answer,
-) -> Option<String> {
+fn row_failure(snapshot: &Snapshot, row: &Row, (allowed, reasons, errors): &Answer) -> Option<String> {
+    let expect = if row.allow { Expect::Allow } else { Expect::Deny };
     let got = if *allowed { Expect::Allow } else { Expect::Deny };
-    let reasons_ok = match (&case.reasons, got) {
+    let reasons_ok = match (&row.reasons, got) {
         (Some(expected), Expect::Allow) => {
             let mut expected = expected.clone();
             expected.sort();
@@ -349,17 +420,18 @@ fn row_failure(
             .join(", ")
     };
     let mut line = format!(
-        "{} {action} {} in workspace {}: expected {}, got {} (determining: {determining})",
-        case.persona,
-        case.resource,
-        resolved.workspace_name,
+        "{} {} {} in workspace {}: expected {}, got {} (determining: {determining})",
+        row.persona,
+        row.action,
+        row.resource_text,
+        row.workspace_name,
         verdict(expect),
         verdict(got),
     );
     if !reasons_ok {
         line.push_str(&format!(
             "; expected determining policies {:?}",
-            case.reasons.clone().unwrap_or_default()
+            row.reasons.clone().unwrap_or_default()
         ));
     }
     if !errors.is_empty() {

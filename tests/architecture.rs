@@ -31,6 +31,7 @@ const LAYERS: &[&str] = &[
     "watch",
     "cli",
     "authoring",
+    "export",
 ];
 
 /// The top-level module a source file belongs to (`src/http/zenml.rs` -> `http`).

@@ -1,5 +1,5 @@
 //! The policy-authoring commands, driven as the real binary on the bundled sources and on
-//! fixtures: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings, and the README's
+//! fixtures: `authorize`, `who-can`, `what-can`, `fmt`, `export`, `validate`'s warnings, and the README's
 //! "Writing policies" examples.
 #![allow(
     clippy::unwrap_used,
@@ -431,7 +431,7 @@ fn help_documents_the_exit_codes() {
     assert_eq!(out.code, 0);
     let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(help.contains("Exit codes: 0 ALLOW, 1 DENY, 4 error"), "{help}");
-    for command in ["who-can", "what-can", "fmt"] {
+    for command in ["who-can", "what-can", "fmt", "export"] {
         let out = run(&[command, "--help"]);
         assert!(out.stdout.contains("Exit codes:"), "{command}: {out:?}");
     }
@@ -766,6 +766,110 @@ fn fmt_refuses_files_that_do_not_parse_and_missing_paths() {
         std::fs::read_to_string(dir.path().join("bad.cedar")).unwrap(),
         "permit (principal, action resource);\n"
     );
+}
+
+// ---- export ---------------------------------------------------------------------------------
+
+#[test]
+fn export_writes_entities_policies_and_schema_with_every_policy_id() {
+    let dir = copy_sources();
+    // A policy without `@id` is exported under its sidecar id, `file:index`.
+    std::fs::write(
+        dir.path().join("policies/extra.cedar"),
+        "permit (principal, action == ZenML::Action::\"read\", resource is ZenML::Stack)\nwhen { principal.is_service_account };\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let out_run = run_in(dir.path(), &["export", "--out", out.to_str().unwrap()]);
+    assert_eq!(out_run.code, 0, "{out_run:?}");
+    assert!(out_run.stdout.starts_with("exported "), "{out_run:?}");
+    assert!(
+        out_run
+            .stdout
+            .contains(" entities, 19 policies and the schema to "),
+        "{out_run:?}"
+    );
+
+    let policies = std::fs::read_to_string(out.join("policies.cedar")).unwrap();
+    let ids: Vec<&str> = policies
+        .lines()
+        .filter_map(|line| line.strip_prefix("@id(\"")?.strip_suffix("\")"))
+        .collect();
+    assert_eq!(ids.len(), 19, "{policies}");
+    assert!(ids.contains(&"extra.cedar:0"), "{policies}");
+    // Every bundled policy, under the `@id` it was written with.
+    for entry in std::fs::read_dir(root().join("policies")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for id in text
+            .lines()
+            .filter_map(|line| line.strip_prefix("@id(\"")?.strip_suffix("\")"))
+        {
+            assert!(ids.contains(&id), "`{id}` missing from {policies}");
+        }
+    }
+    assert!(policies.contains(&format!(
+        "// {}:1\n",
+        Path::new("policies").join("extra.cedar").display()
+    )));
+
+    let schema = std::fs::read_to_string(out.join("schema.cedarschema")).unwrap();
+    assert_eq!(
+        schema,
+        std::fs::read_to_string(root().join("schemas/zenml.cedarschema")).unwrap()
+    );
+    let entities: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("entities.json")).unwrap()).unwrap();
+    let uids: Vec<String> = entities
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entity| format!("{}::{}", entity["uid"]["type"], entity["uid"]["id"]))
+        .collect();
+    assert!(uids.iter().any(|uid| uid.contains(BOB)), "{uids:?}");
+    assert!(
+        !uids.iter().any(|uid| uid.contains("Action")),
+        "actions come from the schema: {uids:?}"
+    );
+    // Nothing but the directory: no stand-in resources (no entity of a resource type).
+    assert!(
+        !uids.iter().any(|uid| uid.starts_with("\"ZenML::Pipeline\"")),
+        "{uids:?}"
+    );
+
+    // The entities, served as a Cedar entities JSON directory, export to the same file.
+    let again = dir.path().join("again");
+    let out_run = run_in(
+        dir.path(),
+        &[
+            "export",
+            "--directory",
+            out.join("entities.json").to_str().unwrap(),
+            "--out",
+            again.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out_run.code, 0, "{out_run:?}");
+    assert_eq!(
+        std::fs::read_to_string(again.join("entities.json")).unwrap(),
+        std::fs::read_to_string(out.join("entities.json")).unwrap()
+    );
+}
+
+#[test]
+fn export_exits_1_on_invalid_sources_and_4_when_it_cannot_write() {
+    let dir = copy_sources();
+    edit(dir.path(), "policies/workspace.cedar", "permit", "permit permit");
+    let out = dir.path().join("out");
+    let out_run = run_in(dir.path(), &["export", "--out", out.to_str().unwrap()]);
+    assert_eq!(out_run.code, 1, "{out_run:?}");
+    assert!(out_run.stderr.contains("error: "), "{out_run:?}");
+    assert!(!out.exists(), "nothing is written from invalid sources");
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let out_run = run(&["export", "--out", file.to_str().unwrap()]);
+    assert_eq!(out_run.code, 4, "{out_run:?}");
+    assert!(out_run.stderr.starts_with("error: "), "{out_run:?}");
 }
 
 // ---- validate warnings ----------------------------------------------------------------------

@@ -60,6 +60,13 @@ impl Files {
     pub fn schema_digest(&self) -> Sha256 {
         schema_digest(&self.schemas)
     }
+
+    /// The schema files as read, `(path, text)` in path order.
+    pub fn schema_files(&self) -> impl Iterator<Item = (&Path, &str)> {
+        self.schemas
+            .iter()
+            .map(|file| (file.path.as_path(), file.text.as_str()))
+    }
 }
 
 /// The policies, parsed and validated against the schema.
