@@ -42,9 +42,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
+use data::{CedarData, EntityData, GraphData};
 pub use graph::Graph;
 pub use guards::ContextReads;
-use data::{CedarData, EntityData, GraphData};
 use guards::{AtomValues, Atoms, Guard};
 
 use cedar_policy::{
@@ -384,7 +384,11 @@ fn scoped_policies(policies: &PolicySet) -> Vec<ScopedPolicy<'_>> {
 /// Per action of `actions`, the positions in `scoped` of the policies whose action constraint
 /// covers it (ascending): `action in A` covers the actions whose lineage (itself and its
 /// groups, from `entities`) holds A. Each constraint is worked out once.
-fn policies_per_action(actions: &[EntityUid], scoped: &[ScopedPolicy<'_>], entities: &Entities) -> Vec<Vec<usize>> {
+fn policies_per_action(
+    actions: &[EntityUid],
+    scoped: &[ScopedPolicy<'_>],
+    entities: &Entities,
+) -> Vec<Vec<usize>> {
     let mut covered_by: FxHashMap<&EntityUid, Vec<usize>> = FxHashMap::default();
     for (at, action) in actions.iter().enumerate() {
         let lineage: HashSet<&EntityUid> = std::iter::once(action)
@@ -395,7 +399,13 @@ fn policies_per_action(actions: &[EntityUid], scoped: &[ScopedPolicy<'_>], entit
         }
     }
     let mut per_action: Vec<Vec<usize>> = vec![Vec::new(); actions.len()];
-    for (at, ScopedPolicy { action: constraint, .. }) in scoped.iter().enumerate() {
+    for (
+        at,
+        ScopedPolicy {
+            action: constraint, ..
+        },
+    ) in scoped.iter().enumerate()
+    {
         let mut covered: Vec<usize> = match constraint {
             ActionConstraint::Any => (0..actions.len()).collect(),
             ActionConstraint::Eq(uid) => actions
@@ -459,7 +469,12 @@ struct TypePair {
 impl TypePair {
     /// The set for a request with these atom values (over all of the index's atoms). At most
     /// `budget` sets are kept over the whole index; past it, a set is built for the request.
-    fn set(&self, values: AtomValues, type_level: &[(Policy, Vec<Guard>)], budget: &AtomicUsize) -> Arc<PolicySet> {
+    fn set(
+        &self,
+        values: AtomValues,
+        type_level: &[(Policy, Vec<Guard>)],
+        budget: &AtomicUsize,
+    ) -> Arc<PolicySet> {
         let values = values.masked(self.atoms);
         let key = u64::from(values.holds) | u64::from(values.unknown) << 32;
         if let Some(set) = self.sets.load().get(&key) {
@@ -552,14 +567,17 @@ impl<E, T: Eq> Key<E, T> {
 #[derive(Debug)]
 struct Keyed<E, T> {
     /// principal entity -> the policies keyed by it, with their resource key.
-    by_principal: FxHashMap<E, Vec<(PolicyId, Key<E, T>)>>,
+    by_principal: ByEntity<E, T>,
     /// resource entity -> the policies keyed by it (and a type-level principal key).
-    by_resource: FxHashMap<E, Vec<(PolicyId, Key<E, T>)>>,
+    by_resource: ByEntity<E, T>,
     /// The types of `by_principal`'s and `by_resource`'s keys: a principal's ancestors of other
     /// types (a user has hundreds of role and permission groups) are skipped without hashing.
     principal_types: Vec<T>,
     resource_types: Vec<T>,
 }
+
+/// Entity -> the policies keyed by it, with the other side's key.
+type ByEntity<E, T> = FxHashMap<E, Vec<(PolicyId, Key<E, T>)>>;
 
 impl<E, T> Default for Keyed<E, T> {
     fn default() -> Self {
@@ -575,7 +593,7 @@ impl<E, T> Default for Keyed<E, T> {
 impl Keyed<EntityUid, EntityTypeName> {
     /// Fills in the types of the keys.
     fn note_key_types(&mut self) {
-        fn key_types(keys: &FxHashMap<EntityUid, Vec<(PolicyId, UidKey)>>) -> Vec<EntityTypeName> {
+        fn key_types(keys: &ByEntity<EntityUid, EntityTypeName>) -> Vec<EntityTypeName> {
             let mut types: Vec<EntityTypeName> = keys.keys().map(|uid| uid.type_name().clone()).collect();
             types.sort_by_key(ToString::to_string);
             types.dedup();
@@ -588,7 +606,7 @@ impl Keyed<EntityUid, EntityTypeName> {
     /// The same policies as `graph` numbers entities and types; those with a key it never met
     /// are left out (no stored entity meets that key).
     fn in_graph(&self, graph: &Graph) -> Keyed<u32, u16> {
-        let by_id = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, UidKey)>>| {
+        let by_id = |keys: &ByEntity<EntityUid, EntityTypeName>| {
             keys.iter()
                 .filter_map(|(uid, policies)| {
                     let policies = policies
@@ -623,8 +641,22 @@ impl<E: Eq + Hash, T: Eq> Keyed<E, T> {
         resource: &E,
         admitted: &mut Vec<&'k PolicyId>,
     ) {
-        add_admitted(data, &self.by_principal, &self.principal_types, principal, resource, admitted);
-        add_admitted(data, &self.by_resource, &self.resource_types, resource, principal, admitted);
+        add_admitted(
+            data,
+            &self.by_principal,
+            &self.principal_types,
+            principal,
+            resource,
+            admitted,
+        );
+        add_admitted(
+            data,
+            &self.by_resource,
+            &self.resource_types,
+            resource,
+            principal,
+            admitted,
+        );
     }
 }
 
@@ -632,7 +664,7 @@ impl<E: Eq + Hash, T: Eq> Keyed<E, T> {
 /// those of `types`, the keys' types, are looked up) whose other key admits `other`.
 fn add_admitted<'k, 'a, D: EntityData<'a>>(
     data: D,
-    keyed: &'k FxHashMap<D::EntityKey, Vec<(PolicyId, Key<D::EntityKey, D::TypeKey>)>>,
+    keyed: &'k ByEntity<D::EntityKey, D::TypeKey>,
     types: &[D::TypeKey],
     entity: &D::EntityKey,
     other: &D::EntityKey,

@@ -243,8 +243,11 @@ fn the_index_narrows_a_large_set() {
         .clone()
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();
-    let selected = index.select(&request.request, Over::Unindexed(&entities)).unwrap();
-    let count = selected.type_level.policies().count() + selected.entity_keyed.map_or(0, |e| e.policies().count());
+    let selected = index
+        .select(&request.request, Over::Unindexed(&entities))
+        .unwrap();
+    let count =
+        selected.type_level.policies().count() + selected.entity_keyed.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
 

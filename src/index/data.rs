@@ -167,7 +167,11 @@ impl<'a> EntityData<'a> for GraphData<'a> {
     }
 
     fn attr(&self, entity: &u32, _: &str, slot: u16) -> Option<Value<'a, Self>> {
-        Some(self.graph.attr(*entity, slot).map_or(AttrValue::Absent, AttrValue::borrowed))
+        Some(
+            self.graph
+                .attr(*entity, slot)
+                .map_or(AttrValue::Absent, AttrValue::borrowed),
+        )
     }
 
     fn context_attr(&self, step: usize, attr: &str) -> Value<'a, Self> {
@@ -228,12 +232,14 @@ impl<'a> EntityData<'a> for CedarData<'a> {
     }
 
     fn attr(&self, entity: &EntityUid, attr: &str, _: u16) -> Option<Value<'a, Self>> {
-        Some(match self.entities.get(entity).and_then(|entity| entity.attr(attr)) {
-            None => AttrValue::Absent,
-            Some(Ok(value)) => self.value(value),
-            // Cedar could not convert it: present, not a plain value.
-            Some(Err(_)) => AttrValue::Other,
-        })
+        Some(
+            match self.entities.get(entity).and_then(|entity| entity.attr(attr)) {
+                None => AttrValue::Absent,
+                Some(Ok(value)) => self.value(value),
+                // Cedar could not convert it: present, not a plain value.
+                Some(Err(_)) => AttrValue::Other,
+            },
+        )
     }
 
     fn context_attr(&self, _: usize, attr: &str) -> Value<'a, Self> {
@@ -244,7 +250,12 @@ impl<'a> EntityData<'a> for CedarData<'a> {
     }
 
     fn record_attr(&self, record: &Record, attr: &str) -> Option<Value<'a, Self>> {
-        Some(record.get(attr).cloned().map_or(AttrValue::Absent, |value| self.value(value)))
+        Some(
+            record
+                .get(attr)
+                .cloned()
+                .map_or(AttrValue::Absent, |value| self.value(value)),
+        )
     }
 
     fn entity(&self, uid: &EntityUid) -> Option<Cow<'a, EntityUid>> {

@@ -299,10 +299,9 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
                 // set on the right: any of its elements, which must all be entities.
                 let right = match right {
                     Origin::Var(var) => {
-                        return Some(
-                            self.var(*var)
-                                .map_or(Truth::Unknown, |right| Truth::of(data.within(left, right.borrow()))),
-                        );
+                        return Some(self.var(*var).map_or(Truth::Unknown, |right| {
+                            Truth::of(data.within(left, right.borrow()))
+                        }));
                     }
                     Origin::Step(step) => self.step(*step)?,
                 };
@@ -800,7 +799,12 @@ mod tests {
             let (principal_uid, resource_uid) = (uid(principal), uid(resource));
             let cedar = CedarData::new(&entities, Some(&context));
             let values = atoms
-                .values(1, cedar, Cow::Borrowed(&principal_uid), Cow::Borrowed(&resource_uid))
+                .values(
+                    1,
+                    cedar,
+                    Cow::Borrowed(&principal_uid),
+                    Cow::Borrowed(&resource_uid),
+                )
                 .unwrap();
             assert_eq!(values.of(0), truth, "{condition} for {principal} on {resource}");
             // Read from the graph (stored principal and resource; reads into records excepted):
