@@ -42,7 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use data::{CedarData, EntityData, GraphData};
+use data::{CedarData, CedarEntity, EntityData, GraphData};
 pub use graph::Graph;
 pub use guards::ContextReads;
 use guards::{AtomValues, Atoms, Guard};
@@ -193,8 +193,8 @@ impl ScopeIndex {
             data,
             &bucket.keyed,
             pair,
-            Cow::Borrowed(principal),
-            Cow::Borrowed(resource),
+            CedarEntity::new(Cow::Borrowed(principal)),
+            CedarEntity::new(Cow::Borrowed(resource)),
         )
     }
 

@@ -13,9 +13,10 @@
 //! attribute) or [`AttrValue::Other`] (a value that is not an entity).
 
 use std::borrow::{Borrow, Cow};
+use std::cell::OnceCell;
 use std::hash::Hash;
 
-use cedar_policy::{Context, Entities, EntityTypeName, EntityUid, EvalResult, Record};
+use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult, Record};
 
 use super::graph::Graph;
 use super::guards::ContextReads;
@@ -92,7 +93,7 @@ pub trait EntityData<'a>: Copy + 'a {
 
     /// `<entity>.<attr>` (`slot`: the attribute's place among those the index reads).
     /// `None`: this data cannot answer; read through Cedar.
-    fn attr(&self, entity: &Self::EntityKey, attr: &str, slot: u16) -> Option<Value<'a, Self>>;
+    fn attr(&self, entity: &Self::Entity, attr: &str, slot: u16) -> Option<Value<'a, Self>>;
 
     /// `context.<attr>` of the request (`step`: the guards' step reading it).
     fn context_attr(&self, step: usize, attr: &str) -> Value<'a, Self>;
@@ -209,8 +210,33 @@ impl<'a> CedarData<'a> {
     }
 }
 
+/// An entity read through Cedar's API: its uid, and its data once looked up (a SipHash lookup
+/// by uid; an entity whose attributes several steps read, such as `resource.workspace`, is
+/// looked up once).
+#[derive(Debug, Clone)]
+pub struct CedarEntity<'a> {
+    uid: Cow<'a, EntityUid>,
+    data: OnceCell<Option<&'a Entity>>,
+}
+
+impl<'a> CedarEntity<'a> {
+    /// The entity `uid` names.
+    pub fn new(uid: Cow<'a, EntityUid>) -> Self {
+        CedarEntity {
+            uid,
+            data: OnceCell::new(),
+        }
+    }
+}
+
+impl Borrow<EntityUid> for CedarEntity<'_> {
+    fn borrow(&self) -> &EntityUid {
+        &self.uid
+    }
+}
+
 impl<'a> EntityData<'a> for CedarData<'a> {
-    type Entity = Cow<'a, EntityUid>;
+    type Entity = CedarEntity<'a>;
     type EntityKey = EntityUid;
     type TypeKey = EntityTypeName;
     type Record = Record;
@@ -219,27 +245,26 @@ impl<'a> EntityData<'a> for CedarData<'a> {
         entity.type_name()
     }
 
-    fn ancestors(&self, entity: &EntityUid) -> impl Iterator<Item = Cow<'a, EntityUid>> {
+    fn ancestors(&self, entity: &EntityUid) -> impl Iterator<Item = CedarEntity<'a>> {
         self.entities
             .ancestors(entity)
             .into_iter()
             .flatten()
-            .map(Cow::Borrowed)
+            .map(|uid| CedarEntity::new(Cow::Borrowed(uid)))
     }
 
     fn within(&self, left: &EntityUid, right: &EntityUid) -> bool {
         left == right || self.entities.is_ancestor_of(right, left)
     }
 
-    fn attr(&self, entity: &EntityUid, attr: &str, _: u16) -> Option<Value<'a, Self>> {
-        Some(
-            match self.entities.get(entity).and_then(|entity| entity.attr(attr)) {
-                None => AttrValue::Absent,
-                Some(Ok(value)) => self.value(value),
-                // Cedar could not convert it: present, not a plain value.
-                Some(Err(_)) => AttrValue::Other,
-            },
-        )
+    fn attr(&self, entity: &CedarEntity<'a>, attr: &str, _: u16) -> Option<Value<'a, Self>> {
+        let data = entity.data.get_or_init(|| self.entities.get(&entity.uid));
+        Some(match data.and_then(|data| data.attr(attr)) {
+            None => AttrValue::Absent,
+            Some(Ok(value)) => self.value(value),
+            // Cedar could not convert it: present, not a plain value.
+            Some(Err(_)) => AttrValue::Other,
+        })
     }
 
     fn context_attr(&self, _: usize, attr: &str) -> Value<'a, Self> {
@@ -258,8 +283,8 @@ impl<'a> EntityData<'a> for CedarData<'a> {
         )
     }
 
-    fn entity(&self, uid: &EntityUid) -> Option<Cow<'a, EntityUid>> {
-        Some(Cow::Owned(uid.clone()))
+    fn entity(&self, uid: &EntityUid) -> Option<CedarEntity<'a>> {
+        Some(CedarEntity::new(Cow::Owned(uid.clone())))
     }
 
     fn record(&self, record: Record) -> Record {

@@ -268,11 +268,11 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
             let value = match step.from {
                 Origin::Var(Var::Context) => data.context_attr(at, &step.attr),
                 Origin::Var(var) => match self.var(var) {
-                    Some(entity) => data.attr(entity.borrow(), &step.attr, step.slot)?,
+                    Some(entity) => data.attr(entity, &step.attr, step.slot)?,
                     None => AttrValue::Absent,
                 },
                 Origin::Step(from) => match self.step(from)? {
-                    AttrValue::Entity(entity) => data.attr(entity.borrow(), &step.attr, step.slot)?,
+                    AttrValue::Entity(entity) => data.attr(entity, &step.attr, step.slot)?,
                     AttrValue::Record(record) => data.record_attr(record, &step.attr)?,
                     // An unmet entity is not stored: Cedar errors, as on a missing attribute or
                     // on reading a set's or a string's attribute.
@@ -496,7 +496,7 @@ mod tests {
 
     use cedar_policy::{Entities, EntityUid};
 
-    use super::super::data::CedarData;
+    use super::super::data::{CedarData, CedarEntity};
     use super::*;
 
     fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
@@ -802,8 +802,8 @@ mod tests {
                 .values(
                     1,
                     cedar,
-                    Cow::Borrowed(&principal_uid),
-                    Cow::Borrowed(&resource_uid),
+                    CedarEntity::new(Cow::Borrowed(&principal_uid)),
+                    CedarEntity::new(Cow::Borrowed(&resource_uid)),
                 )
                 .unwrap();
             assert_eq!(values.of(0), truth, "{condition} for {principal} on {resource}");
