@@ -685,6 +685,6 @@ fn add_admitted<'k, 'a, D: EntityData<'a>>(
     };
     add(entity);
     for ancestor in data.ancestors(entity) {
-        add(ancestor.borrow());
+        add(ancestor);
     }
 }

@@ -76,7 +76,7 @@ pub trait EntityData<'a>: Copy + 'a {
     /// An entity as a request meets it (its principal or resource, an ancestor, a value).
     type Entity: Clone + Borrow<Self::EntityKey>;
     /// An entity as the index keys policies by it.
-    type EntityKey: Eq + Hash;
+    type EntityKey: Eq + Hash + 'a;
     /// An entity type as the index keys policies by it.
     type TypeKey: Eq;
     /// A record value.
@@ -86,7 +86,7 @@ pub trait EntityData<'a>: Copy + 'a {
     fn type_of<'k>(&'k self, entity: &'k Self::EntityKey) -> &'k Self::TypeKey;
 
     /// The ancestors of `entity` (none when it is not stored).
-    fn ancestors(&self, entity: &Self::EntityKey) -> impl Iterator<Item = Self::Entity>;
+    fn ancestors(&self, entity: &Self::EntityKey) -> impl Iterator<Item = &'a Self::EntityKey>;
 
     /// Cedar's `left in right` for two entities: equal, or `right` is an ancestor of `left`.
     fn within(&self, left: &Self::EntityKey, right: &Self::EntityKey) -> bool;
@@ -102,7 +102,7 @@ pub trait EntityData<'a>: Copy + 'a {
     fn record_attr(&self, record: &Self::Record, attr: &str) -> Option<Value<'a, Self>>;
 
     /// An entity named by a value; `None` when the data has never met it ([`AttrValue::Unmet`]).
-    fn entity(&self, uid: &EntityUid) -> Option<Self::Entity>;
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<Self::Entity>;
 
     /// A record value.
     fn record(&self, record: Record) -> Self::Record;
@@ -110,14 +110,16 @@ pub trait EntityData<'a>: Copy + 'a {
     /// A value Cedar gave (from the context, a record or an entity's attributes).
     fn value(&self, value: EvalResult) -> Value<'a, Self> {
         match value {
-            EvalResult::EntityUid(uid) => self.entity(&uid).map_or(AttrValue::Unmet, AttrValue::Entity),
+            EvalResult::EntityUid(uid) => self
+                .entity(Cow::Owned(uid))
+                .map_or(AttrValue::Unmet, AttrValue::Entity),
             EvalResult::Set(set) => {
                 let mut entities = Vec::new();
                 for element in set.iter() {
                     let EvalResult::EntityUid(uid) = element else {
                         return AttrValue::Other;
                     };
-                    entities.extend(self.entity(uid));
+                    entities.extend(self.entity(Cow::Borrowed(uid)));
                 }
                 AttrValue::Set(Cow::Owned(entities))
             }
@@ -159,8 +161,8 @@ impl<'a> EntityData<'a> for GraphData<'a> {
         self.graph.type_of(*entity)
     }
 
-    fn ancestors(&self, entity: &u32) -> impl Iterator<Item = u32> {
-        self.graph.ancestors(*entity).iter().copied()
+    fn ancestors(&self, entity: &u32) -> impl Iterator<Item = &'a u32> {
+        self.graph.ancestors(*entity).iter()
     }
 
     fn within(&self, left: &u32, right: &u32) -> bool {
@@ -189,8 +191,8 @@ impl<'a> EntityData<'a> for GraphData<'a> {
         None
     }
 
-    fn entity(&self, uid: &EntityUid) -> Option<u32> {
-        self.graph.id(uid)
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<u32> {
+        self.graph.id(&uid)
     }
 
     fn record(&self, _: Record) {}
@@ -215,13 +217,25 @@ impl<'a> CedarData<'a> {
 /// looked up once).
 #[derive(Debug, Clone)]
 pub struct CedarEntity<'a> {
-    uid: Cow<'a, EntityUid>,
+    uid: Uid<'a>,
     data: OnceCell<Option<&'a Entity>>,
+}
+
+/// A uid, borrowed or boxed: small, as values are moved and kept per attribute step (an
+/// `EntityUid` held inline is over a hundred bytes).
+#[derive(Debug, Clone)]
+enum Uid<'a> {
+    Borrowed(&'a EntityUid),
+    Owned(Box<EntityUid>),
 }
 
 impl<'a> CedarEntity<'a> {
     /// The entity `uid` names.
     pub fn new(uid: Cow<'a, EntityUid>) -> Self {
+        let uid = match uid {
+            Cow::Borrowed(uid) => Uid::Borrowed(uid),
+            Cow::Owned(uid) => Uid::Owned(Box::new(uid)),
+        };
         CedarEntity {
             uid,
             data: OnceCell::new(),
@@ -231,7 +245,10 @@ impl<'a> CedarEntity<'a> {
 
 impl Borrow<EntityUid> for CedarEntity<'_> {
     fn borrow(&self) -> &EntityUid {
-        &self.uid
+        match &self.uid {
+            Uid::Borrowed(uid) => uid,
+            Uid::Owned(uid) => uid,
+        }
     }
 }
 
@@ -245,12 +262,8 @@ impl<'a> EntityData<'a> for CedarData<'a> {
         entity.type_name()
     }
 
-    fn ancestors(&self, entity: &EntityUid) -> impl Iterator<Item = CedarEntity<'a>> {
-        self.entities
-            .ancestors(entity)
-            .into_iter()
-            .flatten()
-            .map(|uid| CedarEntity::new(Cow::Borrowed(uid)))
+    fn ancestors(&self, entity: &EntityUid) -> impl Iterator<Item = &'a EntityUid> {
+        self.entities.ancestors(entity).into_iter().flatten()
     }
 
     fn within(&self, left: &EntityUid, right: &EntityUid) -> bool {
@@ -258,7 +271,7 @@ impl<'a> EntityData<'a> for CedarData<'a> {
     }
 
     fn attr(&self, entity: &CedarEntity<'a>, attr: &str, _: u16) -> Option<Value<'a, Self>> {
-        let data = entity.data.get_or_init(|| self.entities.get(&entity.uid));
+        let data = entity.data.get_or_init(|| self.entities.get(entity.borrow()));
         Some(match data.and_then(|data| data.attr(attr)) {
             None => AttrValue::Absent,
             Some(Ok(value)) => self.value(value),
@@ -283,8 +296,8 @@ impl<'a> EntityData<'a> for CedarData<'a> {
         )
     }
 
-    fn entity(&self, uid: &EntityUid) -> Option<CedarEntity<'a>> {
-        Some(CedarEntity::new(Cow::Owned(uid.clone())))
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<CedarEntity<'a>> {
+        Some(CedarEntity::new(Cow::Owned(uid.into_owned())))
     }
 
     fn record(&self, record: Record) -> Record {
