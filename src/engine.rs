@@ -308,13 +308,13 @@ impl Engine {
         let decision = if request.internal || !self.names_internal(request) {
             self.evaluate(
                 &request.request,
-                Over::Built(&self.entities, request.context.as_deref()),
+                Over::Indexed(&self.entities, request.context.as_deref()),
             )
         } else {
             // Internal entities are not the caller's to name: decided over a slice, which
             // leaves them out, as plain Cedar over the directory would.
             let slice = self.slice(request)?;
-            self.evaluate(&request.request, Over::Other(&slice))
+            self.evaluate(&request.request, Over::Unindexed(&slice))
         };
         if batch.seen.len() < batch.capacity {
             batch.seen.push((request.request.clone(), decision.clone()));
@@ -340,7 +340,7 @@ impl Engine {
         if !reusable {
             let built = self.slice(request)?;
             if batch.capacity == 0 {
-                return Ok(self.evaluate(&request.request, Over::Other(&built)));
+                return Ok(self.evaluate(&request.request, Over::Unindexed(&built)));
             }
             batch.slice = Some(Slice {
                 entities: request.entities.clone(),
@@ -349,31 +349,34 @@ impl Engine {
             });
         }
         match &batch.slice {
-            Some(slice) => Ok(self.evaluate(&request.request, Over::Other(&slice.built))),
+            Some(slice) => Ok(self.evaluate(&request.request, Over::Unindexed(&slice.built))),
             None => Err(DecideError::Entities("internal: no slice".into())),
         }
     }
 
     /// Evaluates `request` over `over`'s entities with only the policies the index selects
-    /// (all of them without an index); `Over::Built` only with the stored entities. The
+    /// (all of them without an index); `Over::Indexed` only with the stored entities. The
     /// decision, determining policies and errors are exactly those of evaluating the whole set
     /// with Cedar (`tests/index.rs` checks it on random sets).
     ///
-    /// When entity-keyed policies apply, the base set and those few are evaluated separately and
+    /// When entity-keyed policies apply, the type-level set and those few are evaluated separately and
     /// combined as Cedar combines policies: a satisfied forbid denies and determines the
     /// decision; otherwise a satisfied permit allows; errors from both count. That costs a
-    /// second, small evaluation instead of copying the base set for every request.
+    /// second, small evaluation instead of copying the type-level set for every request.
     fn evaluate(&self, request: &Request, over: Over<'_>) -> Decision {
         let authorizer = Authorizer::new();
         let entities = over.entities();
         let selection = self.index.as_ref().and_then(|index| index.select(request, over));
-        let (base, extra) = match &selection {
-            Some(Selection { base, extra }) => (&**base, extra.as_ref()),
+        let (type_level, entity_keyed) = match &selection {
+            Some(Selection {
+                type_level,
+                entity_keyed,
+            }) => (&**type_level, entity_keyed.as_ref()),
             None => (&self.policies, None),
         };
         // A denying answer's reasons are its satisfied forbids; an allowing one's, its permits.
         let (mut forbids, mut permits, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-        for set in std::iter::once(base).chain(extra) {
+        for set in std::iter::once(type_level).chain(entity_keyed) {
             let answer = authorizer.is_authorized(request, set, entities);
             let reasons = answer.diagnostics().reason().map(ToString::to_string);
             match answer.decision() {

@@ -5,29 +5,36 @@
 //! narrows the set by each policy's scope (action, principal and resource constraints) before
 //! Cedar sees it:
 //!
-//! * per concrete action and (principal type, resource type), a base `PolicySet` of the
-//!   policies whose scope mentions at most types (`principal`, `principal is T`, …), less those
-//!   whose leading guards (`resource is T || …`, `context has k`, `resource has a`,
+//! * per concrete action and (principal type, resource type), a `TypePair` of the policies
+//!   whose scope mentions at most types (`principal`, `principal is T`, …), less those whose
+//!   leading guards (`resource is T || …`, `context has k`, `resource has a`,
 //!   `principal in resource.workspace.developers`: see [`guards`]) rule them out for the
-//!   request: one set per outcome of the tests the bucket's guards make, built on first use
-//!   and kept while the index's budget lasts;
+//!   request: one prebuilt `PolicySet` per outcome of the tests the pair's guards make, built
+//!   on first use and kept while the index's budget lasts;
 //! * policies whose scope names an entity (`principal == X`, `principal in X`,
-//!   `resource in X`, `is T in X`) are kept by that entity and selected for requests whose
-//!   principal or resource is that entity or one of its descendants. They are returned as a
-//!   small set of their own beside the prebuilt base set, never merged into a copy of it:
-//!   `engine::evaluate` evaluates both and combines the answers as Cedar would.
+//!   `resource in X`, `is T in X`) are kept by that entity (`Keyed`) and selected for
+//!   requests whose principal or resource is that entity or one of its descendants. They are
+//!   returned as a small set of their own beside the prebuilt one, never merged into a copy of
+//!   it: [`Engine::decide`](crate::engine::Engine::decide) evaluates both and combines the
+//!   answers as Cedar would.
+//!
+//! The guards and the entity-keyed policies are read through one `data::EntityData`: the
+//! index's [`Graph`] when the request is over the entities the index was built with and its
+//! principal and resource are stored there (the fast path), Cedar's entities otherwise.
 //!
 //! Architecture Invariant: the index only ever over-includes. A policy left out has a scope,
 //! or a leading guard, that is false for the request, so under Cedar's semantics it can neither
-//! apply nor produce an error; evaluating the selection (`engine::evaluate`) gives exactly the
-//! decision, determining policies and errors of evaluating the whole set (a differential property test checks this on random
-//! policy sets). Anything the index does not cover (template-linked policies, an action or type
-//! the schema does not list) falls back to the whole set.
+//! apply nor produce an error; evaluating the selection (`Engine::decide`) gives exactly the
+//! decision, determining policies and errors of evaluating the whole set (a differential
+//! property test checks this on random policy sets). Anything the index does not cover
+//! (template-linked policies, an action or type the schema does not list) falls back to the
+//! whole set.
 
+mod data;
 mod graph;
 mod guards;
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
@@ -35,139 +42,448 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
+use data::{CedarData, CedarEntity, EntityData, GraphData};
 pub use graph::Graph;
 pub use guards::ContextReads;
-use guards::{Atoms, Guard, Truths};
+use guards::{AtomValues, Atoms, Guard};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
     Request, ResourceConstraint, Schema,
 };
 
-/// What one side (principal or resource) of a policy's scope requires, as an index key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    /// Any entity.
-    Any,
-    /// An entity of this type.
-    Type(EntityTypeName),
-    /// This entity or a descendant (`==`, `in`, `is T in`: all imply this).
-    Under(EntityUid),
-}
-
-impl Key {
-    fn principal(constraint: PrincipalConstraint) -> Key {
-        match constraint {
-            PrincipalConstraint::Any => Key::Any,
-            PrincipalConstraint::Is(type_name) => Key::Type(type_name),
-            PrincipalConstraint::In(uid)
-            | PrincipalConstraint::Eq(uid)
-            | PrincipalConstraint::IsIn(_, uid) => Key::Under(uid),
-        }
-    }
-
-    fn resource(constraint: ResourceConstraint) -> Key {
-        match constraint {
-            ResourceConstraint::Any => Key::Any,
-            ResourceConstraint::Is(type_name) => Key::Type(type_name),
-            ResourceConstraint::In(uid) | ResourceConstraint::Eq(uid) | ResourceConstraint::IsIn(_, uid) => {
-                Key::Under(uid)
-            }
-        }
-    }
-
-    /// Whether `entity` (with its ancestors in `entities`) can meet it.
-    fn admits(&self, entity: &EntityUid, entities: &Entities) -> bool {
-        match self {
-            Key::Any => true,
-            Key::Type(required) => required == entity.type_name(),
-            Key::Under(uid) => uid == entity || entities.is_ancestor_of(uid, entity),
-        }
-    }
-}
-
-/// A [`Key`] as the index's graph numbers types and entities; `None`: the graph never met it,
-/// so no stored entity meets the key.
-#[derive(Debug, Clone, Copy)]
-enum StoredKey {
-    Any,
-    Type(Option<u16>),
-    Under(Option<u32>),
-}
-
-impl StoredKey {
-    fn of(key: &Key, graph: &Graph) -> StoredKey {
-        match key {
-            Key::Any => StoredKey::Any,
-            Key::Type(type_name) => StoredKey::Type(graph.type_id(type_name)),
-            Key::Under(uid) => StoredKey::Under(graph.id(uid)),
-        }
-    }
-
-    /// [`Key::admits`] for a stored entity.
-    fn admits(self, entity: u32, graph: &Graph) -> bool {
-        match self {
-            StoredKey::Any => true,
-            StoredKey::Type(required) => required == Some(graph.type_of(entity)),
-            StoredKey::Under(key) => key.is_some_and(|key| graph.within(entity, key)),
-        }
-    }
-}
-
 /// The entities a request is evaluated over.
 #[derive(Debug, Clone, Copy)]
 pub enum Over<'e> {
     /// The entities the index was built with (the snapshot's store): the index reads the
-    /// request's guards and ancestors from its own tables ([`graph`]); with what it read
-    /// beforehand from the request's context ([`ScopeIndex::read_context`]), if kept.
-    Built(&'e Entities, Option<&'e ContextReads>),
+    /// request's guards and ancestors from its own [`Graph`]; with what it read beforehand
+    /// from the request's context ([`ScopeIndex::read_context`]), if kept.
+    Indexed(&'e Entities, Option<&'e ContextReads>),
     /// Other entities (a slice with request-scoped entities): read through Cedar's API.
-    Other(&'e Entities),
+    Unindexed(&'e Entities),
 }
 
 impl<'e> Over<'e> {
     /// The entities.
     pub fn entities(self) -> &'e Entities {
         match self {
-            Over::Built(entities, _) | Over::Other(entities) => entities,
+            Over::Indexed(entities, _) | Over::Unindexed(entities) => entities,
         }
     }
 }
 
+/// The policies to evaluate a request with.
+#[derive(Debug)]
+pub struct Selection {
+    /// The prebuilt set of type-level policies for the request's action, types and guards.
+    pub type_level: Arc<PolicySet>,
+    /// The entity-keyed policies whose scope can match, when there are any.
+    pub entity_keyed: Option<PolicySet>,
+}
+
+/// The index of one policy set.
+#[derive(Debug)]
+pub struct ScopeIndex {
+    actions: HashMap<EntityUid, ActionBucket>,
+    /// The entity-keyed policies, by id, for building per-request sets.
+    keyed_policies: HashMap<PolicyId, Policy>,
+    /// The type-level policies with their leading guards.
+    type_level: Vec<(Policy, Vec<Guard>)>,
+    /// The tests those guards make.
+    atoms: Atoms,
+    /// How many more policy sets the type pairs may keep.
+    budget: AtomicUsize,
+    /// The entities the index was built with, interned (`None` past `u32` ids).
+    graph: Option<Arc<Graph>>,
+}
+
+/// At most this many policy sets are kept per index (each holds a few policies: a few MB).
+const KEPT_SETS: usize = 4096;
+
+/// Probed once per ancestor of a request's principal and resource: a fast hash, not SipHash
+/// (the keys are policy literals, not attacker-chosen).
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+impl ScopeIndex {
+    /// Indexes `policies` for the actions and types of `schema`; `entities` gives the action
+    /// hierarchy. `None` when the set has template-linked policies (not indexed: evaluated whole).
+    pub fn build(policies: &PolicySet, schema: &Schema, entities: &Entities) -> Option<ScopeIndex> {
+        Self::build_reusing(policies, schema, entities, None)
+    }
+
+    /// [`ScopeIndex::build`], taking `graph` (an earlier index's, over the same `entities`)
+    /// when it holds the attributes this index reads.
+    pub fn build_reusing(
+        policies: &PolicySet,
+        schema: &Schema,
+        entities: &Entities,
+        graph: Option<Arc<Graph>>,
+    ) -> Option<ScopeIndex> {
+        if policies.policies().any(|policy| policy.template_id().is_some()) {
+            return None;
+        }
+        let mut index = ScopeIndex {
+            actions: HashMap::new(),
+            keyed_policies: HashMap::new(),
+            type_level: Vec::new(),
+            atoms: Atoms::default(),
+            budget: AtomicUsize::new(KEPT_SETS),
+            graph: None,
+        };
+        // Actions and policies in id order, so that equal sets number their guards' atoms and
+        // attributes alike (an index over an unchanged store can then take the previous index's
+        // graph).
+        let mut actions: Vec<EntityUid> = schema.actions().cloned().collect();
+        actions.sort_unstable();
+        let scoped = scoped_policies(policies);
+        let covering = policies_per_action(&actions, &scoped, entities);
+        // Per scoped policy, once it is met as type-level: its place in `index.type_level`.
+        let mut type_level_at: Vec<Option<usize>> = vec![None; scoped.len()];
+        for (action, applicable) in actions.iter().zip(&covering) {
+            let bucket = index.action_bucket(action, applicable, &scoped, &mut type_level_at, schema);
+            index.actions.insert(action.clone(), bucket);
+        }
+        index.graph = graph_for(&index.atoms, graph, entities);
+        if let Some(graph) = &index.graph {
+            for bucket in index.actions.values_mut() {
+                bucket.keyed_in_graph = bucket.keyed.in_graph(graph);
+            }
+        }
+        Some(index)
+    }
+
+    /// The interned entities, to hand to the next index over the same store.
+    pub fn graph(&self) -> Option<&Arc<Graph>> {
+        self.graph.as_ref()
+    }
+
+    /// What the guards read from `context`, for requests over the index's entities with
+    /// exactly this context (`Over::Indexed`): worth keeping for a context many requests share.
+    pub fn read_context(&self, context: &cedar_policy::Context) -> Option<ContextReads> {
+        Some(self.atoms.read_context(context, self.graph.as_ref()?))
+    }
+
+    /// The policies to evaluate `request` with, over `over` (for the guards and the principal's
+    /// and resource's ancestors). `None`: evaluate the whole set.
+    pub fn select(&self, request: &Request, over: Over<'_>) -> Option<Selection> {
+        let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
+        let bucket = self.actions.get(action)?;
+        let pair = bucket
+            .type_pairs
+            .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
+        if pair.atoms == 0 && bucket.keyed.is_empty() {
+            // Nothing to read: the pair's one set.
+            return Some(Selection {
+                type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
+                entity_keyed: None,
+            });
+        }
+        // Over the index's own entities, with a stored principal and resource: the graph.
+        if let (Over::Indexed(_, prepared), Some(graph)) = (over, &self.graph)
+            && let (Some(principal), Some(resource)) = (graph.stored(principal), graph.stored(resource))
+        {
+            let data = GraphData::new(graph, request.context(), self.atoms.own(prepared));
+            let selection = self.select_over(data, &bucket.keyed_in_graph, pair, principal, resource);
+            if selection.is_some() {
+                return selection;
+            }
+        }
+        let data = CedarData::new(over.entities(), request.context());
+        self.select_over(
+            data,
+            &bucket.keyed,
+            pair,
+            CedarEntity::new(Cow::Borrowed(principal)),
+            CedarEntity::new(Cow::Borrowed(resource)),
+        )
+    }
+
+    /// [`ScopeIndex::select`] over `data`, with `keyed` named as `data` names entities. `None`
+    /// when `data` cannot answer.
+    fn select_over<'a, D: EntityData<'a>>(
+        &self,
+        data: D,
+        keyed: &Keyed<D::EntityKey, D::TypeKey>,
+        pair: &TypePair,
+        principal: D::Entity,
+        resource: D::Entity,
+    ) -> Option<Selection> {
+        let values = self
+            .atoms
+            .values(pair.atoms, data, principal.clone(), resource.clone())?;
+        let type_level = pair.set(values, &self.type_level, &self.budget);
+        let mut admitted = Vec::new();
+        keyed.add_admitted(data, principal.borrow(), resource.borrow(), &mut admitted);
+        Some(Selection {
+            type_level,
+            entity_keyed: self.keyed_set(&admitted),
+        })
+    }
+
+    /// The set of the entity-keyed policies `admitted` (`None` when there are none).
+    fn keyed_set(&self, admitted: &[&PolicyId]) -> Option<PolicySet> {
+        if admitted.is_empty() {
+            return None;
+        }
+        let mut set = PolicySet::new();
+        for id in admitted {
+            if let Some(policy) = self.keyed_policies.get(*id) {
+                // A policy reached twice (through two ancestors) is added once.
+                let _ = set.add(policy.clone());
+            }
+        }
+        Some(set)
+    }
+
+    /// The policies of one action (`applicable`: positions in `scoped`): entity-keyed ones by
+    /// their entity, type-level ones per (principal type, resource type) of the schema.
+    fn action_bucket(
+        &mut self,
+        action: &EntityUid,
+        applicable: &[usize],
+        scoped: &[ScopedPolicy<'_>],
+        type_level_at: &mut [Option<usize>],
+        schema: &Schema,
+    ) -> ActionBucket {
+        let mut bucket = ActionBucket::default();
+        // (place in `self.type_level`, principal key, resource key)
+        let mut type_level: Vec<(usize, &UidKey, &UidKey)> = Vec::new();
+        for &at in applicable {
+            let ScopedPolicy {
+                policy,
+                principal,
+                resource,
+                ..
+            } = &scoped[at];
+            let (keyed, key, other) = match (principal, resource) {
+                (Key::Under(uid), _) => (&mut bucket.keyed.by_principal, uid, resource),
+                (_, Key::Under(uid)) => (&mut bucket.keyed.by_resource, uid, principal),
+                _ => {
+                    let place = *type_level_at[at].get_or_insert_with(|| self.add_type_level(policy));
+                    type_level.push((place, principal, resource));
+                    continue;
+                }
+            };
+            keyed
+                .entry(key.clone())
+                .or_default()
+                .push((policy.id().clone(), other.clone()));
+            // Entity-keyed: looked up by id when a request selects it.
+            self.keyed_policies
+                .entry(policy.id().clone())
+                .or_insert_with(|| (*policy).clone());
+        }
+        bucket.keyed.note_key_types();
+        let principal_types: Vec<EntityTypeName> = schema
+            .principals_for_action(action)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let resource_types: Vec<EntityTypeName> = schema
+            .resources_for_action(action)
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        for principal_type in &principal_types {
+            for resource_type in &resource_types {
+                let pair = self.type_pair(principal_type, resource_type, &type_level);
+                bucket
+                    .type_pairs
+                    .insert((principal_type.clone(), resource_type.clone()), pair);
+            }
+        }
+        bucket
+    }
+
+    /// Adds a type-level policy with its leading guards; its place in `self.type_level`.
+    fn add_type_level(&mut self, policy: &Policy) -> usize {
+        // A policy that cannot be read as JSON has no guards (evaluated whenever its scope
+        // matches).
+        let guards = policy
+            .to_json()
+            .map(|json| guards::leading(&json, &mut self.atoms))
+            .unwrap_or_default();
+        self.type_level.push((policy.clone(), guards));
+        self.type_level.len() - 1
+    }
+
+    /// The type-level policies (of `type_level`: place, principal key, resource key) that can
+    /// match a request of these types, less those a guard reading types only rules out.
+    fn type_pair(
+        &self,
+        principal_type: &EntityTypeName,
+        resource_type: &EntityTypeName,
+        type_level: &[(usize, &UidKey, &UidKey)],
+    ) -> TypePair {
+        let fits = |key: &UidKey, type_name: &EntityTypeName| match key {
+            Key::Type(required) => required == type_name,
+            _ => true,
+        };
+        let mut policies = Vec::new();
+        let mut atoms = 0;
+        for &(place, principal, resource) in type_level {
+            if !fits(principal, principal_type) || !fits(resource, resource_type) {
+                continue;
+            }
+            // A guard that reads types only is decided here, for the whole pair. (Leading type
+            // tests before any atom: after an atom that may error, a false type test does not
+            // rule the policy out.)
+            let guards = &self.type_level[place].1;
+            let types_only = guards.iter().take_while(|guard| guard.atoms() == 0).count();
+            if guards::rules_out(
+                &guards[..types_only],
+                principal_type,
+                resource_type,
+                AtomValues::default(),
+            ) {
+                continue;
+            }
+            atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
+            policies.push(place);
+        }
+        let pair = TypePair {
+            principal_type: principal_type.clone(),
+            resource_type: resource_type.clone(),
+            policies,
+            atoms,
+            sets: ArcSwap::default(),
+        };
+        if atoms == 0 {
+            // No request-dependent guards: the one set, built now.
+            pair.set(AtomValues::default(), &self.type_level, &self.budget);
+        }
+        pair
+    }
+}
+
+/// A policy with its scope read once (Cedar's accessors convert and allocate).
+struct ScopedPolicy<'p> {
+    policy: &'p Policy,
+    action: ActionConstraint,
+    principal: UidKey,
+    resource: UidKey,
+}
+
+/// The policies of `policies` with their scopes, in id order.
+fn scoped_policies(policies: &PolicySet) -> Vec<ScopedPolicy<'_>> {
+    let mut scoped: Vec<ScopedPolicy<'_>> = policies
+        .policies()
+        .map(|policy| ScopedPolicy {
+            policy,
+            action: policy.action_constraint(),
+            principal: UidKey::principal(policy.principal_constraint()),
+            resource: UidKey::resource(policy.resource_constraint()),
+        })
+        .collect();
+    scoped.sort_unstable_by(|a, b| a.policy.id().cmp(b.policy.id()));
+    scoped
+}
+
+/// Per action of `actions`, the positions in `scoped` of the policies whose action constraint
+/// covers it (ascending): `action in A` covers the actions whose lineage (itself and its
+/// groups, from `entities`) holds A. Each constraint is worked out once.
+fn policies_per_action(
+    actions: &[EntityUid],
+    scoped: &[ScopedPolicy<'_>],
+    entities: &Entities,
+) -> Vec<Vec<usize>> {
+    let mut covered_by: FxHashMap<&EntityUid, Vec<usize>> = FxHashMap::default();
+    for (at, action) in actions.iter().enumerate() {
+        let lineage: HashSet<&EntityUid> = std::iter::once(action)
+            .chain(entities.ancestors(action).into_iter().flatten())
+            .collect();
+        for uid in lineage {
+            covered_by.entry(uid).or_default().push(at);
+        }
+    }
+    let mut per_action: Vec<Vec<usize>> = vec![Vec::new(); actions.len()];
+    for (
+        at,
+        ScopedPolicy {
+            action: constraint, ..
+        },
+    ) in scoped.iter().enumerate()
+    {
+        let mut covered: Vec<usize> = match constraint {
+            ActionConstraint::Any => (0..actions.len()).collect(),
+            ActionConstraint::Eq(uid) => actions
+                .iter()
+                .position(|action| action == uid)
+                .into_iter()
+                .collect(),
+            ActionConstraint::In(list) => list
+                .iter()
+                .filter_map(|uid| covered_by.get(uid))
+                .flatten()
+                .copied()
+                .collect(),
+        };
+        covered.sort_unstable();
+        covered.dedup();
+        for action in covered {
+            per_action[action].push(at);
+        }
+    }
+    per_action
+}
+
+/// `graph` when it keeps the attributes `atoms` read, else a new graph of `entities`.
+fn graph_for(atoms: &Atoms, graph: Option<Arc<Graph>>, entities: &Entities) -> Option<Arc<Graph>> {
+    let attrs = atoms.attr_names();
+    match graph {
+        Some(graph) if graph.attrs() == attrs.as_slice() => Some(graph),
+        _ => Graph::build(entities, &attrs).map(Arc::new),
+    }
+}
+
+/// Policies of one action.
+#[derive(Debug, Default)]
+struct ActionBucket {
+    /// (principal type, resource type) -> the policies with only type-level keys.
+    type_pairs: HashMap<(EntityTypeName, EntityTypeName), TypePair>,
+    /// The policies whose scope names an entity.
+    keyed: Keyed<EntityUid, EntityTypeName>,
+    /// `keyed` as the index's graph numbers entities and types (a key it has not met cannot
+    /// match a stored entity: left out).
+    keyed_in_graph: Keyed<u32, u16>,
+}
+
 /// The type-level policies of one (action, principal type, resource type).
 #[derive(Debug)]
-struct Base {
+struct TypePair {
     principal_type: EntityTypeName,
     resource_type: EntityTypeName,
-    /// Indexes into `ScopeIndex::type_level` of the policies whose scope and type-only guards
-    /// can match.
+    /// Places in `ScopeIndex::type_level` of the policies whose scope and type-only guards can
+    /// match.
     policies: Vec<usize>,
     /// The atoms their remaining guards read (bits of `ScopeIndex::atoms`).
     atoms: u32,
-    /// The policy set per combination of those atoms' truths seen so far (key: true bits, and
+    /// The policy set per combination of those atoms' values seen so far (key: true bits, and
     /// unknown bits shifted by 32), built on first use. Read without a lock; a new set is added
     /// by copying the (small) map.
     sets: ArcSwap<FxHashMap<u64, Arc<PolicySet>>>,
 }
 
-impl Base {
-    /// The set for a request with these atom truths (over all of the index's atoms). At most
+impl TypePair {
+    /// The set for a request with these atom values (over all of the index's atoms). At most
     /// `budget` sets are kept over the whole index; past it, a set is built for the request.
     fn set(
         &self,
-        truths: Truths,
+        values: AtomValues,
         type_level: &[(Policy, Vec<Guard>)],
         budget: &AtomicUsize,
     ) -> Arc<PolicySet> {
-        let truths = truths.masked(self.atoms);
-        let key = u64::from(truths.holds) | u64::from(truths.unknown) << 32;
+        let values = values.masked(self.atoms);
+        let key = u64::from(values.holds) | u64::from(values.unknown) << 32;
         if let Some(set) = self.sets.load().get(&key) {
             return Arc::clone(set);
         }
         let mut set = PolicySet::new();
-        for &at in &self.policies {
-            let (policy, guards) = &type_level[at];
-            if !guards::rules_out(guards, &self.principal_type, &self.resource_type, truths) {
+        for &place in &self.policies {
+            let (policy, guards) = &type_level[place];
+            if !guards::rules_out(guards, &self.principal_type, &self.resource_type, values) {
                 // Ids are unique in the source set: adding cannot fail.
                 let _ = set.add(policy.clone());
             }
@@ -188,397 +504,187 @@ impl Base {
     }
 }
 
-/// At most this many policy sets are kept per index (each holds a few policies: a few MB).
-const KEPT_SETS: usize = 4096;
-
-/// Policies of one action.
-#[derive(Debug, Default)]
-struct ActionBucket {
-    /// (principal type, resource type) -> the policies with only type-level keys.
-    base: HashMap<(EntityTypeName, EntityTypeName), Base>,
-    /// principal entity -> policies keyed by it, with their resource key.
-    by_principal: FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
-    /// resource entity -> policies keyed by it (and a type-level principal key).
-    by_resource: FxHashMap<EntityUid, Vec<(PolicyId, Key)>>,
-    /// The types of `by_principal`'s and `by_resource`'s keys: a principal's ancestors of other
-    /// types (a user has hundreds of role and permission groups) are skipped without hashing.
-    principal_key_types: Vec<EntityTypeName>,
-    resource_key_types: Vec<EntityTypeName>,
-    /// `by_principal` and `by_resource`, the type lists too, as the index's graph numbers
-    /// entities and types (keys it has not met cannot match a stored entity: left out).
-    by_principal_id: FxHashMap<u32, Vec<(PolicyId, StoredKey)>>,
-    by_resource_id: FxHashMap<u32, Vec<(PolicyId, StoredKey)>>,
-    principal_key_type_ids: Vec<u16>,
-    resource_key_type_ids: Vec<u16>,
+/// What one side (principal or resource) of a policy's scope requires, as an index key: `E`
+/// names entities and `T` types, as policies do ([`UidKey`]) or as a [`Graph`] numbers them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key<E, T> {
+    /// Any entity.
+    Any,
+    /// An entity of this type.
+    Type(T),
+    /// This entity or a descendant (`==`, `in`, `is T in`: all imply this).
+    Under(E),
 }
 
-/// Probed once per ancestor of a request's principal and resource: a fast hash, not SipHash
-/// (the keys are policy literals, not attacker-chosen).
-type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+/// A [`Key`] as the policy writes it.
+type UidKey = Key<EntityUid, EntityTypeName>;
 
-/// `uid` and its ancestors in `entities`, of the `types` some policy is keyed by.
-fn keyed<'e>(
-    uid: &'e EntityUid,
-    entities: &'e Entities,
-    types: &'e [EntityTypeName],
-) -> impl Iterator<Item = &'e EntityUid> {
-    std::iter::once(uid)
-        .chain(entities.ancestors(uid).into_iter().flatten())
-        .filter(|uid| types.contains(uid.type_name()))
-}
-
-/// [`keyed`] for a stored entity, read from `graph` (types by the graph's ids).
-fn keyed_stored<'g>(graph: &'g Graph, id: u32, types: &'g [u16]) -> impl Iterator<Item = u32> {
-    std::iter::once(id)
-        .chain(graph.ancestors(id).iter().copied())
-        .filter(|id| types.contains(&graph.type_of(*id)))
-}
-
-/// The policies to evaluate a request with.
-#[derive(Debug)]
-pub struct Selection {
-    /// The prebuilt set of type-level policies for the request's action, types and guards.
-    pub base: Arc<PolicySet>,
-    /// The entity-keyed policies whose scope can match, when there are any.
-    pub extra: Option<PolicySet>,
-}
-
-/// The index of one policy set.
-#[derive(Debug)]
-pub struct ScopeIndex {
-    actions: HashMap<EntityUid, ActionBucket>,
-    /// The entity-keyed policies, by id, for building per-request sets.
-    policies: HashMap<PolicyId, Policy>,
-    /// The type-level policies with their leading guards.
-    type_level: Vec<(Policy, Vec<Guard>)>,
-    /// The tests those guards make.
-    atoms: Atoms,
-    /// How many more policy sets the buckets may keep.
-    budget: AtomicUsize,
-    /// The entities the index was built with, interned (`None` past `u32` ids).
-    graph: Option<Arc<Graph>>,
-}
-
-impl ScopeIndex {
-    /// Indexes `policies` for the actions and types of `schema`; `entities` gives the action
-    /// hierarchy. `None` when the set has template-linked policies (not indexed: evaluated whole).
-    pub fn build(policies: &PolicySet, schema: &Schema, entities: &Entities) -> Option<ScopeIndex> {
-        Self::build_reusing(policies, schema, entities, None)
+impl UidKey {
+    fn principal(constraint: PrincipalConstraint) -> UidKey {
+        match constraint {
+            PrincipalConstraint::Any => Key::Any,
+            PrincipalConstraint::Is(type_name) => Key::Type(type_name),
+            PrincipalConstraint::In(uid)
+            | PrincipalConstraint::Eq(uid)
+            | PrincipalConstraint::IsIn(_, uid) => Key::Under(uid),
+        }
     }
 
-    /// [`ScopeIndex::build`], taking `graph` (an earlier index's, over the same `entities`)
-    /// when it holds the attributes this index reads.
-    pub fn build_reusing(
-        policies: &PolicySet,
-        schema: &Schema,
-        entities: &Entities,
-        graph: Option<Arc<Graph>>,
-    ) -> Option<ScopeIndex> {
-        if policies.policies().any(|p| p.template_id().is_some()) {
-            return None;
-        }
-        let mut index = ScopeIndex {
-            actions: HashMap::new(),
-            policies: HashMap::new(),
-            type_level: Vec::new(),
-            atoms: Atoms::default(),
-            budget: AtomicUsize::new(KEPT_SETS),
-            graph: None,
-        };
-        // Type-level policies (every scope key a type or any), with their leading guards.
-        let mut type_level_at: HashMap<PolicyId, usize> = HashMap::new();
-        let mut actions: Vec<EntityUid> = schema.actions().cloned().collect();
-        actions.sort_unstable();
-        // Actions and policies in id order, so that equal sets number their guards' atoms and attributes alike
-        // (an index over an unchanged store can then take the previous index's graph).
-        // Each policy's scope is read once (Cedar's accessors convert and allocate).
-        let mut scoped: Vec<(&Policy, ActionConstraint, Key, Key)> = policies
-            .policies()
-            .map(|policy| {
-                (
-                    policy,
-                    policy.action_constraint(),
-                    Key::principal(policy.principal_constraint()),
-                    Key::resource(policy.resource_constraint()),
-                )
-            })
-            .collect();
-        scoped.sort_unstable_by(|a, b| a.0.id().cmp(b.0.id()));
-        // Which actions each policy's action constraint covers, worked out once per policy:
-        // `action in A` covers the actions whose lineage (itself and its groups) holds A.
-        let mut covered_by: FxHashMap<&EntityUid, Vec<usize>> = FxHashMap::default();
-        for (at, action) in actions.iter().enumerate() {
-            let lineage: HashSet<&EntityUid> = std::iter::once(action)
-                .chain(entities.ancestors(action).into_iter().flatten())
-                .collect();
-            for uid in lineage {
-                covered_by.entry(uid).or_default().push(at);
+    fn resource(constraint: ResourceConstraint) -> UidKey {
+        match constraint {
+            ResourceConstraint::Any => Key::Any,
+            ResourceConstraint::Is(type_name) => Key::Type(type_name),
+            ResourceConstraint::In(uid) | ResourceConstraint::Eq(uid) | ResourceConstraint::IsIn(_, uid) => {
+                Key::Under(uid)
             }
         }
-        let mut per_action: Vec<Vec<usize>> = vec![Vec::new(); actions.len()];
-        for (at, (_, constraint, _, _)) in scoped.iter().enumerate() {
-            let mut covered: Vec<usize> = match constraint {
-                ActionConstraint::Any => (0..actions.len()).collect(),
-                ActionConstraint::Eq(uid) => actions
-                    .iter()
-                    .position(|action| action == uid)
-                    .into_iter()
-                    .collect(),
-                ActionConstraint::In(list) => list
-                    .iter()
-                    .filter_map(|uid| covered_by.get(uid))
-                    .flatten()
-                    .copied()
-                    .collect(),
-            };
-            covered.sort_unstable();
-            covered.dedup();
-            for action in covered {
-                per_action[action].push(at);
-            }
-        }
-        for (action, applicable) in actions.iter().zip(&per_action) {
-            let mut bucket = ActionBucket::default();
-            let mut type_level: Vec<(usize, &Key, &Key)> = Vec::new();
-            for (policy, _, principal, resource) in applicable.iter().map(|&at| &scoped[at]) {
-                match (principal, resource) {
-                    (Key::Under(uid), _) => bucket
-                        .by_principal
-                        .entry(uid.clone())
-                        .or_default()
-                        .push((policy.id().clone(), resource.clone())),
-                    (_, Key::Under(uid)) => bucket
-                        .by_resource
-                        .entry(uid.clone())
-                        .or_default()
-                        .push((policy.id().clone(), principal.clone())),
-                    _ => {
-                        let at = *type_level_at.entry(policy.id().clone()).or_insert_with(|| {
-                            // A policy that cannot be read as JSON has no guards (evaluated whenever its scope matches).
-                            let guards = policy
-                                .to_json()
-                                .map(|json| guards::leading(&json, &mut index.atoms))
-                                .unwrap_or_default();
-                            index.type_level.push(((*policy).clone(), guards));
-                            index.type_level.len() - 1
-                        });
-                        type_level.push((at, principal, resource));
-                        continue;
-                    }
-                }
-                // Entity-keyed: looked up by id when a request selects it.
-                index
-                    .policies
-                    .entry(policy.id().clone())
-                    .or_insert_with(|| (*policy).clone());
-            }
-            let principal_types: Vec<EntityTypeName> = schema
-                .principals_for_action(action)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            let resource_types: Vec<EntityTypeName> = schema
-                .resources_for_action(action)
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect();
-            for principal_type in &principal_types {
-                for resource_type in &resource_types {
-                    let mut policies = Vec::new();
-                    let mut atoms = 0;
-                    for (at, principal, resource) in &type_level {
-                        let fits = |key: &Key, type_name: &EntityTypeName| match key {
-                            Key::Type(required) => required == type_name,
-                            _ => true,
-                        };
-                        if !fits(principal, principal_type) || !fits(resource, resource_type) {
-                            continue;
-                        }
-                        // A guard that reads types only is decided here, for the whole bucket.
-                        // (Leading type tests before any atom: after an atom that may
-                        // error, a false type test does not rule the policy out.)
-                        let guards = &index.type_level[*at].1;
-                        let types_only = guards.iter().take_while(|guard| guard.atoms() == 0).count();
-                        if guards::rules_out(
-                            &guards[..types_only],
-                            principal_type,
-                            resource_type,
-                            Truths::default(),
-                        ) {
-                            continue;
-                        }
-                        atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
-                        policies.push(*at);
-                    }
-                    let base = Base {
-                        principal_type: principal_type.clone(),
-                        resource_type: resource_type.clone(),
-                        policies,
-                        atoms,
-                        sets: ArcSwap::default(),
-                    };
-                    if atoms == 0 {
-                        // No request-dependent guards: the one set, built now.
-                        base.set(Truths::default(), &index.type_level, &index.budget);
-                    }
-                    bucket
-                        .base
-                        .insert((principal_type.clone(), resource_type.clone()), base);
-                }
-            }
-            let key_types = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
-                let mut types: Vec<EntityTypeName> = keys.keys().map(|uid| uid.type_name().clone()).collect();
-                types.sort_by_key(ToString::to_string);
-                types.dedup();
-                types
-            };
-            bucket.principal_key_types = key_types(&bucket.by_principal);
-            bucket.resource_key_types = key_types(&bucket.by_resource);
-            index.actions.insert(action.clone(), bucket);
-        }
-        let attrs = index.atoms.attr_names();
-        index.graph = match graph {
-            Some(graph) if graph.attrs() == attrs.as_slice() => Some(graph),
-            _ => Graph::build(entities, &attrs).map(Arc::new),
-        };
-        if let Some(graph) = &index.graph {
-            let ids = |types: &[EntityTypeName]| types.iter().filter_map(|t| graph.type_id(t)).collect();
-            let by_id = |keys: &FxHashMap<EntityUid, Vec<(PolicyId, Key)>>| {
-                keys.iter()
-                    .filter_map(|(uid, policies)| {
-                        let policies = policies
-                            .iter()
-                            .map(|(id, key)| (id.clone(), StoredKey::of(key, graph)))
-                            .collect();
-                        Some((graph.id(uid)?, policies))
-                    })
-                    .collect()
-            };
-            for bucket in index.actions.values_mut() {
-                bucket.principal_key_type_ids = ids(&bucket.principal_key_types);
-                bucket.resource_key_type_ids = ids(&bucket.resource_key_types);
-                bucket.by_principal_id = by_id(&bucket.by_principal);
-                bucket.by_resource_id = by_id(&bucket.by_resource);
-            }
-        }
-        Some(index)
     }
 
-    /// The interned entities, to hand to the next index over the same store.
-    pub fn graph(&self) -> Option<&Arc<Graph>> {
-        self.graph.as_ref()
-    }
-
-    /// What the guards read from `context`, for requests over the index's entities with
-    /// exactly this context (`Over::Built`): worth keeping for a context many requests share.
-    pub fn read_context(&self, context: &cedar_policy::Context) -> Option<ContextReads> {
-        Some(self.atoms.read_context(context, self.graph.as_ref()?))
-    }
-
-    /// The policies to evaluate `request` with, over `over` (for the guards and the principal's
-    /// and resource's ancestors). `None`: evaluate the whole set.
-    pub fn select(&self, request: &Request, over: Over<'_>) -> Option<Selection> {
-        let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
-        let bucket = self.actions.get(action)?;
-        let base = bucket
-            .base
-            .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
-        // Over the index's own entities, with a stored principal and resource: the graph (its
-        // two lookups only when guards or entity-keyed policies will read them).
-        let has_keyed = !bucket.by_principal.is_empty() || !bucket.by_resource.is_empty();
-        let (stored, reads) = match over {
-            Over::Built(_, reads) if base.atoms != 0 || has_keyed => (
-                self.graph
-                    .as_ref()
-                    .and_then(|graph| Some((graph, (graph.stored(principal)?, graph.stored(resource)?)))),
-                reads,
-            ),
-            Over::Built(..) | Over::Other(_) => (None, None),
-        };
-        let entities = over.entities();
-        let truths = stored
-            .and_then(|(graph, ids)| {
-                self.atoms
-                    .evaluate_stored(base.atoms, graph, ids, request.context(), reads)
-            })
-            .unwrap_or_else(|| {
-                self.atoms
-                    .evaluate(base.atoms, principal, resource, request.context(), entities)
-            });
-        let base = base.set(truths, &self.type_level, &self.budget);
-        if !has_keyed {
-            return Some(Selection { base, extra: None });
-        }
-        let mut extra: Vec<&PolicyId> = Vec::new();
-        match stored {
-            Some((graph, (principal, resource))) => {
-                // Each side's lineage, filtered by type id; the other side's key read by id.
-                let principals = keyed_stored(graph, principal, &bucket.principal_key_type_ids);
-                pick(
-                    &bucket.by_principal_id,
-                    principals,
-                    |key| key.admits(resource, graph),
-                    &mut extra,
-                );
-                let resources = keyed_stored(graph, resource, &bucket.resource_key_type_ids);
-                pick(
-                    &bucket.by_resource_id,
-                    resources,
-                    |key| key.admits(principal, graph),
-                    &mut extra,
-                );
-            }
-            None => {
-                let principals = keyed(principal, entities, &bucket.principal_key_types);
-                pick(
-                    &bucket.by_principal,
-                    principals,
-                    |key| key.admits(resource, entities),
-                    &mut extra,
-                );
-                let resources = keyed(resource, entities, &bucket.resource_key_types);
-                pick(
-                    &bucket.by_resource,
-                    resources,
-                    |key| key.admits(principal, entities),
-                    &mut extra,
-                );
-            }
-        }
-        if extra.is_empty() {
-            return Some(Selection { base, extra: None });
-        }
-        let mut set = PolicySet::new();
-        for id in extra {
-            if let Some(policy) = self.policies.get(id) {
-                // A policy reached twice (through two ancestors) is added once.
-                let _ = set.add(policy.clone());
-            }
-        }
-        Some(Selection {
-            base,
-            extra: Some(set),
+    /// The key as `graph` numbers entities and types; `None` when the graph never met its
+    /// entity or type, so that no stored entity meets it.
+    fn in_graph(&self, graph: &Graph) -> Option<Key<u32, u16>> {
+        Some(match self {
+            Key::Any => Key::Any,
+            Key::Type(type_name) => Key::Type(graph.type_id(type_name)?),
+            Key::Under(uid) => Key::Under(graph.id(uid)?),
         })
     }
 }
 
-/// The policies of `keys` keyed by one of `lineage` whose other key `admits` the request.
-fn pick<'k, Q: Hash + Eq, L: Borrow<Q>, K>(
-    keys: &'k FxHashMap<Q, Vec<(PolicyId, K)>>,
-    lineage: impl Iterator<Item = L>,
-    admits: impl Fn(&K) -> bool,
-    extra: &mut Vec<&'k PolicyId>,
+impl<E, T: Eq> Key<E, T> {
+    /// Whether `entity` (with its ancestors in `data`) can meet it.
+    fn admits<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(&self, entity: &E, data: D) -> bool {
+        match self {
+            Key::Any => true,
+            Key::Type(required) => required == data.type_of(entity),
+            Key::Under(key) => data.within(entity, key),
+        }
+    }
+}
+
+/// The entity-keyed policies of one action, by the entity their scope names, with the other
+/// side's key; `E` and `T` as in [`Key`].
+#[derive(Debug)]
+struct Keyed<E, T> {
+    /// principal entity -> the policies keyed by it, with their resource key.
+    by_principal: ByEntity<E, T>,
+    /// resource entity -> the policies keyed by it (and a type-level principal key).
+    by_resource: ByEntity<E, T>,
+    /// The types of `by_principal`'s and `by_resource`'s keys: a principal's ancestors of other
+    /// types (a user has hundreds of role and permission groups) are skipped without hashing.
+    principal_types: Vec<T>,
+    resource_types: Vec<T>,
+}
+
+/// Entity -> the policies keyed by it, with the other side's key.
+type ByEntity<E, T> = FxHashMap<E, Vec<(PolicyId, Key<E, T>)>>;
+
+impl<E, T> Default for Keyed<E, T> {
+    fn default() -> Self {
+        Keyed {
+            by_principal: FxHashMap::default(),
+            by_resource: FxHashMap::default(),
+            principal_types: Vec::new(),
+            resource_types: Vec::new(),
+        }
+    }
+}
+
+impl Keyed<EntityUid, EntityTypeName> {
+    /// Fills in the types of the keys.
+    fn note_key_types(&mut self) {
+        fn key_types(keys: &ByEntity<EntityUid, EntityTypeName>) -> Vec<EntityTypeName> {
+            let mut types: Vec<EntityTypeName> = keys.keys().map(|uid| uid.type_name().clone()).collect();
+            types.sort_by_key(ToString::to_string);
+            types.dedup();
+            types
+        }
+        self.principal_types = key_types(&self.by_principal);
+        self.resource_types = key_types(&self.by_resource);
+    }
+
+    /// The same policies as `graph` numbers entities and types; those with a key it never met
+    /// are left out (no stored entity meets that key).
+    fn in_graph(&self, graph: &Graph) -> Keyed<u32, u16> {
+        let by_id = |keys: &ByEntity<EntityUid, EntityTypeName>| {
+            keys.iter()
+                .filter_map(|(uid, policies)| {
+                    let policies = policies
+                        .iter()
+                        .filter_map(|(id, key)| Some((id.clone(), key.in_graph(graph)?)))
+                        .collect();
+                    Some((graph.id(uid)?, policies))
+                })
+                .collect()
+        };
+        let type_ids = |types: &[EntityTypeName]| types.iter().filter_map(|t| graph.type_id(t)).collect();
+        Keyed {
+            by_principal: by_id(&self.by_principal),
+            by_resource: by_id(&self.by_resource),
+            principal_types: type_ids(&self.principal_types),
+            resource_types: type_ids(&self.resource_types),
+        }
+    }
+}
+
+impl<E: Eq + Hash, T: Eq> Keyed<E, T> {
+    fn is_empty(&self) -> bool {
+        self.by_principal.is_empty() && self.by_resource.is_empty()
+    }
+
+    /// Adds to `admitted` the policies keyed by `principal` or `resource`, or by an ancestor of
+    /// either, whose other key admits the other.
+    fn add_admitted<'k, 'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(
+        &'k self,
+        data: D,
+        principal: &E,
+        resource: &E,
+        admitted: &mut Vec<&'k PolicyId>,
+    ) {
+        add_admitted(
+            data,
+            &self.by_principal,
+            &self.principal_types,
+            principal,
+            resource,
+            admitted,
+        );
+        add_admitted(
+            data,
+            &self.by_resource,
+            &self.resource_types,
+            resource,
+            principal,
+            admitted,
+        );
+    }
+}
+
+/// Adds to `admitted` the policies of `keyed` keyed by `entity` or one of its ancestors (only
+/// those of `types`, the keys' types, are looked up) whose other key admits `other`.
+fn add_admitted<'k, 'a, D: EntityData<'a>>(
+    data: D,
+    keyed: &'k ByEntity<D::EntityKey, D::TypeKey>,
+    types: &[D::TypeKey],
+    entity: &D::EntityKey,
+    other: &D::EntityKey,
+    admitted: &mut Vec<&'k PolicyId>,
 ) {
-    if keys.is_empty() {
+    if keyed.is_empty() {
         return;
     }
-    for entity in lineage {
-        for (id, key) in keys.get(entity.borrow()).into_iter().flatten() {
-            if admits(key) {
-                extra.push(id);
+    let mut add = |lineage_entity: &D::EntityKey| {
+        if !types.contains(data.type_of(lineage_entity)) {
+            return;
+        }
+        for (id, key) in keyed.get(lineage_entity).into_iter().flatten() {
+            if key.admits(other, data) {
+                admitted.push(id);
             }
         }
+    };
+    add(entity);
+    for ancestor in data.ancestors(entity) {
+        add(ancestor);
     }
 }

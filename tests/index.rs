@@ -1,6 +1,6 @@
 //! The scope index is exact: on random policy sets (every scope form, action groups, forbids,
 //! conditions that error) and random requests, evaluating only the policies the index selects
-//! (`engine::evaluate`: the base set, plus the entity-keyed policies evaluated on their own and
+//! (`Engine::decide`: the type-level set, plus the entity-keyed policies evaluated on their own and
 //! combined) gives the same decision, determining policies and errors as Cedar evaluating the
 //! whole set.
 #![allow(
@@ -173,9 +173,9 @@ proptest! {
             let Prepared::Request(request, _) = decider.prepare(&shares, &question, ResourceAs::Written).unwrap() else { continue };
             let entities = (*snapshot.engine.entities).clone().add_entities(request.entities.iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
-            let selection = index.select(&request.request, Over::Other(&entities));
+            let selection = index.select(&request.request, Over::Unindexed(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
-                s.base.policies().count() + s.extra.as_ref().map_or(0, |e| e.policies().count())
+                s.type_level.policies().count() + s.entity_keyed.as_ref().map_or(0, |e| e.policies().count())
             });
             let narrowed = engine.decide(&request, &mut Batch::single()).unwrap();
             prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
@@ -243,8 +243,11 @@ fn the_index_narrows_a_large_set() {
         .clone()
         .add_entities(request.entities.iter().cloned(), None)
         .unwrap();
-    let selected = index.select(&request.request, Over::Other(&entities)).unwrap();
-    let count = selected.base.policies().count() + selected.extra.map_or(0, |e| e.policies().count());
+    let selected = index
+        .select(&request.request, Over::Unindexed(&entities))
+        .unwrap();
+    let count =
+        selected.type_level.policies().count() + selected.entity_keyed.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
 
@@ -318,18 +321,18 @@ fn membership_guards_leave_only_the_callers_roles() {
             .and_then(|context| index.read_context(context));
         assert!(reads.is_some());
         for (read, over) in [
-            ("graph", Over::Built(&snapshot.engine.entities, None)),
+            ("graph", Over::Indexed(&snapshot.engine.entities, None)),
             (
                 "graph, context read beforehand",
-                Over::Built(&snapshot.engine.entities, reads.as_ref()),
+                Over::Indexed(&snapshot.engine.entities, reads.as_ref()),
             ),
-            ("cedar", Over::Other(&snapshot.engine.entities)),
+            ("cedar", Over::Unindexed(&snapshot.engine.entities)),
         ] {
             let selected = index.select(&request.request, over).unwrap();
             let mut ids: Vec<String> = selected
-                .base
+                .type_level
                 .policies()
-                .chain(selected.extra.iter().flat_map(|e| e.policies()))
+                .chain(selected.entity_keyed.iter().flat_map(|e| e.policies()))
                 .map(|p| p.id().to_string())
                 .collect();
             ids.sort();

@@ -14,23 +14,18 @@
 
 use std::collections::HashMap;
 
+use std::borrow::Cow;
+
 use cedar_policy::{Entities, EntityTypeName, EntityUid, EvalResult};
+
+use super::data::AttrValue;
 
 type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// A stored attribute's value, as guards use it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Stored {
-    /// An entity.
-    Entity(u32),
-    /// A set whose elements are all entities.
-    Set(Box<[u32]>),
-    /// A record: guards that read into it are left to Cedar.
-    Record,
-    /// Anything else (a string, a number, a set with non-entity elements, a value Cedar cannot
-    /// convert): `in` on it would error; reading an attribute of it would error.
-    Other,
-}
+/// A stored attribute's value, as the guards use it (never [`AttrValue::Absent`] or
+/// [`AttrValue::Unmet`]: the graph interns every entity a kept attribute names). Reading into a
+/// record is left to Cedar.
+pub type Stored = AttrValue<'static, u32, ()>;
 
 #[derive(Debug, Default)]
 struct Node {
@@ -75,7 +70,7 @@ impl Graph {
                 let value = match entity.attr(attr) {
                     None => continue,
                     Some(Ok(EvalResult::EntityUid(uid))) => {
-                        Stored::Entity(graph.intern(&uid, &mut type_ids)?)
+                        AttrValue::Entity(graph.intern(&uid, &mut type_ids)?)
                     }
                     Some(Ok(EvalResult::Set(set))) => {
                         let mut ids = Vec::new();
@@ -89,13 +84,13 @@ impl Graph {
                             }
                         }
                         if ids.len() == set.len() {
-                            Stored::Set(ids.into())
+                            AttrValue::Set(Cow::Owned(ids))
                         } else {
-                            Stored::Other
+                            AttrValue::Other
                         }
                     }
-                    Some(Ok(EvalResult::Record(_))) => Stored::Record,
-                    Some(_) => Stored::Other,
+                    Some(Ok(EvalResult::Record(_))) => AttrValue::Record(()),
+                    Some(_) => AttrValue::Other,
                 };
                 kept.push((u16::try_from(slot).ok()?, value));
             }
@@ -143,8 +138,8 @@ impl Graph {
     }
 
     /// The type of an id, as an index into the graph's types ([`Graph::type_id`]).
-    pub fn type_of(&self, id: u32) -> u16 {
-        self.type_of[id as usize]
+    pub fn type_of(&self, id: u32) -> &u16 {
+        &self.type_of[id as usize]
     }
 
     /// The graph's index of a type, if any entity it has met is of that type.
@@ -212,15 +207,15 @@ mod tests {
         // The closure, as Cedar computes it (a in g in top).
         assert!(graph.within(a, g) && graph.within(a, top) && graph.within(g, top) && graph.within(a, a));
         assert!(!graph.within(g, a) && !graph.within(a, b) && !graph.within(top, g));
-        assert_eq!(graph.attr(a, 0), Some(&Stored::Entity(b)));
-        assert_eq!(graph.attr(a, 1), Some(&Stored::Set(vec![c].into())));
-        assert_eq!(graph.attr(a, 2), Some(&Stored::Other));
-        assert_eq!(graph.attr(a, 3), Some(&Stored::Other));
-        assert_eq!(graph.attr(a, 4), Some(&Stored::Record));
+        assert_eq!(graph.attr(a, 0), Some(&AttrValue::Entity(b)));
+        assert_eq!(graph.attr(a, 1), Some(&AttrValue::Set(vec![c].into())));
+        assert_eq!(graph.attr(a, 2), Some(&AttrValue::Other));
+        assert_eq!(graph.attr(a, 3), Some(&AttrValue::Other));
+        assert_eq!(graph.attr(a, 4), Some(&AttrValue::Record(())));
         assert_eq!(graph.attr(a, 5), None);
         assert_eq!(graph.attr(b, 0), None);
         assert_eq!(graph.attr(c, 0), None);
-        assert_eq!(graph.type_of(a), graph.type_id(&"T".parse().unwrap()).unwrap());
+        assert_eq!(*graph.type_of(a), graph.type_id(&"T".parse().unwrap()).unwrap());
         assert_ne!(graph.type_of(a), graph.type_of(g));
     }
 }

@@ -11,13 +11,17 @@
 //! false and every guard before it is true, the policy is not satisfied and reports no error,
 //! whatever follows ([`rules_out`]). Only the *leading* guards count: a guard after an ordinary
 //! conjunct may never be reached, and that conjunct may error.
+//!
+//! The atoms are evaluated once per request by one [`Evaluation`] over any [`EntityData`]: the
+//! index's graph, or Cedar's entities.
 
-use std::borrow::Cow;
+use std::borrow::Borrow;
 
-use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult};
+use cedar_policy::{Context, EntityTypeName};
 use serde_json::Value;
 
-use super::graph::{Graph, Stored};
+use super::data::{AttrValue, EntityData, GraphData};
+use super::graph::Graph;
 
 /// At most this many distinct atoms (`has` and `in` tests) are indexed; later ones end a
 /// policy's guard prefix.
@@ -75,12 +79,12 @@ impl Truth {
 
 /// The atoms of one request: bit `n` of `holds` (of `unknown`) when atom `n` is true (unknown).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Truths {
+pub struct AtomValues {
     pub holds: u32,
     pub unknown: u32,
 }
 
-impl Truths {
+impl AtomValues {
     fn of(&self, atom: usize) -> Truth {
         if self.unknown & (1 << atom) != 0 {
             Truth::Unknown
@@ -90,8 +94,8 @@ impl Truths {
     }
 
     /// Only the atoms of `mask`.
-    pub fn masked(self, mask: u32) -> Truths {
-        Truths {
+    pub fn masked(self, mask: u32) -> AtomValues {
+        AtomValues {
             holds: self.holds & mask,
             unknown: self.unknown & mask,
         }
@@ -106,14 +110,8 @@ pub struct Atoms {
     steps: Vec<Step>,
     /// The distinct attribute names the steps read.
     names: Vec<String>,
-    /// Per step: whether a later step reads from its value (its entity is then looked up).
-    read_further: Vec<bool>,
     atoms: Vec<Atom>,
 }
-
-/// A step's value for one request: `None` when the attribute is absent (or its entity is),
-/// `Some(None)` when present but not a plain value.
-type StepValue = Option<Option<EvalResult>>;
 
 impl Default for Atoms {
     fn default() -> Self {
@@ -121,7 +119,6 @@ impl Default for Atoms {
             id: ATOMS_MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             steps: Vec::new(),
             names: Vec::new(),
-            read_further: Vec::new(),
             atoms: Vec::new(),
         }
     }
@@ -149,11 +146,7 @@ impl Atoms {
         Some(match self.steps.iter().position(|known| *known == step) {
             Some(at) => at,
             None => {
-                if let Origin::Step(from) = from {
-                    self.read_further[from] = true;
-                }
                 self.steps.push(step);
-                self.read_further.push(false);
                 self.steps.len() - 1
             }
         })
@@ -170,346 +163,156 @@ impl Atoms {
         }
     }
 
-    /// The atoms of `wanted` for a request, each read once (attribute steps too).
-    pub fn evaluate(
+    /// The values of the atoms of `wanted` for a request with this principal and resource over
+    /// `data`, each atom and attribute step read once. `None` when `data` cannot answer (the
+    /// graph, for a read into a record): read through Cedar instead.
+    pub fn values<'a, D: EntityData<'a>>(
         &self,
         wanted: u32,
-        principal: &EntityUid,
-        resource: &EntityUid,
-        context: Option<&Context>,
-        entities: &Entities,
-    ) -> Truths {
+        data: D,
+        principal: D::Entity,
+        resource: D::Entity,
+    ) -> Option<AtomValues> {
+        let mut values = AtomValues::default();
+        if wanted == 0 {
+            return Some(values);
+        }
         let mut request = Evaluation {
             atoms: self,
+            data,
             principal,
             resource,
-            context,
-            entities,
-            principal_entity: None,
-            resource_entity: None,
-            steps: Vec::new(),
+            steps: vec![None; self.steps.len()],
         };
-        // Reading through Cedar always finishes: `None` never comes.
-        self.truths(wanted, |atom| Some(request.atom(atom)))
-            .unwrap_or_default()
-    }
-
-    /// The truths of the atoms of `wanted`, each from `truth`; `None` as soon as it gives up.
-    fn truths(&self, wanted: u32, mut truth: impl FnMut(&Atom) -> Option<Truth>) -> Option<Truths> {
-        let mut truths = Truths::default();
         for (at, atom) in self.atoms.iter().enumerate() {
             if wanted & (1 << at) == 0 {
                 continue;
             }
-            match truth(atom)? {
-                Truth::True => truths.holds |= 1 << at,
+            match request.atom(atom)? {
+                Truth::True => values.holds |= 1 << at,
                 Truth::False => {}
-                Truth::Unknown => truths.unknown |= 1 << at,
+                Truth::Unknown => values.unknown |= 1 << at,
             }
         }
-        Some(truths)
-    }
-}
-
-/// One request's view of the atoms, with the steps read so far. Entity lookups are hashed
-/// (SipHash over type and id), so each entity a request reaches is looked up once.
-struct Evaluation<'a> {
-    atoms: &'a Atoms,
-    principal: &'a EntityUid,
-    resource: &'a EntityUid,
-    context: Option<&'a Context>,
-    entities: &'a Entities,
-    principal_entity: Option<Option<&'a Entity>>,
-    resource_entity: Option<Option<&'a Entity>>,
-    /// Per step, once read: its value and, when a later step reads from it, its entity.
-    steps: Vec<Option<(StepValue, Option<&'a Entity>)>>,
-}
-
-impl<'a> Evaluation<'a> {
-    fn var(&self, var: Var) -> Option<&'a EntityUid> {
-        match var {
-            Var::Principal => Some(self.principal),
-            Var::Resource => Some(self.resource),
-            Var::Context => None,
-        }
+        Some(values)
     }
 
-    fn var_entity(&mut self, var: Var) -> Option<&'a Entity> {
-        let entities = self.entities;
-        match var {
-            Var::Principal => *self
-                .principal_entity
-                .get_or_insert_with(|| entities.get(self.principal)),
-            Var::Resource => *self
-                .resource_entity
-                .get_or_insert_with(|| entities.get(self.resource)),
-            Var::Context => None,
-        }
-    }
-
-    /// The step's value, read on first use.
-    fn step(&mut self, at: usize) -> &(StepValue, Option<&'a Entity>) {
-        if self.steps.len() <= at {
-            self.steps.resize(self.atoms.steps.len(), None);
-        }
-        if self.steps[at].is_none() {
-            let value = self.read(at);
-            let entity = match &value {
-                Some(Some(EvalResult::EntityUid(uid))) if self.atoms.read_further[at] => {
-                    self.entities.get(uid)
-                }
-                _ => None,
-            };
-            self.steps[at] = Some((value, entity));
-        }
-        self.steps[at].as_ref().unwrap_or(&(None, None))
-    }
-
-    /// As Cedar reads `<origin>.<attr>`: from an entity in `entities`, or a record.
-    fn read(&mut self, at: usize) -> StepValue {
-        let atoms = self.atoms;
-        let step = &atoms.steps[at];
-        let attr = step.attr.as_str();
-        match step.from {
-            Origin::Var(Var::Context) => self.context?.get(attr).map(Some),
-            Origin::Var(var) => self.var_entity(var)?.attr(attr).map(Result::ok),
-            Origin::Step(from) => match self.step(from) {
-                (Some(Some(EvalResult::EntityUid(_))), entity) => entity.as_ref()?.attr(attr).map(Result::ok),
-                (Some(Some(EvalResult::Record(record))), _) => record.get(attr).cloned().map(Some),
-                _ => None,
-            },
-        }
-    }
-
-    fn atom(&mut self, atom: &Atom) -> Truth {
-        match atom {
-            Atom::Has(step) => Truth::of(self.step(*step).0.is_some()),
-            Atom::In(left, right) => {
-                let (Some(left), entities) = (self.var(*left), self.entities) else {
-                    return Truth::Unknown;
-                };
-                // Cedar's `in`: the left entity equals the right one or has it as an ancestor; a
-                // set on the right: any of its elements, which must all be entities.
-                let within = |uid: &EntityUid| left == uid || entities.is_ancestor_of(uid, left);
-                let right = match right {
-                    Origin::Var(var) => {
-                        return self
-                            .var(*var)
-                            .map_or(Truth::Unknown, |uid| Truth::of(within(uid)));
-                    }
-                    Origin::Step(step) => &self.step(*step).0,
-                };
-                match right {
-                    Some(Some(EvalResult::EntityUid(uid))) => Truth::of(within(uid)),
-                    Some(Some(EvalResult::Set(set))) => {
-                        let mut found = false;
-                        for element in set.iter() {
-                            match element {
-                                EvalResult::EntityUid(uid) => found = found || within(uid),
-                                _ => return Truth::Unknown,
-                            }
-                        }
-                        Truth::of(found)
-                    }
-                    _ => Truth::Unknown,
-                }
-            }
-        }
-    }
-}
-
-/// A step's value read from a [`Graph`]: what [`StepValue`] is when read through Cedar.
-#[derive(Debug, Clone)]
-enum Read<'g> {
-    /// The attribute (or the entity holding it) is missing, or reading it would error.
-    Absent,
-    /// An entity; `None` when the graph has not met it (neither stored nor an ancestor).
-    Entity(Option<u32>),
-    /// A set of entities: those the graph has met (the others can be nobody's ancestor).
-    Set(Cow<'g, [u32]>),
-    /// A record: reading into it is left to Cedar.
-    Record,
-    /// Present, but not an entity or a set of entities.
-    Other,
-}
-
-impl<'g> Read<'g> {
-    fn stored(value: Option<&'g Stored>) -> Read<'g> {
-        match value {
-            None => Read::Absent,
-            Some(Stored::Entity(id)) => Read::Entity(Some(*id)),
-            Some(Stored::Set(ids)) => Read::Set(Cow::Borrowed(ids)),
-            Some(Stored::Record) => Read::Record,
-            Some(Stored::Other) => Read::Other,
-        }
-    }
-
-    /// A value of the request's context.
-    fn of(value: EvalResult, graph: &Graph) -> Read<'g> {
-        match value {
-            EvalResult::EntityUid(uid) => Read::Entity(graph.id(&uid)),
-            EvalResult::Set(set) => {
-                let mut ids = Vec::new();
-                for element in set.iter() {
-                    match element {
-                        EvalResult::EntityUid(uid) => ids.extend(graph.id(uid)),
-                        _ => return Read::Other,
-                    }
-                }
-                Read::Set(Cow::Owned(ids))
-            }
-            EvalResult::Record(_) => Read::Record,
-            _ => Read::Other,
-        }
-    }
-}
-
-impl Read<'_> {
-    /// The same value, borrowing its set.
-    fn borrowed(&self) -> Read<'_> {
-        match self {
-            Read::Set(ids) => Read::Set(Cow::Borrowed(ids)),
-            Read::Absent => Read::Absent,
-            Read::Entity(id) => Read::Entity(*id),
-            Read::Record => Read::Record,
-            Read::Other => Read::Other,
-        }
-    }
-}
-
-/// The context steps of the atoms, read once from a context that many requests share
-/// ([`Atoms::read_context`]): per step, its value for a context step, `None` for others.
-/// Used only by the atoms that read them (step numbers are theirs): others read the context.
-#[derive(Debug, Clone)]
-pub struct ContextReads {
-    atoms: u64,
-    steps: Box<[Option<Read<'static>>]>,
-}
-
-/// Numbers every [`Atoms`], so that [`ContextReads`] are used only by the atoms that made them.
-static ATOMS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// One request's view of the atoms over a [`Graph`]: principal and resource are stored
-/// entities, known by id.
-struct GraphEvaluation<'g> {
-    atoms: &'g Atoms,
-    graph: &'g Graph,
-    principal: u32,
-    resource: u32,
-    context: Option<&'g Context>,
-    /// The context's steps, when read beforehand from this very context.
-    reads: Option<&'g ContextReads>,
-    steps: Vec<Option<Read<'g>>>,
-}
-
-impl Atoms {
-    /// What the context steps read from `context` over `graph`, for [`Atoms::evaluate_stored`]
-    /// on requests with exactly this context.
+    /// What the context steps read from `context` over `graph`, for [`Atoms::values`] over a
+    /// [`GraphData`] of requests with exactly this context.
     pub fn read_context(&self, context: &Context, graph: &Graph) -> ContextReads {
+        let data = GraphData::new(graph, Some(context), None);
         ContextReads {
             atoms: self.id,
             steps: self
                 .steps
                 .iter()
-                .map(|step| match step.from {
-                    Origin::Var(Var::Context) => Some(
-                        context
-                            .get(&step.attr)
-                            .map_or(Read::Absent, |value| Read::of(value, graph)),
-                    ),
+                .enumerate()
+                .map(|(at, step)| match step.from {
+                    Origin::Var(Var::Context) => Some(data.context_attr(at, &step.attr).into_owned()),
                     _ => None,
                 })
                 .collect(),
         }
     }
 
-    /// [`Atoms::evaluate`] over the entities `graph` was built from, for a request whose
-    /// principal and resource are stored entities with these ids: the same truths, read from
-    /// the graph instead of through Cedar. `None` when an atom reads into a record (then use
-    /// [`Atoms::evaluate`]). `reads`: [`Atoms::read_context`] of the request's context, if kept.
-    pub fn evaluate_stored(
-        &self,
-        wanted: u32,
-        graph: &Graph,
-        (principal, resource): (u32, u32),
-        context: Option<&Context>,
-        reads: Option<&ContextReads>,
-    ) -> Option<Truths> {
-        if wanted == 0 {
-            return Some(Truths::default());
-        }
-        let mut request = GraphEvaluation {
-            atoms: self,
-            graph,
-            principal,
-            resource,
-            context,
-            reads: reads.filter(|reads| reads.atoms == self.id),
-            steps: vec![None; self.steps.len()],
-        };
-        self.truths(wanted, |atom| request.atom(atom))
+    /// `reads` when these atoms made them (their step numbers are these atoms' own).
+    pub fn own<'r>(&self, reads: Option<&'r ContextReads>) -> Option<&'r ContextReads> {
+        reads.filter(|reads| reads.atoms == self.id)
     }
 }
 
-impl<'g> GraphEvaluation<'g> {
-    fn var(&self, var: Var) -> Option<u32> {
+/// The context steps of the atoms, read once from a context that many requests share
+/// ([`Atoms::read_context`]): per step, its value for a context step, `None` for others.
+/// Used only by the atoms that read them ([`Atoms::own`]): others read the context.
+#[derive(Debug, Clone)]
+pub struct ContextReads {
+    atoms: u64,
+    steps: Box<[Option<AttrValue<'static, u32, ()>>]>,
+}
+
+impl ContextReads {
+    /// The value of context step `at`, if read beforehand.
+    pub fn step(&self, at: usize) -> Option<&AttrValue<'static, u32, ()>> {
+        self.steps.get(at)?.as_ref()
+    }
+}
+
+/// Numbers every [`Atoms`], so that [`ContextReads`] are used only by the atoms that made them.
+static ATOMS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One request's view of the atoms over `data`, with the attribute steps read so far.
+struct Evaluation<'e, 'a, D: EntityData<'a>> {
+    atoms: &'e Atoms,
+    data: D,
+    principal: D::Entity,
+    resource: D::Entity,
+    /// Per step, once read: its value.
+    steps: Vec<Option<AttrValue<'a, D::Entity, D::Record>>>,
+}
+
+impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
+    fn var(&self, var: Var) -> Option<&D::Entity> {
         match var {
-            Var::Principal => Some(self.principal),
-            Var::Resource => Some(self.resource),
+            Var::Principal => Some(&self.principal),
+            Var::Resource => Some(&self.resource),
             Var::Context => None,
         }
     }
 
-    /// The step's value, read on first use; `None` to leave the request to Cedar.
-    fn step(&mut self, at: usize) -> Option<Read<'g>> {
-        if let Some(read) = &self.steps[at] {
-            return Some(read.clone());
-        }
-        let (atoms, graph) = (self.atoms, self.graph);
-        let step = &atoms.steps[at];
-        let read = match step.from {
-            Origin::Var(Var::Context) => match self.reads.and_then(|reads| reads.steps.get(at)?.as_ref()) {
-                Some(read) => read.borrowed(),
-                None => match self.context.and_then(|context| context.get(&step.attr)) {
-                    Some(value) => Read::of(value, graph),
-                    None => Read::Absent,
+    /// The step's value, read on first use (as Cedar reads `<origin>.<attr>`); `None` when the
+    /// data cannot answer.
+    fn step(&mut self, at: usize) -> Option<&AttrValue<'a, D::Entity, D::Record>> {
+        if self.steps[at].is_none() {
+            let (atoms, data) = (self.atoms, self.data);
+            let step = &atoms.steps[at];
+            let value = match step.from {
+                Origin::Var(Var::Context) => data.context_attr(at, &step.attr),
+                Origin::Var(var) => match self.var(var) {
+                    Some(entity) => data.attr(entity, &step.attr, step.slot)?,
+                    None => AttrValue::Absent,
                 },
-            },
-            Origin::Var(var) => Read::stored(graph.attr(self.var(var)?, step.slot)),
-            Origin::Step(from) => match self.step(from)? {
-                // An entity the graph has not met is not stored: Cedar errors, as on a missing
-                // attribute or on reading a set's or a string's attribute.
-                Read::Entity(Some(id)) => Read::stored(graph.attr(id, step.slot)),
-                Read::Record => return None,
-                Read::Entity(None) | Read::Set(_) | Read::Other | Read::Absent => Read::Absent,
-            },
-        };
-        self.steps[at] = Some(read.clone());
-        Some(read)
+                Origin::Step(from) => match self.step(from)? {
+                    AttrValue::Entity(entity) => data.attr(entity, &step.attr, step.slot)?,
+                    AttrValue::Record(record) => data.record_attr(record, &step.attr)?,
+                    // An unmet entity is not stored: Cedar errors, as on a missing attribute or
+                    // on reading a set's or a string's attribute.
+                    AttrValue::Unmet | AttrValue::Set(_) | AttrValue::Other | AttrValue::Absent => {
+                        AttrValue::Absent
+                    }
+                },
+            };
+            self.steps[at] = Some(value);
+        }
+        self.steps[at].as_ref()
     }
 
     fn atom(&mut self, atom: &Atom) -> Option<Truth> {
         Some(match atom {
-            Atom::Has(step) => Truth::of(!matches!(self.step(*step)?, Read::Absent)),
+            Atom::Has(step) => Truth::of(!matches!(self.step(*step)?, AttrValue::Absent)),
             Atom::In(left, right) => {
-                let (Some(left), graph) = (self.var(*left), self.graph) else {
+                let data = self.data;
+                let Some(left_entity) = self.var(*left).cloned() else {
                     return Some(Truth::Unknown);
                 };
+                let left: &D::EntityKey = left_entity.borrow();
+                // Cedar's `in`: the left entity equals the right one or has it as an ancestor; a
+                // set on the right: any of its elements, which must all be entities.
                 let right = match right {
                     Origin::Var(var) => {
-                        return Some(
-                            self.var(*var)
-                                .map_or(Truth::Unknown, |id| Truth::of(graph.within(left, id))),
-                        );
+                        return Some(self.var(*var).map_or(Truth::Unknown, |right| {
+                            Truth::of(data.within(left, right.borrow()))
+                        }));
                     }
                     Origin::Step(step) => self.step(*step)?,
                 };
                 match right {
-                    Read::Entity(Some(id)) => Truth::of(graph.within(left, id)),
+                    AttrValue::Entity(right) => Truth::of(data.within(left, right.borrow())),
                     // Met nowhere: not the (stored) left entity, nor one of its ancestors.
-                    Read::Entity(None) => Truth::False,
-                    Read::Set(ids) => Truth::of(ids.iter().any(|&id| graph.within(left, id))),
-                    Read::Absent | Read::Record | Read::Other => Truth::Unknown,
+                    AttrValue::Unmet => Truth::False,
+                    AttrValue::Set(rights) => {
+                        Truth::of(rights.iter().any(|right| data.within(left, right.borrow())))
+                    }
+                    AttrValue::Absent | AttrValue::Record(_) | AttrValue::Other => Truth::Unknown,
                 }
             }
         })
@@ -519,7 +322,7 @@ impl<'g> GraphEvaluation<'g> {
 /// A guard expression.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Guard {
-    /// An atom: bit `n` of the request's truths.
+    /// An atom: bit `n` of the request's [`AtomValues`].
     Atom(usize),
     /// `principal is T` (`true`) or `resource is T` (`false`).
     Is(bool, EntityTypeName),
@@ -531,22 +334,22 @@ pub enum Guard {
 impl Guard {
     /// Its value for a request with these types and atoms, with Cedar's short-circuit `&&` and
     /// `||`: an unknown (possibly erroring) operand that is evaluated makes the whole unknown.
-    pub fn truth(&self, principal: &EntityTypeName, resource: &EntityTypeName, truths: Truths) -> Truth {
+    pub fn truth(&self, principal: &EntityTypeName, resource: &EntityTypeName, values: AtomValues) -> Truth {
         match self {
-            Guard::Atom(atom) => truths.of(*atom),
+            Guard::Atom(atom) => values.of(*atom),
             Guard::Is(true, type_name) => Truth::of(type_name == principal),
             Guard::Is(false, type_name) => Truth::of(type_name == resource),
-            Guard::Not(inner) => match inner.truth(principal, resource, truths) {
+            Guard::Not(inner) => match inner.truth(principal, resource, values) {
                 Truth::True => Truth::False,
                 Truth::False => Truth::True,
                 Truth::Unknown => Truth::Unknown,
             },
-            Guard::And(left, right) => match left.truth(principal, resource, truths) {
-                Truth::True => right.truth(principal, resource, truths),
+            Guard::And(left, right) => match left.truth(principal, resource, values) {
+                Truth::True => right.truth(principal, resource, values),
                 other => other,
             },
-            Guard::Or(left, right) => match left.truth(principal, resource, truths) {
-                Truth::False => right.truth(principal, resource, truths),
+            Guard::Or(left, right) => match left.truth(principal, resource, values) {
+                Truth::False => right.truth(principal, resource, values),
                 other => other,
             },
         }
@@ -570,10 +373,10 @@ pub fn rules_out(
     guards: &[Guard],
     principal: &EntityTypeName,
     resource: &EntityTypeName,
-    truths: Truths,
+    values: AtomValues,
 ) -> bool {
     for guard in guards {
-        match guard.truth(principal, resource, truths) {
+        match guard.truth(principal, resource, values) {
             Truth::True => {}
             Truth::False => return true,
             Truth::Unknown => return false,
@@ -688,8 +491,12 @@ fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
     use std::str::FromStr;
 
+    use cedar_policy::{Entities, EntityUid};
+
+    use super::super::data::{CedarData, CedarEntity};
     use super::*;
 
     fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
@@ -760,18 +567,18 @@ mod tests {
         let [guard] = found.as_slice() else {
             panic!("one guard: {found:?}")
         };
-        let has = Truths { holds: 1, unknown: 0 };
+        let has = AtomValues { holds: 1, unknown: 0 };
         assert_eq!(guard.truth(&user, &stack, has), Truth::True);
-        assert_eq!(guard.truth(&user, &pipeline, Truths::default()), Truth::True);
+        assert_eq!(guard.truth(&user, &pipeline, AtomValues::default()), Truth::True);
         assert_eq!(guard.truth(&user, &pipeline, has), Truth::False);
         assert_eq!(guard.atoms(), 1);
 
         // `principal in resource.xs` (atom 0) before a type test: an unknown (erroring) first
         // conjunct keeps the policy even where the type test is false.
         let (found, _) = guards("when { principal in resource.xs && resource is ZenML::Stack }");
-        let unknown = Truths { holds: 0, unknown: 1 };
-        let (yes, no) = (Truths { holds: 1, unknown: 0 }, Truths::default());
-        // (truths, resource type, ruled out)
+        let unknown = AtomValues { holds: 0, unknown: 1 };
+        let (yes, no) = (AtomValues { holds: 1, unknown: 0 }, AtomValues::default());
+        // (atom values, resource type, ruled out)
         let table = [
             (no, &stack, true),
             (yes, &stack, false),
@@ -779,11 +586,11 @@ mod tests {
             (unknown, &pipeline, false),
             (unknown, &stack, false),
         ];
-        for (truths, resource, out) in table {
+        for (values, resource, out) in table {
             assert_eq!(
-                rules_out(&found, &user, resource, truths),
+                rules_out(&found, &user, resource, values),
                 out,
-                "{truths:?} {resource}"
+                "{values:?} {resource}"
             );
         }
         let (found, _) = guards("when { (resource is ZenML::Stack || principal in resource.xs) }");
@@ -989,23 +796,32 @@ mod tests {
         for (condition, principal, resource, truth) in table {
             let (found, atoms) = guards(&format!("when {{ {condition} }}"));
             assert_eq!(found, vec![Guard::Atom(0)], "{condition}");
-            let truths = atoms.evaluate(1, &uid(principal), &uid(resource), Some(&context), &entities);
-            assert_eq!(truths.of(0), truth, "{condition} for {principal} on {resource}");
+            let (principal_uid, resource_uid) = (uid(principal), uid(resource));
+            let cedar = CedarData::new(&entities, Some(&context));
+            let values = atoms
+                .values(
+                    1,
+                    cedar,
+                    CedarEntity::new(Cow::Borrowed(&principal_uid)),
+                    CedarEntity::new(Cow::Borrowed(&resource_uid)),
+                )
+                .unwrap();
+            assert_eq!(values.of(0), truth, "{condition} for {principal} on {resource}");
             // Read from the graph (stored principal and resource; reads into records excepted):
             // the same truth.
             let graph = Graph::build(&entities, &atoms.attr_names()).unwrap();
-            if let (Some(p), Some(r)) = (graph.stored(&uid(principal)), graph.stored(&uid(resource))) {
-                let stored = atoms.evaluate_stored(1, &graph, (p, r), Some(&context), None);
+            if let (Some(p), Some(r)) = (graph.stored(&principal_uid), graph.stored(&resource_uid)) {
+                let stored = atoms.values(1, GraphData::new(&graph, Some(&context), None), p, r);
                 // The context read beforehand: the same.
                 let reads = atoms.read_context(&context, &graph);
-                let read_before = atoms.evaluate_stored(1, &graph, (p, r), Some(&context), Some(&reads));
+                let read_before = atoms.values(1, GraphData::new(&graph, Some(&context), Some(&reads)), p, r);
                 assert_eq!(read_before, stored, "context read beforehand: {condition}");
                 if condition.contains("record.") {
                     assert_eq!(stored, None, "graph: {condition} is left to Cedar");
                 } else {
                     assert_eq!(
                         stored,
-                        Some(truths),
+                        Some(values),
                         "graph: {condition} for {principal} on {resource}"
                     );
                     on_graph += 1;

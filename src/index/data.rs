@@ -1,0 +1,306 @@
+//! What the index reads of the entities a request is evaluated over, behind one trait
+//! ([`EntityData`]) so that the guards ([`super::guards`]) and the entity-keyed selection are
+//! written once:
+//!
+//! * [`GraphData`]: the store the index was built with, read from its [`Graph`] (dense ids,
+//!   sorted ancestor lists, the attributes the guards read, converted once per snapshot): the
+//!   fast path, taken whenever the request's principal and resource are stored entities;
+//! * [`CedarData`]: any entities, read through Cedar's API (a slice with request-scoped
+//!   entities, a principal or resource the store lacks, or a read the graph cannot answer).
+//!
+//! Both read as Cedar evaluates: `in` is equality or an ancestor, a missing entity has no
+//! attributes, and what would make Cedar raise an error reads as [`AttrValue::Absent`] (an
+//! attribute) or [`AttrValue::Other`] (a value that is not an entity).
+
+use std::borrow::{Borrow, Cow};
+use std::cell::OnceCell;
+use std::hash::Hash;
+
+use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult, Record};
+
+use super::graph::Graph;
+use super::guards::ContextReads;
+
+/// One attribute's value (or one context value), as the guards use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttrValue<'a, E: Clone, R> {
+    /// The attribute (or the entity holding it) is missing, or reading it would error.
+    Absent,
+    /// An entity.
+    Entity(E),
+    /// An entity the data has never met: not stored, and an ancestor of no stored entity
+    /// (only a [`Graph`] knows this; Cedar's API gives the entity).
+    Unmet,
+    /// A set whose elements are all entities: those the data can name (an unmet one is no
+    /// stored entity's ancestor, so leaving it out changes no `in`).
+    Set(Cow<'a, [E]>),
+    /// A record (reading into it: [`EntityData::record_attr`]).
+    Record(R),
+    /// Present, but not an entity or a set of entities: `in` on it would error, and so would
+    /// reading an attribute of it.
+    Other,
+}
+
+impl<E: Clone, R: Clone> AttrValue<'_, E, R> {
+    /// The same value, borrowing its set.
+    pub fn borrowed(&self) -> AttrValue<'_, E, R> {
+        match self {
+            AttrValue::Absent => AttrValue::Absent,
+            AttrValue::Entity(entity) => AttrValue::Entity(entity.clone()),
+            AttrValue::Unmet => AttrValue::Unmet,
+            AttrValue::Set(entities) => AttrValue::Set(Cow::Borrowed(entities)),
+            AttrValue::Record(record) => AttrValue::Record(record.clone()),
+            AttrValue::Other => AttrValue::Other,
+        }
+    }
+
+    /// The same value, owning its set.
+    pub fn into_owned(self) -> AttrValue<'static, E, R> {
+        match self {
+            AttrValue::Absent => AttrValue::Absent,
+            AttrValue::Entity(entity) => AttrValue::Entity(entity),
+            AttrValue::Unmet => AttrValue::Unmet,
+            AttrValue::Set(entities) => AttrValue::Set(Cow::Owned(entities.into_owned())),
+            AttrValue::Record(record) => AttrValue::Record(record),
+            AttrValue::Other => AttrValue::Other,
+        }
+    }
+}
+
+/// An [`AttrValue`] as `D` names entities and records.
+pub type Value<'a, D> = AttrValue<'a, <D as EntityData<'a>>::Entity, <D as EntityData<'a>>::Record>;
+
+/// The entities of one request, as the index reads them: types, ancestors, attributes, and the
+/// request's context. `'a`: what the data borrows (the entities, the context).
+pub trait EntityData<'a>: Copy + 'a {
+    /// An entity as a request meets it (its principal or resource, an ancestor, a value).
+    type Entity: Clone + Borrow<Self::EntityKey>;
+    /// An entity as the index keys policies by it.
+    type EntityKey: Eq + Hash + 'a;
+    /// An entity type as the index keys policies by it.
+    type TypeKey: Eq;
+    /// A record value.
+    type Record: Clone;
+
+    /// The type of `entity`.
+    fn type_of<'k>(&'k self, entity: &'k Self::EntityKey) -> &'k Self::TypeKey;
+
+    /// The ancestors of `entity` (none when it is not stored).
+    fn ancestors(&self, entity: &Self::EntityKey) -> impl Iterator<Item = &'a Self::EntityKey>;
+
+    /// Cedar's `left in right` for two entities: equal, or `right` is an ancestor of `left`.
+    fn within(&self, left: &Self::EntityKey, right: &Self::EntityKey) -> bool;
+
+    /// `<entity>.<attr>` (`slot`: the attribute's place among those the index reads).
+    /// `None`: this data cannot answer; read through Cedar.
+    fn attr(&self, entity: &Self::Entity, attr: &str, slot: u16) -> Option<Value<'a, Self>>;
+
+    /// `context.<attr>` of the request (`step`: the guards' step reading it).
+    fn context_attr(&self, step: usize, attr: &str) -> Value<'a, Self>;
+
+    /// `<record>.<attr>`. `None`: this data cannot answer; read through Cedar.
+    fn record_attr(&self, record: &Self::Record, attr: &str) -> Option<Value<'a, Self>>;
+
+    /// An entity named by a value; `None` when the data has never met it ([`AttrValue::Unmet`]).
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<Self::Entity>;
+
+    /// A record value.
+    fn record(&self, record: Record) -> Self::Record;
+
+    /// A value Cedar gave (from the context, a record or an entity's attributes).
+    fn value(&self, value: EvalResult) -> Value<'a, Self> {
+        match value {
+            EvalResult::EntityUid(uid) => self
+                .entity(Cow::Owned(uid))
+                .map_or(AttrValue::Unmet, AttrValue::Entity),
+            EvalResult::Set(set) => {
+                let mut entities = Vec::new();
+                for element in set.iter() {
+                    let EvalResult::EntityUid(uid) = element else {
+                        return AttrValue::Other;
+                    };
+                    entities.extend(self.entity(Cow::Borrowed(uid)));
+                }
+                AttrValue::Set(Cow::Owned(entities))
+            }
+            EvalResult::Record(record) => AttrValue::Record(self.record(record)),
+            _ => AttrValue::Other,
+        }
+    }
+}
+
+/// The store the index was built with, read from its [`Graph`]: entities by id, types by the
+/// graph's type ids. Reading into a record is left to Cedar.
+#[derive(Debug, Clone, Copy)]
+pub struct GraphData<'a> {
+    graph: &'a Graph,
+    context: Option<&'a Context>,
+    /// The context's values read beforehand from this very context, for these guards.
+    prepared: Option<&'a ContextReads>,
+}
+
+impl<'a> GraphData<'a> {
+    /// The graph, with the request's context and what was read from it beforehand (only when
+    /// made by the same guards from exactly this context).
+    pub fn new(graph: &'a Graph, context: Option<&'a Context>, prepared: Option<&'a ContextReads>) -> Self {
+        GraphData {
+            graph,
+            context,
+            prepared,
+        }
+    }
+}
+
+impl<'a> EntityData<'a> for GraphData<'a> {
+    type Entity = u32;
+    type EntityKey = u32;
+    type TypeKey = u16;
+    type Record = ();
+
+    fn type_of<'k>(&'k self, entity: &'k u32) -> &'k u16 {
+        self.graph.type_of(*entity)
+    }
+
+    fn ancestors(&self, entity: &u32) -> impl Iterator<Item = &'a u32> {
+        self.graph.ancestors(*entity).iter()
+    }
+
+    fn within(&self, left: &u32, right: &u32) -> bool {
+        self.graph.within(*left, *right)
+    }
+
+    fn attr(&self, entity: &u32, _: &str, slot: u16) -> Option<Value<'a, Self>> {
+        Some(
+            self.graph
+                .attr(*entity, slot)
+                .map_or(AttrValue::Absent, AttrValue::borrowed),
+        )
+    }
+
+    fn context_attr(&self, step: usize, attr: &str) -> Value<'a, Self> {
+        if let Some(value) = self.prepared.and_then(|prepared| prepared.step(step)) {
+            return value.borrowed();
+        }
+        match self.context.and_then(|context| context.get(attr)) {
+            Some(value) => self.value(value),
+            None => AttrValue::Absent,
+        }
+    }
+
+    fn record_attr(&self, _: &(), _: &str) -> Option<Value<'a, Self>> {
+        None
+    }
+
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<u32> {
+        self.graph.id(&uid)
+    }
+
+    fn record(&self, _: Record) {}
+}
+
+/// Any entities, read through Cedar's API.
+#[derive(Debug, Clone, Copy)]
+pub struct CedarData<'a> {
+    entities: &'a Entities,
+    context: Option<&'a Context>,
+}
+
+impl<'a> CedarData<'a> {
+    /// `entities`, with the request's context.
+    pub fn new(entities: &'a Entities, context: Option<&'a Context>) -> Self {
+        CedarData { entities, context }
+    }
+}
+
+/// An entity read through Cedar's API: its uid, and its data once looked up (a SipHash lookup
+/// by uid; an entity whose attributes several steps read, such as `resource.workspace`, is
+/// looked up once).
+#[derive(Debug, Clone)]
+pub struct CedarEntity<'a> {
+    uid: Uid<'a>,
+    data: OnceCell<Option<&'a Entity>>,
+}
+
+/// A uid, borrowed or boxed: small, as values are moved and kept per attribute step (an
+/// `EntityUid` held inline is over a hundred bytes).
+#[derive(Debug, Clone)]
+enum Uid<'a> {
+    Borrowed(&'a EntityUid),
+    Owned(Box<EntityUid>),
+}
+
+impl<'a> CedarEntity<'a> {
+    /// The entity `uid` names.
+    pub fn new(uid: Cow<'a, EntityUid>) -> Self {
+        let uid = match uid {
+            Cow::Borrowed(uid) => Uid::Borrowed(uid),
+            Cow::Owned(uid) => Uid::Owned(Box::new(uid)),
+        };
+        CedarEntity {
+            uid,
+            data: OnceCell::new(),
+        }
+    }
+}
+
+impl Borrow<EntityUid> for CedarEntity<'_> {
+    fn borrow(&self) -> &EntityUid {
+        match &self.uid {
+            Uid::Borrowed(uid) => uid,
+            Uid::Owned(uid) => uid,
+        }
+    }
+}
+
+impl<'a> EntityData<'a> for CedarData<'a> {
+    type Entity = CedarEntity<'a>;
+    type EntityKey = EntityUid;
+    type TypeKey = EntityTypeName;
+    type Record = Record;
+
+    fn type_of<'k>(&'k self, entity: &'k EntityUid) -> &'k EntityTypeName {
+        entity.type_name()
+    }
+
+    fn ancestors(&self, entity: &EntityUid) -> impl Iterator<Item = &'a EntityUid> {
+        self.entities.ancestors(entity).into_iter().flatten()
+    }
+
+    fn within(&self, left: &EntityUid, right: &EntityUid) -> bool {
+        left == right || self.entities.is_ancestor_of(right, left)
+    }
+
+    fn attr(&self, entity: &CedarEntity<'a>, attr: &str, _: u16) -> Option<Value<'a, Self>> {
+        let data = entity.data.get_or_init(|| self.entities.get(entity.borrow()));
+        Some(match data.and_then(|data| data.attr(attr)) {
+            None => AttrValue::Absent,
+            Some(Ok(value)) => self.value(value),
+            // Cedar could not convert it: present, not a plain value.
+            Some(Err(_)) => AttrValue::Other,
+        })
+    }
+
+    fn context_attr(&self, _: usize, attr: &str) -> Value<'a, Self> {
+        match self.context.and_then(|context| context.get(attr)) {
+            Some(value) => self.value(value),
+            None => AttrValue::Absent,
+        }
+    }
+
+    fn record_attr(&self, record: &Record, attr: &str) -> Option<Value<'a, Self>> {
+        Some(
+            record
+                .get(attr)
+                .cloned()
+                .map_or(AttrValue::Absent, |value| self.value(value)),
+        )
+    }
+
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<CedarEntity<'a>> {
+        Some(CedarEntity::new(Cow::Owned(uid.into_owned())))
+    }
+
+    fn record(&self, record: Record) -> Record {
+        record
+    }
+}
