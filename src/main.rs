@@ -218,15 +218,7 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
             return exit::RUNTIME;
         }
     };
-    let Startup {
-        zenml,
-        caller_tokens,
-        sources,
-        loader,
-        snapshot,
-        shares,
-    } = startup;
-    let services = match services(&args, zenml, shares, caller_tokens) {
+    let services = match services(&args, startup.zenml, startup.shares, startup.caller_tokens) {
         Ok(services) => services,
         Err(message) => {
             eprintln!("error: {message}");
@@ -237,8 +229,8 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
     // sent to a ready server never meets the default action (the process ends).
     let shutdown = server::shutdown_signal();
     let hangup = watch::hangup_signal();
-    announce(&listener, admin.as_ref(), &snapshot);
-    let state = AppState::new(snapshot, services);
+    announce(&listener, admin.as_ref(), &startup.snapshot);
+    let state = AppState::new(startup.snapshot, services);
     // One shutdown signal for the server and the reload actor.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -250,8 +242,8 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
     };
     tokio::spawn(watch::run(
         state.clone(),
-        sources,
-        loader,
+        startup.sources,
+        startup.loader,
         args.watch_config(),
         hangup,
         until_stopped(stopped.clone()),

@@ -428,8 +428,5 @@ fn allowed_ids(
         action,
         resource: type_level,
     };
-    let mut batch = Batch::many();
-    decider.allowed_ids(shares, &question, |q| {
-        decider.decide(shares, q, &mut batch).is_ok_and(|d| d.allowed)
-    })
+    decider.allowed_ids_decided(shares, &question)
 }

@@ -194,10 +194,7 @@ fuzz_target!(|data: &[u8]| {
 
         if resource.id.is_none() {
             let type_level = single.as_ref().is_ok_and(|d| d.allowed);
-            let mut batch = Batch::many();
-            let listed = decider.allowed_ids(&shares, &question, |q| {
-                decider.decide(&shares, q, &mut batch).is_ok_and(|d| d.allowed)
-            });
+            let listed = decider.allowed_ids_decided(&shares, &question);
             match listed {
                 None => assert!(type_level, "full access without a type-level allow: {question:?}"),
                 Some(ids) => {

@@ -196,4 +196,13 @@ impl<'s> Decider<'s> {
             .collect();
         Some(ids)
     }
+
+    /// [`Self::allowed_ids`] with every check decided here, in one batch; a check that cannot be
+    /// decided denies. For callers without a cache or metrics of their own (tools, tests).
+    pub fn allowed_ids_decided(&self, shares: &ShareSet, question: &Question<'_>) -> Option<Vec<String>> {
+        let mut batch = Batch::many();
+        self.allowed_ids(shares, question, |q| {
+            self.decide(shares, q, &mut batch).is_ok_and(|d| d.allowed)
+        })
+    }
 }
