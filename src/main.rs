@@ -33,11 +33,7 @@ fn validate(sources: &Sources) -> i32 {
     match snapshot::load(sources) {
         Ok(snapshot) => {
             // Warnings go to stderr with the errors; stdout keeps the verdict.
-            for warning in snapshot
-                .warnings
-                .iter()
-                .chain(&authoring::lint(&snapshot, sources))
-            {
+            for warning in snapshot.warnings.iter().chain(&authoring::lint(&snapshot)) {
                 eprintln!("warning: {warning}");
             }
             let counts = snapshot.counts();

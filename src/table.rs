@@ -334,8 +334,8 @@ fn run_file(snapshot: &Snapshot, path: &Path, report: &mut Report) {
                 case.persona,
                 case.resource,
                 workspace.named.name,
-                word(expect),
-                word(got),
+                expectation(expect),
+                expectation(got),
             );
             if !reasons_ok {
                 line.push_str(&format!(
@@ -363,7 +363,8 @@ pub fn describe_policy(snapshot: &Snapshot, id: &str) -> String {
     }
 }
 
-fn word(expect: Expect) -> &'static str {
+/// `allow` or `deny`, as a decision table writes it.
+fn expectation(expect: Expect) -> &'static str {
     match expect {
         Expect::Allow => "allow",
         Expect::Deny => "deny",

@@ -1,0 +1,316 @@
+//! `validate`'s warnings beyond Cedar's validator: valid sources that are probably not what
+//! their author meant.
+//!
+//! A binding is judged by asking, at every scope it reaches, the type-level questions (resource
+//! type × action) for a synthetic user holding only its role ("what does the role grant
+//! here") and, where that is allowed, for one holding everything else its holder has ("does it
+//! have that already"). A binding is judged effective at the first cell its role grants and the
+//! rest does not; only a binding that turns out to change nothing is asked about everywhere.
+//! What a role grants at a scope is asked once per (role group, scope) and shared by every
+//! binding of that role there.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::Path;
+
+use cedar_policy::EntityUid;
+
+use super::describe_scope;
+use super::questioner::{Asking, GridScope, Questioner, Who};
+use crate::directory::{BindingScope, Directory, Holder, RoleBinding};
+use crate::error::LoadError;
+use crate::model::uid;
+use crate::snapshot::Snapshot;
+use crate::zenml::ShareSet;
+
+/// Entity types whose every entity comes from the directory: a policy naming one the directory
+/// lacks names something that can never be there.
+const DIRECTORY_TYPES: [&str; 5] = [
+    "ZenML::User",
+    "ZenML::Team",
+    "ZenML::Role",
+    "ZenML::Organization",
+    "ZenML::Workspace",
+];
+
+/// `validate`'s warnings beyond Cedar's validator (whose warnings are in the snapshot): valid
+/// sources that are probably not what their author meant. Sorted by file and line.
+///
+/// * a policy naming a user, team, role, organization or workspace that the
+///   directory does not have (that part of it can never match);
+/// * a custom role no binding uses; a team without members;
+/// * a binding that changes no decision: a duplicate, a role that grants nothing at its scope
+///   under the current policies, or one whose every right its holder already has through other
+///   bindings or teams. Organization bindings are not judged: organization roles also mean
+///   things (membership, billing) that no ZenML server asks the sidecar about.
+pub fn lint(snapshot: &Snapshot) -> Vec<LoadError> {
+    let Some(decider) = snapshot.zenml() else {
+        return Vec::new();
+    };
+    let mut warnings = policy_literal_warnings(snapshot);
+    let directory = decider.directory();
+    warnings.extend(directory_warnings(directory));
+    let shares = ShareSet::default();
+    let questioner = Questioner::new(decider, &shares);
+    warnings.extend(binding_warnings(&questioner, directory));
+    warnings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
+    warnings
+}
+
+fn policy_literal_warnings(snapshot: &Snapshot) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    let mut policies: Vec<_> = snapshot.engine.policies.policies().collect();
+    policies.sort_by_key(|p| p.id().to_string());
+    for policy in policies {
+        let Ok(json) = policy.to_json() else { continue };
+        let mut literals = Vec::new();
+        crate::policy::collect_entity_refs(&json, &mut literals);
+        let mut seen = HashSet::new();
+        for literal in literals {
+            let type_name = literal.type_name().to_string();
+            if !DIRECTORY_TYPES.contains(&type_name.as_str())
+                || snapshot.engine.entities.get(&literal).is_some()
+                || !seen.insert(literal.to_string())
+            {
+                continue;
+            }
+            let id = policy.id().to_string();
+            let message = format!(
+                "policy `{id}` names `{literal}`, which is not in the directory: a condition on it can never match"
+            );
+            warnings.push(match snapshot.engine.policy_sources.get(&id) {
+                Some(source) => match source.line {
+                    Some(line) => LoadError::at_line(&source.path, line, 1, message),
+                    None => LoadError::file(&source.path, message),
+                },
+                None => LoadError::file(Path::new("policies"), message),
+            });
+        }
+    }
+    warnings
+}
+
+/// Custom roles no binding uses; teams without members.
+fn directory_warnings(directory: &Directory) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    let used_roles: HashSet<&str> = directory
+        .role_bindings
+        .iter()
+        .map(|binding| binding.role.as_str())
+        .collect();
+    for role in &directory.custom_roles {
+        if !used_roles.contains(role.name.as_str()) {
+            let place = &role.place;
+            warnings.push(LoadError::at_line(
+                &place.path,
+                place.line,
+                place.column,
+                format!(
+                    "roles[{}] `{}`: unused role: no binding uses it",
+                    place.index, role.name
+                ),
+            ));
+        }
+    }
+    let mut teams: Vec<_> = directory.teams.values().collect();
+    teams.sort_by_key(|team| team.place.index);
+    for team in teams {
+        if team.members.is_empty() {
+            let place = &team.place;
+            warnings.push(LoadError::at_line(
+                &place.path,
+                place.line,
+                place.column,
+                format!(
+                    "teams[{}] `{}`: the team has no members, so its bindings and shares reach nobody",
+                    place.index, team.named.name
+                ),
+            ));
+        }
+    }
+    warnings
+}
+
+/// What a binding changes.
+enum Judgement {
+    /// Some decision depends on it.
+    Effective,
+    /// Its role grants nothing at its scope.
+    GrantsNothing,
+    /// Its holder has everything it grants through other bindings or teams.
+    AlreadyHeld,
+}
+
+/// The warnings of bindings that change no decision.
+fn binding_warnings(questioner: &Questioner<'_>, directory: &Directory) -> Vec<LoadError> {
+    let mut warnings = Vec::new();
+    // Every holder's bindings, and whether a binding repeats an earlier one.
+    let mut by_holder: HashMap<&Holder, Vec<&RoleBinding>> = HashMap::new();
+    let mut first_of: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
+    for binding in &directory.role_bindings {
+        by_holder.entry(&binding.holder).or_default().push(binding);
+    }
+    let mut granted = RoleGrants::default();
+    for binding in &directory.role_bindings {
+        let place = |message: String| {
+            LoadError::at_line(
+                &binding.place.path,
+                binding.place.line,
+                binding.place.column,
+                format!("bindings[{}]: {message}", binding.place.index),
+            )
+        };
+        let key = (&binding.holder, &binding.scope, binding.role.as_str());
+        if let Some(first) = first_of.get(&key) {
+            warnings.push(place(format!(
+                "no effect: the same holder, role and scope as bindings[{first}]"
+            )));
+            continue;
+        }
+        first_of.insert(key, binding.place.index);
+        if matches!(binding.scope, BindingScope::Organization(_)) {
+            continue;
+        }
+        // Everything else the holder is a member of: its teams, its other bindings' groups.
+        let (name, mut others, teams) = match &binding.holder {
+            Holder::User(id) => {
+                let Some(user) = directory.users.get(id) else {
+                    continue;
+                };
+                let teams: Vec<&str> = user
+                    .teams
+                    .iter()
+                    .filter_map(|t| directory.teams.get(t))
+                    .map(|t| t.named.name.as_str())
+                    .collect();
+                let parents: Vec<EntityUid> = user.teams.iter().map(|t| uid("Team", t)).collect();
+                (user.named.name.as_str(), parents, teams)
+            }
+            Holder::Team(id) => {
+                let Some(team) = directory.teams.get(id) else {
+                    continue;
+                };
+                (team.named.name.as_str(), Vec::new(), Vec::new())
+            }
+        };
+        others.extend(
+            by_holder
+                .get(&binding.holder)
+                .into_iter()
+                .flatten()
+                .filter(|other| (&other.holder, &other.scope, other.role.as_str()) != key)
+                .map(|other| uid("Role", &other.group_id())),
+        );
+        let others: Vec<EntityUid> = others.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let what = format!(
+            "role `{}` at {}",
+            binding.role,
+            describe_scope(directory, &binding.scope)
+        );
+        match judge(questioner, directory, &mut granted, binding, &others) {
+            Ok(Judgement::Effective) => {}
+            Ok(Judgement::GrantsNothing) => warnings.push(place(format!(
+                "no effect: {what} grants nothing under the current policies"
+            ))),
+            Ok(Judgement::AlreadyHeld) => {
+                let through = if teams.is_empty() {
+                    "through other bindings".to_owned()
+                } else {
+                    format!("through other bindings or teams ({})", teams.join(", "))
+                };
+                warnings.push(place(format!(
+                    "no effect: `{name}` already has everything {what} grants, {through}"
+                )));
+            }
+            Err(message) => warnings.push(place(format!("cannot judge its effect: {message}"))),
+        }
+    }
+    warnings
+}
+
+/// What role groups grant at a scope, learnt question by question: (group id, scope id) ->
+/// per question of the scope, whether a member of just that group may (`None`: not asked).
+#[derive(Default)]
+struct RoleGrants {
+    answers: HashMap<(String, String), Vec<Option<bool>>>,
+}
+
+/// Judges a (non-organization, first-of-its-kind) binding whose holder is otherwise a member
+/// of `others`. `Err` when what its role grants cannot be asked.
+fn judge(
+    questioner: &Questioner<'_>,
+    directory: &Directory,
+    granted: &mut RoleGrants,
+    binding: &RoleBinding,
+    others: &[EntityUid],
+) -> Result<Judgement, String> {
+    let group_id = binding.group_id();
+    let group = [uid("Role", &group_id)];
+    let mut grants_something = false;
+    for scope in reach(directory, &binding.scope) {
+        let count = questioner.question_count(scope)?;
+        let answers = granted
+            .answers
+            .entry((group_id.clone(), scope.id().to_owned()))
+            .or_insert_with(|| vec![None; count]);
+        let mut role_alone: Option<Asking<'_>> = None;
+        let mut everything_else: Option<Asking<'_>> = None;
+        for (index, answer) in answers.iter_mut().enumerate() {
+            let allowed = match *answer {
+                Some(allowed) => allowed,
+                None => {
+                    let asking = match &mut role_alone {
+                        Some(asking) => asking,
+                        None => role_alone.insert(questioner.asking(Who::MemberOf(&group), scope)?),
+                    };
+                    *answer.insert(asking.allowed(index)?)
+                }
+            };
+            if !allowed {
+                continue;
+            }
+            grants_something = true;
+            if others.is_empty() {
+                return Ok(Judgement::Effective);
+            }
+            let asking = match &mut everything_else {
+                Some(asking) => asking,
+                None => match questioner.asking(Who::MemberOf(others), scope) {
+                    Ok(asking) => everything_else.insert(asking),
+                    Err(_) => return Ok(Judgement::Effective),
+                },
+            };
+            // A question the rest cannot answer is not one it already has.
+            if !asking.allowed(index).unwrap_or(false) {
+                return Ok(Judgement::Effective);
+            }
+        }
+    }
+    Ok(if grants_something {
+        Judgement::AlreadyHeld
+    } else {
+        Judgement::GrantsNothing
+    })
+}
+
+/// The scopes a role held at `scope` reaches: a workspace and every project in it, or a
+/// project. (Organization bindings are not judged.)
+fn reach<'d>(directory: &'d Directory, scope: &BindingScope) -> Vec<GridScope<'d>> {
+    let mut scopes = Vec::new();
+    match scope {
+        BindingScope::Organization(_) => {}
+        BindingScope::Workspace(id) => {
+            if let Some(workspace) = directory.workspaces.get(id) {
+                scopes.push(GridScope::Workspace(workspace));
+                scopes.extend(
+                    directory
+                        .projects
+                        .values()
+                        .filter(|p| p.workspace_id == *id)
+                        .map(GridScope::Project),
+                );
+            }
+        }
+        BindingScope::Project(id) => scopes.extend(directory.projects.get(id).map(GridScope::Project)),
+    }
+    scopes
+}
