@@ -20,7 +20,7 @@ use crate::directory::{BindingScope, Directory, Holder, RoleBinding};
 use crate::error::LoadError;
 use crate::model::uid;
 use crate::snapshot::Snapshot;
-use crate::zenml::ShareSet;
+use crate::zenml::{Decider, ShareSet};
 
 /// Entity types whose every entity comes from the directory: a policy naming one the directory
 /// lacks names something that can never be there.
@@ -49,9 +49,7 @@ pub fn lint(snapshot: &Snapshot) -> Vec<LoadError> {
     let mut warnings = policy_literal_warnings(snapshot);
     let directory = decider.directory();
     warnings.extend(directory_warnings(directory));
-    let shares = ShareSet::default();
-    let questioner = Questioner::new(decider, &shares);
-    warnings.extend(binding_warnings(&questioner, directory));
+    warnings.extend(binding_warnings(decider, directory));
     warnings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
     warnings
 }
@@ -140,125 +138,195 @@ enum Judgement {
     AlreadyHeld,
 }
 
-/// The warnings of bindings that change no decision.
-fn binding_warnings(questioner: &Questioner<'_>, directory: &Directory) -> Vec<LoadError> {
+/// The warnings of bindings that change no decision. Duplicates are found in file order; the
+/// others are judged grouped by role group (what a role grants at a scope is then asked over
+/// one slice and shared), the groups spread over the cores.
+fn binding_warnings(decider: Decider<'_>, directory: &Directory) -> Vec<LoadError> {
     let mut warnings = Vec::new();
-    // Every holder's bindings, and whether a binding repeats an earlier one.
     let mut by_holder: HashMap<&Holder, Vec<&RoleBinding>> = HashMap::new();
-    let mut first_of: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
     for binding in &directory.role_bindings {
         by_holder.entry(&binding.holder).or_default().push(binding);
     }
-    let mut granted = RoleGrants::default();
+    let mut first_of: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
+    let mut judged: Vec<&RoleBinding> = Vec::new();
     for binding in &directory.role_bindings {
-        let place = |message: String| {
-            LoadError::at_line(
-                &binding.place.path,
-                binding.place.line,
-                binding.place.column,
-                format!("bindings[{}]: {message}", binding.place.index),
-            )
-        };
         let key = (&binding.holder, &binding.scope, binding.role.as_str());
         if let Some(first) = first_of.get(&key) {
-            warnings.push(place(format!(
-                "no effect: the same holder, role and scope as bindings[{first}]"
-            )));
+            warnings.push(binding_warning(
+                binding,
+                format!("no effect: the same holder, role and scope as bindings[{first}]"),
+            ));
             continue;
         }
         first_of.insert(key, binding.place.index);
-        if matches!(binding.scope, BindingScope::Organization(_)) {
-            continue;
-        }
-        // Everything else the holder is a member of: its teams, its other bindings' groups.
-        let (name, mut others, teams) = match &binding.holder {
-            Holder::User(id) => {
-                let Some(user) = directory.users.get(id) else {
-                    continue;
-                };
-                let teams: Vec<&str> = user
-                    .teams
-                    .iter()
-                    .filter_map(|t| directory.teams.get(t))
-                    .map(|t| t.named.name.as_str())
-                    .collect();
-                let parents: Vec<EntityUid> = user.teams.iter().map(|t| uid("Team", t)).collect();
-                (user.named.name.as_str(), parents, teams)
-            }
-            Holder::Team(id) => {
-                let Some(team) = directory.teams.get(id) else {
-                    continue;
-                };
-                (team.named.name.as_str(), Vec::new(), Vec::new())
-            }
-        };
-        others.extend(
-            by_holder
-                .get(&binding.holder)
-                .into_iter()
-                .flatten()
-                .filter(|other| (&other.holder, &other.scope, other.role.as_str()) != key)
-                .map(|other| uid("Role", &other.group_id())),
-        );
-        let others: Vec<EntityUid> = others.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let what = format!(
-            "role `{}` at {}",
-            binding.role,
-            describe_scope(directory, &binding.scope)
-        );
-        match judge(questioner, directory, &mut granted, binding, &others) {
-            Ok(Judgement::Effective) => {}
-            Ok(Judgement::GrantsNothing) => warnings.push(place(format!(
-                "no effect: {what} grants nothing under the current policies"
-            ))),
-            Ok(Judgement::AlreadyHeld) => {
-                let through = if teams.is_empty() {
-                    "through other bindings".to_owned()
-                } else {
-                    format!("through other bindings or teams ({})", teams.join(", "))
-                };
-                warnings.push(place(format!(
-                    "no effect: `{name}` already has everything {what} grants, {through}"
-                )));
-            }
-            Err(message) => warnings.push(place(format!("cannot judge its effect: {message}"))),
+        if !matches!(binding.scope, BindingScope::Organization(_)) {
+            judged.push(binding);
         }
     }
+    // Stable: file order within a role group.
+    judged.sort_by(|a, b| (a.scope.id(), &a.role).cmp(&(b.scope.id(), &b.role)));
+    let mut groups: Vec<&[&RoleBinding]> = judged
+        .chunk_by(|a, b| a.scope == b.scope && a.role == b.role)
+        .collect();
+    // The widest groups (workspace roles) first, so that the cores finish together.
+    groups.sort_by_key(|group| std::cmp::Reverse(group.first().map_or(0, |b| reach_width(directory, b))));
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(groups.len())
+        .max(1);
+    let judged_warnings: Vec<Vec<LoadError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (groups, by_holder) = (&groups, &by_holder);
+                scope.spawn(move || {
+                    let shares = ShareSet::default();
+                    let questioner = Questioner::new(decider, &shares);
+                    let mut warnings = Vec::new();
+                    for group in groups.iter().skip(t).step_by(threads) {
+                        let mut grants = RoleGrants::default();
+                        for binding in group.iter() {
+                            warnings.extend(judge_binding(
+                                &questioner,
+                                directory,
+                                by_holder,
+                                &mut grants,
+                                binding,
+                            ));
+                        }
+                    }
+                    warnings
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|worker| {
+                worker.join().unwrap_or_else(|_| {
+                    vec![LoadError::file(
+                        Path::new("directory"),
+                        "internal: judging the bindings did not complete",
+                    )]
+                })
+            })
+            .collect()
+    });
+    warnings.extend(judged_warnings.into_iter().flatten());
     warnings
 }
 
-/// What role groups grant at a scope, learnt question by question: (group id, scope id) ->
-/// per question of the scope, whether a member of just that group may (`None`: not asked).
+/// How many scopes a binding reaches (a workspace binding: the workspace and its projects).
+fn reach_width(directory: &Directory, binding: &RoleBinding) -> usize {
+    match &binding.scope {
+        BindingScope::Workspace(id) => {
+            1 + directory
+                .projects
+                .values()
+                .filter(|p| p.workspace_id == *id)
+                .count()
+        }
+        _ => 1,
+    }
+}
+
+/// A warning at a binding.
+fn binding_warning(binding: &RoleBinding, message: String) -> LoadError {
+    LoadError::at_line(
+        &binding.place.path,
+        binding.place.line,
+        binding.place.column,
+        format!("bindings[{}]: {message}", binding.place.index),
+    )
+}
+
+/// The warning of one (non-organization, first-of-its-kind) binding, if it changes nothing.
+fn judge_binding<'a>(
+    questioner: &Questioner<'a>,
+    directory: &Directory,
+    by_holder: &HashMap<&Holder, Vec<&RoleBinding>>,
+    grants: &mut RoleGrants<'a>,
+    binding: &RoleBinding,
+) -> Option<LoadError> {
+    // Everything else the holder is a member of: its teams, its other bindings' groups.
+    let (name, mut others, teams) = match &binding.holder {
+        Holder::User(id) => {
+            let user = directory.users.get(id)?;
+            let teams: Vec<&str> = user
+                .teams
+                .iter()
+                .filter_map(|t| directory.teams.get(t))
+                .map(|t| t.named.name.as_str())
+                .collect();
+            let parents: Vec<EntityUid> = user.teams.iter().map(|t| uid("Team", t)).collect();
+            (user.named.name.as_str(), parents, teams)
+        }
+        Holder::Team(id) => {
+            let team = directory.teams.get(id)?;
+            (team.named.name.as_str(), Vec::new(), Vec::new())
+        }
+    };
+    others.extend(
+        by_holder
+            .get(&binding.holder)
+            .into_iter()
+            .flatten()
+            .filter(|other| other.scope != binding.scope || other.role != binding.role)
+            .map(|other| uid("Role", &other.group_id())),
+    );
+    let others: Vec<EntityUid> = others.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let what = format!(
+        "role `{}` at {}",
+        binding.role,
+        describe_scope(directory, &binding.scope)
+    );
+    let message = match judge(questioner, directory, grants, binding, &others) {
+        Ok(Judgement::Effective) => return None,
+        Ok(Judgement::GrantsNothing) => {
+            format!("no effect: {what} grants nothing under the current policies")
+        }
+        Ok(Judgement::AlreadyHeld) => {
+            let through = if teams.is_empty() {
+                "through other bindings".to_owned()
+            } else {
+                format!("through other bindings or teams ({})", teams.join(", "))
+            };
+            format!("no effect: `{name}` already has everything {what} grants, {through}")
+        }
+        Err(message) => format!("cannot judge its effect: {message}"),
+    };
+    Some(binding_warning(binding, message))
+}
+
+/// What one role group grants at each scope, learnt question by question while its bindings
+/// are judged: scope id -> per question, whether a member of just that group may (`None`: not
+/// asked yet), and the questions' asking (one slice per scope).
 #[derive(Default)]
-struct RoleGrants {
-    answers: HashMap<(String, String), Vec<Option<bool>>>,
+struct RoleGrants<'a> {
+    scopes: HashMap<String, (Vec<Option<bool>>, Option<Asking<'a>>)>,
 }
 
 /// Judges a (non-organization, first-of-its-kind) binding whose holder is otherwise a member
-/// of `others`. `Err` when what its role grants cannot be asked.
-fn judge(
-    questioner: &Questioner<'_>,
+/// of `others`; `grants` is its role group's. `Err` when what its role grants cannot be asked.
+fn judge<'a>(
+    questioner: &Questioner<'a>,
     directory: &Directory,
-    granted: &mut RoleGrants,
+    grants: &mut RoleGrants<'a>,
     binding: &RoleBinding,
     others: &[EntityUid],
 ) -> Result<Judgement, String> {
-    let group_id = binding.group_id();
-    let group = [uid("Role", &group_id)];
+    let group = [uid("Role", &binding.group_id())];
     let mut grants_something = false;
     for scope in reach(directory, &binding.scope) {
         let count = questioner.question_count(scope)?;
-        let answers = granted
-            .answers
-            .entry((group_id.clone(), scope.id().to_owned()))
-            .or_insert_with(|| vec![None; count]);
-        let mut role_alone: Option<Asking<'_>> = None;
+        let (answers, role_alone) = grants
+            .scopes
+            .entry(scope.id().to_owned())
+            .or_insert_with(|| (vec![None; count], None));
         let mut everything_else: Option<Asking<'_>> = None;
         for (index, answer) in answers.iter_mut().enumerate() {
             let allowed = match *answer {
                 Some(allowed) => allowed,
                 None => {
-                    let asking = match &mut role_alone {
+                    let asking = match role_alone {
                         Some(asking) => asking,
                         None => role_alone.insert(questioner.asking(Who::MemberOf(&group), scope)?),
                     };
