@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use cedar_policy::EntityUid;
+use serde_json::Value;
 
 use super::describe_scope;
 use super::questioner::{Asking, GridScope, Questioner, Who};
@@ -49,7 +50,11 @@ pub fn lint(snapshot: &Snapshot) -> Vec<LoadError> {
     let mut warnings = policy_literal_warnings(snapshot);
     let directory = decider.directory();
     warnings.extend(directory_warnings(directory));
-    warnings.extend(binding_warnings(decider, directory));
+    warnings.extend(binding_warnings(
+        decider,
+        directory,
+        membership_monotone(snapshot),
+    ));
     warnings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
     warnings
 }
@@ -141,7 +146,7 @@ enum Judgement {
 /// The warnings of bindings that change no decision. Duplicates are found in file order; the
 /// others are judged grouped by role group (what a role grants at a scope is then asked over
 /// one slice and shared), the groups spread over the cores.
-fn binding_warnings(decider: Decider<'_>, directory: &Directory) -> Vec<LoadError> {
+fn binding_warnings(decider: Decider<'_>, directory: &Directory, monotone: bool) -> Vec<LoadError> {
     let mut warnings = Vec::new();
     let mut by_holder: HashMap<&Holder, Vec<&RoleBinding>> = HashMap::new();
     for binding in &directory.role_bindings {
@@ -182,8 +187,11 @@ fn binding_warnings(decider: Decider<'_>, directory: &Directory) -> Vec<LoadErro
                     let shares = ShareSet::default();
                     let questioner = Questioner::new(decider, &shares);
                     let mut warnings = Vec::new();
+                    let mut grants = RoleGrants {
+                        monotone,
+                        ..RoleGrants::default()
+                    };
                     for group in groups.iter().skip(t).step_by(threads) {
-                        let mut grants = RoleGrants::default();
                         for binding in group.iter() {
                             warnings.extend(judge_binding(
                                 &questioner,
@@ -296,16 +304,21 @@ fn judge_binding<'a>(
     Some(binding_warning(binding, message))
 }
 
-/// What one role group grants at each scope, learnt question by question while its bindings
-/// are judged: scope id -> per question, whether a member of just that group may (`None`: not
-/// asked yet), and the questions' asking (one slice per scope).
+/// What role groups grant at each scope, learnt question by question while their bindings are
+/// judged: (group id, scope id) -> per question, whether a member of just that group may
+/// (`None`: not asked yet); and the askings of the group being judged (one slice per scope).
 #[derive(Default)]
 struct RoleGrants<'a> {
-    scopes: HashMap<String, (Vec<Option<bool>>, Option<Asking<'a>>)>,
+    answers: HashMap<(String, String), Vec<Option<bool>>>,
+    /// The group whose askings these are.
+    current: String,
+    askings: HashMap<String, Asking<'a>>,
+    /// Whether a member of more groups keeps every permission ([`membership_monotone`]).
+    monotone: bool,
 }
 
 /// Judges a (non-organization, first-of-its-kind) binding whose holder is otherwise a member
-/// of `others`; `grants` is its role group's. `Err` when what its role grants cannot be asked.
+/// of `others`. `Err` when what its role grants cannot be asked.
 fn judge<'a>(
     questioner: &Questioner<'a>,
     directory: &Directory,
@@ -313,22 +326,46 @@ fn judge<'a>(
     binding: &RoleBinding,
     others: &[EntityUid],
 ) -> Result<Judgement, String> {
-    let group = [uid("Role", &binding.group_id())];
+    let group_id = binding.group_id();
+    if grants.current != group_id {
+        grants.askings.clear();
+        grants.current.clone_from(&group_id);
+    }
+    let group = [uid("Role", &group_id)];
     let mut grants_something = false;
     for scope in reach(directory, &binding.scope) {
         let count = questioner.question_count(scope)?;
-        let (answers, role_alone) = grants
-            .scopes
-            .entry(scope.id().to_owned())
-            .or_insert_with(|| (vec![None; count], None));
+        // Under monotony, what one of the other groups is known to grant, the holder has.
+        let mut known_held = vec![false; count];
+        if grants.monotone {
+            for other in others
+                .iter()
+                .filter(|other| other.type_name().basename() == "Role")
+            {
+                let key = (other.id().unescaped().to_owned(), scope.id().to_owned());
+                for (held, answer) in known_held
+                    .iter_mut()
+                    .zip(grants.answers.get(&key).into_iter().flatten())
+                {
+                    *held |= *answer == Some(true);
+                }
+            }
+        }
+        let answers = grants
+            .answers
+            .entry((group_id.clone(), scope.id().to_owned()))
+            .or_insert_with(|| vec![None; count]);
         let mut everything_else: Option<Asking<'_>> = None;
         for (index, answer) in answers.iter_mut().enumerate() {
             let allowed = match *answer {
                 Some(allowed) => allowed,
                 None => {
-                    let asking = match role_alone {
-                        Some(asking) => asking,
-                        None => role_alone.insert(questioner.asking(Who::MemberOf(&group), scope)?),
+                    if !grants.askings.contains_key(scope.id()) {
+                        let asking = questioner.asking(Who::MemberOf(&group), scope)?;
+                        grants.askings.insert(scope.id().to_owned(), asking);
+                    }
+                    let Some(asking) = grants.askings.get_mut(scope.id()) else {
+                        return Err("internal: no asking".into());
                     };
                     *answer.insert(asking.allowed(index)?)
                 }
@@ -339,6 +376,9 @@ fn judge<'a>(
             grants_something = true;
             if others.is_empty() {
                 return Ok(Judgement::Effective);
+            }
+            if known_held.get(index).copied().unwrap_or(false) {
+                continue;
             }
             let asking = match &mut everything_else {
                 Some(asking) => asking,
@@ -358,6 +398,95 @@ fn judge<'a>(
     } else {
         Judgement::GrantsNothing
     })
+}
+
+/// Whether being a member of more groups never loses a permission: every `permit` reads the
+/// principal's groups only through membership tests (`principal in e`, `principal is T in e`)
+/// in its scope or in `when` conditions that are conjunctions of disjunctions of such tests
+/// and of conditions that do not depend on the principal's groups; no `forbid` and no `unless`
+/// depends on them; no templates. Then a synthetic member of groups `O` may do whatever a
+/// member of one `h` in `O` may (same uid, same attributes, more ancestors): every permit
+/// satisfied for `h` is for `O` (with the same short-circuits up to the first true
+/// disjunct, so no new error), and every forbid is decided the same.
+fn membership_monotone(snapshot: &Snapshot) -> bool {
+    let policies = &snapshot.engine.policies;
+    if policies.templates().next().is_some() {
+        return false;
+    }
+    policies.policies().all(|policy| {
+        let Ok(json) = policy.to_json() else {
+            return false;
+        };
+        let permit = json["effect"] == "permit";
+        let head = &json["principal"];
+        let head_tests_groups = head["op"] == "in" || (head["op"] == "is" && head.get("in").is_some());
+        if head_tests_groups && !permit {
+            return false;
+        }
+        let Some(conditions) = json["conditions"].as_array() else {
+            return false;
+        };
+        conditions.iter().all(|condition| {
+            let body = &condition["body"];
+            if permit && condition["kind"] == "when" {
+                monotone_conjunction(body)
+            } else {
+                !reads_groups(body)
+            }
+        })
+    })
+}
+
+/// A conjunction whose conjuncts are group-free or disjunctions of membership tests and
+/// group-free conditions.
+fn monotone_conjunction(expr: &Value) -> bool {
+    match expr.get("&&") {
+        Some(and) => monotone_conjunction(&and["left"]) && monotone_conjunction(&and["right"]),
+        None => monotone_disjunction(expr),
+    }
+}
+
+fn monotone_disjunction(expr: &Value) -> bool {
+    if let Some(or) = expr.get("||") {
+        return monotone_disjunction(&or["left"]) && monotone_disjunction(&or["right"]);
+    }
+    !reads_groups(expr) || membership_test(expr)
+}
+
+/// `principal in e` or `principal is T in e`, `e` group-free.
+fn membership_test(expr: &Value) -> bool {
+    let principal = serde_json::json!({"Var": "principal"});
+    if let Some(test) = expr.get("in") {
+        return test["left"] == principal && !reads_groups(&test["right"]);
+    }
+    if let Some(test) = expr.get("is") {
+        return test["left"] == principal && test.get("in").is_none_or(|within| !reads_groups(within));
+    }
+    false
+}
+
+/// Whether evaluating `expr` may read the principal's groups: an `in` (or `is … in`) whose
+/// left side mentions the principal.
+fn reads_groups(expr: &Value) -> bool {
+    match expr {
+        Value::Object(fields) => fields.iter().any(|(key, value)| {
+            let tests_left = (key == "in" || (key == "is" && value.get("in").is_some()))
+                && mentions_principal(&value["left"]);
+            tests_left || reads_groups(value)
+        }),
+        Value::Array(items) => items.iter().any(reads_groups),
+        _ => false,
+    }
+}
+
+fn mentions_principal(expr: &Value) -> bool {
+    match expr {
+        Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| (key == "Var" && value == "principal") || mentions_principal(value)),
+        Value::Array(items) => items.iter().any(mentions_principal),
+        _ => false,
+    }
 }
 
 /// The scopes a role held at `scope` reaches: a workspace and every project in it, or a
