@@ -281,12 +281,36 @@ fn judge_binding<'a>(
             .map(|other| uid("Role", &other.group_id())),
     );
     let others: Vec<EntityUid> = others.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    // The role groups among the holder's other memberships: its other bindings' and its
+    // teams' bindings' (a member of a team is a member of the team's groups).
+    let teams_held = match &binding.holder {
+        Holder::User(id) => directory.users.get(id).map(|user| user.teams.as_slice()),
+        Holder::Team(_) => None,
+    };
+    let role_groups: BTreeSet<String> = teams_held
+        .into_iter()
+        .flatten()
+        .map(|team| Holder::Team(team.clone()))
+        .chain([binding.holder.clone()])
+        .flat_map(|holder| {
+            by_holder
+                .get(&holder)
+                .into_iter()
+                .flatten()
+                .copied()
+                .collect::<Vec<_>>()
+        })
+        .filter(|other| {
+            other.holder != binding.holder || other.scope != binding.scope || other.role != binding.role
+        })
+        .map(|other| other.group_id())
+        .collect();
     let what = format!(
         "role `{}` at {}",
         binding.role,
         describe_scope(directory, &binding.scope)
     );
-    let message = match judge(questioner, directory, grants, binding, &others) {
+    let message = match judge(questioner, directory, grants, binding, &others, &role_groups) {
         Ok(Judgement::Effective) => return None,
         Ok(Judgement::GrantsNothing) => {
             format!("no effect: {what} grants nothing under the current policies")
@@ -318,13 +342,15 @@ struct RoleGrants<'a> {
 }
 
 /// Judges a (non-organization, first-of-its-kind) binding whose holder is otherwise a member
-/// of `others`. `Err` when what its role grants cannot be asked.
+/// of `others`, among them (directly or through teams) of `role_groups`. `Err` when what its
+/// role grants cannot be asked.
 fn judge<'a>(
     questioner: &Questioner<'a>,
     directory: &Directory,
     grants: &mut RoleGrants<'a>,
     binding: &RoleBinding,
     others: &[EntityUid],
+    role_groups: &BTreeSet<String>,
 ) -> Result<Judgement, String> {
     let group_id = binding.group_id();
     if grants.current != group_id {
@@ -338,11 +364,8 @@ fn judge<'a>(
         // Under monotony, what one of the other groups is known to grant, the holder has.
         let mut known_held = vec![false; count];
         if grants.monotone {
-            for other in others
-                .iter()
-                .filter(|other| other.type_name().basename() == "Role")
-            {
-                let key = (other.id().unescaped().to_owned(), scope.id().to_owned());
+            for other in role_groups {
+                let key = (other.clone(), scope.id().to_owned());
                 for (held, answer) in known_held
                     .iter_mut()
                     .zip(grants.answers.get(&key).into_iter().flatten())
