@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
+use std::sync::Mutex;
 
 use cedar_policy::EntityUid;
 use serde_json::Value;
@@ -179,17 +180,20 @@ fn binding_warnings(decider: Decider<'_>, directory: &Directory, monotone: bool)
         .map_or(1, usize::from)
         .min(groups.len())
         .max(1);
+    let answers = Answers::default();
     let judged_warnings: Vec<Vec<LoadError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let (groups, by_holder) = (&groups, &by_holder);
+                let (groups, by_holder, answers) = (&groups, &by_holder, &answers);
                 scope.spawn(move || {
                     let shares = ShareSet::default();
                     let questioner = Questioner::new(decider, &shares);
                     let mut warnings = Vec::new();
                     let mut grants = RoleGrants {
+                        answers,
+                        current: String::new(),
+                        askings: HashMap::new(),
                         monotone,
-                        ..RoleGrants::default()
                     };
                     for group in groups.iter().skip(t).step_by(threads) {
                         for binding in group.iter() {
@@ -251,7 +255,7 @@ fn judge_binding<'a>(
     questioner: &Questioner<'a>,
     directory: &Directory,
     by_holder: &HashMap<&Holder, Vec<&RoleBinding>>,
-    grants: &mut RoleGrants<'a>,
+    grants: &mut RoleGrants<'a, '_>,
     binding: &RoleBinding,
 ) -> Option<LoadError> {
     // Everything else the holder is a member of: its teams, its other bindings' groups.
@@ -330,15 +334,29 @@ fn judge_binding<'a>(
 
 /// What role groups grant at each scope, learnt question by question while their bindings are
 /// judged: (group id, scope id) -> per question, whether a member of just that group may
-/// (`None`: not asked yet); and the askings of the group being judged (one slice per scope).
-#[derive(Default)]
-struct RoleGrants<'a> {
-    answers: HashMap<(String, String), Vec<Option<bool>>>,
+/// (`None`: not asked yet). Shared by the workers: each writes only its own groups' answers,
+/// and reads the others' only for what they are known to grant.
+type Answers = Mutex<HashMap<(String, String), Vec<Option<bool>>>>;
+
+/// One worker's view of [`Answers`]: the askings of the group it is judging (one slice per
+/// scope).
+struct RoleGrants<'a, 'w> {
+    answers: &'w Answers,
     /// The group whose askings these are.
     current: String,
     askings: HashMap<String, Asking<'a>>,
     /// Whether a member of more groups keeps every permission ([`membership_monotone`]).
     monotone: bool,
+}
+
+/// How a binding fares at one scope of its reach.
+enum AtScope {
+    /// Its role grants something there that its holder does not otherwise have.
+    Effective,
+    /// Its role grants nothing there.
+    Nothing,
+    /// Its holder otherwise has everything its role grants there.
+    Held,
 }
 
 /// Judges a (non-organization, first-of-its-kind) binding whose holder is otherwise a member
@@ -347,7 +365,7 @@ struct RoleGrants<'a> {
 fn judge<'a>(
     questioner: &Questioner<'a>,
     directory: &Directory,
-    grants: &mut RoleGrants<'a>,
+    grants: &mut RoleGrants<'a, '_>,
     binding: &RoleBinding,
     others: &[EntityUid],
     role_groups: &BTreeSet<String>,
@@ -357,63 +375,35 @@ fn judge<'a>(
         grants.askings.clear();
         grants.current.clone_from(&group_id);
     }
-    let group = [uid("Role", &group_id)];
     let mut grants_something = false;
     for scope in reach(directory, &binding.scope) {
         let count = questioner.question_count(scope)?;
+        let key = (group_id.clone(), scope.id().to_owned());
         // Under monotony, what one of the other groups is known to grant, the holder has.
         let mut known_held = vec![false; count];
-        if grants.monotone {
-            for other in role_groups {
-                let key = (other.clone(), scope.id().to_owned());
-                for (held, answer) in known_held
-                    .iter_mut()
-                    .zip(grants.answers.get(&key).into_iter().flatten())
-                {
-                    *held |= *answer == Some(true);
-                }
-            }
-        }
-        let answers = grants
-            .answers
-            .entry((group_id.clone(), scope.id().to_owned()))
-            .or_insert_with(|| vec![None; count]);
-        let mut everything_else: Option<Asking<'_>> = None;
-        for (index, answer) in answers.iter_mut().enumerate() {
-            let allowed = match *answer {
-                Some(allowed) => allowed,
-                None => {
-                    if !grants.askings.contains_key(scope.id()) {
-                        let asking = questioner.asking(Who::MemberOf(&group), scope)?;
-                        grants.askings.insert(scope.id().to_owned(), asking);
+        let mut answers = {
+            let memo = grants.answers.lock().map_err(|_| "internal: a worker failed")?;
+            if grants.monotone {
+                for other in role_groups {
+                    let other_key = (other.clone(), scope.id().to_owned());
+                    for (held, answer) in known_held
+                        .iter_mut()
+                        .zip(memo.get(&other_key).into_iter().flatten())
+                    {
+                        *held |= *answer == Some(true);
                     }
-                    let Some(asking) = grants.askings.get_mut(scope.id()) else {
-                        return Err("internal: no asking".into());
-                    };
-                    *answer.insert(asking.allowed(index)?)
                 }
-            };
-            if !allowed {
-                continue;
             }
-            grants_something = true;
-            if others.is_empty() {
-                return Ok(Judgement::Effective);
-            }
-            if known_held.get(index).copied().unwrap_or(false) {
-                continue;
-            }
-            let asking = match &mut everything_else {
-                Some(asking) => asking,
-                None => match questioner.asking(Who::MemberOf(others), scope) {
-                    Ok(asking) => everything_else.insert(asking),
-                    Err(_) => return Ok(Judgement::Effective),
-                },
-            };
-            // A question the rest cannot answer is not one it already has.
-            if !asking.allowed(index).unwrap_or(false) {
-                return Ok(Judgement::Effective);
-            }
+            memo.get(&key).cloned().unwrap_or_else(|| vec![None; count])
+        };
+        let verdict = judge_scope(questioner, grants, scope, &mut answers, &known_held, others);
+        if let Ok(mut memo) = grants.answers.lock() {
+            memo.insert(key, answers);
+        }
+        match verdict? {
+            AtScope::Effective => return Ok(Judgement::Effective),
+            AtScope::Held => grants_something = true,
+            AtScope::Nothing => {}
         }
     }
     Ok(if grants_something {
@@ -421,6 +411,58 @@ fn judge<'a>(
     } else {
         Judgement::GrantsNothing
     })
+}
+
+/// A binding at one scope: `answers` are its role group's there (filled as asked),
+/// `known_held` the questions its holder is known to be allowed otherwise.
+fn judge_scope<'a>(
+    questioner: &Questioner<'a>,
+    grants: &mut RoleGrants<'a, '_>,
+    scope: GridScope<'_>,
+    answers: &mut [Option<bool>],
+    known_held: &[bool],
+    others: &[EntityUid],
+) -> Result<AtScope, String> {
+    let group = [uid("Role", &grants.current)];
+    let mut verdict = AtScope::Nothing;
+    let mut everything_else: Option<Asking<'_>> = None;
+    for (index, answer) in answers.iter_mut().enumerate() {
+        let allowed = match *answer {
+            Some(allowed) => allowed,
+            None => {
+                if !grants.askings.contains_key(scope.id()) {
+                    let asking = questioner.asking(Who::MemberOf(&group), scope)?;
+                    grants.askings.insert(scope.id().to_owned(), asking);
+                }
+                let Some(asking) = grants.askings.get_mut(scope.id()) else {
+                    return Err("internal: no asking".into());
+                };
+                *answer.insert(asking.allowed(index)?)
+            }
+        };
+        if !allowed {
+            continue;
+        }
+        verdict = AtScope::Held;
+        if others.is_empty() {
+            return Ok(AtScope::Effective);
+        }
+        if known_held.get(index).copied().unwrap_or(false) {
+            continue;
+        }
+        let asking = match &mut everything_else {
+            Some(asking) => asking,
+            None => match questioner.asking(Who::MemberOf(others), scope) {
+                Ok(asking) => everything_else.insert(asking),
+                Err(_) => return Ok(AtScope::Effective),
+            },
+        };
+        // A question the rest cannot answer is not one it already has.
+        if !asking.allowed(index).unwrap_or(false) {
+            return Ok(AtScope::Effective);
+        }
+    }
+    Ok(verdict)
 }
 
 /// Whether being a member of more groups never loses a permission: every `permit` reads the
