@@ -7,13 +7,20 @@
 //! have that already"). A binding is judged effective at the first cell its role grants and the
 //! rest does not; only a binding that turns out to change nothing is asked about everywhere.
 //! What a role grants at a scope is asked once per (role group, scope) and shared by every
-//! binding of that role there.
+//! binding of that role there (and by the workers: bindings are judged grouped by role group,
+//! the groups spread over the cores).
+//!
+//! When the policies are *membership-monotone* ([`membership_monotone`], checked on their
+//! JSON form: groups read only through positive membership tests in permits), a holder who is
+//! in a group (directly, or through a team that holds it) may do whatever that group is already
+//! known to grant, so those questions are not asked again for the holder; the answers are
+//! exactly those of asking (`validate`'s warnings are byte for byte the same).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 
-use cedar_policy::EntityUid;
+use cedar_policy::{EntityUid, PolicySet};
 use serde_json::Value;
 
 use super::describe_scope;
@@ -54,7 +61,7 @@ pub fn lint(snapshot: &Snapshot) -> Vec<LoadError> {
     warnings.extend(binding_warnings(
         decider,
         directory,
-        membership_monotone(snapshot),
+        membership_monotone(&snapshot.engine.policies),
     ));
     warnings.sort_by(|a, b| (&a.path, a.line, a.column).cmp(&(&b.path, b.line, b.column)));
     warnings
@@ -473,8 +480,7 @@ fn judge_scope<'a>(
 /// member of one `h` in `O` may (same uid, same attributes, more ancestors): every permit
 /// satisfied for `h` is for `O` (with the same short-circuits up to the first true
 /// disjunct, so no new error), and every forbid is decided the same.
-fn membership_monotone(snapshot: &Snapshot) -> bool {
-    let policies = &snapshot.engine.policies;
+fn membership_monotone(policies: &PolicySet) -> bool {
     if policies.templates().next().is_some() {
         return false;
     }
@@ -575,4 +581,41 @@ fn reach<'d>(directory: &'d Directory, scope: &BindingScope) -> Vec<GridScope<'d
         BindingScope::Project(id) => scopes.extend(directory.projects.get(id).map(GridScope::Project)),
     }
     scopes
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+    use super::*;
+
+    #[track_caller]
+    fn monotone(text: &str) -> bool {
+        membership_monotone(&text.parse::<PolicySet>().unwrap())
+    }
+
+    #[test]
+    fn membership_monotony_is_recognised_only_where_it_holds() {
+        let monotone_sets = [
+            "permit (principal in ZenML::Role::\"a\", action, resource);",
+            "permit (principal, action, resource) when { resource has project && principal in resource.project.admins };",
+            "permit (principal, action, resource) when { principal in context.permissions || principal in resource.viewers };",
+            "permit (principal, action, resource) when { principal in resource.admins } unless { action == ZenML::Action::\"create\" };",
+            "forbid (principal, action, resource) unless { principal.active };",
+        ];
+        for text in monotone_sets {
+            assert!(monotone(text), "{text}");
+        }
+        let other_sets = [
+            "forbid (principal in ZenML::Role::\"a\", action, resource);",
+            "forbid (principal, action, resource) when { principal in resource.banned };",
+            "permit (principal, action, resource) when { !(principal in resource.banned) };",
+            "permit (principal, action, resource) unless { principal in resource.banned };",
+            "permit (principal, action, resource) when { if principal in resource.a then true else false };",
+            "permit (principal, action, resource) when { (principal in resource.a) == false };",
+            "permit (principal == ?principal, action, resource);",
+        ];
+        for text in other_sets {
+            assert!(!monotone(text), "{text}");
+        }
+    }
 }
