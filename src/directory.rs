@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
 use serde::Deserialize;
@@ -73,13 +74,13 @@ pub struct Directory {
     pub users: HashMap<String, User>,
     /// SHA-256 of an API key -> (user id, revoked).
     pub api_keys: HashMap<[u8; 32], (String, bool)>,
-    /// Custom role names.
-    pub custom_roles: BTreeSet<String>,
+    /// The custom roles (`roles:`), in file order.
+    pub custom_roles: Vec<CustomRole>,
     /// Custom-role grid cell `<scope-id>/<resource type>/<action>` -> the ids of the custom-role
     /// groups bound at that scope whose grid has the cell (`Role::"<scope-id>/<role name>"`).
     pub cell_roles: HashMap<String, Vec<String>>,
-    /// Number of role bindings.
-    pub bindings: usize,
+    /// The role bindings (`bindings:`), in file order, resolved to ids.
+    pub role_bindings: Vec<RoleBinding>,
     /// Names -> ids, so that lookups by name cost the same for ten users or ten thousand.
     names: NameIndex,
 }
@@ -129,6 +130,80 @@ pub struct Team {
     pub named: Named,
     /// Member user and service-account ids.
     pub members: Vec<String>,
+    /// Its entry in the file (`teams[index]`).
+    pub place: Place,
+}
+
+/// Where an entry of the directory file is written: the file, the entry's line and column, and
+/// its index in its list (`bindings[3]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    /// The directory file.
+    pub path: Arc<Path>,
+    /// Line of the entry (1-based).
+    pub line: usize,
+    /// Column of the entry (1-based).
+    pub column: usize,
+    /// The entry's index in its list.
+    pub index: usize,
+}
+
+/// A custom role (`roles:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomRole {
+    /// Its name.
+    pub name: String,
+    /// Its entry in the file (`roles[index]`).
+    pub place: Place,
+}
+
+/// Who holds a role binding (ids).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Holder {
+    /// A user or a service account.
+    User(String),
+    /// A team.
+    Team(String),
+}
+
+/// Where a role binding holds its role (ids).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BindingScope {
+    /// The organization.
+    Organization(String),
+    /// A workspace.
+    Workspace(String),
+    /// A project.
+    Project(String),
+}
+
+impl BindingScope {
+    /// The organization's, workspace's or project's id.
+    pub fn id(&self) -> &str {
+        match self {
+            BindingScope::Organization(id) | BindingScope::Workspace(id) | BindingScope::Project(id) => id,
+        }
+    }
+}
+
+/// One role binding (`bindings:`), resolved: its holder holds `role` at `scope`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleBinding {
+    /// Its entry in the file (`bindings[index]`).
+    pub place: Place,
+    /// Who holds the role.
+    pub holder: Holder,
+    /// Where.
+    pub scope: BindingScope,
+    /// The role's name: predefined at the scope's level, or custom.
+    pub role: String,
+}
+
+impl RoleBinding {
+    /// The id of the group the binding makes its holder a member of, `Role::"<scope-id>/<role>"`.
+    pub fn group_id(&self) -> String {
+        role_id(self.scope.id(), &self.role)
+    }
 }
 
 /// A user or an organization service account.
@@ -200,6 +275,11 @@ impl Directory {
         self.teams
             .get(key)
             .or_else(|| self.teams.get(self.names.teams.get(key)?))
+    }
+
+    /// The custom role called `name`.
+    pub fn custom_role(&self, name: &str) -> Option<&CustomRole> {
+        self.custom_roles.iter().find(|role| role.name == name)
     }
 }
 
@@ -497,16 +577,18 @@ enum ScopeKind {
 }
 
 /// A custom role once checked: scope, base role, and its grid as (resource type, action) cells.
-type CustomRole = (RoleScope, Option<String>, Vec<(String, &'static str)>);
+type CheckedRole = (RoleScope, Option<String>, Vec<(String, &'static str)>);
 
 /// Where an entity came from in the file: line, column and entry name.
-type Place = (usize, usize, String);
+type EntryAt = (usize, usize, String);
 
 struct Builder<'a> {
     path: &'a Path,
+    /// The same path, shared by the [`Place`]s of the resolved directory.
+    shared_path: Arc<Path>,
     errors: Vec<LoadError>,
     /// Entity JSON by uid key ("Type::id"), with the place of the entry that made it.
-    entities: BTreeMap<(String, String), (Value, Option<Place>)>,
+    entities: BTreeMap<(String, String), (Value, Option<EntryAt>)>,
     /// Extra parents per entity key.
     parents: BTreeMap<(String, String), BTreeSet<(String, String)>>,
     /// Custom-role grid cell -> the custom-role groups that grant it.
@@ -525,10 +607,21 @@ impl<'a> Builder<'a> {
     fn new(path: &'a Path) -> Self {
         Self {
             path,
+            shared_path: Arc::from(path),
             errors: Vec::new(),
             entities: BTreeMap::new(),
             parents: BTreeMap::new(),
             cell_roles: BTreeMap::new(),
+        }
+    }
+
+    /// The place of the `index`th entry of a list.
+    fn place<T>(&self, spanned: &Spanned<T>, index: usize) -> Place {
+        Place {
+            path: self.shared_path.clone(),
+            line: spanned.referenced.line() as usize,
+            column: spanned.referenced.column() as usize,
+            index,
         }
     }
 
@@ -617,36 +710,54 @@ impl<'a> Builder<'a> {
         attrs
     }
 
+    /// Resolves the whole file, step by step: each step reads what the earlier ones resolved
+    /// (projects name workspaces, teams name users, bindings name all of them).
     fn resolve(&mut self, file: &DirectoryFile) -> Option<Directory> {
         let mut directory = Directory::default();
+        self.organization(&mut directory, &file.organization);
+        self.workspaces(&mut directory, &file.workspaces);
+        self.projects(&mut directory, &file.projects);
+        self.users(&mut directory, &file.users, &file.service_accounts);
+        self.teams(&mut directory, &file.teams);
+        let custom = self.custom_roles(&mut directory, &file.roles);
+        self.bindings(&mut directory, &custom, &file.bindings);
+        directory.cell_roles = std::mem::take(&mut self.cell_roles)
+            .into_iter()
+            .map(|(cell, roles)| (cell, roles.into_iter().collect()))
+            .collect();
+        Some(directory)
+    }
 
-        // Organization.
-        let org = &file.organization;
+    /// The organization, with its role groups.
+    fn organization(&mut self, directory: &mut Directory, org: &Spanned<OrganizationEntry>) {
         self.uuid(org, "organization", &org.value.id);
-        {
-            let mut attrs = self.role_groups(&org.value.id, &ORGANIZATION_ROLES);
-            attrs.insert("name".into(), json!(org.value.name));
-            self.add_entity(
-                org,
-                "organization",
-                "Organization",
-                &org.value.id,
-                Value::Object(attrs),
-            );
-        }
+        let mut attrs = self.role_groups(&org.value.id, &ORGANIZATION_ROLES);
+        attrs.insert("name".into(), json!(org.value.name));
+        self.add_entity(
+            org,
+            "organization",
+            "Organization",
+            &org.value.id,
+            Value::Object(attrs),
+        );
         directory.organization = Named {
             id: org.value.id.clone(),
             name: org.value.name.clone(),
         };
-        let org_key = ("ZenML::Organization".to_owned(), org.value.id.clone());
+    }
 
-        // Workspaces.
-        for (i, ws) in file.workspaces.iter().enumerate() {
+    /// The workspaces, each with its role groups, in the organization.
+    fn workspaces(&mut self, directory: &mut Directory, workspaces: &[Spanned<WorkspaceEntry>]) {
+        let org_key = (
+            "ZenML::Organization".to_owned(),
+            directory.organization.id.clone(),
+        );
+        for (i, ws) in workspaces.iter().enumerate() {
             let entry = format!("workspaces[{i}] `{}`", ws.value.name);
             // A malformed id is reported but the entry still counts, so that references to
             // it resolve and one typo gives one error.
             self.uuid(ws, &entry, &ws.value.id);
-            if self.name_taken(&directory, ws, &entry, &ws.value.name, ScopeKind::Workspace) {
+            if self.name_taken(directory, ws, &entry, &ws.value.name, ScopeKind::Workspace) {
                 continue;
             }
             let key_hash = match &ws.value.enrollment_key_sha256 {
@@ -673,9 +784,12 @@ impl<'a> Builder<'a> {
             );
             (directory.names.workspaces).insert(ws.value.name.clone(), ws.value.id.clone());
         }
+    }
 
-        // Projects.
-        for (i, project) in file.projects.iter().enumerate() {
+    /// The projects, each with its role groups and its any-project-role group, in their
+    /// workspaces.
+    fn projects(&mut self, directory: &mut Directory, projects: &[Spanned<ProjectEntry>]) {
+        for (i, project) in projects.iter().enumerate() {
             let entry = format!("projects[{i}] `{}`", project.value.name);
             self.uuid(project, &entry, &project.value.id);
             let Some(workspace) = directory.find_workspace(&project.value.workspace).cloned() else {
@@ -735,13 +849,20 @@ impl<'a> Builder<'a> {
                 .or_default()
                 .push(project.value.id.clone());
         }
+    }
 
-        // Users and service accounts: both `ZenML::User`.
-        for (i, user) in file.users.iter().enumerate() {
+    /// Users and service accounts: both `ZenML::User`, in one namespace of names.
+    fn users(
+        &mut self,
+        directory: &mut Directory,
+        users: &[Spanned<UserEntry>],
+        service_accounts: &[Spanned<ServiceAccountEntry>],
+    ) {
+        for (i, user) in users.iter().enumerate() {
             let entry = format!("users[{i}] `{}`", user.value.username);
             let u = &user.value;
             self.add_user(
-                &mut directory,
+                directory,
                 user,
                 &entry,
                 &u.id,
@@ -753,11 +874,11 @@ impl<'a> Builder<'a> {
                 &u.api_keys,
             );
         }
-        for (i, account) in file.service_accounts.iter().enumerate() {
+        for (i, account) in service_accounts.iter().enumerate() {
             let entry = format!("service_accounts[{i}] `{}`", account.value.name);
             let a = &account.value;
             self.add_user(
-                &mut directory,
+                directory,
                 account,
                 &entry,
                 &a.id,
@@ -769,18 +890,14 @@ impl<'a> Builder<'a> {
                 &a.api_keys,
             );
         }
+    }
 
-        // Teams.
-        for (i, team) in file.teams.iter().enumerate() {
+    /// The teams: each member user is `in` its teams.
+    fn teams(&mut self, directory: &mut Directory, teams: &[Spanned<TeamEntry>]) {
+        for (i, team) in teams.iter().enumerate() {
             let entry = format!("teams[{i}] `{}`", team.value.name);
             self.uuid(team, &entry, &team.value.id);
-            if self.name_taken(
-                &directory,
-                team,
-                &entry,
-                &team.value.name,
-                ScopeKind::Organization,
-            ) {
+            if self.name_taken(directory, team, &entry, &team.value.name, ScopeKind::Organization) {
                 continue;
             }
             let team_key = ("ZenML::Team".to_owned(), team.value.id.clone());
@@ -816,14 +933,21 @@ impl<'a> Builder<'a> {
                         name: team.value.name.clone(),
                     },
                     members,
+                    place: self.place(team, i),
                 },
             );
             (directory.names.teams).insert(team.value.name.clone(), team.value.id.clone());
         }
+    }
 
-        // Custom roles.
-        let mut custom: BTreeMap<String, CustomRole> = BTreeMap::new();
-        for (i, role) in file.roles.iter().enumerate() {
+    /// The custom roles, checked, by name (for the bindings); listed on the directory.
+    fn custom_roles(
+        &mut self,
+        directory: &mut Directory,
+        roles: &[Spanned<RoleEntry>],
+    ) -> BTreeMap<String, CheckedRole> {
+        let mut custom: BTreeMap<String, CheckedRole> = BTreeMap::new();
+        for (i, role) in roles.iter().enumerate() {
             let entry = format!("roles[{i}] `{}`", role.value.name);
             if let Some(cells) = self.custom_role(role, &entry) {
                 if custom.contains_key(&role.value.name) {
@@ -834,21 +958,33 @@ impl<'a> Builder<'a> {
                     role.value.name.clone(),
                     (role.value.scope, role.value.base.clone(), cells),
                 );
+                directory.custom_roles.push(CustomRole {
+                    name: role.value.name.clone(),
+                    place: self.place(role, i),
+                });
             }
         }
-        directory.custom_roles = custom.keys().cloned().collect();
+        custom
+    }
 
-        // Bindings.
-        for (i, binding) in file.bindings.iter().enumerate() {
+    /// The role bindings: each makes its holder a member of the role's group at its scope.
+    fn bindings(
+        &mut self,
+        directory: &mut Directory,
+        custom: &BTreeMap<String, CheckedRole>,
+        bindings: &[Spanned<BindingEntry>],
+    ) {
+        for (i, binding) in bindings.iter().enumerate() {
             let entry = format!("bindings[{i}]");
-            self.bind(&directory, &custom, binding, &entry);
+            if let Some((holder, scope)) = self.bind(directory, custom, binding, &entry) {
+                directory.role_bindings.push(RoleBinding {
+                    place: self.place(binding, i),
+                    holder,
+                    scope,
+                    role: binding.value.role.clone(),
+                });
+            }
         }
-        directory.bindings = file.bindings.len();
-        directory.cell_roles = std::mem::take(&mut self.cell_roles)
-            .into_iter()
-            .map(|(cell, roles)| (cell, roles.into_iter().collect()))
-            .collect();
-        Some(directory)
     }
 
     /// True (and an error) when a workspace or team name is used twice.
@@ -1024,54 +1160,148 @@ impl<'a> Builder<'a> {
         ok.then_some(cells)
     }
 
+    /// Resolves one binding and makes its holder a member of the role's group at its scope;
+    /// `None` (and an error) when it does not resolve.
     fn bind(
         &mut self,
         directory: &Directory,
-        custom: &BTreeMap<String, CustomRole>,
+        custom: &BTreeMap<String, CheckedRole>,
         binding: &Spanned<BindingEntry>,
         entry: &str,
-    ) {
+    ) -> Option<(Holder, BindingScope)> {
+        let holder = self.binding_holder(directory, binding, entry)?;
+        let scope = self.binding_scope(directory, binding, entry)?;
         let b = &binding.value;
-        // Who.
-        let holder = match (&b.user, &b.team, &b.service_account) {
-            (Some(user), None, None) => match directory.find_user(user).filter(|u| !u.is_service_account) {
-                Some(u) => ("ZenML::User".to_owned(), u.named.id.clone()),
-                None => return self.error(binding, entry, format!("unknown user `{user}`")),
-            },
-            (None, None, Some(account)) => {
-                match directory.find_user(account).filter(|u| u.is_service_account) {
-                    Some(u) => ("ZenML::User".to_owned(), u.named.id.clone()),
-                    None => {
-                        return self.error(binding, entry, format!("unknown service account `{account}`"));
-                    }
-                }
-            }
-            (None, Some(team), None) => match directory.find_team(team) {
-                Some(t) => ("ZenML::Team".to_owned(), t.named.id.clone()),
-                None => return self.error(binding, entry, format!("unknown team `{team}`")),
-            },
-            _ => {
-                return self.error(
-                    binding,
-                    entry,
-                    "name exactly one of `user`, `team` or `service_account`",
-                );
-            }
+        let (kind, scope_id) = match &scope {
+            BindingScope::Organization(id) => (ScopeKind::Organization, id),
+            BindingScope::Workspace(id) => (ScopeKind::Workspace, id),
+            BindingScope::Project(id) => (ScopeKind::Project, id),
         };
-        // Where.
-        let (kind, scope_id) = match (&b.organization, &b.workspace, &b.project) {
+        let member = match &holder {
+            Holder::User(id) => ("ZenML::User".to_owned(), id.clone()),
+            Holder::Team(id) => ("ZenML::Team".to_owned(), id.clone()),
+        };
+        // Which role.
+        let predefined: &[(&str, &str)] = match kind {
+            ScopeKind::Organization => &ORGANIZATION_ROLES,
+            ScopeKind::Workspace => &WORKSPACE_ROLES,
+            ScopeKind::Project => &PROJECT_ROLES,
+        };
+        if predefined.iter().any(|(name, _)| *name == b.role) {
+            self.add_parent(member, role_uid(scope_id, &b.role));
+            return Some((holder, scope));
+        }
+        let Some((role_scope, base, cells)) = custom.get(&b.role) else {
+            let names: Vec<&str> = predefined.iter().map(|(n, _)| *n).collect();
+            self.error(
+                binding,
+                entry,
+                format!(
+                    "unknown role `{}` (predefined {} roles: {}; or a custom role under `roles:`)",
+                    b.role,
+                    kind_word(kind),
+                    names.join(", ")
+                ),
+            );
+            return None;
+        };
+        let matches = matches!(
+            (role_scope, kind),
+            (RoleScope::Workspace, ScopeKind::Workspace) | (RoleScope::Project, ScopeKind::Project)
+        );
+        if !matches {
+            self.error(
+                binding,
+                entry,
+                format!(
+                    "custom role `{}` is a {} role; bind it to a {}",
+                    b.role,
+                    scope_word(*role_scope),
+                    scope_word(*role_scope)
+                ),
+            );
+            return None;
+        }
+        let group = role_uid(scope_id, &b.role);
+        self.add_group(group.clone());
+        if let Some(base) = base {
+            self.add_parent(group.clone(), role_uid(scope_id, base));
+        }
+        if kind == ScopeKind::Project {
+            self.add_parent(group.clone(), role_uid(scope_id, PROJECT_MEMBERS));
+        }
+        for (type_name, action) in cells {
+            self.cell_roles
+                .entry(permission_id(scope_id, type_name, action))
+                .or_default()
+                .insert(group.1.clone());
+        }
+        self.add_parent(member, group);
+        Some((holder, scope))
+    }
+
+    /// Who a binding names: a user, a service account or a team (exactly one).
+    fn binding_holder(
+        &mut self,
+        directory: &Directory,
+        binding: &Spanned<BindingEntry>,
+        entry: &str,
+    ) -> Option<Holder> {
+        let b = &binding.value;
+        let (holder, unknown) = match (&b.user, &b.team, &b.service_account) {
+            (Some(user), None, None) => (
+                directory
+                    .find_user(user)
+                    .filter(|u| !u.is_service_account)
+                    .map(|u| Holder::User(u.named.id.clone())),
+                format!("unknown user `{user}`"),
+            ),
+            (None, None, Some(account)) => (
+                directory
+                    .find_user(account)
+                    .filter(|u| u.is_service_account)
+                    .map(|u| Holder::User(u.named.id.clone())),
+                format!("unknown service account `{account}`"),
+            ),
+            (None, Some(team), None) => (
+                directory
+                    .find_team(team)
+                    .map(|t| Holder::Team(t.named.id.clone())),
+                format!("unknown team `{team}`"),
+            ),
+            _ => (
+                None,
+                "name exactly one of `user`, `team` or `service_account`".to_owned(),
+            ),
+        };
+        if holder.is_none() {
+            self.error(binding, entry, unknown);
+        }
+        holder
+    }
+
+    /// Where a binding holds its role: the organization, a workspace or a project (exactly
+    /// one).
+    fn binding_scope(
+        &mut self,
+        directory: &Directory,
+        binding: &Spanned<BindingEntry>,
+        entry: &str,
+    ) -> Option<BindingScope> {
+        let b = &binding.value;
+        let problem = match (&b.organization, &b.workspace, &b.project) {
             (Some(org), None, None) => {
-                if *org != directory.organization.name && *org != directory.organization.id {
-                    return self.error(binding, entry, format!("unknown organization `{org}`"));
+                if *org == directory.organization.name || *org == directory.organization.id {
+                    return Some(BindingScope::Organization(directory.organization.id.clone()));
                 }
-                (ScopeKind::Organization, directory.organization.id.clone())
+                format!("unknown organization `{org}`")
             }
             (None, Some(ws), None) => match directory.find_workspace(ws) {
-                Some(w) => (ScopeKind::Workspace, w.named.id.clone()),
-                None => return self.error(binding, entry, format!("unknown workspace `{ws}`")),
+                Some(w) => return Some(BindingScope::Workspace(w.named.id.clone())),
+                None => format!("unknown workspace `{ws}`"),
             },
             (None, None, Some(project)) => match directory.find_project(project) {
-                Some(p) => (ScopeKind::Project, p.named.id.clone()),
+                Some(p) => return Some(BindingScope::Project(p.named.id.clone())),
                 None => {
                     let ambiguous = directory
                         .projects
@@ -1084,71 +1314,13 @@ impl<'a> Builder<'a> {
                     } else {
                         ""
                     };
-                    return self.error(binding, entry, format!("unknown project `{project}`{hint}"));
+                    format!("unknown project `{project}`{hint}")
                 }
             },
-            _ => {
-                return self.error(
-                    binding,
-                    entry,
-                    "name exactly one scope: `organization`, `workspace` or `project`",
-                );
-            }
+            _ => "name exactly one scope: `organization`, `workspace` or `project`".to_owned(),
         };
-        // Which role.
-        let predefined: &[(&str, &str)] = match kind {
-            ScopeKind::Organization => &ORGANIZATION_ROLES,
-            ScopeKind::Workspace => &WORKSPACE_ROLES,
-            ScopeKind::Project => &PROJECT_ROLES,
-        };
-        if predefined.iter().any(|(name, _)| *name == b.role) {
-            self.add_parent(holder, role_uid(&scope_id, &b.role));
-            return;
-        }
-        let Some((scope, base, cells)) = custom.get(&b.role) else {
-            let names: Vec<&str> = predefined.iter().map(|(n, _)| *n).collect();
-            return self.error(
-                binding,
-                entry,
-                format!(
-                    "unknown role `{}` (predefined {} roles: {}; or a custom role under `roles:`)",
-                    b.role,
-                    kind_word(kind),
-                    names.join(", ")
-                ),
-            );
-        };
-        let matches = matches!(
-            (scope, kind),
-            (RoleScope::Workspace, ScopeKind::Workspace) | (RoleScope::Project, ScopeKind::Project)
-        );
-        if !matches {
-            return self.error(
-                binding,
-                entry,
-                format!(
-                    "custom role `{}` is a {} role; bind it to a {}",
-                    b.role,
-                    scope_word(*scope),
-                    scope_word(*scope)
-                ),
-            );
-        }
-        let group = role_uid(&scope_id, &b.role);
-        self.add_group(group.clone());
-        if let Some(base) = base {
-            self.add_parent(group.clone(), role_uid(&scope_id, base));
-        }
-        if kind == ScopeKind::Project {
-            self.add_parent(group.clone(), role_uid(&scope_id, PROJECT_MEMBERS));
-        }
-        for (type_name, action) in cells {
-            self.cell_roles
-                .entry(permission_id(&scope_id, type_name, action))
-                .or_default()
-                .insert(group.1.clone());
-        }
-        self.add_parent(holder, group);
+        self.error(binding, entry, problem);
+        None
     }
 
     /// Builds every entity, unchecked (see [`Loaded::Zenml`]), without the actions.

@@ -19,9 +19,9 @@
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`table`]: decision tables (`zenml-authz test`)
 //! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
-//! - [`authoring`]: policy authoring: `authorize`, `who-can`, `what-can`, `fmt`, `validate`'s warnings
-//! - [`export`]: `export`: the entities, policies and schema the sidecar evaluates, for Cedar's own tools
 //! - [`cli`]: the command line and its exit codes
+//! - [`authoring`]: policy authoring, one file per command: `authorize`, `who-can`, `what-can`,
+//!   `fmt`, `export`, `validate`'s warnings
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -34,7 +34,6 @@ pub mod decision_log;
 pub mod directory;
 pub mod engine;
 pub mod error;
-pub mod export;
 pub mod http;
 pub mod index;
 pub mod metrics;

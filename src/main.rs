@@ -16,7 +16,7 @@ use zenml_authz::snapshot::{self, Loader, Snapshot, Sources};
 use zenml_authz::state::Services;
 use zenml_authz::store::{Shares, SqliteShareStore};
 use zenml_authz::zenml::ZenmlConfig;
-use zenml_authz::{AppState, authoring, export, server, table, watch};
+use zenml_authz::{AppState, authoring, server, table, watch};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Command::WhoCan(args) => authoring::who_can(&args).emit(),
         Command::WhatCan(args) => authoring::what_can(&args).emit(),
         Command::Fmt(args) => authoring::fmt(&args).emit(),
-        Command::Export(args) => export::export(&args).emit(),
+        Command::Export(args) => authoring::export(&args).emit(),
         Command::HashToken(args) => hash_token(&args.name),
     };
     ExitCode::from(code as u8)
@@ -38,11 +38,7 @@ fn validate(sources: &Sources) -> i32 {
     match snapshot::load(sources) {
         Ok(snapshot) => {
             // Warnings go to stderr with the errors; stdout keeps the verdict.
-            for warning in snapshot
-                .warnings
-                .iter()
-                .chain(&authoring::lint(&snapshot, sources))
-            {
+            for warning in snapshot.warnings.iter().chain(&authoring::lint(&snapshot)) {
                 eprintln!("warning: {warning}");
             }
             let counts = snapshot.counts();

@@ -425,8 +425,8 @@ fn row_failure(snapshot: &Snapshot, row: &Row, (allowed, reasons, errors): &Answ
         row.action,
         row.resource_text,
         row.workspace_name,
-        verdict(expect),
-        verdict(got),
+        expectation(expect),
+        expectation(got),
     );
     if !reasons_ok {
         line.push_str(&format!(
@@ -452,7 +452,8 @@ pub fn describe_policy(snapshot: &Snapshot, id: &str) -> String {
     }
 }
 
-fn verdict(expect: Expect) -> &'static str {
+/// `allow` or `deny`, as a decision table writes it.
+fn expectation(expect: Expect) -> &'static str {
     match expect {
         Expect::Allow => "allow",
         Expect::Deny => "deny",

@@ -31,7 +31,6 @@ const LAYERS: &[&str] = &[
     "watch",
     "cli",
     "authoring",
-    "export",
 ];
 
 /// The top-level module a source file belongs to (`src/http/zenml.rs` -> `http`).

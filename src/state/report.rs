@@ -71,7 +71,7 @@ impl Report {
                 users: directory.users.len() - service_accounts,
                 service_accounts,
                 custom_roles: directory.custom_roles.len(),
-                bindings: directory.bindings,
+                bindings: directory.role_bindings.len(),
             }
         });
         let shares = state.shares().snapshot();

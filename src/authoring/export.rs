@@ -24,7 +24,7 @@ use std::str::FromStr;
 use cedar_policy::{PolicySet, Schema, SchemaFragment};
 use serde_json::Value;
 
-use crate::authoring::Outcome;
+use super::CommandOutput;
 use crate::cli::{ExportArgs, exit};
 use crate::engine::Engine;
 use crate::policy;
@@ -53,7 +53,7 @@ pub struct Export {
 }
 
 /// `zenml-authz export`: loads the sources and writes the three files into `--out`.
-pub fn export(args: &ExportArgs) -> Outcome {
+pub fn export(args: &ExportArgs) -> CommandOutput {
     let sources = args.sources.sources();
     let snapshot = match crate::snapshot::load(&sources) {
         Ok(snapshot) => snapshot,
@@ -63,14 +63,14 @@ pub fn export(args: &ExportArgs) -> Outcome {
                 let _ = writeln!(stderr, "error: {error}");
             }
             let _ = writeln!(stderr, "invalid: {} error(s)", errors.len());
-            return Outcome {
+            return CommandOutput {
                 stdout: String::new(),
                 stderr,
                 code: exit::INVALID,
             };
         }
     };
-    let failed = |message: String| Outcome {
+    let failed = |message: String| CommandOutput {
         stdout: String::new(),
         stderr: format!("error: {message}\n"),
         code: exit::ERROR,
@@ -82,7 +82,7 @@ pub fn export(args: &ExportArgs) -> Outcome {
     if let Err(message) = write(&export, &args.out) {
         return failed(message);
     }
-    Outcome {
+    CommandOutput {
         stdout: format!(
             "exported {} entities, {} policies and the schema to {} (revision {})\n",
             export.entity_count,

@@ -1,0 +1,274 @@
+//! Policy authoring on the command line: what `opa test`, `cerbos compile` and the `cedar` CLI
+//! give their authors, in ZenML terms. One file per command:
+//!
+//! * [`authorize`]: one decision, in Cedar terms (`--principal`, `--context`, `--entities`) or in
+//!   ZenML terms (`--user`, a resource string whose project may be a name), with the determining
+//!   policies (`file:line` and their text) and the evaluation errors;
+//! * [`who_can`]: every user, service account and team that may do an action on a resource;
+//! * [`what_can`]: a user's bindings (direct and through teams) and, per workspace and project,
+//!   resource type → allowed actions;
+//! * [`fmt`]: Cedar's own formatter over `.cedar` files; a file whose comments it would lose is
+//!   left alone;
+//! * [`lint`]: `validate`'s warnings beyond Cedar's own: unused custom roles, teams without
+//!   members, bindings that change no decision, policies naming entities the directory lacks;
+//! * [`export`]: the entities, policies and schema the sidecar evaluates, as files for Cedar's
+//!   own tools.
+//!
+//! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
+//! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
+//! one decision path, `Engine::decide`, so the CLI's answer is the sidecar's. Many questions
+//! (a what-can grid, the binding lints, who-can) go through a [`questioner::Questioner`]: the
+//! type-level questions of a scope are prepared once, and one principal's questions at a scope
+//! share one set of request-scoped entities, so one `Batch` slices once for all of them.
+//! Teams and roles are asked about through a synthetic active user who is a member of just
+//! them. The role bindings, teams and custom roles, with their places in the file, are the
+//! resolved directory's (`directory::Directory`): the directory file has one parser.
+
+mod authorize;
+mod export;
+mod fmt;
+mod lint;
+mod questioner;
+mod what_can;
+mod who_can;
+
+pub use authorize::authorize;
+pub use export::export;
+pub use fmt::{fmt, format_cedar};
+pub use lint::lint;
+pub use what_can::what_can;
+pub use who_can::{Grant, who_can, who_may};
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::cli::exit;
+use crate::directory::{BindingScope, Directory, User, Workspace};
+use crate::engine::Decision;
+use crate::model::{ACTIONS, RESOURCE_TYPES, action_from_wire};
+use crate::snapshot::{Snapshot, Sources};
+use crate::store::{ShareSnapshot, Shares, SqliteShareStore};
+use crate::table::{describe_policy, resolve_resource};
+use crate::zenml::{Decider, Resource};
+
+/// What a command prints, and its exit code.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// The answer.
+    pub stdout: String,
+    /// Errors.
+    pub stderr: String,
+    /// The exit code (`cli::exit`).
+    pub code: i32,
+}
+
+// === impl CommandOutput ===
+
+impl CommandOutput {
+    /// Prints the output and returns its exit code.
+    pub fn emit(self) -> i32 {
+        print!("{}", self.stdout);
+        eprint!("{}", self.stderr);
+        self.code
+    }
+
+    /// An answer on stdout with `code`.
+    fn answer(stdout: String, code: i32) -> Self {
+        Self {
+            stdout,
+            stderr: String::new(),
+            code,
+        }
+    }
+
+    /// One error line and the error exit code.
+    fn error(message: impl std::fmt::Display) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr: format!("error: {message}\n"),
+            code: exit::ERROR,
+        }
+    }
+}
+
+/// Loads the sources; invalid ones are an error output listing every problem.
+fn load(sources: &Sources) -> Result<Snapshot, CommandOutput> {
+    crate::snapshot::load(sources).map_err(|errors| {
+        let mut stderr = String::new();
+        for error in &errors {
+            let _ = writeln!(stderr, "error: {error}");
+        }
+        let _ = writeln!(
+            stderr,
+            "error: the policy sources are invalid ({} error(s)); `zenml-authz validate` lists them",
+            errors.len()
+        );
+        CommandOutput {
+            stdout: String::new(),
+            stderr,
+            code: exit::ERROR,
+        }
+    })
+}
+
+fn zenml_decider(snapshot: &Snapshot) -> Result<Decider<'_>, String> {
+    snapshot.zenml().ok_or_else(|| {
+        "this needs a ZenML directory file (YAML); the directory is plain Cedar entities JSON".to_owned()
+    })
+}
+
+/// The shares stored by a running sidecar (`--shares-db`), or none.
+fn open_shares(path: Option<&Path>) -> Result<Arc<ShareSnapshot>, String> {
+    let Some(path) = path.filter(|path| path.as_os_str() != ":memory:") else {
+        return Ok(Arc::default());
+    };
+    if !path.is_file() {
+        return Err(format!("share database `{}`: no such file", path.display()));
+    }
+    let failed = |error: crate::store::StoreError| format!("share database `{}`: {error}", path.display());
+    let store = SqliteShareStore::open(path).map_err(failed)?;
+    let shares = Shares::open(Box::new(store)).map_err(failed)?;
+    Ok(shares.snapshot())
+}
+
+fn find_user<'d>(directory: &'d Directory, key: &str) -> Result<&'d User, String> {
+    directory.find_user(key).ok_or_else(|| {
+        format!("unknown user `{key}`: not a username, service-account name or id in the directory")
+    })
+}
+
+fn resolve_action(action: &str) -> Result<&'static str, String> {
+    action_from_wire(action)
+        .ok_or_else(|| format!("unknown action `{action}` (one of {})", ACTIONS.join(", ")))
+}
+
+/// A ZenML resource string whose project, or project id in `project/<id>`, may be a name.
+fn resolve_zenml_resource(
+    snapshot: &Snapshot,
+    directory: &Directory,
+    text: &str,
+) -> Result<Resource, String> {
+    let resolved = match text.strip_prefix("project/") {
+        Some(key) if uuid::Uuid::parse_str(key).is_err() => match directory.find_project(key) {
+            Some(project) => format!("project/{}", project.named.id),
+            None => return Err(format!("resource `{text}`: unknown project `{key}`")),
+        },
+        _ => text.to_owned(),
+    };
+    let resource = resolve_resource(snapshot, &resolved)?;
+    if resource.resource_type().is_none() {
+        return Err(format!(
+            "resource `{text}`: unknown resource type `{}` (one of {})",
+            resource.type_name,
+            RESOURCE_TYPES.map(|t| t.wire).join(", ")
+        ));
+    }
+    Ok(resource)
+}
+
+/// The workspace named by `given`; else the workspace of the resource's project; else the
+/// directory's only workspace.
+fn resolve_workspace<'d>(
+    directory: &'d Directory,
+    given: Option<&str>,
+    resource: Option<&Resource>,
+) -> Result<&'d Workspace, String> {
+    if let Some(key) = given {
+        return directory
+            .find_workspace(key)
+            .ok_or_else(|| format!("unknown workspace `{key}`"));
+    }
+    let of_project = resource
+        .and_then(Resource::scope_project)
+        .and_then(|id| directory.projects.get(id))
+        .and_then(|project| directory.workspaces.get(&project.workspace_id));
+    if let Some(workspace) = of_project {
+        return Ok(workspace);
+    }
+    let names: Vec<&str> = directory
+        .workspaces
+        .values()
+        .map(|w| w.named.name.as_str())
+        .collect();
+    match names.len() {
+        0 => Err("the directory has no workspaces".into()),
+        1 => directory
+            .workspaces
+            .values()
+            .next()
+            .ok_or_else(|| "the directory has no workspaces".into()),
+        n => Err(format!(
+            "the directory has {n} workspaces ({}): name one with `--workspace`",
+            names.join(", ")
+        )),
+    }
+}
+
+/// The verdict line of a decision: `ALLOW` or `DENY`.
+fn verdict(allowed: bool) -> &'static str {
+    if allowed { "ALLOW" } else { "DENY" }
+}
+
+/// The exit code of a decision.
+fn decision_code(allowed: bool) -> i32 {
+    if allowed { exit::ALLOW } else { exit::DENY }
+}
+
+/// The decision's lines: determining policies with their text, evaluation errors.
+fn explain(snapshot: &Snapshot, decision: &Decision, out: &mut String) {
+    if decision.reasons.is_empty() {
+        let why = if decision.allowed {
+            ""
+        } else {
+            " (no permit applies)"
+        };
+        let _ = writeln!(out, "determining policies: none{why}");
+    } else {
+        let _ = writeln!(out, "determining policies:");
+        for id in &decision.reasons {
+            let _ = writeln!(out, "  {}", describe_policy(snapshot, id));
+            if let Some(source) = snapshot.engine.policy_sources.get(id) {
+                for line in source.text.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+        }
+    }
+    if decision.errors.is_empty() {
+        let _ = writeln!(out, "errors: none");
+    } else {
+        let _ = writeln!(out, "errors:");
+        for error in &decision.errors {
+            let _ = writeln!(
+                out,
+                "  {}",
+                error.split_whitespace().collect::<Vec<_>>().join(" ")
+            );
+        }
+    }
+}
+
+/// `organization <name>`, `workspace <name>` or `project <name> (<workspace>)`.
+fn describe_scope(directory: &Directory, scope: &BindingScope) -> String {
+    match scope {
+        BindingScope::Organization(_) => format!("organization {}", directory.organization.name),
+        BindingScope::Workspace(id) => format!(
+            "workspace {}",
+            directory
+                .workspaces
+                .get(id)
+                .map_or(id.as_str(), |w| w.named.name.as_str())
+        ),
+        BindingScope::Project(id) => match directory.projects.get(id) {
+            Some(project) => {
+                let workspace = directory
+                    .workspaces
+                    .get(&project.workspace_id)
+                    .map_or(project.workspace_id.as_str(), |w| w.named.name.as_str());
+                format!("project {} ({workspace})", project.named.name)
+            }
+            None => format!("project {id}"),
+        },
+    }
+}

@@ -1,0 +1,135 @@
+//! `zenml-authz what-can`: a user's bindings (direct and through teams) and, per workspace and
+//! project, resource type → allowed actions.
+
+use std::fmt::Write as _;
+
+use super::questioner::{GridScope, Questioner, Row, Who};
+use super::{CommandOutput, describe_scope, find_user, load, resolve_workspace, zenml_decider};
+use crate::cli::{WhatCanArgs, exit};
+use crate::directory::{Holder, Project, RoleBinding, Workspace};
+use crate::model::ACTIONS;
+use crate::snapshot::Snapshot;
+use crate::zenml::ShareSet;
+
+/// `zenml-authz what-can`: a user's bindings and, per scope, type → actions.
+pub fn what_can(args: &WhatCanArgs) -> CommandOutput {
+    let snapshot = match load(&args.sources.sources()) {
+        Ok(snapshot) => snapshot,
+        Err(output) => return output,
+    };
+    what_can_in(&snapshot, args).unwrap_or_else(CommandOutput::error)
+}
+
+fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput, String> {
+    let decider = zenml_decider(snapshot)?;
+    let directory = decider.directory();
+    let user = find_user(directory, &args.user)?;
+    let workspaces: Vec<&Workspace> = match &args.workspace {
+        Some(key) => vec![resolve_workspace(directory, Some(key), None)?],
+        None => {
+            let mut all: Vec<_> = directory.workspaces.values().collect();
+            all.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+            all
+        }
+    };
+
+    let mut out = String::new();
+    let kind = if user.is_service_account {
+        "service account"
+    } else {
+        "user"
+    };
+    let mut teams: Vec<&str> = user
+        .teams
+        .iter()
+        .filter_map(|id| directory.teams.get(id))
+        .map(|t| t.named.name.as_str())
+        .collect();
+    teams.sort_unstable();
+    let status = if user.active { "" } else { ", deactivated" };
+    let team_list = if teams.is_empty() {
+        "none".to_owned()
+    } else {
+        teams.join(", ")
+    };
+    let _ = writeln!(
+        out,
+        "{}: {kind} {}{status}; teams: {team_list}",
+        user.named.name, user.named.id
+    );
+    let mine: Vec<(&RoleBinding, Option<&str>)> = directory
+        .role_bindings
+        .iter()
+        .filter_map(|binding| match &binding.holder {
+            Holder::User(id) if *id == user.named.id => Some((binding, None)),
+            Holder::Team(id) if user.teams.contains(id) => {
+                Some((binding, directory.teams.get(id).map(|t| t.named.name.as_str())))
+            }
+            _ => None,
+        })
+        .collect();
+    if mine.is_empty() {
+        let _ = writeln!(out, "bindings: none");
+    } else {
+        let _ = writeln!(out, "bindings:");
+        for (binding, team) in mine {
+            let custom = if directory.custom_role(&binding.role).is_some() {
+                " (custom role)"
+            } else {
+                ""
+            };
+            let through = team.map(|t| format!(", through team {t}")).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}{custom} at {}{through} ({}:{})",
+                binding.role,
+                describe_scope(directory, &binding.scope),
+                binding.place.path.display(),
+                binding.place.line
+            );
+        }
+    }
+
+    let shares = ShareSet::default();
+    let questioner = Questioner::new(decider, &shares);
+    let who = Who::User(&user.named.id);
+    for workspace in workspaces {
+        let rows = questioner.grid(who, GridScope::Workspace(workspace))?;
+        render_grid(&mut out, &format!("workspace {}", workspace.named.name), &rows);
+        let mut projects: Vec<&Project> = directory
+            .projects
+            .values()
+            .filter(|p| p.workspace_id == workspace.named.id)
+            .collect();
+        projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+        for project in projects {
+            let rows = questioner.grid(who, GridScope::Project(project))?;
+            let title = format!("project {} ({})", project.named.name, workspace.named.name);
+            render_grid(&mut out, &title, &rows);
+        }
+    }
+    Ok(CommandOutput::answer(out, exit::OK))
+}
+
+fn render_grid(out: &mut String, title: &str, rows: &[Row]) {
+    let actions = |list: &[&str]| {
+        if list.len() == ACTIONS.len() {
+            "all".to_owned()
+        } else {
+            list.join(" ")
+        }
+    };
+    let granted: Vec<_> = rows.iter().filter(|(_, list)| !list.is_empty()).collect();
+    if granted.is_empty() {
+        let _ = writeln!(out, "{title}: nothing");
+        return;
+    }
+    let _ = writeln!(out, "{title}:");
+    if granted.len() == rows.len() && rows.iter().all(|(_, list)| *list == rows[0].1) {
+        let _ = writeln!(out, "  every type: {}", actions(&rows[0].1));
+        return;
+    }
+    for (label, list) in granted {
+        let _ = writeln!(out, "  {label:<20} {}", actions(list));
+    }
+}
