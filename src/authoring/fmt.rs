@@ -89,6 +89,31 @@ fn comments(text: &str) -> Vec<&str> {
     found
 }
 
+/// Cedar's formatter attaches every comment to the policy after it, so a file's header (its
+/// leading comment lines, set apart by a blank line) would run into the first policy's own
+/// comment. Keeps that blank line: the header stays a header.
+fn keep_header(input: &str, mut formatted: String) -> String {
+    let lines: Vec<&str> = input.lines().collect();
+    let header = lines
+        .iter()
+        .take_while(|line| line.trim_start().starts_with("//"))
+        .count();
+    if header == 0 || lines.get(header).is_none_or(|line| !line.trim().is_empty()) {
+        return formatted;
+    }
+    let same_header = formatted
+        .lines()
+        .take(header)
+        .map(str::trim)
+        .eq(lines[..header].iter().map(|line| line.trim()));
+    let next = formatted.lines().nth(header);
+    if same_header && next.is_some_and(|line| !line.trim().is_empty()) {
+        let at: usize = formatted.lines().take(header).map(|line| line.len() + 1).sum();
+        formatted.insert(at, '\n');
+    }
+    formatted
+}
+
 /// Formats one file's text: `Ok(None)` when it is already formatted (or has no policies),
 /// `Ok(Some(text))` when formatting changes it, `Err` when it cannot or must not be formatted.
 pub fn format_cedar(
@@ -114,6 +139,7 @@ pub fn format_cedar(
     }
     let pretty = |input: &str| {
         cedar_policy_formatter::policies_str_to_pretty(input, config)
+            .map(|formatted| keep_header(input, formatted))
             .map_err(|error| LoadError::file(path, format!("cannot format: {error}")))
     };
     let formatted = pretty(text)?;
@@ -234,6 +260,26 @@ mod tests {
         assert_eq!(format_cedar(Path::new("x.cedar"), &once, &config).unwrap(), None);
         assert_eq!(comments(&once), comments(text));
         assert!(once.contains("@id(\"x\")"), "{once}");
+    }
+
+    #[test]
+    fn a_header_comment_stays_apart_from_the_first_policy() {
+        let config = cedar_policy_formatter::Config::default();
+        let text = "// Header of the file.\n// Second line.\n\n// The policy.\n@id(\"x\") permit(principal,action,resource);\n";
+        let once = format_cedar(Path::new("x.cedar"), text, &config)
+            .unwrap()
+            .unwrap();
+        assert!(
+            once.starts_with("// Header of the file.\n// Second line.\n\n// The policy.\n@id(\"x\")"),
+            "{once}"
+        );
+        assert_eq!(format_cedar(Path::new("x.cedar"), &once, &config).unwrap(), None);
+        // Without a blank line, the comment belongs to the policy, and stays with it.
+        let text = "// The policy.\n@id(\"x\") permit(principal,action,resource);\n";
+        let once = format_cedar(Path::new("x.cedar"), text, &config)
+            .unwrap()
+            .unwrap();
+        assert!(once.starts_with("// The policy.\n@id(\"x\")"), "{once}");
     }
 
     #[test]
