@@ -148,6 +148,13 @@ pub struct Place {
     pub index: usize,
 }
 
+impl Place {
+    /// A message about the entry at this place: `path:line:column: message`.
+    pub fn error(&self, message: String) -> LoadError {
+        LoadError::at_line(&self.path, self.line, self.column, message)
+    }
+}
+
 /// A custom role (`roles:`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomRole {

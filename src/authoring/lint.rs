@@ -110,32 +110,20 @@ fn directory_warnings(directory: &Directory) -> Vec<LoadError> {
         .collect();
     for role in &directory.custom_roles {
         if !used_roles.contains(role.name.as_str()) {
-            let place = &role.place;
-            warnings.push(LoadError::at_line(
-                &place.path,
-                place.line,
-                place.column,
-                format!(
-                    "roles[{}] `{}`: unused role: no binding uses it",
-                    place.index, role.name
-                ),
-            ));
+            warnings.push(role.place.error(format!(
+                "roles[{}] `{}`: unused role: no binding uses it",
+                role.place.index, role.name
+            )));
         }
     }
     let mut teams: Vec<_> = directory.teams.values().collect();
     teams.sort_by_key(|team| team.place.index);
     for team in teams {
         if team.members.is_empty() {
-            let place = &team.place;
-            warnings.push(LoadError::at_line(
-                &place.path,
-                place.line,
-                place.column,
-                format!(
-                    "teams[{}] `{}`: the team has no members, so its bindings and shares reach nobody",
-                    place.index, team.named.name
-                ),
-            ));
+            warnings.push(team.place.error(format!(
+                "teams[{}] `{}`: the team has no members, so its bindings and shares reach nobody",
+                team.place.index, team.named.name
+            )));
         }
     }
     warnings
@@ -249,12 +237,9 @@ fn reach_width(directory: &Directory, binding: &RoleBinding) -> usize {
 
 /// A warning at a binding.
 fn binding_warning(binding: &RoleBinding, message: String) -> LoadError {
-    LoadError::at_line(
-        &binding.place.path,
-        binding.place.line,
-        binding.place.column,
-        format!("bindings[{}]: {message}", binding.place.index),
-    )
+    binding
+        .place
+        .error(format!("bindings[{}]: {message}", binding.place.index))
 }
 
 /// The warning of one (non-organization, first-of-its-kind) binding, if it changes nothing.
