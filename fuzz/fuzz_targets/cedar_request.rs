@@ -89,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         let decision = snapshot.engine.decide(&request, &mut Batch::single());
-        let expected = reference(snapshot, &request);
+        let expected = reference(snapshot, &request, None);
         match (&decision, &expected) {
             (Ok(got), Ok(want)) => assert_eq!(got, want, "engine and Cedar disagree on {item}"),
             (Err(DecideError::Entities(_)), Err(_)) => {}

@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let schema = &SAMPLE.schema;
+    let schema = &SAMPLE.engine.schema;
     let name = if text.trim_start().starts_with('[') {
         "fuzz.json"
     } else {

@@ -88,7 +88,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     let snapshot = &*SAMPLE;
-    let Some(directory) = &snapshot.directory else {
+    let Some(directory) = snapshot.directory() else {
         panic!("the sample is a ZenML directory");
     };
     let mut workspaces: Vec<String> = directory.workspaces.keys().cloned().collect();
@@ -159,7 +159,8 @@ fuzz_target!(|data: &[u8]| {
         match (&as_written, &for_decision) {
             (Ok(Prepared::Request(written, _)), Ok(Prepared::Request(standin, alias))) => {
                 let written_decision = decider.decide_prepared(written, None, &mut Batch::single());
-                let standin_decision = decider.decide_prepared(standin, alias.as_deref(), &mut Batch::single());
+                let standin_decision =
+                    decider.decide_prepared(standin, alias.as_deref(), &mut Batch::single());
                 assert_eq!(
                     written_decision, standin_decision,
                     "stand-in and real resource decide differently for {question:?}"
@@ -168,7 +169,7 @@ fuzz_target!(|data: &[u8]| {
                 // (a reference for each would cost a copy of the whole store per question).
                 assert_eq!(
                     standin_decision.clone().map_err(|e| e.to_string()),
-                    reference(snapshot, standin),
+                    reference(snapshot, standin, alias.as_deref()),
                     "engine (stand-in) and Cedar disagree for {question:?}"
                 );
                 assert_eq!(

@@ -7,6 +7,7 @@ use std::sync::LazyLock;
 
 use cedar_policy::{Authorizer, Entities};
 use zenml_authz::engine::{AuthzRequest, Decision};
+use zenml_authz::zenml::Alias;
 use zenml_authz::{Snapshot, Sources};
 
 /// The bundled sample, loaded once per fuzzing process (a load takes a good fraction of a
@@ -28,23 +29,30 @@ pub static SAMPLE: LazyLock<Snapshot> = LazyLock::new(|| {
 });
 
 /// Cedar's answer for `request` without anything the engine adds: every policy of the snapshot
-/// (no scope index), over the snapshot's whole store plus the request-scoped entities (no
-/// slice, no stand-in graph). Errors naming a stand-in are rewritten to the real resource, as
-/// the engine does. `Err` when the entities cannot be assembled (e.g. two request-scoped
-/// entities with one uid), where the engine must fail too.
+/// (no scope index), over the snapshot's whole store (less its internal entities, the ZenML
+/// stand-ins, unless the request is internal) plus the request-scoped entities (no slice, no
+/// stand-in graph). Errors naming the stand-in of `alias` are rewritten to the real resource, as
+/// the ZenML `Decider` does. `Err` when the entities cannot be assembled (e.g. two
+/// request-scoped entities with one uid), where the engine must fail too.
 ///
 /// The engine promises exactly this decision, determining policies and errors
 /// (ARCHITECTURE.md: the slice is exact, the scope index only over-includes, a stand-in decides
-/// as the real resource would).
-pub fn reference(snapshot: &Snapshot, request: &AuthzRequest) -> Result<Decision, String> {
+/// as the real resource would, internal entities are invisible to other requests).
+pub fn reference(
+    snapshot: &Snapshot,
+    request: &AuthzRequest,
+    alias: Option<&Alias>,
+) -> Result<Decision, String> {
+    let engine = &snapshot.engine;
     let merged;
-    let entities = if request.entities.is_empty() {
-        &*snapshot.engine.entities
+    let entities = if request.entities.is_empty() && request.internal {
+        &*engine.entities
     } else {
         merged = Entities::from_entities(
-            snapshot
+            engine
                 .entities
                 .iter()
+                .filter(|entity| request.internal || !engine.is_internal(&entity.uid()))
                 .cloned()
                 .chain(request.entities.iter().cloned()),
             None,
@@ -52,11 +60,11 @@ pub fn reference(snapshot: &Snapshot, request: &AuthzRequest) -> Result<Decision
         .map_err(|error| error.to_string())?;
         &merged
     };
-    let answer = Authorizer::new().is_authorized(&request.request, &snapshot.engine.policies, entities);
+    let answer = Authorizer::new().is_authorized(&request.request, &engine.policies, entities);
     let allowed = answer.decision() == cedar_policy::Decision::Allow;
     let mut reasons: Vec<String> = answer.diagnostics().reason().map(ToString::to_string).collect();
     let mut errors: Vec<String> = answer.diagnostics().errors().map(ToString::to_string).collect();
-    if let Some((stand_in, real)) = &request.alias {
+    if let Some((stand_in, real)) = alias {
         let (stand_in, real) = (stand_in.to_string(), real.to_string());
         for error in &mut errors {
             *error = error.replace(&stand_in, &real);
