@@ -107,14 +107,7 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
     }
 
     // Cedar's validator accepts the exported policies under the exported schema.
-    let validate = Command::new(&cedar)
-        .arg("validate")
-        .arg("--policies")
-        .arg(out.join("policies.cedar"))
-        .arg("--schema")
-        .arg(out.join("schema.cedarschema"))
-        .output()
-        .unwrap();
+    let validate = cedar_over_export(&cedar, "validate", &out).output().unwrap();
     assert!(
         validate.status.success(),
         "cedar validate:\n{}{}",
@@ -204,12 +197,7 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
     .unwrap();
 
     let started = Instant::now();
-    let run = Command::new(&cedar)
-        .arg("run-tests")
-        .arg("--policies")
-        .arg(out.join("policies.cedar"))
-        .arg("--schema")
-        .arg(out.join("schema.cedarschema"))
+    let run = cedar_over_export(&cedar, "run-tests", &out)
         .arg("--tests")
         .arg(out.join("tests.json"))
         .output()
@@ -240,12 +228,7 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
         let test = &tests[n];
         let request = out.join(format!("request-{n}.json"));
         std::fs::write(&request, test["request"].to_string()).unwrap();
-        let authorize = Command::new(&cedar)
-            .arg("authorize")
-            .arg("--policies")
-            .arg(out.join("policies.cedar"))
-            .arg("--schema")
-            .arg(out.join("schema.cedarschema"))
+        let authorize = cedar_over_export(&cedar, "authorize", &out)
             .arg("--entities")
             .arg(out.join(test["entities"].as_str().unwrap()))
             .arg("--request-json")
@@ -294,4 +277,16 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
         entity_files.len(),
         distinct.len(),
     );
+}
+
+/// Cedar's CLI `command` over the exported policies and schema in `out`.
+fn cedar_over_export(cedar: &Path, command: &str, out: &Path) -> Command {
+    let mut invocation = Command::new(cedar);
+    invocation
+        .arg(command)
+        .arg("--policies")
+        .arg(out.join("policies.cedar"))
+        .arg("--schema")
+        .arg(out.join("schema.cedarschema"));
+    invocation
 }

@@ -7,8 +7,8 @@ use cedar_policy::{Entity, EntityUid, Request};
 use serde_json::{Value, json};
 
 use super::{
-    CommandOutput, decision_code, explain, find_user, load, open_shares, resolve_action, resolve_workspace,
-    resolve_zenml_resource, verdict, zenml_decider,
+    CommandOutput, decision_code, explain, find_user, on_snapshot, open_shares, resolve_action,
+    resolve_workspace, resolve_zenml_resource, verdict, zenml_decider,
 };
 use crate::cli::AuthorizeArgs;
 use crate::engine::{Batch, Decision};
@@ -18,16 +18,13 @@ use crate::zenml::{Prepared, Question, ResourceAs};
 
 /// `zenml-authz authorize`: one decision, explained.
 pub fn authorize(args: &AuthorizeArgs) -> CommandOutput {
-    let snapshot = match load(&args.sources.sources()) {
-        Ok(snapshot) => snapshot,
-        Err(output) => return output,
-    };
-    let answer = match (&args.principal, &args.user) {
-        (Some(principal), None) => authorize_cedar(&snapshot, args, principal),
-        (None, Some(user)) => authorize_zenml(&snapshot, args, user),
-        _ => Err("give exactly one of `--principal` (Cedar terms) or `--user` (ZenML terms)".into()),
-    };
-    answer.unwrap_or_else(CommandOutput::error)
+    on_snapshot(&args.sources.sources(), |snapshot| {
+        match (&args.principal, &args.user) {
+            (Some(principal), None) => authorize_cedar(snapshot, args, principal),
+            (None, Some(user)) => authorize_zenml(snapshot, args, user),
+            _ => Err("give exactly one of `--principal` (Cedar terms) or `--user` (ZenML terms)".into()),
+        }
+    })
 }
 
 /// A command-line JSON value: the text itself, or `@path` for a file's contents.

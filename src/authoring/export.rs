@@ -70,17 +70,12 @@ pub fn export(args: &ExportArgs) -> CommandOutput {
             };
         }
     };
-    let failed = |message: String| CommandOutput {
-        stdout: String::new(),
-        stderr: format!("error: {message}\n"),
-        code: exit::ERROR,
-    };
     let export = match render(&snapshot, &sources) {
         Ok(export) => export,
-        Err(message) => return failed(message),
+        Err(message) => return CommandOutput::error(message),
     };
     if let Err(message) = write(&export, &args.out) {
-        return failed(message);
+        return CommandOutput::error(message);
     }
     CommandOutput {
         stdout: format!(
@@ -256,7 +251,7 @@ fn cedar_string(text: &str) -> String {
 pub fn schema_text(engine: &Engine, sources: &Sources) -> Result<String, String> {
     let schemas = &sources.schemas;
     let mut errors = Vec::new();
-    let files = policy::read_files(&sources.policies, schemas, &mut errors);
+    let files = policy::read_schema_files(schemas, &mut errors);
     let files: Vec<(&Path, &str)> = files.schema_files().collect();
     if files.is_empty() {
         let why = errors

@@ -112,6 +112,17 @@ fn load(sources: &Sources) -> Result<Snapshot, CommandOutput> {
     })
 }
 
+/// Loads the sources and runs `command` on the snapshot; an error it returns is one error line.
+fn on_snapshot(
+    sources: &Sources,
+    command: impl FnOnce(&Snapshot) -> Result<CommandOutput, String>,
+) -> CommandOutput {
+    match load(sources) {
+        Ok(snapshot) => command(&snapshot).unwrap_or_else(CommandOutput::error),
+        Err(output) => output,
+    }
+}
+
 fn zenml_decider(snapshot: &Snapshot) -> Result<Decider<'_>, String> {
     snapshot.zenml().ok_or_else(|| {
         "this needs a ZenML directory file (YAML); the directory is plain Cedar entities JSON".to_owned()

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::questioner::{GridScope, Questioner, Row, Who};
-use super::{CommandOutput, describe_scope, find_user, load, resolve_workspace, zenml_decider};
+use super::{CommandOutput, describe_scope, find_user, on_snapshot, resolve_workspace, zenml_decider};
 use crate::cli::{WhatCanArgs, exit};
 use crate::directory::{Holder, Project, RoleBinding, Workspace};
 use crate::model::ACTIONS;
@@ -13,11 +13,7 @@ use crate::zenml::ShareSet;
 
 /// `zenml-authz what-can`: a user's bindings and, per scope, type → actions.
 pub fn what_can(args: &WhatCanArgs) -> CommandOutput {
-    let snapshot = match load(&args.sources.sources()) {
-        Ok(snapshot) => snapshot,
-        Err(output) => return output,
-    };
-    what_can_in(&snapshot, args).unwrap_or_else(CommandOutput::error)
+    on_snapshot(&args.sources.sources(), |snapshot| what_can_in(snapshot, args))
 }
 
 fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput, String> {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::questioner::{Questioner, Who};
 use super::{
-    CommandOutput, load, open_shares, resolve_action, resolve_workspace, resolve_zenml_resource,
+    CommandOutput, on_snapshot, open_shares, resolve_action, resolve_workspace, resolve_zenml_resource,
     zenml_decider,
 };
 use crate::cli::{WhoCanArgs, exit};
@@ -76,11 +76,7 @@ pub fn who_may(
 
 /// `zenml-authz who-can`: one line per user, service account and team that may.
 pub fn who_can(args: &WhoCanArgs) -> CommandOutput {
-    let snapshot = match load(&args.sources.sources()) {
-        Ok(snapshot) => snapshot,
-        Err(output) => return output,
-    };
-    who_can_in(&snapshot, args).unwrap_or_else(CommandOutput::error)
+    on_snapshot(&args.sources.sources(), |snapshot| who_can_in(snapshot, args))
 }
 
 fn who_can_in(snapshot: &Snapshot, args: &WhoCanArgs) -> Result<CommandOutput, String> {

@@ -34,10 +34,17 @@ pub struct Files {
 /// Reads the policy files under `policies` and the schema files under `schemas` (each a
 /// directory searched recursively, or one file); what cannot be read goes to `errors`.
 pub fn read_files(policies: &Path, schemas: &Path, errors: &mut Vec<LoadError>) -> Files {
+    let mut files = read_schema_files(schemas, errors);
+    files.policies = read_sources(policies, POLICY_SUFFIXES, errors);
+    files
+}
+
+/// Reads only the schema files under `schemas` (no policy file is read).
+pub fn read_schema_files(schemas: &Path, errors: &mut Vec<LoadError>) -> Files {
     Files {
         schemas_root: schemas.to_path_buf(),
         schemas: read_sources(schemas, SCHEMA_SUFFIXES, errors),
-        policies: read_sources(policies, POLICY_SUFFIXES, errors),
+        policies: Vec::new(),
     }
 }
 

@@ -9,6 +9,7 @@ mod load;
 pub(crate) use load::collect_entity_refs;
 pub use load::{
     Checked, Files, POLICY_SUFFIXES, Reuse, SCHEMA_SUFFIXES, check, read_files, read_literals_of,
+    read_schema_files,
 };
 
 use std::path::PathBuf;
