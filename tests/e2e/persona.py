@@ -21,6 +21,8 @@ def run(op, args):
     client = Client()
     if op == "whoami":
         return client.active_user.name
+    if op == "is_admin":
+        return client.active_user.is_admin
     if op == "create_project":
         return str(client.create_project(name=args[0], description="e2e").id)
     if op == "create_model":

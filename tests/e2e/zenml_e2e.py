@@ -202,6 +202,11 @@ def main():
         who = run("ci-bot", "whoami", way="login")
         check("a service account without an e-mail logs in", who == {"ok": True, "value": local_name("ci-bot")}, who)
 
+        admin = run("ada", "is_admin")
+        check("decision: an organization admin is a ZenML admin", admin == {"ok": True, "value": True}, admin)
+        admin = run("bob", "is_admin")
+        check("a workspace developer is not a ZenML admin", admin == {"ok": True, "value": False}, admin)
+
         # The org admin creates the projects; a workspace viewer may not.
         created = run("ada", "create_project", "e2e")
         check("org admin creates a project", created["ok"], created)
