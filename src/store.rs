@@ -773,6 +773,57 @@ mod tests {
         }
     }
 
+    /// Issue 17: what `settle_memberships` remembers is read back equal after a reopen, and a
+    /// database made before `share_events.reason` gets the column.
+    #[test]
+    fn memberships_are_remembered_across_reopening_and_old_databases_gain_the_reason_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shares.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE share_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, kind TEXT NOT NULL,
+                 workspace_id TEXT NOT NULL, resource TEXT NOT NULL, grantee_kind TEXT, grantee_id TEXT,
+                 actions TEXT, shared_by TEXT);
+                 INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', 'w', 'r');",
+            )
+            .unwrap();
+        }
+        let mut reach = Reach {
+            organization: true,
+            ..Reach::default()
+        };
+        reach.workspaces.insert(W.into());
+        reach.projects.insert("p".into(), W.into());
+        let current = Memberships::from_reaches([
+            (Grantee::User("u".into()), reach.clone()),
+            (Grantee::Team("t".into()), Reach::default()),
+        ]);
+        {
+            let store = SqliteShareStore::open(&path).unwrap();
+            assert_eq!(store.memberships().unwrap(), Memberships::default());
+            store
+                .settle_memberships(&current, &[], MEMBERSHIP_REMOVED)
+                .unwrap();
+        }
+        let store = SqliteShareStore::open(&path).unwrap();
+        assert_eq!(store.memberships().unwrap(), current);
+        assert_eq!(
+            store.memberships().unwrap().reach(&Grantee::User("u".into())),
+            Some(&reach)
+        );
+        let inner = store.inner.lock().unwrap();
+        let reasons: i64 = inner
+            .connection
+            .query_row(
+                "SELECT count(*) FROM share_events WHERE reason IS NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(reasons, 1, "the old row is kept, without a reason");
+    }
+
     #[test]
     fn an_empty_action_set_removes_the_row() {
         let store = SqliteShareStore::in_memory().unwrap();

@@ -23,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::sample::{
-    ADA, AUDITORS, BOB, CAROL, CHURN, CI_BOT, DAVE, ERIN, GRACE, IVAN, NINA, PLATFORM, PRODUCTION, STAGING,
+    ADA, AUDITORS, BOB, CAROL, CHURN, CI_BOT, DAVE, ERIN, FRAUD, GRACE, IVAN, KEN, NINA, PLATFORM,
+    PRODUCTION, STAGING,
 };
 use common::{Reply, Server, query};
 use serde_json::{Value, json};
@@ -330,6 +331,7 @@ fn purged_metric(server: &Server) -> u64 {
 }
 
 const DAVE_BINDING: &str = "  - {user: dave, role: developer, project: churn}\n";
+const KEN_CHURN_BINDING: &str = "  - {user: ken, role: contributor, project: churn}\n";
 const PLATFORM_BINDING: &str = "  - {team: platform, role: stack_admin, workspace: production}\n";
 const ML_ENG_MEMBERS: &str = "    members: [bob, nina]\n";
 
@@ -378,6 +380,38 @@ fn issue_17_a_member_whose_binding_is_removed_loses_their_shares() {
     assert!(production.allows(DAVE, "delete", &stack), "a guest's share stays");
     assert_eq!(sandbox.purges().len(), 2);
     assert_eq!(purged_metric(&server), 2);
+}
+
+/// ken is admin of project fraud and contributor of churn: losing churn, he stays a member of
+/// production (through fraud) but loses what was shared with him in churn, and only that.
+#[test]
+fn issue_17_a_member_who_loses_one_project_loses_the_shares_in_that_project_only() {
+    let sandbox = Sandbox::new();
+    let server = sandbox.start();
+    let production = Workspace::login(&server, PRODUCTION, ENROLL_PRODUCTION);
+    let in_churn = format!("{CHURN}:pipeline/{ID1}");
+    let in_fraud = format!("{FRAUD}:pipeline/{ID2}");
+    let stack = format!("stack/{ID3}");
+    for resource in [&in_churn, &in_fraud, &stack] {
+        production.share(KEN, false, resource, &["share"]);
+    }
+    assert!(production.allows(KEN, "share", &in_churn));
+
+    sandbox.edit_and_reload(&server, KEN_CHURN_BINDING, "");
+    assert!(!production.allows(KEN, "share", &in_churn), "churn's share went");
+    assert!(
+        production.allows(KEN, "share", &in_fraud),
+        "still a member of fraud"
+    );
+    assert!(
+        production.allows(KEN, "share", &stack),
+        "still a member of production"
+    );
+    assert_eq!(
+        sandbox.purges(),
+        [("user".into(), KEN.into(), in_churn.clone(), "share".into())]
+    );
+    assert_eq!(enter(&server, "ken", PRODUCTION).status, 200);
 }
 
 #[test]
