@@ -250,6 +250,7 @@ impl Sandbox {
 
     fn start(&self) -> Server {
         let database = self.database();
+        let decision_log = self.decision_log();
         let server = Server::start_with(
             &self.dir.path().join("policies"),
             &self.dir.path().join("schemas"),
@@ -259,12 +260,37 @@ impl Sandbox {
                 database.to_str().unwrap(),
                 "--watch-debounce-ms",
                 "50",
+                "--decision-log",
+                decision_log.to_str().unwrap(),
             ],
         );
         // The watcher checks the sources once it is registered: wait for that check, so that
         // an edit is never read half-written by it.
         wait_status(&server, |s| s["reloads"]["unchanged"] != 0);
         server
+    }
+
+    fn decision_log(&self) -> PathBuf {
+        self.dir.path().join("state/decisions.jsonl")
+    }
+
+    /// Waits until the decision log holds `count` membership purges; returns their resources.
+    fn logged_purges(&self, count: usize) -> Vec<String> {
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            let text = std::fs::read_to_string(self.decision_log()).unwrap_or_default();
+            let purges: Vec<String> = text
+                .lines()
+                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+                .filter(|record| record["event"] == "purge" && record["reason"] == "membership removed")
+                .map(|record| record["resource"].as_str().unwrap().to_owned())
+                .collect();
+            if purges.len() >= count {
+                return purges;
+            }
+            assert!(Instant::now() < deadline, "decision log: {purges:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Rewrites the directory file with `line` (which must be in it) replaced by `with`.
@@ -372,6 +398,9 @@ fn issue_17_a_member_whose_binding_is_removed_loses_their_shares() {
         ]
     );
     assert_eq!(purged_metric(&server), 2);
+    let mut logged = sandbox.logged_purges(2);
+    logged.sort();
+    assert_eq!(logged, [pipeline.clone(), stack.clone()]);
     // No longer a member, nothing shared: dave no longer enters production.
     assert_eq!(enter(&server, "dave", PRODUCTION).status, 403);
     // A later reload purges nothing more, and a new share to dave (now a guest) stays.

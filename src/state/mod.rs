@@ -187,6 +187,19 @@ impl AppState {
                         reason = crate::store::MEMBERSHIP_REMOVED,
                         "share purged"
                     );
+                    self.inner.decision_log.record(serde_json::json!({
+                        "time": crate::decision_log::now(),
+                        "event": "purge",
+                        "reason": crate::store::MEMBERSHIP_REMOVED,
+                        "workspace": share.workspace,
+                        "resource": share.resource,
+                        "grantee": match &share.grantee {
+                            crate::zenml::Grantee::User(id) => serde_json::json!({"user": id}),
+                            crate::zenml::Grantee::Team(id) => serde_json::json!({"team": id}),
+                        },
+                        "actions": share.actions,
+                        "revision": snapshot.revision,
+                    }));
                 }
                 if !purged.is_empty() {
                     self.inner.metrics.shares_purged_membership_removed(purged.len());
