@@ -179,10 +179,15 @@ impl AppState {
         match self.inner.shares.settle_memberships(view.memberships()) {
             Ok(purged) => {
                 for share in &purged {
+                    let (kind, id) = match &share.grantee {
+                        crate::zenml::Grantee::User(id) => ("user", id),
+                        crate::zenml::Grantee::Team(id) => ("team", id),
+                    };
                     tracing::info!(
                         workspace.id = %share.workspace,
                         resource.id = %share.resource,
-                        grantee = ?share.grantee,
+                        grantee.kind = kind,
+                        grantee.id = %id,
                         revision = %snapshot.revision,
                         reason = crate::store::MEMBERSHIP_REMOVED,
                         "share purged"
@@ -193,10 +198,7 @@ impl AppState {
                         "reason": crate::store::MEMBERSHIP_REMOVED,
                         "workspace": share.workspace,
                         "resource": share.resource,
-                        "grantee": match &share.grantee {
-                            crate::zenml::Grantee::User(id) => serde_json::json!({"user": id}),
-                            crate::zenml::Grantee::Team(id) => serde_json::json!({"team": id}),
-                        },
+                        "grantee": {kind: id},
                         "actions": share.actions,
                         "revision": snapshot.revision,
                     }));
