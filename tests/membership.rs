@@ -586,3 +586,66 @@ fn issue_17_an_invalid_edit_purges_nothing() {
     assert!(production.allows(DAVE, "delete", &stack));
     assert!(sandbox.purges().is_empty());
 }
+
+/// The refusal is logged at info (principal, workspace, why), and never with the credential.
+#[test]
+fn issue_17_a_refused_entry_is_logged_without_the_key() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = common::serve_bundled(&common::root())
+        .args([
+            "--shares-db",
+            ":memory:",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+        ])
+        .args(["--log", "info"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line.trim().strip_prefix("listening on ").unwrap().to_owned();
+    // Killed on drop, also when an assertion fails.
+    let server = Server {
+        child,
+        base,
+        shares: None,
+    };
+    let path = format!(
+        "/zenml/users/authorize_server?{}",
+        query(&[("server_id", PRODUCTION)])
+    );
+    let bearer = format!("Bearer {}", key("grace"));
+    let reply = server.send("GET", &path, &[("authorization", &bearer)], None);
+    assert_eq!(reply.status, 403, "{reply:?}");
+    let deadline = Instant::now() + HANG_GUARD;
+    let refused = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(line) = text.lines().find(|l| l.contains("workspace entry refused")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no refusal logged: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(server);
+    let record: Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(record["level"], "INFO", "{record}");
+    assert_eq!(record["fields"]["principal.id"], GRACE, "{record}");
+    assert_eq!(record["fields"]["workspace.id"], PRODUCTION, "{record}");
+    assert!(
+        record["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`grace` has no role in workspace `production`"),
+        "{record}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains(key("grace")), "the API key is never logged");
+}
