@@ -12,7 +12,7 @@
 //! with a share there) and whose shares a removal takes away (`store::Shares::settle_memberships`:
 //! the remembered [`Reach`] of each grantee against the current one).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use super::shares::{Grantee, ShareSet};
 use crate::directory::{BindingScope, Directory, Holder};
@@ -73,6 +73,9 @@ impl Reach {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memberships {
     by_grantee: BTreeMap<Grantee, Reach>,
+    /// Derived from `by_grantee`: grantee -> every workspace a binding at it or at one of its
+    /// projects makes the grantee a member of (admission looks up here: two hash lookups).
+    workspaces: HashMap<Grantee, HashSet<String>>,
 }
 
 /// Why a user may not enter a workspace (a 403 to the ZenML server).
@@ -146,8 +149,22 @@ impl Memberships {
                 }
             }
         }
+        Self::new(by_grantee)
+    }
+
+    fn new(mut by_grantee: BTreeMap<Grantee, Reach>) -> Self {
         by_grantee.retain(|_, reach| !reach.is_empty());
-        Self { by_grantee }
+        let workspaces = by_grantee
+            .iter()
+            .map(|(grantee, reach)| {
+                let reached = reach.workspaces.iter().chain(reach.projects.values()).cloned();
+                (grantee.clone(), reached.collect())
+            })
+            .collect();
+        Self {
+            by_grantee,
+            workspaces,
+        }
     }
 
     /// Memberships from stored rows (what a share store remembers).
@@ -156,8 +173,7 @@ impl Memberships {
         for (grantee, reach) in reaches {
             by_grantee.entry(grantee).or_default().union(&reach);
         }
-        by_grantee.retain(|_, reach| !reach.is_empty());
-        Self { by_grantee }
+        Self::new(by_grantee)
     }
 
     /// Where `grantee`'s bindings reach (empty: a member of nothing).
@@ -173,9 +189,14 @@ impl Memberships {
     /// Whether `user_id` (a user or service account, their teams included) is a member of
     /// `workspace_id`.
     pub fn is_member(&self, user_id: &str, workspace_id: &str) -> bool {
+        let grantee = Grantee::User(user_id.to_owned());
         self.by_grantee
-            .get(&Grantee::User(user_id.to_owned()))
-            .is_some_and(|reach| reach.member_of_workspace(workspace_id))
+            .get(&grantee)
+            .is_some_and(|reach| reach.organization)
+            || self
+                .workspaces
+                .get(&grantee)
+                .is_some_and(|workspaces| workspaces.contains(workspace_id))
     }
 
     /// Whether `user_id` may enter `workspace_id` (ZenML's user-info call): as a member, as a
