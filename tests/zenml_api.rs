@@ -1160,7 +1160,8 @@ fn authorize_server_returns_the_key_owner() {
 
     // (what, credential, server_id, expected status)
     let table: Vec<(&str, Option<&str>, Option<&str>, u16)> = vec![
-        ("bob, staging", Some(KEY_BOB), Some(STAGING), 200),
+        // Issue 17: bob's roles are all in production (tests/membership.rs has the whole rule).
+        ("bob, staging", Some(KEY_BOB), Some(STAGING), 403),
         ("bob's revoked key", Some(KEY_BOB_REVOKED), Some(PRODUCTION), 401),
         ("mallory (deactivated)", Some(KEY_MALLORY), Some(PRODUCTION), 401),
         (

@@ -291,6 +291,24 @@ fn user_info(
         .get(&user_id)
         .filter(|u| u.active)
         .ok_or_else(|| ApiError::Unauthorized("unknown or deactivated account".into()))?;
+    // Only members and guests enter a workspace (ZenML Pro); the rule is `zenml::membership`.
+    let view = snapshot
+        .zenml
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
+    let shares = state.shares().snapshot();
+    match view
+        .memberships()
+        .admit(directory, &shares.set, &user_id, &server_id)
+    {
+        Ok(admission) => {
+            tracing::debug!(principal.id = %user_id, workspace.id = %server_id, admission = admission.label(), "workspace entry admitted");
+        }
+        Err(refusal) => {
+            tracing::info!(principal.id = %user_id, workspace.id = %server_id, reason = %refusal, "workspace entry refused");
+            return Err(ApiError::Forbidden(refusal.to_string()));
+        }
+    }
     let admin = directory.is_organization_admin(user);
     Ok(json_response(StatusCode::OK, &external_user(user, admin)))
 }
