@@ -10,11 +10,17 @@
 )]
 
 mod common;
+#[path = "common/zenml_server.rs"]
+mod zenml_server;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
+use serde_json::json;
 use zenml_authz::directory::replace_project_ids;
+use zenml_server::ZenmlServer;
 
 const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
 const NEW: &str = "e1c2695c-2f63-495c-a668-6b986b74218b";
@@ -90,4 +96,177 @@ fn an_unknown_id_or_an_unusual_form_changes_nothing() {
         error.contains("not written as a plain or quoted scalar: write `e1c2695c"),
         "{error}"
     );
+}
+
+/// The sample directory's ids of the production projects, before the sync.
+const SAMPLE_CHURN: &str = CHURN;
+const SAMPLE_FRAUD: &str = "45f60d6d-243d-4e8e-8b96-0ae5e16357de";
+
+/// Whether `stdout` has a line whose words are `words` (a table row).
+fn has_row(stdout: &str, words: &str) -> bool {
+    let wanted: Vec<&str> = words.split_whitespace().collect();
+    stdout
+        .lines()
+        .any(|line| line.split_whitespace().collect::<Vec<_>>() == wanted)
+}
+
+/// The first line where `actual` differs from `expected`, for a short failure message.
+fn first_difference(expected: &str, actual: &str) -> String {
+    let mut actual_lines = actual.lines();
+    for (number, wanted) in expected.lines().enumerate() {
+        let got = actual_lines.next();
+        if got != Some(wanted) {
+            return format!("line {}: expected {wanted:?}, found {got:?}", number + 1);
+        }
+    }
+    format!(
+        "extra or missing bytes at the end: {:?}",
+        actual.get(expected.len()..)
+    )
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn project_ids_are_synced_from_a_real_zenml_server_and_bind_the_project_role() {
+    let venv = zenml_server::venv();
+    let sources = common::copy_sources();
+    let policies = sources.path().join("policies");
+    let schemas = sources.path().join("schemas");
+    let directory = policies.join("directory.yaml");
+    let original = std::fs::read_to_string(&directory).unwrap();
+    let sidecar = common::Server::start_with(&policies, &schemas, &directory, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let zenml = ZenmlServer::start(&venv, &sidecar.base, work.path());
+
+    // The organization admin creates the projects; ZenML picks their ids.
+    let ada = zenml.login("ada");
+    let mut ids = BTreeMap::new();
+    for name in ["churn", "fraud"] {
+        let body = json!({"name": name, "description": format!("{name} models")});
+        let (status, project) = zenml.request("POST", "/api/v1/projects", &ada, Some(&body));
+        assert_eq!(status, 200, "create project {name}: {project}");
+        ids.insert(name, project["id"].as_str().unwrap().to_owned());
+    }
+    let (churn, fraud) = (ids["churn"].as_str(), ids["fraud"].as_str());
+    assert_ne!(churn, SAMPLE_CHURN);
+
+    // dave is a project developer on the directory's `churn`, which is not ZenML's yet.
+    let dave = zenml.login("dave");
+    let create_pipeline = |name: &str, project: &str| {
+        let body = json!({"name": name, "project": project});
+        zenml.request("POST", "/api/v1/pipelines", &dave, Some(&body))
+    };
+    let (status, body) = create_pipeline("before-sync", churn);
+    assert_eq!(status, 403, "dave, before the sync: {body}");
+
+    let key_file = work.path().join("ada.key");
+    std::fs::write(&key_file, format!("{}\n", zenml_server::api_key("ada"))).unwrap();
+    let run = |key_file: &Path, extra: &[&str]| -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("ZENML_AUTHZ_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .arg("zenml-projects")
+            .args(["--zenml-url", &zenml.url, "--workspace", "production"])
+            .arg("--api-key-file")
+            .arg(key_file)
+            .arg("--policies")
+            .arg(&policies)
+            .arg("--schemas")
+            .arg(&schemas)
+            .arg("--directory")
+            .arg(&directory)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+
+    // A key ZenML refuses (on both login forms) is an error, not a difference.
+    let bad_key = work.path().join("bad.key");
+    std::fs::write(&bad_key, "ZENPROKEY_nobody_00000000000000000000000000000000").unwrap();
+    let refused = run(&bad_key, &[]);
+    assert_eq!(refused.status.code(), Some(4), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("refused the API key"),
+        "{}",
+        text(&refused)
+    );
+
+    // The table: both ids differ, ZenML's own `default` project is only in ZenML.
+    let first = run(&key_file, &[]);
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(
+        has_row(&stdout, "PROJECT ZENML ID DIRECTORY ID STATE"),
+        "{stdout}"
+    );
+    assert!(
+        has_row(&stdout, &format!("churn {churn} {SAMPLE_CHURN} id differs")),
+        "{stdout}"
+    );
+    assert!(
+        has_row(&stdout, &format!("fraud {fraud} {SAMPLE_FRAUD} id differs")),
+        "{stdout}"
+    );
+    let default_row = |line: &str| {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.len() == 6 && words[0] == "default" && words[2..] == ["-", "only", "in", "ZenML"]
+    };
+    assert!(stdout.lines().any(default_row), "{stdout}");
+    assert!(
+        stdout.contains("    name: default\n    workspace: production\n"),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&directory).unwrap(),
+        original,
+        "no --write, no change"
+    );
+
+    // --write: the two ids, and not one other byte.
+    let before = sidecar.get("/v1/status").1["revision"].clone();
+    let written = run(&key_file, &["--write"]);
+    assert_eq!(written.status.code(), Some(0), "{}", text(&written));
+    let expected = original.replace(SAMPLE_CHURN, churn).replace(SAMPLE_FRAUD, fraud);
+    let actual = std::fs::read_to_string(&directory).unwrap();
+    assert!(actual == expected, "{}", first_difference(&expected, &actual));
+
+    // A second run finds everything in place.
+    let second = run(&key_file, &[]);
+    let stdout = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert!(
+        has_row(&stdout, &format!("churn {churn} {churn} matches")),
+        "{stdout}"
+    );
+    assert!(
+        has_row(&stdout, &format!("fraud {fraud} {fraud} matches")),
+        "{stdout}"
+    );
+
+    // The sidecar reloads the file it watches; dave's role now holds on ZenML's churn, and
+    // only there.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sidecar.get("/v1/status").1["revision"] == before {
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not reload the directory"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = create_pipeline("after-sync", churn);
+    assert_eq!(status, 200, "dave, after the sync: {body}");
+    let (status, body) = create_pipeline("not-his-project", fraud);
+    assert_eq!(status, 403, "dave in fraud: {body}");
 }
