@@ -19,7 +19,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use zenml_authz::authoring::{State, compare};
 use zenml_authz::directory::replace_project_ids;
+use zenml_authz::zenml_client;
 use zenml_server::ZenmlServer;
 
 const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
@@ -269,4 +271,53 @@ fn project_ids_are_synced_from_a_real_zenml_server_and_bind_the_project_role() {
     assert_eq!(status, 200, "dave, after the sync: {body}");
     let (status, body) = create_pipeline("not-his-project", fraud);
     assert_eq!(status, 403, "dave in fraud: {body}");
+}
+
+/// The bundled directory's production projects (churn, fraud) against a ZenML project list.
+fn compared(zenml: &[(&str, &str)]) -> Vec<(String, State)> {
+    let snapshot = common::bundled_snapshot();
+    let directory = snapshot.directory().unwrap();
+    let production = directory.find_workspace("production").unwrap();
+    let projects: Vec<zenml_client::Project> = zenml
+        .iter()
+        .map(|(name, id)| zenml_client::Project {
+            id: (*id).to_owned(),
+            name: (*name).to_owned(),
+        })
+        .collect();
+    compare(directory, production, &projects)
+        .into_iter()
+        .map(|row| (row.name, row.state))
+        .collect()
+}
+
+#[test]
+fn projects_match_by_name_then_by_id() {
+    let renamed = State::NameDiffers {
+        zenml_name: "fraud-v2".into(),
+    };
+    assert_eq!(
+        compared(&[
+            ("churn", SAMPLE_CHURN),
+            ("fraud-v2", SAMPLE_FRAUD),
+            ("extra", NEW)
+        ]),
+        [
+            ("churn".to_owned(), State::Matches),
+            ("extra".to_owned(), State::OnlyInZenml),
+            ("fraud".to_owned(), renamed),
+        ]
+    );
+    assert_eq!(
+        compared(&[
+            ("churn", NEW),
+            ("sandbox", "42f33105-edf6-4bee-8385-c589bb25ded0")
+        ]),
+        [
+            ("churn".to_owned(), State::IdDiffers),
+            ("fraud".to_owned(), State::OnlyInDirectory),
+            // The staging workspace's project of that name is another workspace's.
+            ("sandbox".to_owned(), State::OnlyInZenml),
+        ]
+    );
 }
