@@ -26,6 +26,8 @@ use zenml_server::ZenmlServer;
 
 const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
 const NEW: &str = "e1c2695c-2f63-495c-a668-6b986b74218b";
+/// The id of a ZenML server's `default` project.
+const DEFAULT_PROJECT: &str = "0b9ebfad-71b7-4aea-a675-167358e2af64";
 
 fn replace(text: &str, old: &str, new: &str) -> Result<String, String> {
     let changes = BTreeMap::from([(old.to_owned(), new.to_owned())]);
@@ -320,4 +322,194 @@ fn projects_match_by_name_then_by_id() {
             ("sandbox".to_owned(), State::OnlyInZenml),
         ]
     );
+}
+
+/// A stand-in for a ZenML server at `127.0.0.1:<port>` that, like ZenML 0.80, refuses the
+/// form login and takes the API key as a bearer on `POST /api/v1/login`, and lists
+/// `projects` one per page. Each request line it got (with `bearer` when it had the API key
+/// as bearer) goes to the returned log.
+fn fake_zenml(
+    api_key: &'static str,
+    projects: Vec<(&'static str, &'static str)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let requests = log.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let (mut length, mut authorization) = (0, String::new());
+            loop {
+                let mut header = String::new();
+                reader.read_line(&mut header).unwrap();
+                let header = header.trim_end();
+                if header.is_empty() {
+                    break;
+                }
+                let (name, value) = header.split_once(": ").unwrap();
+                match name.to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.parse().unwrap(),
+                    "authorization" => authorization = value.to_owned(),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let target = line.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let key_as_bearer = authorization == format!("Bearer {api_key}");
+            let with_key = if key_as_bearer { " bearer" } else { "" };
+            requests.lock().unwrap().push(format!("{target}{with_key}"));
+            let page = target
+                .split("page=")
+                .nth(1)
+                .and_then(|rest| rest.split('&').next()?.parse::<usize>().ok());
+            let (status, answer) = match (target.as_str(), page) {
+                ("GET /api/v1/info", _) => {
+                    (200, json!({"id": zenml_server::PRODUCTION, "version": "0.80.2"}))
+                }
+                ("POST /api/v1/login", _) if key_as_bearer => (200, json!({"access_token": "jwt-1"})),
+                ("POST /api/v1/login", _) => (401, json!({"detail": ["CredentialsNotValid", "no"]})),
+                (_, Some(page)) if authorization == "Bearer jwt-1" => {
+                    let (name, id) = projects[page - 1];
+                    let items = json!([{"id": id, "name": name, "body": {}}]);
+                    (
+                        200,
+                        json!({"index": page, "max_size": 1, "total_pages": projects.len(), "total": projects.len(), "items": items}),
+                    )
+                }
+                _ => (401, json!({"detail": "not authenticated"})),
+            };
+            let body = answer.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, log)
+}
+
+/// `zenml-authz zenml-projects` on the bundled sources with the API key in its variable.
+fn zenml_projects(url: &str, api_key: Option<&str>, extra: &[&str]) -> Output {
+    let root = common::root();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("ZENML_AUTHZ_") {
+            command.env_remove(key);
+        }
+    }
+    if let Some(key) = api_key {
+        command.env("ZENML_AUTHZ_ZENML_API_KEY", key);
+    }
+    command
+        .current_dir(&root)
+        .args(["zenml-projects", "--zenml-url", url])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_server_that_refuses_the_form_login_gets_the_key_as_bearer_and_every_page_is_read() {
+    let key = "ZENPROKEY_zero_eighty";
+    let (url, log) = fake_zenml(
+        key,
+        vec![
+            ("churn", NEW),
+            ("fraud", SAMPLE_FRAUD),
+            ("default", DEFAULT_PROJECT),
+        ],
+    );
+    let output = zenml_projects(&url, Some(key), &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    assert!(
+        has_row(&stdout, &format!("churn {NEW} {SAMPLE_CHURN} id differs")),
+        "{stdout}"
+    );
+    assert!(
+        has_row(&stdout, &format!("fraud {SAMPLE_FRAUD} {SAMPLE_FRAUD} matches")),
+        "{stdout}"
+    );
+    assert!(
+        has_row(&stdout, &format!("default {DEFAULT_PROJECT} - only in ZenML")),
+        "{stdout}"
+    );
+    // The workspace came from the server's id (no --workspace).
+    assert!(stdout.starts_with("workspace production ("), "{stdout}");
+    let requests = log.lock().unwrap().clone();
+    assert_eq!(
+        requests,
+        [
+            "GET /api/v1/info",
+            "POST /api/v1/login",
+            "POST /api/v1/login bearer",
+            "GET /api/v1/projects?page=1&size=100",
+            "GET /api/v1/projects?page=2&size=100",
+            "GET /api/v1/projects?page=3&size=100",
+        ]
+    );
+}
+
+/// (URL, API key in the variable, flags, exit code, part of the output).
+type Case<'a> = (&'a str, Option<&'a str>, &'a [&'a str], i32, &'a str);
+
+#[test]
+fn usage_errors_no_key_on_the_command_line_and_an_unreachable_server() {
+    // Usage errors (2) before anything is asked of a server; a closed port is an error (4).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let cases: [Case; 5] = [
+        (
+            &closed,
+            None,
+            &["--api-key", "ZENPROKEY_x"],
+            2,
+            "`--api-key` is refused",
+        ),
+        (&closed, None, &[], 2, "give `--api-key-file`"),
+        (
+            &closed,
+            Some("k"),
+            &["--api-key-file", "Cargo.toml"],
+            2,
+            "not both",
+        ),
+        (
+            "ftp://zenml",
+            Some("k"),
+            &[],
+            2,
+            "give an http:// or https:// URL",
+        ),
+        (&closed, Some("k"), &[], 4, "/api/v1/info`"),
+    ];
+    for (url, key, extra, code, message) in cases {
+        let output = zenml_projects(url, key, extra);
+        assert_eq!(output.status.code(), Some(code), "{extra:?}: {}", text(&output));
+        assert!(text(&output).contains(message), "{extra:?}: {}", text(&output));
+    }
+}
+
+#[test]
+fn plain_http_to_another_host_is_flagged() {
+    let remote = |url: &str| {
+        zenml_client::Client::new(url, Duration::from_secs(1))
+            .unwrap()
+            .is_plain_http_remote()
+    };
+    assert!(remote("http://zenml.example.com"));
+    assert!(remote("http://10.0.0.1:8080/zenml/"));
+    assert!(!remote("https://zenml.example.com"));
+    assert!(!remote("http://127.0.0.1:8080"));
+    assert!(!remote("http://localhost:8080"));
+    assert!(!remote("http://[::1]:8080"));
 }
