@@ -88,11 +88,21 @@ pub fn zenml_projects(args: &ZenmlProjectsArgs) -> CommandOutput {
         Ok(snapshot) => snapshot,
         Err(output) => return output,
     };
+    let warning = if client.is_plain_http_remote() {
+        format!(
+            "warning: `{}` is plain http to another host: the API key crosses the network unencrypted\n",
+            client.url()
+        )
+    } else {
+        String::new()
+    };
     let run = || -> Result<CommandOutput, String> {
         let directory = zenml_decider(&snapshot)?.directory();
         sync(directory, &sources, client, &api_key, args)
     };
-    run().unwrap_or_else(CommandOutput::error)
+    let mut output = run().unwrap_or_else(CommandOutput::error);
+    output.stderr.insert_str(0, &warning);
+    output
 }
 
 /// Every project of `workspace`, in ZenML and in the directory, matched by name, then by id;
@@ -162,14 +172,6 @@ fn sync(
     api_key: &str,
     args: &ZenmlProjectsArgs,
 ) -> Result<CommandOutput, String> {
-    let mut stderr = String::new();
-    if client.is_plain_http_remote() {
-        let _ = writeln!(
-            stderr,
-            "warning: `{}` is plain http to another host: the API key crosses the network unencrypted",
-            client.url()
-        );
-    }
     let info = client.info().map_err(|error| error.to_string())?;
     let workspace = server_workspace(directory, args.workspace.as_deref(), &info)?;
     client.login(api_key).map_err(|error| error.to_string())?;
@@ -177,12 +179,16 @@ fn sync(
     let rows = compare(directory, workspace, &zenml);
 
     let mut out = String::new();
+    let version = if info.version.is_empty() {
+        String::new()
+    } else {
+        format!(" {}", info.version)
+    };
     let _ = writeln!(
         out,
-        "workspace {} ({}): ZenML {} at {}",
+        "workspace {} ({}): ZenML{version} at {}",
         workspace.named.name,
         workspace.named.id,
-        info.version,
         client.url()
     );
     out.push_str(&table(&rows));
@@ -246,7 +252,7 @@ fn sync(
     }
     Ok(CommandOutput {
         stdout: out,
-        stderr,
+        stderr: String::new(),
         code: if unresolved { exit::DIFFERENT } else { exit::OK },
     })
 }
