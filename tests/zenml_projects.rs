@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use proptest::strategy::Strategy as _;
 use serde_json::json;
 use zenml_authz::authoring::{State, compare};
 use zenml_authz::directory::replace_project_ids;
@@ -512,4 +513,114 @@ fn plain_http_to_another_host_is_flagged() {
     assert!(!remote("http://127.0.0.1:8080"));
     assert!(!remote("http://localhost:8080"));
     assert!(!remote("http://[::1]:8080"));
+}
+
+/// How one project entry, and the binding naming it, are written in a generated directory.
+#[derive(Debug, Clone)]
+struct Written {
+    flow: bool,
+    /// 0 plain, 1 single-quoted, 2 double-quoted (the id; the binding's id reference too).
+    quote: usize,
+    comment: bool,
+    /// The binding names the project by id (else by name).
+    binding_by_id: bool,
+    /// The id is changed.
+    changed: bool,
+}
+
+const GENERATED_IDS: [&str; 4] = [
+    "11111111-1111-4111-8111-111111111111",
+    "22222222-2222-4222-8222-222222222222",
+    "33333333-3333-4333-8333-333333333333",
+    "44444444-4444-4444-8444-444444444444",
+];
+const GENERATED_NEW_IDS: [&str; 4] = [
+    "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+    "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb",
+    "cccccccc-cccc-4ccc-8ccc-cccccccccccc",
+    "dddddddd-dddd-4ddd-8ddd-dddddddddddd",
+];
+
+/// The bundled sources, loaded once (their schema checks the generated directories).
+static SAMPLE: std::sync::LazyLock<zenml_authz::Snapshot> =
+    std::sync::LazyLock::new(common::bundled_snapshot);
+
+/// A directory whose projects (and the bindings naming them) are written as `entries` say.
+fn generated_directory(entries: &[Written]) -> String {
+    let quoted = |id: &str, quote: usize| match quote {
+        1 => format!("'{id}'"),
+        2 => format!("\"{id}\""),
+        _ => id.to_owned(),
+    };
+    let mut text = String::from(
+        "organization: {id: 743818ac-9cc4-413c-aa3b-0d14700954e9, name: acme}\n\
+         workspaces:\n  - {id: 99baf825-b21e-442f-ba98-8246d8d9ac88, name: production}\n\
+         users:\n  - {id: 8a5e8598-b203-4344-948f-32f6cd6c6e30, username: bob}\n\
+         projects:\n",
+    );
+    for (i, entry) in entries.iter().enumerate() {
+        let id = quoted(GENERATED_IDS[i], entry.quote);
+        let comment = if entry.comment { "   # from ZenML: id" } else { "" };
+        if entry.flow {
+            text.push_str(&format!(
+                "  - {{id: {id}, name: p{i}, workspace: production}}{comment}\n"
+            ));
+        } else {
+            text.push_str(&format!(
+                "  - name: p{i}\n    id: {id}{comment}\n    workspace: production\n"
+            ));
+        }
+    }
+    text.push_str("bindings:\n");
+    for (i, entry) in entries.iter().enumerate() {
+        let project = if entry.binding_by_id {
+            quoted(GENERATED_IDS[i], entry.quote)
+        } else {
+            format!("p{i}")
+        };
+        text.push_str(&format!("  - {{user: bob, role: viewer, project: {project}}}\n"));
+    }
+    text
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config { cases: 64, ..Default::default() })]
+
+    /// However the projects are written, the changed ids (in the entries and the bindings
+    /// naming them by id) are the only bytes that change, and the result loads with them.
+    #[test]
+    fn only_the_changed_ids_change(
+        entries in proptest::collection::vec(
+            (proptest::bool::ANY, 0..3usize, proptest::bool::ANY, proptest::bool::ANY, proptest::bool::ANY)
+                .prop_map(|(flow, quote, comment, binding_by_id, changed)| Written {
+                    flow, quote, comment, binding_by_id, changed
+                }),
+            1..=4,
+        )
+    ) {
+        let text = generated_directory(&entries);
+        let changes: BTreeMap<String, String> = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.changed)
+            .map(|(i, _)| (GENERATED_IDS[i].to_owned(), GENERATED_NEW_IDS[i].to_owned()))
+            .collect();
+        let mut expected = text.clone();
+        for (old, new) in &changes {
+            expected = expected.replace(old, new);
+        }
+        let path = Path::new("directory.yaml");
+        let rewritten = replace_project_ids(path, &text, &changes).unwrap();
+        proptest::prop_assert_eq!(&rewritten, &expected);
+        let schema = &SAMPLE.engine.schema;
+        let Ok(zenml_authz::directory::Loaded::Zenml(directory, _)) =
+            zenml_authz::directory::load(path, &rewritten, schema)
+        else {
+            panic!("the rewritten directory does not load:\n{rewritten}");
+        };
+        for (i, entry) in entries.iter().enumerate() {
+            let id = if entry.changed { GENERATED_NEW_IDS[i] } else { GENERATED_IDS[i] };
+            proptest::prop_assert_eq!(&directory.projects[id].named.name, &format!("p{i}"));
+        }
+    }
 }
