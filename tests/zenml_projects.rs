@@ -624,3 +624,67 @@ proptest::proptest! {
         }
     }
 }
+
+/// Runs `--write` on a copy of the bundled sources against a stand-in whose only project is
+/// `churn` with `churn_id`: the output, and whether the directory file is as it was and no
+/// hidden (temp) file is left beside it.
+fn write_against(churn_id: &'static str) -> (Output, bool) {
+    let key = "ZENPROKEY_zero_eighty";
+    let (url, _) = fake_zenml(key, vec![("churn", churn_id)]);
+    let sources = common::copy_sources();
+    let directory = sources.path().join("policies/directory.yaml");
+    let original = std::fs::read_to_string(&directory).unwrap();
+    let flag = |path: &str| sources.path().join(path).display().to_string();
+    let (policies, schemas, file) = (flag("policies"), flag("schemas"), flag("policies/directory.yaml"));
+    let output = zenml_projects(
+        &url,
+        Some(key),
+        &[
+            "--write",
+            "--policies",
+            &policies,
+            "--schemas",
+            &schemas,
+            "--directory",
+            &file,
+        ],
+    );
+    let hidden_files = std::fs::read_dir(sources.path().join("policies"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    let unchanged = std::fs::read_to_string(&directory).unwrap() == original && hidden_files == 0;
+    (output, unchanged)
+}
+
+#[test]
+fn a_rewrite_that_would_not_load_is_not_written() {
+    // ZenML's churn has the id the directory gives fraud, which ZenML does not have.
+    let (output, unchanged) = write_against(SAMPLE_FRAUD);
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{all}");
+    assert!(
+        has_row(&all, &format!("churn {SAMPLE_FRAUD} {SAMPLE_CHURN} id differs")),
+        "{all}"
+    );
+    assert!(all.contains("the directory's project `fraud` has it"), "{all}");
+    assert!(unchanged, "{all}");
+    // An id the directory does not accept (upper case): the loaded result says so.
+    let (output, unchanged) = write_against("E1C2695C-2F63-495C-A668-6B986B74218B");
+    let all = text(&output);
+    assert_eq!(output.status.code(), Some(4), "{all}");
+    assert!(all.contains("the rewritten directory would not load"), "{all}");
+    assert!(all.contains("write the UUID as ZenML does"), "{all}");
+    assert!(
+        all.contains("/policies/directory.yaml:25:5: projects[0] `churn`"),
+        "{all}"
+    );
+    assert!(unchanged, "{all}");
+}

@@ -202,8 +202,15 @@ fn sync(
     if !changes.is_empty() {
         let names = names_of(&rows, &State::IdDiffers);
         if args.write {
-            check_new_ids(directory, &changes)?;
-            write_directory(sources, &changes)?;
+            let written =
+                check_new_ids(directory, &changes).and_then(|()| write_directory(sources, &changes));
+            if let Err(message) = written {
+                // The table stays on stdout: it says what would have been written.
+                return Ok(CommandOutput {
+                    stdout: out,
+                    ..CommandOutput::error(message)
+                });
+            }
             fixed = true;
             let _ = writeln!(
                 out,
@@ -242,6 +249,19 @@ fn sync(
         State::IdDiffers => !fixed,
         State::NameDiffers { .. } | State::OnlyInDirectory => true,
     });
+    let renamed: Vec<&str> = rows
+        .iter()
+        .filter(|row| matches!(row.state, State::NameDiffers { .. }))
+        .map(|row| row.name.as_str())
+        .collect();
+    if !renamed.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nprojects renamed in ZenML ({}): give them ZenML's name in the directory (and in the \
+             bindings that name them), or rename them back in ZenML",
+            renamed.join(", ")
+        );
+    }
     if rows.iter().any(|row| row.state == State::OnlyInDirectory) {
         let _ = writeln!(
             out,
@@ -329,7 +349,12 @@ fn write_directory(sources: &Sources, changes: &BTreeMap<String, String>) -> Res
             ..sources.clone()
         };
         crate::snapshot::load(&check).map(drop).map_err(|errors| {
-            let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            // Placed in the file the reader knows, not the temp file.
+            let (temp_name, file_name) = (temp.display().to_string(), given.display().to_string());
+            let list: Vec<String> = errors
+                .iter()
+                .map(|error| error.to_string().replace(&temp_name, &file_name))
+                .collect();
             format!(
                 "the rewritten directory would not load, so `{}` is unchanged: {}",
                 given.display(),
