@@ -288,6 +288,18 @@ impl Directory {
     pub fn custom_role(&self, name: &str) -> Option<&CustomRole> {
         self.custom_roles.iter().find(|role| role.name == name)
     }
+
+    /// Whether `user` holds the organization's `admin` role, directly or through a team.
+    pub fn is_organization_admin(&self, user: &User) -> bool {
+        self.role_bindings.iter().any(|binding| {
+            matches!(binding.scope, BindingScope::Organization(_))
+                && binding.role == "admin"
+                && match &binding.holder {
+                    Holder::User(id) => *id == user.named.id,
+                    Holder::Team(id) => user.teams.contains(id),
+                }
+        })
+    }
 }
 
 /// What a directory file holds.

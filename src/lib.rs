@@ -10,7 +10,8 @@
 //! - [`directory`]: the organization directory file (YAML) and its Cedar entities
 //! - [`index`]: the scope index: only the policies whose scope can match a request
 //! - [`engine`]: a Cedar snapshot and the one decision path
-//! - [`zenml`]: ZenML on Cedar: resource strings, request preparation, stand-ins, shares, tokens
+//! - [`zenml`]: ZenML on Cedar: resource strings, request preparation, stand-ins, shares,
+//!   memberships (who enters a workspace, whose shares a removal takes), tokens
 //! - [`snapshot`]: a revision (engine + directory + ZenML view) and the `Loader` that builds it
 //! - [`store`]: durable shares (SQLite) and their live in-memory view
 //! - [`cache`], [`pool`], [`metrics`], [`decision_log`], [`auth`]: the server's services

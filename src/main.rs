@@ -228,6 +228,14 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
     let hangup = watch::hangup_signal();
     announce(&listener, admin.as_ref(), &startup.snapshot);
     let state = AppState::new(startup.snapshot, services);
+    // Removals made while the sidecar was stopped: the store remembers who was a member.
+    let settling = state.clone();
+    if let Err(error) =
+        tokio::task::spawn_blocking(move || settling.settle_memberships(&settling.snapshot())).await
+    {
+        eprintln!("error: settling memberships: {error}");
+        return exit::RUNTIME;
+    }
     // One shutdown signal for the server and the reload actor.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {

@@ -66,6 +66,7 @@ pub struct Metrics {
     http_seconds: HistogramVec,
     in_flight: IntGauge,
     decision_log_dropped: IntCounter,
+    shares_purged: IntCounterVec,
 }
 
 const ENGINE_BUCKETS: &[f64] = &[
@@ -126,6 +127,14 @@ impl Metrics {
             "authz_decision_log_dropped_total",
             "Decision-log records dropped because the log's queue was full.",
         )?;
+        let shares_purged = IntCounterVec::new(
+            Opts::new(
+                "authz_shares_purged_total",
+                "Shares removed by the sidecar itself, by reason (`membership_removed`: the grantee \
+                 stopped being a member of the workspace or project that holds the resource).",
+            ),
+            &["reason"],
+        )?;
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(decisions.clone()),
             Box::new(decision_seconds.clone()),
@@ -134,6 +143,7 @@ impl Metrics {
             Box::new(http_seconds.clone()),
             Box::new(in_flight.clone()),
             Box::new(decision_log_dropped.clone()),
+            Box::new(shares_purged.clone()),
         ];
         for collector in collectors {
             registry.register(collector)?;
@@ -151,6 +161,7 @@ impl Metrics {
             http_seconds,
             in_flight,
             decision_log_dropped,
+            shares_purged,
         })
     }
 
@@ -191,6 +202,13 @@ impl Metrics {
     /// The in-flight gauge.
     pub fn in_flight(&self) -> &IntGauge {
         &self.in_flight
+    }
+
+    /// Counts `count` shares purged because their grantees stopped being members.
+    pub fn shares_purged_membership_removed(&self, count: usize) {
+        self.shares_purged
+            .with_label_values(&["membership_removed"])
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 
     /// Counts one dropped decision-log record.

@@ -19,7 +19,9 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use rusqlite::{Connection, params};
 
-use crate::zenml::{Grantee, Resource, ShareSet};
+use std::collections::BTreeMap;
+
+use crate::zenml::{Grantee, Memberships, Reach, Resource, ShareSet};
 
 /// A storage failure; the change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +64,17 @@ pub trait ShareStore: Send + Sync + std::fmt::Debug {
     /// Removes every share of `resources` in `workspace`; returns how many were removed.
     /// Durable when it returns `Ok`.
     fn purge(&self, workspace: &str, resources: &[String]) -> Result<usize, StoreError>;
+    /// The memberships remembered by the last [`ShareStore::settle_memberships`] (empty before
+    /// the first).
+    fn memberships(&self) -> Result<Memberships, StoreError>;
+    /// In one transaction: removes each of `purged` (an audit row each, with `reason`) and
+    /// replaces the remembered memberships with `current`. Durable when it returns `Ok`.
+    fn settle_memberships(
+        &self,
+        current: &Memberships,
+        purged: &[StoredShare],
+        reason: &str,
+    ) -> Result<(), StoreError>;
     /// Why the store refuses every write from now on, if it does (e.g. its file was deleted).
     fn failure(&self) -> Option<String> {
         None
@@ -114,9 +127,21 @@ CREATE TABLE IF NOT EXISTS share_events (
     grantee_kind TEXT,
     grantee_id   TEXT,
     actions      TEXT,
-    shared_by    TEXT
+    shared_by    TEXT,
+    reason       TEXT
 );
+CREATE TABLE IF NOT EXISTS memberships (
+    grantee_kind TEXT NOT NULL CHECK (grantee_kind IN ('user', 'team')),
+    grantee_id   TEXT NOT NULL,
+    place_kind   TEXT NOT NULL CHECK (place_kind IN ('organization', 'workspace', 'project')),
+    place_id     TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    PRIMARY KEY (grantee_kind, grantee_id, place_kind, place_id)
+) WITHOUT ROWID;
 ";
+
+/// Databases made before `share_events.reason` existed get the column (`NULL` in old rows).
+const ADD_REASON: &str = "ALTER TABLE share_events ADD COLUMN reason TEXT";
 
 impl SqliteShareStore {
     /// Opens (creating if needed) the database at `path`.
@@ -151,6 +176,12 @@ impl SqliteShareStore {
     fn with(connection: Connection) -> Result<Self, StoreError> {
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(SCHEMA)?;
+        let has_reason = connection
+            .prepare("SELECT 1 FROM pragma_table_info('share_events') WHERE name = 'reason'")?
+            .exists([])?;
+        if !has_reason {
+            connection.execute_batch(ADD_REASON)?;
+        }
         Ok(Self {
             inner: Mutex::new(Sqlite {
                 connection,
@@ -336,9 +367,97 @@ impl ShareStore for SqliteShareStore {
         self.write(|connection| purge(connection, workspace, resources))
     }
 
+    fn memberships(&self) -> Result<Memberships, StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut statement = inner.connection.prepare(
+            "SELECT grantee_kind, grantee_id, place_kind, place_id, workspace_id FROM memberships",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut reaches: BTreeMap<Grantee, Reach> = BTreeMap::new();
+        for (index, row) in rows.enumerate() {
+            let (kind, id, place_kind, place_id, workspace_id) = row?;
+            let grantee = match kind.as_str() {
+                "user" => Grantee::User(id),
+                "team" => Grantee::Team(id),
+                other => return Err(StoreError::Corrupt(index, format!("grantee kind `{other}`"))),
+            };
+            let reach = reaches.entry(grantee).or_default();
+            match place_kind.as_str() {
+                "organization" => reach.organization = true,
+                "workspace" => {
+                    reach.workspaces.insert(place_id);
+                }
+                "project" => {
+                    reach.projects.insert(place_id, workspace_id);
+                }
+                other => return Err(StoreError::Corrupt(index, format!("place kind `{other}`"))),
+            }
+        }
+        Ok(Memberships::from_reaches(reaches))
+    }
+
+    fn settle_memberships(
+        &self,
+        current: &Memberships,
+        purged: &[StoredShare],
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        self.write(|connection| settle_memberships(connection, current, purged, reason))
+    }
+
     fn failure(&self) -> Option<String> {
         self.inner.lock().ok().and_then(|inner| inner.lost.clone())
     }
+}
+
+fn settle_memberships(
+    connection: &mut Connection,
+    current: &Memberships,
+    purged: &[StoredShare],
+    reason: &str,
+) -> Result<(), StoreError> {
+    let transaction = connection.transaction()?;
+    for share in purged {
+        let (kind, id) = grantee_columns(&share.grantee);
+        transaction.execute(
+            "DELETE FROM shares WHERE workspace_id = ?1 AND resource = ?2 AND grantee_kind = ?3 AND grantee_id = ?4",
+            params![share.workspace, share.resource, kind, id],
+        )?;
+        transaction.execute(
+            "INSERT INTO share_events (kind, workspace_id, resource, grantee_kind, grantee_id, actions, reason)
+             VALUES ('purge', ?1, ?2, ?3, ?4, ?5, ?6)",
+            params![share.workspace, share.resource, kind, id, share.actions.join(","), reason],
+        )?;
+    }
+    transaction.execute("DELETE FROM memberships", [])?;
+    {
+        let mut insert = transaction.prepare(
+            "INSERT INTO memberships (grantee_kind, grantee_id, place_kind, place_id, workspace_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for (grantee, reach) in current.iter() {
+            let (kind, id) = grantee_columns(grantee);
+            if reach.organization {
+                insert.execute(params![kind, id, "organization", "", ""])?;
+            }
+            for workspace in &reach.workspaces {
+                insert.execute(params![kind, id, "workspace", workspace, workspace])?;
+            }
+            for (project, workspace) in &reach.projects {
+                insert.execute(params![kind, id, "project", project, workspace])?;
+            }
+        }
+    }
+    transaction.commit()?;
+    Ok(())
 }
 
 fn set(connection: &mut Connection, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError> {
@@ -378,13 +497,19 @@ fn purge(connection: &mut Connection, workspace: &str, resources: &[String]) -> 
             params![workspace, resource],
         )?;
         transaction.execute(
-            "INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', ?1, ?2)",
-            params![workspace, resource],
+            "INSERT INTO share_events (kind, workspace_id, resource, reason) VALUES ('purge', ?1, ?2, ?3)",
+            params![workspace, resource, RESOURCE_DELETED],
         )?;
     }
     transaction.commit()?;
     Ok(removed)
 }
+
+/// The audit reason of a purge the ZenML server asked for (`DELETE /rbac/resources`).
+pub const RESOURCE_DELETED: &str = "resource deleted";
+/// The audit reason (and metric label) of a share purged because its grantee stopped being a
+/// member of the place that holds the resource.
+pub const MEMBERSHIP_REMOVED: &str = "membership removed";
 
 /// One consistent view of all shares, with a version that changes on every write.
 #[derive(Debug, Default)]
@@ -461,6 +586,55 @@ impl Shares {
             set,
         }));
         Ok(())
+    }
+
+    /// Keeps ZenML Pro's rule that a removed member loses what was shared with them: compares
+    /// the memberships the store remembers with `current` (the active snapshot's), removes every
+    /// share whose grantee is no longer a member of the workspace or project that holds its
+    /// resource (audited with [`MEMBERSHIP_REMOVED`]), and remembers `current`, in one
+    /// transaction; then the view (a new version when something was removed). Returns the
+    /// removed shares. A grantee that was never a member (a guest) keeps its shares.
+    pub fn settle_memberships(&self, current: &Memberships) -> Result<Vec<StoredShare>, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let remembered = self.store.memberships()?;
+        if remembered == *current {
+            return Ok(Vec::new());
+        }
+        let view = self.current.load();
+        let nothing = Reach::default();
+        let mut purged = Vec::new();
+        for (workspace, key, grantee, actions) in view.set.iter() {
+            let Some(before) = remembered.reach(grantee) else {
+                continue;
+            };
+            let now = current.reach(grantee).unwrap_or(&nothing);
+            let Ok(resource) = Resource::parse(key) else {
+                continue;
+            };
+            if before.lost(now, workspace, resource.scope_project()) {
+                purged.push(StoredShare {
+                    workspace: workspace.to_owned(),
+                    resource: key.to_owned(),
+                    grantee: grantee.clone(),
+                    actions: actions.iter().map(|a| a.to_string()).collect(),
+                });
+            }
+        }
+        self.store
+            .settle_memberships(current, &purged, MEMBERSHIP_REMOVED)?;
+        if !purged.is_empty() {
+            let mut set = view.set.clone();
+            for share in &purged {
+                if let Ok(resource) = Resource::parse(&share.resource) {
+                    set.set(&share.workspace, &resource, share.grantee.clone(), Vec::new());
+                }
+            }
+            self.current.store(Arc::new(ShareSnapshot {
+                version: view.version + 1,
+                set,
+            }));
+        }
+        Ok(purged)
     }
 
     /// Removes every share of `resources` durably, then in memory.
@@ -597,6 +771,57 @@ mod tests {
                 "{what}: the acknowledged share, and only it"
             );
         }
+    }
+
+    /// Issue 17: what `settle_memberships` remembers is read back equal after a reopen, and a
+    /// database made before `share_events.reason` gets the column.
+    #[test]
+    fn memberships_are_remembered_across_reopening_and_old_databases_gain_the_reason_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shares.db");
+        {
+            let old = Connection::open(&path).unwrap();
+            old.execute_batch(
+                "CREATE TABLE share_events (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT, kind TEXT NOT NULL,
+                 workspace_id TEXT NOT NULL, resource TEXT NOT NULL, grantee_kind TEXT, grantee_id TEXT,
+                 actions TEXT, shared_by TEXT);
+                 INSERT INTO share_events (kind, workspace_id, resource) VALUES ('purge', 'w', 'r');",
+            )
+            .unwrap();
+        }
+        let mut reach = Reach {
+            organization: true,
+            ..Reach::default()
+        };
+        reach.workspaces.insert(W.into());
+        reach.projects.insert("p".into(), W.into());
+        let current = Memberships::from_reaches([
+            (Grantee::User("u".into()), reach.clone()),
+            (Grantee::Team("t".into()), Reach::default()),
+        ]);
+        {
+            let store = SqliteShareStore::open(&path).unwrap();
+            assert_eq!(store.memberships().unwrap(), Memberships::default());
+            store
+                .settle_memberships(&current, &[], MEMBERSHIP_REMOVED)
+                .unwrap();
+        }
+        let store = SqliteShareStore::open(&path).unwrap();
+        assert_eq!(store.memberships().unwrap(), current);
+        assert_eq!(
+            store.memberships().unwrap().reach(&Grantee::User("u".into())),
+            Some(&reach)
+        );
+        let inner = store.inner.lock().unwrap();
+        let reasons: i64 = inner
+            .connection
+            .query_row(
+                "SELECT count(*) FROM share_events WHERE reason IS NULL",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(reasons, 1, "the old row is kept, without a reason");
     }
 
     #[test]

@@ -225,6 +225,22 @@ pub async fn reload(
             for warning in &snapshot.warnings {
                 tracing::warn!(%warning, "policy validation warning");
             }
+            // A removed member's shares go before the snapshot without their membership is
+            // seen (only a load that becomes the active snapshot purges).
+            let settling = state.clone();
+            let snapshot = match tokio::task::spawn_blocking(move || {
+                settling.settle_memberships(&snapshot);
+                snapshot
+            })
+            .await
+            {
+                Ok(snapshot) => snapshot,
+                Err(error) => {
+                    tracing::error!(%error, "membership task failed; keeping the active policies");
+                    state.record_load_error(vec![format!("membership task failed: {error}")]);
+                    return false;
+                }
+            };
             // Counted before it is visible: whoever sees the new revision sees it counted.
             state.record_load_success(true);
             state.publish(*snapshot);

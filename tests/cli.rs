@@ -786,7 +786,7 @@ fn export_writes_entities_policies_and_schema_with_every_policy_id() {
     assert!(
         out_run
             .stdout
-            .contains(" entities, 19 policies and the schema to "),
+            .contains(" entities, 20 policies and the schema to "),
         "{out_run:?}"
     );
 
@@ -795,7 +795,7 @@ fn export_writes_entities_policies_and_schema_with_every_policy_id() {
         .lines()
         .filter_map(|line| line.strip_prefix("@id(\"")?.strip_suffix("\")"))
         .collect();
-    assert_eq!(ids.len(), 19, "{policies}");
+    assert_eq!(ids.len(), 20, "{policies}");
     assert!(ids.contains(&"extra.cedar:0"), "{policies}");
     // Every bundled policy, under the `@id` it was written with.
     for entry in std::fs::read_dir(root().join("policies")).unwrap() {

@@ -29,6 +29,7 @@ const STRANGER: &str = "0f0f0f0f-0f0f-4f0f-8f0f-0f0f0f0f0f0f";
 // plain values are published in README).
 const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
 const ENROLL_STAGING: &str = "zenml-authz-enroll-staging-bdcf23dbfaa83fcf90df149cf9e4385e";
+const KEY_ADA: &str = "ZENPROKEY_ada_5211b6a4144bc0c91a9ef21efca2a834";
 const KEY_BOB: &str = "ZENPROKEY_bob_030618f7340f60133ae8272cec5e267e";
 const KEY_BOB_REVOKED: &str = "ZENPROKEY_bobold_7726d28e76acfc270d0f6e5a4e36a8a6";
 const KEY_MALLORY: &str = "ZENPROKEY_mallory_f7c719f0b2574ab186bc0d0cf870cf65";
@@ -1133,31 +1134,34 @@ fn authorize_server_returns_the_key_owner() {
         reply.body,
         json!({
             "id": BOB, "username": "bob", "email": "bob@acme.example", "name": "Bob Builder",
-            "is_superuser": false, "is_service_account": false, "avatar_url": null,
-            "oidc_claims": {},
+            "is_superuser": false, "is_admin": false, "is_service_account": false,
+            "avatar_url": null, "oidc_claims": {},
         })
     );
-    let reply = info(Some(KEY_CI_BOT), Some(PRODUCTION));
-    assert_eq!(reply.status, 200, "{reply:?}");
-    assert_eq!(reply.body["id"], CI_BOT);
-    assert_eq!(reply.body["username"], "ci-bot");
-    assert_eq!(reply.body["is_service_account"], true);
-    for field in [
-        "id",
-        "username",
-        "email",
-        "name",
-        "is_superuser",
-        "is_service_account",
-        "avatar_url",
-        "oidc_claims",
-    ] {
-        assert!(reply.body.get(field).is_some(), "ci-bot: {field}");
+    // A service account is described as a user, so that ZenML keys it by its external id on
+    // every path (0.98's raw-key path would otherwise skip every check); organization admins
+    // are ZenML admins; an account without an e-mail gets one that is never delivered (ZenML
+    // 0.98 refuses a repeat login without one; before 0.85 it names the account).
+    // (who, key, is admin, e-mail sent)
+    let table = [
+        ("ci-bot", KEY_CI_BOT, false, "ci-bot@zenml-authz.invalid"),
+        ("ada", KEY_ADA, true, "ada@acme.example"),
+        ("bob", KEY_BOB, false, "bob@acme.example"),
+    ];
+    for (who, key, admin, email) in table {
+        let reply = info(Some(key), Some(PRODUCTION));
+        assert_eq!(reply.status, 200, "{who}: {reply:?}");
+        assert_eq!(reply.body["username"], who, "{who}");
+        assert_eq!(reply.body["is_service_account"], false, "{who}");
+        assert_eq!(reply.body["is_superuser"], admin, "{who}");
+        assert_eq!(reply.body["is_admin"], admin, "{who}");
+        assert_eq!(reply.body["email"], email, "{who}");
     }
 
     // (what, credential, server_id, expected status)
     let table: Vec<(&str, Option<&str>, Option<&str>, u16)> = vec![
-        ("bob, staging", Some(KEY_BOB), Some(STAGING), 200),
+        // Issue 17: bob's roles are all in production (tests/membership.rs has the whole rule).
+        ("bob, staging", Some(KEY_BOB), Some(STAGING), 403),
         ("bob's revoked key", Some(KEY_BOB_REVOKED), Some(PRODUCTION), 401),
         ("mallory (deactivated)", Some(KEY_MALLORY), Some(PRODUCTION), 401),
         (

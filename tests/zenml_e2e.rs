@@ -1,5 +1,5 @@
-//! A stock ZenML server (`zenml[server]==0.98.0`, installed into a cached venv by
-//! `scripts/zenml-venv.sh`) with zenml-authz as its Pro RBAC backend, configured as README's
+//! A stock ZenML server (`zenml[server]` 0.98.0 and 0.80.2, each installed into a cached venv
+//! by `scripts/zenml-venv.sh`) with zenml-authz as its Pro RBAC backend, configured as README's
 //! "Use with ZenML" says, driven by ZenML's own Python client as personas of the sample
 //! directory (`tests/e2e/zenml_e2e.py`).
 #![allow(
@@ -13,11 +13,12 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn a_real_zenml_server_uses_the_sidecar() {
+/// The whole flow against one ZenML release (a venv per release, cached under target/).
+fn a_real_zenml_server_uses_the_sidecar(version: &str) {
     let root = common::root();
     let venv = Command::new("bash")
         .arg(root.join("scripts/zenml-venv.sh"))
+        .env("ZENML_VERSION", version)
         .output()
         .unwrap();
     assert!(
@@ -42,6 +43,17 @@ fn a_real_zenml_server_uses_the_sidecar() {
         last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
         "{stdout}"
     );
+}
+
+#[test]
+fn zenml_0_98() {
+    a_real_zenml_server_uses_the_sidecar("0.98.0");
+}
+
+/// ZenML 0.80: `GET` permission checks, names from e-mails, logins with the key as bearer.
+#[test]
+fn zenml_0_80() {
+    a_real_zenml_server_uses_the_sidecar("0.80.2");
 }
 
 #[test]

@@ -291,20 +291,61 @@ fn user_info(
         .get(&user_id)
         .filter(|u| u.active)
         .ok_or_else(|| ApiError::Unauthorized("unknown or deactivated account".into()))?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "id": user.named.id,
-            "username": user.named.name,
-            "email": user.email,
-            "name": user.full_name.clone().unwrap_or_else(|| user.named.name.clone()),
-            "is_superuser": false,
-            "is_service_account": user.is_service_account,
-            "avatar_url": null,
-            "oidc_claims": {},
-        }),
-    ))
+    // Only members and guests enter a workspace (ZenML Pro); the rule is `zenml::membership`.
+    let view = snapshot
+        .zenml
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no ZenML directory".into()))?;
+    let shares = state.shares().snapshot();
+    match view
+        .memberships()
+        .admit(directory, &shares.set, &user_id, &server_id)
+    {
+        Ok(admission) => {
+            tracing::debug!(principal.id = %user_id, workspace.id = %server_id, admission = admission.label(), "workspace entry admitted");
+        }
+        Err(refusal) => {
+            tracing::info!(principal.id = %user_id, workspace.id = %server_id, reason = %refusal, "workspace entry refused");
+            return Err(ApiError::Forbidden(refusal.to_string()));
+        }
+    }
+    let admin = directory.is_organization_admin(user);
+    Ok(json_response(StatusCode::OK, &external_user(user, admin)))
 }
+
+/// What ZenML's external authenticator is told about an account (`ExternalUserModel`; every
+/// version ignores the fields it does not know).
+///
+/// * `is_service_account` is always `false`. ZenML 0.85-0.98 build a service account's model
+///   without its external id when its API key is sent on every request
+///   (`ServiceAccountResponse.to_user_model()`), and `ZenMLCloudRBAC` then skips every check for
+///   it. Described as a user, the account is keyed by its external id on every path and every
+///   check reaches the sidecar; the sidecar itself still knows it is a service account.
+/// * `is_superuser` (0.98) and `is_admin` (0.85-0.90): organization admins are ZenML admins.
+/// * `email` is always a string: ZenML 0.98 refuses (500) the second login of a user without
+///   one, and before 0.85 it requires one and names the local account after it. An account
+///   without an e-mail in the directory is sent `<name>@zenml-authz.invalid` (RFC 2606: never
+///   delivered).
+fn external_user(user: &crate::directory::User, admin: bool) -> Value {
+    let email = user
+        .email
+        .clone()
+        .unwrap_or_else(|| format!("{}@{NO_EMAIL_DOMAIN}", user.named.name));
+    json!({
+        "id": user.named.id,
+        "username": user.named.name,
+        "email": email,
+        "name": user.full_name.clone().unwrap_or_else(|| user.named.name.clone()),
+        "is_superuser": admin,
+        "is_admin": admin,
+        "is_service_account": false,
+        "avatar_url": null,
+        "oidc_claims": {},
+    })
+}
+
+/// The domain of the e-mail sent for an account that has none (`.invalid`: RFC 2606).
+const NO_EMAIL_DOMAIN: &str = "zenml-authz.invalid";
 
 /// One ZenML question under one snapshot and share version, through the observed step
 /// (cache, metrics, decision log); anything that is not an allow is `false`, and so is an

@@ -168,6 +168,51 @@ impl AppState {
         }
     }
 
+    /// Purges the shares of grantees that are no longer members under `snapshot`, the one that
+    /// becomes (or is) the active snapshot (`store::Shares::settle_memberships`), then logs and
+    /// counts them. Blocking (SQLite). A plain-Cedar directory has no memberships: nothing to do.
+    /// A store failure is logged; the next load tries again (nothing was remembered).
+    pub fn settle_memberships(&self, snapshot: &Snapshot) {
+        let Some(view) = &snapshot.zenml else {
+            return;
+        };
+        match self.inner.shares.settle_memberships(view.memberships()) {
+            Ok(purged) => {
+                for share in &purged {
+                    let (kind, id) = match &share.grantee {
+                        crate::zenml::Grantee::User(id) => ("user", id),
+                        crate::zenml::Grantee::Team(id) => ("team", id),
+                    };
+                    tracing::info!(
+                        workspace.id = %share.workspace,
+                        resource.id = %share.resource,
+                        grantee.kind = kind,
+                        grantee.id = %id,
+                        revision = %snapshot.revision,
+                        reason = crate::store::MEMBERSHIP_REMOVED,
+                        "share purged"
+                    );
+                    self.inner.decision_log.record(serde_json::json!({
+                        "time": crate::decision_log::now(),
+                        "event": "purge",
+                        "reason": crate::store::MEMBERSHIP_REMOVED,
+                        "workspace": share.workspace,
+                        "resource": share.resource,
+                        "grantee": {kind: id},
+                        "actions": share.actions,
+                        "revision": snapshot.revision,
+                    }));
+                }
+                if !purged.is_empty() {
+                    self.inner.metrics.shares_purged_membership_removed(purged.len());
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, revision = %snapshot.revision, "cannot settle memberships; shares of removed members stay until the next load");
+            }
+        }
+    }
+
     /// Reload counts and times.
     pub fn reloads(&self) -> ReloadStats {
         self.inner.reloads.lock().map(|r| *r).unwrap_or_default()

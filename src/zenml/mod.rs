@@ -1,5 +1,5 @@
 //! ZenML on Cedar: resource strings, the request a ZenML question becomes, stand-ins, shares,
-//! tokens, and the ZenML decisions.
+//! memberships (who may enter a workspace), tokens, and the ZenML decisions.
 //!
 //! A ZenML question is (workspace, user id, action, resource string). [`Decider::prepare`]
 //! turns it into a Cedar request over the `ZenML` schema: the principal from the directory, the
@@ -8,12 +8,14 @@
 //! request. [`Decider::decide`] decides it through the engine's one decision path. Knows no
 //! HTTP: the ZenML API's handlers are `http::zenml`.
 
+pub mod membership;
 mod request;
 pub mod resource;
 pub mod shares;
 pub(crate) mod standin;
 pub mod token;
 
+pub use membership::{Admission, Memberships, NotAMember, Reach};
 pub use request::{Alias, Prepared, Question, ResourceAs};
 pub use resource::{Resource, ResourceError};
 pub use shares::{Grantee, ShareSet};
@@ -57,6 +59,8 @@ pub enum DecisionError {
 #[derive(Debug)]
 pub struct View {
     directory: Arc<Directory>,
+    /// Who is a member of which workspace and project (computed at load).
+    memberships: Memberships,
     /// Whether the engine's store holds the stand-ins.
     stand_ins: bool,
     shapes: request::RequestShapes,
@@ -67,6 +71,7 @@ impl View {
     /// The view of `directory`, whose store holds the stand-ins when `stand_ins`.
     pub fn new(directory: Arc<Directory>, stand_ins: bool) -> Self {
         Self {
+            memberships: Memberships::of(&directory),
             directory,
             stand_ins,
             shapes: Default::default(),
@@ -77,6 +82,11 @@ impl View {
     /// The directory.
     pub fn directory(&self) -> &Directory {
         &self.directory
+    }
+
+    /// Who is a member of which workspace and project, by the directory's role bindings.
+    pub fn memberships(&self) -> &Memberships {
+        &self.memberships
     }
 
     /// Whether ZenML resources are evaluated as their stored stand-ins (`standin`).

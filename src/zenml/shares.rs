@@ -51,6 +51,8 @@ struct WorkspaceShares {
     by_resource: HashMap<Box<str>, Vec<Grant>>,
     /// project id -> grantee -> number of shared resources in that project (implicit membership).
     by_project: HashMap<String, HashMap<Grantee, usize>>,
+    /// grantee -> number of shared resources in the workspace (a guest may enter it).
+    by_grantee: HashMap<Grantee, usize>,
     /// (project id or "", resource type) -> ids of shared instances (allowed-resource listing).
     by_type: HashMap<(String, String), BTreeSet<String>>,
 }
@@ -104,6 +106,11 @@ impl ShareSet {
         } else {
             shares.by_type.entry(type_key).or_default().insert(id.clone());
         }
+        match (existed, actions.is_empty()) {
+            (false, false) => *shares.by_grantee.entry(grantee.clone()).or_default() += 1,
+            (true, true) => decrement(&mut shares.by_grantee, &grantee),
+            _ => {}
+        }
         if let Some(project) = &resource.project_id {
             let counts = shares.by_project.entry(project.clone()).or_default();
             match (existed, actions.is_empty()) {
@@ -134,6 +141,9 @@ impl ShareSet {
                 resource.type_name.clone(),
             );
             remove_id(&mut shares.by_type, &type_key, id);
+        }
+        for grant in &grants {
+            decrement(&mut shares.by_grantee, &grant.grantee);
         }
         if let Some(project) = &resource.project_id
             && let Some(counts) = shares.by_project.get_mut(project)
@@ -204,6 +214,24 @@ impl ShareSet {
             .unwrap_or_default()
     }
 
+    /// Whether `grantee` itself (not through a team) has at least one share in `workspace`.
+    pub fn has_any(&self, workspace: &str, grantee: &Grantee) -> bool {
+        self.workspaces
+            .get(workspace)
+            .is_some_and(|shares| shares.by_grantee.contains_key(grantee))
+    }
+
+    /// Every share: (workspace, canonical resource string, grantee, its actions).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Grantee, &[Box<str>])> {
+        self.workspaces.iter().flat_map(|(workspace, shares)| {
+            shares.by_resource.iter().flat_map(move |(resource, grants)| {
+                grants
+                    .iter()
+                    .map(move |grant| (workspace.as_str(), &**resource, &grant.grantee, &*grant.actions))
+            })
+        })
+    }
+
     /// Number of (resource, grantee) shares.
     pub fn len(&self) -> usize {
         self.workspaces
@@ -268,7 +296,11 @@ mod tests {
         assert_eq!(shares.project_grantees(W, P), (vec!["u"], vec![]));
         assert_eq!(shares.shared_ids(W, Some(P), "pipeline"), vec![R]);
         assert_eq!(shares.shared_projects(W), vec![P]);
+        assert!(shares.has_any(W, &user()) && !shares.has_any(OTHER, &user()));
+        let all: Vec<_> = shares.iter().map(|(w, r, g, _)| (w, r, g.clone())).collect();
+        assert_eq!(all, [(W, key.as_str(), user())]);
         shares.set(W, &pipeline(), user(), Vec::<String>::new());
+        assert!(!shares.has_any(W, &user()));
         assert!(shares.is_empty());
         assert_eq!(shares.project_grantees(W, P), (vec![], vec![]));
         assert!(shares.shared_ids(W, Some(P), "pipeline").is_empty());
@@ -282,6 +314,7 @@ mod tests {
         assert_eq!(shares.len(), 2);
         shares.purge(W, &pipeline());
         assert!(shares.is_empty());
+        assert!(!shares.has_any(W, &Grantee::Team("t".into())));
         assert_eq!(shares.project_grantees(W, P), (vec![], vec![]));
         assert!(shares.shared_ids(W, Some(P), "pipeline").is_empty());
     }

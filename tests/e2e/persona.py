@@ -9,19 +9,26 @@ import json
 import sys
 import uuid
 
+import zenml
 from zenml.client import Client
 from zenml.constants import API, VERSION_1
 from zenml.exceptions import IllegalOperationError
+
+ZENML_VERSION = tuple(int(part) for part in zenml.__version__.split(".")[:2])
 
 
 def run(op, args):
     client = Client()
     if op == "whoami":
         return client.active_user.name
+    if op == "is_admin":
+        return client.active_user.is_admin
     if op == "create_project":
         return str(client.create_project(name=args[0], description="e2e").id)
     if op == "create_model":
         return str(client.create_model(name=args[0]).id)
+    if op == "create_model_version":
+        return str(client.create_model_version(model_name_or_id=uuid.UUID(args[0]), name=args[1]).id)
     if op == "list_models":
         return sorted(m.name for m in client.list_models(size=100).items)
     if op == "get_model":
@@ -31,10 +38,17 @@ def run(op, args):
         return None
     if op == "create_secret":
         return str(client.create_secret(name=args[0], values={"token": "s3cr3t"}).id)
+    if op == "get_secret":
+        return sorted(client.get_secret(uuid.UUID(args[0])).secret_values)
     if op == "share":
         resource_type, resource_id, kind, grantee = args[:4]
-        params = {"resource_type": resource_type, "resource_id": resource_id, f"{kind}_id": grantee}
-        url = client.zen_store.url + API + VERSION_1 + "/users/resource_membership"
+        params = {"resource_type": resource_type, "resource_id": resource_id}
+        if ZENML_VERSION >= (0, 90):
+            params[f"{kind}_id"] = grantee
+            path = "/users/resource_membership"
+        else:  # 0.80: users only, named in the path
+            path = f"/users/{grantee}/resource_membership"
+        url = client.zen_store.url + API + VERSION_1 + path
         client.zen_store._request("POST", url, params=params, json=args[4:])
         return None
     raise SystemExit(f"unknown operation {op}")

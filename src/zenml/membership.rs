@@ -1,0 +1,285 @@
+//! Who is a member of a workspace or a project (ZenML Pro's rule), computed once per snapshot.
+//!
+//! A user, service account or team is a **member** of a workspace when a role binding reaches
+//! it: an organization `admin` or `viewer` binding, any binding at the workspace, or any binding
+//! at one of its projects; of a project when an organization `admin` or `viewer` binding, a
+//! binding at its workspace, or a binding at the project reaches it. Predefined and custom
+//! roles count alike. A user's or service account's membership includes their teams' bindings;
+//! a team's is its own. Organization `manager`, `member` and `billing_admin` reach no
+//! workspace ("members can only see workspaces they've been explicitly granted access to").
+//!
+//! Two rules read it: who may enter a workspace ([`Memberships::admit`]: a member, or a guest
+//! with a share there) and whose shares a removal takes away (`store::Shares::settle_memberships`:
+//! the remembered [`Reach`] of each grantee against the current one).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use super::shares::{Grantee, ShareSet};
+use crate::directory::{BindingScope, Directory, Holder};
+
+/// Organization roles whose holders are members of every workspace and project.
+pub const REACHING_ORGANIZATION_ROLES: [&str; 2] = ["admin", "viewer"];
+
+/// Where one grantee's bindings reach: what makes it a member of which places.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reach {
+    /// An organization admin or viewer binding: a member of every workspace and project.
+    pub organization: bool,
+    /// Workspaces with a binding at them.
+    pub workspaces: BTreeSet<String>,
+    /// Projects with a binding at them -> the project's workspace.
+    pub projects: BTreeMap<String, String>,
+}
+
+impl Reach {
+    /// Whether nothing is reached.
+    pub fn is_empty(&self) -> bool {
+        !self.organization && self.workspaces.is_empty() && self.projects.is_empty()
+    }
+
+    /// Whether this reach makes its holder a member of `workspace`.
+    pub fn member_of_workspace(&self, workspace: &str) -> bool {
+        self.organization
+            || self.workspaces.contains(workspace)
+            || self.projects.values().any(|w| w == workspace)
+    }
+
+    /// Whether this reach makes its holder a member of `project` (in `workspace`).
+    pub fn member_of_project(&self, project: &str, workspace: &str) -> bool {
+        self.organization || self.projects.contains_key(project) || self.workspaces.contains(workspace)
+    }
+
+    /// Whether a grantee whose reach was `self` and is now `now` lost the membership that holds
+    /// a share on a resource in `workspace` (and `project`, for a project-scoped one): they are
+    /// no longer a member of the workspace, or of the project.
+    pub fn lost(&self, now: &Reach, workspace: &str, project: Option<&str>) -> bool {
+        let lost_workspace = self.member_of_workspace(workspace) && !now.member_of_workspace(workspace);
+        let lost_project = project.is_some_and(|project| {
+            self.member_of_project(project, workspace) && !now.member_of_project(project, workspace)
+        });
+        lost_workspace || lost_project
+    }
+
+    fn union(&mut self, other: &Reach) {
+        self.organization |= other.organization;
+        self.workspaces.extend(other.workspaces.iter().cloned());
+        self.projects
+            .extend(other.projects.iter().map(|(p, w)| (p.clone(), w.clone())));
+    }
+}
+
+/// Every grantee's membership under one directory: users and service accounts (their teams'
+/// bindings included) and teams (their own). Grantees that reach nothing are absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memberships {
+    by_grantee: BTreeMap<Grantee, Reach>,
+    /// Derived from `by_grantee`: grantee -> every workspace a binding at it or at one of its
+    /// projects makes the grantee a member of (admission looks up here: two hash lookups).
+    workspaces: HashMap<Grantee, HashSet<String>>,
+}
+
+/// Why a user may not enter a workspace (a 403 to the ZenML server).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{user}` has no role in workspace `{workspace}` and nothing is shared with them there")]
+pub struct NotAMember {
+    /// The user's or service account's name.
+    pub user: String,
+    /// The workspace's name.
+    pub workspace: String,
+}
+
+/// How a user was admitted to a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// A role binding reaches the workspace.
+    Member,
+    /// Not a member, but something in the workspace is shared with them or one of their teams.
+    Guest,
+}
+
+impl Admission {
+    /// A short word for logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Admission::Member => "member",
+            Admission::Guest => "guest",
+        }
+    }
+}
+
+// === impl Memberships ===
+
+impl Memberships {
+    /// The memberships the role bindings of `directory` make.
+    pub fn of(directory: &Directory) -> Self {
+        let mut own: BTreeMap<Grantee, Reach> = BTreeMap::new();
+        for binding in &directory.role_bindings {
+            let grantee = match &binding.holder {
+                Holder::User(id) => Grantee::User(id.clone()),
+                Holder::Team(id) => Grantee::Team(id.clone()),
+            };
+            match &binding.scope {
+                BindingScope::Organization(_) => {
+                    if REACHING_ORGANIZATION_ROLES.contains(&binding.role.as_str()) {
+                        own.entry(grantee).or_default().organization = true;
+                    }
+                }
+                BindingScope::Workspace(id) => {
+                    own.entry(grantee).or_default().workspaces.insert(id.clone());
+                }
+                BindingScope::Project(id) => {
+                    if let Some(project) = directory.projects.get(id) {
+                        own.entry(grantee)
+                            .or_default()
+                            .projects
+                            .insert(id.clone(), project.workspace_id.clone());
+                    }
+                }
+            }
+        }
+        // A user's membership: their own bindings and their teams'.
+        let mut by_grantee = own.clone();
+        for user in directory.users.values() {
+            for team in &user.teams {
+                if let Some(reach) = own.get(&Grantee::Team(team.clone())) {
+                    by_grantee
+                        .entry(Grantee::User(user.named.id.clone()))
+                        .or_default()
+                        .union(reach);
+                }
+            }
+        }
+        Self::new(by_grantee)
+    }
+
+    fn new(mut by_grantee: BTreeMap<Grantee, Reach>) -> Self {
+        by_grantee.retain(|_, reach| !reach.is_empty());
+        let workspaces = by_grantee
+            .iter()
+            .map(|(grantee, reach)| {
+                let reached = reach.workspaces.iter().chain(reach.projects.values()).cloned();
+                (grantee.clone(), reached.collect())
+            })
+            .collect();
+        Self {
+            by_grantee,
+            workspaces,
+        }
+    }
+
+    /// Memberships from stored rows (what a share store remembers).
+    pub fn from_reaches(reaches: impl IntoIterator<Item = (Grantee, Reach)>) -> Self {
+        let mut by_grantee: BTreeMap<Grantee, Reach> = BTreeMap::new();
+        for (grantee, reach) in reaches {
+            by_grantee.entry(grantee).or_default().union(&reach);
+        }
+        Self::new(by_grantee)
+    }
+
+    /// Where `grantee`'s bindings reach (empty: a member of nothing).
+    pub fn reach(&self, grantee: &Grantee) -> Option<&Reach> {
+        self.by_grantee.get(grantee)
+    }
+
+    /// Every grantee with a membership, and its reach.
+    pub fn iter(&self) -> impl Iterator<Item = (&Grantee, &Reach)> {
+        self.by_grantee.iter()
+    }
+
+    /// Whether `user_id` (a user or service account, their teams included) is a member of
+    /// `workspace_id`.
+    pub fn is_member(&self, user_id: &str, workspace_id: &str) -> bool {
+        let grantee = Grantee::User(user_id.to_owned());
+        self.by_grantee
+            .get(&grantee)
+            .is_some_and(|reach| reach.organization)
+            || self
+                .workspaces
+                .get(&grantee)
+                .is_some_and(|workspaces| workspaces.contains(workspace_id))
+    }
+
+    /// Whether `user_id` may enter `workspace_id` (ZenML's user-info call): as a member, as a
+    /// guest (a share there to them or one of their teams), or not at all (why).
+    pub fn admit(
+        &self,
+        directory: &Directory,
+        shares: &ShareSet,
+        user_id: &str,
+        workspace_id: &str,
+    ) -> Result<Admission, NotAMember> {
+        if self.is_member(user_id, workspace_id) {
+            return Ok(Admission::Member);
+        }
+        let user = directory.users.get(user_id);
+        let teams = user.map(|u| u.teams.as_slice()).unwrap_or_default();
+        let guest = shares.has_any(workspace_id, &Grantee::User(user_id.to_owned()))
+            || teams
+                .iter()
+                .any(|team| shares.has_any(workspace_id, &Grantee::Team(team.clone())));
+        if guest {
+            return Ok(Admission::Guest);
+        }
+        Err(NotAMember {
+            user: user.map_or_else(|| user_id.to_owned(), |u| u.named.name.clone()),
+            workspace: directory
+                .workspaces
+                .get(workspace_id)
+                .map_or_else(|| workspace_id.to_owned(), |w| w.named.name.clone()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const W: &str = "w";
+    const P: &str = "p";
+
+    fn reach(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Reach {
+        Reach {
+            organization,
+            workspaces: workspaces.iter().map(|w| (*w).to_owned()).collect(),
+            projects: projects
+                .iter()
+                .map(|(p, w)| ((*p).to_owned(), (*w).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_project_binding_makes_a_member_of_its_workspace_and_a_workspace_binding_of_its_projects() {
+        let project = reach(false, &[], &[(P, W)]);
+        assert!(project.member_of_workspace(W));
+        assert!(project.member_of_project(P, W));
+        assert!(!project.member_of_project("other", W));
+        let workspace = reach(false, &[W], &[]);
+        assert!(workspace.member_of_project(P, W));
+        assert!(!workspace.member_of_workspace("other"));
+        let organization = reach(true, &[], &[]);
+        assert!(organization.member_of_workspace("any") && organization.member_of_project("any", "w2"));
+    }
+
+    #[test]
+    fn lost_is_a_membership_that_held_the_share_and_is_gone() {
+        let none = Reach::default();
+        let workspace = reach(false, &[W], &[]);
+        let project = reach(false, &[], &[(P, W)]);
+        let other_project = reach(false, &[], &[("q", W)]);
+        // (before, after, resource's project, lost)
+        let table: [(&Reach, &Reach, Option<&str>, bool); 8] = [
+            (&workspace, &none, None, true),
+            (&workspace, &none, Some(P), true),
+            (&workspace, &project, Some(P), false),
+            (&workspace, &project, None, false),
+            (&project, &other_project, Some(P), true),
+            (&project, &other_project, None, false),
+            (&none, &none, Some(P), false),
+            (&none, &workspace, None, false),
+        ];
+        for (index, (before, after, project, lost)) in table.into_iter().enumerate() {
+            assert_eq!(before.lost(after, W, project), lost, "row {index}");
+        }
+    }
+}
