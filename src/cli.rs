@@ -1,5 +1,5 @@
-//! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt` and
-//! `export`. Every
+//! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt`,
+//! `export`, `hash-token` and `zenml-projects`. Every
 //! flag has a `ZENML_AUTHZ_*` environment variable; flags win over variables, variables over defaults.
 
 use std::ffi::OsString;
@@ -31,9 +31,14 @@ pub mod exit {
     pub const DENY: i32 = 1;
     /// `fmt --check`: some files are not formatted.
     pub const UNFORMATTED: i32 = 1;
+    /// `zenml-projects`: a directory project is not in the ZenML server with the same name and
+    /// id (without `--write`, or one `--write` cannot fix).
+    pub const DIFFERENT: i32 = 1;
     /// `authorize`, `who-can`, `what-can`, `fmt`: no answer: bad input (unknown user,
     /// workspace, project, action or resource type; malformed JSON), invalid policy sources, or
     /// a file that cannot be read, parsed or written. `export`: a file that cannot be written.
+    /// `zenml-projects`: the same, or the ZenML server cannot be reached, refuses the API key or
+    /// answers what ZenML does not.
     pub const ERROR: i32 = 4;
 }
 
@@ -69,6 +74,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Read a caller token from standard input and print its line for `--api-tokens-file`.
     HashToken(HashTokenArgs),
+    /// Compare a ZenML server's projects with the directory's projects of that workspace (by
+    /// name); `--write` puts ZenML's project ids into the directory file.
+    ZenmlProjects(ZenmlProjectsArgs),
 }
 
 /// `hash-token` flags.
@@ -498,4 +506,108 @@ pub struct ExportArgs {
     /// replaced).
     #[arg(long, env = "ZENML_AUTHZ_EXPORT_OUT")]
     pub out: PathBuf,
+}
+
+/// The variable holding the ZenML API key of `zenml-projects` (it has no flag).
+pub const ENV_ZENML_API_KEY: &str = "ZENML_AUTHZ_ZENML_API_KEY";
+
+/// The largest API key file read.
+const MAX_API_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// `zenml-projects` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "The API key comes from --api-key-file or ZENML_AUTHZ_ZENML_API_KEY, never from the command \
+                  line; its user must be able to read every project of the workspace (an organization \
+                  admin, or a workspace admin or viewer): ZenML lists only the projects a user may read.\n\
+                  Exit codes: 0 every directory project of the workspace is in ZenML with the same name \
+                  and id (after --write), 1 some are not, 4 error (ZenML unreachable or refusing the key, \
+                  unknown workspace, invalid sources, a rewritten file that would not load or cannot be \
+                  written), 2 bad command line or no API key."
+)]
+pub struct ZenmlProjectsArgs {
+    /// Policy sources (the directory file is the one compared and, with `--write`, rewritten).
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The ZenML server, e.g. `https://zenml.example.com` (its REST API is `<url>/api/v1`).
+    #[arg(long, env = "ZENML_AUTHZ_ZENML_URL")]
+    pub zenml_url: String,
+    /// The directory's workspace that server is, by name or id. Default: the workspace whose id
+    /// is the server's id (`GET /api/v1/info`), else the directory's only workspace.
+    #[arg(long, env = "ZENML_AUTHZ_WORKSPACE")]
+    pub workspace: Option<String>,
+    /// File holding a ZenML Pro API key (`ZENPROKEY_...`) of a directory user (trailing newlines
+    /// are trimmed). Or put the key itself in ZENML_AUTHZ_ZENML_API_KEY.
+    #[arg(long, env = "ZENML_AUTHZ_ZENML_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+    /// Refused (a command line is readable by every local user): says what to use instead.
+    #[arg(long, hide = true)]
+    pub api_key: Option<String>,
+    /// Seconds each request to the ZenML server may take (connect, send and read).
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_ZENML_TIMEOUT",
+        default_value_t = crate::zenml_client::DEFAULT_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub timeout_secs: u64,
+    /// Rewrite the `id:` of every directory project whose ZenML id differs (and each binding
+    /// that names it by id), in place and atomically; nothing else in the file changes.
+    #[arg(long, env = "ZENML_AUTHZ_ZENML_PROJECTS_WRITE")]
+    pub write: bool,
+}
+
+impl ZenmlProjectsArgs {
+    /// The API key, from `ZENML_AUTHZ_ZENML_API_KEY` (read here) or `--api-key-file`. `Err`
+    /// carries the message and the exit code: a missing, doubled or command-line key is a usage
+    /// error, an unreadable file an error.
+    pub fn api_key(&self) -> Result<String, (String, i32)> {
+        let usage = |message: String| Err((message, exit::USAGE));
+        if self.api_key.is_some() {
+            return usage(format!(
+                "`--api-key` is refused: a command line is readable by every local user; put the key in a file \
+                 (`--api-key-file`) or in `{ENV_ZENML_API_KEY}`"
+            ));
+        }
+        let from_env = std::env::var(ENV_ZENML_API_KEY).ok();
+        let (key, source) = match (from_env, &self.api_key_file) {
+            (Some(_), Some(_)) => {
+                return usage(format!(
+                    "ZenML API key: set either `{ENV_ZENML_API_KEY}` or `--api-key-file`, not both"
+                ));
+            }
+            (None, None) => {
+                return usage(format!(
+                    "ZenML API key: give `--api-key-file` (or `{ENV_ZENML_API_KEY}`): a ZENPROKEY_ key of a \
+                     directory user who may read every project of the workspace"
+                ));
+            }
+            (Some(key), None) => (key, ENV_ZENML_API_KEY.to_owned()),
+            (None, Some(path)) => (read_key_file(path)?, format!("`{}`", path.display())),
+        };
+        let key = key.trim_end_matches(['\n', '\r']).to_owned();
+        if key.trim().is_empty() {
+            return Err((format!("ZenML API key from {source} is empty"), exit::ERROR));
+        }
+        Ok(key)
+    }
+}
+
+fn read_key_file(path: &std::path::Path) -> Result<String, (String, i32)> {
+    use std::io::Read as _;
+    let failed = |message: String| {
+        (
+            format!("API key file `{}`: {message}", path.display()),
+            exit::ERROR,
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|error| failed(error.to_string()))?;
+    let mut key = String::new();
+    file.take(MAX_API_KEY_FILE_BYTES + 1)
+        .read_to_string(&mut key)
+        .map_err(|error| failed(error.to_string()))?;
+    if key.len() as u64 > MAX_API_KEY_FILE_BYTES {
+        return Err(failed(format!("larger than {MAX_API_KEY_FILE_BYTES} bytes")));
+    }
+    Ok(key)
 }

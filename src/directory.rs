@@ -342,6 +342,117 @@ pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<Load
     }
 }
 
+/// The directory file's text with project ids replaced (`changes`: old id -> new id), for
+/// `zenml-authz zenml-projects --write`: each project's `id:` and each binding's `project:` that
+/// names the project by that id. Every other byte stays as it was (comments, order, quoting,
+/// layout): the values are found by their byte spans in this parser's reading of the file.
+/// An id to change that no project has, or one written in a form not rewritten here (a block
+/// scalar, an alias, an escape), is an error at its place; the text is then not changed at all.
+pub fn replace_project_ids(
+    path: &Path,
+    text: &str,
+    changes: &BTreeMap<String, String>,
+) -> Result<String, LoadError> {
+    let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
+        let message = yaml_message(&error);
+        match error.location() {
+            Some(location) => LoadError::at_line(
+                path,
+                location.line() as usize,
+                location.column() as usize,
+                message,
+            ),
+            None => LoadError::file(path, message),
+        }
+    })?;
+    let mut edits = Vec::new();
+    let mut changed = BTreeSet::new();
+    for project in &file.projects {
+        if let Some(new_id) = changes.get(&project.value.id.value) {
+            edits.push(scalar_edit(path, text, &project.value.id, new_id)?);
+            changed.insert(project.value.id.value.as_str());
+        }
+    }
+    for binding in &file.bindings {
+        let Some(project) = &binding.value.project else {
+            continue;
+        };
+        // An alias (`*churn`) follows its anchor, which is the project's `id:` itself or
+        // another binding's value: only the anchored text is rewritten.
+        if let Some(new_id) = changes.get(&project.value)
+            && project.referenced == project.defined
+        {
+            edits.push(scalar_edit(path, text, project, new_id)?);
+        }
+    }
+    if let Some(unknown) = changes.keys().find(|old| !changed.contains(old.as_str())) {
+        return Err(LoadError::file(
+            path,
+            format!("no project has the id `{unknown}`"),
+        ));
+    }
+    edits.sort_by_key(|(range, _)| range.start);
+    if edits.windows(2).any(|pair| pair[0].0.end > pair[1].0.start) {
+        return Err(LoadError::file(
+            path,
+            "project ids overlap in the file (anchors?): edit them by hand",
+        ));
+    }
+    let mut rewritten = String::with_capacity(text.len());
+    let mut done = 0;
+    for (range, replacement) in &edits {
+        rewritten.push_str(&text[done..range.start]);
+        rewritten.push_str(replacement);
+        done = range.end;
+    }
+    rewritten.push_str(&text[done..]);
+    Ok(rewritten)
+}
+
+/// The byte range of a scalar as written and what replaces it: `new` in the same quoting.
+fn scalar_edit(
+    path: &Path,
+    text: &str,
+    scalar: &Spanned<String>,
+    new: &str,
+) -> Result<(std::ops::Range<usize>, String), LoadError> {
+    let location = scalar.referenced;
+    let at = |message: String| {
+        LoadError::at_line(
+            path,
+            location.line() as usize,
+            location.column() as usize,
+            message,
+        )
+    };
+    let span = location.span();
+    let old = &scalar.value;
+    let range = match (span.byte_offset(), span.byte_len()) {
+        (Some(start), Some(len)) => usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(start + len).ok())
+            .map(|(start, end)| start..end),
+        _ => None,
+    };
+    let Some((range, written)) = range.and_then(|range| Some((range.clone(), text.get(range)?))) else {
+        return Err(at(format!(
+            "cannot find `{old}` in the text; write `{new}` by hand"
+        )));
+    };
+    let replacement = if written == old {
+        new.to_owned()
+    } else if written == format!("\"{old}\"") {
+        format!("\"{new}\"")
+    } else if written == format!("'{old}'") {
+        format!("'{new}'")
+    } else {
+        return Err(at(format!(
+            "`{old}` is not written as a plain or quoted scalar: write `{new}` there by hand"
+        )));
+    };
+    Ok((range, replacement))
+}
+
 /// Where the entities of a ZenML directory file do not match `schema`: each entity checked on
 /// its own, errors at the entry that made it (slower than checking the store at once; for
 /// when that check failed).
@@ -483,7 +594,8 @@ struct WorkspaceEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProjectEntry {
-    id: String,
+    /// Spanned: `zenml-projects --write` rewrites it in place ([`project_id_edits`]).
+    id: Spanned<String>,
     name: String,
     #[serde(alias = "tenant")]
     workspace: String,
@@ -581,8 +693,9 @@ struct BindingEntry {
     organization: Option<String>,
     #[serde(default, alias = "tenant")]
     workspace: Option<String>,
+    /// Spanned: a project named by id follows its project's id ([`project_id_edits`]).
     #[serde(default)]
-    project: Option<String>,
+    project: Option<Spanned<String>>,
 }
 
 // ---- Resolution -------------------------------------------------------------------------
@@ -810,7 +923,7 @@ impl<'a> Builder<'a> {
     fn projects(&mut self, directory: &mut Directory, projects: &[Spanned<ProjectEntry>]) {
         for (i, project) in projects.iter().enumerate() {
             let entry = format!("projects[{i}] `{}`", project.value.name);
-            self.uuid(project, &entry, &project.value.id);
+            self.uuid(project, &entry, &project.value.id.value);
             let Some(workspace) = directory.find_workspace(&project.value.workspace).cloned() else {
                 self.error(
                     project,
@@ -833,11 +946,11 @@ impl<'a> Builder<'a> {
                 );
                 continue;
             }
-            let mut attrs = self.role_groups(&project.value.id, &PROJECT_ROLES);
-            let members = role_uid(&project.value.id, PROJECT_MEMBERS);
+            let mut attrs = self.role_groups(&project.value.id.value, &PROJECT_ROLES);
+            let members = role_uid(&project.value.id.value, PROJECT_MEMBERS);
             self.add_group(members.clone());
             for (role, _) in PROJECT_ROLES {
-                self.add_parent(role_uid(&project.value.id, role), members.clone());
+                self.add_parent(role_uid(&project.value.id.value, role), members.clone());
             }
             attrs.insert("members".into(), entity_ref(&members));
             attrs.insert("name".into(), json!(project.value.name));
@@ -847,15 +960,18 @@ impl<'a> Builder<'a> {
                 project,
                 &entry,
                 "Project",
-                &project.value.id,
+                &project.value.id.value,
                 Value::Object(attrs),
             );
-            self.add_parent(("ZenML::Project".into(), project.value.id.clone()), workspace_key);
+            self.add_parent(
+                ("ZenML::Project".into(), project.value.id.value.clone()),
+                workspace_key,
+            );
             directory.projects.insert(
-                project.value.id.clone(),
+                project.value.id.value.clone(),
                 Project {
                     named: Named {
-                        id: project.value.id.clone(),
+                        id: project.value.id.value.clone(),
                         name: project.value.name.clone(),
                     },
                     workspace_id: workspace.named.id.clone(),
@@ -866,7 +982,7 @@ impl<'a> Builder<'a> {
                 .projects
                 .entry(project.value.name.clone())
                 .or_default()
-                .push(project.value.id.clone());
+                .push(project.value.id.value.clone());
         }
     }
 
@@ -1319,7 +1435,7 @@ impl<'a> Builder<'a> {
                 Some(w) => return Some(BindingScope::Workspace(w.named.id.clone())),
                 None => format!("unknown workspace `{ws}`"),
             },
-            (None, None, Some(project)) => match directory.find_project(project) {
+            (None, None, Some(Spanned { value: project, .. })) => match directory.find_project(project) {
                 Some(p) => return Some(BindingScope::Project(p.named.id.clone())),
                 None => {
                     let ambiguous = directory

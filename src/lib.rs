@@ -20,9 +20,10 @@
 //! - [`server`]: the accept loop and graceful shutdown
 //! - [`table`]: decision tables (`zenml-authz test`)
 //! - [`watch`]: hot reload: file watching, debounce, SIGHUP, keep the last good snapshot
+//! - [`zenml_client`]: a client of a ZenML server's own REST API (info, API-key login, projects)
 //! - [`cli`]: the command line and its exit codes
 //! - [`authoring`]: policy authoring, one file per command: `authorize`, `who-can`, `what-can`,
-//!   `fmt`, `export`, `validate`'s warnings
+//!   `fmt`, `export`, `validate`'s warnings, `zenml-projects`
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -48,6 +49,7 @@ pub mod store;
 pub mod table;
 pub mod watch;
 pub mod zenml;
+pub mod zenml_client;
 
 /// The allocator of every binary built from this crate (the sidecar, its tests and benches):
 /// Cedar's evaluator and entity loading make many small, short-lived allocations, on which

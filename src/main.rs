@@ -1,5 +1,5 @@
 //! The `zenml-authz` binary: parse the command line, then serve, validate, test or run an
-//! authoring command (`authorize`, `who-can`, `what-can`, `fmt`, `export`).
+//! authoring command (`authorize`, `who-can`, `what-can`, `fmt`, `export`, `zenml-projects`).
 
 use std::process::ExitCode;
 
@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Fmt(args) => authoring::fmt(&args).emit(),
         Command::Export(args) => authoring::export(&args).emit(),
         Command::HashToken(args) => hash_token(&args.name),
+        Command::ZenmlProjects(args) => authoring::zenml_projects(&args).emit(),
     };
     ExitCode::from(code as u8)
 }

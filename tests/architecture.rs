@@ -29,6 +29,7 @@ const LAYERS: &[&str] = &[
     "server",
     "table",
     "watch",
+    "zenml_client",
     "cli",
     "authoring",
 ];

@@ -12,7 +12,9 @@
 //! * [`lint`]: `validate`'s warnings beyond Cedar's own: unused custom roles, teams without
 //!   members, bindings that change no decision, policies naming entities the directory lacks;
 //! * [`export`]: the entities, policies and schema the sidecar evaluates, as files for Cedar's
-//!   own tools.
+//!   own tools;
+//! * [`zenml_projects`]: a ZenML server's projects next to the directory's projects of that
+//!   workspace; `--write` copies ZenML's generated ids into the directory file, in place.
 //!
 //! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
 //! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
@@ -31,6 +33,7 @@ mod lint;
 mod questioner;
 mod what_can;
 mod who_can;
+mod zenml_projects;
 
 pub use authorize::authorize;
 pub use export::export;
@@ -38,6 +41,7 @@ pub use fmt::{fmt, format_cedar};
 pub use lint::lint;
 pub use what_can::what_can;
 pub use who_can::{Grant, who_can, who_may};
+pub use zenml_projects::{Row, State, compare, zenml_projects};
 
 use std::fmt::Write as _;
 use std::path::Path;
