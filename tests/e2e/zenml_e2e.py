@@ -243,9 +243,17 @@ def main():
         # A project role on a project ZenML made: the directory's `churn` gets ZenML's id.
         churn = run("ada", "create_project", "churn")
         check("org admin creates project churn", churn["ok"], churn)
+        fraud = run("ada", "create_project", "fraud")
+        check("org admin creates project fraud", fraud["ok"], fraud)
         before = status(authz_port)["revision"]
-        text = directory.read_text()
-        directory.write_text(text.replace(CHURN, churn.get("value", CHURN)))
+        sync = subprocess.run(
+            [str(binary), "zenml-projects", "--zenml-url", server_url, "--write",
+             "--policies", str(policies), "--schemas", str(ROOT / "schemas"), "--directory", str(directory)],
+            env={**os.environ, "ZENML_AUTHZ_ZENML_API_KEY": CREDENTIALS["api_keys"]["ada"]},
+            capture_output=True, text=True, timeout=120)
+        check("zenml-projects --write binds the directory's churn and fraud to ZenML's ids",
+              sync.returncode == 0 and churn.get("value", "?") in directory.read_text()
+              and CHURN not in directory.read_text(), sync.stdout + sync.stderr)
         end = time.time() + 30
         while status(authz_port)["revision"] == before and time.time() < end:
             time.sleep(0.2)
