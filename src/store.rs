@@ -321,29 +321,32 @@ fn grantee_columns(grantee: &Grantee) -> (&'static str, &str) {
     }
 }
 
+/// A row of five text columns (the shares and memberships tables are read this way).
+fn five_texts(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, String, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+}
+
+/// The grantee a stored row names (`grantee_kind`, `grantee_id`); `index` is the row's, for the
+/// error.
+fn stored_grantee(index: usize, kind: &str, id: String) -> Result<Grantee, StoreError> {
+    match kind {
+        "user" => Ok(Grantee::User(id)),
+        "team" => Ok(Grantee::Team(id)),
+        other => Err(StoreError::Corrupt(index, format!("grantee kind `{other}`"))),
+    }
+}
+
 impl ShareStore for SqliteShareStore {
     fn load(&self) -> Result<Vec<StoredShare>, StoreError> {
         let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
         let mut statement = inner.connection.prepare(
             "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares ORDER BY 1, 2, 3, 4",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        })?;
+        let rows = statement.query_map([], five_texts)?;
         let mut shares = Vec::new();
         for (index, row) in rows.enumerate() {
             let (workspace, resource, kind, id, actions) = row?;
-            let grantee = match kind.as_str() {
-                "user" => Grantee::User(id),
-                "team" => Grantee::Team(id),
-                other => return Err(StoreError::Corrupt(index, format!("grantee kind `{other}`"))),
-            };
+            let grantee = stored_grantee(index, &kind, id)?;
             let actions = actions
                 .split(',')
                 .filter(|a| !a.is_empty())
@@ -372,23 +375,11 @@ impl ShareStore for SqliteShareStore {
         let mut statement = inner.connection.prepare(
             "SELECT grantee_kind, grantee_id, place_kind, place_id, workspace_id FROM memberships",
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, String>(4)?,
-            ))
-        })?;
+        let rows = statement.query_map([], five_texts)?;
         let mut reaches: BTreeMap<Grantee, Reach> = BTreeMap::new();
         for (index, row) in rows.enumerate() {
             let (kind, id, place_kind, place_id, workspace_id) = row?;
-            let grantee = match kind.as_str() {
-                "user" => Grantee::User(id),
-                "team" => Grantee::Team(id),
-                other => return Err(StoreError::Corrupt(index, format!("grantee kind `{other}`"))),
-            };
+            let grantee = stored_grantee(index, &kind, id)?;
             let reach = reaches.entry(grantee).or_default();
             match place_kind.as_str() {
                 "organization" => reach.organization = true,

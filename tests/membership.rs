@@ -26,7 +26,7 @@ use common::sample::{
     ADA, AUDITORS, BOB, CAROL, CHURN, CI_BOT, DAVE, ERIN, FRAUD, GRACE, IVAN, KEN, NINA, PLATFORM,
     PRODUCTION, STAGING,
 };
-use common::{Reply, Server, query};
+use common::{HANG_GUARD, Reply, Server, query};
 use serde_json::{Value, json};
 
 const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
@@ -266,7 +266,7 @@ impl Sandbox {
         );
         // The watcher checks the sources once it is registered: wait for that check, so that
         // an edit is never read half-written by it.
-        wait_status(&server, |s| s["reloads"]["unchanged"] != 0);
+        server.wait_status(|s| s["reloads"]["unchanged"] != 0);
         server
     }
 
@@ -305,7 +305,7 @@ impl Sandbox {
     fn edit_and_reload(&self, server: &Server, line: &str, with: &str) {
         let (_, before) = server.get("/v1/status");
         self.edit(line, with);
-        wait_status(server, |s| s["revision"] != before["revision"]);
+        server.wait_status(|s| s["revision"] != before["revision"]);
     }
 
     /// (grantee kind, grantee id, resource, actions) of every audited membership purge.
@@ -329,21 +329,6 @@ fn save_by_rename(path: &Path, text: &str) {
     let temporary = path.with_extension("yaml.tmp~");
     std::fs::write(&temporary, text).unwrap();
     std::fs::rename(&temporary, path).unwrap();
-}
-
-/// A guard against a hang only; how fast a reload is, is never asserted.
-const HANG_GUARD: Duration = Duration::from_secs(120);
-
-fn wait_status(server: &Server, condition: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let (_, status) = server.get("/v1/status");
-        if condition(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "status never matched: {status}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The value of `authz_shares_purged_total{reason="membership_removed"}` (0 when absent).
@@ -567,7 +552,7 @@ fn issue_17_an_invalid_edit_purges_nothing() {
         DAVE_BINDING,
         "  - {team: no-such-team, role: viewer, workspace: production}\n",
     );
-    let status = wait_status(&server, |s| s["reloads"]["failed"] != 0);
+    let status = server.wait_status(|s| s["reloads"]["failed"] != 0);
     assert_eq!(
         status["revision"], before["revision"],
         "the active snapshot stays"

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{HANG_GUARD, Server};
 use serde_json::{Value, json};
 
 /// The `workspace-viewer` policy as `zenml-authz fmt` writes it in policies/workspace.cedar.
@@ -45,26 +45,9 @@ fn start(dir: &Path, extra: &[&str]) -> Server {
     // A watcher checks the sources once it is registered; wait for that check, so that a
     // test's edit is never read half-written by it.
     if !extra.contains(&"off") {
-        wait_status(&server, |s| s["reloads"]["unchanged"] != 0);
+        server.wait_status(|s| s["reloads"]["unchanged"] != 0);
     }
     server
-}
-
-/// A guard against a hang only: a wait fails when what it waits for has not happened at all
-/// after this long. How fast a reload is, is measured (BENCHMARKS.md), never asserted here.
-const HANG_GUARD: Duration = Duration::from_secs(120);
-
-/// Polls until `condition` holds on `/v1/status`.
-fn wait_status(server: &Server, condition: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + HANG_GUARD;
-    loop {
-        let (_, status) = server.get("/v1/status");
-        if condition(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "status never matched: {status}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// `text` (workspace.cedar) with the `workspace-viewer` permit turned into a forbid.
@@ -105,7 +88,7 @@ fn an_edit_flips_the_decision_and_the_revision() {
     let path = workspace_policies(dir.path());
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, flipped(&text)).unwrap();
-    let status = wait_status(&server, |s| s["revision"] != before.as_str());
+    let status = server.wait_status(|s| s["revision"] != before.as_str());
     let (denied, revision) = decision(&server);
     assert_eq!(denied, "Deny");
     assert_eq!(revision, status["revision"].as_str().unwrap());
@@ -121,7 +104,7 @@ fn a_broken_edit_keeps_the_last_good_policies_until_it_is_fixed() {
     let text = std::fs::read_to_string(&path).unwrap();
     let broken_line = text.lines().count() + 1;
     std::fs::write(&path, format!("{text}permit (principal, action, resource\n")).unwrap();
-    let status = wait_status(&server, |s| !s["last_load_error"].is_null());
+    let status = server.wait_status(|s| !s["last_load_error"].is_null());
     let errors = status["last_load_error"].as_array().unwrap();
     assert!(
         errors.iter().any(|e| e
@@ -142,7 +125,7 @@ fn a_broken_edit_keeps_the_last_good_policies_until_it_is_fixed() {
     let (ready, _) = server.get("/readyz");
     assert_eq!(ready, 200, "still ready on the last good snapshot");
     std::fs::write(&path, &text).unwrap();
-    let status = wait_status(&server, |s| s["last_load_error"].is_null());
+    let status = server.wait_status(|s| s["last_load_error"].is_null());
     assert_eq!(
         status["revision"],
         good.as_str(),
@@ -297,7 +280,7 @@ fn a_whole_directory_replaced_and_a_configmap_symlink_swap_reload() {
     .unwrap();
     std::fs::rename(&schemas, dir.path().join("schemas.old")).unwrap();
     std::fs::rename(&replacement, &schemas).unwrap();
-    wait_status(&server, |s| s["revision"] != before["revision"]);
+    server.wait_status(|s| s["revision"] != before["revision"]);
 }
 
 fn wait_for(server: &Server, expected: &str, what: &str) {
@@ -393,7 +376,7 @@ fn flipping_under_load_never_fails_or_goes_back() {
         save_by_rename(&path, &format!("// flip {k}\n{text}"));
     };
     write_version(0);
-    let first = wait_status(&server, |s| s["reloads"]["succeeded"] == 1);
+    let first = server.wait_status(|s| s["reloads"]["succeeded"] == 1);
 
     let stop = Arc::new(AtomicBool::new(false));
     // (sent at, revision, decision) of every answer.
@@ -425,7 +408,7 @@ fn flipping_under_load_never_fails_or_goes_back() {
     for k in 1..=FLIPS {
         let previous = seen.last().unwrap().0.clone();
         write_version(k);
-        let status = wait_status(&server, |s| s["revision"] != previous.as_str());
+        let status = server.wait_status(|s| s["revision"] != previous.as_str());
         seen.push((status["revision"].as_str().unwrap().to_owned(), k, Instant::now()));
     }
     stop.store(true, Ordering::Relaxed);
@@ -528,7 +511,7 @@ fn issue_16_shares_and_logs_beside_the_sources_never_reload() {
     let path = workspace_policies(dir.path());
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, flipped(&text)).unwrap();
-    let status = wait_status(&server, |s| s["revision"] != before["revision"]);
+    let status = server.wait_status(|s| s["revision"] != before["revision"]);
     assert_eq!(decision(&server).0, "Deny");
     assert_eq!(status["shares"]["count"], 20, "{status}");
     assert_eq!(

@@ -158,7 +158,7 @@ fn issue_16_a_reload_never_loses_a_required_policy_or_empties_a_file() {
             "workspace.cedar (no required policy) emptied",
             vec![Step {
                 change: Box::new(write("workspace.cedar", String::new())),
-                expect: Expect::Refused(vec![emptied("workspace.cedar", "7 (`workspace-admin`, ")]),
+                expect: Expect::Refused(vec![emptied("workspace.cedar", "8 (`workspace-admin`, ")]),
                 mallory: "Deny",
             }],
         ),

@@ -235,7 +235,27 @@ pub fn query(pairs: &[(&str, &str)]) -> String {
     serializer.finish()
 }
 
+/// A guard against a hang only: a wait fails when what it waits for has not happened at all
+/// after this long. How fast anything is, is measured (BENCHMARKS.md), never asserted in tests.
+pub const HANG_GUARD: Duration = Duration::from_secs(120);
+
 impl Server {
+    /// Polls `/v1/status` until `condition` holds, and returns it.
+    pub fn wait_status(&self, condition: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + HANG_GUARD;
+        loop {
+            let (_, status) = self.get("/v1/status");
+            if condition(&status) {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "status never matched: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Any method, with extra headers and an optional body; panics if the server cannot be
     /// reached.
     pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Body<'_>) -> Reply {
