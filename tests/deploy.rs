@@ -327,3 +327,148 @@ fn the_image_listens_on_all_addresses_only_with_caller_tokens() {
     child.wait().unwrap();
     assert!(first.starts_with("listening on http://0.0.0.0:"), "{first:?}");
 }
+
+/// The path of the `kubernetes-validate` venv, made once by `scripts/k8s-validate-venv.sh`.
+fn k8s_validate() -> PathBuf {
+    let output = Command::new("bash")
+        .arg(common::root().join("scripts/k8s-validate-venv.sh"))
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/k8s-validate-venv.sh:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join("bin/kubernetes-validate")
+}
+
+fn manifests() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(common::root().join("deploy/kubernetes"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Every Kubernetes manifest validates offline against the Kubernetes schemas (strict: an
+/// unknown or misspelt field fails), both variants: one replica, and the sidecar in ZenML's pod.
+#[test]
+fn the_kubernetes_manifests_validate_against_the_kubernetes_schemas() {
+    let validate = k8s_validate();
+    let files = manifests();
+    let names: Vec<String> = files
+        .iter()
+        .map(|path| path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.contains(&"zenml-authz.yaml".to_owned())
+            && names.contains(&"zenml-authz-sidecar.yaml".to_owned()),
+        "{names:?}"
+    );
+    let output = Command::new(&validate)
+        .args(["--strict", "--quiet"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubernetes-validate --strict:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // And it does catch a misspelt field (the check is not vacuous).
+    let broken = tempfile::tempdir().unwrap();
+    let sidecar = std::fs::read_to_string(common::root().join("deploy/kubernetes/zenml-authz-sidecar.yaml"))
+        .unwrap()
+        .replace("readinessProbe:", "readinesProbe:");
+    std::fs::write(broken.path().join("broken.yaml"), sidecar).unwrap();
+    let output = Command::new(&validate)
+        .args(["--strict", "--quiet"])
+        .arg(broken.path().join("broken.yaml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+}
+
+/// The sidecar variant: in ZenML's pod on localhost, shares in PostgreSQL from a Secret, the
+/// token secret from a Secret, probes on the admin port, read-only root and policies.
+#[test]
+fn the_sidecar_manifest_keeps_the_api_on_localhost_and_its_secrets_in_secrets() {
+    let text =
+        std::fs::read_to_string(common::root().join("deploy/kubernetes/zenml-authz-sidecar.yaml")).unwrap();
+    for expected in [
+        "{name: ZENML_AUTHZ_LISTEN, value: \"127.0.0.1:8180\"}",
+        "name: ZENML_AUTHZ_SHARES_DB\n              valueFrom:\n                secretKeyRef: {name: zenml-authz-shares-db, key: url}",
+        "{name: ZENML_AUTHZ_TOKEN_SECRET_FILE, value: /etc/zenml-authz/secrets/token-secret}",
+        "secret: {secretName: zenml-authz,",
+        "httpGet: {path: /readyz, port: authz-admin}",
+        "httpGet: {path: /healthz, port: authz-admin}",
+        "readOnlyRootFilesystem: true",
+        "runAsNonRoot: true",
+        "{name: authz-policies, mountPath: /etc/zenml-authz/policies, readOnly: true}",
+        "limits: {",
+    ] {
+        assert!(text.contains(expected), "sidecar manifest lacks `{expected}`");
+    }
+    assert!(
+        !text.contains("subPath:"),
+        "a subPath mount never sees ConfigMap updates"
+    );
+    let values =
+        std::fs::read_to_string(common::root().join("deploy/helm/zenml-values-sidecar.yaml")).unwrap();
+    assert!(values.contains("ZENML_SERVER_PRO_API_URL: http://localhost:8180/zenml"));
+}
+
+/// Every `ZENML_AUTHZ_*` variable the deployment files set is one `serve` reads (as `serve
+/// --help` lists them), so a misspelt one fails here instead of being ignored in production.
+#[test]
+fn the_deployment_files_set_only_variables_serve_reads() {
+    let help = Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let help = String::from_utf8(help.stdout).unwrap();
+    let mut known: std::collections::BTreeSet<String> = help
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| rest.split(['=', ']']).next().unwrap().trim().to_owned())
+        .collect();
+    assert!(
+        known.contains("ZENML_AUTHZ_LISTEN") && known.contains("ZENML_AUTHZ_SHARES_DB"),
+        "{known:?}"
+    );
+    // Read directly, without a flag (a secret never goes on the command line).
+    known.insert("ZENML_AUTHZ_TOKEN_SECRET".to_owned());
+    let mut files = manifests();
+    files.push(common::root().join("deploy/Dockerfile"));
+    for entry in std::fs::read_dir(common::root().join("deploy/helm")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let systemd = common::root().join("deploy/systemd");
+    if systemd.exists() {
+        for entry in std::fs::read_dir(systemd).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    let mut seen = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (start, _) in text.match_indices("ZENML_AUTHZ_") {
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                known.contains(&name),
+                "{}: `{name}` is not a variable `zenml-authz serve` reads",
+                file.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 10, "{seen}");
+}
