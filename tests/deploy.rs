@@ -147,7 +147,7 @@ fn target_dir() -> PathBuf {
 /// sources against the same manifest and lock file; optimization never makes a missing file
 /// or an unresolvable manifest build), and the build goes to `docker-context/` in this suite's
 /// target directory (reused between runs; the context is rebuilt there too) with `--offline` (the suite's own build has fetched
-/// every crate the lock file names).
+/// every crate the lock file names); debug info and the incremental cache are off there.
 #[test]
 fn issue_18_the_image_builds_from_exactly_what_its_build_stage_copies() {
     let stages = dockerfile();
@@ -182,6 +182,9 @@ fn issue_18_the_image_builds_from_exactly_what_its_build_stage_copies() {
         .arg("--offline")
         .current_dir(&workdir)
         .env("CARGO_TARGET_DIR", target_dir().join("docker-context"))
+        // Smaller and quicker: no debug info, no incremental cache (not needed to prove a build).
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_INCREMENTAL", "0")
         .output()
         .unwrap();
     assert!(
