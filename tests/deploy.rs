@@ -85,6 +85,10 @@ fn dockerfile() -> Vec<Stage> {
 fn docker_copy(source: &str, dest: &Path, dest_is_dir: bool) {
     let from = common::root().join(source);
     assert!(from.exists(), "COPY {source}: not in the repository");
+    assert!(
+        !dockerignored(source),
+        "COPY {source}: left out of the build context by .dockerignore"
+    );
     if from.is_dir() {
         for entry in walkdir::WalkDir::new(&from) {
             let entry = entry.unwrap();
@@ -104,6 +108,21 @@ fn docker_copy(source: &str, dest: &Path, dest_is_dir: bool) {
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
         std::fs::copy(&from, &target).unwrap();
     }
+}
+
+/// Whether the repository's `.dockerignore` leaves `source` out of the build context (its
+/// patterns are top-level names, `*` only at the end).
+fn dockerignored(source: &str) -> bool {
+    let ignore = std::fs::read_to_string(common::root().join(".dockerignore")).unwrap();
+    let source = source.trim_start_matches("./");
+    ignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .any(|pattern| match pattern.strip_suffix('*') {
+            Some(prefix) => source.starts_with(prefix),
+            None => source == pattern || source.starts_with(&format!("{pattern}/")),
+        })
 }
 
 /// Reproduces a stage's `COPY` lines (not those `--from` another stage) under `root`, which
@@ -151,6 +170,7 @@ fn target_dir() -> PathBuf {
 #[test]
 fn issue_18_the_image_builds_from_exactly_what_its_build_stage_copies() {
     let stages = dockerfile();
+    assert!(dockerignored("target") && !dockerignored("src"));
     let build = stages
         .iter()
         .find(|stage| stage.all("RUN").any(|run| run.starts_with("cargo build")))
