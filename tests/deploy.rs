@@ -559,3 +559,52 @@ fn the_systemd_unit_verifies_and_runs_unprivileged() {
         .unwrap();
     assert!(String::from_utf8_lossy(&verify.stderr).contains("ProtectSytem"));
 }
+
+/// The unit's settings start the binary: its `Environment=` lines (absolute paths under a temp
+/// dir that stands for `/`, laid out as deploy/README.md's install steps do, ports free ones)
+/// plus the token secret its environment file holds.
+#[test]
+fn the_systemd_units_settings_serve_on_loopback() {
+    let unit = std::fs::read_to_string(common::root().join("deploy/systemd/zenml-authz.service")).unwrap();
+    let env: BTreeMap<&str, &str> = unit
+        .lines()
+        .filter_map(|line| line.strip_prefix("Environment="))
+        .map(|pair| pair.split_once('=').unwrap())
+        .collect();
+    assert_eq!(env["ZENML_AUTHZ_LISTEN"], "127.0.0.1:8180");
+    let host = tempfile::tempdir().unwrap();
+    let on_host = |path: &str| host.path().join(path.trim_start_matches('/'));
+    for folder in ["policies", "schemas"] {
+        docker_copy(folder, &on_host(&format!("/etc/zenml-authz/{folder}")), true);
+    }
+    std::fs::create_dir_all(on_host("/var/lib/zenml-authz")).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
+    command.arg("serve").env_clear();
+    for (key, value) in &env {
+        if value.starts_with('/') {
+            command.env(key, on_host(value));
+        } else {
+            command.env(key, value);
+        }
+    }
+    let mut child = command
+        .env("ZENML_AUTHZ_TOKEN_SECRET", "0123456789abcdef0123456789abcdef")
+        .env("ZENML_AUTHZ_LISTEN", "127.0.0.1:0")
+        .env("ZENML_AUTHZ_ADMIN_LISTEN", "127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    child.kill().unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        first.starts_with("listening on http://127.0.0.1:"),
+        "{first:?}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(on_host("/var/lib/zenml-authz/shares.db").exists());
+}
