@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod postgres;
 pub mod sample;
 
 /// The repository root (bundled policies, schemas, directory).
