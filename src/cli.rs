@@ -236,6 +236,15 @@ pub struct ServeArgs {
     /// --shares-db-url-file or this variable, not on the command line.
     #[arg(long, env = "ZENML_AUTHZ_SHARES_DB", default_value = "zenml-authz-shares.db")]
     pub shares_db: PathBuf,
+    /// Seconds between full reloads of the shares from a PostgreSQL database, the safety net
+    /// under the change notifications (a notification lost with a connection).
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_SHARES_RESYNC_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub shares_resync_secs: u64,
     /// File holding the PostgreSQL URL of the share database (it may hold a password; trailing
     /// newlines are trimmed). Replaces --shares-db.
     #[arg(long, env = "ZENML_AUTHZ_SHARES_DB_URL_FILE", conflicts_with = "shares_db")]

@@ -247,6 +247,12 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
         hangup,
         until_stopped(stopped.clone()),
     ));
+    // Shares written by the other sidecars on a shared database.
+    tokio::spawn(watch::follow_shares(
+        state.clone(),
+        std::time::Duration::from_secs(args.shares_resync_secs),
+        until_stopped(stopped.clone()),
+    ));
     server::run(listener, admin, state, &config, until_stopped(stopped)).await;
     exit::OK
 }

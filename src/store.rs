@@ -152,6 +152,12 @@ pub trait ShareStore: Send + Sync + std::fmt::Debug {
     ) -> Result<(), StoreError>;
     /// The audit log, oldest first.
     fn events(&self) -> Result<Vec<ShareEvent>, StoreError>;
+    /// Changes made by other processes: the value is bumped whenever the stored shares may have
+    /// changed elsewhere (then [`Shares::refresh`] reloads them). `None`: only this process
+    /// writes (SQLite).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Why the store refuses every write from now on, if it does (e.g. its file was deleted).
     fn failure(&self) -> Option<String> {
         None
@@ -657,6 +663,35 @@ pub const RESOURCE_DELETED: &str = "resource deleted";
 /// member of the place that holds the resource.
 pub const MEMBERSHIP_REMOVED: &str = "membership removed";
 
+/// A share as the view holds it: (workspace, canonical resource, grantee, sorted actions).
+type HeldShare = (String, String, Grantee, Vec<String>);
+
+/// The view of `stored`, and the shares it holds as (workspace, resource, grantee, sorted
+/// actions). Stored rows that no longer parse are skipped with a warning (they cannot match any
+/// request).
+fn build_set(stored: Vec<StoredShare>) -> (ShareSet, Vec<HeldShare>) {
+    let mut set = ShareSet::default();
+    let mut held = Vec::with_capacity(stored.len());
+    for share in stored {
+        match Resource::parse(&share.resource) {
+            Ok(resource) => {
+                let mut actions = share.actions;
+                actions.sort();
+                actions.dedup();
+                held.push((
+                    share.workspace.clone(),
+                    resource.to_string(),
+                    share.grantee.clone(),
+                    actions.clone(),
+                ));
+                set.set(&share.workspace, &resource, share.grantee, actions);
+            }
+            Err(error) => tracing::warn!(%error, "skipping a stored share"),
+        }
+    }
+    (set, held)
+}
+
 /// One consistent view of all shares, with a version that changes on every write.
 #[derive(Debug, Default)]
 pub struct ShareSnapshot {
@@ -679,18 +714,48 @@ impl Shares {
     /// Loads every stored share into memory. Stored rows that no longer parse are skipped with a
     /// warning (they cannot match any request).
     pub fn open(store: Box<dyn ShareStore>) -> Result<Self, StoreError> {
-        let mut set = ShareSet::default();
-        for share in store.load()? {
-            match Resource::parse(&share.resource) {
-                Ok(resource) => set.set(&share.workspace, &resource, share.grantee, share.actions),
-                Err(error) => tracing::warn!(%error, "skipping a stored share"),
-            }
-        }
+        let (set, _) = build_set(store.load()?);
         Ok(Self {
             store,
             current: ArcSwap::from_pointee(ShareSnapshot { version: 0, set }),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Changes made by other sidecars on the same database ([`ShareStore::changes`]).
+    pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.store.changes()
+    }
+
+    /// Reloads every share from the store and, when they differ from the view, swaps in a new
+    /// view with a new version (so no cached decision outlives a remote change). Returns whether
+    /// it did.
+    pub fn refresh(&self) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let (set, mut stored) = build_set(self.store.load()?);
+        let current = self.current.load();
+        let mut held: Vec<HeldShare> = current
+            .set
+            .iter()
+            .map(|(workspace, resource, grantee, actions)| {
+                (
+                    workspace.to_owned(),
+                    resource.to_owned(),
+                    grantee.clone(),
+                    actions.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        held.sort();
+        stored.sort();
+        if held == stored {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+        }));
+        Ok(true)
     }
 
     /// Why every share write is refused from now on, if it is (the database file was deleted

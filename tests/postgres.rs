@@ -130,3 +130,48 @@ fn an_unreachable_database_stops_the_start_naming_it_without_the_password() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains(PASSWORD));
 }
+
+/// Polls `allows` on `server` until it answers `expected` (a guard against a hang only: how
+/// fast is measured in BENCHMARKS.md, never asserted).
+fn wait_for(server: &Server, token: &str, action: &str, resource: &str, expected: bool) {
+    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    while allows(server, token, action, resource) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{action} on {resource} never became {expected}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Issue 18: two sidecars on one database; a share made through A is enforced by B, and a
+/// revoke through A denies on B (no cached allow survives it).
+#[test]
+fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
+    let database = TestDatabase::create();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "postgres-test-token-secret-0123456789abcdef").unwrap();
+    let secret = secret.path().to_str().unwrap();
+    // A long resync: the notification, not the safety net, must carry the change.
+    let flags = [
+        "--shares-db",
+        &database.url,
+        "--token-secret-file",
+        secret,
+        "--shares-resync-secs",
+        "86400",
+    ];
+    let a = Server::start(&flags);
+    let b = Server::start(&flags);
+    let token = a.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let pipeline = format!("{CHURN}:pipeline/11111111-1111-4111-8111-111111111111");
+    assert!(!allows(&b, &token, "update", &pipeline));
+
+    assert_eq!(share(&a, &token, &pipeline, &["read", "update"]), 200);
+    wait_for(&b, &token, "update", &pipeline, true);
+    // B has cached the allow; the revoke through A must still deny on B.
+    assert!(allows(&b, &token, "update", &pipeline));
+    assert_eq!(share(&a, &token, &pipeline, &[]), 200);
+    wait_for(&b, &token, "update", &pipeline, false);
+    assert!(!allows(&a, &token, "update", &pipeline));
+}

@@ -68,6 +68,7 @@ suite!(
     a_purge_removes_every_share_of_the_resource_in_its_workspace_only,
     memberships_are_remembered_and_settling_purges_with_the_reason,
     concurrent_replacements_from_two_stores_end_whole_and_are_all_audited,
+    a_refresh_takes_in_what_another_store_wrote_with_a_new_version,
 );
 
 fn share(resource: &str, grantee: Grantee, actions: &[&str]) -> StoredShare {
@@ -274,4 +275,32 @@ fn concurrent_replacements_from_two_stores_end_whole_and_are_all_audited(backend
             .count();
         assert_eq!(count, WRITES, "{list:?}");
     }
+}
+
+/// What another store (another sidecar) wrote reaches the view by `Shares::refresh`, with a new
+/// version each time it differs (the decision cache keys on it), and only then.
+fn a_refresh_takes_in_what_another_store_wrote_with_a_new_version(backend: &dyn Backend) {
+    let shares = Shares::open(backend.open()).unwrap();
+    let other = backend.open();
+    assert!(!shares.refresh().unwrap(), "nothing changed");
+    assert_eq!(shares.snapshot().version, 0);
+
+    other
+        .set(&share(R, Grantee::User("u".into()), &["update", "read"]), None)
+        .unwrap();
+    assert!(shares.refresh().unwrap());
+    assert_eq!(shares.snapshot().version, 1);
+    assert_eq!(
+        shares.snapshot().set.shared_with(W, R, "update"),
+        (vec!["u"], vec![])
+    );
+    assert!(!shares.refresh().unwrap(), "the same shares: the same version");
+    assert_eq!(shares.snapshot().version, 1);
+
+    other
+        .set(&share(R, Grantee::User("u".into()), &[]), None)
+        .unwrap();
+    assert!(shares.refresh().unwrap());
+    assert_eq!(shares.snapshot().version, 2);
+    assert!(shares.snapshot().set.is_empty());
 }

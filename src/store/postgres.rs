@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
 const POOL_SIZE: usize = 4;
 /// How long a call waits for a connection, or for one to be made, before it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The channel every committed change notifies (`LISTEN`/`NOTIFY`), delivered to every
+/// sidecar on the database, the writer's own included.
+pub const CHANNEL: &str = "zenml_authz_shares";
+/// How long the listener waits before it connects again after losing its connection.
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// The advisory lock key that serialises migrations across replicas ("zenml-az" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7a65_6e6d_6c2d_617a;
 
@@ -53,6 +58,9 @@ pub struct PostgresShareStore {
     pool: Pool,
     /// Where it is, without the password (for messages).
     target: String,
+    /// Bumped when another process may have changed the shares (a notification, or a
+    /// reconnect of the listener, after which some may have been missed).
+    changes: tokio::sync::watch::Receiver<u64>,
 }
 
 impl std::fmt::Debug for PostgresShareStore {
@@ -112,6 +120,8 @@ impl PostgresShareStore {
             .enable_all()
             .build()
             .map_err(|error| failed(format!("cannot start its runtime: {error}")))?;
+        let (changed, changes) = tokio::sync::watch::channel(0);
+        runtime.spawn(listen(config.clone(), changed));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -131,6 +141,7 @@ impl PostgresShareStore {
             runtime: Some(runtime),
             pool,
             target,
+            changes,
         };
         store.run(migrate(store.pool.clone()))?;
         Ok(store)
@@ -226,6 +237,7 @@ impl ShareStore for PostgresShareStore {
                     &[&share.workspace, &share.resource, &kind, &id, &actions, &shared_by],
                 )
                 .await?;
+            notify(&transaction).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -252,6 +264,7 @@ impl ShareStore for PostgresShareStore {
                     )
                     .await?;
             }
+            notify(&transaction).await?;
             transaction.commit().await?;
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
         })
@@ -327,9 +340,14 @@ impl ShareStore for PostgresShareStore {
                     .execute(&insert, &[&kind, &id, &place_kind, &place_id, &workspace])
                     .await?;
             }
+            notify(&transaction).await?;
             transaction.commit().await?;
             Ok(())
         })
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.changes.clone())
     }
 
     fn events(&self) -> Result<Vec<ShareEvent>, StoreError> {
@@ -363,6 +381,62 @@ impl ShareStore for PostgresShareStore {
     }
 }
 
+/// Tells every listening sidecar, once `transaction` commits, that the shares changed.
+async fn notify(transaction: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    transaction
+        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .await?;
+    Ok(())
+}
+
+/// Listens on [`CHANNEL`] on a connection of its own, outside the pool, for as long as the
+/// store lives; bumps `changed` on every notification and after every (re)connect (what was
+/// sent while it was away is lost: the reader reloads everything).
+async fn listen(config: tokio_postgres::Config, changed: tokio::sync::watch::Sender<u64>) {
+    let mut lost = false;
+    loop {
+        match config.connect(NoTls).await {
+            Ok((client, mut connection)) => {
+                let notified = changed.clone();
+                let driver = tokio::spawn(async move {
+                    loop {
+                        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                                notified.send_modify(|count| *count += 1);
+                            }
+                            Some(Ok(_)) => {}
+                            Some(Err(error)) => return error_text(&error),
+                            None => return "connection closed".to_owned(),
+                        }
+                    }
+                });
+                match client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+                    Ok(()) => {
+                        if lost {
+                            tracing::info!("share store: listening for changes again");
+                        }
+                        changed.send_modify(|count| *count += 1);
+                        let why = driver.await.unwrap_or_else(|error| error.to_string());
+                        tracing::warn!(error = %why, "share store: lost the change listener's connection");
+                    }
+                    Err(error) => {
+                        driver.abort();
+                        tracing::warn!(error = %error_text(&error), "share store: cannot listen for changes");
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error_text(&error), "share store: cannot connect the change listener");
+            }
+        }
+        lost = true;
+        if changed.is_closed() {
+            return;
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+    }
+}
+
 /// Applies, in one transaction under [`MIGRATION_LOCK`], every migration the database lacks;
 /// refuses a database migrated by a newer version.
 async fn migrate(pool: Pool) -> Result<(), StoreError> {
@@ -371,15 +445,22 @@ async fn migrate(pool: Pool) -> Result<(), StoreError> {
     transaction
         .execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    transaction
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS zenml_authz_migrations (
+    // Created only when missing (`IF NOT EXISTS` alone would log a notice at every start).
+    let exists: bool = transaction
+        .query_one("SELECT to_regclass('zenml_authz_migrations') IS NOT NULL", &[])
+        .await?
+        .try_get(0)?;
+    if !exists {
+        transaction
+            .batch_execute(
+                "CREATE TABLE zenml_authz_migrations (
                  version    INTEGER PRIMARY KEY,
                  name       TEXT NOT NULL,
                  applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
              )",
-        )
-        .await?;
+            )
+            .await?;
+    }
     let applied: Vec<i32> = transaction
         .query("SELECT version FROM zenml_authz_migrations ORDER BY version", &[])
         .await?
