@@ -113,13 +113,25 @@ fn a_share_made_over_http_survives_a_restart_on_postgres() {
 fn an_unreachable_database_stops_the_start_naming_it_without_the_password() {
     let database = TestDatabase::create();
     let missing = format!("{}_missing", database.url);
-    let output = common::serve_bundled(&common::root())
+    let mut child = common::serve_bundled(&common::root())
         .arg("--listen")
         .arg("127.0.0.1:0")
         .arg("--shares-db")
         .arg(with_password(&missing))
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A guard against a hang only (a server that started after all would serve forever).
+    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on a missing database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     let shown = format!("postgres://postgres@127.0.0.1:5432/{}_missing", database.name);
