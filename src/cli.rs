@@ -230,10 +230,25 @@ pub struct ServeArgs {
     /// start and says what to use instead.
     #[arg(long, hide = true)]
     pub token_secret: Option<String>,
-    /// SQLite file of shares written through the ZenML API (created on first start), or
-    /// `:memory:` to keep them in memory only.
+    /// Where the shares written through the ZenML API are kept: a SQLite file (created on first
+    /// start), `:memory:`, or a PostgreSQL database `postgres://user@host:port/database` shared
+    /// by many replicas (migrated at start). A URL with a password belongs in
+    /// --shares-db-url-file or this variable, not on the command line.
     #[arg(long, env = "ZENML_AUTHZ_SHARES_DB", default_value = "zenml-authz-shares.db")]
     pub shares_db: PathBuf,
+    /// Seconds between full reloads of the shares from a PostgreSQL database, the safety net
+    /// under the change notifications (a notification lost with a connection).
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_SHARES_RESYNC_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub shares_resync_secs: u64,
+    /// File holding the PostgreSQL URL of the share database (it may hold a password; trailing
+    /// newlines are trimmed). Replaces --shares-db.
+    #[arg(long, env = "ZENML_AUTHZ_SHARES_DB_URL_FILE", conflicts_with = "shares_db")]
+    pub shares_db_url_file: Option<PathBuf>,
     /// How to notice edits of the sources: file-system `events`, `poll`, or `off` (SIGHUP only).
     #[arg(long, env = "ZENML_AUTHZ_WATCH", value_enum, default_value_t = WatchMode::Events)]
     pub watch: WatchMode,
@@ -332,6 +347,23 @@ impl ServeArgs {
             token_ttl_secs: self.token_ttl_secs,
             token_key,
         })
+    }
+
+    /// Where the shares are kept: `--shares-db`, or the URL in `--shares-db-url-file`.
+    pub fn share_location(&self) -> Result<crate::store::Location, String> {
+        let Some(path) = &self.shares_db_url_file else {
+            return Ok(crate::store::Location::parse(self.shares_db.as_os_str()));
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("--shares-db-url-file `{}`: {error}", path.display()))?;
+        let url = text.trim_end_matches(['\n', '\r']).trim();
+        if !crate::store::is_postgres_url(url) {
+            return Err(format!(
+                "--shares-db-url-file `{}`: not a `postgres://` or `postgresql://` url",
+                path.display()
+            ));
+        }
+        Ok(crate::store::Location::Postgres(url.to_owned()))
     }
 
     /// Watching settings.

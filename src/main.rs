@@ -14,7 +14,7 @@ use zenml_authz::decision_log::DecisionLog;
 use zenml_authz::metrics::Metrics;
 use zenml_authz::snapshot::{self, Loader, Snapshot, Sources};
 use zenml_authz::state::Services;
-use zenml_authz::store::{Shares, SqliteShareStore};
+use zenml_authz::store::Shares;
 use zenml_authz::zenml::ZenmlConfig;
 use zenml_authz::{AppState, authoring, server, table, watch};
 
@@ -182,17 +182,11 @@ impl Startup {
         for warning in &snapshot.warnings {
             tracing::warn!(%warning, "policy validation warning");
         }
-        let store = if args.shares_db.as_os_str() == ":memory:" {
-            SqliteShareStore::in_memory()
-        } else {
-            SqliteShareStore::open(&args.shares_db)
-        };
-        let shares = store
-            .and_then(|store| Shares::open(Box::new(store)))
-            .map_err(|error| {
-                eprintln!("error: {}: {error}", args.shares_db.display());
-                exit::RUNTIME
-            })?;
+        let location = args.share_location().map_err(|message| usage(&message))?;
+        let shares = location.open().and_then(Shares::open).map_err(|error| {
+            eprintln!("error: {location}: {error}");
+            exit::RUNTIME
+        })?;
         Ok(Startup {
             zenml,
             caller_tokens,
@@ -251,6 +245,12 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
         startup.loader,
         args.watch_config(),
         hangup,
+        until_stopped(stopped.clone()),
+    ));
+    // Shares written by the other sidecars on a shared database.
+    tokio::spawn(watch::follow_shares(
+        state.clone(),
+        std::time::Duration::from_secs(args.shares_resync_secs),
         until_stopped(stopped.clone()),
     ));
     server::run(listener, admin, state, &config, until_stopped(stopped)).await;

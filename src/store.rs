@@ -23,6 +23,9 @@ use std::collections::BTreeMap;
 
 use crate::zenml::{Grantee, Memberships, Reach, Resource, ShareSet};
 
+mod postgres;
+pub use postgres::{MIGRATIONS, PostgresShareStore, is_postgres_url, redacted};
+
 /// A storage failure; the change was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -38,6 +41,78 @@ pub enum StoreError {
     /// The database file was deleted or replaced while serving: writes would not be durable.
     #[error("share store: {0}")]
     FileLost(String),
+    /// PostgreSQL refused or failed, or could not be reached (the message names the database,
+    /// never its password).
+    #[error("share store: {0}")]
+    Postgres(String),
+}
+
+/// Where the shares are kept, as `--shares-db` names it.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Location {
+    /// In memory only (`:memory:`).
+    Memory,
+    /// A SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://…` or `postgresql://…`).
+    Postgres(String),
+}
+
+impl Location {
+    /// What `--shares-db` (or the URL file) says.
+    pub fn parse(text: &std::ffi::OsStr) -> Self {
+        match text.to_str() {
+            Some(":memory:") => Location::Memory,
+            Some(url) if is_postgres_url(url) => Location::Postgres(url.to_owned()),
+            _ => Location::Sqlite(PathBuf::from(text)),
+        }
+    }
+
+    /// Opens (creating or migrating if needed) the store.
+    pub fn open(&self) -> Result<Box<dyn ShareStore>, StoreError> {
+        Ok(match self {
+            Location::Memory => Box::new(SqliteShareStore::in_memory()?),
+            Location::Sqlite(path) => Box::new(SqliteShareStore::open(path)?),
+            Location::Postgres(url) => Box::new(PostgresShareStore::open(url)?),
+        })
+    }
+}
+
+/// Shown without a password.
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Memory => f.write_str(":memory:"),
+            Location::Sqlite(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+/// As displayed: never the password.
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// One row of the audit log (`share_events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareEvent {
+    /// `set` or `purge`.
+    pub kind: String,
+    /// The workspace.
+    pub workspace: String,
+    /// The canonical resource string.
+    pub resource: String,
+    /// Whose share; `None` for a purge of a whole resource.
+    pub grantee: Option<Grantee>,
+    /// The actions set (or the purged share's); `None` for a purge of a whole resource.
+    pub actions: Option<Vec<String>>,
+    /// Who shared (a `set`), when the ZenML server said.
+    pub shared_by: Option<String>,
+    /// Why it was purged ([`RESOURCE_DELETED`], [`MEMBERSHIP_REMOVED`]).
+    pub reason: Option<String>,
 }
 
 /// One share as stored.
@@ -53,8 +128,8 @@ pub struct StoredShare {
     pub actions: Vec<String>,
 }
 
-/// Where shares are kept. One small interface, so that a shared PostgreSQL store for
-/// multi-replica deployments can follow.
+/// Where shares are kept: [`SqliteShareStore`] on one machine, [`PostgresShareStore`] for many
+/// replicas. Calls block: make them off the async workers (`spawn_blocking`).
 pub trait ShareStore: Send + Sync + std::fmt::Debug {
     /// Every stored share.
     fn load(&self) -> Result<Vec<StoredShare>, StoreError>;
@@ -75,6 +150,14 @@ pub trait ShareStore: Send + Sync + std::fmt::Debug {
         purged: &[StoredShare],
         reason: &str,
     ) -> Result<(), StoreError>;
+    /// The audit log, oldest first.
+    fn events(&self) -> Result<Vec<ShareEvent>, StoreError>;
+    /// Changes made by other processes: the value is bumped whenever the stored shares may have
+    /// changed elsewhere (then [`Shares::refresh`] reloads them). `None`: only this process
+    /// writes (SQLite).
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Why the store refuses every write from now on, if it does (e.g. its file was deleted).
     fn failure(&self) -> Option<String> {
         None
@@ -336,6 +419,67 @@ fn stored_grantee(index: usize, kind: &str, id: String) -> Result<Grantee, Store
     }
 }
 
+/// A stored action list (`read,update`).
+fn split_actions(actions: &str) -> Vec<String> {
+    actions
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// An audit row's grantee columns, both or neither.
+fn optional_grantee(
+    index: usize,
+    kind: Option<String>,
+    id: Option<String>,
+) -> Result<Option<Grantee>, StoreError> {
+    match (kind, id) {
+        (Some(kind), Some(id)) => stored_grantee(index, &kind, id).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Adds a remembered membership row's place to `reach`.
+fn add_place(
+    reach: &mut Reach,
+    index: usize,
+    place_kind: &str,
+    place_id: String,
+    workspace_id: String,
+) -> Result<(), StoreError> {
+    match place_kind {
+        "organization" => reach.organization = true,
+        "workspace" => {
+            reach.workspaces.insert(place_id);
+        }
+        "project" => {
+            reach.projects.insert(place_id, workspace_id);
+        }
+        other => return Err(StoreError::Corrupt(index, format!("place kind `{other}`"))),
+    }
+    Ok(())
+}
+
+/// The memberships table's rows for `memberships`: (grantee kind, grantee id, place kind,
+/// place id, workspace id).
+fn membership_rows(memberships: &Memberships) -> Vec<(&'static str, &str, &'static str, &str, &str)> {
+    let mut rows = Vec::new();
+    for (grantee, reach) in memberships.iter() {
+        let (kind, id) = grantee_columns(grantee);
+        if reach.organization {
+            rows.push((kind, id, "organization", "", ""));
+        }
+        for workspace in &reach.workspaces {
+            rows.push((kind, id, "workspace", workspace.as_str(), workspace.as_str()));
+        }
+        for (project, workspace) in &reach.projects {
+            rows.push((kind, id, "project", project.as_str(), workspace.as_str()));
+        }
+    }
+    rows
+}
+
 impl ShareStore for SqliteShareStore {
     fn load(&self) -> Result<Vec<StoredShare>, StoreError> {
         let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
@@ -347,11 +491,7 @@ impl ShareStore for SqliteShareStore {
         for (index, row) in rows.enumerate() {
             let (workspace, resource, kind, id, actions) = row?;
             let grantee = stored_grantee(index, &kind, id)?;
-            let actions = actions
-                .split(',')
-                .filter(|a| !a.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let actions = split_actions(&actions);
             shares.push(StoredShare {
                 workspace,
                 resource,
@@ -380,17 +520,13 @@ impl ShareStore for SqliteShareStore {
         for (index, row) in rows.enumerate() {
             let (kind, id, place_kind, place_id, workspace_id) = row?;
             let grantee = stored_grantee(index, &kind, id)?;
-            let reach = reaches.entry(grantee).or_default();
-            match place_kind.as_str() {
-                "organization" => reach.organization = true,
-                "workspace" => {
-                    reach.workspaces.insert(place_id);
-                }
-                "project" => {
-                    reach.projects.insert(place_id, workspace_id);
-                }
-                other => return Err(StoreError::Corrupt(index, format!("place kind `{other}`"))),
-            }
+            add_place(
+                reaches.entry(grantee).or_default(),
+                index,
+                &place_kind,
+                place_id,
+                workspace_id,
+            )?;
         }
         Ok(Memberships::from_reaches(reaches))
     }
@@ -402,6 +538,40 @@ impl ShareStore for SqliteShareStore {
         reason: &str,
     ) -> Result<(), StoreError> {
         self.write(|connection| settle_memberships(connection, current, purged, reason))
+    }
+
+    fn events(&self) -> Result<Vec<ShareEvent>, StoreError> {
+        let inner = self.inner.lock().map_err(|_| StoreError::Poisoned)?;
+        let mut statement = inner.connection.prepare(
+            "SELECT kind, workspace_id, resource, grantee_kind, grantee_id, actions, shared_by, reason
+             FROM share_events ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+            ))
+        })?;
+        let mut events = Vec::new();
+        for (index, row) in rows.enumerate() {
+            let (kind, workspace, resource, grantee_kind, grantee_id, actions, shared_by, reason) = row?;
+            events.push(ShareEvent {
+                kind,
+                workspace,
+                resource,
+                grantee: optional_grantee(index, grantee_kind, grantee_id)?,
+                actions: actions.as_deref().map(split_actions),
+                shared_by,
+                reason,
+            });
+        }
+        Ok(events)
     }
 
     fn failure(&self) -> Option<String> {
@@ -434,17 +604,8 @@ fn settle_memberships(
             "INSERT INTO memberships (grantee_kind, grantee_id, place_kind, place_id, workspace_id)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (grantee, reach) in current.iter() {
-            let (kind, id) = grantee_columns(grantee);
-            if reach.organization {
-                insert.execute(params![kind, id, "organization", "", ""])?;
-            }
-            for workspace in &reach.workspaces {
-                insert.execute(params![kind, id, "workspace", workspace, workspace])?;
-            }
-            for (project, workspace) in &reach.projects {
-                insert.execute(params![kind, id, "project", project, workspace])?;
-            }
+        for (kind, id, place_kind, place_id, workspace) in membership_rows(current) {
+            insert.execute(params![kind, id, place_kind, place_id, workspace])?;
         }
     }
     transaction.commit()?;
@@ -502,6 +663,35 @@ pub const RESOURCE_DELETED: &str = "resource deleted";
 /// member of the place that holds the resource.
 pub const MEMBERSHIP_REMOVED: &str = "membership removed";
 
+/// A share as the view holds it: (workspace, canonical resource, grantee, sorted actions).
+type HeldShare = (String, String, Grantee, Vec<String>);
+
+/// The view of `stored`, and the shares it holds as (workspace, resource, grantee, sorted
+/// actions). Stored rows that no longer parse are skipped with a warning (they cannot match any
+/// request).
+fn build_set(stored: Vec<StoredShare>) -> (ShareSet, Vec<HeldShare>) {
+    let mut set = ShareSet::default();
+    let mut held = Vec::with_capacity(stored.len());
+    for share in stored {
+        match Resource::parse(&share.resource) {
+            Ok(resource) => {
+                let mut actions = share.actions;
+                actions.sort();
+                actions.dedup();
+                held.push((
+                    share.workspace.clone(),
+                    resource.to_string(),
+                    share.grantee.clone(),
+                    actions.clone(),
+                ));
+                set.set(&share.workspace, &resource, share.grantee, actions);
+            }
+            Err(error) => tracing::warn!(%error, "skipping a stored share"),
+        }
+    }
+    (set, held)
+}
+
 /// One consistent view of all shares, with a version that changes on every write.
 #[derive(Debug, Default)]
 pub struct ShareSnapshot {
@@ -524,18 +714,48 @@ impl Shares {
     /// Loads every stored share into memory. Stored rows that no longer parse are skipped with a
     /// warning (they cannot match any request).
     pub fn open(store: Box<dyn ShareStore>) -> Result<Self, StoreError> {
-        let mut set = ShareSet::default();
-        for share in store.load()? {
-            match Resource::parse(&share.resource) {
-                Ok(resource) => set.set(&share.workspace, &resource, share.grantee, share.actions),
-                Err(error) => tracing::warn!(%error, "skipping a stored share"),
-            }
-        }
+        let (set, _) = build_set(store.load()?);
         Ok(Self {
             store,
             current: ArcSwap::from_pointee(ShareSnapshot { version: 0, set }),
             writer: Mutex::new(()),
         })
+    }
+
+    /// Changes made by other sidecars on the same database ([`ShareStore::changes`]).
+    pub fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.store.changes()
+    }
+
+    /// Reloads every share from the store and, when they differ from the view, swaps in a new
+    /// view with a new version (so no cached decision outlives a remote change). Returns whether
+    /// it did.
+    pub fn refresh(&self) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let (set, mut stored) = build_set(self.store.load()?);
+        let current = self.current.load();
+        let mut held: Vec<HeldShare> = current
+            .set
+            .iter()
+            .map(|(workspace, resource, grantee, actions)| {
+                (
+                    workspace.to_owned(),
+                    resource.to_owned(),
+                    grantee.clone(),
+                    actions.iter().map(|a| a.to_string()).collect(),
+                )
+            })
+            .collect();
+        held.sort();
+        stored.sort();
+        if held == stored {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+        }));
+        Ok(true)
     }
 
     /// Why every share write is refused from now on, if it is (the database file was deleted
@@ -652,42 +872,6 @@ mod tests {
 
     const W: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
     const R: &str = "stack/11111111-1111-4111-8111-111111111111";
-
-    #[test]
-    fn shares_survive_reopening_the_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("nested/shares.db");
-        let resource = Resource::parse(R).unwrap();
-        {
-            let shares = Shares::open(Box::new(SqliteShareStore::open(&path).unwrap())).unwrap();
-            shares
-                .set(
-                    W,
-                    &resource,
-                    Grantee::Team("t".into()),
-                    vec!["update".into(), "read".into()],
-                    Some("u0"),
-                )
-                .unwrap();
-            shares
-                .set(W, &resource, Grantee::User("u".into()), vec!["read".into()], None)
-                .unwrap();
-            assert_eq!(shares.snapshot().version, 2);
-        }
-        let store = SqliteShareStore::open(&path).unwrap();
-        let mut loaded = store.load().unwrap();
-        loaded.sort_by(|a, b| a.grantee.cmp(&b.grantee));
-        assert_eq!(loaded.len(), 2);
-        assert_eq!(loaded[1].actions, ["read", "update"]);
-        let shares = Shares::open(Box::new(store)).unwrap();
-        assert_eq!(
-            shares.snapshot().set.shared_with(W, R, "update"),
-            (vec![], vec!["t"])
-        );
-        shares.purge(W, std::slice::from_ref(&resource)).unwrap();
-        assert!(shares.snapshot().set.is_empty());
-        assert!(SqliteShareStore::open(&path).unwrap().load().unwrap().is_empty());
-    }
 
     /// Issue 16: a database file deleted (or replaced, or its WAL deleted) under a running
     /// store refuses that write and every later one, naming the path, changes nothing in
@@ -813,19 +997,5 @@ mod tests {
             )
             .unwrap();
         assert_eq!(reasons, 1, "the old row is kept, without a reason");
-    }
-
-    #[test]
-    fn an_empty_action_set_removes_the_row() {
-        let store = SqliteShareStore::in_memory().unwrap();
-        let share = |actions: Vec<String>| StoredShare {
-            workspace: W.into(),
-            resource: R.into(),
-            grantee: Grantee::User("u".into()),
-            actions,
-        };
-        store.set(&share(vec!["read".into()]), None).unwrap();
-        store.set(&share(vec![]), None).unwrap();
-        assert!(store.load().unwrap().is_empty());
     }
 }

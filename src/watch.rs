@@ -492,6 +492,36 @@ pub type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 pub type Hangup = Option<()>;
 
+/// Follows the changes other sidecars make to a shared share database (PostgreSQL): on each
+/// notification, and every `resync` in any case, reloads the shares on a blocking thread
+/// (`Shares::refresh`: a new view and version only when they differ). Returns at once for a
+/// store only this process writes, and when `shutdown` completes.
+pub async fn follow_shares(state: AppState, resync: Duration, shutdown: impl Future<Output = ()>) {
+    let Some(mut changes) = state.shares().changes() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(resync);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            changed = changes.changed() => if changed.is_err() {
+                return;
+            },
+            _ = tick.tick() => {}
+        }
+        let shares = state.shares_handle();
+        match tokio::task::spawn_blocking(move || shares.refresh()).await {
+            Ok(Ok(true)) => tracing::debug!("shares changed elsewhere: view updated"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the shares; keeping the last ones"),
+            Err(error) => tracing::warn!(%error, "share reload failed"),
+        }
+    }
+}
+
 /// Installs the `SIGHUP` listener now (within the runtime). `serve` calls it before it reports
 /// readiness: until then `SIGHUP`'s default action (ending the process) applies.
 #[cfg(unix)]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod postgres;
 pub mod sample;
 
 /// The repository root (bundled policies, schemas, directory).
@@ -146,6 +147,7 @@ pub fn serve_command(policies: &Path, schemas: &Path, directory: &Path) -> Comma
     let mut command = Command::new(env!("CARGO_BIN_EXE_zenml-authz"));
     command
         .env_remove("ZENML_AUTHZ_SHARES_DB")
+        .env_remove("ZENML_AUTHZ_SHARES_DB_URL_FILE")
         .arg("serve")
         .arg("--policies")
         .arg(policies)

@@ -1,0 +1,189 @@
+//! The real binary on a PostgreSQL share database (`--shares-db postgres://…`, or the URL from
+//! `--shares-db-url-file`): a share made over HTTP survives a restart, and the database's
+//! password is never printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
+
+mod common;
+
+use common::postgres::TestDatabase;
+use common::sample::{ADA, CHURN, GRACE, PRODUCTION};
+use common::{Server, query};
+use serde_json::json;
+
+/// The try-out enrollment key of `production` (its hash is in policies/directory.yaml).
+const ENROLL_PRODUCTION: &str = "zenml-authz-enroll-production-d2087639f707d7a2ce661c0aa9f663d0";
+/// A password in the URL: trust authentication ignores it, and no output may show it.
+const PASSWORD: &str = "never-printed-hunter2";
+
+/// `url` with [`PASSWORD`] for its user.
+fn with_password(url: &str) -> String {
+    url.replacen("postgres@", &format!("postgres:{PASSWORD}@"), 1)
+}
+
+fn headers(token: &str) -> [(&'static str, String); 2] {
+    [
+        ("authorization", format!("Bearer {token}")),
+        ("zenml-server-id", PRODUCTION.to_owned()),
+    ]
+}
+
+fn share(server: &Server, token: &str, resource: &str, actions: &[&str]) -> u16 {
+    let [a, b] = headers(token);
+    let body = json!({"user_id": GRACE, "team_id": null, "sharing_user_id": ADA, "resource": resource, "actions": actions});
+    let text = body.to_string();
+    server
+        .send(
+            "POST",
+            "/zenml/rbac/resource_members",
+            &[(a.0, &a.1), (b.0, &b.1)],
+            Some(("application/json", &text)),
+        )
+        .status
+}
+
+fn allows(server: &Server, token: &str, action: &str, resource: &str) -> bool {
+    let [a, b] = headers(token);
+    let body = json!([resource]).to_string();
+    let reply = server.send(
+        "POST",
+        &format!(
+            "/zenml/rbac/check_permissions?{}",
+            query(&[("user_id", GRACE), ("action", action)])
+        ),
+        &[(a.0, &a.1), (b.0, &b.1)],
+        Some(("application/json", &body)),
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    reply.body[resource].as_bool().unwrap()
+}
+
+#[test]
+fn a_share_made_over_http_survives_a_restart_on_postgres() {
+    let database = TestDatabase::create();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "postgres-test-token-secret-0123456789abcdef").unwrap();
+    let secret = secret.path().to_str().unwrap();
+    let pipeline = format!("{CHURN}:pipeline/11111111-1111-4111-8111-111111111111");
+    let replaced = format!("{CHURN}:pipeline/22222222-2222-4222-8222-222222222222");
+
+    let first = Server::start(&["--shares-db", &database.url, "--token-secret-file", secret]);
+    let token = first.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    assert!(!allows(&first, &token, "update", &pipeline));
+    assert_eq!(share(&first, &token, &pipeline, &["read", "update"]), 200);
+    assert_eq!(share(&first, &token, &replaced, &["read", "delete"]), 200);
+    assert_eq!(share(&first, &token, &replaced, &["delete"]), 200);
+    assert!(allows(&first, &token, "update", &pipeline));
+    drop(first);
+
+    // The second start reads the URL, with a password, from a file.
+    let url_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(url_file.path(), format!("{}\n", with_password(&database.url))).unwrap();
+    let second = Server::start(&[
+        "--shares-db-url-file",
+        url_file.path().to_str().unwrap(),
+        "--token-secret-file",
+        secret,
+    ]);
+    for (action, resource, allowed) in [
+        ("update", &pipeline, true),
+        ("read", &pipeline, true),
+        ("delete", &pipeline, false),
+        ("read", &replaced, false),
+        ("delete", &replaced, true),
+    ] {
+        assert_eq!(
+            allows(&second, &token, action, resource),
+            allowed,
+            "{action} {resource}"
+        );
+    }
+    let (_, status) = second.get("/v1/status");
+    assert!(
+        !status.to_string().contains(PASSWORD),
+        "the status shows the password: {status}"
+    );
+}
+
+#[test]
+fn an_unreachable_database_stops_the_start_naming_it_without_the_password() {
+    let database = TestDatabase::create();
+    let missing = format!("{}_missing", database.url);
+    let mut child = common::serve_bundled(&common::root())
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--shares-db")
+        .arg(with_password(&missing))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A guard against a hang only (a server that started after all would serve forever).
+    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started on a missing database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    let shown = format!("postgres://postgres@127.0.0.1:5432/{}_missing", database.name);
+    assert!(
+        stderr.contains(&shown) && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(PASSWORD));
+}
+
+/// Polls `allows` on `server` until it answers `expected` (a guard against a hang only: how
+/// fast is measured in BENCHMARKS.md, never asserted).
+fn wait_for(server: &Server, token: &str, action: &str, resource: &str, expected: bool) {
+    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    while allows(server, token, action, resource) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{action} on {resource} never became {expected}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Issue 18: two sidecars on one database; a share made through A is enforced by B, and a
+/// revoke through A denies on B (no cached allow survives it).
+#[test]
+fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
+    let database = TestDatabase::create();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "postgres-test-token-secret-0123456789abcdef").unwrap();
+    let secret = secret.path().to_str().unwrap();
+    // A long resync: the notification, not the safety net, must carry the change.
+    let flags = [
+        "--shares-db",
+        &database.url,
+        "--token-secret-file",
+        secret,
+        "--shares-resync-secs",
+        "86400",
+    ];
+    let a = Server::start(&flags);
+    let b = Server::start(&flags);
+    let token = a.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let pipeline = format!("{CHURN}:pipeline/11111111-1111-4111-8111-111111111111");
+    assert!(!allows(&b, &token, "update", &pipeline));
+
+    assert_eq!(share(&a, &token, &pipeline, &["read", "update"]), 200);
+    wait_for(&b, &token, "update", &pipeline, true);
+    // B has cached the allow; the revoke through A must still deny on B.
+    assert!(allows(&b, &token, "update", &pipeline));
+    assert_eq!(share(&a, &token, &pipeline, &[]), 200);
+    wait_for(&b, &token, "update", &pipeline, false);
+    assert!(!allows(&a, &token, "update", &pipeline));
+}

@@ -1,0 +1,306 @@
+//! One share-store suite, run against both backends: SQLite (a file in a temporary directory)
+//! and PostgreSQL (a database of its own on the local server, dropped at the end). Each test
+//! takes a [`Backend`] that opens the same storage again as often as asked, like a restart or
+//! a second replica.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed step should stop the test"
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use zenml_authz::store::{
+    MEMBERSHIP_REMOVED, PostgresShareStore, RESOURCE_DELETED, ShareEvent, ShareStore, Shares,
+    SqliteShareStore, StoredShare,
+};
+use zenml_authz::zenml::{Grantee, Memberships, Reach, Resource};
+
+const W: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
+const R: &str = "stack/11111111-1111-4111-8111-111111111111";
+const R2: &str = "stack/22222222-2222-4222-8222-222222222222";
+
+/// Opens one storage, again and again.
+trait Backend {
+    fn open(&self) -> Box<dyn ShareStore>;
+}
+
+struct Sqlite(tempfile::TempDir);
+
+impl Backend for Sqlite {
+    fn open(&self) -> Box<dyn ShareStore> {
+        Box::new(SqliteShareStore::open(&self.0.path().join("nested/shares.db")).unwrap())
+    }
+}
+
+struct Postgres(common::postgres::TestDatabase);
+
+impl Backend for Postgres {
+    fn open(&self) -> Box<dyn ShareStore> {
+        Box::new(PostgresShareStore::open(&self.0.url).unwrap())
+    }
+}
+
+/// Each test, once per backend.
+macro_rules! suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Sqlite(tempfile::tempdir().unwrap()));
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $test() {
+                super::$test(&super::Postgres(crate::common::postgres::TestDatabase::create()));
+            })*
+        }
+    };
+}
+
+suite!(
+    shares_survive_reopening,
+    an_empty_action_set_removes_the_row,
+    a_purge_removes_every_share_of_the_resource_in_its_workspace_only,
+    memberships_are_remembered_and_settling_purges_with_the_reason,
+    concurrent_replacements_from_two_stores_end_whole_and_are_all_audited,
+    a_refresh_takes_in_what_another_store_wrote_with_a_new_version,
+);
+
+fn share(resource: &str, grantee: Grantee, actions: &[&str]) -> StoredShare {
+    StoredShare {
+        workspace: W.into(),
+        resource: resource.into(),
+        grantee,
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+    }
+}
+
+fn shares_survive_reopening(backend: &dyn Backend) {
+    let resource = Resource::parse(R).unwrap();
+    {
+        let shares = Shares::open(backend.open()).unwrap();
+        shares
+            .set(
+                W,
+                &resource,
+                Grantee::Team("t".into()),
+                vec!["update".into(), "read".into()],
+                Some("u0"),
+            )
+            .unwrap();
+        shares
+            .set(W, &resource, Grantee::User("u".into()), vec!["read".into()], None)
+            .unwrap();
+        assert_eq!(shares.snapshot().version, 2);
+    }
+    let store = backend.open();
+    let mut loaded = store.load().unwrap();
+    loaded.sort_by(|a, b| a.grantee.cmp(&b.grantee));
+    assert_eq!(loaded.len(), 2);
+    assert_eq!(loaded[1].actions, ["read", "update"]);
+    let shares = Shares::open(store).unwrap();
+    assert_eq!(
+        shares.snapshot().set.shared_with(W, R, "update"),
+        (vec![], vec!["t"])
+    );
+    shares.purge(W, std::slice::from_ref(&resource)).unwrap();
+    assert!(shares.snapshot().set.is_empty());
+    assert!(backend.open().load().unwrap().is_empty());
+}
+
+fn an_empty_action_set_removes_the_row(backend: &dyn Backend) {
+    let store = backend.open();
+    let user = || Grantee::User("u".into());
+    store.set(&share(R, user(), &["read"]), None).unwrap();
+    store.set(&share(R, user(), &[]), None).unwrap();
+    assert!(store.load().unwrap().is_empty());
+    let kinds: Vec<_> = store
+        .events()
+        .unwrap()
+        .into_iter()
+        .map(|event| (event.kind, event.actions))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("set".to_owned(), Some(vec!["read".to_owned()])),
+            ("set".to_owned(), Some(vec![]))
+        ]
+    );
+}
+
+fn a_purge_removes_every_share_of_the_resource_in_its_workspace_only(backend: &dyn Backend) {
+    let store = backend.open();
+    store
+        .set(&share(R, Grantee::User("u".into()), &["read"]), Some("ada"))
+        .unwrap();
+    store
+        .set(&share(R, Grantee::Team("t".into()), &["read", "update"]), None)
+        .unwrap();
+    store
+        .set(&share(R2, Grantee::User("u".into()), &["read"]), None)
+        .unwrap();
+    let mut elsewhere = share(R, Grantee::User("u".into()), &["read"]);
+    elsewhere.workspace = "other-workspace".into();
+    store.set(&elsewhere, None).unwrap();
+
+    assert_eq!(store.purge(W, &[R.to_owned()]).unwrap(), 2);
+    let left: Vec<(String, String)> = backend
+        .open()
+        .load()
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.workspace, s.resource))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("99baf825-b21e-442f-ba98-8246d8d9ac88".to_owned(), R2.to_owned()),
+            ("other-workspace".to_owned(), R.to_owned())
+        ]
+    );
+    let events = store.events().unwrap();
+    assert_eq!(events[0].shared_by.as_deref(), Some("ada"));
+    assert_eq!(
+        events.last().unwrap(),
+        &ShareEvent {
+            kind: "purge".into(),
+            workspace: W.into(),
+            resource: R.into(),
+            grantee: None,
+            actions: None,
+            shared_by: None,
+            reason: Some(RESOURCE_DELETED.into()),
+        }
+    );
+}
+
+fn memberships_are_remembered_and_settling_purges_with_the_reason(backend: &dyn Backend) {
+    let mut reach = Reach {
+        organization: true,
+        ..Reach::default()
+    };
+    reach.workspaces.insert(W.into());
+    reach.projects.insert("p".into(), W.into());
+    let current = Memberships::from_reaches([
+        (Grantee::User("u".into()), reach.clone()),
+        (Grantee::Team("t".into()), Reach::default()),
+    ]);
+    let kept = share(R2, Grantee::User("u".into()), &["read"]);
+    let lost = share(R, Grantee::User("u".into()), &["read", "update"]);
+    {
+        let store = backend.open();
+        assert_eq!(store.memberships().unwrap(), Memberships::default());
+        store.set(&kept, None).unwrap();
+        store.set(&lost, None).unwrap();
+        store
+            .settle_memberships(&current, std::slice::from_ref(&lost), MEMBERSHIP_REMOVED)
+            .unwrap();
+    }
+    let store = backend.open();
+    assert_eq!(store.memberships().unwrap(), current);
+    assert_eq!(
+        store.memberships().unwrap().reach(&Grantee::User("u".into())),
+        Some(&reach)
+    );
+    assert_eq!(store.load().unwrap(), [kept]);
+    assert_eq!(
+        store.events().unwrap().last().unwrap(),
+        &ShareEvent {
+            kind: "purge".into(),
+            workspace: W.into(),
+            resource: R.into(),
+            grantee: Some(Grantee::User("u".into())),
+            actions: Some(vec!["read".into(), "update".into()]),
+            shared_by: None,
+            reason: Some(MEMBERSHIP_REMOVED.into()),
+        }
+    );
+    // Settling again replaces what is remembered, whole.
+    store
+        .settle_memberships(&Memberships::default(), &[], MEMBERSHIP_REMOVED)
+        .unwrap();
+    assert_eq!(backend.open().memberships().unwrap(), Memberships::default());
+}
+
+/// Writes each store makes in the concurrency test.
+const WRITES: usize = 40;
+
+/// Two stores on one storage (two replicas) replace the same (resource, grantee) at once, each
+/// with its own action list: the share ends as one of the two lists, never a mix, and the
+/// audit log has every write.
+fn concurrent_replacements_from_two_stores_end_whole_and_are_all_audited(backend: &dyn Backend) {
+    let lists: [&[&str]; 2] = [&["read", "update"], &["delete", "share"]];
+    let stores: Vec<Arc<dyn ShareStore>> = vec![Arc::from(backend.open()), Arc::from(backend.open())];
+    let barrier = Arc::new(std::sync::Barrier::new(2));
+    let writers: Vec<_> = stores
+        .iter()
+        .zip(lists)
+        .map(|(store, actions)| {
+            let store = Arc::clone(store);
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                for _ in 0..WRITES {
+                    store
+                        .set(&share(R, Grantee::User("u".into()), actions), None)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let loaded = backend.open().load().unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert!(
+        lists.iter().any(|list| loaded[0].actions == *list),
+        "a mix: {:?}",
+        loaded[0].actions
+    );
+    let events = stores[0].events().unwrap();
+    assert_eq!(events.len(), 2 * WRITES);
+    for list in lists {
+        let count = events
+            .iter()
+            .filter(|event| {
+                event.actions.as_deref() == Some(&list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+            })
+            .count();
+        assert_eq!(count, WRITES, "{list:?}");
+    }
+}
+
+/// What another store (another sidecar) wrote reaches the view by `Shares::refresh`, with a new
+/// version each time it differs (the decision cache keys on it), and only then.
+fn a_refresh_takes_in_what_another_store_wrote_with_a_new_version(backend: &dyn Backend) {
+    let shares = Shares::open(backend.open()).unwrap();
+    let other = backend.open();
+    assert!(!shares.refresh().unwrap(), "nothing changed");
+    assert_eq!(shares.snapshot().version, 0);
+
+    other
+        .set(&share(R, Grantee::User("u".into()), &["update", "read"]), None)
+        .unwrap();
+    assert!(shares.refresh().unwrap());
+    assert_eq!(shares.snapshot().version, 1);
+    assert_eq!(
+        shares.snapshot().set.shared_with(W, R, "update"),
+        (vec!["u"], vec![])
+    );
+    assert!(!shares.refresh().unwrap(), "the same shares: the same version");
+    assert_eq!(shares.snapshot().version, 1);
+
+    other
+        .set(&share(R, Grantee::User("u".into()), &[]), None)
+        .unwrap();
+    assert!(shares.refresh().unwrap());
+    assert_eq!(shares.snapshot().version, 2);
+    assert!(shares.snapshot().set.is_empty());
+}
