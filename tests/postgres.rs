@@ -107,6 +107,32 @@ fn a_share_made_over_http_survives_a_restart_on_postgres() {
         !status.to_string().contains(PASSWORD),
         "the status shows the password: {status}"
     );
+
+    // The policy author's commands read the same database: grace may update the pipeline
+    // through the share, and not delete it.
+    for (action, code) in [("update", Some(0)), ("delete", Some(1))] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
+            .current_dir(common::root())
+            .args([
+                "authorize",
+                "--user",
+                "grace",
+                "--action",
+                action,
+                "--resource",
+                &pipeline,
+            ])
+            .args(["--shares-db", &with_password(&database.url)])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), code, "authorize {action}: {text}");
+        assert!(!text.contains(PASSWORD), "authorize prints the password: {text}");
+    }
 }
 
 #[test]

@@ -52,7 +52,7 @@ use crate::directory::{BindingScope, Directory, User, Workspace};
 use crate::engine::Decision;
 use crate::model::{ACTIONS, RESOURCE_TYPES, action_from_wire};
 use crate::snapshot::{Snapshot, Sources};
-use crate::store::{ShareSnapshot, Shares, SqliteShareStore};
+use crate::store::{Location, ShareSnapshot, Shares};
 use crate::table::{describe_policy, resolve_resource};
 use crate::zenml::{Decider, Resource};
 
@@ -133,17 +133,21 @@ fn zenml_decider(snapshot: &Snapshot) -> Result<Decider<'_>, String> {
     })
 }
 
-/// The shares stored by a running sidecar (`--shares-db`), or none.
+/// The shares stored by a running sidecar (`--shares-db`: a SQLite file or a PostgreSQL URL),
+/// or none. A SQLite file that is not there is an error, not a new empty database.
 fn open_shares(path: Option<&Path>) -> Result<Arc<ShareSnapshot>, String> {
-    let Some(path) = path.filter(|path| path.as_os_str() != ":memory:") else {
-        return Ok(Arc::default());
+    let location = match path.map(|path| Location::parse(path.as_os_str())) {
+        None | Some(Location::Memory) => return Ok(Arc::default()),
+        Some(location) => location,
     };
-    if !path.is_file() {
+    if let Location::Sqlite(path) = &location
+        && !path.is_file()
+    {
         return Err(format!("share database `{}`: no such file", path.display()));
     }
-    let failed = |error: crate::store::StoreError| format!("share database `{}`: {error}", path.display());
-    let store = SqliteShareStore::open(path).map_err(failed)?;
-    let shares = Shares::open(Box::new(store)).map_err(failed)?;
+    let failed = |error: crate::store::StoreError| format!("share database `{location}`: {error}");
+    let store = location.open().map_err(failed)?;
+    let shares = Shares::open(store).map_err(failed)?;
     Ok(shares.snapshot())
 }
 
