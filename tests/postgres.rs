@@ -182,8 +182,8 @@ fn wait_for(server: &Server, token: &str, action: &str, resource: &str, expected
     }
 }
 
-/// Issue 18: two sidecars on one database; a share made through A is enforced by B, and a
-/// revoke through A denies on B (no cached allow survives it).
+/// Issue 18: two sidecars on one database; a share made through A is enforced by B, a revoke
+/// through A denies on B, and a delete through B purges on A (no cached allow survives either).
 #[test]
 fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
     let database = TestDatabase::create();
@@ -212,4 +212,19 @@ fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
     assert_eq!(share(&a, &token, &pipeline, &[]), 200);
     wait_for(&b, &token, "update", &pipeline, false);
     assert!(!allows(&a, &token, "update", &pipeline));
+
+    // A deleted resource's shares, purged through B, are gone on A too (A had cached the allow).
+    assert_eq!(share(&a, &token, &pipeline, &["read", "update"]), 200);
+    wait_for(&b, &token, "update", &pipeline, true);
+    assert!(allows(&a, &token, "update", &pipeline));
+    let [h1, h2] = headers(&token);
+    let reply = b.send(
+        "DELETE",
+        &format!("/zenml/rbac/resources?{}", query(&[("resources", &pipeline)])),
+        &[(h1.0, &h1.1), (h2.0, &h2.1)],
+        None,
+    );
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert!(!allows(&b, &token, "update", &pipeline));
+    wait_for(&a, &token, "update", &pipeline, false);
 }
