@@ -289,16 +289,25 @@ impl Directory {
         self.custom_roles.iter().find(|role| role.name == name)
     }
 
-    /// Whether `user` holds the organization's `admin` role, directly or through a team.
-    pub fn is_organization_admin(&self, user: &User) -> bool {
-        self.role_bindings.iter().any(|binding| {
-            matches!(binding.scope, BindingScope::Organization(_))
-                && binding.role == "admin"
-                && match &binding.holder {
-                    Holder::User(id) => *id == user.named.id,
-                    Holder::Team(id) => user.teams.contains(id),
-                }
-        })
+    /// The ids of the users and service accounts that hold the organization's `admin` role,
+    /// directly or through a team.
+    pub fn organization_admins(&self) -> HashSet<String> {
+        let mut users = HashSet::new();
+        let mut teams = HashSet::new();
+        for binding in &self.role_bindings {
+            if matches!(binding.scope, BindingScope::Organization(_)) && binding.role == "admin" {
+                match &binding.holder {
+                    Holder::User(id) => users.insert(id.clone()),
+                    Holder::Team(id) => teams.insert(id.clone()),
+                };
+            }
+        }
+        for user in self.users.values() {
+            if user.teams.iter().any(|team| teams.contains(team)) {
+                users.insert(user.named.id.clone());
+            }
+        }
+        users
     }
 }
 

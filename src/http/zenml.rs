@@ -309,7 +309,7 @@ fn user_info(
             return Err(ApiError::Forbidden(refusal.to_string()));
         }
     }
-    let admin = directory.is_organization_admin(user);
+    let admin = view.is_organization_admin(&user_id);
     Ok(json_response(StatusCode::OK, &external_user(user, admin)))
 }
 

@@ -211,13 +211,7 @@ impl ShareStore for PostgresShareStore {
             let (kind, id) = grantee_columns(&share.grantee);
             let actions = share.actions.join(",");
             if share.actions.is_empty() {
-                transaction
-                    .execute(
-                        "DELETE FROM shares WHERE workspace_id = $1 AND resource = $2 \
-                         AND grantee_kind = $3 AND grantee_id = $4",
-                        &[&share.workspace, &share.resource, &kind, &id],
-                    )
-                    .await?;
+                delete_share(&transaction, share).await?;
             } else {
                 // One statement, one row, one value: a concurrent replacement wins whole.
                 transaction
@@ -313,13 +307,7 @@ impl ShareStore for PostgresShareStore {
                 .await?;
             for share in purged {
                 let (kind, id) = grantee_columns(&share.grantee);
-                transaction
-                    .execute(
-                        "DELETE FROM shares WHERE workspace_id = $1 AND resource = $2 \
-                         AND grantee_kind = $3 AND grantee_id = $4",
-                        &[&share.workspace, &share.resource, &kind, &id],
-                    )
-                    .await?;
+                delete_share(&transaction, share).await?;
                 transaction
                     .execute(
                         "INSERT INTO share_events (kind, workspace_id, resource, grantee_kind, grantee_id, actions, reason)
@@ -379,6 +367,22 @@ impl ShareStore for PostgresShareStore {
             Ok(events)
         })
     }
+}
+
+/// Deletes one grantee's share of one resource (its row, if any).
+async fn delete_share(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    share: &StoredShare,
+) -> Result<(), StoreError> {
+    let (kind, id) = grantee_columns(&share.grantee);
+    transaction
+        .execute(
+            "DELETE FROM shares WHERE workspace_id = $1 AND resource = $2 \
+             AND grantee_kind = $3 AND grantee_id = $4",
+            &[&share.workspace, &share.resource, &kind, &id],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Tells every listening sidecar, once `transaction` commits, that the shares changed.

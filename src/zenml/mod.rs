@@ -61,6 +61,9 @@ pub struct View {
     directory: Arc<Directory>,
     /// Who is a member of which workspace and project (computed at load).
     memberships: Memberships,
+    /// The organization admins' user ids (computed at load: user-info asks on every request
+    /// ZenML authenticates with a raw API key).
+    organization_admins: std::collections::HashSet<String>,
     /// Whether the engine's store holds the stand-ins.
     stand_ins: bool,
     shapes: request::RequestShapes,
@@ -72,6 +75,7 @@ impl View {
     pub fn new(directory: Arc<Directory>, stand_ins: bool) -> Self {
         Self {
             memberships: Memberships::of(&directory),
+            organization_admins: directory.organization_admins(),
             directory,
             stand_ins,
             shapes: Default::default(),
@@ -87,6 +91,11 @@ impl View {
     /// Who is a member of which workspace and project, by the directory's role bindings.
     pub fn memberships(&self) -> &Memberships {
         &self.memberships
+    }
+
+    /// Whether `user_id` holds the organization's `admin` role, directly or through a team.
+    pub fn is_organization_admin(&self, user_id: &str) -> bool {
+        self.organization_admins.contains(user_id)
     }
 
     /// Whether ZenML resources are evaluated as their stored stand-ins (`standin`).
