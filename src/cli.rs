@@ -241,10 +241,24 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "ZENML_AUTHZ_SHARES_RESYNC_SECS",
-        default_value_t = 30,
+        default_value_t = config::DEFAULT_SHARES_RESYNC_SECS,
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub shares_resync_secs: u64,
+    /// Seconds a replica keeps deciding with its last known shares while the PostgreSQL share
+    /// database is unreachable (a revoke made through another replica cannot reach it); after
+    /// that, shares grant nothing until the database answers again (roles still decide).
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_SHARES_MAX_STALE_SECS",
+        default_value_t = config::DEFAULT_SHARES_MAX_STALE_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=604_800)
+    )]
+    pub shares_max_stale_secs: u64,
+    /// `/readyz` answers 503 while the share database is unreachable (default: ready, deciding
+    /// from the last known shares; `/v1/status` and the metrics say it either way).
+    #[arg(long, env = "ZENML_AUTHZ_READY_REQUIRES_SHARE_STORE")]
+    pub ready_requires_share_store: bool,
     /// File holding the PostgreSQL URL of the share database (it may hold a password; trailing
     /// newlines are trimmed). Replaces --shares-db.
     #[arg(long, env = "ZENML_AUTHZ_SHARES_DB_URL_FILE", conflicts_with = "shares_db")]
@@ -364,6 +378,15 @@ impl ServeArgs {
             ));
         }
         Ok(crate::store::Location::Postgres(url.to_owned()))
+    }
+
+    /// How a replica follows a shared share database.
+    pub fn share_sync(&self) -> config::ShareSync {
+        config::ShareSync {
+            resync: Duration::from_secs(self.shares_resync_secs),
+            max_stale: Duration::from_secs(self.shares_max_stale_secs),
+            ready_requires_store: self.ready_requires_share_store,
+        }
     }
 
     /// Watching settings.

@@ -39,6 +39,33 @@ pub const DEFAULT_EVALUATION_QUEUE: usize = 256;
 /// Most bytes of cached decisions.
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Seconds between full reloads of the shares from a shared database (PostgreSQL).
+pub const DEFAULT_SHARES_RESYNC_SECS: u64 = 30;
+/// Seconds a replica answers from its last known shares while the share database is
+/// unreachable; after that it withholds them (shares grant nothing) until it answers again.
+pub const DEFAULT_SHARES_MAX_STALE_SECS: u64 = 300;
+
+/// How a replica follows a shared share database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareSync {
+    /// Full reloads this often, under the change notifications.
+    pub resync: std::time::Duration,
+    /// How long the last known shares are trusted while the database is unreachable.
+    pub max_stale: std::time::Duration,
+    /// Whether `/readyz` answers 503 while the database is unreachable.
+    pub ready_requires_store: bool,
+}
+
+impl Default for ShareSync {
+    fn default() -> Self {
+        Self {
+            resync: std::time::Duration::from_secs(DEFAULT_SHARES_RESYNC_SECS),
+            max_stale: std::time::Duration::from_secs(DEFAULT_SHARES_MAX_STALE_SECS),
+            ready_requires_store: false,
+        }
+    }
+}
+
 /// Per-request limits: everything a request carries is bounded before any work is done on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -250,7 +250,6 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
     // Shares written by the other sidecars on a shared database.
     tokio::spawn(watch::follow_shares(
         state.clone(),
-        std::time::Duration::from_secs(args.shares_resync_secs),
         until_stopped(stopped.clone()),
     ));
     server::run(listener, admin, state, &config, until_stopped(stopped)).await;
@@ -310,6 +309,7 @@ fn services(
         pool: zenml_authz::pool::EvalPool::new(args.pool_config()),
         caller_tokens,
         admin_separate: args.admin_listen.is_some(),
+        share_sync: args.share_sync(),
     })
 }
 

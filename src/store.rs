@@ -15,6 +15,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use rusqlite::{Connection, params};
@@ -41,10 +42,41 @@ pub enum StoreError {
     /// The database file was deleted or replaced while serving: writes would not be durable.
     #[error("share store: {0}")]
     FileLost(String),
-    /// PostgreSQL refused or failed, or could not be reached (the message names the database,
-    /// never its password).
+    /// PostgreSQL refused or failed (the message names the database, never its password).
     #[error("share store: {0}")]
     Postgres(String),
+    /// The database could not be reached (no connection, a lost one, a timeout): nothing was
+    /// changed, and the store reports itself unreachable until a call succeeds again.
+    #[error("share store unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// What may have changed in the store since the last look ([`ShareStore::take_changed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// Nothing known.
+    Nothing,
+    /// The shares of these (workspace, canonical resource) keys.
+    Resources(std::collections::BTreeSet<(String, String)>),
+    /// Possibly anything: a reconnect (notifications may have been lost), or a change too large
+    /// to name.
+    Everything,
+}
+
+/// Whether the store can reach its database, as last seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Since when it cannot (`None` while it can).
+    pub unreachable_since: Option<std::time::SystemTime>,
+    /// The last failure to reach it (kept after it recovers, for the status page).
+    pub last_error: Option<String>,
+}
+
+impl StoreHealth {
+    /// Whether the database is reachable.
+    pub fn reachable(&self) -> bool {
+        self.unreachable_since.is_none()
+    }
 }
 
 /// Where the shares are kept, as `--shares-db` names it.
@@ -161,6 +193,29 @@ pub trait ShareStore: Send + Sync + std::fmt::Debug {
     /// Why the store refuses every write from now on, if it does (e.g. its file was deleted).
     fn failure(&self) -> Option<String> {
         None
+    }
+    /// What changed elsewhere since the last call (and forgets it). A store whose
+    /// [`ShareStore::changes`] is `None` never has anything to report.
+    fn take_changed(&self) -> Changed {
+        Changed::Everything
+    }
+    /// The stored shares of these (workspace, canonical resource) keys. A store that fails
+    /// here remembers that everything may have changed (the next look reloads all).
+    fn load_resources(
+        &self,
+        keys: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<Vec<StoredShare>, StoreError> {
+        Ok(self
+            .load()?
+            .into_iter()
+            .filter(|share| keys.contains(&(share.workspace.clone(), share.resource.clone())))
+            .collect())
+    }
+    /// Where the store is, as `/v1/status` shows it (never a password).
+    fn location(&self) -> String;
+    /// Whether the database is reachable (always, for a local file).
+    fn health(&self) -> StoreHealth {
+        StoreHealth::default()
     }
 }
 
@@ -577,6 +632,14 @@ impl ShareStore for SqliteShareStore {
     fn failure(&self) -> Option<String> {
         self.inner.lock().ok().and_then(|inner| inner.lost.clone())
     }
+
+    fn location(&self) -> String {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|inner| inner.file.as_ref().map(|file| file.path.display().to_string()))
+            .unwrap_or_else(|| ":memory:".to_owned())
+    }
 }
 
 fn settle_memberships(
@@ -665,6 +728,8 @@ pub const MEMBERSHIP_REMOVED: &str = "membership removed";
 
 /// A share as the view holds it: (workspace, canonical resource, grantee, sorted actions).
 type HeldShare = (String, String, Grantee, Vec<String>);
+/// One grantee's actions on a resource, as loaded.
+type Grant<'a> = (&'a Grantee, Vec<String>);
 
 /// The view of `stored`, and the shares it holds as (workspace, resource, grantee, sorted
 /// actions). Stored rows that no longer parse are skipped with a warning (they cannot match any
@@ -697,8 +762,34 @@ fn build_set(stored: Vec<StoredShare>) -> (ShareSet, Vec<HeldShare>) {
 pub struct ShareSnapshot {
     /// Bumped by every change (cache keys include it).
     pub version: u64,
-    /// The shares.
+    /// The shares the decisions read (empty while they are withheld).
     pub set: ShareSet,
+    /// Set while the shares are withheld from decisions (see [`Shares::withhold`]).
+    pub withheld: Option<Withheld>,
+}
+
+/// Shares withheld from decisions: the database has been unreachable for too long to trust the
+/// last known ones (a revoke made through another replica may be missing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    /// When they were withheld.
+    pub since: SystemTime,
+    /// How many shares the last known view held.
+    pub held: usize,
+}
+
+/// How the view's reloads from the store went (for `/v1/status` and `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Reloads that changed the view.
+    pub changed: u64,
+    /// Reloads that found the view current.
+    pub unchanged: u64,
+    /// Reloads that failed (the view kept).
+    pub failed: u64,
+    /// When the view was last known to equal the store (a reload, or a write through this
+    /// process).
+    pub synced_at: Option<SystemTime>,
 }
 
 /// The live shares: the durable store, and the in-memory view swapped after every write.
@@ -708,6 +799,7 @@ pub struct Shares {
     current: ArcSwap<ShareSnapshot>,
     /// Serialises writers so that store order and view order agree.
     writer: Mutex<()>,
+    sync: Mutex<SyncStats>,
 }
 
 impl Shares {
@@ -717,8 +809,16 @@ impl Shares {
         let (set, _) = build_set(store.load()?);
         Ok(Self {
             store,
-            current: ArcSwap::from_pointee(ShareSnapshot { version: 0, set }),
+            current: ArcSwap::from_pointee(ShareSnapshot {
+                version: 0,
+                set,
+                withheld: None,
+            }),
             writer: Mutex::new(()),
+            sync: Mutex::new(SyncStats {
+                synced_at: Some(SystemTime::now()),
+                ..SyncStats::default()
+            }),
         })
     }
 
@@ -727,33 +827,169 @@ impl Shares {
         self.store.changes()
     }
 
-    /// Reloads every share from the store and, when they differ from the view, swaps in a new
-    /// view with a new version (so no cached decision outlives a remote change). Returns whether
-    /// it did.
+    /// Where the store is (never a password).
+    pub fn location(&self) -> String {
+        self.store.location()
+    }
+
+    /// Whether the store reaches its database.
+    pub fn health(&self) -> StoreHealth {
+        self.store.health()
+    }
+
+    /// How the reloads went.
+    pub fn sync_stats(&self) -> SyncStats {
+        self.sync.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    fn count(&self, result: &Result<bool, StoreError>) {
+        if let Ok(mut sync) = self.sync.lock() {
+            match result {
+                Ok(true) => sync.changed += 1,
+                Ok(false) => sync.unchanged += 1,
+                Err(_) => sync.failed += 1,
+            }
+            if result.is_ok() {
+                sync.synced_at = Some(SystemTime::now());
+            }
+        }
+    }
+
+    fn synced(&self) {
+        if let Ok(mut sync) = self.sync.lock() {
+            sync.synced_at = Some(SystemTime::now());
+        }
+    }
+
+    /// Takes in what changed elsewhere since the last look ([`ShareStore::take_changed`]): the
+    /// named resources' shares, or all of them; a new view with a new version only when they
+    /// differ (so no cached decision outlives a remote change, and no cache is dropped for
+    /// nothing). Returns whether the view changed.
     pub fn refresh(&self) -> Result<bool, StoreError> {
         let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let result = match self.store.take_changed() {
+            Changed::Nothing => Ok(false),
+            Changed::Everything => self.reload_all(),
+            Changed::Resources(_) if self.current.load().withheld.is_some() => self.reload_all(),
+            Changed::Resources(keys) => self.reload_resources(&keys),
+        };
+        self.count(&result);
+        result
+    }
+
+    /// Reloads every share from the store (the periodic safety net); a new view only when
+    /// they differ. Returns whether the view changed.
+    pub fn resync(&self) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let result = self.reload_all();
+        self.count(&result);
+        result
+    }
+
+    /// With the writer lock held.
+    fn reload_all(&self) -> Result<bool, StoreError> {
         let (set, mut stored) = build_set(self.store.load()?);
         let current = self.current.load();
-        let mut held: Vec<HeldShare> = current
-            .set
-            .iter()
-            .map(|(workspace, resource, grantee, actions)| {
-                (
-                    workspace.to_owned(),
-                    resource.to_owned(),
-                    grantee.clone(),
-                    actions.iter().map(|a| a.to_string()).collect(),
-                )
-            })
-            .collect();
-        held.sort();
-        stored.sort();
-        if held == stored {
-            return Ok(false);
+        if current.withheld.is_none() {
+            let mut held: Vec<HeldShare> = current
+                .set
+                .iter()
+                .map(|(workspace, resource, grantee, actions)| {
+                    (
+                        workspace.to_owned(),
+                        resource.to_owned(),
+                        grantee.clone(),
+                        actions.iter().map(|a| a.to_string()).collect(),
+                    )
+                })
+                .collect();
+            held.sort();
+            stored.sort();
+            if held == stored {
+                return Ok(false);
+            }
+        } else {
+            tracing::info!(shares = set.len(), "share store reachable again: shares restored");
         }
         self.current.store(Arc::new(ShareSnapshot {
             version: current.version + 1,
             set,
+            withheld: None,
+        }));
+        Ok(true)
+    }
+
+    /// With the writer lock held: replaces the shares of `keys` with the stored ones.
+    fn reload_resources(
+        &self,
+        keys: &std::collections::BTreeSet<(String, String)>,
+    ) -> Result<bool, StoreError> {
+        let stored = self.store.load_resources(keys)?;
+        let current = self.current.load();
+        let mut loaded: BTreeMap<(String, String), Vec<Grant<'_>>> = BTreeMap::new();
+        for share in &stored {
+            let mut actions = share.actions.clone();
+            actions.sort();
+            actions.dedup();
+            loaded
+                .entry((share.workspace.clone(), share.resource.clone()))
+                .or_default()
+                .push((&share.grantee, actions));
+        }
+        let mut set: Option<ShareSet> = None;
+        for (workspace, key) in keys {
+            let Ok(resource) = Resource::parse(key) else {
+                tracing::warn!(resource = %key, "skipping a stored share");
+                continue;
+            };
+            let key = resource.to_string();
+            let mut now = loaded
+                .remove(&(workspace.clone(), key.clone()))
+                .unwrap_or_default();
+            now.sort();
+            let held: Vec<Grant<'_>> = current
+                .set
+                .grants(workspace, &key)
+                .map(|(grantee, actions)| (grantee, actions.iter().map(|a| a.to_string()).collect()))
+                .collect();
+            if held == now {
+                continue;
+            }
+            let set = set.get_or_insert_with(|| current.set.clone());
+            set.purge(workspace, &resource);
+            for (grantee, actions) in now {
+                set.set(workspace, &resource, grantee.clone(), actions);
+            }
+        }
+        let Some(set) = set else {
+            return Ok(false);
+        };
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+            withheld: None,
+        }));
+        Ok(true)
+    }
+
+    /// Withholds every share from decisions (a new, empty view with a new version, so no cached
+    /// allow survives) until the next reload from the store succeeds. Called when the database
+    /// has been unreachable for longer than `--shares-max-stale-secs`: a revoke made through
+    /// another replica may be missing, and a share must not outlive its revoke unboundedly.
+    /// Returns whether it did (false: already withheld).
+    pub fn withhold(&self) -> Result<bool, StoreError> {
+        let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
+        let current = self.current.load();
+        if current.withheld.is_some() {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set: ShareSet::default(),
+            withheld: Some(Withheld {
+                since: SystemTime::now(),
+                held: current.set.len(),
+            }),
         }));
         Ok(true)
     }
@@ -767,6 +1003,25 @@ impl Shares {
     /// The current shares; hold the `Arc` for a whole request.
     pub fn snapshot(&self) -> Arc<ShareSnapshot> {
         self.current.load_full()
+    }
+
+    /// After a write committed while the view is withheld: the whole view from the store (the
+    /// database answers again). A failure leaves the view withheld.
+    fn after_write(&self, current: &ShareSnapshot, apply: impl FnOnce(&mut ShareSet)) {
+        if current.withheld.is_some() {
+            if let Err(error) = self.reload_all() {
+                tracing::warn!(%error, "share written, but the shares cannot be reloaded yet");
+            }
+            return;
+        }
+        let mut set = current.set.clone();
+        apply(&mut set);
+        self.current.store(Arc::new(ShareSnapshot {
+            version: current.version + 1,
+            set,
+            withheld: None,
+        }));
+        self.synced();
     }
 
     /// Replaces `grantee`'s actions on `resource` durably, then in memory.
@@ -789,61 +1044,49 @@ impl Shares {
             actions: actions.clone(),
         };
         self.store.set(&stored, shared_by)?;
-        let current = self.current.load();
-        let mut set = current.set.clone();
-        set.set(workspace, resource, grantee, actions);
-        self.current.store(Arc::new(ShareSnapshot {
-            version: current.version + 1,
-            set,
-        }));
+        self.after_write(&self.current.load(), |set| {
+            set.set(workspace, resource, grantee, actions);
+        });
         Ok(())
     }
 
     /// Keeps ZenML Pro's rule that a removed member loses what was shared with them: compares
     /// the memberships the store remembers with `current` (the active snapshot's), removes every
-    /// share whose grantee is no longer a member of the workspace or project that holds its
-    /// resource (audited with [`MEMBERSHIP_REMOVED`]), and remembers `current`, in one
+    /// stored share whose grantee is no longer a member of the workspace or project that holds
+    /// its resource (audited with [`MEMBERSHIP_REMOVED`]), and remembers `current`, in one
     /// transaction; then the view (a new version when something was removed). Returns the
-    /// removed shares. A grantee that was never a member (a guest) keeps its shares.
+    /// removed shares. A grantee that was never a member (a guest) keeps its shares. The shares
+    /// are read from the store, not the view, which may lag behind another replica's writes.
     pub fn settle_memberships(&self, current: &Memberships) -> Result<Vec<StoredShare>, StoreError> {
         let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let remembered = self.store.memberships()?;
         if remembered == *current {
             return Ok(Vec::new());
         }
-        let view = self.current.load();
         let nothing = Reach::default();
         let mut purged = Vec::new();
-        for (workspace, key, grantee, actions) in view.set.iter() {
-            let Some(before) = remembered.reach(grantee) else {
+        for share in self.store.load()? {
+            let Some(before) = remembered.reach(&share.grantee) else {
                 continue;
             };
-            let now = current.reach(grantee).unwrap_or(&nothing);
-            let Ok(resource) = Resource::parse(key) else {
+            let now = current.reach(&share.grantee).unwrap_or(&nothing);
+            let Ok(resource) = Resource::parse(&share.resource) else {
                 continue;
             };
-            if before.lost(now, workspace, resource.scope_project()) {
-                purged.push(StoredShare {
-                    workspace: workspace.to_owned(),
-                    resource: key.to_owned(),
-                    grantee: grantee.clone(),
-                    actions: actions.iter().map(|a| a.to_string()).collect(),
-                });
+            if before.lost(now, &share.workspace, resource.scope_project()) {
+                purged.push(share);
             }
         }
         self.store
             .settle_memberships(current, &purged, MEMBERSHIP_REMOVED)?;
         if !purged.is_empty() {
-            let mut set = view.set.clone();
-            for share in &purged {
-                if let Ok(resource) = Resource::parse(&share.resource) {
-                    set.set(&share.workspace, &resource, share.grantee.clone(), Vec::new());
+            self.after_write(&self.current.load(), |set| {
+                for share in &purged {
+                    if let Ok(resource) = Resource::parse(&share.resource) {
+                        set.set(&share.workspace, &resource, share.grantee.clone(), Vec::new());
+                    }
                 }
-            }
-            self.current.store(Arc::new(ShareSnapshot {
-                version: view.version + 1,
-                set,
-            }));
+            });
         }
         Ok(purged)
     }
@@ -853,15 +1096,11 @@ impl Shares {
         let _writer = self.writer.lock().map_err(|_| StoreError::Poisoned)?;
         let keys: Vec<String> = resources.iter().map(ToString::to_string).collect();
         let removed = self.store.purge(workspace, &keys)?;
-        let current = self.current.load();
-        let mut set = current.set.clone();
-        for resource in resources {
-            set.purge(workspace, resource);
-        }
-        self.current.store(Arc::new(ShareSnapshot {
-            version: current.version + 1,
-            set,
-        }));
+        self.after_write(&self.current.load(), |set| {
+            for resource in resources {
+                set.purge(workspace, resource);
+            }
+        });
         Ok(removed)
     }
 }

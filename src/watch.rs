@@ -492,33 +492,100 @@ pub type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
 pub type Hangup = Option<()>;
 
-/// Follows the changes other sidecars make to a shared share database (PostgreSQL): on each
-/// notification, and every `resync` in any case, reloads the shares on a blocking thread
-/// (`Shares::refresh`: a new view and version only when they differ). Returns at once for a
-/// store only this process writes, and when `shutdown` completes.
-pub async fn follow_shares(state: AppState, resync: Duration, shutdown: impl Future<Output = ()>) {
-    let Some(mut changes) = state.shares().changes() else {
-        return;
-    };
-    let mut tick = tokio::time::interval(resync);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
+/// How often [`follow_shares`] looks at the share store's health.
+const SHARE_HEALTH_TICK: Duration = Duration::from_secs(1);
+
+/// What [`follow_shares`] does next.
+#[derive(Debug, Clone, Copy)]
+enum ShareWork {
+    /// Take in what the notifications named.
+    Refresh,
+    /// Reload everything (the periodic safety net).
+    Resync,
+    /// Look at the store's health.
+    Health,
+}
+
+/// Follows the share store for as long as the server runs, one step at a time on a blocking
+/// thread:
+/// - each change notification from other sidecars on a shared database (PostgreSQL) takes in
+///   what it named (`Shares::refresh`), and every `--shares-resync-secs` everything is reloaded
+///   (`Shares::resync`); either makes a new view and version only when the shares differ;
+/// - every second: while the database has been unreachable for longer than
+///   `--shares-max-stale-secs`, the shares are withheld from decisions (`Shares::withhold`);
+///   once it answers, withheld shares are reloaded and a failed settling of memberships is
+///   tried again.
+pub async fn follow_shares(state: AppState, shutdown: impl Future<Output = ()>) {
+    let sync = state.share_sync();
+    let mut changes = state.shares().changes();
+    let mut resync = tokio::time::interval(sync.resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    resync.tick().await;
+    let mut health = tokio::time::interval(SHARE_HEALTH_TICK);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let shared = changes.is_some();
+        let work = tokio::select! {
             () = &mut shutdown => return,
-            changed = changes.changed() => if changed.is_err() {
-                return;
+            changed = async {
+                match changes.as_mut() {
+                    Some(changes) => changes.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                Ok(()) => ShareWork::Refresh,
+                Err(_) => {
+                    changes = None;
+                    continue;
+                }
             },
-            _ = tick.tick() => {}
+            _ = resync.tick(), if shared => ShareWork::Resync,
+            _ = health.tick() => ShareWork::Health,
+        };
+        let state = state.clone();
+        if let Err(error) =
+            tokio::task::spawn_blocking(move || share_step(&state, work, sync.max_stale)).await
+        {
+            tracing::warn!(%error, "share step failed");
         }
-        let shares = state.shares_handle();
-        match tokio::task::spawn_blocking(move || shares.refresh()).await {
-            Ok(Ok(true)) => tracing::debug!("shares changed elsewhere: view updated"),
-            Ok(Ok(false)) => {}
-            Ok(Err(error)) => tracing::warn!(%error, "cannot reload the shares; keeping the last ones"),
-            Err(error) => tracing::warn!(%error, "share reload failed"),
+    }
+}
+
+fn share_step(state: &AppState, work: ShareWork, max_stale: Duration) {
+    let shares = state.shares();
+    let result = match work {
+        ShareWork::Refresh => shares.refresh(),
+        ShareWork::Resync => shares.resync(),
+        ShareWork::Health => {
+            let health = shares.health();
+            match health.unreachable_since {
+                Some(since) => {
+                    let down = since.elapsed().unwrap_or_default();
+                    if down >= max_stale && shares.changes().is_some() && shares.withhold().unwrap_or(false) {
+                        tracing::error!(
+                            unreachable_secs = down.as_secs(),
+                            max_stale_secs = max_stale.as_secs(),
+                            error = health.last_error.as_deref().unwrap_or(""),
+                            "share store unreachable for longer than --shares-max-stale-secs: shares withheld from decisions until it answers"
+                        );
+                    }
+                    return;
+                }
+                None if shares.snapshot().withheld.is_some() => shares.resync(),
+                None => {
+                    if state.settle_pending() {
+                        state.settle_memberships(&state.snapshot());
+                    }
+                    return;
+                }
+            }
         }
+    };
+    match result {
+        Ok(true) => tracing::debug!("shares changed elsewhere: view updated"),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(%error, "cannot reload the shares; keeping the last ones"),
     }
 }
 

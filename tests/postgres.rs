@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::postgres::TestDatabase;
+use common::postgres::{PrivateServer, TestDatabase};
 use common::sample::{ADA, CHURN, GRACE, PRODUCTION};
 use common::{Server, query};
 use serde_json::json;
@@ -47,13 +47,17 @@ fn share(server: &Server, token: &str, resource: &str, actions: &[&str]) -> u16 
 }
 
 fn allows(server: &Server, token: &str, action: &str, resource: &str) -> bool {
+    allows_for(server, token, GRACE, action, resource)
+}
+
+fn allows_for(server: &Server, token: &str, user: &str, action: &str, resource: &str) -> bool {
     let [a, b] = headers(token);
     let body = json!([resource]).to_string();
     let reply = server.send(
         "POST",
         &format!(
             "/zenml/rbac/check_permissions?{}",
-            query(&[("user_id", GRACE), ("action", action)])
+            query(&[("user_id", user), ("action", action)])
         ),
         &[(a.0, &a.1), (b.0, &b.1)],
         Some(("application/json", &body)),
@@ -227,4 +231,131 @@ fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert!(!allows(&b, &token, "update", &pipeline));
     wait_for(&a, &token, "update", &pipeline, false);
+}
+
+/// The value of the unlabelled series `name` in `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let reply = server.send("GET", "/metrics", &[], None);
+    let text = reply
+        .body
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| reply.body.to_string());
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no series `{name}` in /metrics: {text}"))
+}
+
+/// Issue 18: the database stops (clients disconnected, as in a restart) under two replicas and
+/// starts again. While it is down each replica says so (`/v1/status`, `/metrics`, and `/readyz`
+/// where asked), refuses share writes with 503 and writes nothing, and decides from its last
+/// known shares — until `--shares-max-stale-secs`, after which shares grant nothing while roles
+/// still decide. When it is back both recover on their own with nothing lost: the shares are
+/// restored, writes work and reach the other replica, and a row written without a notification
+/// arrives with the periodic resync.
+#[test]
+fn issue_18_the_database_restarted_mid_test_both_recover_with_nothing_lost() {
+    let postgres = PrivateServer::start();
+    let url = postgres.url();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "postgres-test-token-secret-0123456789abcdef").unwrap();
+    let secret = secret.path().to_str().unwrap();
+    let common = ["--shares-db", &url, "--token-secret-file", secret];
+    // A trusts its last known shares for the default 300 s and is not ready without its database;
+    // B withholds them after 1 s and stays ready; B resyncs every second.
+    let a = Server::start(
+        &[
+            &common[..],
+            &["--shares-resync-secs", "86400", "--ready-requires-share-store"],
+        ]
+        .concat(),
+    );
+    let b = Server::start(
+        &[
+            &common[..],
+            &["--shares-max-stale-secs", "1", "--shares-resync-secs", "1"],
+        ]
+        .concat(),
+    );
+    let token = a.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let pipeline = format!("{CHURN}:pipeline/11111111-1111-4111-8111-111111111111");
+    let other = format!("{CHURN}:pipeline/33333333-3333-4333-8333-333333333333");
+    // Ada's access comes from her role, not from a share.
+    let by_role = |server: &Server| allows_for(server, &token, ADA, "update", &pipeline);
+    assert!(by_role(&a) && by_role(&b));
+    assert_eq!(share(&a, &token, &pipeline, &["read", "update"]), 200);
+    wait_for(&b, &token, "update", &pipeline, true);
+    let reachable = |status: &serde_json::Value| status["shares"]["store"]["reachable"] == true;
+    for server in [&a, &b] {
+        let status = server.wait_status(reachable);
+        assert_eq!(status["shares"]["store"]["shared"], true, "{status}");
+        assert_eq!(status["shares"]["withheld"], false, "{status}");
+        assert_eq!(metric(server, "authz_share_store_up"), 1.0);
+    }
+    assert_eq!(a.get("/readyz").0, 200);
+
+    postgres.stop();
+    for server in [&a, &b] {
+        let status = server.wait_status(|status| !reachable(status));
+        let store = &status["shares"]["store"];
+        assert!(store["unreachable_since"].is_string(), "{status}");
+        assert!(store["last_error"].is_string(), "{status}");
+        assert_eq!(metric(server, "authz_share_store_up"), 0.0);
+        // A write is refused whole, with a hint to retry.
+        let [h1, h2] = headers(&token);
+        let body = json!({"user_id": GRACE, "team_id": null, "sharing_user_id": ADA, "resource": other, "actions": ["read"]}).to_string();
+        let reply = server.send(
+            "POST",
+            "/zenml/rbac/resource_members",
+            &[(h1.0, &h1.1), (h2.0, &h2.1)],
+            Some(("application/json", &body)),
+        );
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert_eq!(reply.header("retry-after"), Some("1"), "{reply:?}");
+        assert!(reply.message().contains("unreachable"), "{reply:?}");
+    }
+    let (ready, body) = a.get("/readyz");
+    assert_eq!(ready, 503, "{body}");
+    assert_eq!(body["status"], "share store unreachable", "{body}");
+    assert_eq!(b.get("/readyz").0, 200);
+    // A decides from its last known shares; B, past its bound, withholds them (roles decide).
+    assert!(allows(&a, &token, "update", &pipeline));
+    let status = b.wait_status(|status| status["shares"]["withheld"] == true);
+    assert_eq!(status["shares"]["count"], 1, "{status}");
+    assert_eq!(metric(&b, "authz_shares_withheld"), 1.0);
+    assert!(!allows(&b, &token, "update", &pipeline));
+    assert!(by_role(&a) && by_role(&b));
+
+    postgres.resume();
+    for server in [&a, &b] {
+        server.wait_status(|status| reachable(status) && status["shares"]["withheld"] == false);
+    }
+    assert_eq!(a.get("/readyz").0, 200);
+    assert_eq!(metric(&b, "authz_shares_withheld"), 0.0);
+    // Nothing lost: the share is back on B, and writes through either reach the other.
+    wait_for(&b, &token, "update", &pipeline, true);
+    assert!(allows(&a, &token, "update", &pipeline));
+    assert!(
+        !allows(&a, &token, "read", &other),
+        "the refused write left nothing"
+    );
+    assert_eq!(share(&b, &token, &pipeline, &[]), 200);
+    wait_for(&a, &token, "update", &pipeline, false);
+    assert_eq!(share(&a, &token, &other, &["read"]), 200);
+    wait_for(&b, &token, "read", &other, true);
+    // A row written without a notification (one lost with a connection) arrives with the resync.
+    let third = format!("{CHURN}:pipeline/44444444-4444-4444-8444-444444444444");
+    let database = url.clone();
+    let insert = format!(
+        "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions) \
+         VALUES ('{PRODUCTION}', '{third}', 'user', '{GRACE}', 'read')"
+    );
+    common::postgres::execute(&database, &insert).unwrap();
+    wait_for(&b, &token, "read", &third, true);
+    // The audit table has the three writes that were acknowledged, and not the refused ones.
+    let audited =
+        common::postgres::query_i64(&database, "SELECT count(*) FROM share_events WHERE kind = 'set'");
+    assert_eq!(audited, 3);
+    let status = b.get("/v1/status").1;
+    assert!(status["shares"]["synced_at"].is_string(), "{status}");
 }

@@ -68,7 +68,7 @@ suite!(
     a_purge_removes_every_share_of_the_resource_in_its_workspace_only,
     memberships_are_remembered_and_settling_purges_with_the_reason,
     concurrent_replacements_from_two_stores_end_whole_and_are_all_audited,
-    a_refresh_takes_in_what_another_store_wrote_with_a_new_version,
+    a_resync_takes_in_what_another_store_wrote_with_a_new_version,
 );
 
 fn share(resource: &str, grantee: Grantee, actions: &[&str]) -> StoredShare {
@@ -277,30 +277,92 @@ fn concurrent_replacements_from_two_stores_end_whole_and_are_all_audited(backend
     }
 }
 
-/// What another store (another sidecar) wrote reaches the view by `Shares::refresh`, with a new
+/// What another store (another sidecar) wrote reaches the view by `Shares::resync`, with a new
 /// version each time it differs (the decision cache keys on it), and only then.
-fn a_refresh_takes_in_what_another_store_wrote_with_a_new_version(backend: &dyn Backend) {
+fn a_resync_takes_in_what_another_store_wrote_with_a_new_version(backend: &dyn Backend) {
     let shares = Shares::open(backend.open()).unwrap();
     let other = backend.open();
-    assert!(!shares.refresh().unwrap(), "nothing changed");
+    assert!(!shares.resync().unwrap(), "nothing changed");
     assert_eq!(shares.snapshot().version, 0);
 
     other
         .set(&share(R, Grantee::User("u".into()), &["update", "read"]), None)
         .unwrap();
-    assert!(shares.refresh().unwrap());
+    assert!(shares.resync().unwrap());
     assert_eq!(shares.snapshot().version, 1);
     assert_eq!(
         shares.snapshot().set.shared_with(W, R, "update"),
         (vec!["u"], vec![])
     );
-    assert!(!shares.refresh().unwrap(), "the same shares: the same version");
+    assert!(!shares.resync().unwrap(), "the same shares: the same version");
     assert_eq!(shares.snapshot().version, 1);
 
     other
         .set(&share(R, Grantee::User("u".into()), &[]), None)
         .unwrap();
-    assert!(shares.refresh().unwrap());
+    assert!(shares.resync().unwrap());
     assert_eq!(shares.snapshot().version, 2);
     assert!(shares.snapshot().set.is_empty());
+}
+
+/// Waits (on a runtime of its own) until `changes` reports a change.
+fn next_change(changes: &mut tokio::sync::watch::Receiver<u64>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async { tokio::time::timeout(common::HANG_GUARD, changes.changed()).await })
+        .expect("a change notification")
+        .unwrap();
+}
+
+/// PostgreSQL: a write through another store notifies this one naming the resource it changed,
+/// and `Shares::refresh` reloads only what was named (a row written without a notification
+/// stays out until `Shares::resync`, the periodic safety net). The listener's first connect
+/// says "everything".
+#[test]
+fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() {
+    let database = common::postgres::TestDatabase::create();
+    let shares = Shares::open(Box::new(PostgresShareStore::open(&database.url).unwrap())).unwrap();
+    let other = PostgresShareStore::open(&database.url).unwrap();
+    let mut changes = shares.changes().expect("PostgreSQL reports changes");
+    // The listener connected: everything may have changed, and nothing did.
+    next_change(&mut changes);
+    assert!(!shares.refresh().unwrap());
+    assert_eq!(shares.snapshot().version, 0);
+
+    other
+        .set(&share(R, Grantee::User("u".into()), &["read"]), None)
+        .unwrap();
+    next_change(&mut changes);
+    assert!(shares.refresh().unwrap());
+    assert_eq!(
+        shares.snapshot().set.shared_with(W, R, "read"),
+        (vec!["u"], vec![])
+    );
+    assert!(!shares.refresh().unwrap(), "taken: nothing left to reload");
+
+    // A row without a notification, then a notified write of another resource.
+    database
+        .execute(&format!(
+            "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions) \
+             VALUES ('{W}', '{R2}', 'team', 't', 'read')"
+        ))
+        .unwrap();
+    other
+        .set(&share(R, Grantee::Team("t".into()), &["delete"]), None)
+        .unwrap();
+    next_change(&mut changes);
+    assert!(shares.refresh().unwrap());
+    let view = shares.snapshot();
+    assert_eq!(view.set.shared_with(W, R, "delete"), (vec![], vec!["t"]));
+    assert_eq!(view.set.shared_with(W, R, "read"), (vec!["u"], vec![]));
+    assert_eq!(view.set.shared_with(W, R2, "read"), (vec![], vec![]), "not named");
+    assert!(shares.resync().unwrap());
+    assert_eq!(
+        shares.snapshot().set.shared_with(W, R2, "read"),
+        (vec![], vec!["t"])
+    );
+    assert_eq!(shares.snapshot().version, view.version + 1);
 }

@@ -106,7 +106,7 @@ pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
             .headers_mut()
             .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     }
-    if let ApiError::Overloaded(_) = error {
+    if let ApiError::Overloaded(_) | ApiError::Unavailable(_) = error {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));

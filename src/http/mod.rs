@@ -3,7 +3,8 @@
 //! * `POST /v1/is_authorized`: one Cedar decision (cedar-agent request shape)
 //! * `POST /v1/batch_is_authorized`: many decisions, in order, under one snapshot
 //! * `GET /healthz`: the process is alive
-//! * `GET /readyz`: 200 while a valid snapshot is active and the server is not draining, else 503
+//! * `GET /readyz`: 200 while a valid snapshot is active and the server is not draining (and,
+//!   with `--ready-requires-share-store`, the share database answers), else 503
 //! * `GET /v1/status`: active revision, load time, sizes, last load error
 //! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API (`zenml.rs`)
@@ -431,6 +432,19 @@ fn readiness(state: &AppState) -> Response<Full<Bytes>> {
             StatusCode::SERVICE_UNAVAILABLE,
             &json!({"status": "draining", "revision": snapshot.revision}),
         );
+    }
+    if state.share_sync().ready_requires_store {
+        let health = state.shares().health();
+        if !health.reachable() {
+            return json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({
+                    "status": "share store unreachable",
+                    "revision": snapshot.revision,
+                    "error": health.last_error,
+                }),
+            );
+        }
     }
     json_response(
         StatusCode::OK,

@@ -3,7 +3,7 @@
 
 mod report;
 
-pub use report::{DirectoryCounts, Report};
+pub use report::{DirectoryCounts, Report, SharesReport};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::auth::CallerTokens;
 use crate::cache::DecisionCache;
-use crate::config::Limits;
+use crate::config::{Limits, ShareSync};
 use crate::decision_log::DecisionLog;
 use crate::metrics::Metrics;
 use crate::pool::EvalPool;
@@ -54,6 +54,10 @@ struct Inner {
     caller_tokens: CallerTokens,
     /// Whether `/metrics` is served on a separate admin listener.
     admin_separate: bool,
+    /// How the shares follow a shared database.
+    share_sync: ShareSync,
+    /// Set while the last settling of memberships failed (retried until it succeeds).
+    settle_pending: AtomicBool,
 }
 
 /// Everything a server needs besides its snapshot.
@@ -77,6 +81,8 @@ pub struct Services {
     pub caller_tokens: CallerTokens,
     /// Whether an admin listener serves `/metrics`.
     pub admin_separate: bool,
+    /// How the shares follow a shared database.
+    pub share_sync: ShareSync,
 }
 
 /// Counts and times of reloads since start.
@@ -109,6 +115,7 @@ impl AppState {
             pool,
             caller_tokens,
             admin_separate,
+            share_sync,
         } = services;
         Self {
             inner: Arc::new(Inner {
@@ -125,6 +132,8 @@ impl AppState {
                 pool,
                 caller_tokens,
                 admin_separate,
+                share_sync,
+                settle_pending: AtomicBool::new(false),
             }),
         }
     }
@@ -171,13 +180,15 @@ impl AppState {
     /// Purges the shares of grantees that are no longer members under `snapshot`, the one that
     /// becomes (or is) the active snapshot (`store::Shares::settle_memberships`), then logs and
     /// counts them. Blocking (SQLite). A plain-Cedar directory has no memberships: nothing to do.
-    /// A store failure is logged; the next load tries again (nothing was remembered).
+    /// A store failure is logged and leaves [`AppState::settle_pending`] set: `follow_shares`
+    /// tries again, with the active snapshot, once the store answers (nothing was remembered).
     pub fn settle_memberships(&self, snapshot: &Snapshot) {
         let Some(view) = &snapshot.zenml else {
             return;
         };
         match self.inner.shares.settle_memberships(view.memberships()) {
             Ok(purged) => {
+                self.inner.settle_pending.store(false, Ordering::Relaxed);
                 for share in &purged {
                     let (kind, id) = match &share.grantee {
                         crate::zenml::Grantee::User(id) => ("user", id),
@@ -208,7 +219,8 @@ impl AppState {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, revision = %snapshot.revision, "cannot settle memberships; shares of removed members stay until the next load");
+                self.inner.settle_pending.store(true, Ordering::Relaxed);
+                tracing::error!(%error, revision = %snapshot.revision, "cannot settle memberships; retried until the share store answers");
             }
         }
     }
@@ -255,6 +267,16 @@ impl AppState {
     /// The shares.
     pub fn shares(&self) -> &Shares {
         &self.inner.shares
+    }
+
+    /// How the shares follow a shared database.
+    pub fn share_sync(&self) -> ShareSync {
+        self.inner.share_sync
+    }
+
+    /// Whether the last settling of memberships failed (and must be tried again).
+    pub fn settle_pending(&self) -> bool {
+        self.inner.settle_pending.load(Ordering::Relaxed)
     }
 
     /// The shares, as an owned handle for blocking tasks.

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::{AppState, ReloadStats};
 use crate::cache::CacheStats;
 use crate::engine::Counts;
+use crate::store::{StoreHealth, SyncStats, Withheld};
 
 /// What `/v1/status` and `/metrics` report of the state.
 #[derive(Debug, Clone)]
@@ -29,14 +30,35 @@ pub struct Report {
     pub last_load_error: Option<Vec<String>>,
     /// Whether shutdown has begun.
     pub draining: bool,
-    /// Shares stored, their version, and the store's failure, if any.
-    pub shares: (usize, u64, Option<String>),
+    /// The shares and their store.
+    pub shares: SharesReport,
     /// Evaluation pool: threads, running, waiting.
     pub evaluation: (usize, usize, usize),
     /// Whether decisions are cached, and the cache's counts.
     pub cache: (bool, CacheStats),
     /// Reload counts and times.
     pub reloads: ReloadStats,
+}
+
+/// The shares and their store.
+#[derive(Debug, Clone)]
+pub struct SharesReport {
+    /// Shares in the view (the last known ones while withheld).
+    pub count: usize,
+    /// The view's version.
+    pub version: u64,
+    /// Why every write is refused, if it is (a lost SQLite file).
+    pub failure: Option<String>,
+    /// Where they are kept (no password).
+    pub store: String,
+    /// Whether other replicas share the store (PostgreSQL).
+    pub shared: bool,
+    /// Whether the store reaches its database.
+    pub health: StoreHealth,
+    /// Set while the shares are withheld from decisions.
+    pub withheld: Option<Withheld>,
+    /// How reloads from the store went.
+    pub sync: SyncStats,
 }
 
 /// Sizes of a ZenML directory.
@@ -84,7 +106,16 @@ impl Report {
             warnings: snapshot.warnings.iter().map(ToString::to_string).collect(),
             last_load_error: state.last_load_error(),
             draining: state.is_draining(),
-            shares: (shares.set.len(), shares.version, state.shares().failure()),
+            shares: SharesReport {
+                count: shares.withheld.as_ref().map_or(shares.set.len(), |w| w.held),
+                version: shares.version,
+                failure: state.shares().failure(),
+                store: state.shares().location(),
+                shared: state.shares().changes().is_some(),
+                health: state.shares().health(),
+                withheld: shares.withheld.clone(),
+                sync: state.shares().sync_stats(),
+            },
             evaluation: (pool.config().workers, pool.running(), pool.waiting()),
             cache: (state.cache().enabled(), state.cache().stats()),
             reloads: state.reloads(),
@@ -106,9 +137,19 @@ impl Report {
             "last_load_error": self.last_load_error,
             "draining": self.draining,
             "shares": {
-                "count": self.shares.0,
-                "version": self.shares.1,
-                "error": self.shares.2,
+                "count": self.shares.count,
+                "version": self.shares.version,
+                "error": self.shares.failure,
+                "store": {
+                    "location": self.shares.store,
+                    "shared": self.shares.shared,
+                    "reachable": self.shares.health.reachable(),
+                    "unreachable_since": self.shares.health.unreachable_since.map(rfc3339),
+                    "last_error": self.shares.health.last_error,
+                },
+                "synced_at": self.shares.sync.synced_at.map(rfc3339),
+                "withheld": self.shares.withheld.is_some(),
+                "withheld_since": self.shares.withheld.as_ref().map(|w| rfc3339(w.since)),
             },
             "evaluation": {
                 "threads": self.evaluation.0,
@@ -236,6 +277,58 @@ impl Report {
         )
     }
 
+    fn share_families(&self, out: &mut Families) -> Result<(), prometheus::Error> {
+        let shares = &self.shares;
+        out.gauge(
+            "authz_shares",
+            "Resource shares stored (the last known ones while withheld).",
+            shares.count as f64,
+        )?;
+        out.gauge(
+            "authz_share_store_up",
+            "1 while the share store reaches its database.",
+            f64::from(u8::from(shares.health.reachable())),
+        )?;
+        let down = shares
+            .health
+            .unreachable_since
+            .and_then(|since| since.elapsed().ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        out.gauge(
+            "authz_share_store_unreachable_seconds",
+            "Seconds the share store has been unable to reach its database (0 while it can).",
+            down,
+        )?;
+        out.gauge(
+            "authz_shares_withheld",
+            "1 while shares are withheld from decisions (database unreachable past --shares-max-stale-secs).",
+            f64::from(u8::from(shares.withheld.is_some())),
+        )?;
+        if let Some(at) = shares.sync.synced_at {
+            out.gauge(
+                "authz_shares_last_sync_timestamp_seconds",
+                "When the share view was last known to equal the store.",
+                seconds(at),
+            )?;
+        }
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "authz_share_reloads_total",
+                "Reloads of the share view from a shared store, by result.",
+            ),
+            &["result"],
+        )?;
+        reloads
+            .with_label_values(&["changed"])
+            .inc_by(shares.sync.changed);
+        reloads
+            .with_label_values(&["unchanged"])
+            .inc_by(shares.sync.unchanged);
+        reloads.with_label_values(&["failed"]).inc_by(shares.sync.failed);
+        out.0.extend(reloads.collect());
+        Ok(())
+    }
+
     fn snapshot_families(&self, out: &mut Families) -> Result<(), prometheus::Error> {
         let counts = &self.counts;
         out.gauge(
@@ -253,7 +346,7 @@ impl Report {
             "Entities in the active snapshot.",
             counts.entities as f64,
         )?;
-        out.gauge("authz_shares", "Resource shares stored.", self.shares.0 as f64)?;
+        self.share_families(out)?;
         if let Some(directory) = &self.directory {
             let gauges = [
                 (

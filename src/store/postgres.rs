@@ -12,7 +12,8 @@
 //! Architecture Invariant: the same semantics as SQLite. Every change is one transaction with
 //! its audit rows; a replacement is an upsert of one row whose actions are one value, so two
 //! replicas replacing the same (resource, grantee) at once end in one of the two states, never
-//! a mix, and the audit table records both; `settle_memberships` locks the memberships table
+//! a mix, and the audit table records both, in the order they took effect (writes of one
+//! key take turns under a transaction-scoped advisory lock); `settle_memberships` locks the memberships table
 //! for its transaction, so two replicas settling at once apply one after the other. A commit
 //! returns only once PostgreSQL reports it durable (`synchronous_commit` as the server has it).
 //!
@@ -20,14 +21,17 @@
 //! advisory lock (replicas starting together apply each once), recorded in
 //! `zenml_authz_migrations`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use super::{ShareEvent, ShareStore, StoreError, StoredShare, grantee_columns, stored_grantee};
+use super::{
+    Changed, ShareEvent, ShareStore, StoreError, StoreHealth, StoredShare, grantee_columns, stored_grantee,
+};
 use crate::zenml::{Grantee, Memberships, Reach};
 
 /// The migrations, in order: (version, name, SQL). Each file under `migrations/postgres/` is
@@ -48,6 +52,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CHANNEL: &str = "zenml_authz_shares";
 /// How long the listener waits before it connects again after losing its connection.
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Longest notification payload sent; PostgreSQL's limit is 8000 bytes. A change that names
+/// more resources says "everything" instead.
+const MAX_PAYLOAD: usize = 7_900;
+/// The payload that says "anything may have changed: reload all".
+const EVERYTHING: &str = "*";
 /// The advisory lock key that serialises migrations across replicas ("zenml-az" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7a65_6e6d_6c2d_617a;
 
@@ -61,6 +70,41 @@ pub struct PostgresShareStore {
     /// Bumped when another process may have changed the shares (a notification, or a
     /// reconnect of the listener, after which some may have been missed).
     changes: tokio::sync::watch::Receiver<u64>,
+    /// What the notifications named since the last [`ShareStore::take_changed`], and whether
+    /// the database is reachable; shared with the listener.
+    link: Arc<Mutex<Link>>,
+}
+
+/// The store's view of its database, written by the listener and by every call.
+#[derive(Debug, Default)]
+struct Link {
+    /// Set while the listener has no connection: since when, and why.
+    listener_down: Option<(SystemTime, String)>,
+    /// Set by a call that could not reach the database, until one does.
+    call_failed: Option<(SystemTime, String)>,
+    /// The last failure of either, kept after recovery.
+    last_error: Option<String>,
+    /// Changes named by notifications and not yet taken.
+    pending: Pending,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    everything: bool,
+    resources: BTreeSet<(String, String)>,
+}
+
+impl Link {
+    fn down(slot: &mut Option<(SystemTime, String)>, last: &mut Option<String>, error: String) {
+        let since = slot.as_ref().map_or_else(SystemTime::now, |(since, _)| *since);
+        *last = Some(error.clone());
+        *slot = Some((since, error));
+    }
+
+    fn everything(&mut self) {
+        self.pending.everything = true;
+        self.pending.resources.clear();
+    }
 }
 
 impl std::fmt::Debug for PostgresShareStore {
@@ -121,12 +165,14 @@ impl PostgresShareStore {
             .build()
             .map_err(|error| failed(format!("cannot start its runtime: {error}")))?;
         let (changed, changes) = tokio::sync::watch::channel(0);
-        runtime.spawn(listen(config.clone(), changed));
+        let link = Arc::new(Mutex::new(Link::default()));
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                // A connection is checked before it is reused: after a database restart the
+                // first write finds a fresh one instead of failing on a dead one.
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = Pool::builder(manager)
@@ -142,8 +188,12 @@ impl PostgresShareStore {
             pool,
             target,
             changes,
+            link: link.clone(),
         };
         store.run(migrate(store.pool.clone()))?;
+        if let Some(runtime) = &store.runtime {
+            runtime.spawn(listen(config, changed, link));
+        }
         Ok(store)
     }
 
@@ -152,15 +202,26 @@ impl PostgresShareStore {
         &self.target
     }
 
-    /// Runs `work` on the store's runtime and waits for it (see the module doc).
+    /// Runs `work` on the store's runtime and waits for it (see the module doc); notes
+    /// whether it reached the database.
     fn run<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         let runtime = self.runtime.as_ref().ok_or(StoreError::Poisoned)?;
-        match tokio::runtime::Handle::try_current() {
+        let result = match tokio::runtime::Handle::try_current() {
             Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| runtime.block_on(work))
             }
             _ => runtime.block_on(work),
+        };
+        if let Ok(mut link) = self.link.lock() {
+            match &result {
+                Err(StoreError::Unreachable(error)) => {
+                    let link = &mut *link;
+                    Link::down(&mut link.call_failed, &mut link.last_error, error.clone());
+                }
+                _ => link.call_failed = None,
+            }
         }
+        result
     }
 }
 
@@ -188,18 +249,7 @@ impl ShareStore for PostgresShareStore {
                     &[],
                 )
                 .await?;
-            let mut shares = Vec::with_capacity(rows.len());
-            for (index, row) in rows.iter().enumerate() {
-                let kind: String = row.try_get(2)?;
-                let actions: String = row.try_get(4)?;
-                shares.push(StoredShare {
-                    workspace: row.try_get(0)?,
-                    resource: row.try_get(1)?,
-                    grantee: stored_grantee(index, &kind, row.try_get(3)?)?,
-                    actions: super::split_actions(&actions),
-                });
-            }
-            Ok(shares)
+            shares_of(&rows)
         })
     }
 
@@ -210,6 +260,12 @@ impl ShareStore for PostgresShareStore {
             let transaction = client.transaction().await?;
             let (kind, id) = grantee_columns(&share.grantee);
             let actions = share.actions.join(",");
+            // Writes of one (resource, grantee) take turns, so the audit table's order is the
+            // order they took effect in (a delete of a missing row would not wait otherwise).
+            let key = format!("{}\n{}\n{kind}\n{id}", share.workspace, share.resource);
+            transaction
+                .execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
+                .await?;
             if share.actions.is_empty() {
                 delete_share(&transaction, share).await?;
             } else {
@@ -231,7 +287,7 @@ impl ShareStore for PostgresShareStore {
                     &[&share.workspace, &share.resource, &kind, &id, &actions, &shared_by],
                 )
                 .await?;
-            notify(&transaction).await?;
+            notify(&transaction, &payload(&share.workspace, std::slice::from_ref(&share.resource))).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -258,7 +314,7 @@ impl ShareStore for PostgresShareStore {
                     )
                     .await?;
             }
-            notify(&transaction).await?;
+            notify(&transaction, &payload(workspace, resources)).await?;
             transaction.commit().await?;
             Ok(usize::try_from(removed).unwrap_or(usize::MAX))
         })
@@ -328,7 +384,7 @@ impl ShareStore for PostgresShareStore {
                     .execute(&insert, &[&kind, &id, &place_kind, &place_id, &workspace])
                     .await?;
             }
-            notify(&transaction).await?;
+            notify(&transaction, EVERYTHING).await?;
             transaction.commit().await?;
             Ok(())
         })
@@ -336,6 +392,68 @@ impl ShareStore for PostgresShareStore {
 
     fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         Some(self.changes.clone())
+    }
+
+    fn take_changed(&self) -> Changed {
+        let Ok(mut link) = self.link.lock() else {
+            return Changed::Everything;
+        };
+        let pending = std::mem::take(&mut link.pending);
+        if pending.everything {
+            Changed::Everything
+        } else if pending.resources.is_empty() {
+            Changed::Nothing
+        } else {
+            Changed::Resources(pending.resources)
+        }
+    }
+
+    fn load_resources(&self, keys: &BTreeSet<(String, String)>) -> Result<Vec<StoredShare>, StoreError> {
+        let (workspaces, resources): (Vec<&str>, Vec<&str>) = keys
+            .iter()
+            .map(|(workspace, resource)| (workspace.as_str(), resource.as_str()))
+            .unzip();
+        let pool = self.pool.clone();
+        let loaded = self.run(async move {
+            let client = pool.get().await?;
+            let rows = client
+                .query(
+                    "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares \
+                     WHERE (workspace_id, resource) IN (SELECT * FROM unnest($1::text[], $2::text[])) \
+                     ORDER BY 1, 2, 3, 4",
+                    &[&workspaces, &resources],
+                )
+                .await?;
+            shares_of(&rows)
+        });
+        if loaded.is_err()
+            && let Ok(mut link) = self.link.lock()
+        {
+            link.everything();
+        }
+        loaded
+    }
+
+    fn location(&self) -> String {
+        self.target.clone()
+    }
+
+    fn health(&self) -> StoreHealth {
+        let Ok(link) = self.link.lock() else {
+            return StoreHealth {
+                unreachable_since: Some(SystemTime::UNIX_EPOCH),
+                last_error: Some("the store's state lock was poisoned".to_owned()),
+            };
+        };
+        let since = [&link.listener_down, &link.call_failed]
+            .into_iter()
+            .flatten()
+            .map(|(since, _)| *since)
+            .min();
+        StoreHealth {
+            unreachable_since: since,
+            last_error: link.last_error.clone(),
+        }
     }
 
     fn events(&self) -> Result<Vec<ShareEvent>, StoreError> {
@@ -369,6 +487,22 @@ impl ShareStore for PostgresShareStore {
     }
 }
 
+/// The shares of rows of (workspace_id, resource, grantee_kind, grantee_id, actions).
+fn shares_of(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredShare>, StoreError> {
+    let mut shares = Vec::with_capacity(rows.len());
+    for (index, row) in rows.iter().enumerate() {
+        let kind: String = row.try_get(2)?;
+        let actions: String = row.try_get(4)?;
+        shares.push(StoredShare {
+            workspace: row.try_get(0)?,
+            resource: row.try_get(1)?,
+            grantee: stored_grantee(index, &kind, row.try_get(3)?)?,
+            actions: super::split_actions(&actions),
+        });
+    }
+    Ok(shares)
+}
+
 /// Deletes one grantee's share of one resource (its row, if any).
 async fn delete_share(
     transaction: &deadpool_postgres::Transaction<'_>,
@@ -385,27 +519,74 @@ async fn delete_share(
     Ok(())
 }
 
-/// Tells every listening sidecar, once `transaction` commits, that the shares changed.
-async fn notify(transaction: &deadpool_postgres::Transaction<'_>) -> Result<(), StoreError> {
+/// The notification of a change of `resources` in `workspace`: JSON `[workspace, resource…]`,
+/// or [`EVERYTHING`] when that would be too long.
+fn payload(workspace: &str, resources: &[String]) -> String {
+    let mut named = Vec::with_capacity(resources.len() + 1);
+    named.push(workspace);
+    named.extend(resources.iter().map(String::as_str));
+    let text = serde_json::to_string(&named).unwrap_or_default();
+    if text.is_empty() || text.len() > MAX_PAYLOAD {
+        EVERYTHING.to_owned()
+    } else {
+        text
+    }
+}
+
+/// What a notification's payload names (anything unreadable: everything).
+fn named(payload: &str) -> Option<(String, Vec<String>)> {
+    let mut named: Vec<String> = serde_json::from_str(payload).ok()?;
+    if named.len() < 2 {
+        return None;
+    }
+    let workspace = named.remove(0);
+    Some((workspace, named))
+}
+
+/// Tells every listening sidecar, once `transaction` commits, what changed (`payload`).
+async fn notify(transaction: &deadpool_postgres::Transaction<'_>, payload: &str) -> Result<(), StoreError> {
     transaction
-        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
         .await?;
     Ok(())
 }
 
 /// Listens on [`CHANNEL`] on a connection of its own, outside the pool, for as long as the
-/// store lives; bumps `changed` on every notification and after every (re)connect (what was
-/// sent while it was away is lost: the reader reloads everything).
-async fn listen(config: tokio_postgres::Config, changed: tokio::sync::watch::Sender<u64>) {
+/// store lives: records what each notification names in `link` and bumps `changed`; after
+/// every (re)connect it records "everything" (what was sent while it was away is lost). While
+/// it has no connection, `link` says the database is unreachable.
+async fn listen(
+    config: tokio_postgres::Config,
+    changed: tokio::sync::watch::Sender<u64>,
+    link: Arc<Mutex<Link>>,
+) {
     let mut lost = false;
+    let down = |error: String| {
+        if let Ok(mut link) = link.lock() {
+            let link = &mut *link;
+            Link::down(&mut link.listener_down, &mut link.last_error, error);
+        }
+    };
     loop {
         match config.connect(NoTls).await {
             Ok((client, mut connection)) => {
                 let notified = changed.clone();
+                let noted = link.clone();
                 let driver = tokio::spawn(async move {
                     loop {
                         match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                            Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                            Some(Ok(tokio_postgres::AsyncMessage::Notification(notification))) => {
+                                if let Ok(mut link) = noted.lock() {
+                                    match named(notification.payload()) {
+                                        Some(_) if link.pending.everything => {}
+                                        Some((workspace, resources)) => {
+                                            for resource in resources {
+                                                link.pending.resources.insert((workspace.clone(), resource));
+                                            }
+                                        }
+                                        None => link.everything(),
+                                    }
+                                }
                                 notified.send_modify(|count| *count += 1);
                             }
                             Some(Ok(_)) => {}
@@ -419,18 +600,27 @@ async fn listen(config: tokio_postgres::Config, changed: tokio::sync::watch::Sen
                         if lost {
                             tracing::info!("share store: listening for changes again");
                         }
+                        if let Ok(mut link) = link.lock() {
+                            link.listener_down = None;
+                            link.everything();
+                        }
                         changed.send_modify(|count| *count += 1);
                         let why = driver.await.unwrap_or_else(|error| error.to_string());
                         tracing::warn!(error = %why, "share store: lost the change listener's connection");
+                        down(why);
                     }
                     Err(error) => {
                         driver.abort();
                         tracing::warn!(error = %error_text(&error), "share store: cannot listen for changes");
+                        down(error_text(&error));
                     }
                 }
             }
             Err(error) => {
-                tracing::warn!(error = %error_text(&error), "share store: cannot connect the change listener");
+                if !lost {
+                    tracing::warn!(error = %error_text(&error), "share store: cannot connect the change listener");
+                }
+                down(error_text(&error));
             }
         }
         lost = true;
@@ -509,9 +699,24 @@ fn error_text(error: &tokio_postgres::Error) -> String {
     }
 }
 
+/// Whether `error` says the database could not be reached (rather than that it refused):
+/// no connection, a lost or closed one, a timeout, or the server shutting down.
+fn unreachable(error: &tokio_postgres::Error) -> bool {
+    if let Some(db) = error.as_db_error() {
+        let code = db.code().code();
+        // Class 08: connection exception; 57P01-57P03: shutdown, crash, cannot connect now.
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    error.is_closed() || std::error::Error::source(error).is_some_and(|source| source.is::<std::io::Error>())
+}
+
 impl From<tokio_postgres::Error> for StoreError {
     fn from(error: tokio_postgres::Error) -> Self {
-        StoreError::Postgres(error_text(&error))
+        if unreachable(&error) {
+            StoreError::Unreachable(error_text(&error))
+        } else {
+            StoreError::Postgres(error_text(&error))
+        }
     }
 }
 
@@ -519,6 +724,9 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
         match error {
             deadpool_postgres::PoolError::Backend(error) => error.into(),
+            deadpool_postgres::PoolError::Timeout(_) | deadpool_postgres::PoolError::Closed => {
+                StoreError::Unreachable(error.to_string())
+            }
             other => StoreError::Postgres(other.to_string()),
         }
     }
@@ -541,6 +749,20 @@ mod tests {
         for (index, (version, name, _)) in MIGRATIONS.iter().enumerate() {
             assert_eq!(usize::try_from(*version).unwrap(), index + 1, "{name}");
             assert!(name.starts_with(&format!("{version:04}_")), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_notification_names_its_resources_or_everything() {
+        let one = payload("w", &["p:pipeline/1".to_owned()]);
+        assert_eq!(
+            named(&one),
+            Some(("w".to_owned(), vec!["p:pipeline/1".to_owned()]))
+        );
+        let many: Vec<String> = (0..1000).map(|i| format!("p:pipeline/{i:032}")).collect();
+        assert_eq!(payload("w", &many), EVERYTHING);
+        for unreadable in [EVERYTHING, "", "[]", "[\"w\"]", "{}", "not json"] {
+            assert_eq!(named(unreadable), None, "{unreadable}");
         }
     }
 

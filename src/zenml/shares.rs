@@ -179,6 +179,21 @@ impl ShareSet {
         (users, teams)
     }
 
+    /// The grants of `resource_key` (canonical string) in `workspace`, by grantee: (grantee, its
+    /// actions, sorted).
+    pub fn grants(
+        &self,
+        workspace: &str,
+        resource_key: &str,
+    ) -> impl Iterator<Item = (&Grantee, &[Box<str>])> {
+        self.workspaces
+            .get(workspace)
+            .and_then(|shares| shares.by_resource.get(resource_key))
+            .into_iter()
+            .flatten()
+            .map(|grant| (&grant.grantee, &*grant.actions))
+    }
+
     /// Users and teams that have at least one resource of `project_id` shared with them.
     pub fn project_grantees(&self, workspace: &str, project_id: &str) -> (Vec<&str>, Vec<&str>) {
         let mut users = Vec::new();

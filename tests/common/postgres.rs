@@ -56,6 +56,27 @@ fn admin(sql: &str) -> Result<(), String> {
     run(&admin_url(), sql)
 }
 
+/// Runs `sql` in the database at `url`.
+pub fn execute(url: &str, sql: &str) -> Result<(), String> {
+    run(url, sql)
+}
+
+/// The one integer `sql` answers in the database at `url`.
+pub fn query_i64(url: &str, sql: &str) -> i64 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        let driver = tokio::spawn(connection);
+        let value: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+        drop(client);
+        let _ = driver.await;
+        value
+    })
+}
+
 /// Runs `sql` (statements separated by `;`, no transaction) on a connection of its own.
 fn run(url: &str, sql: &str) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -77,4 +98,152 @@ fn run(url: &str, sql: &str) -> Result<(), String> {
         let _ = driver.await;
         Ok(())
     })
+}
+
+/// A PostgreSQL server of the test's own (`initdb` in a temporary directory, its own port), so
+/// that a test can stop and start it without disturbing the shared one. Stopped and removed
+/// with the guard. As root, its commands run as the `postgres` user (PostgreSQL refuses root).
+pub struct PrivateServer {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PrivateServer {
+    /// Creates the cluster and starts the server.
+    pub fn start() -> Self {
+        let bin = postgres_bin();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if is_root() {
+            let status = std::process::Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "chown {}", dir.path().display());
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = PrivateServer { dir, bin, port };
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "--no-instructions",
+            ],
+        );
+        server.resume();
+        server
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it (`-m fast`: clients are disconnected, as in a restart), waiting until it is down.
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        self.run(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    /// Starts it again on the same port, waiting until it accepts connections.
+    pub fn resume(&self) {
+        let data = self.dir.path().join("data");
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-o",
+                &options,
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&program);
+            command
+        } else {
+            std::process::Command::new(&program)
+        };
+        let output = command.args(args).output().unwrap();
+        assert!(
+            output.status.success(),
+            "{} {args:?}: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let program = self.bin.join("pg_ctl");
+        let args = ["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "stop"];
+        let _ = if is_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(&program)
+                .args(args)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(args).output()
+        };
+    }
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// The newest PostgreSQL's server programs (`ZENML_AUTHZ_TEST_POSTGRES_BIN` names others).
+fn postgres_bin() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("ZENML_AUTHZ_TEST_POSTGRES_BIN") {
+        return bin.into();
+    }
+    let mut versions: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's programs under /usr/lib/postgresql (or ZENML_AUTHZ_TEST_POSTGRES_BIN)")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path().join("bin")))
+        .filter(|bin| bin.join("initdb").exists())
+        .collect();
+    versions.sort_by_key(|bin| {
+        bin.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    versions.pop().expect("an initdb under /usr/lib/postgresql/*/bin")
 }
