@@ -229,26 +229,34 @@ fn memberships_are_remembered_and_settling_purges_with_the_reason(backend: &dyn 
 }
 
 /// Writes each store makes in the concurrency test.
-const WRITES: usize = 40;
+const WRITES: usize = 200;
 
-/// Two stores on one storage (two replicas) replace the same (resource, grantee) at once, each
-/// with its own action list: the share ends as one of the two lists, never a mix, and the
-/// audit log has every write.
+/// Two stores on one storage (two replicas) replace the same (resource, grantee)s at once, one
+/// granting its action list, the other alternating its list and a revoke, key after key: each
+/// share ends as one of the lists (or revoked), never a mix; the audit log has every write, and
+/// its last row for each key is the state the key ended in (the audit order is the order the
+/// writes took effect, also when a revoke finds no row yet).
 fn concurrent_replacements_from_two_stores_end_whole_and_are_all_audited(backend: &dyn Backend) {
-    let lists: [&[&str]; 2] = [&["read", "update"], &["delete", "share"]];
+    let lists: [[&[&str]; 2]; 2] = [
+        [&["read", "update"], &["read", "update"]],
+        [&[], &["delete", "share"]],
+    ];
     let stores: Vec<Arc<dyn ShareStore>> = vec![Arc::from(backend.open()), Arc::from(backend.open())];
+    // Both write each key at the same moment.
     let barrier = Arc::new(std::sync::Barrier::new(2));
+    let key = |write: usize| format!("stack/{write:08}-1111-4111-8111-111111111111");
     let writers: Vec<_> = stores
         .iter()
         .zip(lists)
-        .map(|(store, actions)| {
+        .map(|(store, alternating)| {
             let store = Arc::clone(store);
             let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
-                barrier.wait();
-                for _ in 0..WRITES {
+                for write in 0..WRITES {
+                    let actions = alternating[write % 2];
+                    barrier.wait();
                     store
-                        .set(&share(R, Grantee::User("u".into()), actions), None)
+                        .set(&share(&key(write), Grantee::User("u".into()), actions), None)
                         .unwrap();
                 }
             })
@@ -257,23 +265,45 @@ fn concurrent_replacements_from_two_stores_end_whole_and_are_all_audited(backend
     for writer in writers {
         writer.join().unwrap();
     }
+    let owned = |list: &[&str]| list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>();
     let loaded = backend.open().load().unwrap();
-    assert_eq!(loaded.len(), 1);
-    assert!(
-        lists.iter().any(|list| loaded[0].actions == *list),
-        "a mix: {:?}",
-        loaded[0].actions
-    );
     let events = stores[0].events().unwrap();
     assert_eq!(events.len(), 2 * WRITES);
-    for list in lists {
+    for (list, expected) in [
+        (&["read", "update"][..], WRITES),
+        (&["delete", "share"], WRITES / 2),
+        (&[], WRITES / 2),
+    ] {
         let count = events
             .iter()
-            .filter(|event| {
-                event.actions.as_deref() == Some(&list.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
-            })
+            .filter(|event| event.actions.as_deref() == Some(&owned(list)))
             .count();
-        assert_eq!(count, WRITES, "{list:?}");
+        assert_eq!(count, expected, "{list:?}");
+    }
+    for write in 0..WRITES {
+        let resource = key(write);
+        let rows: Vec<&StoredShare> = loaded.iter().filter(|s| s.resource == resource).collect();
+        let ended = match rows.as_slice() {
+            [] => Vec::new(),
+            [one] => one.actions.clone(),
+            more => panic!("one row at most: {more:?}"),
+        };
+        assert!(
+            [&["read", "update"][..], &["delete", "share"], &[]]
+                .iter()
+                .any(|list| ended == owned(list)),
+            "a mix: {ended:?}"
+        );
+        let last = events
+            .iter()
+            .rev()
+            .find(|event| event.resource == resource)
+            .and_then(|event| event.actions.clone());
+        assert_eq!(
+            last,
+            Some(ended),
+            "{resource}: the last audit row is the state it ended in"
+        );
     }
 }
 
