@@ -17,7 +17,7 @@
 //! creates `zenml_authz_bench_<pid>` and drops it at the end.
 //!
 //! `cargo bench --bench shares`; `BENCH_SAMPLES` (writes per row, default 1000),
-//! `BENCH_SAMPLES_PRELOADED` (writes per row with the preloaded shares, default 200),
+//! `BENCH_SAMPLES_PRELOADED` (writes per row with the preloaded shares, default 100),
 //! `BENCH_DECISIONS` (requests per decision row, default 20000), `BENCH_SHARES` (preloaded
 //! shares, default 10000), `BENCH_PACED` and `BENCH_GAP_MS` (writes one at a time: how many,
 //! default 20, and the pause before each, default 300 ms).
@@ -592,7 +592,7 @@ fn main() {
     }
     let started = Instant::now();
     let samples = env_num("BENCH_SAMPLES", 1000);
-    let samples_preloaded = env_num("BENCH_SAMPLES_PRELOADED", 200);
+    let samples_preloaded = env_num("BENCH_SAMPLES_PRELOADED", 100);
     let decision_samples = env_num("BENCH_DECISIONS", 20_000);
     let preloaded = env_num("BENCH_SHARES", 10_000);
     let paced = env_num("BENCH_PACED", 20);
