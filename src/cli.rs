@@ -159,9 +159,13 @@ pub struct ServeArgs {
     /// Most connections served at once.
     #[arg(long, env = "ZENML_AUTHZ_MAX_CONNECTIONS", default_value_t = config::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Seconds a client has to send request headers.
+    /// Seconds a client has to send request headers (from connecting, or from a request's first
+    /// byte).
     #[arg(long, env = "ZENML_AUTHZ_HEADER_TIMEOUT", default_value_t = config::DEFAULT_HEADER_TIMEOUT_SECS)]
     pub header_timeout_secs: u64,
+    /// Seconds a keep-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "ZENML_AUTHZ_IDLE_TIMEOUT", default_value_t = config::DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout_secs: u64,
     /// Seconds a client has to send the request body once its headers are in; slower bodies get
     /// 408 and the connection is closed.
     #[arg(long, env = "ZENML_AUTHZ_BODY_TIMEOUT", default_value_t = config::DEFAULT_BODY_TIMEOUT_SECS)]
@@ -415,6 +419,7 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             max_connections: self.max_connections.max(1),
             header_timeout: Duration::from_secs(self.header_timeout_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs.max(1)),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
         }
     }

@@ -16,6 +16,10 @@ pub const DEFAULT_MAX_BATCH_ITEMS: usize = 1000;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Seconds a client has to send its request headers.
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+/// Seconds a keep-alive connection may stay idle between requests. Long on purpose: a server
+/// that closes idle connections races a client that reuses one at that moment, and ZenML's
+/// client over `http://` does not retry (the permission check becomes a 500).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 300;
 /// Seconds a client has to send its request body once the headers are in; slower bodies get
 /// 408 and the connection is closed (a client trickling bytes cannot hold a slot).
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 10;
@@ -111,8 +115,10 @@ pub struct ServerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// Most connections at once.
     pub max_connections: usize,
-    /// Time allowed for request headers.
+    /// Time allowed for a request's headers, from a new connection or from its first byte.
     pub header_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    pub idle_timeout: Duration,
     /// Time allowed for draining at shutdown.
     pub shutdown_grace: Duration,
 }

@@ -111,13 +111,14 @@ async fn accept(
         }
         let service_state = state.clone();
         let service = service_fn(move |request| crate::http::handle(service_state.clone(), kind, request));
-        // The header timeout also bounds an idle keep-alive connection (hyper starts it when it
-        // waits for a request); the body has its own (`read_body`).
+        // hyper's header timer runs from the moment it waits for a request, so it bounds an idle
+        // keep-alive connection: the long idle timeout. `Paced` bounds the headers themselves;
+        // the body has its own timeout (`read_body`).
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
-            .header_read_timeout(config.header_timeout)
+            .header_read_timeout(config.idle_timeout.max(config.header_timeout))
             .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(Paced::new(stream, config.header_timeout)), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -125,6 +126,119 @@ async fn accept(
             }
             drop(permit);
         });
+    }
+}
+
+/// A connection's byte stream with the header timeout: a new connection must deliver a whole
+/// request head within it, and so must each later request from its first byte. Between requests
+/// (after a response began, until the next request's first byte) no deadline applies here:
+/// hyper's idle timeout does. So the idle timeout can be long (a server that closes an idle
+/// connection races a client reusing it, and ZenML over `http://` does not retry) while a
+/// client that trickles its headers is still cut quickly.
+struct Paced<S> {
+    inner: S,
+    header_timeout: std::time::Duration,
+    /// Set while a request head is being received: its deadline.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The last bytes of the head so far (to find its end, `\r\n\r\n`, across reads).
+    tail: [u8; 3],
+}
+
+impl<S> Paced<S> {
+    fn new(inner: S, header_timeout: std::time::Duration) -> Self {
+        Self {
+            inner,
+            header_timeout,
+            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            tail: [0; 3],
+        }
+    }
+
+    /// Takes in bytes read: starts the deadline at a request's first byte, ends it at the end
+    /// of its head.
+    fn saw(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if self.deadline.is_none() {
+            // With pipelining these may belong to a request whose head is already complete;
+            // then the head's end below ends the deadline again at once.
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
+            self.tail = [0; 3];
+        }
+        for &byte in bytes {
+            let window = [self.tail[0], self.tail[1], self.tail[2], byte];
+            self.tail = [window[1], window[2], window[3]];
+            if window == *b"\r\n\r\n" {
+                // The head is in: the body timeout and the request deadline take over.
+                self.deadline = None;
+                self.tail = [0; 3];
+                return;
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if let Some(deadline) = self.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return std::task::Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request headers did not arrive within the header timeout",
+            )));
+        }
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = read {
+            self.saw(&buf.filled()[before..]);
+            if let Some(deadline) = self.deadline.as_mut() {
+                // Registers the waker: the deadline must wake a reader that waits for more.
+                let _ = deadline.as_mut().poll(cx);
+            }
+        }
+        read
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Paced<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, bytes)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 

@@ -425,3 +425,85 @@ fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
         assert_eq!(ours.errors, errors, "{what}");
     }
 }
+
+/// Reads one HTTP/1.1 response (headers and a `content-length` body) from `stream`.
+fn read_response(stream: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if bytes.len() >= end + 4 + length {
+                return text;
+            }
+        }
+        let read = stream.read(&mut chunk).expect("a response");
+        assert!(read > 0, "closed before a whole response: {text}");
+        bytes.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// Whether the server closes `stream` (a read returns end of file or a reset) before the
+/// 30 s guard; a read that times out means it kept it open.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut rest = Vec::new();
+    match stream.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(error) => !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// ZenML keeps its connections to the sidecar in a pool and, over `http://`, does not retry: a
+/// server that closed idle connections at the header timeout (10 s) raced ZenML reusing one at
+/// that moment, and the permission check became a 500 (seen in the real-ZenML test). An idle
+/// keep-alive connection now lasts `--idle-timeout-secs`; a client that trickles its headers, or
+/// connects and sends nothing, is still cut at `--header-timeout-secs`.
+#[test]
+fn idle_keep_alive_connections_outlive_the_header_timeout_and_slow_heads_do_not() {
+    const GET: &[u8] = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let server = Server::start(&["--header-timeout-secs", "1", "--idle-timeout-secs", "60"]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut kept = TcpStream::connect(&address).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    kept.write_all(GET).unwrap();
+    assert!(read_response(&mut kept).starts_with("HTTP/1.1 200"));
+    // Idle for twice the header timeout, then reused.
+    std::thread::sleep(Duration::from_secs(2));
+    kept.write_all(GET).unwrap();
+    assert!(read_response(&mut kept).starts_with("HTTP/1.1 200"));
+
+    let mut trickling = TcpStream::connect(&address).unwrap();
+    trickling.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let mut silent = TcpStream::connect(&address).unwrap();
+    assert!(
+        closed_by_server(&mut trickling),
+        "a trickled head outlived the header timeout"
+    );
+    assert!(
+        closed_by_server(&mut silent),
+        "a silent connection outlived the header timeout"
+    );
+
+    // The idle timeout still ends an idle connection.
+    let short = Server::start(&["--header-timeout-secs", "1", "--idle-timeout-secs", "2"]);
+    let mut idle = TcpStream::connect(short.base.trim_start_matches("http://")).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    idle.write_all(GET).unwrap();
+    assert!(read_response(&mut idle).starts_with("HTTP/1.1 200"));
+    assert!(
+        closed_by_server(&mut idle),
+        "an idle connection outlived the idle timeout"
+    );
+}
