@@ -110,7 +110,12 @@ async fn accept(
             tracing::debug!(%error, "cannot set TCP_NODELAY");
         }
         let service_state = state.clone();
-        let service = service_fn(move |request| crate::http::handle(service_state.clone(), kind, request));
+        let serving = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let served = serving.clone();
+        let service = service_fn(move |request| {
+            served.store(true, std::sync::atomic::Ordering::Release);
+            crate::http::handle(service_state.clone(), kind, request)
+        });
         // hyper's header timer runs from the moment it waits for a request, so it bounds an idle
         // keep-alive connection: the long idle timeout. `Paced` bounds the headers themselves;
         // the body has its own timeout (`read_body`).
@@ -118,7 +123,10 @@ async fn accept(
             .timer(TokioTimer::new())
             .header_read_timeout(config.idle_timeout.max(config.header_timeout))
             .keep_alive(true)
-            .serve_connection(TokioIo::new(Paced::new(stream, config.header_timeout)), service);
+            .serve_connection(
+                TokioIo::new(Paced::new(stream, config.header_timeout, serving)),
+                service,
+            );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -130,51 +138,32 @@ async fn accept(
 }
 
 /// A connection's byte stream with the header timeout: a new connection must deliver a whole
-/// request head within it, and so must each later request from its first byte. Between requests
-/// (after a response began, until the next request's first byte) no deadline applies here:
-/// hyper's idle timeout does. So the idle timeout can be long (a server that closes an idle
-/// connection races a client reusing it, and ZenML over `http://` does not retry) while a
-/// client that trickles its headers is still cut quickly.
+/// request head within it, and so must each later request from its first byte. While a request
+/// is served (from hyper handing it to the service, which means its head is in, until the
+/// response begins) and between requests, no deadline applies here: the body timeout and the
+/// request deadline bound the first, hyper's idle timeout the second. So the idle timeout can be
+/// long (a server that closes an idle connection races a client reusing it, and ZenML over
+/// `http://` does not retry) while a client that trickles its headers is still cut quickly.
 struct Paced<S> {
     inner: S,
     header_timeout: std::time::Duration,
     /// Set while a request head is being received: its deadline.
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    /// The last bytes of the head so far (to find its end, `\r\n\r\n`, across reads).
-    tail: [u8; 3],
+    /// Set by the service when hyper hands it a request, cleared when the response begins.
+    serving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S> Paced<S> {
-    fn new(inner: S, header_timeout: std::time::Duration) -> Self {
+    fn new(
+        inner: S,
+        header_timeout: std::time::Duration,
+        serving: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
         Self {
             inner,
             header_timeout,
             deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
-            tail: [0; 3],
-        }
-    }
-
-    /// Takes in bytes read: starts the deadline at a request's first byte, ends it at the end
-    /// of its head.
-    fn saw(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        if self.deadline.is_none() {
-            // With pipelining these may belong to a request whose head is already complete;
-            // then the head's end below ends the deadline again at once.
-            self.deadline = Some(Box::pin(tokio::time::sleep(self.header_timeout)));
-            self.tail = [0; 3];
-        }
-        for &byte in bytes {
-            let window = [self.tail[0], self.tail[1], self.tail[2], byte];
-            self.tail = [window[1], window[2], window[3]];
-            if window == *b"\r\n\r\n" {
-                // The head is in: the body timeout and the request deadline take over.
-                self.deadline = None;
-                self.tail = [0; 3];
-                return;
-            }
+            serving,
         }
     }
 }
@@ -185,6 +174,11 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        let serving = self.serving.load(std::sync::atomic::Ordering::Acquire);
+        if serving {
+            // The head is in: the body timeout and the request deadline take over.
+            self.deadline = None;
+        }
         if let Some(deadline) = self.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -195,12 +189,16 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
         }
         let before = buf.filled().len();
         let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let std::task::Poll::Ready(Ok(())) = read {
-            self.saw(&buf.filled()[before..]);
-            if let Some(deadline) = self.deadline.as_mut() {
-                // Registers the waker: the deadline must wake a reader that waits for more.
-                let _ = deadline.as_mut().poll(cx);
-            }
+        if let std::task::Poll::Ready(Ok(())) = read
+            && buf.filled().len() > before
+            && !serving
+            && self.deadline.is_none()
+        {
+            // A new request's first byte.
+            let mut deadline = Box::pin(tokio::time::sleep(self.header_timeout));
+            // Registers the waker: the deadline must wake a reader that waits for more.
+            let _ = deadline.as_mut().poll(cx);
+            self.deadline = Some(deadline);
         }
         read
     }
@@ -212,6 +210,8 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Paced<S> {
         cx: &mut std::task::Context<'_>,
         bytes: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        // A response begins: the next bytes read are a new request's.
+        self.serving.store(false, std::sync::atomic::Ordering::Release);
         std::pin::Pin::new(&mut self.inner).poll_write(cx, bytes)
     }
 
@@ -234,6 +234,7 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Paced<S> {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        self.serving.store(false, std::sync::atomic::Ordering::Release);
         std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
