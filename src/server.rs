@@ -147,8 +147,10 @@ async fn accept(
 struct Paced<S> {
     inner: S,
     header_timeout: std::time::Duration,
-    /// Set while a request head is being received: its deadline.
-    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// The deadline of the request head being received (one timer, reset per request).
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// Whether a head is being received (the deadline applies).
+    armed: bool,
     /// Set by the service when hyper hands it a request, cleared when the response begins.
     serving: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -162,7 +164,8 @@ impl<S> Paced<S> {
         Self {
             inner,
             header_timeout,
-            deadline: Some(Box::pin(tokio::time::sleep(header_timeout))),
+            deadline: Box::pin(tokio::time::sleep(header_timeout)),
+            armed: true,
             serving,
         }
     }
@@ -177,11 +180,9 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
         let serving = self.serving.load(std::sync::atomic::Ordering::Acquire);
         if serving {
             // The head is in: the body timeout and the request deadline take over.
-            self.deadline = None;
+            self.armed = false;
         }
-        if let Some(deadline) = self.deadline.as_mut()
-            && deadline.as_mut().poll(cx).is_ready()
-        {
+        if self.armed && self.deadline.as_mut().poll(cx).is_ready() {
             return std::task::Poll::Ready(Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "request headers did not arrive within the header timeout",
@@ -192,13 +193,14 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
         if let std::task::Poll::Ready(Ok(())) = read
             && buf.filled().len() > before
             && !serving
-            && self.deadline.is_none()
+            && !self.armed
         {
             // A new request's first byte.
-            let mut deadline = Box::pin(tokio::time::sleep(self.header_timeout));
+            let at = tokio::time::Instant::now() + self.header_timeout;
+            self.deadline.as_mut().reset(at);
+            self.armed = true;
             // Registers the waker: the deadline must wake a reader that waits for more.
-            let _ = deadline.as_mut().poll(cx);
-            self.deadline = Some(deadline);
+            let _ = self.deadline.as_mut().poll(cx);
         }
         read
     }
