@@ -789,15 +789,81 @@ fn write_counterexample(out: &mut String, invariant: &Invariant, example: &Count
     }
 }
 
-/// The counterexample's entities, one line each, sorted.
+/// The counterexample's entities, one line each, sorted: `uid { attr: value, … } in [groups]`,
+/// each group of an entity followed by what it is (`(viewers of ZenML::Workspace::"w")`); a role group with no
+/// attributes and no groups of its own is left out (it appears where it is used).
 fn entity_lines(entities: &Entities) -> Vec<String> {
-    let mut lines: Vec<String> = entities
-        .iter()
-        .filter(|entity| !entity.uid().type_name().to_string().ends_with("Action"))
-        .map(|entity| one_line(&entity.to_string()))
-        .collect();
+    let labels = role_labels(entities);
+    let show = |uid: &EntityUid| match labels.get(uid) {
+        Some(label) => format!("{uid} ({label})"),
+        None => uid.to_string(),
+    };
+    let mut lines = Vec::new();
+    for entity in entities.iter() {
+        let uid = entity.uid();
+        if uid.type_name().basename() == "Action" {
+            continue;
+        }
+        let mut attrs: Vec<String> = entity
+            .attrs()
+            .map(|(name, value)| match value {
+                Ok(EvalResult::EntityUid(target)) => format!("{name}: {target}"),
+                Ok(value) => format!("{name}: {value}"),
+                Err(_) => format!("{name}: ?"),
+            })
+            .collect();
+        attrs.sort();
+        let mut groups: Vec<String> = entities
+            .ancestors(&uid)
+            .into_iter()
+            .flatten()
+            .map(&show)
+            .collect();
+        groups.sort();
+        if attrs.is_empty() && groups.is_empty() && uid.type_name().basename() == "Role" {
+            continue;
+        }
+        let mut line = show(&uid);
+        if !attrs.is_empty() {
+            let _ = write!(line, " {{ {} }}", attrs.join(", "));
+        }
+        if !groups.is_empty() {
+            let _ = write!(line, " in [{}]", groups.join(", "));
+        }
+        lines.push(line);
+    }
     lines.sort();
     lines
+}
+
+/// What each role group of the counterexample is: the scope type and role attribute naming it
+/// (`viewers of ZenML::Workspace::"w"`; several when the solver reused one group).
+fn role_labels(entities: &Entities) -> BTreeMap<EntityUid, String> {
+    let mut labels: BTreeMap<EntityUid, Vec<String>> = BTreeMap::new();
+    for entity in entities.iter() {
+        let uid = entity.uid();
+        if !matches!(
+            uid.type_name().basename(),
+            "Organization" | "Workspace" | "Project"
+        ) {
+            continue;
+        }
+        for (name, value) in entity.attrs() {
+            if let Ok(EvalResult::EntityUid(role)) = value
+                && role.type_name().basename() == "Role"
+            {
+                labels.entry(role).or_default().push(format!("{name} of {uid}"));
+            }
+        }
+    }
+    labels
+        .into_iter()
+        .map(|(role, mut names)| {
+            names.sort();
+            names.dedup();
+            (role, names.join(", "))
+        })
+        .collect()
 }
 
 /// The ZenML roles the principal holds at the resource's organization, workspace and project
