@@ -510,8 +510,12 @@ impl Solver {
     fn compiler(&mut self) -> Result<&mut CedarSymCompiler<LocalSolver>, String> {
         if self.compiler.is_none() {
             let limit = format!("--tlimit-per={}", self.time_limit.as_millis().max(1));
-            let solver = LocalSolver::cvc5_with_args([limit])
-                .map_err(|error| format!("cannot start cvc5 (`$CVC5` or `cvc5` on the PATH): {error}"))?;
+            let solver = LocalSolver::cvc5_with_args([limit]).map_err(|error| {
+                format!(
+                    "cannot start cvc5 (`$CVC5`, else `cvc5` on the PATH): {}",
+                    with_causes(&error)
+                )
+            })?;
             let compiler = CedarSymCompiler::new(solver).map_err(|error| error.to_string())?;
             self.compiler = Some(compiler);
         }
@@ -582,8 +586,13 @@ impl Solver {
 
 /// The solver's error with its causes, on one line.
 fn solver_message(error: &cedar_policy_symcc::err::Error) -> String {
+    with_causes(error)
+}
+
+/// An error and its chain of causes, on one line.
+fn with_causes(error: &dyn std::error::Error) -> String {
     let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         let _ = write!(message, ": {cause}");
         source = cause.source();
