@@ -40,6 +40,11 @@ pub mod exit {
     /// `zenml-projects`: the same, or the ZenML server cannot be reached, refuses the API key or
     /// answers what ZenML does not.
     pub const ERROR: i32 = 4;
+    /// `verify`: an invariant is refuted (a counterexample is printed).
+    pub const REFUTED: i32 = 1;
+    /// `verify`: no invariant refuted, but the solver gave no answer for one (time limit, crash,
+    /// no solver): never read as proved.
+    pub const UNKNOWN: i32 = 5;
 }
 
 /// Policy-as-code authorization sidecar for ZenML: ZenML Pro's RBAC as Cedar policies.
@@ -77,6 +82,9 @@ pub enum Command {
     /// Compare a ZenML server's projects with the directory's projects of that workspace (by
     /// name); `--write` puts ZenML's project ids into the directory file.
     ZenmlProjects(ZenmlProjectsArgs),
+    /// Prove the invariants (`invariants/`) for every possible organization with the cvc5 SMT
+    /// solver: proved, refuted (a counterexample, replayed) or unknown, per invariant.
+    Verify(VerifyArgs),
 }
 
 /// `hash-token` flags.
@@ -670,4 +678,41 @@ fn read_key_file(path: &std::path::Path) -> Result<String, (String, i32)> {
         return Err(failed(format!("larger than {MAX_API_KEY_FILE_BYTES} bytes")));
     }
     Ok(key)
+}
+
+/// `verify` output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VerifyFormat {
+    /// One line per invariant (and a counterexample under a refuted one).
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `verify` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Runs the cvc5 SMT solver: `$CVC5`, else `cvc5` on the PATH (Debian: `apt-get install cvc5`; \
+                  scripts/ensure-cvc5.sh). Exit codes: 0 every invariant proved, 1 one refuted (counterexample \
+                  printed), 5 none refuted but one unknown (the solver gave no answer), 4 invalid sources or \
+                  invariants, 2 bad command line."
+)]
+pub struct VerifyArgs {
+    /// Policy sources.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// The invariants: a `.cedar` file, or a directory searched recursively for them.
+    #[arg(long, env = "ZENML_AUTHZ_INVARIANTS", default_value = "invariants")]
+    pub invariants: PathBuf,
+    /// Output format.
+    #[arg(long, env = "ZENML_AUTHZ_VERIFY_FORMAT", value_enum, default_value_t = VerifyFormat::Text)]
+    pub format: VerifyFormat,
+    /// The solver's time limit for one query, in milliseconds; past it the invariant is unknown.
+    #[arg(long, env = "ZENML_AUTHZ_VERIFY_TIME_LIMIT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub time_limit_ms: u64,
+    /// Solver processes running at once (each one thread).
+    #[arg(long, env = "ZENML_AUTHZ_VERIFY_JOBS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }

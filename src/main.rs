@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         Command::Export(args) => authoring::export(&args).emit(),
         Command::HashToken(args) => hash_token(&args.name),
         Command::ZenmlProjects(args) => authoring::zenml_projects(&args).emit(),
+        Command::Verify(args) => authoring::verify(&args).emit(),
     };
     ExitCode::from(code as u8)
 }

@@ -14,7 +14,8 @@
 //! * [`export`]: the entities, policies and schema the sidecar evaluates, as files for Cedar's
 //!   own tools;
 //! * [`zenml_projects`]: a ZenML server's projects next to the directory's projects of that
-//!   workspace; `--write` copies ZenML's generated ids into the directory file, in place.
+//!   workspace; `--write` copies ZenML's generated ids into the directory file, in place;
+//! * [`verify`]: invariants proved for every possible organization (symbolic analysis, cvc5).
 //!
 //! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
 //! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
@@ -31,6 +32,7 @@ mod export;
 mod fmt;
 mod lint;
 mod questioner;
+mod verify;
 mod what_can;
 mod who_can;
 mod zenml_projects;
@@ -39,6 +41,7 @@ pub use authorize::authorize;
 pub use export::export;
 pub use fmt::{fmt, format_cedar};
 pub use lint::lint;
+pub use verify::verify;
 pub use what_can::what_can;
 pub use who_can::{Grant, who_can, who_may};
 pub use zenml_projects::{Row, State, compare, zenml_projects};
