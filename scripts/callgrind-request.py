@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Instructions per request (callgrind): `scripts/callgrind-request.py BIN N OUT` runs BIN under callgrind on the bundled sources, sends N
-# keep-alive check_permissions requests (cache off: every one evaluated), stops it; prints total Ir.
-import http.client, json, os, re, signal, subprocess, sys, time
+# keep-alive POST /v1/is_authorized requests (cache off: every one evaluated), stops it; prints
+# the total instructions (Ir). Needs valgrind.
+import http.client, json, os, re, signal, subprocess, sys
 binary, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve",
