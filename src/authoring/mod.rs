@@ -14,7 +14,9 @@
 //! * [`export`]: the entities, policies and schema the sidecar evaluates, as files for Cedar's
 //!   own tools;
 //! * [`zenml_projects`]: a ZenML server's projects next to the directory's projects of that
-//!   workspace; `--write` copies ZenML's generated ids into the directory file, in place.
+//!   workspace; `--write` copies ZenML's generated ids into the directory file, in place;
+//! * [`impact`]: every what-can cell of every user and service account that an edit changes,
+//!   against a base directory or git revision, with the determining policies before and after.
 //!
 //! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
 //! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
@@ -29,6 +31,7 @@
 mod authorize;
 mod export;
 mod fmt;
+mod impact;
 mod lint;
 mod questioner;
 mod what_can;
@@ -38,6 +41,7 @@ mod zenml_projects;
 pub use authorize::authorize;
 pub use export::export;
 pub use fmt::{fmt, format_cedar};
+pub use impact::{impact, symbolic_comparison};
 pub use lint::lint;
 pub use what_can::what_can;
 pub use who_can::{Grant, who_can, who_may};
