@@ -176,7 +176,7 @@ fn a_new_project_binding_allows_exactly_that_user_there() {
     }
     assert!(
         out.stdout.contains(&format!(
-            "**{} decision changes**: {} deny → allow, 0 allow → deny, for 1 principals at 1 scopes",
+            "**{} decision changes**: {} deny → allow, 0 allow → deny, for 1 principal at 1 scope",
             rows.len(),
             rows.len()
         )),

@@ -71,7 +71,9 @@ pub fn impact(args: &ImpactArgs) -> CommandOutput {
         }
     };
     let started = Instant::now();
-    let report = match compare(&base_snapshot, &current_snapshot) {
+    let same_rules = same_policies(&base_snapshot, &current_snapshot)
+        && schema_files(&base.sources.schemas) == schema_files(&current_sources.schemas);
+    let report = match compare(&base_snapshot, &current_snapshot, same_rules) {
         Ok(report) => report,
         Err(message) => return CommandOutput::error(message),
     };
@@ -339,15 +341,145 @@ struct Change {
 
 /// One side's facts about a principal, for grouping.
 struct Facts {
-    /// `None` when the side's directory lacks the principal.
-    ancestors: Option<Vec<EntityUid>>,
+    /// `None` when the side's directory lacks the principal; else its ancestors ([`Interned`]).
+    ancestors: Option<Vec<u32>>,
     /// Named by a policy literal, or with an entity among its read attributes: asked alone.
     alone: bool,
-    /// The values of the attributes some policy reads.
-    attributes: String,
+    /// The values of the attributes some policy reads ([`Interned`]).
+    attributes: u32,
 }
 
-fn compare(base: &Snapshot, current: &Snapshot) -> Result<Report, String> {
+/// Numbers for the principals' ancestors and read attribute values, shared by both sides, so
+/// that grouping compares numbers (ten thousand principals at two hundred scopes).
+#[derive(Default)]
+struct Interned {
+    ids: HashMap<EntityUid, u32>,
+    /// Scope id -> the numbers of its role groups (`Role::"<scope-id>/<role>"`).
+    role_groups: HashMap<String, Vec<u32>>,
+    attributes: HashMap<String, u32>,
+}
+
+// === impl Interned ===
+
+impl Interned {
+    fn id(&mut self, uid: &EntityUid) -> u32 {
+        if let Some(id) = self.ids.get(uid) {
+            return *id;
+        }
+        let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.ids.insert(uid.clone(), id);
+        if uid.type_name().basename() == "Role"
+            && let Some((scope, _)) = uid.id().unescaped().split_once('/')
+        {
+            self.role_groups.entry(scope.to_owned()).or_default().push(id);
+        }
+        id
+    }
+
+    fn attributes(&mut self, text: String) -> u32 {
+        let next = u32::try_from(self.attributes.len()).unwrap_or(u32::MAX);
+        *self.attributes.entry(text).or_insert(next)
+    }
+
+    /// The numbers of the entities relevant at a scope: those reachable from it or from the
+    /// literals, and the role groups of its scope ids.
+    fn relevant(&self, relevant: &Relevant, literal_ids: &HashSet<u32>) -> HashSet<u32> {
+        let mut ids: HashSet<u32> = literal_ids.clone();
+        ids.extend(
+            relevant
+                .from_scope
+                .iter()
+                .filter_map(|uid| self.ids.get(uid).copied()),
+        );
+        for scope in &relevant.scope_ids {
+            ids.extend(self.role_groups.get(scope).into_iter().flatten().copied());
+        }
+        ids
+    }
+}
+
+/// Whether both sides have the same policies (ids and text).
+fn same_policies(base: &Snapshot, current: &Snapshot) -> bool {
+    let texts = |snapshot: &Snapshot| -> HashMap<String, String> {
+        snapshot
+            .engine
+            .policies
+            .policies()
+            .map(|p| (p.id().to_string(), p.to_string()))
+            .chain(
+                snapshot
+                    .engine
+                    .policies
+                    .templates()
+                    .map(|t| (t.id().to_string(), t.to_string())),
+            )
+            .collect()
+    };
+    texts(base) == texts(current)
+}
+
+/// The schema files under `root` (or the file itself): (path relative to it, bytes), sorted.
+fn schema_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files: Vec<(PathBuf, Vec<u8>)> = walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_file())
+        .filter_map(|entry| {
+            let relative = entry.path().strip_prefix(root).ok()?.to_path_buf();
+            Some((relative, std::fs::read(entry.path()).ok()?))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// What one scope's decisions read besides the principal, on one side: each entity reachable
+/// from it (uid, attributes, ancestors) and the custom-role groups of its cells.
+fn environment(snapshot: &Snapshot, reached: &HashSet<EntityUid>, scope_ids: &[String]) -> String {
+    let mut out = String::new();
+    let mut reached: Vec<&EntityUid> = reached.iter().collect();
+    reached.sort();
+    for uid in reached {
+        let _ = write!(out, "{uid}");
+        if let Some(entity) = snapshot.engine.entities.get(uid) {
+            let mut attributes: Vec<String> = entity
+                .attrs()
+                .map(|(name, value)| match value {
+                    Ok(value) => format!("{name}={value}"),
+                    Err(_) => format!("{name}=?"),
+                })
+                .collect();
+            attributes.sort();
+            let mut ancestors: Vec<String> = snapshot
+                .engine
+                .entities
+                .ancestors(uid)
+                .map(|found| found.map(ToString::to_string).collect())
+                .unwrap_or_default();
+            ancestors.sort();
+            let _ = write!(out, "{{{}}}<{}>", attributes.join(","), ancestors.join(","));
+        }
+        out.push(';');
+    }
+    if let Some(directory) = snapshot.directory()
+        && !scope_ids.is_empty()
+    {
+        let mut cells: Vec<String> = directory
+            .cell_roles
+            .iter()
+            .filter(|(cell, _)| {
+                cell.split_once('/')
+                    .is_some_and(|(scope, _)| scope_ids.iter().any(|id| id == scope))
+            })
+            .map(|(cell, groups)| format!("{cell}={}", groups.join(",")))
+            .collect();
+        cells.sort();
+        out.push_str(&cells.join(";"));
+    }
+    out
+}
+
+fn compare(base: &Snapshot, current: &Snapshot, same_rules: bool) -> Result<Report, String> {
     let base_decider = zenml_decider(base).map_err(|e| format!("base: {e}"))?;
     let current_decider = zenml_decider(current)?;
     let (base_dir, current_dir) = (base_decider.directory(), current_decider.directory());
@@ -358,23 +490,36 @@ fn compare(base: &Snapshot, current: &Snapshot) -> Result<Report, String> {
         .into_iter()
         .chain(read_attributes(current))
         .collect();
+    let mut interned = Interned::default();
     let base_facts: Vec<Facts> = principals
         .iter()
-        .map(|p| facts(base, &p.id, &literals, &read))
+        .map(|p| facts(base, &p.id, &literals, &read, &mut interned))
         .collect();
     let current_facts: Vec<Facts> = principals
         .iter()
-        .map(|p| facts(current, &p.id, &literals, &read))
+        .map(|p| facts(current, &p.id, &literals, &read, &mut interned))
         .collect();
     let base_reach = reachable(base, literals.iter().cloned().collect());
     let current_reach = reachable(current, literals.iter().cloned().collect());
+    let literal_ids = |reach: &HashSet<EntityUid>| -> HashSet<u32> {
+        reach
+            .iter()
+            .filter_map(|uid| interned.ids.get(uid).copied())
+            .collect()
+    };
+    let (base_literal_ids, current_literal_ids) = (literal_ids(&base_reach), literal_ids(&current_reach));
+    // Same policies, schema and literal entities: at a scope whose environment is the same too,
+    // principals whose facts are the same on both sides decide alike (and are not asked).
+    let same_rules =
+        same_rules && environment(base, &base_reach, &[]) == environment(current, &current_reach, &[]);
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(scopes.len())
         .max(1);
     let (principals_ref, scopes_ref) = (&principals, &scopes);
     let (base_facts, current_facts) = (&base_facts, &current_facts);
-    let (base_reach, current_reach) = (&base_reach, &current_reach);
+    let (base_literal_ids, current_literal_ids) = (&base_literal_ids, &current_literal_ids);
+    let interned = &interned;
     let results: Vec<Result<(Vec<Change>, usize), String>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
@@ -386,21 +531,28 @@ fn compare(base: &Snapshot, current: &Snapshot) -> Result<Report, String> {
                             base,
                             base_dir,
                             base_facts,
-                            base_reach,
+                            base_literal_ids,
                         ),
                         (
                             Questioner::new(current_decider, &shares),
                             current,
                             current_dir,
                             current_facts,
-                            current_reach,
+                            current_literal_ids,
                         ),
                     ];
                     let mut changes = Vec::new();
                     let mut questions = 0;
                     for index in (t..scopes_ref.len()).step_by(threads) {
-                        questions +=
-                            compare_scope(&sides, principals_ref, &scopes_ref[index], index, &mut changes)?;
+                        questions += compare_scope(
+                            &sides,
+                            principals_ref,
+                            &scopes_ref[index],
+                            index,
+                            same_rules,
+                            interned,
+                            &mut changes,
+                        )?;
                     }
                     Ok((changes, questions))
                 })
@@ -432,13 +584,14 @@ fn compare(base: &Snapshot, current: &Snapshot) -> Result<Report, String> {
 }
 
 /// One side of the comparison, as a worker holds it.
-/// (its questioner, snapshot, directory, facts per principal, entities reachable from literals)
+/// (its questioner, snapshot, directory, facts per principal, [`Interned`] numbers of the
+/// entities reachable from the literals)
 type Side<'a> = (
     Questioner<'a>,
     &'a Snapshot,
     &'a Directory,
     &'a Vec<Facts>,
-    &'a HashSet<EntityUid>,
+    &'a HashSet<u32>,
 );
 
 /// Compares one scope for every principal: groups them, asks one of each group on both sides,
@@ -448,37 +601,64 @@ fn compare_scope(
     principals: &[Principal],
     scope: &Scope,
     scope_index: usize,
+    same_rules: bool,
+    interned: &Interned,
     changes: &mut Vec<Change>,
 ) -> Result<usize, String> {
     // Per side: the grid scope (if the side has it) and the entities relevant to it.
-    let views: Vec<Option<(GridScope<'_>, Relevant<'_>)>> = sides
+    let views: Vec<Option<(GridScope<'_>, Relevant)>> = sides
         .iter()
-        .map(|(_, snapshot, directory, _, from_literals)| {
-            grid_scope(directory, scope)
-                .map(|grid| (grid, relevant(snapshot, directory, grid, from_literals)))
+        .map(|(_, snapshot, directory, _, _)| {
+            grid_scope(directory, scope).map(|grid| (grid, relevant(snapshot, directory, grid)))
         })
         .collect();
-    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
-    for index in 0..principals.len() {
-        let mut key = String::new();
-        for ((_, _, _, facts, _), view) in sides.iter().zip(&views) {
-            let facts = &facts[index];
-            match (&facts.ancestors, view) {
-                (Some(ancestors), Some((_, relevant))) => {
-                    if facts.alone {
-                        let _ = write!(key, "{}", principals[index].id);
-                    }
-                    let _ = write!(key, "|{}|", facts.attributes);
-                    for ancestor in ancestors.iter().filter(|a| relevant.contains(a)) {
-                        let _ = write!(key, "{ancestor},");
-                    }
-                }
-                _ => key.push('-'),
+    let relevant_ids: Vec<Option<HashSet<u32>>> = sides
+        .iter()
+        .zip(&views)
+        .map(|((_, _, _, _, literal_ids), view)| {
+            view.as_ref()
+                .map(|(_, relevant)| interned.relevant(relevant, literal_ids))
+        })
+        .collect();
+    let same_environment = same_rules
+        && match (&views[0], &views[1]) {
+            (Some((_, base_relevant)), Some((_, current_relevant))) => {
+                environment(sides[0].1, &base_relevant.from_scope, &base_relevant.scope_ids)
+                    == environment(
+                        sides[1].1,
+                        &current_relevant.from_scope,
+                        &current_relevant.scope_ids,
+                    )
             }
-            key.push('#');
+            _ => false,
+        };
+    // A side's key: absent, or (asked alone as itself, read attributes, relevant ancestors).
+    const ABSENT: u32 = u32::MAX;
+    const SHARED: u32 = u32::MAX - 1;
+    let mut groups: HashMap<[Vec<u32>; 2], Vec<usize>> = HashMap::new();
+    let mut order: Vec<[Vec<u32>; 2]> = Vec::new();
+    for index in 0..principals.len() {
+        let mut parts = [Vec::new(), Vec::new()];
+        for (((_, _, _, facts, _), relevant), key) in sides.iter().zip(&relevant_ids).zip(&mut parts) {
+            let facts = &facts[index];
+            match (&facts.ancestors, relevant) {
+                (Some(ancestors), Some(relevant)) => {
+                    key.push(if facts.alone {
+                        u32::try_from(index).unwrap_or(SHARED)
+                    } else {
+                        SHARED
+                    });
+                    key.push(facts.attributes);
+                    key.extend(ancestors.iter().filter(|a| relevant.contains(a)));
+                }
+                _ => key.push(ABSENT),
+            }
         }
-        let group = groups.entry(key).or_insert_with_key(|key| {
+        if same_environment && parts[0] == parts[1] && parts[0].first() != Some(&ABSENT) {
+            // Same rules, same environment, same facts: the same decisions on both sides.
+            continue;
+        }
+        let group = groups.entry(parts).or_insert_with_key(|key| {
             order.push(key.clone());
             Vec::new()
         });
@@ -549,36 +729,16 @@ fn grid_order((resource_type, action): &(&str, &str)) -> usize {
     row * 64 + column
 }
 
-/// The entities a policy can test a principal's membership in at a scope.
-struct Relevant<'l> {
-    /// Reachable from the policies' literals (the same at every scope).
-    from_literals: &'l HashSet<EntityUid>,
+/// What a scope reaches on one side: the entities a policy can test a principal's membership
+/// in there, besides the literals' (their numbers: [`Interned::relevant`]).
+struct Relevant {
     /// Reachable from the scope: its organization, workspace and project and what they name.
     from_scope: HashSet<EntityUid>,
     /// Scope ids whose role groups (`Role::"<scope-id>/<role>"`, custom ones too) count.
     scope_ids: Vec<String>,
 }
 
-impl Relevant<'_> {
-    fn contains(&self, uid: &EntityUid) -> bool {
-        if self.from_literals.contains(uid) || self.from_scope.contains(uid) {
-            return true;
-        }
-        uid.type_name().basename() == "Role"
-            && uid
-                .id()
-                .unescaped()
-                .split_once('/')
-                .is_some_and(|(scope, _)| self.scope_ids.iter().any(|id| id == scope))
-    }
-}
-
-fn relevant<'l>(
-    snapshot: &Snapshot,
-    directory: &Directory,
-    scope: GridScope<'_>,
-    from_literals: &'l HashSet<EntityUid>,
-) -> Relevant<'l> {
+fn relevant(snapshot: &Snapshot, directory: &Directory, scope: GridScope<'_>) -> Relevant {
     let mut scope_ids = vec![directory.organization.id.clone()];
     let mut roots = vec![uid("Organization", &directory.organization.id)];
     match scope {
@@ -594,7 +754,6 @@ fn relevant<'l>(
         }
     }
     Relevant {
-        from_literals,
         from_scope: reachable(snapshot, roots),
         scope_ids,
     }
@@ -672,14 +831,20 @@ fn read_attributes(snapshot: &Snapshot) -> BTreeSet<String> {
     out
 }
 
-fn facts(snapshot: &Snapshot, id: &str, literals: &HashSet<EntityUid>, read: &BTreeSet<String>) -> Facts {
+fn facts(
+    snapshot: &Snapshot,
+    id: &str,
+    literals: &HashSet<EntityUid>,
+    read: &BTreeSet<String>,
+    interned: &mut Interned,
+) -> Facts {
     let principal = uid("User", id);
     let in_directory = snapshot.directory().is_some_and(|d| d.users.contains_key(id));
     let Some(entity) = snapshot.engine.entities.get(&principal).filter(|_| in_directory) else {
         return Facts {
             ancestors: None,
             alone: false,
-            attributes: String::new(),
+            attributes: 0,
         };
     };
     let mut alone = literals.contains(&principal);
@@ -696,17 +861,17 @@ fn facts(snapshot: &Snapshot, id: &str, literals: &HashSet<EntityUid>, read: &BT
             None => {}
         }
     }
-    let mut ancestors: Vec<EntityUid> = snapshot
+    let mut ancestors: Vec<u32> = snapshot
         .engine
         .entities
         .ancestors(&principal)
-        .map(|found| found.cloned().collect())
+        .map(|found| found.map(|uid| interned.id(uid)).collect())
         .unwrap_or_default();
-    ancestors.sort();
+    ancestors.sort_unstable();
     Facts {
         ancestors: Some(ancestors),
         alone,
-        attributes,
+        attributes: interned.attributes(attributes),
     }
 }
 
@@ -899,9 +1064,10 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
     let (allowed, denied, principals, scopes) = counts(report);
     let _ = writeln!(
         out,
-        "**{} decision changes**: {allowed} deny → allow, {denied} allow → deny, for {principals} principals at \
-         {scopes} scopes ({asked})\n",
-        report.changes.len()
+        "**{} decision changes**: {allowed} deny → allow, {denied} allow → deny, for {} at {} ({asked})\n",
+        report.changes.len(),
+        plural(principals, "principal"),
+        plural(scopes, "scope"),
     );
     let mut rows = 0;
     let mut shown = 0;
@@ -945,6 +1111,15 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
     }
     let _ = writeln!(out, "_{SYMBOLIC_NOTE}_");
     out
+}
+
+/// `1 scope`, `2 scopes`.
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
 }
 
 fn render_json(report: &Report, sides: &Sides<'_>) -> String {
