@@ -99,7 +99,7 @@ fn policy(dir: &Path, id: &str, file: &str) -> String {
 fn sections(markdown: &str) -> Vec<(String, Vec<[String; 5]>)> {
     let mut sections: Vec<(String, Vec<[String; 5]>)> = Vec::new();
     for line in markdown.lines() {
-        if let Some(title) = line.strip_prefix("### ") {
+        if let Some(title) = line.strip_prefix("#### ") {
             sections.push((title.to_owned(), Vec::new()));
         } else if line.starts_with("| ") && !line.starts_with("| change ") {
             let cells: Vec<String> = line

@@ -1049,7 +1049,11 @@ const SYMBOLIC_NOTE: &str = "Compared: the concrete decisions of the directories
 
 fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## Policy impact: `{}` → current sources\n", sides.base_name);
+    let _ = writeln!(
+        out,
+        "### Policy impact: `{}` → current sources\n",
+        sides.base_name
+    );
     let asked = format!(
         "{} users and service accounts × {} workspaces and projects, {} questions",
         report.principals.len(),
@@ -1081,7 +1085,7 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
         }
         let _ = writeln!(
             out,
-            "### {} · {}\n",
+            "#### {} · {}\n",
             principal_label(&report.principals[first.principal]),
             scope_label(&report.scopes[first.scope])
         );
