@@ -17,8 +17,9 @@
 //! (the custom-role groups of `context.permissions` among them) and the policies' literals.
 //! So the principals are grouped at each scope by (named-by-a-literal uid, values of the read
 //! attributes, ancestors among those entities) on each side, and one of each group asks for
-//! all of them. On the large generated organization that is tens of questions per scope,
-//! not ten thousand.
+//! all of them. Where the schema and a scope's entities are the same on both sides, a
+//! principal whose facts are the same too is not asked when the policies are the same, and is
+//! asked only the actions the differing policies' heads name when they are not.
 //!
 //! The symbolic comparison (for every request of an environment, do the two policy sets
 //! decide alike?) is not here: [`symbolic_comparison`] is the seam where `verify`'s solver
@@ -71,9 +72,8 @@ pub fn impact(args: &ImpactArgs) -> CommandOutput {
         }
     };
     let started = Instant::now();
-    let same_rules = same_policies(&base_snapshot, &current_snapshot)
-        && schema_files(&base.sources.schemas) == schema_files(&current_sources.schemas);
-    let report = match compare(&base_snapshot, &current_snapshot, same_rules) {
+    let same_schema = schema_files(&base.sources.schemas) == schema_files(&current_sources.schemas);
+    let report = match compare(&base_snapshot, &current_snapshot, same_schema) {
         Ok(report) => report,
         Err(message) => return CommandOutput::error(message),
     };
@@ -479,7 +479,64 @@ fn environment(snapshot: &Snapshot, reached: &HashSet<EntityUid>, scope_ids: &[S
     out
 }
 
-fn compare(base: &Snapshot, current: &Snapshot, same_rules: bool) -> Result<Report, String> {
+/// The actions whose decisions the policies that differ between the sides (added, removed or
+/// edited; both versions) can change, read from their action heads; `None`: any action.
+fn changed_actions(base: &Snapshot, current: &Snapshot) -> Option<BTreeSet<&'static str>> {
+    if base.engine.policies.templates().next().is_some()
+        || current.engine.policies.templates().next().is_some()
+    {
+        return None;
+    }
+    let texts = |snapshot: &Snapshot| -> HashMap<String, (String, Option<Value>)> {
+        snapshot
+            .engine
+            .policies
+            .policies()
+            .map(|p| (p.id().to_string(), (p.to_string(), p.to_json().ok())))
+            .collect()
+    };
+    let (before, after) = (texts(base), texts(current));
+    let leaf = |entity: &Value| -> Option<&'static str> {
+        let id = entity.get("id")?.as_str()?;
+        crate::model::ACTIONS.iter().copied().find(|action| *action == id)
+    };
+    let mut actions = BTreeSet::new();
+    for (id, (text, json)) in before.iter().chain(&after) {
+        let other = if before.get(id).is_some_and(|(t, _)| t == text) {
+            &after
+        } else {
+            &before
+        };
+        if other.get(id).is_some_and(|(t, _)| t == text) {
+            continue;
+        }
+        let head = &json.as_ref()?["action"];
+        match head["op"].as_str()? {
+            "==" => {
+                actions.insert(leaf(&head["entity"])?);
+            }
+            "in" => {
+                if let Some(entities) = head.get("entities").and_then(Value::as_array) {
+                    for entity in entities {
+                        actions.insert(leaf(entity)?);
+                    }
+                } else {
+                    actions.insert(leaf(&head["entity"])?);
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(actions)
+}
+
+fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Report, String> {
+    let same_policies = same_policies(base, current);
+    let actions = if same_policies {
+        None
+    } else {
+        changed_actions(base, current)
+    };
     let base_decider = zenml_decider(base).map_err(|e| format!("base: {e}"))?;
     let current_decider = zenml_decider(current)?;
     let (base_dir, current_dir) = (base_decider.directory(), current_decider.directory());
@@ -510,8 +567,13 @@ fn compare(base: &Snapshot, current: &Snapshot, same_rules: bool) -> Result<Repo
     let (base_literal_ids, current_literal_ids) = (literal_ids(&base_reach), literal_ids(&current_reach));
     // Same policies, schema and literal entities: at a scope whose environment is the same too,
     // principals whose facts are the same on both sides decide alike (and are not asked).
-    let same_rules =
-        same_rules && environment(base, &base_reach, &[]) == environment(current, &current_reach, &[]);
+    let same_data =
+        same_schema && environment(base, &base_reach, &[]) == environment(current, &current_reach, &[]);
+    let rules = Rules {
+        same_data,
+        same_policies,
+        actions: actions.as_ref(),
+    };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(scopes.len())
@@ -549,7 +611,7 @@ fn compare(base: &Snapshot, current: &Snapshot, same_rules: bool) -> Result<Repo
                             principals_ref,
                             &scopes_ref[index],
                             index,
-                            same_rules,
+                            rules,
                             interned,
                             &mut changes,
                         )?;
@@ -584,6 +646,16 @@ fn compare(base: &Snapshot, current: &Snapshot, same_rules: bool) -> Result<Repo
 }
 
 /// One side of the comparison, as a worker holds it.
+/// What the two sides share, for skipping questions whose answers cannot differ.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    /// Same schema, and the same entities reachable from the policies' literals.
+    same_data: bool,
+    same_policies: bool,
+    /// The actions the differing policies can change (`None`: any).
+    actions: Option<&'a BTreeSet<&'static str>>,
+}
+
 /// (its questioner, snapshot, directory, facts per principal, [`Interned`] numbers of the
 /// entities reachable from the literals)
 type Side<'a> = (
@@ -601,7 +673,7 @@ fn compare_scope(
     principals: &[Principal],
     scope: &Scope,
     scope_index: usize,
-    same_rules: bool,
+    rules: Rules<'_>,
     interned: &Interned,
     changes: &mut Vec<Change>,
 ) -> Result<usize, String> {
@@ -620,7 +692,7 @@ fn compare_scope(
                 .map(|(_, relevant)| interned.relevant(relevant, literal_ids))
         })
         .collect();
-    let same_environment = same_rules
+    let same_environment = rules.same_data
         && match (&views[0], &views[1]) {
             (Some((_, base_relevant)), Some((_, current_relevant))) => {
                 environment(sides[0].1, &base_relevant.from_scope, &base_relevant.scope_ids)
@@ -654,7 +726,11 @@ fn compare_scope(
                 _ => key.push(ABSENT),
             }
         }
-        if same_environment && parts[0] == parts[1] && parts[0].first() != Some(&ABSENT) {
+        if rules.same_policies
+            && same_environment
+            && parts[0] == parts[1]
+            && parts[0].first() != Some(&ABSENT)
+        {
             // Same rules, same environment, same facts: the same decisions on both sides.
             continue;
         }
@@ -668,6 +744,10 @@ fn compare_scope(
     for key in order {
         let Some(members) = groups.get(&key) else { continue };
         let Some(&first) = members.first() else { continue };
+        // Same environment and facts, other policies: only the actions they name can change.
+        let only = (same_environment && key[0] == key[1] && key[0].first() != Some(&ABSENT))
+            .then_some(rules.actions)
+            .flatten();
         let mut grids: Vec<HashMap<(&'static str, &'static str), Decision>> = Vec::new();
         for ((questioner, _, _, facts, _), view) in sides.iter().zip(&views) {
             let mut grid = HashMap::new();
@@ -677,6 +757,9 @@ fn compare_scope(
                     let Some(cell) = asking.question(question) else {
                         continue;
                     };
+                    if only.is_some_and(|actions| !actions.contains(cell.1)) {
+                        continue;
+                    }
                     grid.insert(cell, asking.decide(question)?);
                     questions += 1;
                 }
