@@ -1,5 +1,5 @@
 //! The command line: `serve`, `validate`, `test`, `authorize`, `who-can`, `what-can`, `fmt`,
-//! `export`, `hash-token` and `zenml-projects`. Every
+//! `export`, `hash-token`, `zenml-projects` and `impact`. Every
 //! flag has a `ZENML_AUTHZ_*` environment variable; flags win over variables, variables over defaults.
 
 use std::ffi::OsString;
@@ -31,6 +31,8 @@ pub mod exit {
     pub const DENY: i32 = 1;
     /// `fmt --check`: some files are not formatted.
     pub const UNFORMATTED: i32 = 1;
+    /// `impact`: some decision differs between the base and the current sources.
+    pub const CHANGED: i32 = 1;
     /// `zenml-projects`: a directory project is not in the ZenML server with the same name and
     /// id (without `--write`, or one `--write` cannot fix).
     pub const DIFFERENT: i32 = 1;
@@ -85,6 +87,9 @@ pub enum Command {
     /// Prove the invariants (`invariants/`) for every possible organization with the cvc5 SMT
     /// solver: proved, refuted (a counterexample, replayed) or unknown, per invariant.
     Verify(VerifyArgs),
+    /// Every decision an edit changes: the what-can grid of every user and service account at
+    /// every workspace and project, under `--base` (a directory or a git revision) and now.
+    Impact(ImpactArgs),
 }
 
 /// `hash-token` flags.
@@ -715,4 +720,38 @@ pub struct VerifyArgs {
     #[arg(long, env = "ZENML_AUTHZ_VERIFY_JOBS", default_value_t = 2,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
+}
+
+/// `impact` output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImpactFormat {
+    /// A summary line, then a table per principal and scope (for a pull-request comment).
+    Markdown,
+    /// Every change, for machines.
+    Json,
+}
+
+/// `impact` flags.
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "--base is a directory laid out like the current one (the same relative --policies, --schemas \
+                  and --directory under it), else a git revision of the repository the sources are in, \
+                  e.g. `zenml-authz impact --base origin/main`.\n\
+                  Exit codes: 0 no decision changes, 1 some decisions change, 4 error (invalid sources on \
+                  either side, said which; git cannot extract the revision), 2 bad command line or a --base \
+                  that is neither a directory nor a revision."
+)]
+pub struct ImpactArgs {
+    /// Policy sources (the current side).
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    /// What to compare with: a directory, or a git revision (`HEAD~1`, `origin/main`, a commit).
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_BASE")]
+    pub base: String,
+    /// Output format.
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_FORMAT", value_enum, default_value_t = ImpactFormat::Markdown)]
+    pub format: ImpactFormat,
+    /// Most changed cells listed in Markdown (then `… and N more`); JSON lists every one.
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_MAX_ROWS", default_value_t = 200)]
+    pub max_rows: usize,
 }

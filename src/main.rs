@@ -1,5 +1,5 @@
 //! The `zenml-authz` binary: parse the command line, then serve, validate, test or run an
-//! authoring command (`authorize`, `who-can`, `what-can`, `fmt`, `export`, `zenml-projects`).
+//! authoring command (`authorize`, `who-can`, `what-can`, `fmt`, `export`, `zenml-projects`, `impact`).
 
 use std::process::ExitCode;
 
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         Command::HashToken(args) => hash_token(&args.name),
         Command::ZenmlProjects(args) => authoring::zenml_projects(&args).emit(),
         Command::Verify(args) => authoring::verify(&args).emit(),
+        Command::Impact(args) => authoring::impact(&args).emit(),
     };
     ExitCode::from(code as u8)
 }

@@ -16,6 +16,8 @@
 //! * [`zenml_projects`]: a ZenML server's projects next to the directory's projects of that
 //!   workspace; `--write` copies ZenML's generated ids into the directory file, in place;
 //! * [`verify`]: invariants proved for every possible organization (symbolic analysis, cvc5).
+//! * [`impact`]: every what-can cell of every user and service account that an edit changes,
+//!   against a base directory or git revision, with the determining policies before and after.
 //!
 //! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
 //! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
@@ -30,6 +32,7 @@
 mod authorize;
 mod export;
 mod fmt;
+mod impact;
 mod lint;
 mod questioner;
 mod verify;
@@ -40,6 +43,7 @@ mod zenml_projects;
 pub use authorize::authorize;
 pub use export::export;
 pub use fmt::{fmt, format_cedar};
+pub use impact::{impact, symbolic_comparison};
 pub use lint::lint;
 pub use verify::verify;
 pub use what_can::what_can;

@@ -342,8 +342,19 @@ impl Asking<'_> {
         self.scope.questions.len()
     }
 
+    /// The resource type (row label) and action of the `index`th question.
+    pub(super) fn question(&self, index: usize) -> Option<(&'static str, &'static str)> {
+        let question = self.scope.questions.get(index)?;
+        Some((*self.scope.labels.get(question.row)?, question.action))
+    }
+
     /// Whether the principal may do the `index`th question of the scope.
     pub(super) fn allowed(&mut self, index: usize) -> Result<bool, String> {
+        Ok(self.decide(index)?.allowed)
+    }
+
+    /// The decision on the `index`th question of the scope, with its determining policies.
+    pub(super) fn decide(&mut self, index: usize) -> Result<Decision, String> {
         let Some(question) = self.scope.questions.get(index) else {
             return Err("internal: no such question".into());
         };
@@ -375,11 +386,9 @@ impl Asking<'_> {
                 context: None,
             }),
         };
-        let decision = self
-            .engine
+        self.engine
             .decide(request, &mut self.batch)
-            .map_err(|error| error.to_string())?;
-        Ok(decision.allowed)
+            .map_err(|error| error.to_string())
     }
 }
 
