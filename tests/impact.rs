@@ -8,47 +8,28 @@
     reason = "test code: a failed step should stop the test"
 )]
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Run;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// What a run printed and how it exited.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// Runs `zenml-authz <args>` in `dir` (where `policies/` and `schemas/` are).
 fn run_in(dir: &Path, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("ZENML_AUTHZ_POLICIES")
-        .env_remove("ZENML_AUTHZ_SCHEMAS")
-        .env_remove("ZENML_AUTHZ_DIRECTORY")
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    cli::run(
+        cli::zenml_authz()
+            .current_dir(dir)
+            .args(args)
+            .env_remove("ZENML_AUTHZ_POLICIES")
+            .env_remove("ZENML_AUTHZ_SCHEMAS")
+            .env_remove("ZENML_AUTHZ_DIRECTORY"),
+    )
 }
 
 /// A copy of the bundled schemas and policies (with `policies/directory.yaml`) in `dir`.

@@ -9,6 +9,10 @@
     reason = "test code: a failed step should stop the test"
 )]
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::Run;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -43,36 +47,15 @@ fn bundled_names() -> Vec<String> {
         .collect()
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Debug for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
 /// `zenml-authz verify` in the repository root with `CVC5` set.
 fn verify(cvc5: &str, args: &[&str]) -> Run {
-    let output = Command::new(env!("CARGO_BIN_EXE_zenml-authz"))
-        .current_dir(root())
-        .env("CVC5", cvc5)
-        .arg("verify")
-        .args(args)
-        .output()
-        .unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    cli::run(
+        cli::zenml_authz()
+            .current_dir(root())
+            .env("CVC5", cvc5)
+            .arg("verify")
+            .args(args),
+    )
 }
 
 /// The bundled invariant named `name`, as written (annotations to the closing `};`).
