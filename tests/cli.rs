@@ -14,7 +14,6 @@ mod cli;
 use cli::Run;
 use std::path::{Path, PathBuf};
 
-
 const CHURN: &str = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
 const PRODUCTION: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
 const STAGING: &str = "d5320975-d92d-4b35-9413-9b848998b5bf";

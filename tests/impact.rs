@@ -15,7 +15,6 @@ use cli::Run;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

@@ -191,18 +191,10 @@ fn wait_for(server: &Server, token: &str, action: &str, resource: &str, expected
 #[test]
 fn issue_18_a_share_and_its_revoke_through_one_sidecar_reach_the_other() {
     let database = TestDatabase::create();
-    let secret = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(secret.path(), "postgres-test-token-secret-0123456789abcdef").unwrap();
-    let secret = secret.path().to_str().unwrap();
+    let secret = common::postgres::token_secret();
     // A long resync: the notification, not the safety net, must carry the change.
-    let flags = [
-        "--shares-db",
-        &database.url,
-        "--token-secret-file",
-        secret,
-        "--shares-resync-secs",
-        "86400",
-    ];
+    let flags = common::postgres::replica_flags(&database.url, &secret);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let a = Server::start(&flags);
     let b = Server::start(&flags);
     let token = a.zenml_login(PRODUCTION, ENROLL_PRODUCTION);

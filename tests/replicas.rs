@@ -214,40 +214,24 @@ struct ShareRow {
 
 /// Reads the final `shares` table and the `share_events` kinds, directly from the database.
 fn read_database(url: &str) -> (Vec<ShareRow>, BTreeMap<String, i64>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-        let driver = tokio::spawn(connection);
-        let shares = client
-            .query(
-                "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| ShareRow {
-                workspace: row.get(0),
-                resource: row.get(1),
-                grantee_kind: row.get(2),
-                grantee_id: row.get(3),
-                actions: row.get(4),
-            })
-            .collect();
-        let events = client
-            .query("SELECT kind, count(*) FROM share_events GROUP BY kind", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
-            .collect();
-        drop(client);
-        let _ = driver.await;
-        (shares, events)
+    let shares = common::postgres::query(
+        url,
+        "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares",
+    )
+    .iter()
+    .map(|row| ShareRow {
+        workspace: row.get(0),
+        resource: row.get(1),
+        grantee_kind: row.get(2),
+        grantee_id: row.get(3),
+        actions: row.get(4),
     })
+    .collect();
+    let events = common::postgres::query(url, "SELECT kind, count(*) FROM share_events GROUP BY kind")
+        .iter()
+        .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1)))
+        .collect();
+    (shares, events)
 }
 
 /// A token secret file with `text`.
@@ -260,17 +244,10 @@ fn secret_file(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn a_thousand_concurrent_share_writes_through_two_replicas_end_consistent() {
     let database = TestDatabase::create();
-    let secret = secret_file("replicas-test-token-secret-0123456789abcdef");
-    let secret = secret.path().to_str().unwrap();
+    let secret = common::postgres::token_secret();
     // A long resync: the notifications, not the safety net, must carry the changes.
-    let flags = [
-        "--shares-db",
-        &database.url,
-        "--token-secret-file",
-        secret,
-        "--shares-resync-secs",
-        "86400",
-    ];
+    let flags = common::postgres::replica_flags(&database.url, &secret);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let a = Server::start(&flags);
     let b = Server::start(&flags);
     let token = a.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
@@ -372,7 +349,12 @@ fn a_thousand_concurrent_share_writes_through_two_replicas_end_consistent() {
     // What the roles alone grant: a sidecar on a fresh, empty database.
     let empty = TestDatabase::create();
     let roles_only = {
-        let c2 = Server::start(&["--shares-db", &empty.url, "--token-secret-file", secret]);
+        let c2 = Server::start(&[
+            "--shares-db",
+            &empty.url,
+            "--token-secret-file",
+            secret.path().to_str().unwrap(),
+        ]);
         grid(&c2, &token, &resources)
     };
     let expected: Grid = roles_only

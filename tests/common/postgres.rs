@@ -63,6 +63,11 @@ pub fn execute(url: &str, sql: &str) -> Result<(), String> {
 
 /// The one integer `sql` answers in the database at `url`.
 pub fn query_i64(url: &str, sql: &str) -> i64 {
+    query(url, sql)[0].get(0)
+}
+
+/// Every row `sql` answers in the database at `url`.
+pub fn query(url: &str, sql: &str) -> Vec<tokio_postgres::Row> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -70,11 +75,33 @@ pub fn query_i64(url: &str, sql: &str) -> i64 {
     runtime.block_on(async {
         let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         let driver = tokio::spawn(connection);
-        let value: i64 = client.query_one(sql, &[]).await.unwrap().get(0);
+        let rows = client.query(sql, &[]).await.unwrap();
         drop(client);
         let _ = driver.await;
-        value
+        rows
     })
+}
+
+/// A token secret file, the same for every replica of a test (as a mounted Secret is).
+pub fn token_secret() -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "replicas-test-token-secret-0123456789abcdef").unwrap();
+    file
+}
+
+/// The flags of a replica on the database at `url` signing tokens with `secret`, whose share
+/// changes arrive by notification only (a day between resyncs: the safety net stays out).
+pub fn replica_flags(url: &str, secret: &tempfile::NamedTempFile) -> Vec<String> {
+    [
+        "--shares-db",
+        url,
+        "--token-secret-file",
+        secret.path().to_str().unwrap(),
+        "--shares-resync-secs",
+        "86400",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 /// Runs `sql` (statements separated by `;`, no transaction) on a connection of its own.
