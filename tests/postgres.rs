@@ -51,19 +51,8 @@ fn allows(server: &Server, token: &str, action: &str, resource: &str) -> bool {
 }
 
 fn allows_for(server: &Server, token: &str, user: &str, action: &str, resource: &str) -> bool {
-    let [a, b] = headers(token);
-    let body = json!([resource]).to_string();
-    let reply = server.send(
-        "POST",
-        &format!(
-            "/zenml/rbac/check_permissions?{}",
-            query(&[("user_id", user), ("action", action)])
-        ),
-        &[(a.0, &a.1), (b.0, &b.1)],
-        Some(("application/json", &body)),
-    );
-    assert_eq!(reply.status, 200, "{reply:?}");
-    reply.body[resource].as_bool().unwrap()
+    let answer = server.check_permissions(token, PRODUCTION, user, action, &[resource.to_owned()]);
+    answer[resource].as_bool().unwrap()
 }
 
 #[test]

@@ -305,6 +305,32 @@ impl Server {
             .expect("access_token")
             .to_owned()
     }
+
+    /// `POST /zenml/rbac/check_permissions` as ZenML sends it for `workspace` (its bearer
+    /// `token`): may `user` do `action` on each of `resources`? Panics unless it answers 200;
+    /// returns the answer per resource string.
+    pub fn check_permissions(
+        &self,
+        token: &str,
+        workspace: &str,
+        user: &str,
+        action: &str,
+        resources: &[String],
+    ) -> Value {
+        let authorization = format!("Bearer {token}");
+        let body = serde_json::json!(resources).to_string();
+        let reply = self.send(
+            "POST",
+            &format!(
+                "/zenml/rbac/check_permissions?{}",
+                query(&[("user_id", user), ("action", action)])
+            ),
+            &[("authorization", &authorization), ("zenml-server-id", workspace)],
+            Some(("application/json", &body)),
+        );
+        assert_eq!(reply.status, 200, "{user} {action}: {reply:?}");
+        reply.body
+    }
 }
 
 /// One request to `base` (e.g. `http://127.0.0.1:1234`), outside of a [`Server`] (a writer
