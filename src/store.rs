@@ -495,6 +495,42 @@ fn optional_grantee(
     }
 }
 
+/// Five text columns of a stored row, as both backends read them.
+type Row5 = (String, String, String, String, String);
+
+/// The shares of rows of (workspace, resource, grantee kind, grantee id, actions).
+fn shares_of(rows: impl Iterator<Item = Result<Row5, StoreError>>) -> Result<Vec<StoredShare>, StoreError> {
+    let mut shares = Vec::new();
+    for (index, row) in rows.enumerate() {
+        let (workspace, resource, kind, id, actions) = row?;
+        shares.push(StoredShare {
+            workspace,
+            resource,
+            grantee: stored_grantee(index, &kind, id)?,
+            actions: split_actions(&actions),
+        });
+    }
+    Ok(shares)
+}
+
+/// The memberships remembered in rows of (grantee kind, grantee id, place kind, place id,
+/// workspace).
+fn memberships_of(rows: impl Iterator<Item = Result<Row5, StoreError>>) -> Result<Memberships, StoreError> {
+    let mut reaches: BTreeMap<Grantee, Reach> = BTreeMap::new();
+    for (index, row) in rows.enumerate() {
+        let (kind, id, place_kind, place_id, workspace_id) = row?;
+        let grantee = stored_grantee(index, &kind, id)?;
+        add_place(
+            reaches.entry(grantee).or_default(),
+            index,
+            &place_kind,
+            place_id,
+            workspace_id,
+        )?;
+    }
+    Ok(Memberships::from_reaches(reaches))
+}
+
 /// Adds a remembered membership row's place to `reach`.
 fn add_place(
     reach: &mut Reach,
@@ -542,19 +578,7 @@ impl ShareStore for SqliteShareStore {
             "SELECT workspace_id, resource, grantee_kind, grantee_id, actions FROM shares ORDER BY 1, 2, 3, 4",
         )?;
         let rows = statement.query_map([], five_texts)?;
-        let mut shares = Vec::new();
-        for (index, row) in rows.enumerate() {
-            let (workspace, resource, kind, id, actions) = row?;
-            let grantee = stored_grantee(index, &kind, id)?;
-            let actions = split_actions(&actions);
-            shares.push(StoredShare {
-                workspace,
-                resource,
-                grantee,
-                actions,
-            });
-        }
-        Ok(shares)
+        shares_of(rows.map(|row| row.map_err(StoreError::from)))
     }
 
     fn set(&self, share: &StoredShare, shared_by: Option<&str>) -> Result<(), StoreError> {
@@ -571,19 +595,7 @@ impl ShareStore for SqliteShareStore {
             "SELECT grantee_kind, grantee_id, place_kind, place_id, workspace_id FROM memberships",
         )?;
         let rows = statement.query_map([], five_texts)?;
-        let mut reaches: BTreeMap<Grantee, Reach> = BTreeMap::new();
-        for (index, row) in rows.enumerate() {
-            let (kind, id, place_kind, place_id, workspace_id) = row?;
-            let grantee = stored_grantee(index, &kind, id)?;
-            add_place(
-                reaches.entry(grantee).or_default(),
-                index,
-                &place_kind,
-                place_id,
-                workspace_id,
-            )?;
-        }
-        Ok(Memberships::from_reaches(reaches))
+        memberships_of(rows.map(|row| row.map_err(StoreError::from)))
     }
 
     fn settle_memberships(

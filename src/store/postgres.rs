@@ -21,7 +21,7 @@
 //! advisory lock (replicas starting together apply each once), recorded in
 //! `zenml_authz_migrations`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -29,10 +29,8 @@ use std::time::{Duration, SystemTime};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 
-use super::{
-    Changed, ShareEvent, ShareStore, StoreError, StoreHealth, StoredShare, grantee_columns, stored_grantee,
-};
-use crate::zenml::{Grantee, Memberships, Reach};
+use super::{Changed, ShareEvent, ShareStore, StoreError, StoreHealth, StoredShare, grantee_columns};
+use crate::zenml::Memberships;
 
 /// The migrations, in order: (version, name, SQL). Each file under `migrations/postgres/` is
 /// listed here once (a unit test checks).
@@ -330,20 +328,7 @@ impl ShareStore for PostgresShareStore {
                     &[],
                 )
                 .await?;
-            let mut reaches: BTreeMap<Grantee, Reach> = BTreeMap::new();
-            for (index, row) in rows.iter().enumerate() {
-                let kind: String = row.try_get(0)?;
-                let place_kind: String = row.try_get(2)?;
-                let grantee = stored_grantee(index, &kind, row.try_get(1)?)?;
-                super::add_place(
-                    reaches.entry(grantee).or_default(),
-                    index,
-                    &place_kind,
-                    row.try_get(3)?,
-                    row.try_get(4)?,
-                )?;
-            }
-            Ok(Memberships::from_reaches(reaches))
+            super::memberships_of(rows.iter().map(five_texts))
         })
     }
 
@@ -489,18 +474,18 @@ impl ShareStore for PostgresShareStore {
 
 /// The shares of rows of (workspace_id, resource, grantee_kind, grantee_id, actions).
 fn shares_of(rows: &[tokio_postgres::Row]) -> Result<Vec<StoredShare>, StoreError> {
-    let mut shares = Vec::with_capacity(rows.len());
-    for (index, row) in rows.iter().enumerate() {
-        let kind: String = row.try_get(2)?;
-        let actions: String = row.try_get(4)?;
-        shares.push(StoredShare {
-            workspace: row.try_get(0)?,
-            resource: row.try_get(1)?,
-            grantee: stored_grantee(index, &kind, row.try_get(3)?)?,
-            actions: super::split_actions(&actions),
-        });
-    }
-    Ok(shares)
+    super::shares_of(rows.iter().map(five_texts))
+}
+
+/// A row's five text columns, in order.
+fn five_texts(row: &tokio_postgres::Row) -> Result<super::Row5, StoreError> {
+    Ok((
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+    ))
 }
 
 /// Deletes one grantee's share of one resource (its row, if any).
