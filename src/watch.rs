@@ -495,15 +495,34 @@ pub type Hangup = Option<()>;
 /// How often [`follow_shares`] looks at the share store's health.
 const SHARE_HEALTH_TICK: Duration = Duration::from_secs(1);
 
-/// What [`follow_shares`] does next.
-#[derive(Debug, Clone, Copy)]
+/// What [`follow_shares`] does next, on a blocking thread.
+#[derive(Debug, Clone)]
 enum ShareWork {
     /// Take in what the notifications named.
     Refresh,
-    /// Reload everything (the periodic safety net).
+    /// Reload everything (the periodic safety net; and the database answers again while the
+    /// shares are withheld).
     Resync,
-    /// Look at the store's health.
-    Health,
+    /// Withhold the shares: the database has been unreachable for this long (the last error).
+    Withhold(Duration, Option<String>),
+    /// Settle memberships again (the last settling failed).
+    Settle,
+}
+
+/// The work the store's health calls for now, if any: cheap reads, on the async side, so that a
+/// healthy store costs no blocking thread each second.
+fn health_work(state: &AppState, shared: bool, max_stale: Duration) -> Option<ShareWork> {
+    let shares = state.shares();
+    let health = shares.health();
+    let withheld = shares.snapshot().withheld.is_some();
+    match health.unreachable_since {
+        Some(since) => {
+            let down = since.elapsed().unwrap_or_default();
+            (shared && !withheld && down >= max_stale).then_some(ShareWork::Withhold(down, health.last_error))
+        }
+        None if withheld => Some(ShareWork::Resync),
+        None => state.settle_pending().then_some(ShareWork::Settle),
+    }
 }
 
 /// Follows the share store for as long as the server runs, one step at a time on a blocking
@@ -541,7 +560,10 @@ pub async fn follow_shares(state: AppState, shutdown: impl Future<Output = ()>) 
                 }
             },
             _ = resync.tick(), if shared => ShareWork::Resync,
-            _ = health.tick() => ShareWork::Health,
+            _ = health.tick() => match health_work(&state, shared, sync.max_stale) {
+                Some(work) => work,
+                None => continue,
+            },
         };
         let state = state.clone();
         if let Err(error) =
@@ -557,29 +579,20 @@ fn share_step(state: &AppState, work: ShareWork, max_stale: Duration) {
     let result = match work {
         ShareWork::Refresh => shares.refresh(),
         ShareWork::Resync => shares.resync(),
-        ShareWork::Health => {
-            let health = shares.health();
-            match health.unreachable_since {
-                Some(since) => {
-                    let down = since.elapsed().unwrap_or_default();
-                    if down >= max_stale && shares.changes().is_some() && shares.withhold().unwrap_or(false) {
-                        tracing::error!(
-                            unreachable_secs = down.as_secs(),
-                            max_stale_secs = max_stale.as_secs(),
-                            error = health.last_error.as_deref().unwrap_or(""),
-                            "share store unreachable for longer than --shares-max-stale-secs: shares withheld from decisions until it answers"
-                        );
-                    }
-                    return;
-                }
-                None if shares.snapshot().withheld.is_some() => shares.resync(),
-                None => {
-                    if state.settle_pending() {
-                        state.settle_memberships(&state.snapshot());
-                    }
-                    return;
-                }
+        ShareWork::Withhold(down, error) => {
+            if shares.withhold().unwrap_or(false) {
+                tracing::error!(
+                    unreachable_secs = down.as_secs(),
+                    max_stale_secs = max_stale.as_secs(),
+                    error = error.as_deref().unwrap_or(""),
+                    "share store unreachable for longer than --shares-max-stale-secs: shares withheld from decisions until it answers"
+                );
             }
+            return;
+        }
+        ShareWork::Settle => {
+            state.settle_memberships(&state.snapshot());
+            return;
         }
     };
     match result {
