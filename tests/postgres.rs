@@ -11,7 +11,7 @@
 mod common;
 
 use common::postgres::{PrivateServer, TestDatabase};
-use common::sample::{ADA, CHURN, GRACE, PRODUCTION};
+use common::sample::{ADA, CHURN, DAVE, GRACE, PRODUCTION};
 use common::{Server, query};
 use serde_json::json;
 
@@ -33,8 +33,12 @@ fn headers(token: &str) -> [(&'static str, String); 2] {
 }
 
 fn share(server: &Server, token: &str, resource: &str, actions: &[&str]) -> u16 {
+    share_with(server, token, GRACE, resource, actions)
+}
+
+fn share_with(server: &Server, token: &str, user: &str, resource: &str, actions: &[&str]) -> u16 {
     let [a, b] = headers(token);
-    let body = json!({"user_id": GRACE, "team_id": null, "sharing_user_id": ADA, "resource": resource, "actions": actions});
+    let body = json!({"user_id": user, "team_id": null, "sharing_user_id": ADA, "resource": resource, "actions": actions});
     let text = body.to_string();
     server
         .send(
@@ -339,4 +343,58 @@ fn issue_18_the_database_restarted_mid_test_both_recover_with_nothing_lost() {
     assert_eq!(audited, 3);
     let status = b.get("/v1/status").1;
     assert!(status["shares"]["synced_at"].is_string(), "{status}");
+}
+
+/// A member removed from the directory while the database is down keeps no share for long: the
+/// settling of memberships that failed at that reload is tried again once the database answers
+/// (it used to wait for the next reload of the sources).
+#[test]
+fn issue_18_a_removal_while_the_database_is_down_is_settled_when_it_is_back() {
+    let postgres = PrivateServer::start();
+    let url = postgres.url();
+    let sources = common::copy_sources();
+    let directory = sources.path().join("policies/directory.yaml");
+    let server = Server::start_with(
+        &sources.path().join("policies"),
+        &sources.path().join("schemas"),
+        &directory,
+        &["--shares-db", &url, "--watch-debounce-ms", "50"],
+    );
+    server.wait_status(|s| s["reloads"]["unchanged"] != 0);
+    let token = server.zenml_login(PRODUCTION, ENROLL_PRODUCTION);
+    let stack = "stack/11111111-1111-4111-8111-111111111111".to_owned();
+    assert!(
+        !allows_for(&server, &token, DAVE, "delete", &stack),
+        "not by dave's role"
+    );
+    assert_eq!(share_with(&server, &token, DAVE, &stack, &["delete"]), 200);
+    assert!(allows_for(&server, &token, DAVE, "delete", &stack));
+
+    postgres.stop();
+    server.wait_status(|s| s["shares"]["store"]["reachable"] == false);
+    let (_, before) = server.get("/v1/status");
+    let text = std::fs::read_to_string(&directory).unwrap();
+    let binding = "  - {user: dave, role: developer, project: churn}\n";
+    assert!(text.contains(binding), "directory.yaml binds dave");
+    let edited = directory.with_extension("yaml.new");
+    std::fs::write(&edited, text.replace(binding, "")).unwrap();
+    std::fs::rename(&edited, &directory).unwrap();
+    server.wait_status(|s| s["revision"] != before["revision"]);
+    // The settling failed: the last known shares still decide.
+    assert!(allows_for(&server, &token, DAVE, "delete", &stack));
+
+    postgres.resume();
+    let deadline = std::time::Instant::now() + common::HANG_GUARD;
+    while allows_for(&server, &token, DAVE, "delete", &stack) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dave's share outlived his membership"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let purged = common::postgres::query_i64(
+        &url,
+        "SELECT count(*) FROM share_events WHERE kind = 'purge' AND reason = 'membership removed'",
+    );
+    assert_eq!(purged, 1);
 }
