@@ -14,7 +14,7 @@
 //!
 //! Prints Markdown tables; `harness = false`, no criterion. PostgreSQL on 127.0.0.1:5432 (trust
 //! auth; `ZENML_AUTHZ_TEST_POSTGRES` names another admin URL, as for the tests): the bench
-//! creates `zenml_authz_bench_<pid>` and drops it at the end.
+//! creates a database of its own (the tests' `TestDatabase`) and drops it at the end.
 //!
 //! `cargo bench --bench shares`; `BENCH_SAMPLES` (writes per row, default 1000),
 //! `BENCH_SAMPLES_PRELOADED` (writes per row with the preloaded shares, default 100),
@@ -73,84 +73,21 @@ fn pipeline(n: u32) -> String {
 
 // === PostgreSQL ===
 
-fn admin_url() -> String {
-    std::env::var("ZENML_AUTHZ_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
+/// The tests' database guard and queries (`TestDatabase`: a database of its own, dropped at
+/// the end; `ZENML_AUTHZ_TEST_POSTGRES` names another server).
+#[allow(dead_code, reason = "the bench uses the database guard and queries only")]
+#[path = "../tests/common/postgres.rs"]
+mod postgres;
 
-/// Runs `sql` (statements separated by `;`, each on its own: no transaction) on a connection of
-/// its own.
-fn run_sql(url: &str, sql: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
-        let driver = tokio::spawn(connection);
-        for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-            client
-                .batch_execute(statement)
-                .await
-                .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
-        }
-        drop(client);
-        let _ = driver.await;
-    });
-}
+use postgres::TestDatabase;
 
 /// The resource and grantee of the database's first share.
 fn first_share(url: &str) -> (String, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-        let driver = tokio::spawn(connection);
-        let row = client
-            .query_one(
-                "SELECT resource, grantee_id FROM shares ORDER BY resource LIMIT 1",
-                &[],
-            )
-            .await
-            .unwrap();
-        let found = (row.get(0), row.get(1));
-        drop(client);
-        let _ = driver.await;
-        found
-    })
-}
-
-/// `zenml_authz_bench_<pid>`, dropped with the guard.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> Database {
-        let name = format!("zenml_authz_bench_{}", std::process::id());
-        run_sql(
-            &admin_url(),
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE); CREATE DATABASE {name}"),
-        );
-        let base = admin_url();
-        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
-        let url = format!("{server}/{name}");
-        Database { name, url }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        run_sql(
-            &admin_url(),
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
+    let rows = postgres::query(
+        url,
+        "SELECT resource, grantee_id FROM shares ORDER BY resource LIMIT 1",
+    );
+    (rows[0].get(0), rows[0].get(1))
 }
 
 // === The sidecar ===
@@ -598,7 +535,7 @@ fn main() {
     let paced = env_num("BENCH_PACED", 20);
     let gap = Duration::from_millis(env_num("BENCH_GAP_MS", 300));
 
-    let database = Database::create();
+    let database = TestDatabase::create();
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "bench-token-secret-0123456789abcdef0123456789").unwrap();
     let secret = secret.path().to_str().unwrap().to_owned();
@@ -691,15 +628,14 @@ fn main() {
 
     // (5) The same with many shares: inserted before the sidecars start.
     let users = USERS.map(|u| format!("'{u}'")).join(",");
-    run_sql(
-        &database.url,
-        &format!(
+    database
+        .execute(&format!(
             "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions, shared_by) \
              SELECT '{PRODUCTION}', '{CHURN}:pipeline/' || md5(i::text)::uuid::text, 'user', \
              (ARRAY[{users}])[1 + i % {n}], 'read,update', '{ADA}' FROM generate_series(1, {preloaded}) AS i",
             n = USERS.len()
-        ),
-    );
+        ))
+        .unwrap_or_else(|error| panic!("preloading the shares: {error}"));
     let (a, b) = (start(with(&postgres, &[])), start(with(&postgres, &[])));
     {
         // A preloaded share is enforced (the rows parse and were loaded).
