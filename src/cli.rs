@@ -31,7 +31,8 @@ pub mod exit {
     pub const DENY: i32 = 1;
     /// `fmt --check`: some files are not formatted.
     pub const UNFORMATTED: i32 = 1;
-    /// `impact`: some decision differs between the base and the current sources.
+    /// `impact`: some decision differs between the base and the current sources, or the policy
+    /// sets differ on some request the schema allows.
     pub const CHANGED: i32 = 1;
     /// `zenml-projects`: a directory project is not in the ZenML server with the same name and
     /// id (without `--write`, or one `--write` cannot fix).
@@ -45,7 +46,8 @@ pub mod exit {
     /// `verify`: an invariant is refuted (a counterexample is printed).
     pub const REFUTED: i32 = 1;
     /// `verify`: no invariant refuted, but the solver gave no answer for one (time limit, crash,
-    /// no solver): never read as proved.
+    /// no solver): never read as proved. `impact`: no change found, but the solver gave no answer
+    /// for some request environment: never read as equivalent.
     pub const UNKNOWN: i32 = 5;
 }
 
@@ -737,9 +739,13 @@ pub enum ImpactFormat {
     after_help = "--base is a directory laid out like the current one (the same relative --policies, --schemas \
                   and --directory under it), else a git revision of the repository the sources are in, \
                   e.g. `zenml-authz impact --base origin/main`.\n\
-                  Exit codes: 0 no decision changes, 1 some decisions change, 4 error (invalid sources on \
-                  either side, said which; git cannot extract the revision), 2 bad command line or a --base \
-                  that is neither a directory nor a revision."
+                  The symbolic comparison runs cvc5 (`$CVC5`, else `cvc5` on the PATH) in each request \
+                  environment an edited policy can match; `--no-symbolic` skips it.\n\
+                  Exit codes: 0 no decision changes and the policy sets are equivalent, 1 some decisions \
+                  change or the policy sets differ for some possible request, 5 nothing changes but the solver \
+                  gave no answer somewhere (its time limit, no cvc5), 4 error (invalid sources on either side, \
+                  said which; git cannot extract the revision), 2 bad command line or a --base that is neither \
+                  a directory nor a revision."
 )]
 pub struct ImpactArgs {
     /// Policy sources (the current side).
@@ -754,4 +760,16 @@ pub struct ImpactArgs {
     /// Most changed cells listed in Markdown (then `… and N more`); JSON lists every one.
     #[arg(long, env = "ZENML_AUTHZ_IMPACT_MAX_ROWS", default_value_t = 200)]
     pub max_rows: usize,
+    /// Skip the symbolic comparison (for every request the schema allows, are the policy sets
+    /// equivalent?), which needs cvc5; only the directories' concrete decisions are compared.
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_NO_SYMBOLIC")]
+    pub no_symbolic: bool,
+    /// The solver's time limit for one query, in milliseconds; past it the environment is unknown.
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_TIME_LIMIT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub time_limit_ms: u64,
+    /// Solver processes running at once (each one thread).
+    #[arg(long, env = "ZENML_AUTHZ_IMPACT_JOBS", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
 }

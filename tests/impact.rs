@@ -19,12 +19,18 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `zenml-authz <args>` in `dir` (where `policies/` and `schemas/` are).
+/// Runs `zenml-authz <args>` in `dir` (where `policies/` and `schemas/` are) with the real cvc5.
 fn run_in(dir: &Path, args: &[&str]) -> Run {
+    run_with_solver(dir, args, &cli::cvc5())
+}
+
+/// Runs `zenml-authz <args>` in `dir` with `CVC5=<solver>`.
+fn run_with_solver(dir: &Path, args: &[&str], solver: &str) -> Run {
     cli::run(
         cli::zenml_authz()
             .current_dir(dir)
             .args(args)
+            .env("CVC5", solver)
             .env_remove("ZENML_AUTHZ_POLICIES")
             .env_remove("ZENML_AUTHZ_SCHEMAS")
             .env_remove("ZENML_AUTHZ_DIRECTORY"),
@@ -74,12 +80,15 @@ fn policy(dir: &Path, id: &str, file: &str) -> String {
     format!("{id} (policies/{file}:{line})")
 }
 
-/// The Markdown sections: `(principal · scope, rows)`, a row as `[change, type, action,
-/// before, after]`.
+/// The heading of the report's symbolic section.
+const SYMBOLIC: &str = "#### For every organization the schema allows (symbolic, cvc5)";
+
+/// The concrete section's tables: `(principal · scope, rows)`, a row as `[change, type,
+/// action, before, after]`.
 fn sections(markdown: &str) -> Vec<(String, Vec<[String; 5]>)> {
     let mut sections: Vec<(String, Vec<[String; 5]>)> = Vec::new();
-    for line in markdown.lines() {
-        if let Some(title) = line.strip_prefix("#### ") {
+    for line in markdown.lines().take_while(|line| *line != SYMBOLIC) {
+        if let Some(title) = line.strip_prefix("##### ") {
             sections.push((title.to_owned(), Vec::new()));
         } else if line.starts_with("| ") && !line.starts_with("| change ") {
             let cells: Vec<String> = line
@@ -92,6 +101,19 @@ fn sections(markdown: &str) -> Vec<(String, Vec<[String; 5]>)> {
         }
     }
     sections
+}
+
+/// The symbolic section's table: `(principal · action, deny → allow on, allow → deny on)`.
+fn symbolic_rows(markdown: &str) -> Vec<(String, String, String)> {
+    markdown
+        .lines()
+        .skip_while(|line| *line != SYMBOLIC)
+        .filter(|line| line.starts_with("| ") && !line.starts_with("| principal · action "))
+        .map(|line| {
+            let cells: Vec<&str> = line.trim_matches('|').split(" | ").map(str::trim).collect();
+            (cells[0].to_owned(), cells[1].to_owned(), cells[2].to_owned())
+        })
+        .collect()
 }
 
 /// (section title, change, type, action) of every row.
@@ -112,11 +134,10 @@ fn no_edit_changes_no_decision_and_exits_0() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("**no decision changes**"), "{out:?}");
     assert!(sections(&out.stdout).is_empty(), "{out:?}");
-    assert!(
-        out.stdout
-            .contains("not run; it is coming with `verify`'s solver"),
-        "{out:?}"
-    );
+    // No policy differs: equivalent without a query.
+    let symbolic = out.stdout.split(SYMBOLIC).nth(1).unwrap();
+    assert!(symbolic.contains("**equivalent**"), "{out:?}");
+    assert!(symbolic.contains("(0 of "), "{out:?}");
 }
 
 #[test]
@@ -227,6 +248,33 @@ fn widening_the_workspace_viewer_role_allows_updates_to_its_holders_only() {
         );
         assert!(!all.contains(&cell), "unexpected {cell:?}\n{out:?}");
     }
+    // Symbolically: for every organization, users may newly update, in every environment of
+    // `update` (and no other action), and nothing becomes a deny.
+    let rows = symbolic_rows(&out.stdout);
+    assert_eq!(rows.len(), 1, "{out:?}");
+    let (who, up, down) = &rows[0];
+    assert_eq!((who.as_str(), down.as_str()), ("User · update", "—"), "{out:?}");
+    let every = up
+        .strip_prefix("every resource type (")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{up}\n{out:?}"));
+    assert!(
+        out.stdout.contains(&format!(
+            "**the policy sets differ in {every} request environments**"
+        )),
+        "{out:?}"
+    );
+    // The first example, replayed on both sides: a workspace viewer, denied before, allowed by
+    // the edited policy after.
+    let example = out.stdout.split("<details>").nth(1).unwrap();
+    assert!(
+        example.contains("the principal holds: workspace viewers"),
+        "{example}"
+    );
+    assert!(
+        example.contains(&format!("- before: no permit applies\n- after: {viewer}\n")),
+        "{example}"
+    );
 }
 
 #[test]
@@ -327,7 +375,9 @@ fn issue_21_a_git_revision_is_the_base() {
     assert_eq!(viewer["id"], "project-viewer");
     assert_eq!(viewer["file"], "policies/project.cedar");
     assert_eq!(report["summary"]["changes"], changes.len());
-    assert_eq!(report["symbolic"]["status"], "not_run");
+    // A directory edit: the policy sets are the same, equivalent without a query.
+    assert_eq!(report["symbolic"]["status"], "equivalent");
+    assert_eq!(report["symbolic"]["asked"], 0);
 }
 
 #[test]
@@ -346,4 +396,74 @@ fn invalid_base_sources_exit_4_naming_the_base() {
     assert!(out.stderr.contains("project.cedar"), "{out:?}");
     assert!(!out.stderr.contains("current sources"), "{out:?}");
     assert!(out.stdout.is_empty(), "{out:?}");
+}
+
+#[test]
+fn an_edit_that_changes_nothing_today_but_would_tomorrow_is_caught() {
+    let (base, current) = two_copies();
+    // Deactivation forgets service accounts: no service account is deactivated today, so no
+    // decision of this directory changes; the first one deactivated would keep its roles.
+    edit(
+        current.path(),
+        "policies/service_accounts.cedar",
+        "unless { principal.active };",
+        "unless { principal.active || principal.is_service_account };",
+    );
+    let out = run_in(
+        current.path(),
+        &[
+            "impact",
+            "--base",
+            base.path().to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["summary"]["changes"], 0, "{out:?}");
+    let symbolic = &report["symbolic"];
+    assert_eq!(symbolic["status"], "differs", "{out:?}");
+    assert_eq!(symbolic["unknown"], serde_json::json!([]), "{out:?}");
+    let differences = symbolic["differences"].as_array().unwrap();
+    assert!(!differences.is_empty(), "{out:?}");
+    let deactivation = "deactivated-principal";
+    for difference in differences {
+        // Each example: a deactivated service account, denied by the deactivation forbid before,
+        // allowed after; never the other way.
+        assert_eq!(difference["change"], "deny_to_allow", "{difference}");
+        let principal = difference["principal"].as_str().unwrap();
+        let entity = difference["entities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| format!("{}::{}", e["uid"]["type"].as_str().unwrap(), e["uid"]["id"]) == principal)
+            .unwrap_or_else(|| panic!("{principal} not among the entities\n{difference}"));
+        assert_eq!(entity["attrs"]["active"], false, "{difference}");
+        assert_eq!(entity["attrs"]["is_service_account"], true, "{difference}");
+        assert_eq!(difference["before"]["decision"], "deny", "{difference}");
+        assert_eq!(
+            difference["before"]["policies"][0]["id"], deactivation,
+            "{difference}"
+        );
+        assert_eq!(difference["after"]["decision"], "allow", "{difference}");
+    }
+
+    // A solver that gives no answer: nothing found, but never "equivalent" (exit 5).
+    let dir = tempfile::tempdir().unwrap();
+    let dying = cli::dying_solver(dir.path());
+    let args = ["impact", "--base", base.path().to_str().unwrap()];
+    let out = run_with_solver(current.path(), &args, &dying);
+    assert_eq!(out.code, 5, "{out:?}");
+    let section = out.stdout.split(SYMBOLIC).nth(1).unwrap();
+    assert!(
+        section.contains("**no difference found, but not proved equivalent**"),
+        "{out:?}"
+    );
+    assert!(section.contains("**unknown in "), "{out:?}");
+
+    // Without the symbolic comparison, only today's directory counts: nothing changes.
+    let out = run_with_solver(current.path(), &[&args[..], &["--no-symbolic"]].concat(), &dying);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("not run (--no-symbolic)"), "{out:?}");
 }

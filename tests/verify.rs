@@ -12,30 +12,11 @@
 #[path = "common/cli.rs"]
 mod cli;
 
-use cli::Run;
+use cli::{Run, cvc5};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The path of `cvc5`, installed once per test run (the script also locks, for other runs).
-fn cvc5() -> String {
-    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(root().join("scripts/ensure-cvc5.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    })
-    .clone()
 }
 
 /// The names of the bundled invariants, in file order.
@@ -167,19 +148,14 @@ fn a_policy_letting_workspace_viewers_delete_is_refuted_and_replayed() {
 #[test]
 fn a_solver_that_dies_is_unknown_never_proved() {
     let dir = tempfile::tempdir().unwrap();
-    // What cvc5 1.0.3 does at its time limit: abort.
-    let solver = dir.path().join("cvc5");
-    std::fs::write(&solver, "#!/bin/sh\nkill -ABRT $$\n").unwrap();
-    let mut permissions = std::fs::metadata(&solver).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
-    std::fs::set_permissions(&solver, permissions).unwrap();
+    let solver = cli::dying_solver(dir.path());
     // An invariant whose queries need the solver (one the symbolic compiler settles by itself,
     // such as the deactivation forbid that the policies contain verbatim, is proved without it).
     let stacks = "only organization admins, workspace admins and stack admins delete stacks";
     let invariants = dir.path().join("invariants.cedar");
     std::fs::write(&invariants, bundled_entry(stacks)).unwrap();
     let run = verify(
-        solver.to_str().unwrap(),
+        &solver,
         &["--invariants", invariants.to_str().unwrap(), "--format", "json"],
     );
     assert_eq!(run.code, 5, "{run:?}");

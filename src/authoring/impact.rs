@@ -21,11 +21,13 @@
 //! principal whose facts are the same too is not asked when the policies are the same, and is
 //! asked only the actions the differing policies' heads name when they are not.
 //!
-//! The symbolic comparison (for every request of an environment, do the two policy sets
-//! decide alike?) is not here: [`symbolic_comparison`] is the seam where `verify`'s solver
-//! plugs in.
+//! Then, symbolically (cvc5, [`super::symbolic::compare_policy_sets`]): in each request
+//! environment of the current schema that an edited policy can match, whether the two policy
+//! sets decide every request alike, for every entity store the schema allows, with an example
+//! request and entities of each direction that differs, replayed on both sides. So an edit that
+//! changes nothing for today's directory but would for tomorrow's is still caught.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +37,7 @@ use cedar_policy::{EntityUid, EvalResult};
 use serde_json::{Value, json};
 
 use super::questioner::{GridScope, Questioner, Who};
+use super::symbolic::{self, Asked, Comparison, Equivalence, Example, Replay};
 use super::{CommandOutput, zenml_decider};
 use crate::cli::{ImpactArgs, ImpactFormat, exit};
 use crate::directory::Directory;
@@ -78,30 +81,56 @@ pub fn impact(args: &ImpactArgs) -> CommandOutput {
         Err(message) => return CommandOutput::error(message),
     };
     tracing::debug!(elapsed_ms = started.elapsed().as_millis(), "impact compared");
+    let symbolic = if args.no_symbolic {
+        Symbolic::Skipped("--no-symbolic")
+    } else {
+        let config = symbolic::Config {
+            time_limit: std::time::Duration::from_millis(args.time_limit_ms),
+            jobs: usize::from(args.jobs.max(1)),
+        };
+        Symbolic::Run(symbolic::compare_policy_sets(
+            &base_snapshot.engine.policies,
+            &current_snapshot.engine.policies,
+            &current_snapshot.engine.schema,
+            &config,
+        ))
+    };
     let sides = Sides {
         base: &base_snapshot,
         current: &current_snapshot,
         base_root: base.root.as_deref(),
         base_name: &args.base,
+        same_schema,
     };
     let stdout = match args.format {
-        ImpactFormat::Markdown => render_markdown(&report, &sides, args.max_rows),
-        ImpactFormat::Json => render_json(&report, &sides),
+        ImpactFormat::Markdown => render_markdown(&report, &symbolic, &sides, args.max_rows),
+        ImpactFormat::Json => render_json(&report, &symbolic, &sides),
     };
-    let code = if report.changes.is_empty() {
-        exit::OK
-    } else {
+    let code = if !report.changes.is_empty() || symbolic.differs() {
         exit::CHANGED
+    } else if symbolic.unknown() {
+        exit::UNKNOWN
+    } else {
+        exit::OK
     };
     CommandOutput::answer(stdout, code)
 }
 
-/// The symbolic comparison of the two policy sets: for every request of each request
-/// environment (principal type, action, resource type), whether they decide alike. Not done
-/// yet: it comes with `verify`'s solver (cedar-policy-symcc); until then `impact` compares
-/// concrete decisions only, over the directories' principals and scopes. `None`: not run.
-pub fn symbolic_comparison(_base: &Snapshot, _current: &Snapshot) -> Option<Vec<String>> {
-    None
+/// The symbolic half of the report.
+enum Symbolic {
+    /// Not run, and why.
+    Skipped(&'static str),
+    Run(Comparison),
+}
+
+impl Symbolic {
+    fn differs(&self) -> bool {
+        matches!(self, Self::Run(c) if c.asked.iter().any(|a| matches!(a.answer, Equivalence::Differs { .. })))
+    }
+
+    fn unknown(&self) -> bool {
+        matches!(self, Self::Run(c) if c.asked.iter().any(|a| matches!(a.answer, Equivalence::Unknown(_))))
+    }
 }
 
 // ---- the base --------------------------------------------------------------------------
@@ -1035,6 +1064,8 @@ struct Sides<'a> {
     /// A git revision's temporary copy: removed from the base's file names.
     base_root: Option<&'a Path>,
     base_name: &'a str,
+    /// Whether the schema files are the same on both sides.
+    same_schema: bool,
 }
 
 impl Sides<'_> {
@@ -1126,11 +1157,7 @@ fn counts(report: &Report) -> (usize, usize, usize, usize) {
     )
 }
 
-const SYMBOLIC_NOTE: &str = "Compared: the concrete decisions of the directories' users and service accounts. \
-                             Symbolic comparison (are the policy sets equivalent for every request?): not run; it is \
-                             coming with `verify`'s solver.";
-
-fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> String {
+fn render_markdown(report: &Report, symbolic: &Symbolic, sides: &Sides<'_>, max_rows: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -1143,9 +1170,10 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
         report.scopes.len(),
         report.questions
     );
+    let _ = writeln!(out, "#### In this directory (its users and service accounts)\n");
     if report.changes.is_empty() {
         let _ = writeln!(out, "**no decision changes** ({asked})\n");
-        let _ = writeln!(out, "_{SYMBOLIC_NOTE}_");
+        markdown_symbolic(&mut out, symbolic, sides);
         return out;
     }
     let (allowed, denied, principals, scopes) = counts(report);
@@ -1168,7 +1196,7 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
         }
         let _ = writeln!(
             out,
-            "#### {} · {}\n",
+            "##### {} · {}\n",
             principal_label(&report.principals[first.principal]),
             scope_label(&report.scopes[first.scope])
         );
@@ -1196,8 +1224,170 @@ fn render_markdown(report: &Report, sides: &Sides<'_>, max_rows: usize) -> Strin
             report.changes.len() - shown
         );
     }
-    let _ = writeln!(out, "_{SYMBOLIC_NOTE}_");
+    markdown_symbolic(&mut out, symbolic, sides);
     out
+}
+
+/// Environments whose examples the Markdown shows in full (JSON: every one).
+const EXAMPLES_SHOWN: usize = 3;
+
+/// The symbolic section: equivalent, or the environments that differ with examples, or unknown.
+fn markdown_symbolic(out: &mut String, symbolic: &Symbolic, sides: &Sides<'_>) {
+    let _ = writeln!(
+        out,
+        "#### For every organization the schema allows (symbolic, cvc5)\n"
+    );
+    let comparison = match symbolic {
+        Symbolic::Skipped(why) => {
+            let _ = writeln!(out, "not run ({why})");
+            return;
+        }
+        Symbolic::Run(comparison) => comparison,
+    };
+    let asked = format!(
+        "{} of {} request environments asked, those an edited policy can match; {:.1} s",
+        comparison.asked.len(),
+        comparison.environments,
+        comparison.elapsed.as_secs_f64()
+    );
+    let differ: Vec<(&Asked, Option<&Example>, Option<&Example>)> = comparison
+        .asked
+        .iter()
+        .filter_map(|asked| match &asked.answer {
+            Equivalence::Differs {
+                deny_to_allow,
+                allow_to_deny,
+            } => Some((asked, deny_to_allow.as_deref(), allow_to_deny.as_deref())),
+            _ => None,
+        })
+        .collect();
+    let unknown: Vec<(String, &String)> = comparison
+        .asked
+        .iter()
+        .filter_map(|asked| match &asked.answer {
+            Equivalence::Unknown(message) => Some((asked.label(), message)),
+            _ => None,
+        })
+        .collect();
+    if differ.is_empty() && unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "**equivalent**: the two policy sets decide every request alike ({asked})"
+        );
+    } else if !differ.is_empty() {
+        let _ = writeln!(
+            out,
+            "**the policy sets differ in {}** ({asked})\n",
+            plural(differ.len(), "request environment")
+        );
+        // One row per (principal type, action): the resource types of each direction.
+        let mut rows: BTreeMap<(&str, &str), [Vec<&str>; 2]> = BTreeMap::new();
+        for (asked, up, down) in &differ {
+            let row = rows.entry((&asked.principal, &asked.action)).or_default();
+            for (column, example) in row.iter_mut().zip([up, down]) {
+                if example.is_some() {
+                    column.push(&asked.resource);
+                }
+            }
+        }
+        let _ = writeln!(out, "| principal · action | deny → allow on | allow → deny on |");
+        let _ = writeln!(out, "|---|---|---|");
+        for ((principal, action), columns) in &rows {
+            let all = comparison
+                .resource_types
+                .get(&((*principal).to_owned(), (*action).to_owned()))
+                .copied()
+                .unwrap_or(0);
+            let [up, down] = columns.clone().map(|types| match types.len() {
+                0 => "—".to_owned(),
+                n if n == all => format!("every resource type ({n})"),
+                _ => types.join(", "),
+            });
+            let _ = writeln!(out, "| {principal} · {action} | {up} | {down} |");
+        }
+        out.push('\n');
+        for (asked, up, down) in differ.iter().take(EXAMPLES_SHOWN) {
+            for (direction, example) in [("deny → allow", up), ("allow → deny", down)] {
+                if let Some(example) = example {
+                    markdown_example(out, &asked.label(), direction, example, sides);
+                }
+            }
+        }
+        if differ.len() > EXAMPLES_SHOWN {
+            let _ = writeln!(
+                out,
+                "… examples for {} more (`--format json` has every one)\n",
+                plural(differ.len() - EXAMPLES_SHOWN, "environment")
+            );
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "**no difference found, but not proved equivalent** ({asked})\n"
+        );
+    }
+    if !unknown.is_empty() {
+        let _ = writeln!(
+            out,
+            "**unknown in {}** (the solver gave no answer: never read as equivalent):\n",
+            plural(unknown.len(), "request environment")
+        );
+        for (environment, message) in unknown {
+            let _ = writeln!(out, "- {environment}: {message}");
+        }
+        out.push('\n');
+    }
+    if !sides.same_schema {
+        let _ = writeln!(
+            out,
+            "_The schemas differ: both policy sets were compared under the current schema._"
+        );
+    }
+}
+
+/// One example request, its entities and both sides' decisions, in a collapsed block.
+fn markdown_example(
+    out: &mut String,
+    environment: &str,
+    direction: &str,
+    example: &Example,
+    sides: &Sides<'_>,
+) {
+    let request = &example.env.request;
+    let show = |uid: Option<&EntityUid>| uid.map(ToString::to_string).unwrap_or_else(|| "?".into());
+    let _ = writeln!(
+        out,
+        "<details><summary>{environment}: {direction}, for example</summary>\n\n```text"
+    );
+    let _ = writeln!(out, "principal: {}", show(request.principal()));
+    let _ = writeln!(out, "action:    {}", show(request.action()));
+    let _ = writeln!(out, "resource:  {}", show(request.resource()));
+    let context = request.context().map(ToString::to_string).unwrap_or_default();
+    let _ = writeln!(out, "context:   {}", symbolic::one_line(&context));
+    let roles = symbolic::principal_roles(&example.env);
+    if !roles.is_empty() {
+        let _ = writeln!(out, "the principal holds: {}", roles.join(", "));
+    }
+    let _ = writeln!(out, "entities:");
+    for line in symbolic::entity_lines(&example.env.entities) {
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(out, "```\n");
+    let _ = writeln!(
+        out,
+        "- before: {}\n- after: {}\n\n</details>\n",
+        sides.describe(true, &decision(&example.before)),
+        sides.describe(false, &decision(&example.after))
+    );
+}
+
+/// A replayed decision as the engine's.
+fn decision(replay: &Replay) -> Decision {
+    Decision {
+        allowed: replay.allowed,
+        reasons: replay.reasons.clone(),
+        errors: replay.errors.clone(),
+    }
 }
 
 /// `1 scope`, `2 scopes`.
@@ -1209,7 +1399,7 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
-fn render_json(report: &Report, sides: &Sides<'_>) -> String {
+fn render_json(report: &Report, symbolic: &Symbolic, sides: &Sides<'_>) -> String {
     let (allowed, denied, principals, scopes) = counts(report);
     let changes: Vec<Value> = report
         .changes
@@ -1232,7 +1422,6 @@ fn render_json(report: &Report, sides: &Sides<'_>) -> String {
             })
         })
         .collect();
-    let symbolic = symbolic_comparison(sides.base, sides.current);
     let value = json!({
         "base": sides.base_name,
         "changed": !report.changes.is_empty(),
@@ -1247,12 +1436,72 @@ fn render_json(report: &Report, sides: &Sides<'_>) -> String {
             "questions": report.questions,
         },
         "changes": changes,
-        "symbolic": match symbolic {
-            Some(differences) => json!({"status": "run", "differences": differences}),
-            None => json!({"status": "not_run", "note": "coming with `verify`'s solver"}),
-        },
+        "symbolic": json_symbolic(symbolic, sides),
     });
     let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+fn json_symbolic(symbolic: &Symbolic, sides: &Sides<'_>) -> Value {
+    let comparison = match symbolic {
+        Symbolic::Skipped(why) => return json!({"status": "not_run", "reason": why}),
+        Symbolic::Run(comparison) => comparison,
+    };
+    let example = |direction: &str, environment: &str, example: &Example| {
+        let request = &example.env.request;
+        let show = |uid: Option<&EntityUid>| uid.map(ToString::to_string);
+        json!({
+            "environment": environment,
+            "change": direction,
+            "principal": show(request.principal()),
+            "action": show(request.action()),
+            "resource": show(request.resource()),
+            "context": request.context().map(|context| symbolic::one_line(&context.to_string())),
+            "principal_holds": symbolic::principal_roles(&example.env),
+            "entities": example.env.entities.to_json_value().unwrap_or(Value::Null),
+            "before": sides.json(true, &decision(&example.before)),
+            "after": sides.json(false, &decision(&example.after)),
+        })
+    };
+    let mut differences = Vec::new();
+    let mut unknown = Vec::new();
+    let mut equivalent = Vec::new();
+    for asked in &comparison.asked {
+        let environment = &asked.label();
+        match &asked.answer {
+            Equivalence::Equivalent => equivalent.push(json!(environment)),
+            Equivalence::Unknown(message) => {
+                unknown.push(json!({"environment": environment, "message": message}));
+            }
+            Equivalence::Differs {
+                deny_to_allow,
+                allow_to_deny,
+            } => {
+                if let Some(up) = deny_to_allow {
+                    differences.push(example("deny_to_allow", environment, up));
+                }
+                if let Some(down) = allow_to_deny {
+                    differences.push(example("allow_to_deny", environment, down));
+                }
+            }
+        }
+    }
+    let status = if symbolic.differs() {
+        "differs"
+    } else if symbolic.unknown() {
+        "unknown"
+    } else {
+        "equivalent"
+    };
+    json!({
+        "status": status,
+        "environments": comparison.environments,
+        "asked": comparison.asked.len(),
+        "millis": u64::try_from(comparison.elapsed.as_millis()).unwrap_or(u64::MAX),
+        "same_schema": sides.same_schema,
+        "equivalent": equivalent,
+        "differences": differences,
+        "unknown": unknown,
+    })
 }

@@ -23,19 +23,20 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cedar_policy::{
-    ActionConstraint, Authorizer, Decision as CedarDecision, Effect, Entities, EntityUid, EvalResult, Policy,
-    PolicyId, PolicySet, RequestEnv, ResourceConstraint, Schema, ValidationMode, Validator,
+    Authorizer, Effect, Entities, EntityUid, Policy, PolicyId, PolicySet, RequestEnv, Schema, ValidationMode,
+    Validator,
 };
-use cedar_policy_symcc::solver::LocalSolver;
-use cedar_policy_symcc::{CedarSymCompiler, CompiledPolicy, CompiledPolicySet, Env};
+use cedar_policy_symcc::{CompiledPolicy, CompiledPolicySet, Env};
 use serde_json::{Value, json};
 
 use super::CommandOutput;
+pub use super::symbolic::Config;
+use super::symbolic::{
+    Outcome, Solver, describe_env, entity_lines, may_match, one_line, per_environment, principal_roles,
+};
 use crate::cli::{VerifyArgs, VerifyFormat, exit};
 use crate::snapshot::Snapshot;
 
@@ -45,9 +46,6 @@ pub const INVARIANT_ANNOTATION: &str = "invariant";
 pub const PROPERTY_ANNOTATION: &str = "property";
 /// The one named property: no policy errors on a well-formed request.
 pub const NEVER_ERRORS: &str = "never_errors";
-
-/// Extra wall-clock time granted beyond the solver's own limit before a query is abandoned.
-const WALL_CLOCK_SLACK: Duration = Duration::from_secs(5);
 
 /// `zenml-authz verify`: loads the sources and the invariants, runs every query, prints one
 /// line (or JSON object) per invariant.
@@ -81,15 +79,6 @@ pub fn verify(args: &VerifyArgs) -> CommandOutput {
         VerifyFormat::Json => render_json(&invariants, &verdicts),
     };
     CommandOutput::answer(stdout, code)
-}
-
-/// How the queries run.
-#[derive(Debug, Clone, Copy)]
-pub struct Config {
-    /// The solver's time limit for one query.
-    pub time_limit: Duration,
-    /// Solver processes (threads) working at once.
-    pub jobs: usize,
 }
 
 /// One invariant of an invariants file.
@@ -288,18 +277,7 @@ fn invariant(
     })
 }
 
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 // === running ===
-
-/// One query's answer in one environment.
-enum Outcome {
-    Holds(Duration),
-    Broken(Box<Env>, Option<String>),
-    NoAnswer(String),
-}
 
 /// Runs every query: `config.jobs` threads take environments in turn; the verdicts are in the
 /// invariants' order, independent of scheduling.
@@ -310,9 +288,6 @@ pub fn run(snapshot: &Snapshot, invariants: &[Invariant], config: &Config) -> Ve
     let actions = schema.action_entities().unwrap_or_else(|_| Entities::empty());
     let mut policies: Vec<Policy> = snapshot.engine.policies.policies().cloned().collect();
     policies.sort_by_key(|policy| policy.id().to_string());
-    let next = AtomicUsize::new(0);
-    // (environment index, invariant index) -> outcome
-    let outcomes: Mutex<BTreeMap<(usize, usize), Outcome>> = Mutex::new(BTreeMap::new());
     let work = Work {
         schema,
         policy_set: &snapshot.engine.policies,
@@ -320,60 +295,31 @@ pub fn run(snapshot: &Snapshot, invariants: &[Invariant], config: &Config) -> Ve
         invariants,
         actions: &actions,
     };
-    std::thread::scope(|scope| {
-        for _ in 0..config.jobs.min(environments.len().max(1)) {
-            scope.spawn(|| {
-                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(runtime) => runtime,
-                    Err(error) => {
-                        let message = format!("cannot start the runtime: {error}");
-                        record_all(&outcomes, &environments, invariants.len(), &next, &message);
-                        return;
-                    }
-                };
-                let mut solver = Solver::new(config.time_limit);
-                loop {
-                    let index = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(environment) = environments.get(index) else {
-                        break;
-                    };
-                    let found = runtime.block_on(work.environment(environment, &mut solver));
-                    if let Ok(mut outcomes) = outcomes.lock() {
-                        for (invariant, outcome) in found {
-                            outcomes.insert((index, invariant), outcome);
-                        }
-                    }
-                }
-                runtime.block_on(solver.stop());
-            });
-        }
-    });
-    let outcomes = outcomes.into_inner().unwrap_or_default();
+    let answers = per_environment(
+        &environments,
+        config,
+        async |environment: &RequestEnv, solver: &mut Solver| work.environment(environment, solver).await,
+        |message| {
+            (0..invariants.len())
+                .map(|invariant| (invariant, Outcome::NoAnswer(message.clone())))
+                .collect()
+        },
+    );
+    // (environment index, invariant index) -> outcome
+    let outcomes: BTreeMap<(usize, usize), Outcome> = answers
+        .into_iter()
+        .enumerate()
+        .flat_map(|(index, found)| {
+            found
+                .into_iter()
+                .map(move |(invariant, outcome)| ((index, invariant), outcome))
+        })
+        .collect();
     invariants
         .iter()
         .enumerate()
         .map(|(number, invariant)| verdict(snapshot, invariant, number, &environments, &outcomes))
         .collect()
-}
-
-/// When the runtime cannot start, every remaining environment is unanswered.
-fn record_all(
-    outcomes: &Mutex<BTreeMap<(usize, usize), Outcome>>,
-    environments: &[RequestEnv],
-    invariants: usize,
-    next: &AtomicUsize,
-    message: &str,
-) {
-    while next.fetch_add(1, Ordering::SeqCst) < environments.len() {}
-    if let Ok(mut outcomes) = outcomes.lock() {
-        for index in 0..environments.len() {
-            for invariant in 0..invariants {
-                outcomes
-                    .entry((index, invariant))
-                    .or_insert_with(|| Outcome::NoAnswer(message.to_owned()));
-            }
-        }
-    }
 }
 
 /// What every thread reads.
@@ -471,144 +417,6 @@ impl Work<'_> {
     }
 }
 
-/// Whether a policy's scope can match requests of `environment`: its action constraint names
-/// the action or one of its groups, and a resource `is` / `==` names the resource type. A scope
-/// that cannot match makes a forbid or permit apply to nothing (and a policy evaluates nothing
-/// beyond its scope, so it cannot error).
-fn may_match(policy: &Policy, environment: &RequestEnv, actions: &Entities) -> bool {
-    let action = environment.action();
-    let action_matches = |group: &EntityUid| group == action || actions.is_ancestor_of(group, action);
-    let action_ok = match policy.action_constraint() {
-        ActionConstraint::Any => true,
-        ActionConstraint::Eq(uid) => &uid == action,
-        ActionConstraint::In(groups) => groups.iter().any(action_matches),
-    };
-    let resource_ok = match policy.resource_constraint() {
-        ResourceConstraint::Is(type_name) | ResourceConstraint::IsIn(type_name, _) => {
-            &type_name == environment.resource()
-        }
-        ResourceConstraint::Eq(uid) => uid.type_name() == environment.resource(),
-        ResourceConstraint::Any | ResourceConstraint::In(_) => true,
-    };
-    action_ok && resource_ok
-}
-
-/// One solver process, restarted after a failure (cvc5 1.0.3 aborts at its time limit).
-struct Solver {
-    time_limit: Duration,
-    compiler: Option<CedarSymCompiler<LocalSolver>>,
-}
-
-impl Solver {
-    fn new(time_limit: Duration) -> Self {
-        Self {
-            time_limit,
-            compiler: None,
-        }
-    }
-
-    fn compiler(&mut self) -> Result<&mut CedarSymCompiler<LocalSolver>, String> {
-        if self.compiler.is_none() {
-            let limit = format!("--tlimit-per={}", self.time_limit.as_millis().max(1));
-            let solver = LocalSolver::cvc5_with_args([limit]).map_err(|error| {
-                format!(
-                    "cannot start cvc5 (`$CVC5`, else `cvc5` on the PATH): {}",
-                    with_causes(&error)
-                )
-            })?;
-            let compiler = CedarSymCompiler::new(solver).map_err(|error| error.to_string())?;
-            self.compiler = Some(compiler);
-        }
-        self.compiler.as_mut().ok_or_else(|| "no solver".to_owned())
-    }
-
-    /// `check_implies(first, second)` with a counterexample.
-    async fn implies(
-        &mut self,
-        first: &CompiledPolicySet,
-        second: &CompiledPolicySet,
-        policy: Option<String>,
-    ) -> Outcome {
-        let limit = self.time_limit + WALL_CLOCK_SLACK;
-        let started = Instant::now();
-        let answer = match self.compiler() {
-            Ok(compiler) => tokio::time::timeout(
-                limit,
-                compiler.check_implies_with_counterexample_opt(first, second),
-            )
-            .await
-            .map_err(|_| format!("no answer within {} ms", limit.as_millis()))
-            .and_then(|answer| answer.map_err(|error| solver_message(&error))),
-            Err(message) => Err(message),
-        };
-        self.outcome(answer, started, policy).await
-    }
-
-    async fn never_errors(&mut self, compiled: &CompiledPolicy, policy: String) -> Outcome {
-        let limit = self.time_limit + WALL_CLOCK_SLACK;
-        let started = Instant::now();
-        let answer = match self.compiler() {
-            Ok(compiler) => tokio::time::timeout(
-                limit,
-                compiler.check_never_errors_with_counterexample_opt(compiled),
-            )
-            .await
-            .map_err(|_| format!("no answer within {} ms", limit.as_millis()))
-            .and_then(|answer| answer.map_err(|error| solver_message(&error))),
-            Err(message) => Err(message),
-        };
-        self.outcome(answer, started, Some(policy)).await
-    }
-
-    async fn outcome(
-        &mut self,
-        answer: Result<Option<Env>, String>,
-        started: Instant,
-        policy: Option<String>,
-    ) -> Outcome {
-        match answer {
-            Ok(None) => Outcome::Holds(started.elapsed()),
-            Ok(Some(env)) => Outcome::Broken(Box::new(env), policy),
-            Err(message) => {
-                // The process may be dead or mid-query: never reuse it.
-                self.stop().await;
-                Outcome::NoAnswer(message)
-            }
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut compiler) = self.compiler.take() {
-            let _ = compiler.solver_mut().clean_up().await;
-        }
-    }
-}
-
-/// The solver's error with its causes, on one line.
-fn solver_message(error: &cedar_policy_symcc::err::Error) -> String {
-    with_causes(error)
-}
-
-/// An error and its chain of causes, on one line.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let _ = write!(message, ": {cause}");
-        source = cause.source();
-    }
-    one_line(&message)
-}
-
-fn describe_env(environment: &RequestEnv) -> String {
-    format!(
-        "{} {} {}",
-        environment.principal(),
-        environment.action(),
-        environment.resource()
-    )
-}
-
 /// Folds one invariant's outcomes (in environment order) into its verdict: the first
 /// counterexample wins, then the first unknown; otherwise proved.
 fn verdict(
@@ -657,18 +465,10 @@ fn replay(
     policy: Option<String>,
     env: Env,
 ) -> Counterexample {
-    let authorizer = Authorizer::new();
-    let response = authorizer.is_authorized(&env.request, &snapshot.engine.policies, &env.entities);
-    let mut reasons: Vec<String> = response.diagnostics().reason().map(ToString::to_string).collect();
-    reasons.sort();
-    let errors: Vec<String> = response
-        .diagnostics()
-        .errors()
-        .map(|error| one_line(&error.to_string()))
-        .collect();
+    let decided = super::symbolic::replay(&env, &snapshot.engine.policies);
     let mut alone = PolicySet::new();
     let invariant_applies = alone.add(invariant.policy.clone()).is_ok()
-        && authorizer
+        && Authorizer::new()
             .is_authorized(&env.request, &alone, &env.entities)
             .diagnostics()
             .reason()
@@ -677,9 +477,9 @@ fn replay(
     Counterexample {
         environment,
         policy,
-        allowed: response.decision() == CedarDecision::Allow,
-        reasons,
-        errors,
+        allowed: decided.allowed,
+        reasons: decided.reasons,
+        errors: decided.errors,
         invariant_applies,
         env,
     }
@@ -756,7 +556,7 @@ fn write_counterexample(out: &mut String, invariant: &Invariant, example: &Count
     let _ = writeln!(out, "    resource:  {}", show(request.resource()));
     let context = request.context().map(ToString::to_string).unwrap_or_default();
     let _ = writeln!(out, "    context:   {}", one_line(&context));
-    let roles = principal_roles(example);
+    let roles = principal_roles(&example.env);
     if !roles.is_empty() {
         let _ = writeln!(out, "    the principal holds: {}", roles.join(", "));
     }
@@ -798,136 +598,6 @@ fn write_counterexample(out: &mut String, invariant: &Invariant, example: &Count
     }
 }
 
-/// The counterexample's entities, one line each, sorted: `uid { attr: value, … } in [groups]`,
-/// each group of an entity followed by what it is (`(viewers of ZenML::Workspace::"w")`); a role group with no
-/// attributes and no groups of its own is left out (it appears where it is used).
-fn entity_lines(entities: &Entities) -> Vec<String> {
-    let labels = role_labels(entities);
-    let show = |uid: &EntityUid| match labels.get(uid) {
-        Some(label) => format!("{uid} ({label})"),
-        None => uid.to_string(),
-    };
-    let mut lines = Vec::new();
-    for entity in entities.iter() {
-        let uid = entity.uid();
-        if uid.type_name().basename() == "Action" {
-            continue;
-        }
-        let mut attrs: Vec<String> = entity
-            .attrs()
-            .map(|(name, value)| match value {
-                Ok(EvalResult::EntityUid(target)) => format!("{name}: {target}"),
-                Ok(value) => format!("{name}: {value}"),
-                Err(_) => format!("{name}: ?"),
-            })
-            .collect();
-        attrs.sort();
-        let mut groups: Vec<String> = entities
-            .ancestors(&uid)
-            .into_iter()
-            .flatten()
-            .map(&show)
-            .collect();
-        groups.sort();
-        if attrs.is_empty() && groups.is_empty() && uid.type_name().basename() == "Role" {
-            continue;
-        }
-        let mut line = show(&uid);
-        if !attrs.is_empty() {
-            let _ = write!(line, " {{ {} }}", attrs.join(", "));
-        }
-        if !groups.is_empty() {
-            let _ = write!(line, " in [{}]", groups.join(", "));
-        }
-        lines.push(line);
-    }
-    lines.sort();
-    lines
-}
-
-/// What each role group of the counterexample is: the scope type and role attribute naming it
-/// (`viewers of ZenML::Workspace::"w"`; several when the solver reused one group).
-fn role_labels(entities: &Entities) -> BTreeMap<EntityUid, String> {
-    let mut labels: BTreeMap<EntityUid, Vec<String>> = BTreeMap::new();
-    for entity in entities.iter() {
-        let uid = entity.uid();
-        if !matches!(
-            uid.type_name().basename(),
-            "Organization" | "Workspace" | "Project"
-        ) {
-            continue;
-        }
-        for (name, value) in entity.attrs() {
-            if let Ok(EvalResult::EntityUid(role)) = value
-                && role.type_name().basename() == "Role"
-            {
-                labels.entry(role).or_default().push(format!("{name} of {uid}"));
-            }
-        }
-    }
-    labels
-        .into_iter()
-        .map(|(role, mut names)| {
-            names.sort();
-            names.dedup();
-            (role, names.join(", "))
-        })
-        .collect()
-}
-
-/// The ZenML roles the principal holds at the resource's organization, workspace and project
-/// (`workspace viewers`, …), read from the scopes' role attributes.
-fn principal_roles(example: &Counterexample) -> Vec<String> {
-    let entities = &example.env.entities;
-    let (Some(principal), Some(resource)) = (example.env.request.principal(), example.env.request.resource())
-    else {
-        return Vec::new();
-    };
-    let attr = |uid: &EntityUid, name: &str| -> Option<EntityUid> {
-        match entities.get(uid)?.attr(name)? {
-            Ok(EvalResult::EntityUid(uid)) => Some(uid),
-            _ => None,
-        }
-    };
-    let is_type = |uid: &EntityUid, name: &str| uid.type_name().basename() == name;
-    let project = if is_type(resource, "Project") {
-        Some(resource.clone())
-    } else {
-        attr(resource, "project")
-    };
-    let workspace = attr(resource, "workspace");
-    let organization = workspace.as_ref().and_then(|w| attr(w, "organization"));
-    let mut held = Vec::new();
-    let scopes = [
-        (
-            "organization",
-            organization,
-            &["admins", "managers", "viewers", "members", "billing_admins"][..],
-        ),
-        (
-            "workspace",
-            workspace,
-            &["admins", "developers", "contributors", "viewers", "stack_admins"][..],
-        ),
-        (
-            "project",
-            project,
-            &["members", "admins", "developers", "contributors", "viewers"][..],
-        ),
-    ];
-    for (scope, uid, roles) in scopes {
-        let Some(uid) = uid else { continue };
-        for role in roles {
-            if let Some(group) = attr(&uid, role)
-                && (entities.is_ancestor_of(&group, principal) || &group == principal)
-            {
-                held.push(format!("{scope} {role}"));
-            }
-        }
-    }
-    held
-}
-
 fn render_json(invariants: &[Invariant], verdicts: &[Verdict]) -> String {
     let items: Vec<Value> = invariants
         .iter()
@@ -960,7 +630,7 @@ fn render_json(invariants: &[Invariant], verdicts: &[Verdict]) -> String {
                         "action": show(request.action()),
                         "resource": show(request.resource()),
                         "context": request.context().map(|context| one_line(&context.to_string())),
-                        "principal_holds": principal_roles(example),
+                        "principal_holds": principal_roles(&example.env),
                         "entities": entities,
                         "policy": example.policy,
                         "replay": {
