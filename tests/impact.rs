@@ -467,3 +467,45 @@ fn an_edit_that_changes_nothing_today_but_would_tomorrow_is_caught() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("not run (--no-symbolic)"), "{out:?}");
 }
+
+#[test]
+fn a_policy_naming_one_project_changes_that_project_only() {
+    let (base, current) = two_copies();
+    // Answers found at one project are reused at projects alike up to their ids (churn and
+    // fraud are): a policy naming churn must keep churn apart.
+    let churn = "dccff1d9-afc7-4c24-b5e8-e887447c69c0";
+    let added = format!(
+        "\n@id(\"churn-developers-promote\")\npermit (principal, action == ZenML::Action::\"promote\", resource)\n\
+         when {{ resource has project && resource.project == ZenML::Project::\"{churn}\" && \
+         principal in resource.workspace.developers }};\n"
+    );
+    let path = current.path().join("policies/project.cedar");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&added);
+    std::fs::write(&path, text).unwrap();
+    let out = run_in(
+        current.path(),
+        &["impact", "--base", base.path().to_str().unwrap(), "--no-symbolic"],
+    );
+    assert_eq!(out.code, 1, "{out:?}");
+    // Workspace developers of production (ml-eng: bob, nina) may now promote in churn only.
+    let titles: BTreeSet<String> = sections(&out.stdout)
+        .into_iter()
+        .map(|(title, _)| title)
+        .collect();
+    assert_eq!(
+        titles,
+        BTreeSet::from([
+            "bob (user) · project churn (production)".to_owned(),
+            "nina (user) · project churn (production)".to_owned(),
+        ]),
+        "{out:?}"
+    );
+    for (_, change, _, action) in cells(&out.stdout) {
+        assert_eq!(
+            (change.as_str(), action.as_str()),
+            ("deny → allow", "promote"),
+            "{out:?}"
+        );
+    }
+}

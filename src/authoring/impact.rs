@@ -339,6 +339,8 @@ struct Report {
     changes: Vec<Change>,
     /// Questions asked, both sides together.
     questions: usize,
+    /// Groups of principals answered from a scope alike ([`Memo`]) instead of asked.
+    reused: usize,
 }
 
 /// A user or service account of either directory.
@@ -383,6 +385,8 @@ struct Facts {
 #[derive(Default)]
 struct Interned {
     ids: HashMap<EntityUid, u32>,
+    /// Number → uid.
+    uids: Vec<EntityUid>,
     /// Scope id -> the numbers of its role groups (`Role::"<scope-id>/<role>"`).
     role_groups: HashMap<String, Vec<u32>>,
     attributes: HashMap<String, u32>,
@@ -397,6 +401,7 @@ impl Interned {
         }
         let id = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
         self.ids.insert(uid.clone(), id);
+        self.uids.push(uid.clone());
         if uid.type_name().basename() == "Role"
             && let Some((scope, _)) = uid.id().unescaped().split_once('/')
         {
@@ -572,7 +577,7 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
     let principals = union_principals(base_dir, current_dir);
     let scopes = union_scopes(base_dir, current_dir);
     let literals: HashSet<EntityUid> = literals(base).into_iter().chain(literals(current)).collect();
-    let read = read_attributes(base)
+    let read: BTreeSet<String> = read_attributes(base)
         .into_iter()
         .chain(read_attributes(current))
         .collect();
@@ -598,10 +603,16 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
     // principals whose facts are the same on both sides decide alike (and are not asked).
     let same_data =
         same_schema && environment(base, &base_reach, &[]) == environment(current, &current_reach, &[]);
+    let memo = std::sync::Mutex::new(Memo::default());
+    let mut literal_list: Vec<&EntityUid> = literals.iter().collect();
+    literal_list.sort();
     let rules = Rules {
         same_data,
         same_policies,
         actions: actions.as_ref(),
+        read: &read,
+        literals: &literal_list,
+        memo: &memo,
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -665,12 +676,14 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
         changes.extend(found);
         questions += asked;
     }
+    let reused = memo.lock().map_or(0, |memo| memo.reused);
     changes.sort_by_key(|c| (c.principal, c.scope));
     Ok(Report {
         principals,
         scopes,
         changes,
         questions,
+        reused,
     })
 }
 
@@ -683,6 +696,12 @@ struct Rules<'a> {
     same_policies: bool,
     /// The actions the differing policies can change (`None`: any).
     actions: Option<&'a BTreeSet<&'static str>>,
+    /// The attributes some policy reads.
+    read: &'a BTreeSet<String>,
+    /// The entity literals of both sides' policies, sorted.
+    literals: &'a [&'a EntityUid],
+    /// The answers found so far, for scopes alike.
+    memo: &'a std::sync::Mutex<Memo>,
 }
 
 /// (its questioner, snapshot, directory, facts per principal, [`Interned`] numbers of the
@@ -733,6 +752,32 @@ fn compare_scope(
             }
             _ => false,
         };
+    // The scope up to its ids, on both sides: scopes alike this way decide alike for principals
+    // whose facts are alike up to the same ids (their answers are reused, [`Memo`]).
+    let canonical: Vec<Option<Canonical<'_>>> = sides
+        .iter()
+        .zip(&views)
+        .map(|((_, snapshot, ..), view)| {
+            view.as_ref()
+                .map(|(_, relevant)| Canonical::new(snapshot, relevant, rules))
+        })
+        .collect();
+    let lock = || {
+        rules
+            .memo
+            .lock()
+            .map_err(|_| "internal: a comparing thread failed".to_owned())
+    };
+    let scope_shape = {
+        let mut memo = lock()?;
+        (
+            same_environment,
+            canonical
+                .iter()
+                .map(|c| c.as_ref().map(|c| memo.intern(&c.environment)))
+                .collect::<Vec<_>>(),
+        )
+    };
     // A side's key: absent, or (asked alone as itself, read attributes, relevant ancestors).
     const ABSENT: u32 = u32::MAX;
     const SHARED: u32 = u32::MAX - 1;
@@ -773,6 +818,40 @@ fn compare_scope(
     for key in order {
         let Some(members) = groups.get(&key) else { continue };
         let Some(&first) = members.first() else { continue };
+        // The group's facts up to the scope's ids: answered at a scope alike, reused here.
+        let mut shape_key = Vec::new();
+        let mut shared = lock()?;
+        for (part, canonical) in key.iter().zip(&canonical) {
+            let mut canonical_part = part.clone();
+            if let (Some(canonical), Some(&marker)) = (canonical, part.first())
+                && marker != ABSENT
+            {
+                let ancestors = &mut canonical_part[2..];
+                for ancestor in ancestors.iter_mut() {
+                    *ancestor = shared.intern(&canonical.uid(&interned.uids[*ancestor as usize]));
+                }
+                ancestors.sort_unstable();
+            }
+            shape_key.push(canonical_part);
+        }
+        let shape_key = (scope_shape.clone(), shape_key);
+        if let Some(found) = shared.answers.get(&shape_key) {
+            for (cell, was, is) in found {
+                for &principal in members {
+                    changes.push(Change {
+                        principal,
+                        scope: scope_index,
+                        resource_type: cell.0,
+                        action: cell.1,
+                        before: was.clone(),
+                        after: is.clone(),
+                    });
+                }
+            }
+            shared.reused += 1;
+            continue;
+        }
+        drop(shared);
         // Same environment and facts, other policies: only the actions they name can change.
         let only = (same_environment && key[0] == key[1] && key[0].first() != Some(&ABSENT))
             .then_some(rules.actions)
@@ -803,12 +882,14 @@ fn compare_scope(
             .chain(after.keys())
             .map(|cell| (grid_order(cell), *cell))
             .collect();
+        let mut found = Vec::new();
         for (_, cell) in cells {
             let was = before.get(&cell).cloned().unwrap_or_else(|| Decision::denied(""));
             let is = after.get(&cell).cloned().unwrap_or_else(|| Decision::denied(""));
             if was.allowed == is.allowed {
                 continue;
             }
+            found.push((cell, was.clone(), is.clone()));
             for &principal in members {
                 changes.push(Change {
                     principal,
@@ -820,8 +901,151 @@ fn compare_scope(
                 });
             }
         }
+        lock()?.answers.insert(shape_key, found);
     }
     Ok(questions)
+}
+
+/// A scope's environment, and its principals' facts, in the scope's own terms: the
+/// organization, workspace and project ids (and the role groups named after them) replaced by
+/// their places. Two scopes with the same canonical environment on both sides differ only in
+/// those ids; a policy sees ids only through equality and membership, and a literal that names
+/// one is part of the environment (so it is not replaced away), so a group whose canonical facts
+/// are the same at both decides the same cells alike at both.
+#[derive(Default)]
+struct Memo {
+    /// Canonical strings (environments, entities) → numbers.
+    strings: HashMap<String, u32>,
+    /// (scope shape, canonical group key) → the cells that changed: (cell, before, after).
+    #[allow(clippy::type_complexity, reason = "a key and its answers, read only here")]
+    answers: HashMap<(MemoShape, Vec<Vec<u32>>), Vec<((&'static str, &'static str), Decision, Decision)>>,
+    /// Groups answered from another scope.
+    reused: usize,
+}
+
+/// (whether the scope's environment is the same on both sides, each side's canonical
+/// environment number or `None` when the side lacks the scope)
+type MemoShape = (bool, Vec<Option<u32>>);
+
+impl Memo {
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.strings.get(text) {
+            return *id;
+        }
+        let id = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        self.strings.insert(text.to_owned(), id);
+        id
+    }
+}
+
+/// One side's view of a scope with its ids replaced by their places (`§0` organization, `§1`
+/// workspace, `§2` project).
+struct Canonical<'a> {
+    scope_ids: &'a [String],
+    environment: String,
+}
+
+impl<'a> Canonical<'a> {
+    fn new(snapshot: &Snapshot, relevant: &'a Relevant, rules: Rules<'_>) -> Self {
+        let mut this = Self {
+            scope_ids: &relevant.scope_ids,
+            environment: String::new(),
+        };
+        let mut out = String::new();
+        let mut reached: Vec<(String, &EntityUid)> = relevant
+            .from_scope
+            .iter()
+            .map(|uid| (this.uid(uid), uid))
+            .collect();
+        reached.sort();
+        for (name, uid) in reached {
+            out.push_str(&name);
+            if let Some(entity) = snapshot.engine.entities.get(uid) {
+                let mut attributes: Vec<String> = entity
+                    .attrs()
+                    .filter(|(name, _)| rules.read.contains(*name))
+                    .map(|(name, value)| match value {
+                        Ok(value) => format!("{name}={}", this.value(&value)),
+                        Err(_) => format!("{name}=?"),
+                    })
+                    .collect();
+                attributes.sort();
+                let mut ancestors: Vec<String> = snapshot
+                    .engine
+                    .entities
+                    .ancestors(uid)
+                    .map(|found| found.map(|uid| this.uid(uid)).collect())
+                    .unwrap_or_default();
+                ancestors.sort();
+                let _ = write!(out, "{{{}}}<{}>", attributes.join(","), ancestors.join(","));
+            }
+            out.push(';');
+        }
+        // A literal naming this scope (or one of its groups) is not like one naming another.
+        out.push_str("|literals:");
+        for literal in rules.literals {
+            out.push_str(&this.uid(literal));
+            out.push(',');
+        }
+        if let Some(directory) = snapshot.directory() {
+            let mut cells: Vec<String> = directory
+                .cell_roles
+                .iter()
+                .filter(|(cell, _)| {
+                    cell.split_once('/')
+                        .is_some_and(|(scope, _)| this.scope_ids.iter().any(|id| id == scope))
+                })
+                .map(|(cell, groups)| {
+                    let mut groups: Vec<String> = groups.iter().map(|g| this.id(g)).collect();
+                    groups.sort();
+                    format!("{}={}", this.id(cell), groups.join(","))
+                })
+                .collect();
+            cells.sort();
+            out.push_str("|cells:");
+            out.push_str(&cells.join(";"));
+        }
+        this.environment = out;
+        this
+    }
+
+    /// An id with a leading scope id (`<scope-id>` or `<scope-id>/…`) replaced by its place.
+    fn id(&self, id: &str) -> String {
+        for (place, scope) in self.scope_ids.iter().enumerate() {
+            if id == scope {
+                return format!("§{place}");
+            }
+            if let Some(rest) = id.strip_prefix(scope.as_str())
+                && rest.starts_with('/')
+            {
+                return format!("§{place}{rest}");
+            }
+        }
+        format!("={id}")
+    }
+
+    fn uid(&self, uid: &EntityUid) -> String {
+        format!("{}::{}", uid.type_name(), self.id(uid.id().unescaped()))
+    }
+
+    fn value(&self, value: &EvalResult) -> String {
+        match value {
+            EvalResult::EntityUid(uid) => self.uid(uid),
+            EvalResult::Set(set) => {
+                let mut items: Vec<String> = set.iter().map(|item| self.value(item)).collect();
+                items.sort();
+                format!("[{}]", items.join(","))
+            }
+            EvalResult::Record(record) => {
+                let items: Vec<String> = record
+                    .iter()
+                    .map(|(name, item)| format!("{name}:{}", self.value(item)))
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 /// A cell's place in the what-can grid: project first, then the model's type and action order.
@@ -1165,10 +1389,11 @@ fn render_markdown(report: &Report, symbolic: &Symbolic, sides: &Sides<'_>, max_
         sides.base_name
     );
     let asked = format!(
-        "{} users and service accounts × {} workspaces and projects, {} questions",
+        "{} users and service accounts × {} workspaces and projects, {} questions, {} answered from a scope alike",
         report.principals.len(),
         report.scopes.len(),
-        report.questions
+        report.questions,
+        plural(report.reused, "group")
     );
     let _ = writeln!(out, "#### In this directory (its users and service accounts)\n");
     if report.changes.is_empty() {
@@ -1434,6 +1659,7 @@ fn render_json(report: &Report, symbolic: &Symbolic, sides: &Sides<'_>) -> Strin
             "principals": report.principals.len(),
             "scopes": report.scopes.len(),
             "questions": report.questions,
+            "groups_reused": report.reused,
         },
         "changes": changes,
         "symbolic": json_symbolic(symbolic, sides),
