@@ -603,6 +603,12 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
     // principals whose facts are the same on both sides decide alike (and are not asked).
     let same_data =
         same_schema && environment(base, &base_reach, &[]) == environment(current, &current_reach, &[]);
+    let edited = if same_policies {
+        None
+    } else {
+        edited_policies(base, current, &mut interned)?
+    };
+    let edited = &edited;
     let memo = std::sync::Mutex::new(Memo::default());
     let mut literal_list: Vec<&EntityUid> = literals.iter().collect();
     literal_list.sort();
@@ -613,6 +619,7 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
         read: &read,
         literals: &literal_list,
         memo: &memo,
+        edited: edited.as_ref(),
     };
     let threads = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -627,21 +634,35 @@ fn compare(base: &Snapshot, current: &Snapshot, same_schema: bool) -> Result<Rep
             .map(|t| {
                 scope.spawn(move || {
                     let shares = ShareSet::default();
+                    let edited_questioners: Vec<Option<Questioner<'_>>> = [base, current]
+                        .iter()
+                        .enumerate()
+                        .map(|(side, snapshot)| {
+                            let engine = &edited.as_ref()?.engines[side];
+                            let view = snapshot.zenml.as_ref()?;
+                            Some(Questioner::new(crate::zenml::Decider::new(engine, view), &shares))
+                        })
+                        .collect();
+                    let [base_edited, current_edited]: [Option<Questioner<'_>>; 2] = edited_questioners
+                        .try_into()
+                        .map_err(|_| "internal: two sides".to_owned())?;
                     let sides = [
-                        (
-                            Questioner::new(base_decider, &shares),
-                            base,
-                            base_dir,
-                            base_facts,
-                            base_literal_ids,
-                        ),
-                        (
-                            Questioner::new(current_decider, &shares),
-                            current,
-                            current_dir,
-                            current_facts,
-                            current_literal_ids,
-                        ),
+                        Side {
+                            questioner: Questioner::new(base_decider, &shares),
+                            edited: base_edited,
+                            snapshot: base,
+                            directory: base_dir,
+                            facts: base_facts,
+                            literal_ids: base_literal_ids,
+                        },
+                        Side {
+                            questioner: Questioner::new(current_decider, &shares),
+                            edited: current_edited,
+                            snapshot: current,
+                            directory: current_dir,
+                            facts: current_facts,
+                            literal_ids: current_literal_ids,
+                        },
                     ];
                     let mut changes = Vec::new();
                     let mut questions = 0;
@@ -702,17 +723,38 @@ struct Rules<'a> {
     literals: &'a [&'a EntityUid],
     /// The answers found so far, for scopes alike.
     memo: &'a std::sync::Mutex<Memo>,
+    /// The edited policies, when the policies differ (and there are no templates).
+    edited: Option<&'a Edited>,
 }
 
-/// (its questioner, snapshot, directory, facts per principal, [`Interned`] numbers of the
-/// entities reachable from the literals)
-type Side<'a> = (
-    Questioner<'a>,
-    &'a Snapshot,
-    &'a Directory,
-    &'a Vec<Facts>,
-    &'a HashSet<u32>,
-);
+/// One side of the comparison, as a worker holds it.
+struct Side<'a> {
+    questioner: Questioner<'a>,
+    /// Over this side's versions of the edited policies only, when the policies differ: a
+    /// cell where none of them applies on either side is decided alike ([`Edited`]).
+    edited: Option<Questioner<'a>>,
+    snapshot: &'a Snapshot,
+    directory: &'a Directory,
+    /// Per principal.
+    facts: &'a [Facts],
+    /// The [`Interned`] numbers of the entities reachable from the literals.
+    literal_ids: &'a HashSet<u32>,
+}
+
+/// The policies that differ between the sides (added, removed, or edited: both versions), and
+/// what they can see of a principal besides its uid and read attributes: membership in the
+/// entities reachable from a scope through the attributes they read, from their literals, and
+/// (when they read the context) in the scope's role groups.
+struct Edited {
+    /// Each side's versions of them, with the side's schema and entities.
+    engines: [crate::engine::Engine; 2],
+    /// The attributes they read.
+    read: BTreeSet<String>,
+    /// Entities reachable from their literals (through any attribute), on the base side.
+    literal_ids: HashSet<u32>,
+    /// Whether they read `context`.
+    context: bool,
+}
 
 /// Compares one scope for every principal: groups them, asks one of each group on both sides,
 /// records the cells that differ for every member. Returns how many questions were asked.
@@ -728,27 +770,31 @@ fn compare_scope(
     // Per side: the grid scope (if the side has it) and the entities relevant to it.
     let views: Vec<Option<(GridScope<'_>, Relevant)>> = sides
         .iter()
-        .map(|(_, snapshot, directory, _, _)| {
-            grid_scope(directory, scope).map(|grid| (grid, relevant(snapshot, directory, grid)))
+        .map(|side| {
+            grid_scope(side.directory, scope)
+                .map(|grid| (grid, relevant(side.snapshot, side.directory, grid)))
         })
         .collect();
     let relevant_ids: Vec<Option<HashSet<u32>>> = sides
         .iter()
         .zip(&views)
-        .map(|((_, _, _, _, literal_ids), view)| {
+        .map(|(side, view)| {
             view.as_ref()
-                .map(|(_, relevant)| interned.relevant(relevant, literal_ids))
+                .map(|(_, relevant)| interned.relevant(relevant, side.literal_ids))
         })
         .collect();
     let same_environment = rules.same_data
         && match (&views[0], &views[1]) {
             (Some((_, base_relevant)), Some((_, current_relevant))) => {
-                environment(sides[0].1, &base_relevant.from_scope, &base_relevant.scope_ids)
-                    == environment(
-                        sides[1].1,
-                        &current_relevant.from_scope,
-                        &current_relevant.scope_ids,
-                    )
+                environment(
+                    sides[0].snapshot,
+                    &base_relevant.from_scope,
+                    &base_relevant.scope_ids,
+                ) == environment(
+                    sides[1].snapshot,
+                    &current_relevant.from_scope,
+                    &current_relevant.scope_ids,
+                )
             }
             _ => false,
         };
@@ -757,9 +803,9 @@ fn compare_scope(
     let canonical: Vec<Option<Canonical<'_>>> = sides
         .iter()
         .zip(&views)
-        .map(|((_, snapshot, ..), view)| {
+        .map(|(side, view)| {
             view.as_ref()
-                .map(|(_, relevant)| Canonical::new(snapshot, relevant, rules))
+                .map(|(_, relevant)| Canonical::new(side.snapshot, relevant, rules))
         })
         .collect();
     let lock = || {
@@ -778,6 +824,27 @@ fn compare_scope(
                 .collect::<Vec<_>>(),
         )
     };
+    // What the edited policies can see of a principal here (base side; with the same
+    // environment on both sides, the same on the current side).
+    let edited_ids: Option<HashSet<u32>> = match (rules.edited, &views[0]) {
+        (Some(edited), Some((_, relevant))) if same_environment => {
+            let mut ids = edited.literal_ids.clone();
+            let roots: Vec<EntityUid> = relevant.roots.clone();
+            ids.extend(
+                reachable_through(sides[0].snapshot, roots, Some(&edited.read))
+                    .iter()
+                    .filter_map(|uid| interned.ids.get(uid).copied()),
+            );
+            if edited.context {
+                for scope in &relevant.scope_ids {
+                    ids.extend(interned.role_groups.get(scope).into_iter().flatten().copied());
+                }
+            }
+            Some(ids)
+        }
+        _ => None,
+    };
+    let mut candidates_by_facts: HashMap<Vec<u32>, BTreeSet<(&'static str, &'static str)>> = HashMap::new();
     // A side's key: absent, or (asked alone as itself, read attributes, relevant ancestors).
     const ABSENT: u32 = u32::MAX;
     const SHARED: u32 = u32::MAX - 1;
@@ -785,8 +852,8 @@ fn compare_scope(
     let mut order: Vec<[Vec<u32>; 2]> = Vec::new();
     for index in 0..principals.len() {
         let mut parts = [Vec::new(), Vec::new()];
-        for (((_, _, _, facts, _), relevant), key) in sides.iter().zip(&relevant_ids).zip(&mut parts) {
-            let facts = &facts[index];
+        for ((side, relevant), key) in sides.iter().zip(&relevant_ids).zip(&mut parts) {
+            let facts = &side.facts[index];
             match (&facts.ancestors, relevant) {
                 (Some(ancestors), Some(relevant)) => {
                     key.push(if facts.alone {
@@ -856,16 +923,60 @@ fn compare_scope(
         let only = (same_environment && key[0] == key[1] && key[0].first() != Some(&ABSENT))
             .then_some(rules.actions)
             .flatten();
+        // Same environment and facts: only cells where an edited policy applies on a side can
+        // change, and whether one does depends on the facts the edited policies see.
+        let candidates = match (&edited_ids, &views[0]) {
+            (Some(edited_ids), Some((grid_scope, _)))
+                if same_environment && key[0] == key[1] && key[0].first() != Some(&ABSENT) =>
+            {
+                let mut coarse: Vec<u32> = key[0][..2].to_vec();
+                coarse.extend(key[0][2..].iter().filter(|a| edited_ids.contains(a)));
+                let found = match candidates_by_facts.get(&coarse) {
+                    Some(found) => found.clone(),
+                    None => {
+                        let who = Who::User(&principals[first].id);
+                        let mut found = BTreeSet::new();
+                        for side in sides {
+                            let Some(questioner) = &side.edited else { continue };
+                            let mut asking = questioner.asking(who, *grid_scope)?;
+                            for question in 0..asking.len() {
+                                let Some(cell) = asking.question(question) else {
+                                    continue;
+                                };
+                                if only.is_some_and(|actions| !actions.contains(cell.1)) {
+                                    continue;
+                                }
+                                questions += 1;
+                                if !asking.decide(question)?.reasons.is_empty() {
+                                    found.insert(cell);
+                                }
+                            }
+                        }
+                        candidates_by_facts.insert(coarse, found.clone());
+                        found
+                    }
+                };
+                if found.is_empty() {
+                    lock()?.answers.insert(shape_key, Vec::new());
+                    continue;
+                }
+                Some(found)
+            }
+            _ => None,
+        };
         let mut grids: Vec<HashMap<(&'static str, &'static str), Decision>> = Vec::new();
-        for ((questioner, _, _, facts, _), view) in sides.iter().zip(&views) {
+        for (side, view) in sides.iter().zip(&views) {
             let mut grid = HashMap::new();
-            if let (Some(_), Some((scope, _))) = (&facts[first].ancestors, view) {
-                let mut asking = questioner.asking(Who::User(&principals[first].id), *scope)?;
+            if let (Some(_), Some((scope, _))) = (&side.facts[first].ancestors, view) {
+                let mut asking = side.questioner.asking(Who::User(&principals[first].id), *scope)?;
                 for question in 0..asking.len() {
                     let Some(cell) = asking.question(question) else {
                         continue;
                     };
                     if only.is_some_and(|actions| !actions.contains(cell.1)) {
+                        continue;
+                    }
+                    if candidates.as_ref().is_some_and(|found| !found.contains(&cell)) {
                         continue;
                     }
                     grid.insert(cell, asking.decide(question)?);
@@ -1068,6 +1179,8 @@ fn grid_order((resource_type, action): &(&str, &str)) -> usize {
 /// What a scope reaches on one side: the entities a policy can test a principal's membership
 /// in there, besides the literals' (their numbers: [`Interned::relevant`]).
 struct Relevant {
+    /// The scope's organization, workspace and project.
+    roots: Vec<EntityUid>,
     /// Reachable from the scope: its organization, workspace and project and what they name.
     from_scope: HashSet<EntityUid>,
     /// Scope ids whose role groups (`Role::"<scope-id>/<role>"`, custom ones too) count.
@@ -1090,13 +1203,74 @@ fn relevant(snapshot: &Snapshot, directory: &Directory, scope: GridScope<'_>) ->
         }
     }
     Relevant {
-        from_scope: reachable(snapshot, roots),
+        from_scope: reachable(snapshot, roots.clone()),
+        roots,
         scope_ids,
     }
 }
 
+/// The policies that differ between the sides as an [`Edited`]; `None` with templates (a
+/// linked policy's text is its template's).
+fn edited_policies(
+    base: &Snapshot,
+    current: &Snapshot,
+    interned: &mut Interned,
+) -> Result<Option<Edited>, String> {
+    let (before, after) = (&base.engine.policies, &current.engine.policies);
+    if before.templates().next().is_some() || after.templates().next().is_some() {
+        return Ok(None);
+    }
+    let texts = |set: &cedar_policy::PolicySet| -> HashMap<String, String> {
+        set.policies()
+            .map(|p| (p.id().to_string(), p.to_string()))
+            .collect()
+    };
+    let (before_texts, after_texts) = (texts(before), texts(after));
+    let differing = |set: &cedar_policy::PolicySet, other: &HashMap<String, String>| {
+        set.policies()
+            .filter(|p| other.get(&p.id().to_string()) != Some(&p.to_string()))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let sides = [differing(before, &after_texts), differing(after, &before_texts)];
+    let mut read = BTreeSet::new();
+    let mut literals = Vec::new();
+    let mut context = false;
+    for policy in sides.iter().flatten() {
+        let json = policy.to_json().map_err(|error| format!("internal: {error}"))?;
+        read.extend(read_attributes_of(&json));
+        crate::policy::collect_entity_refs(&json, &mut literals);
+        context |= json.to_string().contains(r#""Var":"context""#);
+    }
+    let literal_ids = reachable(base, literals)
+        .iter()
+        .map(|uid| interned.id(uid))
+        .collect();
+    let engine = |snapshot: &Snapshot, policies: &[cedar_policy::Policy]| {
+        let set = cedar_policy::PolicySet::from_policies(policies.iter().cloned())
+            .map_err(|error| format!("internal: {error}"))?;
+        snapshot.engine.with_policies(set)
+    };
+    Ok(Some(Edited {
+        engines: [engine(base, &sides[0])?, engine(current, &sides[1])?],
+        read,
+        literal_ids,
+        context,
+    }))
+}
+
 /// `roots` and every stored entity their attributes name, transitively.
-fn reachable(snapshot: &Snapshot, mut roots: Vec<EntityUid>) -> HashSet<EntityUid> {
+fn reachable(snapshot: &Snapshot, roots: Vec<EntityUid>) -> HashSet<EntityUid> {
+    reachable_through(snapshot, roots, None)
+}
+
+/// `roots` and every stored entity their attributes (only those named in `through`, when
+/// given) name, transitively.
+fn reachable_through(
+    snapshot: &Snapshot,
+    mut roots: Vec<EntityUid>,
+    through: Option<&BTreeSet<String>>,
+) -> HashSet<EntityUid> {
     let mut seen = HashSet::new();
     while let Some(next) = roots.pop() {
         if !seen.insert(next.clone()) {
@@ -1104,7 +1278,10 @@ fn reachable(snapshot: &Snapshot, mut roots: Vec<EntityUid>) -> HashSet<EntityUi
         }
         if let Some(entity) = snapshot.engine.entities.get(&next) {
             let mut found = Vec::new();
-            for (_, value) in entity.attrs() {
+            for (name, value) in entity.attrs() {
+                if through.is_some_and(|through| !through.contains(name)) {
+                    continue;
+                }
                 if let Ok(value) = value {
                     entity_values(&value, &mut found);
                 }
@@ -1135,36 +1312,44 @@ fn literals(snapshot: &Snapshot) -> Vec<EntityUid> {
     found
 }
 
+/// Every attribute name a policy (as JSON) reads (`e.attr`, `e has attr`).
+fn read_attributes_of(json: &Value) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    read_walk(json, &mut out);
+    out
+}
+
 /// Every attribute name a policy of the snapshot reads (`e.attr`, `e has attr`).
 fn read_attributes(snapshot: &Snapshot) -> BTreeSet<String> {
-    fn walk(value: &Value, out: &mut BTreeSet<String>) {
-        match value {
-            Value::Object(fields) => {
-                for (key, nested) in fields {
-                    if (key == "." || key == "has")
-                        && let Some(attr) = nested.get("attr").and_then(Value::as_str)
-                    {
-                        out.insert(attr.to_owned());
-                    }
-                    walk(nested, out);
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
-            _ => {}
-        }
-    }
     let mut out = BTreeSet::new();
     for policy in snapshot.engine.policies.policies() {
         if let Ok(json) = policy.to_json() {
-            walk(&json, &mut out);
+            read_walk(&json, &mut out);
         }
     }
     for template in snapshot.engine.policies.templates() {
         if let Ok(json) = template.to_json() {
-            walk(&json, &mut out);
+            read_walk(&json, &mut out);
         }
     }
     out
+}
+
+fn read_walk(value: &Value, out: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(fields) => {
+            for (key, nested) in fields {
+                if (key == "." || key == "has")
+                    && let Some(attr) = nested.get("attr").and_then(Value::as_str)
+                {
+                    out.insert(attr.to_owned());
+                }
+                read_walk(nested, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| read_walk(item, out)),
+        _ => {}
+    }
 }
 
 fn facts(
