@@ -366,8 +366,9 @@ struct Change {
     scope: usize,
     resource_type: &'static str,
     action: &'static str,
-    before: Decision,
-    after: Decision,
+    /// Shared by every member of the group and every scope alike.
+    before: std::sync::Arc<Decision>,
+    after: std::sync::Arc<Decision>,
 }
 
 /// One side's facts about a principal, for grouping.
@@ -995,8 +996,8 @@ fn compare_scope(
             .collect();
         let mut found = Vec::new();
         for (_, cell) in cells {
-            let was = before.get(&cell).cloned().unwrap_or_else(|| Decision::denied(""));
-            let is = after.get(&cell).cloned().unwrap_or_else(|| Decision::denied(""));
+            let was = std::sync::Arc::new(before.get(&cell).cloned().unwrap_or_else(|| Decision::denied("")));
+            let is = std::sync::Arc::new(after.get(&cell).cloned().unwrap_or_else(|| Decision::denied("")));
             if was.allowed == is.allowed {
                 continue;
             }
@@ -1029,7 +1030,14 @@ struct Memo {
     strings: HashMap<String, u32>,
     /// (scope shape, canonical group key) → the cells that changed: (cell, before, after).
     #[allow(clippy::type_complexity, reason = "a key and its answers, read only here")]
-    answers: HashMap<(MemoShape, Vec<Vec<u32>>), Vec<((&'static str, &'static str), Decision, Decision)>>,
+    answers: HashMap<
+        (MemoShape, Vec<Vec<u32>>),
+        Vec<(
+            (&'static str, &'static str),
+            std::sync::Arc<Decision>,
+            std::sync::Arc<Decision>,
+        )>,
+    >,
     /// Groups answered from another scope.
     reused: usize,
 }
