@@ -239,6 +239,10 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(token::MIN_TTL_SECS..=token::MAX_TTL_SECS)
     )]
     pub token_ttl_secs: u64,
+    /// The ZenML server whose dashboard people sign in to through the sidecar (`/authz/login`),
+    /// as the sidecar reaches it, e.g. `http://127.0.0.1:8080`. Unset: no sign-in pages.
+    #[arg(long, env = "ZENML_AUTHZ_DASHBOARD_ZENML_URL")]
+    pub dashboard_zenml_url: Option<String>,
     /// File holding the secret that signs bearer tokens (at least 32 bytes; trailing newlines
     /// are trimmed). Or put the secret itself in ZENML_AUTHZ_TOKEN_SECRET, never on the command
     /// line. The same on every replica, tokens survive restarts; neither set: a random key per
@@ -379,6 +383,11 @@ impl ServeArgs {
             base_path: format!("/{trimmed}"),
             token_ttl_secs: self.token_ttl_secs,
             token_key,
+            dashboard_zenml_url: self
+                .dashboard_zenml_url
+                .as_deref()
+                .map(|url| url.trim().trim_end_matches('/').to_owned())
+                .filter(|url| !url.is_empty()),
         })
     }
 

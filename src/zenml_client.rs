@@ -177,6 +177,38 @@ impl Client {
         read_json("GET", &url, response)
     }
 
+    /// `POST /api/v1/login` with `Authorization: Bearer <token>` and no `Origin` (ZenML's
+    /// external grant, a same-site login: its cookie is `SameSite=Lax` and no CSRF token is
+    /// bound to it): the `Set-Cookie` values of ZenML's answer, to hand to the browser.
+    pub fn external_login(&self, token: &str) -> Result<Vec<String>, ClientError> {
+        let url = format!("{}/api/v1/login", self.url);
+        let response = self
+            .agent
+            .post(&url)
+            .header("Authorization", format!("Bearer {token}"))
+            .send_form([("grant_type", "zenml-external")]);
+        let cookies = response.as_ref().map_or_else(
+            |_| Vec::new(),
+            |response| {
+                response
+                    .headers()
+                    .get_all("set-cookie")
+                    .iter()
+                    .filter_map(|value| value.to_str().ok().map(str::to_owned))
+                    .collect()
+            },
+        );
+        let answer: LoginAnswer = read_json("POST", &url, response)?;
+        if answer.access_token.is_empty() || cookies.is_empty() {
+            return Err(ClientError::Answer {
+                method: "POST",
+                url,
+                message: "no session cookie in the login answer".into(),
+            });
+        }
+        Ok(cookies)
+    }
+
     /// Logs in with a ZenML Pro API key (`ZENPROKEY_...`) and keeps the access token.
     pub fn login(&mut self, api_key: &str) -> Result<(), ClientError> {
         let url = format!("{}/api/v1/login", self.url);

@@ -8,6 +8,7 @@
 //! * `GET /v1/status`: active revision, load time, sizes, last load error
 //! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API (`zenml.rs`)
+//! * `/authz/…`: the ZenML dashboard's sign-in pages, with `--dashboard-zenml-url` (`signin.rs`)
 //!
 //! With `--admin-listen`, a second listener serves `/healthz`, `/readyz` and `/metrics` (open,
 //! for probes and scrapers), and the main one stops serving `/metrics`. When caller tokens are
@@ -21,6 +22,7 @@
 mod cedar;
 mod error;
 mod observe;
+mod signin;
 mod zenml;
 
 pub use cedar::{entity_uid, parse_request};
@@ -71,6 +73,7 @@ enum Route {
     IsAuthorized,
     BatchIsAuthorized,
     Zenml(ZenmlRoute),
+    Signin(signin::SigninRoute),
 }
 
 /// The ZenML API's routes, below the base path.
@@ -134,6 +137,20 @@ const ROUTES: &[RouteSpec] = &[
         Access::Caller,
         "/v1/batch_is_authorized",
     ),
+    signin_spec(signin::SigninRoute::Login, "/authz/login", "GET, POST"),
+    signin_spec(signin::SigninRoute::Logout, "/authz/logout", "GET"),
+    signin_spec(signin::SigninRoute::SignedInScript, "/authz/signed-in.js", "GET"),
+    signin_spec(
+        signin::SigninRoute::SignedOutScript,
+        "/authz/signed-out.js",
+        "GET",
+    ),
+    signin_spec(
+        signin::SigninRoute::DashboardShim,
+        "/authz/dashboard-shim.js",
+        "GET",
+    ),
+    signin_spec(signin::SigninRoute::Style, "/authz/style.css", "GET"),
     zenml_spec(ZenmlRoute::Login, "/auth/login", "POST", "{zenml}/auth/login"),
     zenml_spec(
         ZenmlRoute::CheckPermissions,
@@ -196,6 +213,11 @@ const ROUTES: &[RouteSpec] = &[
         "{zenml}/organizations/{org}/entitlement/{feature}",
     ),
 ];
+
+/// A sign-in page: open (people sign in there), its path its label.
+const fn signin_spec(route: signin::SigninRoute, path: &'static str, methods: &'static str) -> RouteSpec {
+    spec(Route::Signin(route), path, methods, Access::Open, path)
+}
 
 const fn zenml_spec(
     route: ZenmlRoute,
@@ -422,6 +444,7 @@ async fn route(
             let below_base = below_base.to_owned();
             zenml::route(call, request, route, &below_base).await
         }
+        Route::Signin(route) => signin::route(call, request, route).await,
     }
 }
 

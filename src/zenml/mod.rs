@@ -35,6 +35,8 @@ pub struct ZenmlConfig {
     pub token_ttl_secs: u64,
     /// Signing key of issued tokens.
     pub token_key: token::TokenKey,
+    /// The ZenML server the dashboard sign-in completes at (`--dashboard-zenml-url`), if any.
+    pub dashboard_zenml_url: Option<String>,
 }
 
 /// Why a ZenML question could not be evaluated (callers deny).
