@@ -107,6 +107,16 @@ fn the_sign_in_page_is_strict_and_keeps_redirects_local() {
     );
 }
 
+/// (sidecar, username, API key of, extra headers, status, message)
+type Row<'a> = (
+    &'a Server,
+    &'a str,
+    &'a str,
+    &'a [(&'a str, &'a str)],
+    u16,
+    &'a str,
+);
+
 #[test]
 fn every_refused_sign_in_says_why_and_sets_no_cookie() {
     let zenml = zenml_info_stub();
@@ -114,7 +124,7 @@ fn every_refused_sign_in_says_why_and_sets_no_cookie() {
     let unreachable = Server::start(&["--dashboard-zenml-url", "http://127.0.0.1:9"]);
     let same_site = [("sec-fetch-site", "same-origin")];
     // (sidecar, username, API key of, extra headers, status, message)
-    let table: [(&Server, &str, &str, &[(&str, &str)], u16, &str); 8] = [
+    let table: [Row<'_>; 8] = [
         (
             &server,
             "dave",
