@@ -274,7 +274,6 @@ fn login_page(
         Message::Error(text) => format!("<p class=\"error\" role=\"alert\">{}</p>", escape(text)),
     };
     let html = LOGIN_PAGE
-        .replace("{{WORKSPACE}}", "")
         .replace("{{MESSAGE}}", &message)
         .replace("{{REDIRECT}}", &escape(redirect))
         .replace("{{USERNAME}}", &escape(username));

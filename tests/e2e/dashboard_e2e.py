@@ -1,0 +1,328 @@
+"""End to end: people sign in to a stock ZenML 0.98 server's own dashboard through zenml-authz,
+in a real browser (Debian's chromium, headless, driven over the DevTools protocol) behind a
+real nginx running deploy/nginx/zenml-dashboard.conf as shipped (its three addresses replaced).
+
+Usage: python dashboard_e2e.py <zenml-authz binary> <venv> <work dir> <chromium> <nginx> <artifacts dir>
+The venv provides zenml and `websockets`. Screenshots of every step go to the artifacts dir.
+Exits 0 when every check passed; prints `N passed, M failed`.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import websockets
+
+import zenml_e2e as e2e
+from zenml_e2e import CREDENTIALS, PRODUCTION, ROOT, check, free_port, wait_http
+
+# A guard against a hang only (a page that never shows what is awaited), never a speed bound.
+HANG_GUARD_S = 90
+
+
+class Browser:
+    """One headless Chromium with its own profile, one page, driven over CDP."""
+
+    def __init__(self, chromium, profile, log):
+        profile.mkdir(parents=True)
+        self.process = subprocess.Popen(
+            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             "--no-default-browser-check", "--disable-background-networking", "--disable-sync",
+             "--disable-component-update", "--disable-default-apps", "--remote-debugging-port=0",
+             "--window-size=1280,900", f"--user-data-dir={profile}", "about:blank"],
+            stdout=log, stderr=subprocess.STDOUT)
+        port_file = profile / "DevToolsActivePort"
+        end = time.time() + HANG_GUARD_S
+        while not port_file.exists() or not port_file.read_text().strip():
+            if time.time() > end or self.process.poll() is not None:
+                raise SystemExit("chromium did not start")
+            time.sleep(0.1)
+        port = port_file.read_text().split()[0]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=10) as response:
+            page = next(t for t in json.load(response) if t["type"] == "page")
+        self.loop = asyncio.new_event_loop()
+        self.ws = self.loop.run_until_complete(websockets.connect(page["webSocketDebuggerUrl"], max_size=None))
+        self.next_id = 0
+        self.call("Page.enable")
+        self.call("Network.enable")
+
+    def call(self, method, **params):
+        self.next_id += 1
+        ident = self.next_id
+
+        async def exchange():
+            await self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
+            while True:
+                message = json.loads(await self.ws.recv())
+                if message.get("id") == ident:
+                    if "error" in message:
+                        raise RuntimeError(f"{method}: {message['error']}")
+                    return message.get("result", {})
+
+        return self.loop.run_until_complete(asyncio.wait_for(exchange(), HANG_GUARD_S))
+
+    def eval(self, expression):
+        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
+        return result.get("result", {}).get("value")
+
+    def goto(self, url):
+        self.call("Page.navigate", url=url)
+
+    def wait_for(self, expression, what):
+        """Polls `expression` until it is truthy; returns its value, or None past the guard."""
+        end = time.time() + HANG_GUARD_S
+        while time.time() < end:
+            try:
+                value = self.eval(expression)
+            except RuntimeError:
+                value = None
+            if value:
+                return value
+            time.sleep(0.25)
+        print(f"     (never: {what}; at {self.eval('location.href')}: {self.text()[:300]!r})")
+        return None
+
+    def text(self):
+        return self.eval("document.body ? document.body.innerText.replace(/\\s+/g, ' ') : ''") or ""
+
+    def screenshot(self, path):
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+
+    def sign_in(self, base, username, key):
+        """Opens the dashboard signed out, follows it to the sign-in page, signs in."""
+        self.goto(f"{base}/")
+        if not self.wait_for("document.getElementById('api_key') !== null", "the sign-in form"):
+            return False
+        self.eval(f"""(() => {{
+            document.getElementById('username').value = {json.dumps(username)};
+            document.getElementById('api_key').value = {json.dumps(key)};
+            document.querySelector('button[type=submit]').click();
+            return true; }})()""")
+        return True
+
+    def close(self):
+        try:
+            self.loop.run_until_complete(self.ws.close())
+        finally:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def api(base, method, path, token=None, body=None, form=None):
+    """One ZenML REST call: (status, JSON body)."""
+    headers = {}
+    data = None
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if form is not None:
+        data = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(f"{base}{path}", data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+
+
+def nginx_config(work, nginx_port, zenml_port, authz_port):
+    """deploy/nginx/zenml-dashboard.conf as shipped, its three addresses replaced, in a main
+    config that keeps every file nginx writes in `work`."""
+    site = (ROOT / "deploy/nginx/zenml-dashboard.conf").read_text()
+    for shipped, here in (("listen 80;", f"listen 127.0.0.1:{nginx_port};"),
+                          ("127.0.0.1:8080", f"127.0.0.1:{zenml_port}"),
+                          ("127.0.0.1:8180", f"127.0.0.1:{authz_port}")):
+        if shipped not in site:
+            raise SystemExit(f"deploy/nginx/zenml-dashboard.conf no longer has `{shipped}`")
+        site = site.replace(shipped, here)
+    conf = work / "nginx"
+    conf.mkdir()
+    shutil.copy(ROOT / "deploy/nginx/zenml-authz-proxy-headers", conf / "zenml-authz-proxy-headers")
+    (conf / "site.conf").write_text(site)
+    (conf / "nginx.conf").write_text(f"""
+daemon off;
+worker_processes 1;
+pid {conf}/nginx.pid;
+error_log {conf}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {conf}/access.log;
+    client_body_temp_path {conf}/body;
+    proxy_temp_path {conf}/proxy;
+    fastcgi_temp_path {conf}/fastcgi;
+    uwsgi_temp_path {conf}/uwsgi;
+    scgi_temp_path {conf}/scgi;
+    include {conf}/site.conf;
+}}
+""")
+    return conf
+
+
+def main():
+    binary, venv, work, chromium, nginx, artifacts = sys.argv[1:7]
+    binary, venv, work, artifacts = (Path(p).resolve() for p in (binary, venv, work, artifacts))
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    authz_port, zenml_port, nginx_port = free_port(), free_port(), free_port()
+    zenml_url = f"http://127.0.0.1:{zenml_port}"
+    site = f"http://127.0.0.1:{nginx_port}"
+    backend = f"http://127.0.0.1:{authz_port}/zenml"
+    logs = {name: open(work / f"{name}.log", "w") for name in ("authz", "zenml", "nginx", "chromium")}
+    processes, browsers = [], []
+    try:
+        authz = subprocess.Popen(
+            [str(binary), "serve", "--listen", f"127.0.0.1:{authz_port}", "--log-format", "json",
+             "--policies", str(ROOT / "policies"), "--schemas", str(ROOT / "schemas"),
+             "--directory", str(ROOT / "policies/directory.yaml"), "--shares-db", str(work / "shares.db"),
+             "--dashboard-zenml-url", zenml_url],
+            env={**os.environ, "ZENML_AUTHZ_TOKEN_SECRET": "dashboard-e2e-token-secret-0123456789"},
+            stdout=logs["authz"], stderr=subprocess.STDOUT)
+        processes.append(authz)
+        wait_http(f"http://127.0.0.1:{authz_port}/readyz", 30, authz)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+        env.update({
+            "ZENML_CONFIG_PATH": str(work / "server-config"),
+            "ZENML_STORE_URL": f"sqlite:///{work / 'zenml.db'}",
+            "ZENML_ANALYTICS_OPT_IN": "false",
+            "ZENML_SERVER": "true",
+            "ZENML_SERVER_RBAC_IMPLEMENTATION_SOURCE": "zenml.zen_server.rbac.zenml_cloud_rbac.ZenMLCloudRBAC",
+            "ZENML_SERVER_AUTH_SCHEME": "EXTERNAL",
+            "ZENML_SERVER_EXTERNAL_LOGIN_URL": f"{site}/authz/login",
+            "ZENML_SERVER_EXTERNAL_USER_INFO_URL": f"{backend}/users/authorize_server",
+            "ZENML_SERVER_EXTERNAL_SERVER_ID": PRODUCTION,
+            "ZENML_SERVER_JWT_TOKEN_EXPIRE_MINUTES": "60",
+            "ZENML_SERVER_PRO_API_URL": backend,
+            "ZENML_SERVER_PRO_DASHBOARD_URL": backend,
+            "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": CREDENTIALS["workspaces"]["production"],
+            "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": "zenml-authz",
+            "ZENML_SERVER_PRO_ORGANIZATION_ID": e2e.ORG,
+            "ZENML_SERVER_PRO_WORKSPACE_ID": PRODUCTION,
+        })
+        zenml = subprocess.Popen(
+            [str(venv / "bin" / "uvicorn"), "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
+             "--port", str(zenml_port), "--no-server-header"],
+            env=env, stdout=logs["zenml"], stderr=subprocess.STDOUT, cwd=work)
+        processes.append(zenml)
+        wait_http(f"{zenml_url}/health", 120, zenml)
+        conf = nginx_config(work, nginx_port, zenml_port, authz_port)
+        proxy = subprocess.Popen([nginx, "-c", str(conf / "nginx.conf"), "-p", str(conf)],
+                                 stdout=logs["nginx"], stderr=subprocess.STDOUT)
+        processes.append(proxy)
+        wait_http(f"{site}/authz/login", 30, proxy)
+
+        # What there is to see: the organization admin makes a pipeline in the project the bundled
+        # dashboard shows (it is wired to `default`).
+        status, answer = api(zenml_url, "POST", "/api/v1/login", form={"password": CREDENTIALS["api_keys"]["ada"]})
+        check("setup: the organization admin logs in", status == 200, answer)
+        admin = answer["access_token"] if status == 200 else None
+        status, default = api(zenml_url, "GET", "/api/v1/projects/default", admin)
+        default_id = default["id"] if status == 200 else ""
+        status, pipeline = api(zenml_url, "POST", "/api/v1/pipelines", admin,
+                               {"name": "training-pipeline", "project": default_id})
+        check("setup: pipeline training-pipeline", status == 200, pipeline)
+
+        # A developer (bob: workspace developer through the ml-eng team) signs in and lands on the
+        # dashboard, signed in, with what his role lets him see.
+        bob = Browser(chromium, work / "profile-bob", logs["chromium"])
+        browsers.append(bob)
+        started = bob.sign_in(site, "bob", CREDENTIALS["api_keys"]["bob"])
+        check("the dashboard sends a signed-out visitor to the sidecar's sign-in page", started)
+        bob.screenshot(artifacts / "01-sign-in-page.png")
+        landed = bob.wait_for("!location.pathname.startsWith('/authz') && "
+                              "document.body.innerText.includes('Welcome back, Bob Builder')", "the dashboard")
+        bob.screenshot(artifacts / "02-developer-signed-in.png")
+        check("a developer lands on the dashboard, signed in as himself", landed)
+        check("the dashboard's signed-in flag is set", bob.eval("localStorage.getItem('isAuthenticated')") == "true")
+        cookies = bob.call("Network.getCookies", urls=[site + "/"])["cookies"]
+        session = [c for c in cookies if c["name"].startswith("zenml-server-")]
+        check("ZenML's session cookie is HttpOnly and SameSite=Lax on the dashboard's origin",
+              len(session) == 1 and session[0]["httpOnly"] and session[0].get("sameSite") == "Lax", cookies)
+        bob.goto(f"{site}/projects")
+        seen = bob.wait_for("document.body.innerText.includes('1 pipelines')", "the projects page")
+        bob.screenshot(artifacts / "03-developer-projects.png")
+        check("the developer sees the projects page (default, with its pipeline)", seen)
+        bob.goto(f"{site}/projects/default/pipelines")
+        seen = bob.wait_for("document.body.innerText.includes('training-pipeline')", "the pipeline")
+        bob.screenshot(artifacts / "04-developer-pipeline.png")
+        check("the developer sees the pipeline", seen)
+
+        # A viewer (carol) signs in; an edit made from her dashboard session is refused.
+        carol = Browser(chromium, work / "profile-carol", logs["chromium"])
+        browsers.append(carol)
+        carol.sign_in(site, "carol", CREDENTIALS["api_keys"]["carol"])
+        landed = carol.wait_for("!location.pathname.startsWith('/authz') && "
+                                "document.body.innerText.includes('Welcome back, Carol Viewer')", "the dashboard")
+        check("a viewer signs in", landed)
+        edit = carol.eval(f"""fetch('/api/v1/pipelines', {{method: 'POST', credentials: 'same-origin',
+            headers: {{'Content-Type': 'application/json', 'Source-Context': 'dashboard-v2'}},
+            body: JSON.stringify({{name: 'viewer-pipeline', project: {json.dumps(default_id)}}})}})
+            .then(r => r.status)""")
+        carol.screenshot(artifacts / "05-viewer-signed-in.png")
+        check("a viewer's edit from the dashboard session is refused (403)", edit == 403, edit)
+
+        # A person with no role in the workspace (grace: organization member only) is refused at
+        # the sign-in, with a message, and gets no session.
+        grace = Browser(chromium, work / "profile-grace", logs["chromium"])
+        browsers.append(grace)
+        grace.sign_in(site, "grace", CREDENTIALS["api_keys"]["grace"])
+        refused = grace.wait_for("document.querySelector('.error') && document.querySelector('.error').innerText",
+                                 "a refusal")
+        grace.screenshot(artifacts / "06-no-role-refused.png")
+        check("a person with no role is refused at sign-in with a message",
+              refused and "no access to the workspace `production`" in refused, refused)
+        check("... and has no session", grace.eval("localStorage.getItem('isAuthenticated')") is None
+              and not [c for c in grace.call("Network.getCookies", urls=[site + "/"])["cookies"]
+                       if c["name"].startswith("zenml-server-")])
+
+        # Sign-out ends the session: ZenML's cookie and the dashboard's flag are gone.
+        bob.goto(f"{site}/authz/logout")
+        out = bob.wait_for("location.pathname === '/authz/login' && document.body.innerText.includes('signed out')",
+                           "the signed-out page")
+        bob.screenshot(artifacts / "07-signed-out.png")
+        check("sign-out lands on the sign-in page", out)
+        after = bob.eval("fetch('/api/v1/current-user', {credentials: 'same-origin'}).then(r => r.status)")
+        check("after sign-out ZenML answers 401", after == 401, after)
+        check("after sign-out the dashboard's flag is gone", bob.eval("localStorage.getItem('isAuthenticated')") is None)
+    finally:
+        for browser in browsers:
+            browser.close()
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in logs.values():
+            log.close()
+        if e2e.failed:
+            for name in ("authz", "zenml", "nginx"):
+                tail = (work / f"{name}.log").read_text(errors="replace")[-3000:]
+                print(f"--- {name}.log (tail) ---\n{tail}")
+            access = work / "nginx" / "access.log"
+            if access.exists():
+                print(f"--- nginx access.log (tail) ---\n{access.read_text(errors='replace')[-3000:]}")
+
+    print(f"{e2e.passed} passed, {len(e2e.failed)} failed")
+    sys.exit(1 if e2e.failed else 0)
+
+
+if __name__ == "__main__":
+    main()
