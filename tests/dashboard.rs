@@ -17,50 +17,23 @@ mod common;
 
 use std::process::Command;
 
-/// Runs a setup script of the repository; its stdout lines.
-fn script(name: &str, env: &[(&str, &str)]) -> Vec<String> {
-    let output = Command::new("bash")
-        .arg(common::root().join("scripts").join(name))
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{name}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn people_sign_in_to_the_zenml_dashboard_through_the_sidecar() {
     let root = common::root();
-    let venv = script("zenml-venv.sh", &[("ZENML_VERSION", "0.98.0")]).remove(0);
-    let tools = script("ensure-browser.sh", &[]);
+    let venv = common::cli::setup("zenml-venv.sh", &[("ZENML_VERSION", "0.98.0")]).remove(0);
+    let tools = common::cli::setup("ensure-browser.sh", &[]);
     let (chromium, nginx) = (&tools[0], &tools[1]);
     let work = tempfile::tempdir().unwrap();
     let artifacts = root.join("target/test-artifacts/dashboard");
-    let output = Command::new(format!("{venv}/bin/python"))
-        .arg(root.join("tests/e2e/dashboard_e2e.py"))
-        .arg(env!("CARGO_BIN_EXE_zenml-authz"))
-        .arg(&venv)
-        .arg(work.path().join("run"))
-        .arg(chromium)
-        .arg(nginx)
-        .arg(&artifacts)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let last = stdout.lines().last().unwrap_or_default();
-    assert!(
-        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
-        "{stdout}"
+    common::cli::assert_e2e_passed(
+        Command::new(format!("{venv}/bin/python"))
+            .arg(root.join("tests/e2e/dashboard_e2e.py"))
+            .arg(env!("CARGO_BIN_EXE_zenml-authz"))
+            .arg(&venv)
+            .arg(work.path().join("run"))
+            .arg(chromium)
+            .arg(nginx)
+            .arg(&artifacts),
     );
     for step in [
         "01-sign-in-page",

@@ -21,19 +21,8 @@ use serde_json::{Value, json};
 /// The path of `promtool`, installed once per test run (the script also locks, for other runs).
 fn promtool() -> String {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(common::root().join("scripts/ensure-promtool.sh"))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    })
-    .clone()
+    PATH.get_or_init(|| common::cli::setup("ensure-promtool.sh", &[]).remove(0))
+        .clone()
 }
 
 fn reads_churn(user: &str) -> Value {

@@ -16,32 +16,14 @@ use std::process::Command;
 /// The whole flow against one ZenML release (a venv per release, cached under target/).
 fn a_real_zenml_server_uses_the_sidecar(version: &str) {
     let root = common::root();
-    let venv = Command::new("bash")
-        .arg(root.join("scripts/zenml-venv.sh"))
-        .env("ZENML_VERSION", version)
-        .output()
-        .unwrap();
-    assert!(
-        venv.status.success(),
-        "venv: {}",
-        String::from_utf8_lossy(&venv.stderr)
-    );
-    let venv = String::from_utf8(venv.stdout).unwrap().trim().to_owned();
+    let venv = common::cli::setup("zenml-venv.sh", &[("ZENML_VERSION", version)]).remove(0);
     let work = tempfile::tempdir().unwrap();
-    let output = Command::new(format!("{venv}/bin/python"))
-        .arg(root.join("tests/e2e/zenml_e2e.py"))
-        .arg(env!("CARGO_BIN_EXE_zenml-authz"))
-        .arg(&venv)
-        .arg(work.path().join("run"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let last = stdout.lines().last().unwrap_or_default();
-    assert!(
-        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
-        "{stdout}"
+    common::cli::assert_e2e_passed(
+        Command::new(format!("{venv}/bin/python"))
+            .arg(root.join("tests/e2e/zenml_e2e.py"))
+            .arg(env!("CARGO_BIN_EXE_zenml-authz"))
+            .arg(&venv)
+            .arg(work.path().join("run")),
     );
 }
 

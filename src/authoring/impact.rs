@@ -905,16 +905,7 @@ fn compare_scope(
         let shape_key = (scope_shape.clone(), shape_key);
         if let Some(found) = shared.answers.get(&shape_key) {
             for (cell, was, is) in found {
-                for &principal in members {
-                    changes.push(Change {
-                        principal,
-                        scope: scope_index,
-                        resource_type: cell.0,
-                        action: cell.1,
-                        before: was.clone(),
-                        after: is.clone(),
-                    });
-                }
+                record(changes, members, scope_index, *cell, was, is);
             }
             shared.reused += 1;
             continue;
@@ -1001,21 +992,31 @@ fn compare_scope(
             if was.allowed == is.allowed {
                 continue;
             }
-            found.push((cell, was.clone(), is.clone()));
-            for &principal in members {
-                changes.push(Change {
-                    principal,
-                    scope: scope_index,
-                    resource_type: cell.0,
-                    action: cell.1,
-                    before: was.clone(),
-                    after: is.clone(),
-                });
-            }
+            record(changes, members, scope_index, cell, &was, &is);
+            found.push((cell, was, is));
         }
         lock()?.answers.insert(shape_key, found);
     }
     Ok(questions)
+}
+
+/// One changed cell for every member of a group.
+fn record(
+    changes: &mut Vec<Change>,
+    members: &[usize],
+    scope: usize,
+    cell: (&'static str, &'static str),
+    before: &std::sync::Arc<Decision>,
+    after: &std::sync::Arc<Decision>,
+) {
+    changes.extend(members.iter().map(|&principal| Change {
+        principal,
+        scope,
+        resource_type: cell.0,
+        action: cell.1,
+        before: before.clone(),
+        after: after.clone(),
+    }));
 }
 
 /// A scope's environment, and its principals' facts, in the scope's own terms: the

@@ -43,21 +43,49 @@ pub fn run(command: &mut Command) -> Run {
     }
 }
 
+/// Runs `scripts/<name>` (a setup script: installs what a test needs where it is missing) with
+/// `env`; its stdout lines, panicking with its stderr when it fails.
+pub fn setup(name: &str, env: &[(&str, &str)]) -> Vec<String> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(name);
+    let output = Command::new("bash")
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The path of `cvc5`, installed by `scripts/ensure-cvc5.sh` where missing, once per test
 /// binary (the script locks too, for test binaries running at once).
 pub fn cvc5() -> String {
     static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ensure-cvc5.sh");
-        let output = Command::new("bash").arg(script).output().unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    })
-    .clone()
+    PATH.get_or_init(|| setup("ensure-cvc5.sh", &[]).remove(0))
+        .clone()
+}
+
+/// Runs an end-to-end script (`tests/e2e/*.py`, which prints `N passed, M failed` last) to its
+/// end and asserts that it passed with at least one check.
+pub fn assert_e2e_passed(command: &mut Command) {
+    let output = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(" passed, 0 failed") && !last.starts_with("0 "),
+        "{stdout}"
+    );
 }
 
 /// A "solver" in `dir` that does what cvc5 1.0.3 does at its time limit: abort.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod cli;
 pub mod postgres;
 pub mod sample;
 

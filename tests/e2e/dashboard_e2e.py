@@ -302,23 +302,10 @@ def main():
     finally:
         for browser in browsers:
             browser.close()
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs.values():
-            log.close()
+        e2e.stop(processes, logs)
         if e2e.failed:
-            for name in ("authz", "zenml", "nginx"):
-                tail = (work / f"{name}.log").read_text(errors="replace")[-3000:]
-                print(f"--- {name}.log (tail) ---\n{tail}")
-            access = work / "nginx" / "access.log"
-            if access.exists():
-                print(f"--- nginx access.log (tail) ---\n{access.read_text(errors='replace')[-3000:]}")
+            e2e.show_tails(*(work / f"{name}.log" for name in ("authz", "zenml", "nginx")),
+                           work / "nginx" / "access.log")
 
     print(f"{e2e.passed} passed, {len(e2e.failed)} failed")
     sys.exit(1 if e2e.failed else 0)

@@ -55,6 +55,27 @@ def wait_http(url, deadline_s, process):
     raise SystemExit(f"{url} did not come up in {deadline_s}s")
 
 
+def stop(processes, logs):
+    """Terminates `processes` (killing what does not end within 15 s) and closes `logs`."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    for log in logs.values():
+        log.close()
+
+
+def show_tails(*paths):
+    """Prints the end of each log that exists (after a failed check)."""
+    for path in paths:
+        if path.exists():
+            print(f"--- {path.name} (tail) ---\n{path.read_text(errors='replace')[-4000:]}")
+
+
 def status(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/status", timeout=5) as response:
         return json.load(response)
@@ -375,20 +396,9 @@ def main():
         after = status(authz_port)["shares"]["count"]
         check("deleting the model purged its shares", (before, after) == (shares, 0), (before, after))
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs.values():
-            log.close()
+        stop(processes, logs)
         if failed:
-            for name in ("authz", "zenml"):
-                tail = (work / f"{name}.log").read_text(errors="replace")[-4000:]
-                print(f"--- {name}.log (tail) ---\n{tail}")
+            show_tails(work / "authz.log", work / "zenml.log")
 
     print(f"{passed} passed, {len(failed)} failed")
     sys.exit(1 if failed else 0)
