@@ -468,6 +468,40 @@ fn schema_files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
+/// `name{attribute=value,…}<ancestor,…>;` of a stored entity (attributes `keep` says, sorted;
+/// ancestors sorted), values and uids as `value` and `uid` write them; `name;` when not stored.
+fn write_entity(
+    out: &mut String,
+    snapshot: &Snapshot,
+    entity_uid: &EntityUid,
+    name: &str,
+    keep: impl Fn(&str) -> bool,
+    value: impl Fn(&EvalResult) -> String,
+    uid: impl Fn(&EntityUid) -> String,
+) {
+    out.push_str(name);
+    if let Some(entity) = snapshot.engine.entities.get(entity_uid) {
+        let mut attributes: Vec<String> = entity
+            .attrs()
+            .filter(|(attribute, _)| keep(attribute))
+            .map(|(attribute, found)| match found {
+                Ok(found) => format!("{attribute}={}", value(&found)),
+                Err(_) => format!("{attribute}=?"),
+            })
+            .collect();
+        attributes.sort();
+        let mut ancestors: Vec<String> = snapshot
+            .engine
+            .entities
+            .ancestors(entity_uid)
+            .map(|found| found.map(&uid).collect())
+            .unwrap_or_default();
+        ancestors.sort();
+        let _ = write!(out, "{{{}}}<{}>", attributes.join(","), ancestors.join(","));
+    }
+    out.push(';');
+}
+
 /// What one scope's decisions read besides the principal, on one side: each entity reachable
 /// from it (uid, attributes, ancestors) and the custom-role groups of its cells.
 fn environment(snapshot: &Snapshot, reached: &HashSet<EntityUid>, scope_ids: &[String]) -> String {
@@ -475,26 +509,15 @@ fn environment(snapshot: &Snapshot, reached: &HashSet<EntityUid>, scope_ids: &[S
     let mut reached: Vec<&EntityUid> = reached.iter().collect();
     reached.sort();
     for uid in reached {
-        let _ = write!(out, "{uid}");
-        if let Some(entity) = snapshot.engine.entities.get(uid) {
-            let mut attributes: Vec<String> = entity
-                .attrs()
-                .map(|(name, value)| match value {
-                    Ok(value) => format!("{name}={value}"),
-                    Err(_) => format!("{name}=?"),
-                })
-                .collect();
-            attributes.sort();
-            let mut ancestors: Vec<String> = snapshot
-                .engine
-                .entities
-                .ancestors(uid)
-                .map(|found| found.map(ToString::to_string).collect())
-                .unwrap_or_default();
-            ancestors.sort();
-            let _ = write!(out, "{{{}}}<{}>", attributes.join(","), ancestors.join(","));
-        }
-        out.push(';');
+        write_entity(
+            &mut out,
+            snapshot,
+            uid,
+            &uid.to_string(),
+            |_| true,
+            |value| value.to_string(),
+            ToString::to_string,
+        );
     }
     if let Some(directory) = snapshot.directory()
         && !scope_ids.is_empty()
@@ -1079,27 +1102,15 @@ impl<'a> Canonical<'a> {
             .collect();
         reached.sort();
         for (name, uid) in reached {
-            out.push_str(&name);
-            if let Some(entity) = snapshot.engine.entities.get(uid) {
-                let mut attributes: Vec<String> = entity
-                    .attrs()
-                    .filter(|(name, _)| rules.read.contains(*name))
-                    .map(|(name, value)| match value {
-                        Ok(value) => format!("{name}={}", this.value(&value)),
-                        Err(_) => format!("{name}=?"),
-                    })
-                    .collect();
-                attributes.sort();
-                let mut ancestors: Vec<String> = snapshot
-                    .engine
-                    .entities
-                    .ancestors(uid)
-                    .map(|found| found.map(|uid| this.uid(uid)).collect())
-                    .unwrap_or_default();
-                ancestors.sort();
-                let _ = write!(out, "{{{}}}<{}>", attributes.join(","), ancestors.join(","));
-            }
-            out.push(';');
+            write_entity(
+                &mut out,
+                snapshot,
+                uid,
+                &name,
+                |attribute| rules.read.contains(attribute),
+                |value| this.value(value),
+                |uid| this.uid(uid),
+            );
         }
         // A literal naming this scope (or one of its groups) is not like one naming another.
         out.push_str("|literals:");

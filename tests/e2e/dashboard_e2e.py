@@ -23,7 +23,7 @@ from pathlib import Path
 import websockets
 
 import zenml_e2e as e2e
-from zenml_e2e import CREDENTIALS, PRODUCTION, ROOT, check, free_port, wait_http
+from zenml_e2e import CREDENTIALS, ROOT, check, free_port, wait_http
 
 # A guard against a hang only (a page that never shows what is awaited), never a speed bound.
 HANG_GUARD_S = 90
@@ -195,29 +195,7 @@ def main():
             stdout=logs["authz"], stderr=subprocess.STDOUT)
         processes.append(authz)
         wait_http(f"http://127.0.0.1:{authz_port}/readyz", 30, authz)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
-        env.update({
-            "ZENML_CONFIG_PATH": str(work / "server-config"),
-            "ZENML_STORE_URL": f"sqlite:///{work / 'zenml.db'}",
-            "ZENML_ANALYTICS_OPT_IN": "false",
-            "ZENML_SERVER": "true",
-            "ZENML_SERVER_RBAC_IMPLEMENTATION_SOURCE": "zenml.zen_server.rbac.zenml_cloud_rbac.ZenMLCloudRBAC",
-            "ZENML_SERVER_AUTH_SCHEME": "EXTERNAL",
-            "ZENML_SERVER_EXTERNAL_LOGIN_URL": f"{site}/authz/login",
-            "ZENML_SERVER_EXTERNAL_USER_INFO_URL": f"{backend}/users/authorize_server",
-            "ZENML_SERVER_EXTERNAL_SERVER_ID": PRODUCTION,
-            "ZENML_SERVER_JWT_TOKEN_EXPIRE_MINUTES": "60",
-            "ZENML_SERVER_PRO_API_URL": backend,
-            "ZENML_SERVER_PRO_DASHBOARD_URL": backend,
-            "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": CREDENTIALS["workspaces"]["production"],
-            "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": "zenml-authz",
-            "ZENML_SERVER_PRO_ORGANIZATION_ID": e2e.ORG,
-            "ZENML_SERVER_PRO_WORKSPACE_ID": PRODUCTION,
-        })
-        zenml = subprocess.Popen(
-            [str(venv / "bin" / "uvicorn"), "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
-             "--port", str(zenml_port), "--no-server-header"],
-            env=env, stdout=logs["zenml"], stderr=subprocess.STDOUT, cwd=work)
+        zenml = e2e.start_zenml(venv, work, zenml_port, backend, f"{site}/authz/login", logs["zenml"])
         processes.append(zenml)
         wait_http(f"{zenml_url}/health", 120, zenml)
         conf = nginx_config(work, nginx_port, zenml_port, authz_port)

@@ -55,6 +55,34 @@ def wait_http(url, deadline_s, process):
     raise SystemExit(f"{url} did not come up in {deadline_s}s")
 
 
+def start_zenml(venv, work, port, backend, login_url, log):
+    """A stock ZenML server on `port`, configured as README's "Use with ZenML" says, with the
+    sidecar's ZenML API at `backend` and `login_url` as its external login URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZENML_")}
+    env.update({
+        "ZENML_CONFIG_PATH": str(work / "server-config"),
+        "ZENML_STORE_URL": f"sqlite:///{work / 'zenml.db'}",
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_SERVER": "true",
+        "ZENML_SERVER_RBAC_IMPLEMENTATION_SOURCE": "zenml.zen_server.rbac.zenml_cloud_rbac.ZenMLCloudRBAC",
+        "ZENML_SERVER_AUTH_SCHEME": "EXTERNAL",
+        "ZENML_SERVER_EXTERNAL_LOGIN_URL": login_url,
+        "ZENML_SERVER_EXTERNAL_USER_INFO_URL": f"{backend}/users/authorize_server",
+        "ZENML_SERVER_EXTERNAL_SERVER_ID": PRODUCTION,
+        "ZENML_SERVER_JWT_TOKEN_EXPIRE_MINUTES": "60",
+        "ZENML_SERVER_PRO_API_URL": backend,
+        "ZENML_SERVER_PRO_DASHBOARD_URL": backend,
+        "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": CREDENTIALS["workspaces"]["production"],
+        "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": "zenml-authz",
+        "ZENML_SERVER_PRO_ORGANIZATION_ID": ORG,
+        "ZENML_SERVER_PRO_WORKSPACE_ID": PRODUCTION,
+    })
+    return subprocess.Popen(
+        [str(venv / "bin" / "uvicorn"), "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
+         "--port", str(port), "--no-server-header"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+
+
 def stop(processes, logs):
     """Terminates `processes` (killing what does not end within 15 s) and closes `logs`."""
     for process in processes:
@@ -189,29 +217,7 @@ def main():
         processes.append(authz)
         wait_http(f"http://127.0.0.1:{authz_port}/readyz", 30, authz)
 
-        env = dict(os.environ)
-        env.update({
-            "ZENML_CONFIG_PATH": str(work / "server-config"),
-            "ZENML_STORE_URL": f"sqlite:///{work / 'zenml.db'}",
-            "ZENML_ANALYTICS_OPT_IN": "false",
-            "ZENML_SERVER": "true",
-            "ZENML_SERVER_RBAC_IMPLEMENTATION_SOURCE": "zenml.zen_server.rbac.zenml_cloud_rbac.ZenMLCloudRBAC",
-            "ZENML_SERVER_AUTH_SCHEME": "EXTERNAL",
-            "ZENML_SERVER_EXTERNAL_LOGIN_URL": f"{backend}/login",
-            "ZENML_SERVER_EXTERNAL_USER_INFO_URL": f"{backend}/users/authorize_server",
-            "ZENML_SERVER_EXTERNAL_SERVER_ID": PRODUCTION,
-            "ZENML_SERVER_JWT_TOKEN_EXPIRE_MINUTES": "60",
-            "ZENML_SERVER_PRO_API_URL": backend,
-            "ZENML_SERVER_PRO_DASHBOARD_URL": backend,
-            "ZENML_SERVER_PRO_OAUTH2_CLIENT_SECRET": CREDENTIALS["workspaces"]["production"],
-            "ZENML_SERVER_PRO_OAUTH2_AUDIENCE": "zenml-authz",
-            "ZENML_SERVER_PRO_ORGANIZATION_ID": ORG,
-            "ZENML_SERVER_PRO_WORKSPACE_ID": PRODUCTION,
-        })
-        zenml = subprocess.Popen(
-            [str(venv / "bin" / "uvicorn"), "zenml.zen_server.zen_server_api:app", "--host", "127.0.0.1",
-             "--port", str(zenml_port), "--no-server-header"],
-            env=env, stdout=logs["zenml"], stderr=subprocess.STDOUT, cwd=work)
+        zenml = start_zenml(venv, work, zenml_port, backend, f"{backend}/login", logs["zenml"])
         processes.append(zenml)
         wait_http(f"{server_url}/health", 120, zenml)
 
