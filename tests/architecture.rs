@@ -17,6 +17,7 @@ const LAYERS: &[&str] = &[
     "index",
     "engine",
     "zenml",
+    "zenml_client",
     "snapshot",
     "store",
     "cache",
@@ -29,7 +30,6 @@ const LAYERS: &[&str] = &[
     "server",
     "table",
     "watch",
-    "zenml_client",
     "cli",
     "authoring",
 ];
