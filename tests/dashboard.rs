@@ -2,7 +2,7 @@
 //! browser (Debian's chromium, headless) behind a real nginx running
 //! `deploy/nginx/zenml-dashboard.conf` as shipped, driven by `tests/e2e/dashboard_e2e.py` over
 //! the DevTools protocol. A developer signs in and sees the projects page and a pipeline; a
-//! viewer's edit from the dashboard is refused; a person with no role in the workspace is
+//! viewer's delete in the dashboard's UI is refused; a person with no role in the workspace is
 //! refused at sign-in with a message; sign-out ends the session. Screenshots of every step are
 //! kept in `target/test-artifacts/dashboard/`. Chromium and nginx are installed by
 //! `scripts/ensure-browser.sh` where missing, ZenML by `scripts/zenml-venv.sh`.
@@ -39,6 +39,7 @@ fn people_sign_in_to_the_zenml_dashboard_through_the_sidecar() {
         "01-sign-in-page",
         "02-developer-signed-in",
         "04-developer-pipeline",
+        "05-viewer-delete-refused",
         "06-no-role-refused",
         "07-signed-out",
     ] {

@@ -78,7 +78,8 @@ class Browser:
         self.call("Page.navigate", url=url)
 
     def wait_for(self, expression, what):
-        """Polls `expression` until it is truthy; returns its value, or None past the guard."""
+        """Polls `expression` (a value, not a DOM node: `!!node`) until it is truthy; returns its
+        value, or None past the guard."""
         end = time.time() + HANG_GUARD_S
         while time.time() < end:
             try:
@@ -90,6 +91,18 @@ class Browser:
             time.sleep(0.25)
         print(f"     (never: {what}; at {self.eval('location.href')}: {self.text()[:300]!r})")
         return None
+
+    def click(self, expression):
+        """A real mouse click (pressed, released) at the middle of the element `expression`
+        finds, once it is drawn."""
+        middle = self.wait_for(
+            "(() => { const e = " + expression + "; if (!e) return null; const r = e.getBoundingClientRect(); "
+            "return r.width > 0 ? [r.x + r.width / 2, r.y + r.height / 2] : null; })()",
+            "something to click")
+        if not middle:
+            return
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=middle[0], y=middle[1], button="left", clickCount=1)
 
     def text(self):
         return self.eval("document.body ? document.body.innerText.replace(/\\s+/g, ' ') : ''") or ""
@@ -240,19 +253,34 @@ def main():
         bob.screenshot(artifacts / "04-developer-pipeline.png")
         check("the developer sees the pipeline", seen)
 
-        # A viewer (carol) signs in; an edit made from her dashboard session is refused.
+        # A viewer (carol) signs in; deleting the pipeline in the dashboard's UI is refused.
         carol = Browser(chromium, work / "profile-carol", logs["chromium"])
         browsers.append(carol)
         carol.sign_in(site, "carol", CREDENTIALS["api_keys"]["carol"])
         landed = carol.wait_for("!location.pathname.startsWith('/authz') && "
                                 "document.body.innerText.includes('Welcome back, Carol Viewer')", "the dashboard")
         check("a viewer signs in", landed)
-        edit = carol.eval(f"""fetch('/api/v1/pipelines', {{method: 'POST', credentials: 'same-origin',
-            headers: {{'Content-Type': 'application/json', 'Source-Context': 'dashboard-v2'}},
-            body: JSON.stringify({{name: 'viewer-pipeline', project: {json.dumps(default_id)}}})}})
-            .then(r => r.status)""")
-        carol.screenshot(artifacts / "05-viewer-signed-in.png")
-        check("a viewer's edit from the dashboard session is refused (403)", edit == 403, edit)
+        carol.goto(f"{site}/projects/default/pipelines")
+        carol.wait_for("document.body.innerText.includes('training-pipeline')", "the pipeline")
+        menu = ("Array.from(document.querySelectorAll('button'))"
+                ".find(b => b.getAttribute('aria-label') === 'Open pipeline actions')")
+        delete_item = ("Array.from(document.querySelectorAll('[role=menuitem]'))"
+                       ".find(item => item.innerText.trim() === 'Delete')")
+        confirm_input = "document.querySelector('[role=dialog] input, [role=alertdialog] input')"
+        confirm_button = ("Array.from(document.querySelectorAll('[role=dialog] button, [role=alertdialog] button'))"
+                          ".find(button => button.innerText.trim() === 'Delete')")
+        carol.click(menu)
+        carol.click(delete_item)
+        if carol.wait_for(f"!!{confirm_input}", "the confirmation"):
+            carol.eval(f"{confirm_input}.focus()")
+            carol.call("Input.insertText", text="DELETE")
+            carol.click(confirm_button)
+        refused = carol.wait_for("document.body.innerText.includes('Insufficient permissions to DELETE')",
+                                 "the refusal")
+        carol.screenshot(artifacts / "05-viewer-delete-refused.png")
+        check("a viewer's delete in the dashboard is refused, with ZenML's message", refused)
+        status, still = api(zenml_url, "GET", f"/api/v1/pipelines/{pipeline.get('id', '?')}", admin)
+        check("... and the pipeline is still there", status == 200, still)
 
         # A person with no role in the workspace (grace: organization member only) is refused at
         # the sign-in, with a message, and gets no session.
