@@ -545,29 +545,16 @@ fn changed_actions(base: &Snapshot, current: &Snapshot) -> Option<BTreeSet<&'sta
     {
         return None;
     }
-    let texts = |snapshot: &Snapshot| -> HashMap<String, (String, Option<Value>)> {
-        snapshot
-            .engine
-            .policies
-            .policies()
-            .map(|p| (p.id().to_string(), (p.to_string(), p.to_json().ok())))
-            .collect()
-    };
-    let (before, after) = (texts(base), texts(current));
     let leaf = |entity: &Value| -> Option<&'static str> {
         let id = entity.get("id")?.as_str()?;
         crate::model::ACTIONS.iter().copied().find(|action| *action == id)
     };
     let mut actions = BTreeSet::new();
-    for (id, (text, json)) in before.iter().chain(&after) {
-        let other = if before.get(id).is_some_and(|(t, _)| t == text) {
-            &after
-        } else {
-            &before
-        };
-        if other.get(id).is_some_and(|(t, _)| t == text) {
-            continue;
-        }
+    for policy in symbolic::differing(&base.engine.policies, &current.engine.policies)
+        .iter()
+        .flatten()
+    {
+        let json = policy.to_json().ok();
         let head = &json.as_ref()?["action"];
         match head["op"].as_str()? {
             "==" => {
@@ -1240,19 +1227,7 @@ fn edited_policies(
     if before.templates().next().is_some() || after.templates().next().is_some() {
         return Ok(None);
     }
-    let texts = |set: &cedar_policy::PolicySet| -> HashMap<String, String> {
-        set.policies()
-            .map(|p| (p.id().to_string(), p.to_string()))
-            .collect()
-    };
-    let (before_texts, after_texts) = (texts(before), texts(after));
-    let differing = |set: &cedar_policy::PolicySet, other: &HashMap<String, String>| {
-        set.policies()
-            .filter(|p| other.get(&p.id().to_string()) != Some(&p.to_string()))
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let sides = [differing(before, &after_texts), differing(after, &before_texts)];
+    let sides = symbolic::differing(before, after);
     let mut read = BTreeSet::new();
     let mut literals = Vec::new();
     let mut context = false;

@@ -452,23 +452,22 @@ fn names(environment: &RequestEnv) -> (String, String, String) {
     )
 }
 
-/// The policies that differ between the sets (by id and text; both versions of an edited one).
-fn edited(base: &PolicySet, current: &PolicySet) -> Vec<Policy> {
+/// The policies that differ between the sets, by id and text: `[base's, current's]` (an edited
+/// policy is in both, a removed one in the first, an added one in the second), in id order.
+pub(super) fn differing(base: &PolicySet, current: &PolicySet) -> [Vec<Policy>; 2] {
     let texts = |set: &PolicySet| -> BTreeMap<String, (String, Policy)> {
         set.policies()
             .map(|policy| (policy.id().to_string(), (policy.to_string(), policy.clone())))
             .collect()
     };
     let (before, after) = (texts(base), texts(current));
-    let mut edited = Vec::new();
-    for (this, other) in [(&before, &after), (&after, &before)] {
-        for (id, (text, policy)) in this {
-            if other.get(id).is_none_or(|(other_text, _)| other_text != text) {
-                edited.push(policy.clone());
-            }
-        }
-    }
-    edited
+    let only_in = |this: &BTreeMap<String, (String, Policy)>, other: &BTreeMap<String, (String, Policy)>| {
+        this.iter()
+            .filter(|(id, (text, _))| other.get(*id).is_none_or(|(other_text, _)| other_text != text))
+            .map(|(_, (_, policy))| policy.clone())
+            .collect()
+    };
+    [only_in(&before, &after), only_in(&after, &before)]
 }
 
 /// Per request environment of `schema` that a policy edited between `base` and `current` can
@@ -484,7 +483,7 @@ pub(super) fn compare_policy_sets(
     let mut environments: Vec<RequestEnv> = schema.request_envs().collect();
     environments.sort_by_key(describe_env);
     let actions = schema.action_entities().unwrap_or_else(|_| Entities::empty());
-    let edited = edited(base, current);
+    let edited: Vec<Policy> = differing(base, current).into_iter().flatten().collect();
     let asked: Vec<RequestEnv> = environments
         .iter()
         .filter(|environment| {
