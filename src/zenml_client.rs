@@ -103,7 +103,7 @@ pub struct Project {
 }
 
 /// A connection to one ZenML server, logged in or not.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Client {
     agent: ureq::Agent,
     /// The server URL without a trailing `/`.

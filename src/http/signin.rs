@@ -152,29 +152,27 @@ async fn sign_in(
     let user_id = user.named.id.clone();
 
     // Which workspace the ZenML server is (its external server id), then ZenML's login with a
-    // token for this account; both blocking calls, off the async workers.
-    let token_key = state.zenml().token_key.clone();
-    let token = token::issue(
-        &token_key,
-        Subject::User(user_id.clone()),
-        token_key.generation(&key_sha256),
-        now() + LOGIN_TOKEN_SECS,
-    );
+    // token for this account: blocking calls, off the async workers, on one client.
+    let no_answer = |error: &dyn std::fmt::Display| {
+        tracing::error!(%error, "dashboard sign-in: the ZenML server did not answer");
+        refuse(
+            StatusCode::BAD_GATEWAY,
+            "The ZenML server did not answer; try again in a moment.".into(),
+        )
+    };
+    let client = match Client::new(&zenml_url, ZENML_TIMEOUT) {
+        Ok(client) => client,
+        Err(error) => return Ok(no_answer(&error)),
+    };
     let info = {
-        let zenml_url = zenml_url.clone();
-        tokio::task::spawn_blocking(move || Client::new(&zenml_url, ZENML_TIMEOUT)?.info())
+        let client = client.clone();
+        tokio::task::spawn_blocking(move || client.info())
             .await
             .map_err(|error| ApiError::Internal(format!("sign-in: {error}")))?
     };
     let server = match info {
         Ok(server) => server,
-        Err(error) => {
-            tracing::error!(%error, "dashboard sign-in: the ZenML server did not answer");
-            return Ok(refuse(
-                StatusCode::BAD_GATEWAY,
-                "The ZenML server did not answer; try again in a moment.".into(),
-            ));
-        }
+        Err(error) => return Ok(no_answer(&error)),
     };
     let workspace_name = directory
         .workspaces
@@ -193,10 +191,17 @@ async fn sign_in(
             ),
         ));
     }
-    let login =
-        tokio::task::spawn_blocking(move || Client::new(&zenml_url, ZENML_TIMEOUT)?.external_login(&token))
-            .await
-            .map_err(|error| ApiError::Internal(format!("sign-in: {error}")))?;
+    // Minted only for an admitted account, for the one login call.
+    let token_key = &state.zenml().token_key;
+    let token = token::issue(
+        token_key,
+        Subject::User(user_id.clone()),
+        token_key.generation(&key_sha256),
+        now() + LOGIN_TOKEN_SECS,
+    );
+    let login = tokio::task::spawn_blocking(move || client.external_login(&token))
+        .await
+        .map_err(|error| ApiError::Internal(format!("sign-in: {error}")))?;
     let cookies = match login {
         Ok(cookies) => cookies,
         Err(ClientError::Status { status, detail, .. }) if matches!(status, 401 | 403) => {
