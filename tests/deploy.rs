@@ -353,17 +353,13 @@ fn the_image_listens_on_all_addresses_only_with_caller_tokens() {
 
 /// The path of the `kubernetes-validate` venv, made once by `scripts/k8s-validate-venv.sh`.
 fn k8s_validate() -> PathBuf {
-    let output = Command::new("bash")
-        .arg(common::root().join("scripts/k8s-validate-venv.sh"))
-        .env("CARGO_TARGET_DIR", target_dir())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "scripts/k8s-validate-venv.sh:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join("bin/kubernetes-validate")
+    let target = target_dir();
+    let venv = common::cli::setup(
+        "k8s-validate-venv.sh",
+        &[("CARGO_TARGET_DIR", target.to_str().unwrap())],
+    )
+    .remove(0);
+    PathBuf::from(venv.trim()).join("bin/kubernetes-validate")
 }
 
 fn manifests() -> Vec<PathBuf> {
@@ -502,16 +498,7 @@ fn the_deployment_files_set_only_variables_serve_reads() {
 /// environment file, SIGHUP on reload, the API on loopback.
 #[test]
 fn the_systemd_unit_verifies_and_runs_unprivileged() {
-    let output = Command::new("bash")
-        .arg(common::root().join("scripts/ensure-systemd-analyze.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "systemd-analyze is missing and could not be installed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let systemd_analyze = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let systemd_analyze = common::cli::setup("ensure-systemd-analyze.sh", &[]).remove(0);
     let unit = std::fs::read_to_string(common::root().join("deploy/systemd/zenml-authz.service")).unwrap();
     for expected in [
         "\nExecStart=/usr/local/bin/zenml-authz serve\n",
