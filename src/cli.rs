@@ -310,14 +310,19 @@ pub struct ServeArgs {
     /// this bounds memory, not staleness).
     #[arg(long, env = "ZENML_AUTHZ_CACHE_TTL", default_value_t = 300)]
     pub cache_ttl_secs: u64,
-    /// Decision log (JSON lines, one per decision and share change): `stdout` or a file path,
-    /// appended to. Off when not given.
+    /// Decision log (JSON lines, one per decision and share change): `stdout`, a file path
+    /// (appended to), or `memory` (only the last `--decision-log-tail` records, for the
+    /// console). Off when not given.
     #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG")]
     pub decision_log: Option<crate::decision_log::Target>,
     /// Records the decision log may queue; when full, records are dropped and counted
     /// (`authz_decision_log_dropped_total`), never waited for.
     #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG_QUEUE", default_value_t = 10_000)]
     pub decision_log_queue: usize,
+    /// Records of the decision log kept in memory for the console's live tail
+    /// (`GET /v1/decisions`); 0 keeps none.
+    #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG_TAIL", default_value_t = 200)]
+    pub decision_log_tail: usize,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
     #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
     pub log: String,

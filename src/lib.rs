@@ -13,6 +13,7 @@
 //! - [`zenml`]: ZenML on Cedar: resource strings, request preparation, stand-ins, shares,
 //!   memberships (who enters a workspace, whose shares a removal takes), tokens
 //! - [`snapshot`]: a revision (engine + directory + ZenML view) and the `Loader` that builds it
+//! - [`questions`]: who may, what a user or team may, what each role grants (CLI and console)
 //! - [`store`]: durable shares (SQLite) and their live in-memory view
 //! - [`cache`], [`pool`], [`metrics`], [`decision_log`], [`auth`]: the server's services
 //! - [`state`]: what request handlers share, and the one report of it
@@ -42,6 +43,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod pool;
+pub mod questions;
 pub mod server;
 pub mod snapshot;
 pub mod state;

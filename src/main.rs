@@ -297,8 +297,13 @@ fn services(
 ) -> Result<Services, String> {
     let metrics = Metrics::new().map_err(|error| format!("metrics: {error}"))?;
     let decision_log = match &args.decision_log {
-        Some(target) => DecisionLog::start(target, args.decision_log_queue, metrics.clone())
-            .map_err(|error| format!("decision log {target:?}: {error}"))?,
+        Some(target) => DecisionLog::start(
+            target,
+            args.decision_log_queue,
+            args.decision_log_tail,
+            metrics.clone(),
+        )
+        .map_err(|error| format!("decision log {target:?}: {error}"))?,
         None => DecisionLog::disabled(metrics.clone()),
     };
     Ok(Services {

@@ -30,6 +30,7 @@ use serde_saphyr::Spanned;
 
 use crate::engine::Batch;
 use crate::error::LoadError;
+use crate::questions::resolve_resource;
 use crate::snapshot::Snapshot;
 use crate::zenml::{Decider, Grantee, Prepared, Question, Resource, ResourceAs, ShareSet};
 
@@ -350,7 +351,7 @@ fn resolve_case(
             ));
         }
     };
-    let resource = resolve_resource(snapshot, &case.resource)?;
+    let resource = resolve_resource(snapshot.directory(), &case.resource)?;
     let mut shares = file_shares.clone();
     for share in &case.shares {
         add_share(snapshot, &mut shares, share, workspace_key)
@@ -460,20 +461,6 @@ fn expectation(expect: Expect) -> &'static str {
     }
 }
 
-/// A resource string whose project part may be a project name from the directory.
-pub(crate) fn resolve_resource(snapshot: &Snapshot, text: &str) -> Result<Resource, String> {
-    let resolved = match (text.split_once(':'), snapshot.directory()) {
-        (Some((project, rest)), Some(directory)) if uuid::Uuid::parse_str(project).is_err() => {
-            let project = directory
-                .find_project(project)
-                .ok_or_else(|| format!("resource `{text}`: unknown project `{project}`"))?;
-            format!("{}:{rest}", project.named.id)
-        }
-        _ => text.to_owned(),
-    };
-    Resource::parse(&resolved).map_err(|error| error.to_string())
-}
-
 fn add_share(
     snapshot: &Snapshot,
     shares: &mut ShareSet,
@@ -481,7 +468,7 @@ fn add_share(
     default_workspace: Option<&str>,
 ) -> Result<(), String> {
     let directory = snapshot.directory().ok_or("no ZenML directory")?;
-    let resource = resolve_resource(snapshot, &share.resource)?;
+    let resource = resolve_resource(snapshot.directory(), &share.resource)?;
     if resource.id.is_none() {
         return Err(format!(
             "resource `{}`: only a single resource (with an id) can be shared",

@@ -19,6 +19,7 @@ const LAYERS: &[&str] = &[
     "zenml",
     "zenml_client",
     "snapshot",
+    "questions",
     "store",
     "cache",
     "pool",

@@ -134,7 +134,7 @@ fn authorize_zenml(
     let directory = decider.directory();
     let user = find_user(directory, user_key)?;
     let action = resolve_action(&args.action)?;
-    let resource = resolve_zenml_resource(snapshot, directory, &args.resource)?;
+    let resource = resolve_zenml_resource(directory, &args.resource)?;
     let workspace = resolve_workspace(directory, args.workspace.as_deref(), Some(&resource))?;
     let shares = open_shares(args.shares_db.as_deref())?;
     let question = Question {

@@ -36,7 +36,6 @@ use std::time::Instant;
 use cedar_policy::{EntityUid, EvalResult};
 use serde_json::{Value, json};
 
-use super::questioner::{GridScope, Questioner, Who};
 use super::symbolic::{self, Asked, Comparison, Equivalence, Example, Replay};
 use super::{CommandOutput, zenml_decider};
 use crate::cli::{ImpactArgs, ImpactFormat, exit};
@@ -44,6 +43,7 @@ use crate::directory::Directory;
 use crate::engine::Decision;
 use crate::error::LoadError;
 use crate::model::uid;
+use crate::questions::{GridScope, Questioner, Who};
 use crate::snapshot::{Snapshot, Sources};
 use crate::zenml::ShareSet;
 

@@ -24,10 +24,10 @@ use cedar_policy::{EntityUid, PolicySet};
 use serde_json::Value;
 
 use super::describe_scope;
-use super::questioner::{Asking, GridScope, Questioner, Who};
 use crate::directory::{BindingScope, Directory, Holder, RoleBinding};
 use crate::error::LoadError;
 use crate::model::uid;
+use crate::questions::{Asking, GridScope, Questioner, Who};
 use crate::snapshot::Snapshot;
 use crate::zenml::{Decider, ShareSet};
 

@@ -34,7 +34,6 @@ mod export;
 mod fmt;
 mod impact;
 mod lint;
-mod questioner;
 mod symbolic;
 mod verify;
 mod what_can;
@@ -48,7 +47,7 @@ pub use impact::impact;
 pub use lint::lint;
 pub use verify::verify;
 pub use what_can::what_can;
-pub use who_can::{Grant, who_can, who_may};
+pub use who_can::who_can;
 pub use zenml_projects::{Row, State, compare, zenml_projects};
 
 use std::fmt::Write as _;
@@ -56,13 +55,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::cli::exit;
-use crate::directory::{BindingScope, Directory, User, Workspace};
+use crate::directory::{BindingScope, Directory, User};
 use crate::engine::Decision;
-use crate::model::{ACTIONS, RESOURCE_TYPES, action_from_wire};
+use crate::model::{ACTIONS, action_from_wire};
+pub(crate) use crate::questions::{resolve_workspace, resolve_zenml_resource};
 use crate::snapshot::{Snapshot, Sources};
 use crate::store::{Location, ShareSnapshot, Shares};
-use crate::table::{describe_policy, resolve_resource};
-use crate::zenml::{Decider, Resource};
+use crate::table::describe_policy;
+use crate::zenml::Decider;
 
 /// What a command prints, and its exit code.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -168,68 +168,6 @@ fn find_user<'d>(directory: &'d Directory, key: &str) -> Result<&'d User, String
 fn resolve_action(action: &str) -> Result<&'static str, String> {
     action_from_wire(action)
         .ok_or_else(|| format!("unknown action `{action}` (one of {})", ACTIONS.join(", ")))
-}
-
-/// A ZenML resource string whose project, or project id in `project/<id>`, may be a name.
-fn resolve_zenml_resource(
-    snapshot: &Snapshot,
-    directory: &Directory,
-    text: &str,
-) -> Result<Resource, String> {
-    let resolved = match text.strip_prefix("project/") {
-        Some(key) if uuid::Uuid::parse_str(key).is_err() => match directory.find_project(key) {
-            Some(project) => format!("project/{}", project.named.id),
-            None => return Err(format!("resource `{text}`: unknown project `{key}`")),
-        },
-        _ => text.to_owned(),
-    };
-    let resource = resolve_resource(snapshot, &resolved)?;
-    if resource.resource_type().is_none() {
-        return Err(format!(
-            "resource `{text}`: unknown resource type `{}` (one of {})",
-            resource.type_name,
-            RESOURCE_TYPES.map(|t| t.wire).join(", ")
-        ));
-    }
-    Ok(resource)
-}
-
-/// The workspace named by `given`; else the workspace of the resource's project; else the
-/// directory's only workspace.
-fn resolve_workspace<'d>(
-    directory: &'d Directory,
-    given: Option<&str>,
-    resource: Option<&Resource>,
-) -> Result<&'d Workspace, String> {
-    if let Some(key) = given {
-        return directory
-            .find_workspace(key)
-            .ok_or_else(|| format!("unknown workspace `{key}`"));
-    }
-    let of_project = resource
-        .and_then(Resource::scope_project)
-        .and_then(|id| directory.projects.get(id))
-        .and_then(|project| directory.workspaces.get(&project.workspace_id));
-    if let Some(workspace) = of_project {
-        return Ok(workspace);
-    }
-    let names: Vec<&str> = directory
-        .workspaces
-        .values()
-        .map(|w| w.named.name.as_str())
-        .collect();
-    match names.len() {
-        0 => Err("the directory has no workspaces".into()),
-        1 => directory
-            .workspaces
-            .values()
-            .next()
-            .ok_or_else(|| "the directory has no workspaces".into()),
-        n => Err(format!(
-            "the directory has {n} workspaces ({}): name one with `--workspace`",
-            names.join(", ")
-        )),
-    }
 }
 
 /// The verdict line of a decision: `ALLOW` or `DENY`.

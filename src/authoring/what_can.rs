@@ -3,11 +3,11 @@
 
 use std::fmt::Write as _;
 
-use super::questioner::{GridScope, Questioner, Row, Who};
 use super::{CommandOutput, describe_scope, find_user, on_snapshot, resolve_workspace, zenml_decider};
 use crate::cli::{WhatCanArgs, exit};
-use crate::directory::{Holder, Project, RoleBinding, Workspace};
+use crate::directory::Workspace;
 use crate::model::ACTIONS;
+use crate::questions::{GridScope, Questioner, Row, Subject, Who, bindings_of, grid_scopes};
 use crate::snapshot::Snapshot;
 use crate::zenml::ShareSet;
 
@@ -53,28 +53,22 @@ fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput,
         "{}: {kind} {}{status}; teams: {team_list}",
         user.named.name, user.named.id
     );
-    let mine: Vec<(&RoleBinding, Option<&str>)> = directory
-        .role_bindings
-        .iter()
-        .filter_map(|binding| match &binding.holder {
-            Holder::User(id) if *id == user.named.id => Some((binding, None)),
-            Holder::Team(id) if user.teams.contains(id) => {
-                Some((binding, directory.teams.get(id).map(|t| t.named.name.as_str())))
-            }
-            _ => None,
-        })
-        .collect();
+    let mine = bindings_of(directory, Subject::User(user));
     if mine.is_empty() {
         let _ = writeln!(out, "bindings: none");
     } else {
         let _ = writeln!(out, "bindings:");
-        for (binding, team) in mine {
+        for held in mine {
+            let binding = held.binding;
             let custom = if directory.custom_role(&binding.role).is_some() {
                 " (custom role)"
             } else {
                 ""
             };
-            let through = team.map(|t| format!(", through team {t}")).unwrap_or_default();
+            let through = held
+                .through
+                .map(|t| format!(", through team {}", t.named.name))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {}{custom} at {}{through} ({}:{})",
@@ -89,20 +83,19 @@ fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput,
     let shares = ShareSet::default();
     let questioner = Questioner::new(decider, &shares);
     let who = Who::User(&user.named.id);
-    for workspace in workspaces {
-        let rows = questioner.grid(who, GridScope::Workspace(workspace))?;
-        render_grid(&mut out, &format!("workspace {}", workspace.named.name), &rows);
-        let mut projects: Vec<&Project> = directory
-            .projects
-            .values()
-            .filter(|p| p.workspace_id == workspace.named.id)
-            .collect();
-        projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
-        for project in projects {
-            let rows = questioner.grid(who, GridScope::Project(project))?;
-            let title = format!("project {} ({})", project.named.name, workspace.named.name);
-            render_grid(&mut out, &title, &rows);
-        }
+    for scope in grid_scopes(directory, &workspaces) {
+        let rows = questioner.grid(who, scope)?;
+        let title = match scope {
+            GridScope::Workspace(workspace) => format!("workspace {}", workspace.named.name),
+            GridScope::Project(project) => {
+                let workspace = directory
+                    .workspaces
+                    .get(&project.workspace_id)
+                    .map_or(project.workspace_id.as_str(), |w| w.named.name.as_str());
+                format!("project {} ({workspace})", project.named.name)
+            }
+        };
+        render_grid(&mut out, &title, &rows);
     }
     Ok(CommandOutput::answer(out, exit::OK))
 }

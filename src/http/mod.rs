@@ -9,19 +9,23 @@
 //! * `GET /metrics`: Prometheus metrics (see [`crate::metrics`])
 //! * `<base>/…` (default `/zenml/…`): the ZenML Pro RBAC backend API (`zenml.rs`)
 //! * `/authz/…`: the ZenML dashboard's sign-in pages, with `--dashboard-zenml-url` (`signin.rs`)
+//! * `/console/`: the operators' console, and the read-only API it calls (`/v1/directory`,
+//!   `/v1/role-matrix`, `/v1/what-can`, `/v1/who-can`, `/v1/decisions`; `console.rs`)
 //!
 //! With `--admin-listen`, a second listener serves `/healthz`, `/readyz` and `/metrics` (open,
 //! for probes and scrapers), and the main one stops serving `/metrics`. When caller tokens are
-//! configured ([`crate::auth`]), the Cedar API, `/v1/status` and the main listener's `/metrics`
-//! need one; `/healthz` and `/readyz` never do, and the ZenML API has its own credentials.
+//! configured ([`crate::auth`]), the Cedar API, the console's API, `/v1/status` and the main
+//! listener's `/metrics` need one; `/healthz` and `/readyz` never do, and the ZenML API has its own credentials.
 //!
 //! Every route is in one table ([`ROUTES`]): its path, methods, access and metric label.
 //! Every decision takes one observed step (`observe.rs`: cache, metrics, decision log). Only
 //! this module knows HTTP and the APIs' JSON; the engine sees typed requests.
 
 mod cedar;
+mod console;
 mod error;
 mod observe;
+mod pages;
 mod signin;
 mod zenml;
 
@@ -74,6 +78,7 @@ enum Route {
     BatchIsAuthorized,
     Zenml(ZenmlRoute),
     Signin(signin::SigninRoute),
+    Console(console::ConsoleRoute),
 }
 
 /// The ZenML API's routes, below the base path.
@@ -137,6 +142,19 @@ const ROUTES: &[RouteSpec] = &[
         Access::Caller,
         "/v1/batch_is_authorized",
     ),
+    console_spec(console::ConsoleRoute::Bare, "/console", Access::Open),
+    console_spec(console::ConsoleRoute::Page, "/console/", Access::Open),
+    console_spec(console::ConsoleRoute::Script, "/console/console.js", Access::Open),
+    console_spec(console::ConsoleRoute::Style, "/console/console.css", Access::Open),
+    console_spec(console::ConsoleRoute::Directory, "/v1/directory", Access::Caller),
+    console_spec(
+        console::ConsoleRoute::RoleMatrix,
+        "/v1/role-matrix",
+        Access::Caller,
+    ),
+    console_spec(console::ConsoleRoute::WhatCan, "/v1/what-can", Access::Caller),
+    console_spec(console::ConsoleRoute::WhoCan, "/v1/who-can", Access::Caller),
+    console_spec(console::ConsoleRoute::Decisions, "/v1/decisions", Access::Caller),
     signin_spec(signin::SigninRoute::Login, "/authz/login", "GET, POST"),
     signin_spec(signin::SigninRoute::Logout, "/authz/logout", "GET"),
     signin_spec(signin::SigninRoute::SignedInScript, "/authz/signed-in.js", "GET"),
@@ -213,6 +231,11 @@ const ROUTES: &[RouteSpec] = &[
         "{zenml}/organizations/{org}/entitlement/{feature}",
     ),
 ];
+
+/// A console page (open: it holds no data) or a console API route (behind caller tokens).
+const fn console_spec(route: console::ConsoleRoute, path: &'static str, access: Access) -> RouteSpec {
+    spec(Route::Console(route), path, "GET", access, path)
+}
 
 /// A sign-in page: open (people sign in there), its path its label.
 const fn signin_spec(route: signin::SigninRoute, path: &'static str, methods: &'static str) -> RouteSpec {
@@ -445,6 +468,7 @@ async fn route(
             zenml::route(call, request, route, &below_base).await
         }
         Route::Signin(route) => signin::route(call, request, route).await,
+        Route::Console(route) => console::route(call, request.uri().query().unwrap_or_default(), route).await,
     }
 }
 

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use sha2::{Digest, Sha256};
 
+use super::pages::{CSS, JAVASCRIPT, asset, page};
 use super::{ApiError, Call, read_body};
 use crate::zenml::token::{self, Subject};
 use crate::zenml_client::{Client, ClientError};
@@ -83,10 +84,10 @@ pub async fn route(
         }
         (SigninRoute::Login, _) => sign_in(call, request, zenml_url).await,
         (SigninRoute::Logout, _) => Ok(page(StatusCode::OK, SIGNED_OUT_PAGE.to_owned())),
-        (SigninRoute::SignedInScript, _) => Ok(asset(SIGNED_IN_JS, "text/javascript; charset=utf-8")),
-        (SigninRoute::SignedOutScript, _) => Ok(asset(SIGNED_OUT_JS, "text/javascript; charset=utf-8")),
-        (SigninRoute::DashboardShim, _) => Ok(asset(DASHBOARD_SHIM_JS, "text/javascript; charset=utf-8")),
-        (SigninRoute::Style, _) => Ok(asset(STYLE_CSS, "text/css; charset=utf-8")),
+        (SigninRoute::SignedInScript, _) => Ok(asset(SIGNED_IN_JS, JAVASCRIPT)),
+        (SigninRoute::SignedOutScript, _) => Ok(asset(SIGNED_OUT_JS, JAVASCRIPT)),
+        (SigninRoute::DashboardShim, _) => Ok(asset(DASHBOARD_SHIM_JS, JAVASCRIPT)),
+        (SigninRoute::Style, _) => Ok(asset(STYLE_CSS, CSS)),
     }
 }
 
@@ -283,48 +284,6 @@ fn login_page(
         .replace("{{REDIRECT}}", &escape(redirect))
         .replace("{{USERNAME}}", &escape(username));
     page(status, html)
-}
-
-/// The sign-in pages' headers: a strict CSP (scripts and styles only from here, no inline
-/// script), never cached, never framed, no referrer.
-const PAGE_HEADERS: [(header::HeaderName, &str); 6] = [
-    (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
-         form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    ),
-    (header::CACHE_CONTROL, "no-store"),
-    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    (header::REFERRER_POLICY, "no-referrer"),
-    (header::X_FRAME_OPTIONS, "DENY"),
-];
-
-/// An HTML page with the sign-in pages' headers.
-fn page(status: StatusCode, html: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(html)));
-    *response.status_mut() = status;
-    for (name, value) in PAGE_HEADERS {
-        response
-            .headers_mut()
-            .insert(name, header::HeaderValue::from_static(value));
-    }
-    response
-}
-
-/// A script or stylesheet.
-fn asset(text: &'static str, content_type: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    for (name, value) in [
-        (header::CONTENT_TYPE, content_type),
-        (header::CACHE_CONTROL, "no-cache"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-    ] {
-        response
-            .headers_mut()
-            .insert(name, header::HeaderValue::from_static(value));
-    }
-    response
 }
 
 /// Text for HTML (element content and double-quoted attributes).

@@ -7,109 +7,23 @@ The venv provides zenml and `websockets`. Screenshots of every step go to the ar
 Exits 0 when every check passed; prints `N passed, M failed`.
 """
 
-import asyncio
-import base64
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import websockets
-
 import zenml_e2e as e2e
+from browser import Browser
 from zenml_e2e import CREDENTIALS, ROOT, check, free_port, wait_http
 
-# A guard against a hang only (a page that never shows what is awaited), never a speed bound.
-HANG_GUARD_S = 90
 
-
-class Browser:
-    """One headless Chromium with its own profile, one page, driven over CDP."""
-
-    def __init__(self, chromium, profile, log):
-        profile.mkdir(parents=True)
-        self.process = subprocess.Popen(
-            [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--disable-background-networking", "--disable-sync",
-             "--disable-component-update", "--disable-default-apps", "--remote-debugging-port=0",
-             "--window-size=1280,900", f"--user-data-dir={profile}", "about:blank"],
-            stdout=log, stderr=subprocess.STDOUT)
-        port_file = profile / "DevToolsActivePort"
-        end = time.time() + HANG_GUARD_S
-        while not port_file.exists() or not port_file.read_text().strip():
-            if time.time() > end or self.process.poll() is not None:
-                raise SystemExit("chromium did not start")
-            time.sleep(0.1)
-        port = port_file.read_text().split()[0]
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json", timeout=10) as response:
-            page = next(t for t in json.load(response) if t["type"] == "page")
-        self.loop = asyncio.new_event_loop()
-        self.ws = self.loop.run_until_complete(websockets.connect(page["webSocketDebuggerUrl"], max_size=None))
-        self.next_id = 0
-        self.call("Page.enable")
-        self.call("Network.enable")
-
-    def call(self, method, **params):
-        self.next_id += 1
-        ident = self.next_id
-
-        async def exchange():
-            await self.ws.send(json.dumps({"id": ident, "method": method, "params": params}))
-            while True:
-                message = json.loads(await self.ws.recv())
-                if message.get("id") == ident:
-                    if "error" in message:
-                        raise RuntimeError(f"{method}: {message['error']}")
-                    return message.get("result", {})
-
-        return self.loop.run_until_complete(asyncio.wait_for(exchange(), HANG_GUARD_S))
-
-    def eval(self, expression):
-        result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
-        return result.get("result", {}).get("value")
-
-    def goto(self, url):
-        self.call("Page.navigate", url=url)
-
-    def wait_for(self, expression, what):
-        """Polls `expression` (a value, not a DOM node: `!!node`) until it is truthy; returns its
-        value, or None past the guard."""
-        end = time.time() + HANG_GUARD_S
-        while time.time() < end:
-            try:
-                value = self.eval(expression)
-            except RuntimeError:
-                value = None
-            if value:
-                return value
-            time.sleep(0.25)
-        print(f"     (never: {what}; at {self.eval('location.href')}: {self.text()[:300]!r})")
-        return None
-
-    def click(self, expression):
-        """A real mouse click (pressed, released) at the middle of the element `expression`
-        finds, once it is drawn."""
-        middle = self.wait_for(
-            "(() => { const e = " + expression + "; if (!e) return null; const r = e.getBoundingClientRect(); "
-            "return r.width > 0 ? [r.x + r.width / 2, r.y + r.height / 2] : null; })()",
-            "something to click")
-        if not middle:
-            return
-        for kind in ("mousePressed", "mouseReleased"):
-            self.call("Input.dispatchMouseEvent", type=kind, x=middle[0], y=middle[1], button="left", clickCount=1)
-
-    def text(self):
-        return self.eval("document.body ? document.body.innerText.replace(/\\s+/g, ' ') : ''") or ""
-
-    def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", format="png")["data"]
-        path.write_bytes(base64.b64decode(data))
+class DashboardBrowser(Browser):
+    """A browser that signs in to the dashboard through the sidecar."""
 
     def sign_in(self, base, username, key):
         """Opens the dashboard signed out, follows it to the sign-in page, signs in."""
@@ -122,16 +36,6 @@ class Browser:
             document.querySelector('button[type=submit]').click();
             return true; }})()""")
         return True
-
-    def close(self):
-        try:
-            self.loop.run_until_complete(self.ws.close())
-        finally:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
 
 
 def api(base, method, path, token=None, body=None, form=None):
@@ -230,7 +134,7 @@ def main():
 
         # A developer (bob: workspace developer through the ml-eng team) signs in and lands on the
         # dashboard, signed in, with what his role lets him see.
-        bob = Browser(chromium, work / "profile-bob", logs["chromium"])
+        bob = DashboardBrowser(chromium, work / "profile-bob", logs["chromium"])
         browsers.append(bob)
         started = bob.sign_in(site, "bob", CREDENTIALS["api_keys"]["bob"])
         check("the dashboard sends a signed-out visitor to the sidecar's sign-in page", started)
@@ -254,7 +158,7 @@ def main():
         check("the developer sees the pipeline", seen)
 
         # A viewer (carol) signs in; deleting the pipeline in the dashboard's UI is refused.
-        carol = Browser(chromium, work / "profile-carol", logs["chromium"])
+        carol = DashboardBrowser(chromium, work / "profile-carol", logs["chromium"])
         browsers.append(carol)
         carol.sign_in(site, "carol", CREDENTIALS["api_keys"]["carol"])
         landed = carol.wait_for("!location.pathname.startsWith('/authz') && "
@@ -284,7 +188,7 @@ def main():
 
         # A person with no role in the workspace (grace: organization member only) is refused at
         # the sign-in, with a message, and gets no session.
-        grace = Browser(chromium, work / "profile-grace", logs["chromium"])
+        grace = DashboardBrowser(chromium, work / "profile-grace", logs["chromium"])
         browsers.append(grace)
         grace.sign_in(site, "grace", CREDENTIALS["api_keys"]["grace"])
         refused = grace.wait_for("document.querySelector('.error') && document.querySelector('.error').innerText",

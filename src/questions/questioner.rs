@@ -29,7 +29,7 @@ const MEMBER_ID: &str = "zenml-authz:probe";
 
 /// Who a question is about.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Who<'a> {
+pub enum Who<'a> {
     /// A user or service account of the directory, by id.
     User(&'a str),
     /// A synthetic active user, member (`in`) of exactly these entities (teams, role groups).
@@ -39,16 +39,18 @@ pub(super) enum Who<'a> {
 /// A scope of a grid: a workspace (its global types) or a project (itself and its
 /// project-scoped types).
 #[derive(Debug, Clone, Copy)]
-pub(super) enum GridScope<'d> {
+pub enum GridScope<'d> {
+    /// A workspace: its global resource types.
     Workspace(&'d Workspace),
+    /// A project: itself and its project-scoped resource types.
     Project(&'d Project),
 }
 
 /// One row of a grid: a resource type and the actions allowed on it.
-pub(super) type Row = (&'static str, Vec<&'static str>);
+pub type Row = (&'static str, Vec<&'static str>);
 
 /// Asks ZenML questions under one snapshot, with one set of shares.
-pub(super) struct Questioner<'a> {
+pub struct Questioner<'a> {
     decider: Decider<'a>,
     shares: &'a ShareSet,
     /// Any user of the directory: `prepare` needs one to build a request.
@@ -58,7 +60,7 @@ pub(super) struct Questioner<'a> {
 }
 
 /// A scope's type-level questions, prepared for the template user.
-pub(super) struct ScopeQuestions {
+pub struct ScopeQuestions {
     /// Row labels (resource types).
     labels: Vec<&'static str>,
     /// Every question `prepare` did not deny outright, in grid order.
@@ -71,7 +73,7 @@ pub(super) struct ScopeQuestions {
 }
 
 /// One type-level question of a scope.
-pub(super) struct ScopeQuestion {
+pub struct ScopeQuestion {
     /// Its row in the grid.
     pub row: usize,
     /// The action.
@@ -81,7 +83,7 @@ pub(super) struct ScopeQuestion {
 }
 
 /// One principal's questions at one scope: one set of request-scoped entities, one batch.
-pub(super) struct Asking<'a> {
+pub struct Asking<'a> {
     engine: &'a Engine,
     scope: Rc<ScopeQuestions>,
     principal: EntityUid,
@@ -98,7 +100,7 @@ pub(super) struct Asking<'a> {
 
 impl GridScope<'_> {
     /// The workspace's or project's id.
-    pub(super) fn id(&self) -> &str {
+    pub fn id(&self) -> &str {
         match self {
             GridScope::Workspace(workspace) => &workspace.named.id,
             GridScope::Project(project) => &project.named.id,
@@ -156,7 +158,8 @@ impl GridScope<'_> {
 // === impl Questioner ===
 
 impl<'a> Questioner<'a> {
-    pub(super) fn new(decider: Decider<'a>, shares: &'a ShareSet) -> Self {
+    /// A questioner over the decider's snapshot, with these shares.
+    pub fn new(decider: Decider<'a>, shares: &'a ShareSet) -> Self {
         let directory: &'a Directory = decider.directory();
         Self {
             decider,
@@ -167,7 +170,7 @@ impl<'a> Questioner<'a> {
     }
 
     /// One question, as one of `batch`.
-    pub(super) fn ask(
+    pub fn ask(
         &self,
         who: Who<'_>,
         question: (&str, &str, &Resource),
@@ -203,7 +206,7 @@ impl<'a> Questioner<'a> {
     }
 
     /// Resource type -> allowed actions at one scope.
-    pub(super) fn grid(&self, who: Who<'_>, scope: GridScope<'_>) -> Result<Vec<Row>, String> {
+    pub fn grid(&self, who: Who<'_>, scope: GridScope<'_>) -> Result<Vec<Row>, String> {
         let mut asking = self.asking(who, scope)?;
         let mut rows: Vec<Row> = asking
             .scope
@@ -223,7 +226,7 @@ impl<'a> Questioner<'a> {
     }
 
     /// `who`'s questions at `scope`, to be asked one by one ([`Asking::allowed`]).
-    pub(super) fn asking(&self, who: Who<'_>, scope: GridScope<'_>) -> Result<Asking<'a>, String> {
+    pub fn asking(&self, who: Who<'_>, scope: GridScope<'_>) -> Result<Asking<'a>, String> {
         let prepared = self.scope_questions(scope)?;
         let mut entities = prepared.entities.clone();
         let mut referenced = prepared.referenced.clone();
@@ -247,7 +250,7 @@ impl<'a> Questioner<'a> {
     }
 
     /// How many questions `scope` has (those `prepare` does not deny outright).
-    pub(super) fn question_count(&self, scope: GridScope<'_>) -> Result<usize, String> {
+    pub fn question_count(&self, scope: GridScope<'_>) -> Result<usize, String> {
         Ok(self.scope_questions(scope)?.questions.len())
     }
 
@@ -338,23 +341,28 @@ impl<'a> Questioner<'a> {
 
 impl Asking<'_> {
     /// How many questions the scope has.
-    pub(super) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.scope.questions.len()
     }
 
+    /// Whether the scope has no questions.
+    pub fn is_empty(&self) -> bool {
+        self.scope.questions.is_empty()
+    }
+
     /// The resource type (row label) and action of the `index`th question.
-    pub(super) fn question(&self, index: usize) -> Option<(&'static str, &'static str)> {
+    pub fn question(&self, index: usize) -> Option<(&'static str, &'static str)> {
         let question = self.scope.questions.get(index)?;
         Some((*self.scope.labels.get(question.row)?, question.action))
     }
 
     /// Whether the principal may do the `index`th question of the scope.
-    pub(super) fn allowed(&mut self, index: usize) -> Result<bool, String> {
+    pub fn allowed(&mut self, index: usize) -> Result<bool, String> {
         Ok(self.decide(index)?.allowed)
     }
 
     /// The decision on the `index`th question of the scope, with its determining policies.
-    pub(super) fn decide(&mut self, index: usize) -> Result<Decision, String> {
+    pub fn decide(&mut self, index: usize) -> Result<Decision, String> {
         let Some(question) = self.scope.questions.get(index) else {
             return Err("internal: no such question".into());
         };
