@@ -22,7 +22,7 @@
 //! Every command returns a [`CommandOutput`] (what to print, the exit code); `main` prints it.
 //! A ZenML question is prepared by the same `zenml::Decider` as the server's and decided by the
 //! one decision path, `Engine::decide`, so the CLI's answer is the sidecar's. Many questions
-//! (a what-can grid, the binding lints, who-can) go through a [`questioner::Questioner`]: the
+//! (a what-can grid, the binding lints, who-can) go through a [`crate::questions::Questioner`]: the
 //! type-level questions of a scope are prepared once, and one principal's questions at a scope
 //! share one set of request-scoped entities, so one `Batch` slices once for all of them.
 //! Teams and roles are asked about through a synthetic active user who is a member of just

@@ -142,33 +142,6 @@ const ROUTES: &[RouteSpec] = &[
         Access::Caller,
         "/v1/batch_is_authorized",
     ),
-    console_spec(console::ConsoleRoute::Bare, "/console", Access::Open),
-    console_spec(console::ConsoleRoute::Page, "/console/", Access::Open),
-    console_spec(console::ConsoleRoute::Script, "/console/console.js", Access::Open),
-    console_spec(console::ConsoleRoute::Style, "/console/console.css", Access::Open),
-    console_spec(console::ConsoleRoute::Directory, "/v1/directory", Access::Caller),
-    console_spec(
-        console::ConsoleRoute::RoleMatrix,
-        "/v1/role-matrix",
-        Access::Caller,
-    ),
-    console_spec(console::ConsoleRoute::WhatCan, "/v1/what-can", Access::Caller),
-    console_spec(console::ConsoleRoute::WhoCan, "/v1/who-can", Access::Caller),
-    console_spec(console::ConsoleRoute::Decisions, "/v1/decisions", Access::Caller),
-    signin_spec(signin::SigninRoute::Login, "/authz/login", "GET, POST"),
-    signin_spec(signin::SigninRoute::Logout, "/authz/logout", "GET"),
-    signin_spec(signin::SigninRoute::SignedInScript, "/authz/signed-in.js", "GET"),
-    signin_spec(
-        signin::SigninRoute::SignedOutScript,
-        "/authz/signed-out.js",
-        "GET",
-    ),
-    signin_spec(
-        signin::SigninRoute::DashboardShim,
-        "/authz/dashboard-shim.js",
-        "GET",
-    ),
-    signin_spec(signin::SigninRoute::Style, "/authz/style.css", "GET"),
     zenml_spec(ZenmlRoute::Login, "/auth/login", "POST", "{zenml}/auth/login"),
     zenml_spec(
         ZenmlRoute::CheckPermissions,
@@ -230,6 +203,34 @@ const ROUTES: &[RouteSpec] = &[
         "GET",
         "{zenml}/organizations/{org}/entitlement/{feature}",
     ),
+    // The pages and the console last: the decision routes above are matched first.
+    console_spec(console::ConsoleRoute::Bare, "/console", Access::Open),
+    console_spec(console::ConsoleRoute::Page, "/console/", Access::Open),
+    console_spec(console::ConsoleRoute::Script, "/console/console.js", Access::Open),
+    console_spec(console::ConsoleRoute::Style, "/console/console.css", Access::Open),
+    console_spec(console::ConsoleRoute::Directory, "/v1/directory", Access::Caller),
+    console_spec(
+        console::ConsoleRoute::RoleMatrix,
+        "/v1/role-matrix",
+        Access::Caller,
+    ),
+    console_spec(console::ConsoleRoute::WhatCan, "/v1/what-can", Access::Caller),
+    console_spec(console::ConsoleRoute::WhoCan, "/v1/who-can", Access::Caller),
+    console_spec(console::ConsoleRoute::Decisions, "/v1/decisions", Access::Caller),
+    signin_spec(signin::SigninRoute::Login, "/authz/login", "GET, POST"),
+    signin_spec(signin::SigninRoute::Logout, "/authz/logout", "GET"),
+    signin_spec(signin::SigninRoute::SignedInScript, "/authz/signed-in.js", "GET"),
+    signin_spec(
+        signin::SigninRoute::SignedOutScript,
+        "/authz/signed-out.js",
+        "GET",
+    ),
+    signin_spec(
+        signin::SigninRoute::DashboardShim,
+        "/authz/dashboard-shim.js",
+        "GET",
+    ),
+    signin_spec(signin::SigninRoute::Style, "/authz/style.css", "GET"),
 ];
 
 /// A console page (open: it holds no data) or a console API route (behind caller tokens).
