@@ -284,6 +284,41 @@ impl Directory {
             .or_else(|| self.teams.get(self.names.teams.get(key)?))
     }
 
+    /// The projects of a workspace, by name.
+    pub fn projects_in(&self, workspace_id: &str) -> Vec<&Project> {
+        let mut projects: Vec<&Project> = self
+            .projects
+            .values()
+            .filter(|project| project.workspace_id == workspace_id)
+            .collect();
+        projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+        projects
+    }
+
+    /// The names of a user's teams, sorted.
+    pub fn team_names(&self, user: &User) -> Vec<&str> {
+        let mut names: Vec<&str> = user
+            .teams
+            .iter()
+            .filter_map(|id| self.teams.get(id))
+            .map(|team| team.named.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The usernames and service-account names of a team's members, sorted.
+    pub fn member_names(&self, team: &Team) -> Vec<&str> {
+        let mut names: Vec<&str> = team
+            .members
+            .iter()
+            .filter_map(|id| self.users.get(id))
+            .map(|user| user.named.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    }
+
     /// The custom role called `name`.
     pub fn custom_role(&self, name: &str) -> Option<&CustomRole> {
         self.custom_roles.iter().find(|role| role.name == name)

@@ -138,18 +138,7 @@ fn bad_questions_are_precise_400s() {
 #[test]
 fn the_role_matrix_shows_what_each_role_grants() {
     let server = with_token();
-    let all = json!([
-        "create",
-        "read",
-        "update",
-        "delete",
-        "read_secret_value",
-        "prune",
-        "client",
-        "promote",
-        "backup_restore",
-        "share"
-    ]);
+    let all = json!(zenml_authz::model::ACTIONS);
     let rows: &[(&str, &str, &str, &str, Value)] = &[
         ("churn", "organization", "admin", "pipeline", all.clone()),
         ("churn", "organization", "member", "pipeline", json!([])),

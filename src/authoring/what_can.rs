@@ -35,13 +35,7 @@ fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput,
     } else {
         "user"
     };
-    let mut teams: Vec<&str> = user
-        .teams
-        .iter()
-        .filter_map(|id| directory.teams.get(id))
-        .map(|t| t.named.name.as_str())
-        .collect();
-    teams.sort_unstable();
+    let teams = directory.team_names(user);
     let status = if user.active { "" } else { ", deactivated" };
     let team_list = if teams.is_empty() {
         "none".to_owned()

@@ -108,12 +108,7 @@ pub fn zenml_projects(args: &ZenmlProjectsArgs) -> CommandOutput {
 /// Every project of `workspace`, in ZenML and in the directory, matched by name, then by id;
 /// sorted by name.
 pub fn compare(directory: &Directory, workspace: &Workspace, zenml: &[zenml_client::Project]) -> Vec<Row> {
-    let mut ours: Vec<_> = directory
-        .projects
-        .values()
-        .filter(|project| project.workspace_id == workspace.named.id)
-        .collect();
-    ours.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+    let ours = directory.projects_in(&workspace.named.id);
     let mut theirs: Vec<Option<&zenml_client::Project>> = zenml.iter().map(Some).collect();
     let mut take = |found: &dyn Fn(&zenml_client::Project) -> bool| {
         let slot = theirs.iter_mut().find(|slot| slot.is_some_and(found))?;

@@ -167,12 +167,7 @@ fn directory(asked: &Asked<'_>) -> Result<Value, ApiError> {
     let workspaces: Vec<Value> = workspaces
         .into_iter()
         .map(|workspace| {
-            let mut projects: Vec<_> = directory
-                .projects
-                .values()
-                .filter(|p| p.workspace_id == workspace.named.id)
-                .collect();
-            projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+            let projects = directory.projects_in(&workspace.named.id);
             json!({
                 "id": workspace.named.id,
                 "name": workspace.named.name,
@@ -256,13 +251,7 @@ fn what_can(asked: &Asked<'_>) -> Result<Value, ApiError> {
     };
     let subject_json = match subject {
         Subject::User(user) => {
-            let mut teams: Vec<&str> = user
-                .teams
-                .iter()
-                .filter_map(|id| directory.teams.get(id))
-                .map(|team| team.named.name.as_str())
-                .collect();
-            teams.sort_unstable();
+            let teams = directory.team_names(user);
             json!({
                 "kind": user_kind(user.is_service_account),
                 "id": user.named.id,
@@ -272,13 +261,7 @@ fn what_can(asked: &Asked<'_>) -> Result<Value, ApiError> {
             })
         }
         Subject::Team(team) => {
-            let mut members: Vec<&str> = team
-                .members
-                .iter()
-                .filter_map(|id| directory.users.get(id))
-                .map(|user| user.named.name.as_str())
-                .collect();
-            members.sort_unstable();
+            let members = directory.member_names(team);
             json!({
                 "kind": "team",
                 "id": team.named.id,

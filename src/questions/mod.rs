@@ -142,12 +142,7 @@ pub fn grid_scopes<'d>(directory: &'d Directory, workspaces: &[&'d Workspace]) -
     let mut scopes = Vec::new();
     for workspace in workspaces {
         scopes.push(GridScope::Workspace(workspace));
-        let mut projects: Vec<_> = directory
-            .projects
-            .values()
-            .filter(|p| p.workspace_id == workspace.named.id)
-            .collect();
-        projects.sort_by(|a, b| a.named.name.cmp(&b.named.name));
+        let projects = directory.projects_in(&workspace.named.id);
         scopes.extend(projects.into_iter().map(GridScope::Project));
     }
     scopes

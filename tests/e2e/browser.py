@@ -91,6 +91,15 @@ class Browser:
         for kind in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=kind, x=middle[0], y=middle[1], button="left", clickCount=1)
 
+    def type_into(self, expression, text):
+        """Clicks the element `expression` finds and types `text` into it."""
+        self.click(expression)
+        self.call("Input.insertText", text=text)
+
+    def text_of(self, element_id, what):
+        """The text of the element with this id once it has some (None past the guard)."""
+        return self.wait_for(f"(e => e && e.innerText)(document.getElementById({json.dumps(element_id)}))", what)
+
     def text(self):
         return self.eval("document.body ? document.body.innerText.replace(/\\s+/g, ' ') : ''") or ""
 

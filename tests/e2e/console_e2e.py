@@ -86,19 +86,16 @@ def main():
         check("/console redirects to /console/", browser.eval("location.pathname") == "/console/")
         check("without a token the console asks for one", asked)
         check("without a token no data is shown", browser.eval("document.getElementById('revision').innerText") == "")
-        browser.click("document.getElementById('token')")
-        browser.call("Input.insertText", text="not-the-token")
+        browser.type_into("document.getElementById('token')", "not-the-token")
         browser.click("document.querySelector('#token-form button')")
-        refused = browser.wait_for("document.getElementById('token-error').innerText", "the refusal")
+        refused = browser.text_of("token-error", "the refusal")
         check("a wrong token is refused", refused == "That token was refused.", refused)
-        browser.click("document.getElementById('token')")
-        browser.call("Input.insertText", text=TOKEN)
+        browser.type_into("document.getElementById('token')", TOKEN)
         browser.click("document.querySelector('#token-form button')")
 
         # 2. Status: the active revision, reloads, no load error.
         _, status = api(base, "/v1/status")
-        shown = browser.wait_for("(e => e && e.innerText)(document.getElementById('status-revision'))",
-                                 "the status view")
+        shown = browser.text_of("status-revision", "the status view")
         browser.screenshot(artifacts / "02-status.png")
         check("status shows the active revision", shown == status["revision"], f"{shown} != {status['revision']}")
         text = browser.text()
@@ -138,11 +135,9 @@ def main():
 
         # 4. What can bob do: his bindings at their file and line, and his grids.
         browser.click("document.querySelector('nav a[data-view=\"what-can\"]')")
-        browser.click("document.getElementById('what-can-who')")
-        browser.call("Input.insertText", text="bob")
+        browser.type_into("document.getElementById('what-can-who')", "bob")
         browser.click("document.querySelector('#what-can-form button')")
-        about = browser.wait_for("(e => e && e.innerText)(document.getElementById('what-can-subject'))",
-                                 "bob's answer")
+        about = browser.text_of("what-can-subject", "bob's answer")
         browser.screenshot(artifacts / "04-what-can.png")
         check("what-can names bob and his team", about == "user bob; teams: ml-eng", about)
         _, bob = api(base, "/v1/what-can?who=bob")
@@ -164,11 +159,9 @@ def main():
         # 5. Who can create pipelines in churn.
         browser.click("document.querySelector('nav a[data-view=\"who-can\"]')")
         browser.eval("(() => { document.getElementById('who-can-action').value = 'create'; return true; })()")
-        browser.click("document.getElementById('who-can-resource')")
-        browser.call("Input.insertText", text="churn:pipeline")
+        browser.type_into("document.getElementById('who-can-resource')", "churn:pipeline")
         browser.click("document.querySelector('#who-can-form button')")
-        summary = browser.wait_for("(e => e && e.innerText)(document.getElementById('who-can-summary'))",
-                                   "the who-can answer")
+        summary = browser.text_of("who-can-summary", "the who-can answer")
         browser.screenshot(artifacts / "05-who-can.png")
         _, who = api(base, "/v1/who-can?" + urllib.parse.urlencode({"action": "create", "resource": "churn:pipeline"}))
         check("who-can's summary", summary and summary.startswith("Who can create churn:pipeline in workspace production: "
