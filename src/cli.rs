@@ -320,8 +320,13 @@ pub struct ServeArgs {
     #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG_QUEUE", default_value_t = 10_000)]
     pub decision_log_queue: usize,
     /// Records of the decision log kept in memory for the console's live tail
-    /// (`GET /v1/decisions`); 0 keeps none.
-    #[arg(long, env = "ZENML_AUTHZ_DECISION_LOG_TAIL", default_value_t = 200)]
+    /// (`GET /v1/decisions`); 0 keeps none, at most 10000.
+    #[arg(
+        long,
+        env = "ZENML_AUTHZ_DECISION_LOG_TAIL",
+        default_value_t = 200,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000)
+    )]
     pub decision_log_tail: usize,
     /// Log filter, `RUST_LOG` syntax (e.g. `info,zenml_authz=debug`).
     #[arg(long, env = "ZENML_AUTHZ_LOG", default_value = "info")]
