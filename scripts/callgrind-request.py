@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-# Instructions per request (callgrind): `scripts/callgrind-request.py BIN N OUT` runs BIN under callgrind on the bundled sources, sends N
+# Instructions per request (callgrind): `scripts/callgrind-request.py BIN N OUT [KIND]` runs BIN under callgrind on the bundled sources, sends N
 # keep-alive POST /v1/is_authorized requests (cache off: every one evaluated), stops it; prints
-# the total instructions (Ir). Needs valgrind.
+# the total instructions (Ir). Needs valgrind. KIND: `stored` (default: judy reads project churn,
+# both stored) or `entity` (bob, a workspace developer through his team, updates a stack of
+# production that the request carries as a request-scoped entity, as Cedar API callers ask).
 import http.client, json, os, re, signal, subprocess, sys
 binary, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+kind = sys.argv[4] if len(sys.argv) > 4 else "stored"
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve",
     "--policies", f"{root}/policies", "--schemas", f"{root}/schemas", "--directory", f"{root}/policies/directory.yaml",
@@ -14,11 +17,19 @@ for line in proc.stdout:
     m = re.search(r"listening on http://127.0.0.1:(\d+)", line)
     if m: port = int(m.group(1)); break
 conn = http.client.HTTPConnection("127.0.0.1", port)
-body = json.dumps({"principal": {"type": "ZenML::User", "id": "9a1b418a-a4d7-49df-aa12-860e622a068d"},
-    "action": {"type": "ZenML::Action", "id": "read"}, "resource": {"type": "ZenML::Project", "id": "dccff1d9-afc7-4c24-b5e8-e887447c69c0"}})
+if kind == "stored":
+    body = json.dumps({"principal": {"type": "ZenML::User", "id": "9a1b418a-a4d7-49df-aa12-860e622a068d"},
+        "action": {"type": "ZenML::Action", "id": "read"}, "resource": {"type": "ZenML::Project", "id": "dccff1d9-afc7-4c24-b5e8-e887447c69c0"}})
+else:
+    production = {"type": "ZenML::Workspace", "id": "99baf825-b21e-442f-ba98-8246d8d9ac88"}
+    stack = {"type": "ZenML::Stack", "id": "4b4b1c1e-0000-4000-8000-000000000001"}
+    body = json.dumps({"principal": {"type": "ZenML::User", "id": "8a5e8598-b203-4344-948f-32f6cd6c6e30"},
+        "action": {"type": "ZenML::Action", "id": "update"}, "resource": stack,
+        "additional_entities": [{"uid": stack, "attrs": {"workspace": {"__entity": production}}, "parents": [production]}]})
 for _ in range(n):
     conn.request("POST", "/v1/is_authorized", body, {"content-type": "application/json"})
-    r = conn.getresponse(); r.read(); assert r.status == 200
+    r = conn.getresponse(); answer = r.read(); assert r.status == 200, answer
+    assert kind == "stored" or json.loads(answer)["decision"] == "Allow", answer
 conn.close()
 proc.send_signal(signal.SIGTERM); proc.wait()
 total = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True).stdout
