@@ -27,6 +27,8 @@ use std::sync::Arc;
 use cedar_policy::{
     Authorizer, Context, Entities, Entity, EntityTypeName, EntityUid, PolicySet, Request, Schema,
 };
+use cedar_policy_core::ast;
+use cedar_policy_core::entities::{Entities as CoreStore, NoEntitiesSchema, TCComputation};
 
 use crate::index::{ContextReads, Graph, Over, ScopeIndex, Selection};
 use crate::policy::PolicySource;
@@ -433,13 +435,13 @@ impl Engine {
             if let Some(entity) = self.entities.get(uid)
                 && !self.is_internal(uid)
             {
-                copies.push(entity.clone());
+                copies.push(AsRef::<ast::Entity>::as_ref(entity).clone());
                 if let Some(refs) = self.attribute_refs.get(uid) {
                     pending.extend(refs.iter());
                 }
             }
         }
-        slice_store(copies, &request.entities)
+        assemble(copies, &request.entities)
     }
 }
 
@@ -450,68 +452,78 @@ impl Engine {
 /// ancestor of every copy, although only the request's entities, and copies that list one of
 /// them as an ancestor (a parent the store does not hold), can lack ancestors. Those are closed
 /// here, ancestors first; a cycle among them is an error, as Cedar's is.
-pub fn slice_store(stored: Vec<Entity>, scoped: &[Entity]) -> Result<Entities, DecideError> {
-    use cedar_policy_core::ast;
-    use cedar_policy_core::entities::{Entities as Store, NoEntitiesSchema, TCComputation};
+pub fn slice_store(stored: &[Entity], scoped: &[Entity]) -> Result<Entities, DecideError> {
+    assemble(
+        stored.iter().map(|entity| entity.as_ref().clone()).collect(),
+        scoped,
+    )
+}
 
-    let mut all: Vec<ast::Entity> = stored
-        .iter()
-        .chain(scoped)
-        .map(|entity| AsRef::<ast::Entity>::as_ref(entity).clone())
-        .collect();
+/// [`slice_store`] over copies of the stored entities.
+fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, DecideError> {
+    type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
     let first_scoped = stored.len();
-    drop(stored);
-    let position: HashMap<ast::EntityUID, usize> = all
-        .iter()
-        .enumerate()
-        .map(|(at, entity)| (entity.uid().clone(), at))
-        .collect();
-    if position.len() != all.len() {
-        // Two entities with one uid: Cedar names them.
-        let entities = all.into_iter().map(Entity::from);
-        return Entities::from_entities(entities, None)
-            .map_err(|error| DecideError::Entities(error.to_string()));
-    }
-    let scoped_uids: HashSet<&ast::EntityUID> = all[first_scoped..].iter().map(ast::Entity::uid).collect();
-    // The entities that may lack ancestors, and the ones among them each lists.
-    let open: Vec<usize> = (0..all.len())
-        .filter(|&at| at >= first_scoped || all[at].ancestors().any(|uid| scoped_uids.contains(uid)))
-        .collect();
-    let is_open: HashSet<usize> = open.iter().copied().collect();
-    let mut waiting_on: HashMap<usize, usize> = HashMap::with_capacity(open.len());
-    let mut waited_by: HashMap<usize, Vec<usize>> = HashMap::new();
-    for &at in &open {
-        let mut count = 0;
-        for uid in all[at].ancestors() {
-            if let Some(&ancestor) = position.get(uid)
-                && is_open.contains(&ancestor)
-            {
-                count += 1;
-                waited_by.entry(ancestor).or_default().push(at);
+    let mut all = stored;
+    all.extend(
+        scoped
+            .iter()
+            .map(|entity| AsRef::<ast::Entity>::as_ref(entity).clone()),
+    );
+    // For each entity that may lack ancestors (a request-scoped one, or a copy listing one as an
+    // ancestor), the positions of the entities it lists as ancestors.
+    let mut open: Vec<(usize, Vec<usize>)> = Vec::new();
+    {
+        let mut position: FxHashMap<&ast::EntityUID, usize> = FxHashMap::default();
+        position.reserve(all.len());
+        for (at, entity) in all.iter().enumerate() {
+            if position.insert(entity.uid(), at).is_some() {
+                // Two entities with one uid: Cedar names them.
+                let entities = all.iter().map(|entity| Entity::from(entity.clone()));
+                return Entities::from_entities(entities, None)
+                    .map_err(|error| DecideError::Entities(error.to_string()));
             }
         }
-        waiting_on.insert(at, count);
+        for (at, entity) in all.iter().enumerate() {
+            let listed = || entity.ancestors().filter_map(|uid| position.get(uid).copied());
+            if at >= first_scoped || listed().any(|ancestor| ancestor >= first_scoped) {
+                open.push((at, listed().collect()));
+            }
+        }
     }
     // Ancestors first: an entity is closed once every open ancestor it lists is.
-    let mut ready: Vec<usize> = open.iter().copied().filter(|at| waiting_on[at] == 0).collect();
-    let mut closed = 0;
-    while let Some(at) = ready.pop() {
-        closed += 1;
-        let mut more: Vec<ast::EntityUID> = Vec::new();
-        for uid in all[at].ancestors() {
-            if let Some(&ancestor) = position.get(uid) {
-                more.extend(all[ancestor].ancestors().cloned());
+    let mut slot: Vec<Option<usize>> = vec![None; all.len()];
+    for (index, (at, _)) in open.iter().enumerate() {
+        slot[*at] = Some(index);
+    }
+    let mut waiting_on: Vec<usize> = Vec::with_capacity(open.len());
+    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); open.len()];
+    for (index, (_, listed)) in open.iter().enumerate() {
+        let mut count = 0;
+        for &ancestor in listed {
+            if let Some(other) = slot[ancestor] {
+                count += 1;
+                waited_by[other].push(index);
             }
         }
+        waiting_on.push(count);
+    }
+    let mut ready: Vec<usize> = (0..open.len()).filter(|&index| waiting_on[index] == 0).collect();
+    let mut closed = 0;
+    while let Some(index) = ready.pop() {
+        closed += 1;
+        let (at, listed) = &open[index];
+        let more: Vec<ast::EntityUID> = listed
+            .iter()
+            .flat_map(|&ancestor| all[ancestor].ancestors().cloned())
+            .collect();
         for uid in more {
-            all[at].add_indirect_ancestor(uid);
+            all[*at].add_indirect_ancestor(uid);
         }
-        for next in waited_by.remove(&at).unwrap_or_default() {
-            if let Some(count) = waiting_on.get_mut(&next) {
-                *count -= 1;
-                if *count == 0 {
-                    ready.push(next);
-                }
+        for next in std::mem::take(&mut waited_by[index]) {
+            waiting_on[next] -= 1;
+            if waiting_on[next] == 0 {
+                ready.push(next);
             }
         }
     }
@@ -520,7 +532,7 @@ pub fn slice_store(stored: Vec<Entity>, scoped: &[Entity]) -> Result<Entities, D
             "the request-scoped entities' parents form a cycle".into(),
         ));
     }
-    Store::from_entities(
+    CoreStore::from_entities(
         all,
         None::<&NoEntitiesSchema>,
         TCComputation::AssumeAlreadyComputed,

@@ -416,7 +416,7 @@ proptest::proptest! {
             scoped.push(scoped[0].clone());
         }
         let cedar = Entities::from_entities(copies.iter().cloned().chain(scoped.iter().cloned()), None);
-        let ours = zenml_authz::engine::slice_store(copies, &scoped);
+        let ours = zenml_authz::engine::slice_store(&copies, &scoped);
         match (cedar, ours) {
             (Ok(cedar), Ok(ours)) => proptest::prop_assert_eq!(closure_of(&cedar), closure_of(&ours)),
             (Err(_), Err(_)) => {}
