@@ -206,6 +206,81 @@ fn batch_answers_in_order_and_a_bad_item_gets_its_own_error() {
     assert_eq!(results[2]["decision"], "Deny");
 }
 
+/// A batch whose items share request-scoped entities (parsed once, sliced once), change them
+/// (a stack of another workspace, a temporary team), return to them, or are bad, answers each
+/// item exactly as `/v1/is_authorized` answers it alone.
+#[test]
+fn batch_items_sharing_entities_answer_as_single_requests() {
+    use common::sample::{BOB, ML_ENG, STAGING};
+    let server = Server::start(&[]);
+    let staging_stack = json!([{
+        "uid": {"type": "ZenML::Stack", "id": "s2"},
+        "attrs": {"workspace": {"__entity": {"type": "ZenML::Workspace", "id": STAGING}}},
+        "parents": [{"type": "ZenML::Workspace", "id": STAGING}]
+    }]);
+    let temp_team = json!([
+        stack_entity("s1"),
+        {"uid": {"type": "ZenML::User", "id": "temp"}, "attrs": {"name": "temp", "is_service_account": false, "active": true},
+         "parents": [{"type": "ZenML::Team", "id": ML_ENG}]},
+    ]);
+    let mut items = Vec::new();
+    for (principal, action_name) in [
+        (BOB, "update"),
+        (CAROL, "update"),
+        (ADA, "delete"),
+        (GRACE, "read"),
+        (DAVE, "read"),
+        (MALLORY, "update"),
+    ] {
+        items.push(stack_request(principal, action_name));
+        items.push(
+            json!({"principal": user(principal), "action": action(action_name),
+            "resource": {"type": "ZenML::Stack", "id": "s2"}, "additional_entities": staging_stack}),
+        );
+        items.push(stack_request(principal, action_name));
+    }
+    items.push(json!({"principal": user("temp"), "action": action("update"), "resource": {"type": "ZenML::Stack", "id": "s1"}, "additional_entities": temp_team}));
+    items.push(json!({"principal": user("temp"), "action": action("update"), "resource": {"type": "ZenML::Stack", "id": "s1"}, "additional_entities": temp_team}));
+    items.push(json!({"principal": user(BOB), "action": action("update"), "resource": {"type": "ZenML::Stack", "id": "s1"},
+        "additional_entities": [stack_entity("s1"), stack_entity("s1")]}));
+    items.push(stack_request(BOB, "update"));
+    let (status, answer) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), items.len());
+    let mut allowed = 0;
+    for (i, (item, result)) in items.iter().zip(results).enumerate() {
+        let (status, alone) = server.post("/v1/is_authorized", item);
+        if status == 200 {
+            assert_eq!(result["decision"], alone["decision"], "item {i}: {item}");
+            assert_eq!(
+                result["diagnostics"]["reason"], alone["diagnostics"]["reason"],
+                "item {i}"
+            );
+            assert_eq!(
+                result["diagnostics"]["errors"], alone["diagnostics"]["errors"],
+                "item {i}"
+            );
+            allowed += usize::from(alone["decision"] == "Allow");
+        } else {
+            let message = alone["error"]["message"].as_str().unwrap();
+            assert_eq!(
+                result["error"]["message"],
+                format!("requests[{i}]: {message}"),
+                "item {i}"
+            );
+        }
+    }
+    // Both outcomes occur: bob updates production's stack, not staging's.
+    assert!(
+        allowed > 0 && allowed < items.len(),
+        "{allowed} of {}",
+        items.len()
+    );
+    assert_eq!(results[0]["decision"], "Allow", "{answer}");
+    assert_eq!(results[1]["decision"], "Deny", "{answer}");
+}
+
 #[test]
 fn request_scoped_entities_never_leak_into_the_store() {
     let server = Server::start(&[]);

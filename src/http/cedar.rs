@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
 use serde_json::{Map, Value, json};
@@ -54,7 +55,7 @@ pub async fn is_authorized(call: &Call<'_>, body: Value) -> Result<Value, ApiErr
 fn answer_one(call: &Call<'_>, body: &Value) -> Result<Value, ApiError> {
     let snapshot = call.state.snapshot();
     let (request, key) = parse_request(&snapshot, body, call.state.limits()).map_err(ApiError::BadRequest)?;
-    let decision = decide(call, &snapshot, &request, key)?;
+    let decision = decide(call, &snapshot, &request, key, &mut Batch::single())?;
     Ok(decision_json(&snapshot, &decision))
 }
 
@@ -72,6 +73,10 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, 
             let snapshot = call.state.snapshot();
             let limits = call.state.limits();
             let mut results = Vec::with_capacity(items.len());
+            // One batch (equal questions decided once, a slice reused by the next item with the
+            // same request-scoped entities) and one memo (those entities parsed once).
+            let mut batch = Batch::many();
+            let mut memo = EntityMemo::default();
             for (i, item) in items.iter().enumerate() {
                 if deadline.expired() {
                     return Err(ApiError::Overloaded(format!(
@@ -79,9 +84,9 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, 
                         items.len()
                     )));
                 }
-                let answer = parse_request(&snapshot, item, limits)
+                let answer = parse_request_in(&snapshot, item, limits, &mut memo)
                     .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
-                    .and_then(|(request, key)| decide(&call, &snapshot, &request, key));
+                    .and_then(|(request, key)| decide(&call, &snapshot, &request, key, &mut batch));
                 results.push(match answer {
                     Ok(decision) => decision_json(&snapshot, &decision),
                     Err(error) => error.body(),
@@ -118,12 +123,13 @@ fn batch_items(body: Value, max_items: usize) -> Result<Vec<Value>, ApiError> {
     Ok(items)
 }
 
-/// Decides through the one observed step (cache, metrics, decision log).
+/// Decides through the one observed step (cache, metrics, decision log), as one of `batch`.
 fn decide(
     call: &Call<'_>,
     snapshot: &Snapshot,
     request: &AuthzRequest,
     key: Option<RequestKey>,
+    batch: &mut Batch,
 ) -> Result<Decision, ApiError> {
     let (action, resource_type) = labels(request);
     let labels = Labels {
@@ -149,7 +155,7 @@ fn decide(
     observe(call, labels, key, fields, || {
         snapshot
             .engine
-            .decide(request, &mut Batch::single())
+            .decide(request, batch)
             .map_err(|error| match error {
                 DecideError::Redefined(_) => ApiError::BadRequest(format!("additional_entities: {error}")),
                 DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
@@ -194,6 +200,24 @@ pub fn parse_request(
     body: &Value,
     limits: &Limits,
 ) -> Result<(AuthzRequest, Option<RequestKey>), String> {
+    parse_request_in(snapshot, body, limits, &mut EntityMemo::default())
+}
+
+/// The request-scoped entities of a batch's last item that had some, kept for the next: the
+/// items of one batch often carry the same ones (a resource and where it lives), then parsed
+/// and checked once, and shared (so the engine's batch slices once for them).
+#[derive(Debug, Default)]
+struct EntityMemo {
+    last: Option<(Value, Arc<[Entity]>, Vec<EntityUid>)>,
+}
+
+/// [`parse_request`], reusing the entities of `memo` when they are sent again.
+fn parse_request_in(
+    snapshot: &Snapshot,
+    body: &Value,
+    limits: &Limits,
+    memo: &mut EntityMemo,
+) -> Result<(AuthzRequest, Option<RequestKey>), String> {
     let object = body
         .as_object()
         .ok_or_else(|| "request: expected a JSON object".to_owned())?;
@@ -212,7 +236,24 @@ pub fn parse_request(
 
     let mut referenced = Vec::new();
     let (context, context_key) = context_field(object, snapshot, &action, limits, &mut referenced)?;
-    let entities = additional_entities(object, snapshot, limits, &mut referenced)?;
+    let sent = object.get("additional_entities");
+    let entities: Arc<[Entity]> = match (&memo.last, sent) {
+        (Some((seen, parsed, refs)), Some(value)) if seen == value => {
+            referenced.extend(refs.iter().cloned());
+            parsed.clone()
+        }
+        _ => {
+            let before = referenced.len();
+            let parsed: Arc<[Entity]> =
+                additional_entities(object, snapshot, limits, &mut referenced)?.into();
+            if let Some(value) = sent
+                && !parsed.is_empty()
+            {
+                memo.last = Some((value.clone(), parsed.clone(), referenced[before..].to_vec()));
+            }
+            parsed
+        }
+    };
     let key = entities.is_empty().then(|| RequestKey::Cedar {
         principal: principal.to_string(),
         action: action.to_string(),
@@ -230,7 +271,7 @@ pub fn parse_request(
     Ok((
         AuthzRequest {
             request,
-            entities: entities.into(),
+            entities,
             referenced,
             internal: false,
             context: None,
