@@ -3,7 +3,10 @@
 # keep-alive POST /v1/is_authorized requests (cache off: every one evaluated), stops it; prints
 # the total instructions (Ir). Needs valgrind. KIND: `stored` (default: judy reads project churn,
 # both stored) or `entity` (bob, a workspace developer through his team, updates a stack of
-# production that the request carries as a request-scoped entity, as Cedar API callers ask).
+# production that the request carries as a request-scoped entity, as Cedar API callers ask),
+# `batch20` (POST /v1/batch_is_authorized: bob updates 20 stacks, 15 of production, 5 of staging,
+# each item carrying its own stack) or `batch20-shared` (the same 20 items, each carrying all 20
+# stacks, as a caller that sends one entity list with every item does).
 import http.client, json, os, re, signal, subprocess, sys
 binary, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 kind = sys.argv[4] if len(sys.argv) > 4 else "stored"
@@ -17,9 +20,20 @@ for line in proc.stdout:
     m = re.search(r"listening on http://127.0.0.1:(\d+)", line)
     if m: port = int(m.group(1)); break
 conn = http.client.HTTPConnection("127.0.0.1", port)
+path = "/v1/is_authorized"
 if kind == "stored":
     body = json.dumps({"principal": {"type": "ZenML::User", "id": "9a1b418a-a4d7-49df-aa12-860e622a068d"},
         "action": {"type": "ZenML::Action", "id": "read"}, "resource": {"type": "ZenML::Project", "id": "dccff1d9-afc7-4c24-b5e8-e887447c69c0"}})
+elif kind.startswith("batch20"):
+    workspaces = [{"type": "ZenML::Workspace", "id": "99baf825-b21e-442f-ba98-8246d8d9ac88"}] * 15 + \
+        [{"type": "ZenML::Workspace", "id": "d5320975-d92d-4b35-9413-9b848998b5bf"}] * 5
+    stacks = [({"type": "ZenML::Stack", "id": f"4b4b1c1e-0000-4000-8000-{i:012d}"}, w) for i, w in enumerate(workspaces)]
+    entity = lambda stack, w: {"uid": stack, "attrs": {"workspace": {"__entity": w}}, "parents": [w]}
+    every = [entity(stack, w) for stack, w in stacks]
+    body = json.dumps({"requests": [{"principal": {"type": "ZenML::User", "id": "8a5e8598-b203-4344-948f-32f6cd6c6e30"},
+        "action": {"type": "ZenML::Action", "id": "update"}, "resource": stack,
+        "additional_entities": every if kind == "batch20-shared" else [entity(stack, w)]} for stack, w in stacks]})
+    path = "/v1/batch_is_authorized"
 else:
     production = {"type": "ZenML::Workspace", "id": "99baf825-b21e-442f-ba98-8246d8d9ac88"}
     stack = {"type": "ZenML::Stack", "id": "4b4b1c1e-0000-4000-8000-000000000001"}
@@ -27,9 +41,13 @@ else:
         "action": {"type": "ZenML::Action", "id": "update"}, "resource": stack,
         "additional_entities": [{"uid": stack, "attrs": {"workspace": {"__entity": production}}, "parents": [production]}]})
 for _ in range(n):
-    conn.request("POST", "/v1/is_authorized", body, {"content-type": "application/json"})
+    conn.request("POST", path, body, {"content-type": "application/json"})
     r = conn.getresponse(); answer = r.read(); assert r.status == 200, answer
-    assert kind == "stored" or json.loads(answer)["decision"] == "Allow", answer
+    if kind == "entity":
+        assert json.loads(answer)["decision"] == "Allow", answer
+    if kind.startswith("batch20"):
+        decisions = [result["decision"] for result in json.loads(answer)["results"]]
+        assert decisions == ["Allow"] * 15 + ["Deny"] * 5, answer
 conn.close()
 proc.send_signal(signal.SIGTERM); proc.wait()
 total = subprocess.run(["callgrind_annotate", out], capture_output=True, text=True).stdout

@@ -120,7 +120,8 @@ fn issue_16_1_request_payloads_are_bounded_before_evaluation() {
 
 /// Work whose cost the caller controls runs in the evaluation pool; when it is full the
 /// request is shed with 503 and `Retry-After` (a queue of 0 refuses every pooled request), and
-/// cheap decisions are still answered inline.
+/// cheap decisions are still answered inline: without request-scoped entities, or with at most
+/// four in a body of at most 4 KiB.
 #[test]
 fn issue_16_1_a_full_evaluation_pool_sheds_with_503_and_retry_after() {
     let server = Server::start(&["--evaluation-threads", "1", "--evaluation-queue", "0"]);
@@ -130,7 +131,7 @@ fn issue_16_1_a_full_evaluation_pool_sheds_with_503_and_retry_after() {
         &[],
         Some((
             "application/json",
-            &request_with(role_chain(2, false)).to_string(),
+            &request_with(role_chain(5, false)).to_string(),
         )),
     );
     assert_eq!(shed.status, 503, "{shed:?}");
@@ -141,6 +142,21 @@ fn issue_16_1_a_full_evaluation_pool_sheds_with_503_and_retry_after() {
         (status, answer["decision"].as_str()),
         (200, Some("Allow")),
         "{answer}"
+    );
+    let (status, answer) = server.post("/v1/is_authorized", &request_with(role_chain(4, false)));
+    assert_eq!(status, 200, "four small entities are answered inline: {answer}");
+    let padded: Vec<Value> = (0..4)
+        .map(|i| json!({"uid": {"type": "ZenML::Role", "id": format!("{i}{}", "r".repeat(1000))}, "attrs": {}, "parents": []}))
+        .collect();
+    let shed = server.send(
+        "POST",
+        "/v1/is_authorized",
+        &[],
+        Some(("application/json", &request_with(padded).to_string())),
+    );
+    assert_eq!(
+        shed.status, 503,
+        "four entities in more than 4 KiB go to the pool: {shed:?}"
     );
     let (status, _) = server.post("/v1/batch_is_authorized", &json!({"requests": []}));
     assert_eq!(status, 503, "a batch always runs in the pool");

@@ -451,10 +451,12 @@ async fn route(
             Ok(response)
         }
         Route::IsAuthorized => {
-            let body = read_json(request, state.limits()).await?;
+            let bytes = read_body(request, state.limits()).await?;
+            let body = serde_json::from_slice(&bytes)
+                .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
             Ok(json_response(
                 StatusCode::OK,
-                &cedar::is_authorized(call, body).await?,
+                &cedar::is_authorized(call, body, bytes.len()).await?,
             ))
         }
         Route::BatchIsAuthorized => {
