@@ -498,16 +498,16 @@ fn the_console_renders_the_sample_organization_in_a_browser() {
             .arg(&tools[0])
             .arg(&artifacts),
     );
-    for step in [
-        "01-token",
-        "02-status",
-        "03-roles",
-        "04-what-can",
-        "05-who-can",
-        "06-decisions",
-        "07-load-error",
-    ] {
-        let png = std::fs::read(artifacts.join(format!("{step}.png"))).unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "{step}");
-    }
+    common::cli::assert_screenshots(
+        &artifacts,
+        &[
+            "01-token",
+            "02-status",
+            "03-roles",
+            "04-what-can",
+            "05-who-can",
+            "06-decisions",
+            "07-load-error",
+        ],
+    );
 }

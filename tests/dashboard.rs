@@ -35,15 +35,15 @@ fn people_sign_in_to_the_zenml_dashboard_through_the_sidecar() {
             .arg(nginx)
             .arg(&artifacts),
     );
-    for step in [
-        "01-sign-in-page",
-        "02-developer-signed-in",
-        "04-developer-pipeline",
-        "05-viewer-delete-refused",
-        "06-no-role-refused",
-        "07-signed-out",
-    ] {
-        let png = std::fs::read(artifacts.join(format!("{step}.png"))).unwrap();
-        assert!(png.starts_with(b"\x89PNG"), "{step}");
-    }
+    common::cli::assert_screenshots(
+        &artifacts,
+        &[
+            "01-sign-in-page",
+            "02-developer-signed-in",
+            "04-developer-pipeline",
+            "05-viewer-delete-refused",
+            "06-no-role-refused",
+            "07-signed-out",
+        ],
+    );
 }

@@ -88,6 +88,14 @@ pub fn assert_e2e_passed(command: &mut Command) {
     );
 }
 
+/// Asserts that a browser test kept a PNG screenshot `<step>.png` in `dir` for every step.
+pub fn assert_screenshots(dir: &std::path::Path, steps: &[&str]) {
+    for step in steps {
+        let png = std::fs::read(dir.join(format!("{step}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{step}");
+    }
+}
+
 /// A "solver" in `dir` that does what cvc5 1.0.3 does at its time limit: abort.
 pub fn dying_solver(dir: &std::path::Path) -> String {
     let solver = dir.join("cvc5");

@@ -25,6 +25,11 @@ class Browser:
             [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
              "--no-default-browser-check", "--disable-background-networking", "--disable-sync",
              "--disable-component-update", "--disable-default-apps", "--remote-debugging-port=0",
+             # Never throttle the page as a background one: a throttled page draws no frame, and
+             # a screenshot waits for one (Puppeteer starts Chromium with the same flags).
+             "--disable-renderer-backgrounding", "--disable-backgrounding-occluded-windows",
+             "--disable-background-timer-throttling", "--disable-hang-monitor",
+             "--disable-ipc-flooding-protection",
              "--window-size=1280,900", f"--user-data-dir={profile}", "about:blank"],
             stdout=log, stderr=subprocess.STDOUT)
         port_file = profile / "DevToolsActivePort"
