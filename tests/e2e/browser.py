@@ -47,7 +47,7 @@ class Browser:
         self.call("Page.enable")
         self.call("Network.enable")
 
-    def call(self, method, **params):
+    def call(self, method, _guard=HANG_GUARD_S, **params):
         self.next_id += 1
         ident = self.next_id
 
@@ -60,7 +60,7 @@ class Browser:
                         raise RuntimeError(f"{method}: {message['error']}")
                     return message.get("result", {})
 
-        return self.loop.run_until_complete(asyncio.wait_for(exchange(), HANG_GUARD_S))
+        return self.loop.run_until_complete(asyncio.wait_for(exchange(), _guard))
 
     def eval(self, expression):
         result = self.call("Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True)
@@ -109,8 +109,18 @@ class Browser:
         return self.eval("document.body ? document.body.innerText.replace(/\\s+/g, ' ') : ''") or ""
 
     def screenshot(self, path):
-        data = self.call("Page.captureScreenshot", format="png")["data"]
-        path.write_bytes(base64.b64decode(data))
+        """The page as drawn, to `path`. A capture asked while the page is between two documents
+        can wait for a frame that never comes (headless Chromium); it is asked again once the
+        page has loaded."""
+        for _ in range(3):
+            try:
+                data = self.call("Page.captureScreenshot", _guard=HANG_GUARD_S / 3, format="png")["data"]
+            except TimeoutError:
+                self.wait_for("document.readyState === 'complete'", "a loaded page")
+                continue
+            path.write_bytes(base64.b64decode(data))
+            return
+        raise SystemExit(f"no screenshot for {path.name}")
 
     def close(self):
         try:

@@ -25,11 +25,14 @@ from zenml_e2e import CREDENTIALS, ROOT, check, free_port, wait_http
 class DashboardBrowser(Browser):
     """A browser that signs in to the dashboard through the sidecar."""
 
-    def sign_in(self, base, username, key):
-        """Opens the dashboard signed out, follows it to the sign-in page, signs in."""
+    def sign_in(self, base, username, key, screenshot=None):
+        """Opens the dashboard signed out, follows it to the sign-in page (kept as `screenshot`
+        when given), signs in."""
         self.goto(f"{base}/")
         if not self.wait_for("document.getElementById('api_key') !== null", "the sign-in form"):
             return False
+        if screenshot:
+            self.screenshot(screenshot)
         self.eval(f"""(() => {{
             document.getElementById('username').value = {json.dumps(username)};
             document.getElementById('api_key').value = {json.dumps(key)};
@@ -136,9 +139,8 @@ def main():
         # dashboard, signed in, with what his role lets him see.
         bob = DashboardBrowser(chromium, work / "profile-bob", logs["chromium"])
         browsers.append(bob)
-        started = bob.sign_in(site, "bob", CREDENTIALS["api_keys"]["bob"])
+        started = bob.sign_in(site, "bob", CREDENTIALS["api_keys"]["bob"], artifacts / "01-sign-in-page.png")
         check("the dashboard sends a signed-out visitor to the sidecar's sign-in page", started)
-        bob.screenshot(artifacts / "01-sign-in-page.png")
         landed = bob.wait_for("!location.pathname.startsWith('/authz') && "
                               "document.body.innerText.includes('Welcome back, Bob Builder')", "the dashboard")
         bob.screenshot(artifacts / "02-developer-signed-in.png")
