@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The questions of issue 22 under wrk (BENCHMARKS.md "The Cedar API with a request-scoped
+# entity" and "ZenML's batch of 20 different questions"), on the bundled sources with the
+# decision cache off (every request evaluated; CACHE=on to compare). The sidecar is pinned to one
+# core and wrk (one thread) to the other; each scenario runs DURATION seconds, ROUNDS times,
+# interleaved:
+#
+#   entity    POST /v1/is_authorized: bob, a workspace developer through his team, updates a stack
+#             of production that the request carries in `additional_entities` (Allow)
+#   batch20   POST /v1/batch_is_authorized: bob updates 20 stacks, 15 of production (Allow), 5 of
+#             staging (Deny), each item carrying its own stack
+#   zenml1    POST /zenml/rbac/check_permissions: bob reads one pipeline of churn
+#   zenml20   the same with 20 different questions: pipelines, models, artifacts, runs and the
+#             project itself of churn, fraud and staging's sandbox, stacks and secrets (read)
+#   healthz   GET /healthz: the server's own floor in the same run
+#
+#   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
+#                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
+#                                      CACHE (off), PORT (18195)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(realpath "$1")
+SCENARIOS=${SCENARIOS:-"entity healthz"}
+DURATION=${DURATION:-10}; CONNECTIONS=${CONNECTIONS:-32}; ROUNDS=${ROUNDS:-3}
+CACHE=${CACHE:-off}; PORT=${PORT:-18195}
+WORK=$(mktemp -d)
+trap 'kill $PID 2>/dev/null; rm -rf "$WORK"' EXIT
+taskset -c 1 "$BIN" serve --policies policies --schemas schemas --directory policies/directory.yaml \
+  --shares-db :memory: --listen "127.0.0.1:$PORT" --cache "$CACHE" --watch off --log error \
+  >"$WORK/serve.log" 2>&1 &
+PID=$!
+until grep -q "listening on" "$WORK/serve.log"; do sleep 0.1; done
+BASE=http://127.0.0.1:$PORT
+python3 - "$WORK" <<'PY'
+import json, sys
+work = sys.argv[1]
+production = {"type": "ZenML::Workspace", "id": "99baf825-b21e-442f-ba98-8246d8d9ac88"}
+staging = {"type": "ZenML::Workspace", "id": "d5320975-d92d-4b35-9413-9b848998b5bf"}
+bob = {"type": "ZenML::User", "id": "8a5e8598-b203-4344-948f-32f6cd6c6e30"}
+def stack(i, workspace):
+    uid = {"type": "ZenML::Stack", "id": f"4b4b1c1e-0000-4000-8000-{i:012d}"}
+    return uid, {"uid": uid, "attrs": {"workspace": {"__entity": workspace}}, "parents": [workspace]}
+def item(i, workspace):
+    uid, entity = stack(i, workspace)
+    return {"principal": bob, "action": {"type": "ZenML::Action", "id": "update"}, "resource": uid,
+            "additional_entities": [entity]}
+json.dump(item(1, production), open(f"{work}/entity.json", "w"))
+json.dump({"requests": [item(i, production if i < 15 else staging) for i in range(20)]}, open(f"{work}/batch20.json", "w"))
+churn, fraud, sandbox = "dccff1d9-afc7-4c24-b5e8-e887447c69c0", "45f60d6d-243d-4e8e-8b96-0ae5e16357de", "42f33105-edf6-4bee-8385-c589bb25ded0"
+uuid = lambda i: f"5c5c5c5c-0000-4000-8000-{i:012d}"
+questions = [f"{p}:{t}/{uuid(i * 10 + j)}" for i, p in enumerate([churn, fraud, sandbox])
+             for j, t in enumerate(["pipeline", "model", "artifact", "pipeline_run", "model_version"])]
+questions += [f"project/{churn}", f"project/{sandbox}", f"stack/{uuid(90)}", f"secret/{uuid(91)}", f"{churn}:pipeline"]
+json.dump([f"{churn}:pipeline/{uuid(1)}"], open(f"{work}/zenml1.json", "w"))
+json.dump(questions, open(f"{work}/zenml20.json", "w"))
+PY
+# ZenML's own login as the production workspace (client credentials), as a ZenML server does.
+TOKEN=$(curl -sf "$BASE/zenml/auth/login" -d client_id=99baf825-b21e-442f-ba98-8246d8d9ac88 \
+  -d "client_secret=$(python3 -c 'import json; print(json.load(open("tests/e2e/try-out-credentials.json"))["workspaces"]["production"])')" \
+  -d grant_type=client_credentials -d audience=question-load | python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+ZENML_URL="$BASE/zenml/rbac/check_permissions?user_id=8a5e8598-b203-4344-948f-32f6cd6c6e30&action=read"
+lua() { # body file, extra header -> a wrk script
+  cat <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+${2:-}
+local file = io.open("$1")
+wrk.body = file:read("*a")
+file:close()
+LUA
+}
+lua "$WORK/entity.json" >"$WORK/entity.lua"
+lua "$WORK/batch20.json" >"$WORK/batch20.lua"
+lua "$WORK/zenml1.json" "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\"" >"$WORK/zenml1.lua"
+lua "$WORK/zenml20.json" "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\"" >"$WORK/zenml20.lua"
+# Each question must be answered as expected first.
+curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/entity.json" "$BASE/v1/is_authorized" | grep -q '"decision":"Allow"'
+curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/batch20.json" "$BASE/v1/batch_is_authorized" \
+  | python3 -c 'import json, sys; d = [r["decision"] for r in json.load(sys.stdin)["results"]]; assert d == ["Allow"] * 15 + ["Deny"] * 5, d'
+curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary @"$WORK/zenml20.json" "$ZENML_URL" \
+  | python3 -c 'import json, sys; d = json.load(sys.stdin); assert len(d) == 20 and 0 < sum(d.values()) < 20, d'
+for round in $(seq "$ROUNDS"); do
+  for what in $SCENARIOS; do
+    case $what in
+      entity) args=(-s "$WORK/entity.lua" "$BASE/v1/is_authorized"); n=1 ;;
+      batch20) args=(-s "$WORK/batch20.lua" "$BASE/v1/batch_is_authorized"); n=20 ;;
+      zenml1) args=(-s "$WORK/zenml1.lua" "$ZENML_URL"); n=1 ;;
+      zenml20) args=(-s "$WORK/zenml20.lua" "$ZENML_URL"); n=20 ;;
+      healthz) args=("$BASE/healthz"); n=0 ;;
+    esac
+    out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
+    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+    p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
+    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+    non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
+    decisions=$(python3 -c "print(round($rps * $n))")
+    echo "round $round $what: $rps req/s, $decisions decisions/s, p50 $p50, p99 $p99, non-2xx ${non2xx:-0}"
+  done
+done
