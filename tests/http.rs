@@ -416,3 +416,118 @@ fn invalid_sources_exit_before_binding_and_name_file_and_line() {
     assert!(stderr.contains(&expected), "expected `{expected}` in {stderr}");
     assert!(stderr.contains("watchers"), "{stderr}");
 }
+
+/// A request-scoped entity in JSON, from a pool of shapes over the bundled schema: declared and
+/// undeclared types, the three uid forms, required, optional, undeclared and mistyped
+/// attributes, every JSON value kind, allowed and disallowed parents, tags, stray keys.
+fn entity_json() -> impl proptest::strategy::Strategy<Value = Value> {
+    use proptest::prelude::*;
+    let types = prop::sample::select(vec![
+        "ZenML::Stack",
+        "ZenML::User",
+        "ZenML::Team",
+        "ZenML::Role",
+        "ZenML::Pipeline",
+        "ZenML::Workspace",
+        "ZenML::Action",
+        "ZenML::Nothing",
+        "Stack",
+    ]);
+    let uid_form = 0..4u8;
+    let values = prop::sample::select(vec![
+        json!(true),
+        json!(7),
+        json!(1.5),
+        json!(u64::MAX),
+        json!("text"),
+        json!(null),
+        json!({"__entity": {"type": "ZenML::Workspace", "id": PRODUCTION}}),
+        json!({"__entity": {"type": "ZenML::Project", "id": CHURN}}),
+        json!({"__entity": {"type": "ZenML::Workspace", "id": PRODUCTION}, "x": 1}),
+        json!({"type": "ZenML::Workspace", "id": PRODUCTION}),
+        json!({"__extn": {"fn": "ip", "arg": "10.0.0.1"}}),
+        json!(["a", "b"]),
+        json!({"a": 1}),
+    ]);
+    let names = prop::sample::select(vec![
+        "workspace",
+        "project",
+        "name",
+        "email",
+        "active",
+        "is_service_account",
+        "extra",
+    ]);
+    // What each type needs (so that many entities are valid), then up to two changes.
+    let valid = |type_name: &str, flags: (bool, bool)| -> Vec<(&'static str, Value)> {
+        let workspace = json!({"__entity": {"type": "ZenML::Workspace", "id": PRODUCTION}});
+        let project = json!({"__entity": {"type": "ZenML::Project", "id": CHURN}});
+        match type_name {
+            "ZenML::User" => vec![
+                ("name", json!("u")),
+                ("active", json!(flags.0)),
+                ("is_service_account", json!(flags.1)),
+            ],
+            "ZenML::Team" => vec![("name", json!("t"))],
+            "ZenML::Stack" => vec![("workspace", workspace)],
+            "ZenML::Pipeline" => vec![("workspace", workspace), ("project", project)],
+            _ => Vec::new(),
+        }
+    };
+    let changes = prop::collection::vec((names, values), 0..3);
+    let flags = (any::<bool>(), any::<bool>());
+    let parents = prop::collection::vec(
+        prop::sample::select(vec![
+            json!({"type": "ZenML::Workspace", "id": PRODUCTION}),
+            json!({"type": "ZenML::Project", "id": CHURN}),
+            json!({"type": "ZenML::Team", "id": "t"}),
+            json!({"type": "ZenML::Role", "id": "r"}),
+            json!({"__entity": {"type": "ZenML::Role", "id": "r"}}),
+            json!("ZenML::Role::\"r\""),
+        ]),
+        0..3,
+    );
+    let extras = prop::sample::select(vec![
+        json!(null),
+        json!({"tags": {}}),
+        json!({"tags": {"t": 1}}),
+        json!({"stray": 1}),
+    ]);
+    (types, uid_form, flags, changes, parents, extras).prop_map(move |(type_name, form, flags, changes, parents, extra)| {
+        let mut attrs = valid(type_name, flags);
+        attrs.extend(changes);
+        let id = json!({"type": type_name, "id": "e1"});
+        let uid = match form {
+            0 | 1 => id,
+            2 => json!({"__entity": id}),
+            _ => json!(format!("{type_name}::\"e1\"")),
+        };
+        let mut entity = json!({"uid": uid, "attrs": attrs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect::<serde_json::Map<_, _>>(), "parents": parents});
+        if let (Value::Object(entity), Value::Object(extra)) = (&mut entity, extra) {
+            entity.extend(extra);
+        }
+        entity
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(common::proptest_config(1024))]
+
+    /// The sidecar reads a request-scoped entity exactly as Cedar's own parser does with the
+    /// schema: the same entity (uid, attributes, parents), or an error on both sides.
+    #[test]
+    fn request_scoped_entities_are_read_as_cedar_reads_them(value in entity_json()) {
+        static SNAPSHOT: std::sync::LazyLock<zenml_authz::Snapshot> = std::sync::LazyLock::new(common::bundled_snapshot);
+        let schema = &SNAPSHOT.engine.schema;
+        let ours = zenml_authz::http::request_entity(&value, schema);
+        let cedar = cedar_policy::Entity::from_json_value(value.clone(), Some(schema));
+        let as_store = |entity: cedar_policy::Entity| {
+            common::store_json(&cedar_policy::Entities::from_entities([entity], None).unwrap())
+        };
+        match (ours, cedar) {
+            (Ok(ours), Ok(cedar)) => proptest::prop_assert_eq!(as_store(ours), as_store(cedar), "{}", value),
+            (Err(_), Err(_)) => {}
+            (ours, cedar) => proptest::prop_assert!(false, "{value}\nours: {:?}\nCedar: {:?}", ours.map(|_| ()), cedar.map(|_| ())),
+        }
+    }
+}

@@ -29,7 +29,7 @@ mod pages;
 mod signin;
 mod zenml;
 
-pub use cedar::{entity_uid, parse_request};
+pub use cedar::{entity_uid, parse_request, request_entity};
 pub use error::{ApiError, json_response, respond};
 
 use std::convert::Infallible;
