@@ -7,7 +7,7 @@ use super::{CommandOutput, describe_scope, find_user, on_snapshot, resolve_works
 use crate::cli::{WhatCanArgs, exit};
 use crate::directory::Workspace;
 use crate::model::ACTIONS;
-use crate::questions::{GridScope, Questioner, Row, Subject, Who, bindings_of, grid_scopes};
+use crate::questions::{Questioner, Row, Subject, Who, bindings_of, grid_scopes};
 use crate::snapshot::Snapshot;
 use crate::zenml::ShareSet;
 
@@ -79,16 +79,7 @@ fn what_can_in(snapshot: &Snapshot, args: &WhatCanArgs) -> Result<CommandOutput,
     let who = Who::User(&user.named.id);
     for scope in grid_scopes(directory, &workspaces) {
         let rows = questioner.grid(who, scope)?;
-        let title = match scope {
-            GridScope::Workspace(workspace) => format!("workspace {}", workspace.named.name),
-            GridScope::Project(project) => {
-                let workspace = directory
-                    .workspaces
-                    .get(&project.workspace_id)
-                    .map_or(project.workspace_id.as_str(), |w| w.named.name.as_str());
-                format!("project {} ({workspace})", project.named.name)
-            }
-        };
+        let title = describe_scope(directory, &scope.binding_scope());
         render_grid(&mut out, &title, &rows);
     }
     Ok(CommandOutput::answer(out, exit::OK))

@@ -383,7 +383,7 @@ fn additional_entities(
 /// conformance checker, which is what that parser runs after reading; anything else, or
 /// anything the check refuses, is read by Cedar's parser (which also words the error). Cedar's
 /// parser reads attribute values by trying one JSON shape after another, and most of its cost
-/// is in the attempts that fail (`tests/security.rs` compares the two on random entities).
+/// is in the attempts that fail (`tests/http.rs` compares the two on random entities).
 pub fn request_entity(value: &Value, schema: &cedar_policy::Schema) -> Result<Entity, String> {
     if let Some(entity) = plain_entity(value, schema) {
         return Ok(entity);
@@ -397,14 +397,12 @@ fn plain_entity(value: &Value, schema: &cedar_policy::Schema) -> Option<Entity> 
     use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
     use cedar_policy_core::validator::CoreSchema;
 
+    /// Only `{"type", "id"}`: the other forms [`entity_uid`] reads are Cedar's parser's to read.
     fn plain_uid(value: &Value) -> Option<EntityUid> {
         let object = value.as_object()?;
-        if object.len() != 2 {
-            return None;
-        }
-        let type_name = EntityTypeName::from_str(object.get("type")?.as_str()?).ok()?;
-        let id = object.get("id")?.as_str()?;
-        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+        (object.len() == 2 && object.contains_key("type") && object.contains_key("id"))
+            .then(|| entity_uid(value).ok())
+            .flatten()
     }
     fn plain_value(value: &Value) -> Option<RestrictedExpression> {
         match value {

@@ -34,7 +34,7 @@ use crate::questions::{
     resolve_zenml_resource, role_matrix, who_may,
 };
 use crate::snapshot::Snapshot;
-use crate::zenml::ShareSet;
+use crate::zenml::{Decider, ShareSet};
 
 const INDEX_PAGE: &str = include_str!("console/index.html");
 const CONSOLE_JS: &str = include_str!("console/console.js");
@@ -128,10 +128,7 @@ impl Asked<'_> {
     }
 
     fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.params
-            .get(name)
-            .map(String::as_str)
-            .filter(|value| !value.is_empty())
+        self.optional(name)
             .ok_or_else(|| ApiError::BadRequest(format!("the query parameter `{name}` is required")))
     }
 
@@ -142,12 +139,14 @@ impl Asked<'_> {
             .filter(|value| !value.is_empty())
     }
 
-    fn questioner(&self) -> Result<Questioner<'_>, ApiError> {
-        let decider = self
-            .snapshot
+    fn decider(&self) -> Result<Decider<'_>, ApiError> {
+        self.snapshot
             .zenml()
-            .ok_or_else(|| ApiError::BadRequest("no ZenML directory".into()))?;
-        Ok(Questioner::new(decider, self.shares))
+            .ok_or_else(|| ApiError::BadRequest("no ZenML directory".into()))
+    }
+
+    fn questioner(&self) -> Result<Questioner<'_>, ApiError> {
+        Ok(Questioner::new(self.decider()?, self.shares))
     }
 
     fn stopped(&self) -> Result<(), ApiError> {
@@ -220,7 +219,7 @@ fn matrix(asked: &Asked<'_>) -> Result<Value, ApiError> {
         .unwrap_or_default();
     Ok(json!({
         "revision": asked.snapshot.revision,
-        "scope": grid_scope_json(directory, scope),
+        "scope": binding_scope_json(directory, &scope.binding_scope()),
         "types": types,
         "actions": ACTIONS,
         "roles": matrix.iter().map(|role| json!({
@@ -298,7 +297,7 @@ fn what_can(asked: &Asked<'_>) -> Result<Value, ApiError> {
     for scope in grid_scopes(directory, &workspaces) {
         asked.stopped()?;
         let rows = questioner.grid(who, scope).map_err(ApiError::Internal)?;
-        let mut described = grid_scope_json(directory, scope);
+        let mut described = binding_scope_json(directory, &scope.binding_scope());
         if let Value::Object(fields) = &mut described {
             fields.insert("grants".into(), grants_json(&rows));
         }
@@ -326,10 +325,7 @@ fn who_can(asked: &Asked<'_>) -> Result<Value, ApiError> {
     let resource = resolve_zenml_resource(directory, resource_text).map_err(ApiError::BadRequest)?;
     let workspace = resolve_workspace(directory, asked.optional("workspace"), Some(&resource))
         .map_err(ApiError::BadRequest)?;
-    let decider = asked
-        .snapshot
-        .zenml()
-        .ok_or_else(|| ApiError::BadRequest("no ZenML directory".into()))?;
+    let decider = asked.decider()?;
     let question = (workspace.named.id.as_str(), action, &resource);
     let grants = who_may(decider, asked.shares, question, asked.keep_going).map_err(|error| {
         if (asked.keep_going)() {
@@ -406,21 +402,6 @@ fn user_kind(is_service_account: bool) -> &'static str {
         "service-account"
     } else {
         "user"
-    }
-}
-
-/// A grid scope: kind, id, name, and a project's workspace.
-fn grid_scope_json(directory: &Directory, scope: GridScope<'_>) -> Value {
-    match scope {
-        GridScope::Workspace(workspace) => {
-            json!({"kind": "workspace", "id": workspace.named.id, "name": workspace.named.name})
-        }
-        GridScope::Project(project) => json!({
-            "kind": "project",
-            "id": project.named.id,
-            "name": project.named.name,
-            "workspace": directory.workspaces.get(&project.workspace_id).map(|w| w.named.name.as_str()),
-        }),
     }
 }
 

@@ -452,8 +452,7 @@ async fn route(
         }
         Route::IsAuthorized => {
             let bytes = read_body(request, state.limits()).await?;
-            let body = serde_json::from_slice(&bytes)
-                .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
+            let body = parse_json(&bytes)?;
             Ok(json_response(
                 StatusCode::OK,
                 &cedar::is_authorized(call, body, bytes.len()).await?,
@@ -505,8 +504,12 @@ fn readiness(state: &AppState) -> Response<Full<Bytes>> {
 /// Reads a JSON body within the limits: 413 above the size limit, 408 past the body timeout,
 /// 400 with serde's line and column for malformed JSON.
 pub async fn read_json(request: Request<Incoming>, limits: &Limits) -> Result<Value, ApiError> {
-    let bytes = read_body(request, limits).await?;
-    serde_json::from_slice(&bytes).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
+    parse_json(&read_body(request, limits).await?)
+}
+
+/// A body read as JSON: 400 with serde's line and column when it is malformed.
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
 }
 
 /// Reads a body of at most `limits.max_body_bytes`, arriving within `limits.body_timeout` (a

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use cedar_policy::{Entity, EntityUid, Request, RestrictedExpression};
 
-use crate::directory::{Directory, Project, Workspace};
+use crate::directory::{BindingScope, Directory, Project, Workspace};
 use crate::engine::{AuthzRequest, Batch, Decision, Engine};
 use crate::model::{ACTIONS, PROJECT, RESOURCE_TYPES, uid};
 use crate::zenml::{Decider, Prepared, Question, Resource, ResourceAs, ShareSet};
@@ -99,6 +99,14 @@ pub struct Asking<'a> {
 // === impl GridScope ===
 
 impl GridScope<'_> {
+    /// The same workspace or project as a binding's scope.
+    pub fn binding_scope(&self) -> BindingScope {
+        match self {
+            GridScope::Workspace(workspace) => BindingScope::Workspace(workspace.named.id.clone()),
+            GridScope::Project(project) => BindingScope::Project(project.named.id.clone()),
+        }
+    }
+
     /// The workspace's or project's id.
     pub fn id(&self) -> &str {
         match self {
