@@ -33,6 +33,9 @@ use cedar_policy_core::entities::{Entities as CoreStore, NoEntitiesSchema, TCCom
 use crate::index::{ContextReads, Graph, Over, ScopeIndex, Selection};
 use crate::policy::PolicySource;
 
+mod schema_view;
+pub use schema_view::SchemaTables;
+
 /// One loaded, validated, immutable Cedar snapshot: schema, policies, entities and the index
 /// over them. Built whole by [`Engine::new`]; shared behind the snapshot's `Arc`.
 #[derive(Debug)]
@@ -49,6 +52,8 @@ pub struct Engine {
     pub entity_types: HashSet<EntityTypeName>,
     /// Actions declared by the schema.
     pub actions: HashSet<EntityUid>,
+    /// The schema's type names and descriptions, for reading request-scoped entities.
+    pub tables: SchemaTables,
     /// For every stored entity, the entities its attributes and tags refer to (slicing).
     attribute_refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
     /// Entity literals in the policies whose data evaluation can read (slicing): not those only
@@ -58,6 +63,23 @@ pub struct Engine {
     index: Option<ScopeIndex>,
     /// Which stored entities are internal (by shape; stored ones only), if any are stored.
     internal: Option<fn(&EntityUid) -> bool>,
+    /// The stored parts of recent slices, by the stored entities they were reached from.
+    stored_parts: moka::sync::Cache<Box<[EntityUid]>, Arc<StoredPart>>,
+}
+
+/// Most stored entities (counted once per part that holds them) the parts of recent slices
+/// keep ([`Engine::stored_parts`]): a part is the few entities a principal, an action and a
+/// resource reach, so this holds thousands of them, each a few hundred bytes of shared
+/// references.
+const STORED_PART_ENTITIES: u64 = 1 << 16;
+
+/// The stored part of a slice: copies of the stored entities that some set of roots reaches,
+/// closed as they are stored, built once and shared by every slice with those roots.
+#[derive(Debug)]
+struct StoredPart {
+    store: CoreStore,
+    /// Ancestors the copies list that are not among them (a parent the store does not hold).
+    dangling: HashSet<ast::EntityUID>,
 }
 
 /// What an [`Engine`] is made of.
@@ -240,6 +262,7 @@ impl Engine {
         Self {
             entity_types: schema.entity_types().cloned().collect(),
             actions: schema.actions().cloned().collect(),
+            tables: SchemaTables::new(&schema),
             schema,
             policies,
             entities,
@@ -248,6 +271,10 @@ impl Engine {
             policy_literals,
             index,
             internal,
+            stored_parts: moka::sync::Cache::builder()
+                .max_capacity(STORED_PART_ENTITIES)
+                .weigher(|_, part: &Arc<StoredPart>| u32::try_from(part.store.len()).unwrap_or(u32::MAX))
+                .build(),
         }
     }
 
@@ -412,20 +439,49 @@ impl Engine {
     }
 
     /// The entities `request` can reach: its own plus copies of the reachable stored ones
-    /// (never an internal one).
+    /// (never an internal one). The stored ones depend only on the stored entities the request
+    /// starts from (its principal, action, resource and the entities it names; the policies'
+    /// literals are the same for all), so that part is built once for them and shared.
     fn slice(&self, request: &AuthzRequest) -> Result<Entities, DecideError> {
         for entity in request.entities.iter() {
             if self.in_directory(&entity.uid()) {
                 return Err(DecideError::Redefined(entity.uid().to_string()));
             }
         }
-        let mut pending: Vec<&EntityUid> = Vec::with_capacity(16);
-        pending.extend(request.request.principal());
-        pending.extend(request.request.action());
-        pending.extend(request.request.resource());
-        pending.extend(request.referenced.iter());
-        pending.extend(self.policy_literals.iter());
+        let mut roots: Vec<EntityUid> = [
+            request.request.principal(),
+            request.request.action(),
+            request.request.resource(),
+        ]
+        .into_iter()
+        .flatten()
+        .chain(request.referenced.iter())
+        .filter(|uid| self.stored_root(uid))
+        .cloned()
+        .collect();
+        roots.sort_unstable();
+        roots.dedup();
+        let roots = roots.into_boxed_slice();
+        let part = match self.stored_parts.get(&roots) {
+            Some(part) => part,
+            None => {
+                let part = Arc::new(StoredPart::new(self.reach(&roots)));
+                self.stored_parts.insert(roots, part.clone());
+                part
+            }
+        };
+        with_scoped(&part, &request.entities)
+    }
 
+    /// Whether `uid` is stored and may start a slice's walk (it is not internal).
+    fn stored_root(&self, uid: &EntityUid) -> bool {
+        self.entities.get(uid).is_some() && !self.internal.is_some_and(|shape| shape(uid))
+    }
+
+    /// Copies of the stored entities `roots` and the policies' literals reach through
+    /// attributes (never an internal one).
+    fn reach(&self, roots: &[EntityUid]) -> Vec<ast::Entity> {
+        let mut pending: Vec<&EntityUid> = roots.iter().chain(self.policy_literals.iter()).collect();
         let mut seen: HashSet<&EntityUid> = HashSet::with_capacity(16);
         let mut copies = Vec::with_capacity(8);
         while let Some(uid) = pending.pop() {
@@ -441,7 +497,131 @@ impl Engine {
                 }
             }
         }
-        assemble(copies, &request.entities)
+        copies
+    }
+}
+
+impl StoredPart {
+    /// The part holding `copies` (distinct, closed).
+    fn new(copies: Vec<ast::Entity>) -> Self {
+        let held: HashSet<&ast::EntityUID> = copies.iter().map(ast::Entity::uid).collect();
+        let dangling = copies
+            .iter()
+            .flat_map(ast::Entity::ancestors)
+            .filter(|uid| !held.contains(uid))
+            .cloned()
+            .collect();
+        let store = CoreStore::from_entities(
+            copies,
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            cedar_policy_core::extensions::Extensions::all_available(),
+        )
+        .unwrap_or_default();
+        Self { store, dangling }
+    }
+}
+
+/// The store of a slice: `part` (shared, not copied entity by entity) and `scoped`, a
+/// request's own entities, each closed over `part` and the others, ancestors first. When a
+/// copy lists one of `scoped` as an ancestor, or a uid is given twice, [`assemble`] decides
+/// it (a copy must then be closed too, or Cedar names the duplicate).
+fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideError> {
+    type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+    let mut all: Vec<ast::Entity> = scoped
+        .iter()
+        .map(|entity| AsRef::<ast::Entity>::as_ref(entity).clone())
+        .collect();
+    let mut position: FxHashMap<&ast::EntityUID, usize> = FxHashMap::default();
+    for (at, entity) in all.iter().enumerate() {
+        let stored = matches!(
+            part.store.entity(entity.uid()),
+            cedar_policy_core::entities::Dereference::Data(_)
+        );
+        if stored || part.dangling.contains(entity.uid()) || position.insert(entity.uid(), at).is_some() {
+            return assemble(part.store.iter().cloned().collect(), scoped);
+        }
+    }
+    // Each scoped entity's parents among the scoped ones: closed first.
+    let listed: Vec<Vec<usize>> = all
+        .iter()
+        .map(|entity| {
+            entity
+                .ancestors()
+                .filter_map(|uid| position.get(uid).copied())
+                .collect()
+        })
+        .collect();
+    drop(position);
+    let mut waiting_on: Vec<usize> = listed.iter().map(Vec::len).collect();
+    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); all.len()];
+    for (at, parents) in listed.iter().enumerate() {
+        for &parent in parents {
+            waited_by[parent].push(at);
+        }
+    }
+    let mut ready: Vec<usize> = (0..all.len()).filter(|&at| waiting_on[at] == 0).collect();
+    let mut closed = 0;
+    while let Some(at) = ready.pop() {
+        closed += 1;
+        let more: Vec<ast::EntityUID> = all[at]
+            .ancestors()
+            .flat_map(|uid| match part.store.entity(uid) {
+                cedar_policy_core::entities::Dereference::Data(stored) => {
+                    stored.ancestors().cloned().collect()
+                }
+                _ => listed[at]
+                    .iter()
+                    .filter(|&&parent| all[parent].uid() == uid)
+                    .flat_map(|&parent| all[parent].ancestors().cloned())
+                    .collect::<Vec<_>>(),
+            })
+            .collect();
+        for uid in more {
+            all[at].add_indirect_ancestor(uid);
+        }
+        for next in std::mem::take(&mut waited_by[at]) {
+            waiting_on[next] -= 1;
+            if waiting_on[next] == 0 {
+                ready.push(next);
+            }
+        }
+    }
+    if closed < all.len() {
+        return Err(DecideError::Entities(
+            "the request-scoped entities' parents form a cycle".into(),
+        ));
+    }
+    part.store
+        .clone()
+        .add_entities(
+            all.into_iter().map(Arc::new),
+            None::<&NoEntitiesSchema>,
+            TCComputation::AssumeAlreadyComputed,
+            cedar_policy_core::extensions::Extensions::all_available(),
+        )
+        .map(Entities::from)
+        .map_err(|error| DecideError::Entities(error.to_string()))
+}
+
+/// Adds the entities `entity`'s attributes and tags name to `out` (read from the values, not
+/// through JSON).
+pub fn refers_to(entity: &Entity, out: &mut Vec<EntityUid>) {
+    fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
+        use cedar_policy::EvalResult;
+        match value {
+            EvalResult::EntityUid(uid) => out.push(uid.clone()),
+            EvalResult::Set(set) => set.iter().for_each(|item| walk(item, out)),
+            EvalResult::Record(record) => record.iter().for_each(|(_, item)| walk(item, out)),
+            _ => {}
+        }
+    }
+    // A value that is not concrete (partial evaluation only) names nothing to slice.
+    for (_, value) in entity.attrs().chain(entity.tags()) {
+        if let Ok(value) = value {
+            walk(&value, out);
+        }
     }
 }
 
@@ -453,10 +633,12 @@ impl Engine {
 /// them as an ancestor (a parent the store does not hold), can lack ancestors. Those are closed
 /// here, ancestors first; a cycle among them is an error, as Cedar's is.
 pub fn slice_store(stored: &[Entity], scoped: &[Entity]) -> Result<Entities, DecideError> {
-    assemble(
-        stored.iter().map(|entity| entity.as_ref().clone()).collect(),
-        scoped,
-    )
+    let copies: Vec<ast::Entity> = stored.iter().map(|entity| entity.as_ref().clone()).collect();
+    let distinct: HashSet<&ast::EntityUID> = copies.iter().map(ast::Entity::uid).collect();
+    if distinct.len() < copies.len() {
+        return assemble(copies, scoped);
+    }
+    with_scoped(&StoredPart::new(copies), scoped)
 }
 
 /// [`slice_store`] over copies of the stored entities.

@@ -282,24 +282,10 @@ fn build_directory(
 fn attribute_refs<'e>(
     entities: impl Iterator<Item = &'e cedar_policy::Entity>,
 ) -> HashMap<EntityUid, Vec<EntityUid>> {
-    fn walk(value: &cedar_policy::EvalResult, out: &mut Vec<EntityUid>) {
-        use cedar_policy::EvalResult;
-        match value {
-            EvalResult::EntityUid(uid) => out.push(uid.clone()),
-            EvalResult::Set(set) => set.iter().for_each(|item| walk(item, out)),
-            EvalResult::Record(record) => record.iter().for_each(|(_, item)| walk(item, out)),
-            _ => {}
-        }
-    }
     let mut refs = HashMap::new();
     for entity in entities {
         let mut found = Vec::new();
-        // A value that is not concrete (partial evaluation only) cannot occur in a loaded store.
-        for (_, value) in entity.attrs().chain(entity.tags()) {
-            if let Ok(value) = value {
-                walk(&value, &mut found);
-            }
-        }
+        crate::engine::refers_to(entity, &mut found);
         if !found.is_empty() {
             let mut seen = std::collections::HashSet::new();
             found.retain(|uid| seen.insert(uid.clone()));

@@ -519,7 +519,7 @@ proptest::proptest! {
     fn request_scoped_entities_are_read_as_cedar_reads_them(value in entity_json()) {
         static SNAPSHOT: std::sync::LazyLock<zenml_authz::Snapshot> = std::sync::LazyLock::new(common::bundled_snapshot);
         let schema = &SNAPSHOT.engine.schema;
-        let ours = zenml_authz::http::request_entity(&value, schema);
+        let ours = zenml_authz::http::request_entity(&value, &SNAPSHOT.engine);
         let cedar = cedar_policy::Entity::from_json_value(value.clone(), Some(schema));
         let as_store = |entity: cedar_policy::Entity| {
             common::store_json(&cedar_policy::Entities::from_entities([entity], None).unwrap())

@@ -22,7 +22,7 @@ use super::error::ApiError;
 use super::observe::{Labels, observe};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
-use crate::engine::{AuthzRequest, Batch, DecideError, Decision};
+use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
 use crate::metrics::Api;
 use crate::snapshot::Snapshot;
 
@@ -230,9 +230,9 @@ fn parse_request_in(
         .as_object()
         .ok_or_else(|| "request: expected a JSON object".to_owned())?;
     check_fields(object)?;
-    let principal = entity_field(object, "principal", limits)?;
-    let action = entity_field(object, "action", limits)?;
-    let resource = entity_field(object, "resource", limits)?;
+    let principal = entity_field(object, "principal", &snapshot.engine.tables, limits)?;
+    let action = entity_field(object, "action", &snapshot.engine.tables, limits)?;
+    let resource = entity_field(object, "resource", &snapshot.engine.tables, limits)?;
     for (field, uid) in [("principal", &principal), ("resource", &resource)] {
         if !snapshot.engine.entity_types.contains(uid.type_name()) {
             return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
@@ -315,7 +315,11 @@ fn context_field(
     referenced: &mut Vec<EntityUid>,
 ) -> Result<(Context, String), String> {
     let context_json = match object.get("context") {
-        None | Some(Value::Null) => json!({}),
+        // The schema's check of an empty context is `Request::new`'s (a required attribute
+        // is missing there too); reading `{}` through Cedar's parser costs as much as a
+        // request-scoped entity.
+        None | Some(Value::Null) => return Ok((Context::empty(), "{}".to_owned())),
+        Some(Value::Object(map)) if map.is_empty() => return Ok((Context::empty(), "{}".to_owned())),
         Some(value @ Value::Object(_)) => value.clone(),
         Some(_) => return Err("context: expected a JSON object".into()),
     };
@@ -355,16 +359,18 @@ fn additional_entities(
             limits.max_request_entities
         ));
     }
+    let engine = &snapshot.engine;
     let mut entities = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = format!("additional_entities[{i}]");
+        let entity = request_entity(item, engine).map_err(|error| format!("{field}: {error}"))?;
+        let core: &cedar_policy_core::ast::Entity = entity.as_ref();
         let before = referenced.len();
-        crate::policy::collect_entity_refs(item, referenced);
+        referenced.extend(core.parents().cloned().map(EntityUid::from));
+        crate::engine::refers_to(&entity, referenced);
         check_ids(&field, &referenced[before..], limits)?;
-        let entity =
-            request_entity(item, &snapshot.engine.schema).map_err(|error| format!("{field}: {error}"))?;
         check_id(&field, &entity.uid(), limits)?;
-        if snapshot.engine.in_directory(&entity.uid()) {
+        if engine.in_directory(&entity.uid()) {
             return Err(format!(
                 "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
                 entity.uid()
@@ -372,7 +378,7 @@ fn additional_entities(
         }
         entities.push(entity);
     }
-    check_depth(items, limits.max_entity_depth)?;
+    check_depth(&entities, limits.max_entity_depth)?;
     Ok(entities)
 }
 
@@ -384,27 +390,25 @@ fn additional_entities(
 /// anything the check refuses, is read by Cedar's parser (which also words the error). Cedar's
 /// parser reads attribute values by trying one JSON shape after another, and most of its cost
 /// is in the attempts that fail (`tests/http.rs` compares the two on random entities).
-pub fn request_entity(value: &Value, schema: &cedar_policy::Schema) -> Result<Entity, String> {
-    if let Some(entity) = plain_entity(value, schema) {
+pub fn request_entity(value: &Value, engine: &Engine) -> Result<Entity, String> {
+    if let Some(entity) = plain_entity(value, engine) {
         return Ok(entity);
     }
-    Entity::from_json_value(value.clone(), Some(schema)).map_err(|error| one_line(&error))
+    Entity::from_json_value(value.clone(), Some(&engine.schema)).map_err(|error| one_line(&error))
 }
 
 /// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity.
-fn plain_entity(value: &Value, schema: &cedar_policy::Schema) -> Option<Entity> {
+fn plain_entity(value: &Value, engine: &Engine) -> Option<Entity> {
     use cedar_policy::RestrictedExpression;
-    use cedar_policy_core::entities::conformance::EntitySchemaConformanceChecker;
-    use cedar_policy_core::validator::CoreSchema;
 
-    /// Only `{"type", "id"}`: the other forms [`entity_uid`] reads are Cedar's parser's to read.
-    fn plain_uid(value: &Value) -> Option<EntityUid> {
+    // Only `{"type", "id"}`: the other forms [`entity_uid`] reads are Cedar's parser's to read.
+    let plain_uid = |value: &Value| -> Option<EntityUid> {
         let object = value.as_object()?;
         (object.len() == 2 && object.contains_key("type") && object.contains_key("id"))
-            .then(|| entity_uid(value).ok())
+            .then(|| uid_in(value, &engine.tables).ok())
             .flatten()
-    }
-    fn plain_value(value: &Value) -> Option<RestrictedExpression> {
+    };
+    let plain_value = |value: &Value| -> Option<RestrictedExpression> {
         match value {
             Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
             Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
@@ -414,7 +418,7 @@ fn plain_entity(value: &Value, schema: &cedar_policy::Schema) -> Option<Entity> 
             }
             _ => None,
         }
-    }
+    };
 
     let object = value.as_object()?;
     if object
@@ -445,13 +449,7 @@ fn plain_entity(value: &Value, schema: &cedar_policy::Schema) -> Option<Entity> 
     if core.uid().entity_type().is_action() {
         return None;
     }
-    let schema = CoreSchema::new(schema.as_ref());
-    let checker = EntitySchemaConformanceChecker::new(
-        &schema,
-        cedar_policy_core::extensions::Extensions::all_available(),
-    );
-    checker.validate_entity(core).ok()?;
-    Some(entity)
+    engine.tables.conforms(&engine.schema, core).then_some(entity)
 }
 
 /// The request field a schema error is about.
@@ -466,10 +464,6 @@ fn field_of(error: &RequestValidationError) -> &'static str {
         #[allow(unreachable_patterns, reason = "cedar may add variants")]
         _ => "request",
     }
-}
-
-fn name(uid: &Option<EntityUid>) -> String {
-    uid.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
 /// Refuses an id longer than the limit.
@@ -490,25 +484,21 @@ fn check_ids(field: &str, uids: &[EntityUid], limits: &Limits) -> Result<(), Str
 
 /// Refuses request-scoped entities whose parents among themselves form a cycle or a chain of
 /// more than `max_depth` entities (linear time, no recursion: the check itself is bounded).
-/// `items` are the entities' JSON, already accepted by Cedar.
-fn check_depth(items: &[Value], max_depth: usize) -> Result<(), String> {
-    let uid = |value: Option<&Value>| value.and_then(|value| entity_uid(value).ok());
-    let entities: Vec<(Option<EntityUid>, Vec<EntityUid>)> = items
+fn check_depth(items: &[Entity], max_depth: usize) -> Result<(), String> {
+    let entities: Vec<(EntityUid, Vec<EntityUid>)> = items
         .iter()
-        .map(|item| {
-            let parents = item
-                .get("parents")
-                .and_then(Value::as_array)
-                .map_or_else(Vec::new, |parents| {
-                    parents.iter().filter_map(|parent| uid(Some(parent))).collect()
-                });
-            (uid(item.get("uid")), parents)
+        .map(|entity| {
+            let core: &cedar_policy_core::ast::Entity = entity.as_ref();
+            (
+                entity.uid(),
+                core.parents().cloned().map(EntityUid::from).collect(),
+            )
         })
         .collect();
     let index: HashMap<&EntityUid, usize> = entities
         .iter()
         .enumerate()
-        .filter_map(|(i, (uid, _))| Some((uid.as_ref()?, i)))
+        .map(|(i, (uid, _))| (uid, i))
         .collect();
     // children[p]: the request-scoped entities whose parent is p; pending[c]: c's parents
     // among the request-scoped entities whose depth is not known yet.
@@ -530,7 +520,7 @@ fn check_depth(items: &[Value], max_depth: usize) -> Result<(), String> {
         if depth[parent] > max_depth {
             return Err(format!(
                 "additional_entities: a chain of more than {max_depth} entities, each a parent of the next, reaches `{}` (--max-entity-depth)",
-                name(&entities[parent].0)
+                entities[parent].0
             ));
         }
         for &child in &children[parent] {
@@ -542,7 +532,10 @@ fn check_depth(items: &[Value], max_depth: usize) -> Result<(), String> {
         }
     }
     if done < entities.len() {
-        let on_cycle = pending.iter().position(|&p| p > 0).map(|i| name(&entities[i].0));
+        let on_cycle = pending
+            .iter()
+            .position(|&p| p > 0)
+            .map(|i| entities[i].0.to_string());
         return Err(format!(
             "additional_entities: the entities' parents form a cycle (through `{}`)",
             on_cycle.unwrap_or_default()
@@ -554,15 +547,36 @@ fn check_depth(items: &[Value], max_depth: usize) -> Result<(), String> {
 fn entity_field(
     object: &serde_json::Map<String, Value>,
     field: &str,
+    tables: &SchemaTables,
     limits: &Limits,
 ) -> Result<EntityUid, String> {
     let value = object
         .get(field)
         .filter(|v| !v.is_null())
         .ok_or_else(|| format!("missing field `{field}`"))?;
-    let uid = entity_uid(value).map_err(|message| format!("{field}: {message}"))?;
+    let uid = uid_in(value, tables).map_err(|message| format!("{field}: {message}"))?;
     check_id(field, &uid, limits)?;
     Ok(uid)
+}
+
+/// [`entity_uid`], looking the schema's type names up in `tables` instead of parsing them.
+fn uid_in(value: &Value, tables: &SchemaTables) -> Result<EntityUid, String> {
+    if let Value::Object(map) = value {
+        let inner = map.get("__entity").unwrap_or(value);
+        if let (Some(type_name), Some(id)) = (
+            inner
+                .get("type")
+                .and_then(Value::as_str)
+                .and_then(|name| tables.type_name(name)),
+            inner.get("id").and_then(Value::as_str),
+        ) {
+            return Ok(EntityUid::from_type_name_and_id(
+                type_name.clone(),
+                EntityId::new(id),
+            ));
+        }
+    }
+    entity_uid(value)
 }
 
 /// Parses an entity reference in any of the three accepted shapes.
