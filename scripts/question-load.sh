@@ -13,6 +13,12 @@
 #   zenml20   the same with 20 different questions: pipelines, models, artifacts, runs and the
 #             project itself of churn, fraud and staging's sandbox, stacks and secrets (read)
 #   healthz   GET /healthz: the server's own floor in the same run
+#   cerbos    Cerbos (its npm package, scripts/ensure-cerbos.sh; scripts/cerbos/ holds its policy
+#             and config), pinned to the same core: POST /api/check/resources, the entity question
+#             in Cerbos' terms (the caller sends bob's teams and the stack's workspace's developer
+#             teams, which Cerbos cannot look up) (Allow)
+#   cerbos20  the same with the batch20 stacks in one check (15 Allow, 5 Deny)
+#   cerbos_healthz  Cerbos' own GET /_cerbos/health
 #
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
@@ -31,6 +37,16 @@ taskset -c 1 "$BIN" serve --policies policies --schemas schemas --directory poli
 PID=$!
 until grep -q "listening on" "$WORK/serve.log"; do sleep 0.1; done
 BASE=http://127.0.0.1:$PORT
+CERBOS_PID=""
+CERBOS=http://127.0.0.1:$((PORT + 1))
+if [[ " $SCENARIOS " == *" cerbos"* ]]; then
+  taskset -c 1 "$(scripts/ensure-cerbos.sh)" server --config=scripts/cerbos/conf.yaml \
+    --set=server.httpListenAddr="127.0.0.1:$((PORT + 1))" --set=server.grpcListenAddr="127.0.0.1:$((PORT + 2))" \
+    --log-level=error >"$WORK/cerbos.log" 2>&1 &
+  CERBOS_PID=$!
+  trap 'kill $PID $CERBOS_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+  until curl -sf "$CERBOS/_cerbos/health" >/dev/null; do sleep 0.1; done
+fi
 python3 - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
@@ -45,6 +61,14 @@ def item(i, workspace):
     return {"principal": bob, "action": {"type": "ZenML::Action", "id": "update"}, "resource": uid,
             "additional_entities": [entity]}
 json.dump(item(1, production), open(f"{work}/entity.json", "w"))
+# The same stacks for Cerbos: bob's teams, and each stack's workspace with its developer teams.
+teams = {production["id"]: ["ml-eng"], staging["id"]: ["platform"]}
+def cerbos(stacks):
+    return {"requestId": "question-load", "principal": {"id": bob["id"], "roles": ["user"], "attr": {"teams": ["ml-eng"]}},
+            "resources": [{"actions": ["update"], "resource": {"kind": "stack", "id": stack(i, w)[0]["id"],
+                "attr": {"workspace": w["id"], "workspace_developer_teams": teams[w["id"]]}}} for i, w in stacks]}
+json.dump(cerbos([(1, production)]), open(f"{work}/cerbos.json", "w"))
+json.dump(cerbos([(i, production if i < 15 else staging) for i in range(20)]), open(f"{work}/cerbos20.json", "w"))
 json.dump({"requests": [item(i, production if i < 15 else staging) for i in range(20)]}, open(f"{work}/batch20.json", "w"))
 churn, fraud, sandbox = "dccff1d9-afc7-4c24-b5e8-e887447c69c0", "45f60d6d-243d-4e8e-8b96-0ae5e16357de", "42f33105-edf6-4bee-8385-c589bb25ded0"
 uuid = lambda i: f"5c5c5c5c-0000-4000-8000-{i:012d}"
@@ -70,6 +94,8 @@ file:close()
 LUA
 }
 lua "$WORK/entity.json" >"$WORK/entity.lua"
+lua "$WORK/cerbos.json" >"$WORK/cerbos.lua"
+lua "$WORK/cerbos20.json" >"$WORK/cerbos20.lua"
 lua "$WORK/batch20.json" >"$WORK/batch20.lua"
 lua "$WORK/zenml1.json" "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\"" >"$WORK/zenml1.lua"
 lua "$WORK/zenml20.json" "wrk.headers[\"Authorization\"] = \"Bearer $TOKEN\"" >"$WORK/zenml20.lua"
@@ -79,6 +105,10 @@ curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/batch20.json"
   | python3 -c 'import json, sys; d = [r["decision"] for r in json.load(sys.stdin)["results"]]; assert d == ["Allow"] * 15 + ["Deny"] * 5, d'
 curl -sf -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' --data-binary @"$WORK/zenml20.json" "$ZENML_URL" \
   | python3 -c 'import json, sys; d = json.load(sys.stdin); assert len(d) == 20 and 0 < sum(d.values()) < 20, d'
+if [ -n "$CERBOS_PID" ]; then
+  curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/cerbos20.json" "$CERBOS/api/check/resources" \
+    | python3 -c 'import json, sys; d = [r["actions"]["update"] for r in json.load(sys.stdin)["results"]]; assert d == ["EFFECT_ALLOW"] * 15 + ["EFFECT_DENY"] * 5, d'
+fi
 for round in $(seq "$ROUNDS"); do
   for what in $SCENARIOS; do
     case $what in
@@ -87,6 +117,9 @@ for round in $(seq "$ROUNDS"); do
       zenml1) args=(-s "$WORK/zenml1.lua" "$ZENML_URL"); n=1 ;;
       zenml20) args=(-s "$WORK/zenml20.lua" "$ZENML_URL"); n=20 ;;
       healthz) args=("$BASE/healthz"); n=0 ;;
+      cerbos) args=(-s "$WORK/cerbos.lua" "$CERBOS/api/check/resources"); n=1 ;;
+      cerbos20) args=(-s "$WORK/cerbos20.lua" "$CERBOS/api/check/resources"); n=20 ;;
+      cerbos_healthz) args=("$CERBOS/_cerbos/health"); n=0 ;;
     esac
     out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')

@@ -4,8 +4,9 @@
 //! revision, the share version and the whole request (principal, action, resource, context;
 //! for ZenML questions the workspace, user, action and canonical resource string). A reload or
 //! a share write changes the key, so a cached answer can never outlive the state it was
-//! computed under; the TTL and size bound only memory. Requests with request-scoped
-//! `additional_entities` are not cached, and neither are errors.
+//! computed under; the TTL and size bound only memory. A Cedar request's context and
+//! request-scoped entities are part of its key as the JSON text they were sent in (the same
+//! text, the same decision; other text for equal values is only a miss). Errors are not cached.
 //!
 //! The size bound is in bytes, not entries: each entry weighs its key's and decision's heap
 //! bytes plus a fixed overhead ([`CacheKey::weight`]), so a caller sending unique, long ids
@@ -59,7 +60,8 @@ impl CacheKey {
                 action,
                 resource,
                 context,
-            } => principal.len() + action.len() + resource.len() + context.len(),
+                entities,
+            } => principal.len() + action.len() + resource.len() + context.len() + entities.len(),
         };
         let strings = |list: &[String]| list.iter().map(|s| s.len() + 24).sum::<usize>();
         let total = ENTRY_OVERHEAD
@@ -85,7 +87,7 @@ pub enum RequestKey {
         /// Canonical resource string.
         resource: String,
     },
-    /// A Cedar API request without request-scoped entities.
+    /// A Cedar API request.
     Cedar {
         /// `Type::"id"` of the principal.
         principal: String,
@@ -93,8 +95,10 @@ pub enum RequestKey {
         action: String,
         /// `Type::"id"` of the resource.
         resource: String,
-        /// The context as canonical JSON (object keys sorted).
+        /// The context as sent (JSON text; `{}` when there is none).
         context: String,
+        /// The request-scoped entities as sent (JSON text; empty when there are none).
+        entities: String,
     },
 }
 
@@ -156,17 +160,29 @@ impl DecisionCache {
         key: CacheKey,
         compute: impl FnOnce() -> Result<Decision, E>,
     ) -> Result<Decision, E> {
-        let Some(cache) = &self.cache else {
-            return compute();
-        };
-        if let Some(decision) = cache.get(&key) {
-            self.hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(decision) = self.get(&key) {
             return Ok(decision);
         }
-        self.misses.fetch_add(1, Ordering::Relaxed);
         let decision = compute()?;
-        cache.insert(key, decision.clone());
+        self.insert(key, decision.clone());
         Ok(decision)
+    }
+
+    /// The cached decision for `key` (counted as a hit), if there is one: for a caller that
+    /// reads the rest of its question only when it must be decided.
+    pub fn get(&self, key: &CacheKey) -> Option<Decision> {
+        let decision = self.cache.as_ref()?.get(key)?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some(decision)
+    }
+
+    /// Caches `decision`, computed for `key` after [`DecisionCache::get`] found none (counted
+    /// as a miss).
+    pub fn insert(&self, key: CacheKey, decision: Decision) {
+        if let Some(cache) = &self.cache {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            cache.insert(key, decision);
+        }
     }
 
     /// Whether caching is on.

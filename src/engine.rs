@@ -71,7 +71,7 @@ pub struct Engine {
 /// keep ([`Engine::stored_parts`]): a part is the few entities a principal, an action and a
 /// resource reach, so this holds thousands of them, each a few hundred bytes of shared
 /// references.
-const STORED_PART_ENTITIES: u64 = 1 << 16;
+const STORED_PART_ENTITIES: u64 = 1 << 14;
 
 /// The stored part of a slice: copies of the stored entities that some set of roots reaches,
 /// closed as they are stored, built once and shared by every slice with those roots.

@@ -281,6 +281,102 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     assert_eq!(results[1]["decision"], "Deny", "{answer}");
 }
 
+/// The decision cache answers a Cedar request again only when everything it was decided on is
+/// sent again: principal, action, resource, context and request-scoped entities, as text. A
+/// request whose stack moved to another workspace is decided anew (a key without the entities
+/// would answer it Allow from the cache); errors are never cached; nothing is counted for a
+/// request refused before its lookup.
+#[test]
+fn the_cache_answers_a_cedar_request_only_for_the_same_entities_and_context() {
+    use common::sample::{BOB, STAGING};
+    let server = Server::start(&[]);
+    let moved = {
+        let mut request = stack_request(BOB, "update");
+        request["additional_entities"][0]["attrs"]["workspace"]["__entity"]["id"] = json!(STAGING);
+        request["additional_entities"][0]["parents"][0]["id"] = json!(STAGING);
+        request
+    };
+    let reordered = {
+        let entity = stack_entity("s1");
+        let mut request = stack_request(BOB, "update");
+        request["additional_entities"] =
+            json!([{"parents": entity["parents"], "attrs": entity["attrs"], "uid": entity["uid"]}]);
+        request
+    };
+    let mistyped = {
+        let mut request = stack_request(BOB, "update");
+        request["additional_entities"][0]["attrs"]["workspace"] = json!(7);
+        request
+    };
+    let mut with_context = stack_request(BOB, "update");
+    with_context["context"] = json!({});
+    let mut unknown_field = stack_request(BOB, "update");
+    unknown_field["colour"] = json!("blue");
+    let stored = json!({"principal": user(CAROL), "action": action("read"),
+        "resource": {"type": "ZenML::Project", "id": CHURN}});
+    // (what, request, status, decision, cache hits and misses after it)
+    type Row<'a> = (&'a str, &'a Value, u16, &'a str, (u64, u64));
+    let table: [Row; 10] = [
+        ("first", &stack_request(BOB, "update"), 200, "Allow", (0, 1)),
+        (
+            "the same again",
+            &stack_request(BOB, "update"),
+            200,
+            "Allow",
+            (1, 1),
+        ),
+        ("the stack in staging", &moved, 200, "Deny", (1, 2)),
+        ("staging again", &moved, 200, "Deny", (2, 2)),
+        (
+            "the entity's keys in another order",
+            &reordered,
+            200,
+            "Allow",
+            (2, 3),
+        ),
+        (
+            "an empty context sent, as none",
+            &with_context,
+            200,
+            "Allow",
+            (3, 3),
+        ),
+        ("a mistyped attribute", &mistyped, 400, "", (3, 3)),
+        ("the mistyped attribute again", &mistyped, 400, "", (3, 3)),
+        ("an unknown field", &unknown_field, 400, "", (3, 3)),
+        ("no request-scoped entities", &stored, 200, "Allow", (3, 4)),
+    ];
+    for (what, request, status, decision, counts) in table {
+        let (got, answer) = server.post("/v1/is_authorized", request);
+        assert_eq!(got, status, "{what}: {answer}");
+        if status == 200 {
+            assert_eq!(answer["decision"], decision, "{what}: {answer}");
+        }
+        let (_, state) = server.get("/v1/status");
+        let cache = &state["cache"];
+        assert_eq!(
+            (cache["hits"].as_u64().unwrap(), cache["misses"].as_u64().unwrap()),
+            counts,
+            "{what}"
+        );
+    }
+    // A batch item is looked up the same way: both answered from the cache now.
+    let (status, answer) = server.post(
+        "/v1/batch_is_authorized",
+        &json!({"requests": [stack_request(BOB, "update"), moved]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let decisions: Vec<&Value> = answer["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["decision"])
+        .collect();
+    assert_eq!(decisions, [&json!("Allow"), &json!("Deny")]);
+    let (_, state) = server.get("/v1/status");
+    assert_eq!(state["cache"]["hits"], 5, "{state}");
+}
+
 #[test]
 fn request_scoped_entities_never_leak_into_the_store() {
     let server = Server::start(&[]);

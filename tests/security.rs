@@ -413,7 +413,7 @@ fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
     ];
     let limits = zenml_authz::config::Limits::default();
     for (what, body) in rows {
-        let (request, _) = zenml_authz::http::parse_request(&snapshot, &body, &limits)
+        let request = zenml_authz::http::parse_request(&snapshot, &body, &limits)
             .unwrap_or_else(|error| panic!("{what}: {error}"));
         let ours = snapshot
             .engine

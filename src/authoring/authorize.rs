@@ -73,7 +73,7 @@ fn authorize_cedar(
         "context": json_arg("--context", args.context.as_deref())?,
         "additional_entities": json_arg("--entities", args.entities.as_deref())?,
     });
-    let (request, _) = crate::http::parse_request(snapshot, &body, &crate::config::Limits::default())?;
+    let request = crate::http::parse_request(snapshot, &body, &crate::config::Limits::default())?;
     let decision = snapshot
         .engine
         .decide(&request, &mut Batch::single())

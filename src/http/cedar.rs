@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use super::Call;
 use super::error::ApiError;
-use super::observe::{Labels, observe};
+use super::observe::{Labels, Lookup, observe_looked_up};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -62,9 +62,60 @@ pub async fn is_authorized(call: &Call<'_>, body: Value, length: usize) -> Resul
 
 fn answer_one(call: &Call<'_>, body: &Value) -> Result<Value, ApiError> {
     let snapshot = call.state.snapshot();
-    let (request, key) = parse_request(&snapshot, body, call.state.limits()).map_err(ApiError::BadRequest)?;
-    let decision = decide(call, &snapshot, &request, key, &mut Batch::single())?;
+    let decision = answer(
+        call,
+        &snapshot,
+        body,
+        &mut EntityMemo::default(),
+        &mut Batch::single(),
+    )
+    .map_err(|error| error.map_bad(|message| message))?;
     Ok(decision_json(&snapshot, &decision))
+}
+
+/// A bad request's message, or an error deciding a well-formed one.
+enum Refused {
+    Bad(String),
+    Decide(ApiError),
+}
+
+impl Refused {
+    /// The API error, a bad request's message first passed through `word`.
+    fn map_bad(self, word: impl FnOnce(String) -> String) -> ApiError {
+        match self {
+            Refused::Bad(message) => ApiError::BadRequest(word(message)),
+            Refused::Decide(error) => error,
+        }
+    }
+}
+
+/// Answers one request object: its principal, action and resource read and checked, then the
+/// decision cache asked, and only on a miss the rest (context, request-scoped entities, the
+/// schema's check of the whole request) read and decided, as one of `batch`.
+fn answer(
+    call: &Call<'_>,
+    snapshot: &Snapshot,
+    body: &Value,
+    memo: &mut EntityMemo,
+    batch: &mut Batch,
+) -> Result<Decision, Refused> {
+    let limits = call.state.limits();
+    let object = body
+        .as_object()
+        .ok_or_else(|| Refused::Bad("request: expected a JSON object".to_owned()))?;
+    let head = head(snapshot, object, limits).map_err(Refused::Bad)?;
+    let key = call.state.cache().enabled().then(|| CacheKey {
+        revision: snapshot.revision.clone(),
+        // Cedar API decisions do not depend on shares: version 0.
+        shares_version: 0,
+        request: request_key(&head, object),
+    });
+    let lookup = Lookup::new(call, key);
+    let request = match lookup.hit() {
+        true => None,
+        false => Some(rest(snapshot, &head, object, limits, memo).map_err(Refused::Bad)?),
+    };
+    decide(call, snapshot, &head, request.as_ref(), lookup, batch).map_err(Refused::Decide)
 }
 
 /// Answers a `batch_is_authorized` body in the evaluation pool: every well-formed item is
@@ -79,7 +130,6 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, 
         .run(move |deadline| {
             let call = owned.call();
             let snapshot = call.state.snapshot();
-            let limits = call.state.limits();
             let mut results = Vec::with_capacity(items.len());
             // One batch (equal questions decided once, a slice reused by the next item with the
             // same request-scoped entities) and one memo (those entities parsed once).
@@ -92,9 +142,8 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, 
                         items.len()
                     )));
                 }
-                let answer = parse_request_in(&snapshot, item, limits, &mut memo)
-                    .map_err(|message| ApiError::BadRequest(format!("requests[{i}]: {message}")))
-                    .and_then(|(request, key)| decide(&call, &snapshot, &request, key, &mut batch));
+                let answer = answer(&call, &snapshot, item, &mut memo, &mut batch)
+                    .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
                 results.push(match answer {
                     Ok(decision) => decision_json(&snapshot, &decision),
                     Err(error) => error.body(),
@@ -131,36 +180,35 @@ fn batch_items(body: Value, max_items: usize) -> Result<Vec<Value>, ApiError> {
     Ok(items)
 }
 
-/// Decides through the one observed step (cache, metrics, decision log), as one of `batch`.
+/// Decides through the one observed step (cache, metrics, decision log), as one of `batch`:
+/// `request` is the whole request, read unless `lookup` is a hit.
 fn decide(
     call: &Call<'_>,
     snapshot: &Snapshot,
-    request: &AuthzRequest,
-    key: Option<RequestKey>,
+    head: &Head,
+    request: Option<&AuthzRequest>,
+    lookup: Lookup,
     batch: &mut Batch,
 ) -> Result<Decision, ApiError> {
-    let (action, resource_type) = labels(request);
+    let action = head.action.id().unescaped().to_owned();
+    let resource_type = head.resource.type_name().to_string();
     let labels = Labels {
         api: Api::Cedar,
         action: &action,
         resource_type: &resource_type,
         revision: &snapshot.revision,
     };
-    // Cedar API decisions do not depend on shares: version 0.
-    let key = key.map(|request| CacheKey {
-        revision: snapshot.revision.clone(),
-        shares_version: 0,
-        request,
-    });
     let fields = || {
-        let uid = |uid: Option<&cedar_policy::EntityUid>| json!(uid.map(ToString::to_string));
         Map::from_iter([
-            ("principal".to_owned(), uid(request.request.principal())),
-            ("action".to_owned(), uid(request.request.action())),
-            ("resource".to_owned(), uid(request.request.resource())),
+            ("principal".to_owned(), json!(head.principal.to_string())),
+            ("action".to_owned(), json!(head.action.to_string())),
+            ("resource".to_owned(), json!(head.resource.to_string())),
         ])
     };
-    observe(call, labels, key, fields, || {
+    observe_looked_up(call, labels, lookup, fields, || {
+        let Some(request) = request else {
+            return Err(ApiError::Internal("a request not read was to be decided".into()));
+        };
         snapshot
             .engine
             .decide(request, batch)
@@ -169,22 +217,6 @@ fn decide(
                 DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
             })
     })
-}
-
-/// The bounded labels of a validated request: the action's id and the resource's type (both
-/// declared by the schema).
-fn labels(request: &AuthzRequest) -> (String, String) {
-    let action = request
-        .request
-        .action()
-        .map(|uid| uid.id().unescaped().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned());
-    let resource_type = request
-        .request
-        .resource()
-        .map(|uid| uid.type_name().to_string())
-        .unwrap_or_else(|| "unknown".to_owned());
-    (action, resource_type)
 }
 
 fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
@@ -198,17 +230,25 @@ fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
     })
 }
 
-/// Turns one request object into an engine request and, when it has no request-scoped
-/// entities, its cache key; or a message naming the bad field. Everything the request carries
-/// is bounded by `limits` before Cedar sees it: id lengths, the context's size, the number of
-/// request-scoped entities and the longest parent chain among them (Cedar's transitive closure
-/// of a request's entities would otherwise cost the caller's choice of time and stack).
-pub fn parse_request(
-    snapshot: &Snapshot,
-    body: &Value,
-    limits: &Limits,
-) -> Result<(AuthzRequest, Option<RequestKey>), String> {
-    parse_request_in(snapshot, body, limits, &mut EntityMemo::default())
+/// Turns one request object into an engine request, or a message naming the bad field.
+/// Everything the request carries is bounded by `limits` before Cedar sees it: id lengths, the
+/// context's size, the number of request-scoped entities and the longest parent chain among
+/// them (Cedar's transitive closure of a request's entities would otherwise cost the caller's
+/// choice of time and stack).
+pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
+    let object = body
+        .as_object()
+        .ok_or_else(|| "request: expected a JSON object".to_owned())?;
+    let head = head(snapshot, object, limits)?;
+    rest(snapshot, &head, object, limits, &mut EntityMemo::default())
+}
+
+/// What is read of a request before the decision cache is asked: its fields checked, and its
+/// principal, action and resource read and declared by the schema.
+struct Head {
+    principal: EntityUid,
+    action: EntityUid,
+    resource: EntityUid,
 }
 
 /// The request-scoped entities of a batch's last item that had some, kept for the next: the
@@ -219,20 +259,13 @@ struct EntityMemo {
     last: Option<(Value, Arc<[Entity]>, Vec<EntityUid>)>,
 }
 
-/// [`parse_request`], reusing the entities of `memo` when they are sent again.
-fn parse_request_in(
-    snapshot: &Snapshot,
-    body: &Value,
-    limits: &Limits,
-    memo: &mut EntityMemo,
-) -> Result<(AuthzRequest, Option<RequestKey>), String> {
-    let object = body
-        .as_object()
-        .ok_or_else(|| "request: expected a JSON object".to_owned())?;
+/// The [`Head`] of a request object.
+fn head(snapshot: &Snapshot, object: &Map<String, Value>, limits: &Limits) -> Result<Head, String> {
     check_fields(object)?;
-    let principal = entity_field(object, "principal", &snapshot.engine.tables, limits)?;
-    let action = entity_field(object, "action", &snapshot.engine.tables, limits)?;
-    let resource = entity_field(object, "resource", &snapshot.engine.tables, limits)?;
+    let tables = &snapshot.engine.tables;
+    let principal = entity_field(object, "principal", tables, limits)?;
+    let action = entity_field(object, "action", tables, limits)?;
+    let resource = entity_field(object, "resource", tables, limits)?;
     for (field, uid) in [("principal", &principal), ("resource", &resource)] {
         if !snapshot.engine.entity_types.contains(uid.type_name()) {
             return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
@@ -241,9 +274,40 @@ fn parse_request_in(
     if !snapshot.engine.actions.contains(&action) {
         return Err(format!("action: unknown action `{action}`"));
     }
+    Ok(Head {
+        principal,
+        action,
+        resource,
+    })
+}
 
+/// The cache key of a request: its principal, action and resource, and its context and
+/// request-scoped entities as the JSON text they were sent in.
+fn request_key(head: &Head, object: &Map<String, Value>) -> RequestKey {
+    let text = |field: &str, none: &str| match object.get(field) {
+        None | Some(Value::Null) => none.to_owned(),
+        Some(value) => value.to_string(),
+    };
+    RequestKey::Cedar {
+        principal: head.principal.to_string(),
+        action: head.action.to_string(),
+        resource: head.resource.to_string(),
+        context: text("context", "{}"),
+        entities: text("additional_entities", ""),
+    }
+}
+
+/// The rest of a request after its [`Head`]: the context, the request-scoped entities (those
+/// of `memo` reused when they are sent again) and the schema's check of the whole request.
+fn rest(
+    snapshot: &Snapshot,
+    head: &Head,
+    object: &Map<String, Value>,
+    limits: &Limits,
+    memo: &mut EntityMemo,
+) -> Result<AuthzRequest, String> {
     let mut referenced = Vec::new();
-    let (context, context_key) = context_field(object, snapshot, &action, limits, &mut referenced)?;
+    let context = context_field(object, snapshot, &head.action, limits, &mut referenced)?;
     let sent = object.get("additional_entities");
     let entities: Arc<[Entity]> = match (&memo.last, sent) {
         (Some((seen, parsed, refs)), Some(value)) if seen == value => {
@@ -262,30 +326,21 @@ fn parse_request_in(
             parsed
         }
     };
-    let key = entities.is_empty().then(|| RequestKey::Cedar {
-        principal: principal.to_string(),
-        action: action.to_string(),
-        resource: resource.to_string(),
-        context: context_key,
-    });
     let request = Request::new(
-        principal,
-        action,
-        resource,
+        head.principal.clone(),
+        head.action.clone(),
+        head.resource.clone(),
         context,
         Some(&snapshot.engine.schema),
     )
     .map_err(|error| format!("{}: {}", field_of(&error), one_line(&error)))?;
-    Ok((
-        AuthzRequest {
-            request,
-            entities,
-            referenced,
-            internal: false,
-            context: None,
-        },
-        key,
-    ))
+    Ok(AuthzRequest {
+        request,
+        entities,
+        referenced,
+        internal: false,
+        context: None,
+    })
 }
 
 /// Only the request's own fields; `entities` (a whole store per request) is refused by name.
@@ -305,38 +360,35 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), String> {
     Ok(())
 }
 
-/// The context, checked against the schema for `action` and within the size limit, with its
-/// canonical text (the cache key's part); the entities it names are added to `referenced`.
+/// The context, checked against the schema for `action` and within the size limit; the
+/// entities it names are added to `referenced`.
 fn context_field(
     object: &Map<String, Value>,
     snapshot: &Snapshot,
     action: &EntityUid,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
-) -> Result<(Context, String), String> {
+) -> Result<Context, String> {
     let context_json = match object.get("context") {
         // The schema's check of an empty context is `Request::new`'s (a required attribute
         // is missing there too); reading `{}` through Cedar's parser costs as much as a
         // request-scoped entity.
-        None | Some(Value::Null) => return Ok((Context::empty(), "{}".to_owned())),
-        Some(Value::Object(map)) if map.is_empty() => return Ok((Context::empty(), "{}".to_owned())),
+        None | Some(Value::Null) => return Ok(Context::empty()),
+        Some(Value::Object(map)) if map.is_empty() => return Ok(Context::empty()),
         Some(value @ Value::Object(_)) => value.clone(),
         Some(_) => return Err("context: expected a JSON object".into()),
     };
-    // serde_json objects are sorted maps: this string is canonical.
-    let context_key = context_json.to_string();
-    if context_key.len() > limits.max_context_bytes {
+    let length = context_json.to_string().len();
+    if length > limits.max_context_bytes {
         return Err(format!(
-            "context: {} bytes is more than the limit of {} (--max-context-bytes)",
-            context_key.len(),
+            "context: {length} bytes is more than the limit of {} (--max-context-bytes)",
             limits.max_context_bytes
         ));
     }
     crate::policy::collect_entity_refs(&context_json, referenced);
     check_ids("context", referenced, limits)?;
-    let context = Context::from_json_value(context_json, Some((&snapshot.engine.schema, action)))
-        .map_err(|error| format!("context: {}", one_line(&error)))?;
-    Ok((context, context_key))
+    Context::from_json_value(context_json, Some((&snapshot.engine.schema, action)))
+        .map_err(|error| format!("context: {}", one_line(&error)))
 }
 
 /// The request-scoped entities: within the count, id and depth limits, valid under the schema,

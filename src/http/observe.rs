@@ -23,6 +23,35 @@ pub(super) struct Labels<'a> {
     pub revision: &'a str,
 }
 
+/// A question's decision cache lookup, made before the question is read any further.
+pub(super) enum Lookup {
+    /// Not cacheable, or the cache is off.
+    Off,
+    /// Cached: nothing is computed.
+    Hit(Decision),
+    /// To compute, then cache under this key.
+    Miss(CacheKey),
+}
+
+impl Lookup {
+    /// Looks `key` up (`None`: an uncacheable question).
+    pub(super) fn new(call: &Call<'_>, key: Option<CacheKey>) -> Self {
+        let cache = call.state.cache();
+        match key {
+            Some(key) if cache.enabled() => match cache.get(&key) {
+                Some(decision) => Lookup::Hit(decision),
+                None => Lookup::Miss(key),
+            },
+            _ => Lookup::Off,
+        }
+    }
+
+    /// Whether the decision is cached.
+    pub(super) fn hit(&self) -> bool {
+        matches!(self, Lookup::Hit(_))
+    }
+}
+
 /// Decides through the cache (`key`: `None` for an uncacheable question), counts the decision
 /// and logs it with the API's own `fields` (built only when the log is on). An error is an
 /// `error` outcome, never an allow.
@@ -33,18 +62,29 @@ pub(super) fn observe<E: std::fmt::Display>(
     fields: impl FnOnce() -> Map<String, Value>,
     compute: impl FnOnce() -> Result<Decision, E>,
 ) -> Result<Decision, E> {
+    observe_looked_up(call, labels, Lookup::new(call, key), fields, compute)
+}
+
+/// [`observe`] after the cache was looked up: `compute` is called only on a miss.
+pub(super) fn observe_looked_up<E: std::fmt::Display>(
+    call: &Call<'_>,
+    labels: Labels<'_>,
+    lookup: Lookup,
+    fields: impl FnOnce() -> Map<String, Value>,
+    compute: impl FnOnce() -> Result<Decision, E>,
+) -> Result<Decision, E> {
     let started = Instant::now();
     let metrics = call.state.metrics();
-    let cached = std::cell::Cell::new(true);
+    let cached = lookup.hit();
     let timed = || {
-        cached.set(false);
         let decided = compute();
         metrics.engine_time(labels.api, started.elapsed());
         decided
     };
-    let result = match key {
-        Some(key) => call.state.cache().get_or_compute(key, timed),
-        None => timed(),
+    let result = match lookup {
+        Lookup::Hit(decision) => Ok(decision),
+        Lookup::Miss(key) => timed().inspect(|decision| call.state.cache().insert(key, decision.clone())),
+        Lookup::Off => timed(),
     };
     let outcome = match &result {
         Ok(decision) if decision.allowed => Outcome::Allow,
@@ -71,7 +111,7 @@ pub(super) fn observe<E: std::fmt::Display>(
         };
         record.insert("errors".into(), json!(errors));
         record.insert("revision".into(), json!(labels.revision));
-        record.insert("cached".into(), json!(cached.get()));
+        record.insert("cached".into(), json!(cached));
         record.insert("latency_us".into(), json!(started.elapsed().as_micros() as u64));
         log.record(Value::Object(record));
     }
