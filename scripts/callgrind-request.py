@@ -7,7 +7,9 @@
 # production that the request carries as a request-scoped entity, as Cedar API callers ask),
 # `batch20` (POST /v1/batch_is_authorized: bob updates 20 stacks, 15 of production, 5 of staging,
 # each item carrying its own stack) or `batch20-shared` (the same 20 items, each carrying all 20
-# stacks, as a caller that sends one entity list with every item does).
+# stacks, as a caller that sends one entity list with every item does), `zenml1` or `zenml20`
+# (POST /zenml/rbac/check_permissions as the production workspace: bob reads one pipeline of
+# churn, or the 20 different questions of scripts/question-load.sh).
 import http.client, json, os, re, signal, subprocess, sys
 binary, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 kind = sys.argv[4] if len(sys.argv) > 4 else "stored"
@@ -41,8 +43,23 @@ else:
     body = json.dumps({"principal": {"type": "ZenML::User", "id": "8a5e8598-b203-4344-948f-32f6cd6c6e30"},
         "action": {"type": "ZenML::Action", "id": "update"}, "resource": stack,
         "additional_entities": [{"uid": stack, "attrs": {"workspace": {"__entity": production}}, "parents": [production]}]})
+headers = {"content-type": "application/json"}
+if kind.startswith("zenml"):
+    import urllib.parse
+    secret = json.load(open(f"{root}/tests/e2e/try-out-credentials.json"))["workspaces"]["production"]
+    conn.request("POST", "/zenml/auth/login", urllib.parse.urlencode({"client_id": "99baf825-b21e-442f-ba98-8246d8d9ac88",
+        "client_secret": secret, "grant_type": "client_credentials", "audience": "callgrind"}),
+        {"content-type": "application/x-www-form-urlencoded"})
+    r = conn.getresponse(); headers["authorization"] = "Bearer " + json.loads(r.read())["access_token"]
+    churn, fraud, sandbox = "dccff1d9-afc7-4c24-b5e8-e887447c69c0", "45f60d6d-243d-4e8e-8b96-0ae5e16357de", "42f33105-edf6-4bee-8385-c589bb25ded0"
+    uuid = lambda i: f"5c5c5c5c-0000-4000-8000-{i:012d}"
+    questions = [f"{p}:{t}/{uuid(i * 10 + j)}" for i, p in enumerate([churn, fraud, sandbox])
+                 for j, t in enumerate(["pipeline", "model", "artifact", "pipeline_run", "model_version"])]
+    questions += [f"project/{churn}", f"project/{sandbox}", f"stack/{uuid(90)}", f"secret/{uuid(91)}", f"{churn}:pipeline"]
+    body = json.dumps([f"{churn}:pipeline/{uuid(1)}"] if kind == "zenml1" else questions)
+    path = "/zenml/rbac/check_permissions?user_id=8a5e8598-b203-4344-948f-32f6cd6c6e30&action=read"
 for _ in range(n):
-    conn.request("POST", path, body, {"content-type": "application/json"})
+    conn.request("POST", path, body, headers)
     r = conn.getresponse(); answer = r.read(); assert r.status == 200, answer
     if kind == "entity":
         assert json.loads(answer)["decision"] == "Allow", answer

@@ -22,7 +22,7 @@
 #
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
-#                                      CACHE (off), PORT (18195)
+#                                      CACHE (off), PORT (18195; Cerbos takes the next two)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "$1")

@@ -244,6 +244,16 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     items.push(json!({"principal": user(BOB), "action": action("update"), "resource": {"type": "ZenML::Stack", "id": "s1"},
         "additional_entities": [stack_entity("s1"), stack_entity("s1")]}));
     items.push(stack_request(BOB, "update"));
+    // The same stack id with other data right after: read anew (staging: Deny, production: Allow).
+    let s2 = |entities: &Value| {
+        json!({"principal": user(BOB), "action": action("update"),
+            "resource": {"type": "ZenML::Stack", "id": "s2"}, "additional_entities": entities})
+    };
+    items.push(s2(&staging_stack));
+    let mut production_s2 = staging_stack.clone();
+    production_s2[0]["attrs"]["workspace"]["__entity"]["id"] = json!(PRODUCTION);
+    production_s2[0]["parents"][0]["id"] = json!(PRODUCTION);
+    items.push(s2(&production_s2));
     let (status, answer) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
@@ -279,6 +289,12 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     );
     assert_eq!(results[0]["decision"], "Allow", "{answer}");
     assert_eq!(results[1]["decision"], "Deny", "{answer}");
+    let last = results.len() - 1;
+    assert_eq!(
+        (&results[last - 1]["decision"], &results[last]["decision"]),
+        (&json!("Deny"), &json!("Allow")),
+        "{answer}"
+    );
 }
 
 /// The decision cache answers a Cedar request again only when everything it was decided on is

@@ -310,7 +310,7 @@ fn rest(
     let context = context_field(object, snapshot, &head.action, limits, &mut referenced)?;
     let sent = object.get("additional_entities");
     let entities: Arc<[Entity]> = match (&memo.last, sent) {
-        (Some((seen, parsed, refs)), Some(value)) if seen == value => {
+        (Some((seen, parsed, refs)), Some(value)) if same_json(seen, value) => {
             referenced.extend(refs.iter().cloned());
             parsed.clone()
         }
@@ -341,6 +341,24 @@ fn rest(
         internal: false,
         context: None,
     })
+}
+
+/// Whether `a` and `b` are the same JSON, objects' keys in the same order (as the same text
+/// parses): no hashing, unlike `Value`'s equality, which looks every key up. Objects equal in
+/// another order are not the same here (a memo then only misses).
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
+        }
+        (a, b) => a == b,
+    }
 }
 
 /// Only the request's own fields; `entities` (a whole store per request) is refused by name.
