@@ -554,17 +554,7 @@ fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideE
         })
         .collect();
     drop(position);
-    let mut waiting_on: Vec<usize> = listed.iter().map(Vec::len).collect();
-    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); all.len()];
-    for (at, parents) in listed.iter().enumerate() {
-        for &parent in parents {
-            waited_by[parent].push(at);
-        }
-    }
-    let mut ready: Vec<usize> = (0..all.len()).filter(|&at| waiting_on[at] == 0).collect();
-    let mut closed = 0;
-    while let Some(at) = ready.pop() {
-        closed += 1;
+    in_dependency_order(&listed, |at| {
         let more: Vec<ast::EntityUID> = all[at]
             .ancestors()
             .flat_map(|uid| match part.store.entity(uid) {
@@ -581,18 +571,7 @@ fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideE
         for uid in more {
             all[at].add_indirect_ancestor(uid);
         }
-        for next in std::mem::take(&mut waited_by[at]) {
-            waiting_on[next] -= 1;
-            if waiting_on[next] == 0 {
-                ready.push(next);
-            }
-        }
-    }
-    if closed < all.len() {
-        return Err(DecideError::Entities(
-            "the request-scoped entities' parents form a cycle".into(),
-        ));
-    }
+    })?;
     part.store
         .clone()
         .add_entities(
@@ -678,22 +657,11 @@ fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, Dec
     for (index, (at, _)) in open.iter().enumerate() {
         slot[*at] = Some(index);
     }
-    let mut waiting_on: Vec<usize> = Vec::with_capacity(open.len());
-    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); open.len()];
-    for (index, (_, listed)) in open.iter().enumerate() {
-        let mut count = 0;
-        for &ancestor in listed {
-            if let Some(other) = slot[ancestor] {
-                count += 1;
-                waited_by[other].push(index);
-            }
-        }
-        waiting_on.push(count);
-    }
-    let mut ready: Vec<usize> = (0..open.len()).filter(|&index| waiting_on[index] == 0).collect();
-    let mut closed = 0;
-    while let Some(index) = ready.pop() {
-        closed += 1;
+    let waits: Vec<Vec<usize>> = open
+        .iter()
+        .map(|(_, listed)| listed.iter().filter_map(|&ancestor| slot[ancestor]).collect())
+        .collect();
+    in_dependency_order(&waits, |index| {
         let (at, listed) = &open[index];
         let more: Vec<ast::EntityUID> = listed
             .iter()
@@ -702,18 +670,7 @@ fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, Dec
         for uid in more {
             all[*at].add_indirect_ancestor(uid);
         }
-        for next in std::mem::take(&mut waited_by[index]) {
-            waiting_on[next] -= 1;
-            if waiting_on[next] == 0 {
-                ready.push(next);
-            }
-        }
-    }
-    if closed < open.len() {
-        return Err(DecideError::Entities(
-            "the request-scoped entities' parents form a cycle".into(),
-        ));
-    }
+    })?;
     CoreStore::from_entities(
         all,
         None::<&NoEntitiesSchema>,
@@ -722,4 +679,34 @@ fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, Dec
     )
     .map(Entities::from)
     .map_err(|error| DecideError::Entities(error.to_string()))
+}
+
+/// Calls `close` on each of `waits.len()` items after every item it waits for (`waits[i]`);
+/// a cycle among them is an error, as Cedar's is.
+fn in_dependency_order(waits: &[Vec<usize>], mut close: impl FnMut(usize)) -> Result<(), DecideError> {
+    let mut waiting_on: Vec<usize> = waits.iter().map(Vec::len).collect();
+    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); waits.len()];
+    for (item, needs) in waits.iter().enumerate() {
+        for &other in needs {
+            waited_by[other].push(item);
+        }
+    }
+    let mut ready: Vec<usize> = (0..waits.len()).filter(|&item| waiting_on[item] == 0).collect();
+    let mut closed = 0;
+    while let Some(item) = ready.pop() {
+        closed += 1;
+        close(item);
+        for next in std::mem::take(&mut waited_by[item]) {
+            waiting_on[next] -= 1;
+            if waiting_on[next] == 0 {
+                ready.push(next);
+            }
+        }
+    }
+    if closed < waits.len() {
+        return Err(DecideError::Entities(
+            "the request-scoped entities' parents form a cycle".into(),
+        ));
+    }
+    Ok(())
 }
