@@ -315,6 +315,12 @@ impl Engine {
         self.entities.get(uid).is_some() && !self.is_internal(uid)
     }
 
+    /// Whether `entity` conforms to the schema, as Cedar's conformance checker decides (with the
+    /// descriptions of [`SchemaTables`]).
+    pub fn conforms(&self, entity: &ast::Entity) -> bool {
+        self.tables.conforms(&self.schema, entity)
+    }
+
     /// The scope index's interned entities, when the set is indexed.
     pub fn index_graph(&self) -> Option<&Arc<Graph>> {
         self.index.as_ref()?.graph()
@@ -456,7 +462,7 @@ impl Engine {
         .into_iter()
         .flatten()
         .chain(request.referenced.iter())
-        .filter(|uid| self.stored_root(uid))
+        .filter(|uid| self.in_directory(uid))
         .cloned()
         .collect();
         roots.sort_unstable();
@@ -465,17 +471,12 @@ impl Engine {
         let part = match self.stored_parts.get(&roots) {
             Some(part) => part,
             None => {
-                let part = Arc::new(StoredPart::new(self.reach(&roots)));
+                let part = Arc::new(StoredPart::new(self.reach(&roots))?);
                 self.stored_parts.insert(roots, part.clone());
                 part
             }
         };
         with_scoped(&part, &request.entities)
-    }
-
-    /// Whether `uid` is stored and may start a slice's walk (it is not internal).
-    fn stored_root(&self, uid: &EntityUid) -> bool {
-        self.entities.get(uid).is_some() && !self.internal.is_some_and(|shape| shape(uid))
     }
 
     /// Copies of the stored entities `roots` and the policies' literals reach through
@@ -502,8 +503,9 @@ impl Engine {
 }
 
 impl StoredPart {
-    /// The part holding `copies` (distinct, closed).
-    fn new(copies: Vec<ast::Entity>) -> Self {
+    /// The part holding `copies` (distinct, closed); Cedar names two different copies with one
+    /// uid.
+    fn new(copies: Vec<ast::Entity>) -> Result<Self, DecideError> {
         let held: HashSet<&ast::EntityUID> = copies.iter().map(ast::Entity::uid).collect();
         let dangling = copies
             .iter()
@@ -517,8 +519,8 @@ impl StoredPart {
             TCComputation::AssumeAlreadyComputed,
             cedar_policy_core::extensions::Extensions::all_available(),
         )
-        .unwrap_or_default();
-        Self { store, dangling }
+        .map_err(|error| DecideError::Entities(error.to_string()))?;
+        Ok(Self { store, dangling })
     }
 }
 
@@ -554,20 +556,22 @@ fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideE
         })
         .collect();
     drop(position);
+    // A scoped entity's ancestors: its parents' (stored ones' from the part, scoped ones'
+    // closed already).
     in_dependency_order(&listed, |at| {
-        let more: Vec<ast::EntityUID> = all[at]
+        let mut more: Vec<ast::EntityUID> = all[at]
             .ancestors()
-            .flat_map(|uid| match part.store.entity(uid) {
-                cedar_policy_core::entities::Dereference::Data(stored) => {
-                    stored.ancestors().cloned().collect()
-                }
-                _ => listed[at]
-                    .iter()
-                    .filter(|&&parent| all[parent].uid() == uid)
-                    .flat_map(|&parent| all[parent].ancestors().cloned())
-                    .collect::<Vec<_>>(),
+            .filter_map(|uid| match part.store.entity(uid) {
+                cedar_policy_core::entities::Dereference::Data(stored) => Some(stored),
+                _ => None,
             })
+            .flat_map(|stored| stored.ancestors().cloned())
             .collect();
+        more.extend(
+            listed[at]
+                .iter()
+                .flat_map(|&parent| all[parent].ancestors().cloned()),
+        );
         for uid in more {
             all[at].add_indirect_ancestor(uid);
         }
@@ -617,7 +621,7 @@ pub fn slice_store(stored: &[Entity], scoped: &[Entity]) -> Result<Entities, Dec
     if distinct.len() < copies.len() {
         return assemble(copies, scoped);
     }
-    with_scoped(&StoredPart::new(copies), scoped)
+    with_scoped(&StoredPart::new(copies)?, scoped)
 }
 
 /// [`slice_store`] over copies of the stored entities.

@@ -64,9 +64,9 @@ impl SchemaTables {
         self.names.get(name)
     }
 
-    /// Whether `entity` conforms to `schema` (these tables' schema), as Cedar's conformance
-    /// checker decides.
-    pub fn conforms(&self, schema: &Schema, entity: &ast::Entity) -> bool {
+    /// Whether `entity` conforms to `schema`, the schema these tables were built from, as
+    /// Cedar's conformance checker decides ([`crate::engine::Engine::conforms`] passes its own).
+    pub(super) fn conforms(&self, schema: &Schema, entity: &ast::Entity) -> bool {
         let view = SchemaView {
             core: CoreSchema::new(schema.as_ref()),
             tables: self,

@@ -519,7 +519,7 @@ fn plain_entity(value: &Value, engine: &Engine) -> Option<Entity> {
     if core.uid().entity_type().is_action() {
         return None;
     }
-    engine.tables.conforms(&engine.schema, core).then_some(entity)
+    engine.conforms(core).then_some(entity)
 }
 
 /// The request field a schema error is about.
@@ -631,26 +631,16 @@ fn entity_field(
 
 /// [`entity_uid`], looking the schema's type names up in `tables` instead of parsing them.
 fn uid_in(value: &Value, tables: &SchemaTables) -> Result<EntityUid, String> {
-    if let Value::Object(map) = value {
-        let inner = map.get("__entity").unwrap_or(value);
-        if let (Some(type_name), Some(id)) = (
-            inner
-                .get("type")
-                .and_then(Value::as_str)
-                .and_then(|name| tables.type_name(name)),
-            inner.get("id").and_then(Value::as_str),
-        ) {
-            return Ok(EntityUid::from_type_name_and_id(
-                type_name.clone(),
-                EntityId::new(id),
-            ));
-        }
-    }
-    entity_uid(value)
+    read_uid(value, Some(tables))
 }
 
 /// Parses an entity reference in any of the three accepted shapes.
 pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
+    read_uid(value, None)
+}
+
+/// [`entity_uid`]: a type name `tables` declares is looked up there, any other parsed.
+fn read_uid(value: &Value, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
     const EXPECTED: &str = r#"expected an entity reference: `Type::"id"`, {"type": ..., "id": ...} or {"__entity": {"type": ..., "id": ...}}"#;
     match value {
         Value::String(text) => {
@@ -664,8 +654,11 @@ pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
             ) else {
                 return Err(EXPECTED.into());
             };
-            let type_name = EntityTypeName::from_str(type_name)
-                .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?;
+            let type_name = match tables.and_then(|tables| tables.type_name(type_name)) {
+                Some(declared) => declared.clone(),
+                None => EntityTypeName::from_str(type_name)
+                    .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?,
+            };
             Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
         }
         _ => Err(EXPECTED.into()),
