@@ -176,6 +176,25 @@ impl Decision {
     }
 }
 
+/// The answers of several sets of one request's policies, combined as Cedar combines policies:
+/// a denying answer's reasons are its satisfied forbids, an allowing one's its permits.
+#[derive(Default)]
+struct Combined {
+    forbids: Vec<String>,
+    permits: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Combined {
+    fn add(&mut self, allowed: bool, reasons: impl Iterator<Item = String>) {
+        if allowed {
+            self.permits.extend(reasons);
+        } else {
+            self.forbids.extend(reasons);
+        }
+    }
+}
+
 /// Why a request could not be evaluated at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecideError {
@@ -397,29 +416,50 @@ impl Engine {
     /// When entity-keyed policies apply, the type-level set and those few are evaluated separately and
     /// combined as Cedar combines policies: a satisfied forbid denies and determines the
     /// decision; otherwise a satisfied permit allows; errors from both count. That costs a
-    /// second, small evaluation instead of copying the type-level set for every request.
+    /// second, small evaluation instead of copying the type-level set for every request. When
+    /// the index's guards settle the type-level set (each policy's whole condition made of
+    /// guards, all known: `TypeLevel::settled`), Cedar does not evaluate it.
     fn evaluate(&self, request: &Request, over: Over<'_>) -> Decision {
         let authorizer = Authorizer::new();
         let entities = over.entities();
         let selection = self.index.as_ref().and_then(|index| index.select(request, over));
-        let (type_level, entity_keyed) = match &selection {
+        let mut combined = Combined::default();
+        let evaluate = |set: &PolicySet, combined: &mut Combined| {
+            let answer = authorizer.is_authorized(request, set, entities);
+            let reasons = answer.diagnostics().reason().map(ToString::to_string);
+            combined.add(answer.decision() == cedar_policy::Decision::Allow, reasons);
+            combined
+                .errors
+                .extend(answer.diagnostics().errors().map(ToString::to_string));
+        };
+        match &selection {
             Some(Selection {
                 type_level,
                 entity_keyed,
-            }) => (&**type_level, entity_keyed.as_ref()),
-            None => (&self.policies, None),
-        };
-        // A denying answer's reasons are its satisfied forbids; an allowing one's, its permits.
-        let (mut forbids, mut permits, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-        for set in std::iter::once(type_level).chain(entity_keyed) {
-            let answer = authorizer.is_authorized(request, set, entities);
-            let reasons = answer.diagnostics().reason().map(ToString::to_string);
-            match answer.decision() {
-                cedar_policy::Decision::Deny => forbids.extend(reasons),
-                cedar_policy::Decision::Allow => permits.extend(reasons),
+            }) => {
+                match &type_level.settled {
+                    // The guards answered as Cedar would over the set, without an error.
+                    Some(settled) if entity_keyed.is_none() => {
+                        return Decision {
+                            allowed: settled.allowed,
+                            reasons: settled.reasons.clone(),
+                            errors: Vec::new(),
+                        };
+                    }
+                    Some(settled) => combined.add(settled.allowed, settled.reasons.iter().cloned()),
+                    None => evaluate(&type_level.set, &mut combined),
+                }
+                if let Some(set) = entity_keyed {
+                    evaluate(set, &mut combined);
+                }
             }
-            errors.extend(answer.diagnostics().errors().map(ToString::to_string));
+            None => evaluate(&self.policies, &mut combined),
         }
+        let Combined {
+            forbids,
+            permits,
+            mut errors,
+        } = combined;
         let allowed = forbids.is_empty() && !permits.is_empty();
         let mut reasons = if forbids.is_empty() { permits } else { forbids };
         reasons.sort();

@@ -18,6 +18,12 @@
 //!   it: [`Engine::decide`](crate::engine::Engine::decide) evaluates both and combines the
 //!   answers as Cedar would.
 //!
+//! When every policy of a prebuilt set is its scope and guards alone (`permit (principal,
+//! action, resource) when { principal in resource.workspace.developers };`, `forbid … unless
+//! { principal.active };`) and the request's guards are all known, the set's answer is settled
+//! with it ([`TypeLevel::settled`]): the satisfied forbids deny, else the satisfied permits
+//! allow, and Cedar does not evaluate it.
+//!
 //! The guards and the entity-keyed policies are read through one `data::EntityData`: the
 //! index's [`Graph`] when the request is over the entities the index was built with and its
 //! principal and resource are stored there (the fast path), Cedar's entities otherwise.
@@ -45,7 +51,7 @@ use arc_swap::ArcSwap;
 use data::{CedarData, CedarEntity, EntityData, GraphData};
 pub use graph::Graph;
 pub use guards::ContextReads;
-use guards::{AtomValues, Atoms, Guard};
+use guards::{AtomValues, Atoms, Guard, Truth};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
@@ -75,10 +81,39 @@ impl<'e> Over<'e> {
 /// The policies to evaluate a request with.
 #[derive(Debug)]
 pub struct Selection {
-    /// The prebuilt set of type-level policies for the request's action, types and guards.
-    pub type_level: Arc<PolicySet>,
+    /// The type-level policies for the request's action, types and guards, prebuilt.
+    pub type_level: Arc<TypeLevel>,
     /// The entity-keyed policies whose scope can match, when there are any.
     pub entity_keyed: Option<PolicySet>,
+}
+
+/// The type-level policies a request's action, types and guard values select.
+#[derive(Debug)]
+pub struct TypeLevel {
+    /// The policies whose scope and guards can match.
+    pub set: PolicySet,
+    /// Their answer without evaluation, when the guards are every one's whole condition and
+    /// all are known: as Cedar would answer over `set` (no error can arise).
+    pub settled: Option<Settled>,
+}
+
+/// An answer the guards settle, as Cedar gives it for one policy set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Allow: a permit is satisfied and no forbid is.
+    pub allowed: bool,
+    /// The determining policies' ids, sorted: the satisfied forbids when some is, else the
+    /// satisfied permits.
+    pub reasons: Vec<String>,
+}
+
+/// A type-level policy with its guards.
+#[derive(Debug)]
+struct Guarded {
+    policy: Policy,
+    id: String,
+    forbid: bool,
+    guards: guards::Guards,
 }
 
 /// The index of one policy set.
@@ -87,8 +122,8 @@ pub struct ScopeIndex {
     actions: HashMap<EntityUid, ActionBucket>,
     /// The entity-keyed policies, by id, for building per-request sets.
     keyed_policies: HashMap<PolicyId, Policy>,
-    /// The type-level policies with their leading guards.
-    type_level: Vec<(Policy, Vec<Guard>)>,
+    /// The type-level policies with their guards.
+    type_level: Vec<Guarded>,
     /// The tests those guards make.
     atoms: Atoms,
     /// How many more policy sets the type pairs may keep.
@@ -288,7 +323,7 @@ impl ScopeIndex {
             .collect();
         for principal_type in &principal_types {
             for resource_type in &resource_types {
-                let pair = self.type_pair(principal_type, resource_type, &type_level);
+                let pair = self.type_pair(action, principal_type, resource_type, &type_level);
                 bucket
                     .type_pairs
                     .insert((principal_type.clone(), resource_type.clone()), pair);
@@ -305,7 +340,12 @@ impl ScopeIndex {
             .to_json()
             .map(|json| guards::leading(&json, &mut self.atoms))
             .unwrap_or_default();
-        self.type_level.push((policy.clone(), guards));
+        self.type_level.push(Guarded {
+            policy: policy.clone(),
+            id: policy.id().to_string(),
+            forbid: policy.effect() == cedar_policy::Effect::Forbid,
+            guards,
+        });
         self.type_level.len() - 1
     }
 
@@ -313,6 +353,7 @@ impl ScopeIndex {
     /// match a request of these types, less those a guard reading types only rules out.
     fn type_pair(
         &self,
+        action: &EntityUid,
         principal_type: &EntityTypeName,
         resource_type: &EntityTypeName,
         type_level: &[(usize, &UidKey, &UidKey)],
@@ -330,20 +371,21 @@ impl ScopeIndex {
             // A guard that reads types only is decided here, for the whole pair. (Leading type
             // tests before any atom: after an atom that may error, a false type test does not
             // rule the policy out.)
-            let guards = &self.type_level[place].1;
+            let guards = &self.type_level[place].guards.leading;
             let types_only = guards.iter().take_while(|guard| guard.atoms() == 0).count();
-            if guards::rules_out(
-                &guards[..types_only],
-                principal_type,
-                resource_type,
-                AtomValues::default(),
-            ) {
+            let types = guards::Types {
+                principal: principal_type,
+                resource: resource_type,
+                action,
+            };
+            if guards::conjunction(&guards[..types_only], types, AtomValues::default()) == Truth::False {
                 continue;
             }
             atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
             policies.push(place);
         }
         let pair = TypePair {
+            action: action.clone(),
             principal_type: principal_type.clone(),
             resource_type: resource_type.clone(),
             policies,
@@ -453,6 +495,7 @@ struct ActionBucket {
 /// The type-level policies of one (action, principal type, resource type).
 #[derive(Debug)]
 struct TypePair {
+    action: EntityUid,
     principal_type: EntityTypeName,
     resource_type: EntityTypeName,
     /// Places in `ScopeIndex::type_level` of the policies whose scope and type-only guards can
@@ -460,35 +503,55 @@ struct TypePair {
     policies: Vec<usize>,
     /// The atoms their remaining guards read (bits of `ScopeIndex::atoms`).
     atoms: u32,
-    /// The policy set per combination of those atoms' values seen so far (key: true bits, and
-    /// unknown bits shifted by 32), built on first use. Read without a lock; a new set is added
+    /// The policies per combination of those atoms' values seen so far (key: true bits, and
+    /// unknown bits shifted by 32), built on first use. Read without a lock; a new one is added
     /// by copying the (small) map.
-    sets: ArcSwap<FxHashMap<u64, Arc<PolicySet>>>,
+    sets: ArcSwap<FxHashMap<u64, Arc<TypeLevel>>>,
 }
 
 impl TypePair {
-    /// The set for a request with these atom values (over all of the index's atoms). At most
-    /// `budget` sets are kept over the whole index; past it, a set is built for the request.
-    fn set(
-        &self,
-        values: AtomValues,
-        type_level: &[(Policy, Vec<Guard>)],
-        budget: &AtomicUsize,
-    ) -> Arc<PolicySet> {
+    /// The policies for a request with these atom values (over all of the index's atoms). At
+    /// most `budget` sets are kept over the whole index; past it, one is built for the request.
+    fn set(&self, values: AtomValues, type_level: &[Guarded], budget: &AtomicUsize) -> Arc<TypeLevel> {
         let values = values.masked(self.atoms);
         let key = u64::from(values.holds) | u64::from(values.unknown) << 32;
         if let Some(set) = self.sets.load().get(&key) {
             return Arc::clone(set);
         }
+        let types = guards::Types {
+            principal: &self.principal_type,
+            resource: &self.resource_type,
+            action: &self.action,
+        };
         let mut set = PolicySet::new();
+        // The satisfied forbids and permits, while every policy kept is settled.
+        let mut settled = Some((Vec::new(), Vec::new()));
         for &place in &self.policies {
-            let (policy, guards) = &type_level[place];
-            if !guards::rules_out(guards, &self.principal_type, &self.resource_type, values) {
-                // Ids are unique in the source set: adding cannot fail.
-                let _ = set.add(policy.clone());
+            let guarded = &type_level[place];
+            let truth = guards::conjunction(&guarded.guards.leading, types, values);
+            if truth == Truth::False {
+                continue;
+            }
+            // Ids are unique in the source set: adding cannot fail.
+            let _ = set.add(guarded.policy.clone());
+            match (&mut settled, truth) {
+                (Some((forbids, permits)), Truth::True) if guarded.guards.complete => {
+                    if guarded.forbid {
+                        forbids.push(guarded.id.clone());
+                    } else {
+                        permits.push(guarded.id.clone());
+                    }
+                }
+                _ => settled = None,
             }
         }
-        let set = Arc::new(set);
+        let settled = settled.map(|(forbids, permits): (Vec<String>, Vec<String>)| {
+            let allowed = forbids.is_empty() && !permits.is_empty();
+            let mut reasons = if forbids.is_empty() { permits } else { forbids };
+            reasons.sort();
+            Settled { allowed, reasons }
+        });
+        let set = Arc::new(TypeLevel { set, settled });
         let kept = budget
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| left.checked_sub(1))
             .is_ok();

@@ -82,7 +82,7 @@ fn policy_text(snapshot: &Snapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice)
         6 => format!("resource in ZenML::Organization::\"{ORG}\""),
         _ => format!("resource in ZenML::Project::\"{UNLISTED}\""),
     };
-    let condition = match c % 17 {
+    let condition = match c % 22 {
         0 => "",
         1 => "when { principal.active }",
         2 => "when { context has permissions && principal in context.permissions }",
@@ -106,6 +106,17 @@ fn policy_text(snapshot: &Snapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice)
         13 => "when { principal in resource.workspace.viewers || principal in resource.project.viewers }",
         14 => "when { !(principal in resource.workspace.admins) && principal.active }",
         15 => "when { principal in resource.members && principal in resource.workspace.developers }",
+        // Whole conditions of guards (the index answers without Cedar when all are known),
+        // with `unless`, boolean attributes and the action.
+        16 => "unless { principal.active }",
+        17 => {
+            "when { principal in resource.workspace.developers } unless { action == ZenML::Action::\"create\" && resource is ZenML::ServiceAccount }"
+        }
+        18 => "when { principal.is_service_account || context has shared_with_teams }",
+        19 => "unless { resource has project && principal in resource.project.viewers }",
+        20 => {
+            "when { ZenML::Action::\"read\" == action || principal in resource.workspace.organization.admins }"
+        }
         _ => "when { principal in resource.workspace.developers }",
     };
     let effect = if forbid { "forbid" } else { "permit" };
@@ -118,7 +129,7 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
         0..7usize,
         0..4usize,
         0..8usize,
-        0..17usize,
+        0..22usize,
         0..64usize,
         0..64usize,
         0..64usize,
@@ -175,7 +186,7 @@ proptest! {
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
             let selection = index.select(&request.request, Over::Unindexed(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
-                s.type_level.policies().count() + s.entity_keyed.as_ref().map_or(0, |e| e.policies().count())
+                s.type_level.set.policies().count() + s.entity_keyed.as_ref().map_or(0, |e| e.policies().count())
             });
             let narrowed = engine.decide(&request, &mut Batch::single()).unwrap();
             prop_assert_eq!(answer(&whole), (narrowed.allowed, narrowed.reasons, narrowed.errors), "{} {} {}\npolicies:\n{}", question.user_id, question.action, text, text);
@@ -246,15 +257,15 @@ fn the_index_narrows_a_large_set() {
     let selected = index
         .select(&request.request, Over::Unindexed(&entities))
         .unwrap();
-    let count =
-        selected.type_level.policies().count() + selected.entity_keyed.map_or(0, |e| e.policies().count());
+    let count = selected.type_level.set.policies().count()
+        + selected.entity_keyed.map_or(0, |e| e.policies().count());
     assert!((1..=5).contains(&count), "selected {count} of 600");
 }
 
-/// Membership guards narrow the bundled policies to the roles the caller holds: bob (Workspace
-/// Developer through his team) reading a pipeline in churn evaluates only the deactivation
-/// forbid and the developer grant, dave (Project Developer on churn) the forbid and the project
-/// developer grant, and nobody's read evaluates a role policy for a role they lack.
+/// Guards narrow the bundled policies to the roles the caller holds: bob (Workspace Developer
+/// through his team) reading a pipeline in churn keeps only the developer grant, dave (Project
+/// Developer on churn) the project developer grant, an active account never the deactivation
+/// forbid, and nobody's read a role policy for a role they lack; the guards settle each answer.
 #[test]
 fn membership_guards_leave_only_the_callers_roles() {
     let snapshot = snapshot();
@@ -266,38 +277,50 @@ fn membership_guards_leave_only_the_callers_roles() {
     )
     .unwrap();
     let churn = directory.find_project("churn").unwrap().named.id.clone();
-    // (user, action, resource type, the policies left to evaluate)
-    let table: [(&str, &str, &str, &[&str]); 7] = [
+    // (user, action, resource type, the policies left to evaluate; each condition is made of
+    // guards, all known, so the index settles the answer without Cedar: allowed, and why)
+    type Row<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], bool, &'a [&'a str]);
+    let table: [Row<'_>; 8] = [
         (
             "bob",
             "read",
             "pipeline",
-            &["deactivated-principal", "workspace-developer"],
+            &["workspace-developer"],
+            true,
+            &["workspace-developer"],
         ),
-        ("bob", "delete", "pipeline", &["deactivated-principal"]),
+        ("bob", "delete", "pipeline", &[], false, &[]),
         (
             "dave",
             "read",
             "pipeline",
-            &["deactivated-principal", "project-developer"],
+            &["project-developer"],
+            true,
+            &["project-developer"],
         ),
-        (
-            "ada",
-            "update",
-            "pipeline",
-            &["deactivated-principal", "org-admin"],
-        ),
-        ("grace", "read", "pipeline", &["deactivated-principal"]),
+        ("ada", "update", "pipeline", &["org-admin"], true, &["org-admin"]),
+        ("grace", "read", "pipeline", &[], false, &[]),
         // frank holds the custom role model-promoter on churn (`principal in context.permissions`).
         (
             "frank",
             "promote",
             "model",
-            &["custom-role-grid", "deactivated-principal"],
+            &["custom-role-grid"],
+            true,
+            &["custom-role-grid"],
         ),
-        ("bob", "promote", "model", &["deactivated-principal"]),
+        ("bob", "promote", "model", &[], false, &[]),
+        // A deactivated account (still Workspace Admin on paper): the forbid is kept, and decides.
+        (
+            "mallory",
+            "read",
+            "pipeline",
+            &["deactivated-principal", "workspace-admin"],
+            false,
+            &["deactivated-principal"],
+        ),
     ];
-    for (user, action, resource_type, expected) in table {
+    for (user, action, resource_type, expected, allowed, reasons) in table {
         let resource = Resource::parse(&format!("{churn}:{resource_type}/{ID}")).unwrap();
         let user_id = directory.find_user(user).unwrap().named.id.clone();
         let question = Question {
@@ -331,12 +354,23 @@ fn membership_guards_leave_only_the_callers_roles() {
             let selected = index.select(&request.request, over).unwrap();
             let mut ids: Vec<String> = selected
                 .type_level
+                .set
                 .policies()
                 .chain(selected.entity_keyed.iter().flat_map(|e| e.policies()))
                 .map(|p| p.id().to_string())
                 .collect();
             ids.sort();
             assert_eq!(ids, expected, "{user} {action}, read through {read}");
+            // Settled: the satisfied permits of an allow, the satisfied forbids of a deny.
+            let settled = selected.type_level.settled.as_ref();
+            assert_eq!(
+                settled.map(|s| (
+                    s.allowed,
+                    s.reasons.iter().map(String::as_str).collect::<Vec<_>>()
+                )),
+                Some((allowed, reasons.to_vec())),
+                "{user} {action}, settled through {read}"
+            );
         }
     }
 }

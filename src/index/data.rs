@@ -10,7 +10,7 @@
 //!
 //! Both read as Cedar evaluates: `in` is equality or an ancestor, a missing entity has no
 //! attributes, and what would make Cedar raise an error reads as [`AttrValue::Absent`] (an
-//! attribute) or [`AttrValue::Other`] (a value that is not an entity).
+//! attribute) or [`AttrValue::Other`] (a value that is neither an entity nor a boolean).
 
 use std::borrow::{Borrow, Cow};
 use std::cell::OnceCell;
@@ -36,8 +36,10 @@ pub enum AttrValue<'a, E: Clone, R> {
     Set(Cow<'a, [E]>),
     /// A record (reading into it: [`EntityData::record_attr`]).
     Record(R),
-    /// Present, but not an entity or a set of entities: `in` on it would error, and so would
-    /// reading an attribute of it.
+    /// A boolean.
+    Bool(bool),
+    /// Present, but not an entity, a set of entities or a boolean: `in` on it would error, and
+    /// so would reading an attribute of it.
     Other,
 }
 
@@ -50,6 +52,7 @@ impl<E: Clone, R: Clone> AttrValue<'_, E, R> {
             AttrValue::Unmet => AttrValue::Unmet,
             AttrValue::Set(entities) => AttrValue::Set(Cow::Borrowed(entities)),
             AttrValue::Record(record) => AttrValue::Record(record.clone()),
+            AttrValue::Bool(value) => AttrValue::Bool(*value),
             AttrValue::Other => AttrValue::Other,
         }
     }
@@ -62,6 +65,7 @@ impl<E: Clone, R: Clone> AttrValue<'_, E, R> {
             AttrValue::Unmet => AttrValue::Unmet,
             AttrValue::Set(entities) => AttrValue::Set(Cow::Owned(entities.into_owned())),
             AttrValue::Record(record) => AttrValue::Record(record),
+            AttrValue::Bool(value) => AttrValue::Bool(value),
             AttrValue::Other => AttrValue::Other,
         }
     }
@@ -124,6 +128,7 @@ pub trait EntityData<'a>: Copy + 'a {
                 AttrValue::Set(Cow::Owned(entities))
             }
             EvalResult::Record(record) => AttrValue::Record(self.record(record)),
+            EvalResult::Bool(value) => AttrValue::Bool(value),
             _ => AttrValue::Other,
         }
     }

@@ -1,5 +1,5 @@
 //! The stored entities as the index reads them: dense ids, sorted ancestor lists and the
-//! entity-valued attributes the guards read, built once per snapshot.
+//! attributes the guards read (entities, sets of entities, booleans), built once per snapshot.
 //!
 //! Through Cedar's public API, every membership test (`Entities::is_ancestor_of`) is two SipHash
 //! lookups of an `EntityUid` with a string comparison of its type path, and every attribute read
@@ -90,6 +90,7 @@ impl Graph {
                         }
                     }
                     Some(Ok(EvalResult::Record(_))) => AttrValue::Record(()),
+                    Some(Ok(EvalResult::Bool(value))) => AttrValue::Bool(value),
                     Some(_) => AttrValue::Other,
                 };
                 kept.push((u16::try_from(slot).ok()?, value));

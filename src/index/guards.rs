@@ -1,23 +1,26 @@
-//! Leading guards: the first conjuncts of a policy's `when` condition that are decided before
-//! evaluation, by the request's principal and resource types, by which attributes its context
-//! and entities have, and by the principal's membership in entities its attributes name
-//! (`resource is ZenML::Stack || …`, `context has shared_with_users`, `resource has project`,
+//! Leading guards: the first conjuncts of a policy's conditions that are decided before
+//! evaluation, by the request's principal and resource types and action, by which attributes its
+//! context and entities have, by boolean attributes, and by the principal's membership in
+//! entities its attributes name (`resource is ZenML::Stack || …`, `context has
+//! shared_with_users`, `resource has project`, `principal.active`, `action == …`,
 //! `principal in resource.workspace.developers`).
 //!
-//! Why it is exact: Cedar evaluates a policy as `scope && when-body && …`, left to right, and
-//! stops at the first false conjunct. `is` and `has` never error (`has` on an entity that does
-//! not exist is false); a membership test is *unknown* wherever Cedar would raise an error (a
-//! missing entity or attribute, a value that is not an entity). So when a leading guard is
-//! false and every guard before it is true, the policy is not satisfied and reports no error,
-//! whatever follows ([`rules_out`]). Only the *leading* guards count: a guard after an ordinary
-//! conjunct may never be reached, and that conjunct may error.
+//! Why it is exact: Cedar evaluates a policy as `scope && when-body && !unless-body …`, left to
+//! right, and stops at the first false conjunct. `is`, `has` and `==` on the action never error
+//! (`has` on an entity that does not exist is false); a membership test or a boolean attribute is
+//! *unknown* wherever Cedar would raise an error (a missing entity or attribute, a value of
+//! another type). So when a guard is false and every guard before it is true, the policy is not
+//! satisfied and reports no error, whatever follows ([`conjunction`]). Only the *leading* guards
+//! count: a guard after an ordinary conjunct may never be reached, and that conjunct may error.
+//! When every conjunct of every condition is a guard (`Guards::complete`) and all are true, the
+//! policy is satisfied without an error: the index then answers for it without Cedar.
 //!
 //! The atoms are evaluated once per request by one [`Evaluation`] over any [`EntityData`]: the
 //! index's graph, or Cedar's entities.
 
 use std::borrow::Borrow;
 
-use cedar_policy::{Context, EntityTypeName};
+use cedar_policy::{Context, EntityTypeName, EntityUid};
 use serde_json::Value;
 
 use super::data::{AttrValue, EntityData, GraphData};
@@ -60,6 +63,10 @@ pub enum Atom {
     /// `<var> in <origin>`, e.g. `principal in resource.workspace.developers`: known false only
     /// when Cedar would evaluate it to false without an error.
     In(Var, Origin),
+    /// A boolean attribute used as a condition (`principal.active`): its value when it is a
+    /// boolean, unknown otherwise (Cedar errors on a missing attribute or a value that is not a
+    /// boolean).
+    Holds(usize),
 }
 
 /// The value of an atom for one request. `Unknown` stands for "may error" (a missing entity or
@@ -276,9 +283,11 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
                     AttrValue::Record(record) => data.record_attr(record, &step.attr)?,
                     // An unmet entity is not stored: Cedar errors, as on a missing attribute or
                     // on reading a set's or a string's attribute.
-                    AttrValue::Unmet | AttrValue::Set(_) | AttrValue::Other | AttrValue::Absent => {
-                        AttrValue::Absent
-                    }
+                    AttrValue::Unmet
+                    | AttrValue::Set(_)
+                    | AttrValue::Bool(_)
+                    | AttrValue::Other
+                    | AttrValue::Absent => AttrValue::Absent,
                 },
             };
             self.steps[at] = Some(value);
@@ -312,11 +321,26 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
                     AttrValue::Set(rights) => {
                         Truth::of(rights.iter().any(|right| data.within(left, right.borrow())))
                     }
-                    AttrValue::Absent | AttrValue::Record(_) | AttrValue::Other => Truth::Unknown,
+                    AttrValue::Absent | AttrValue::Record(_) | AttrValue::Bool(_) | AttrValue::Other => {
+                        Truth::Unknown
+                    }
                 }
             }
+            Atom::Holds(step) => match self.step(*step)? {
+                AttrValue::Bool(value) => Truth::of(*value),
+                _ => Truth::Unknown,
+            },
         })
     }
+}
+
+/// What a guard reads of a request besides its atoms: the principal's and resource's types and
+/// the action.
+#[derive(Debug, Clone, Copy)]
+pub struct Types<'t> {
+    pub principal: &'t EntityTypeName,
+    pub resource: &'t EntityTypeName,
+    pub action: &'t EntityUid,
 }
 
 /// A guard expression.
@@ -326,30 +350,34 @@ pub enum Guard {
     Atom(usize),
     /// `principal is T` (`true`) or `resource is T` (`false`).
     Is(bool, EntityTypeName),
+    /// `action == A`.
+    Action(EntityUid),
     Not(Box<Guard>),
     And(Box<Guard>, Box<Guard>),
     Or(Box<Guard>, Box<Guard>),
 }
 
 impl Guard {
-    /// Its value for a request with these types and atoms, with Cedar's short-circuit `&&` and
-    /// `||`: an unknown (possibly erroring) operand that is evaluated makes the whole unknown.
-    pub fn truth(&self, principal: &EntityTypeName, resource: &EntityTypeName, values: AtomValues) -> Truth {
+    /// Its value for a request with these types, action and atoms, with Cedar's short-circuit
+    /// `&&` and `||`: an unknown (possibly erroring) operand that is evaluated makes the whole
+    /// unknown.
+    pub fn truth(&self, types: Types<'_>, values: AtomValues) -> Truth {
         match self {
             Guard::Atom(atom) => values.of(*atom),
-            Guard::Is(true, type_name) => Truth::of(type_name == principal),
-            Guard::Is(false, type_name) => Truth::of(type_name == resource),
-            Guard::Not(inner) => match inner.truth(principal, resource, values) {
+            Guard::Is(true, type_name) => Truth::of(type_name == types.principal),
+            Guard::Is(false, type_name) => Truth::of(type_name == types.resource),
+            Guard::Action(action) => Truth::of(action == types.action),
+            Guard::Not(inner) => match inner.truth(types, values) {
                 Truth::True => Truth::False,
                 Truth::False => Truth::True,
                 Truth::Unknown => Truth::Unknown,
             },
-            Guard::And(left, right) => match left.truth(principal, resource, values) {
-                Truth::True => right.truth(principal, resource, values),
+            Guard::And(left, right) => match left.truth(types, values) {
+                Truth::True => right.truth(types, values),
                 other => other,
             },
-            Guard::Or(left, right) => match left.truth(principal, resource, values) {
-                Truth::False => right.truth(principal, resource, values),
+            Guard::Or(left, right) => match left.truth(types, values) {
+                Truth::False => right.truth(types, values),
                 other => other,
             },
         }
@@ -359,56 +387,66 @@ impl Guard {
     pub fn atoms(&self) -> u32 {
         match self {
             Guard::Atom(atom) => 1 << atom,
-            Guard::Is(..) => 0,
+            Guard::Is(..) | Guard::Action(_) => 0,
             Guard::Not(inner) => inner.atoms(),
             Guard::And(left, right) | Guard::Or(left, right) => left.atoms() | right.atoms(),
         }
     }
 }
 
-/// Whether a policy with these leading guards is left out for a request: Cedar evaluates the
-/// conjuncts in order and stops at the first false one, so the policy is certainly not
-/// satisfied, and reports no error, when a guard is false and every guard before it is true.
-pub fn rules_out(
-    guards: &[Guard],
-    principal: &EntityTypeName,
-    resource: &EntityTypeName,
-    values: AtomValues,
-) -> bool {
+/// The value of a conjunction of guards, as Cedar evaluates it: left to right, stopping at the
+/// first false one. False: certainly not satisfied, and no error (every guard before the false
+/// one is true); true: satisfied without an error; unknown: evaluate to know.
+pub fn conjunction(guards: &[Guard], types: Types<'_>, values: AtomValues) -> Truth {
     for guard in guards {
-        match guard.truth(principal, resource, values) {
+        match guard.truth(types, values) {
             Truth::True => {}
-            Truth::False => return true,
-            Truth::Unknown => return false,
+            other => return other,
         }
     }
-    false
+    Truth::True
 }
 
-/// The leading guards of a policy (its Cedar JSON), registering new atoms in `atoms`.
-pub fn leading(policy: &Value, atoms: &mut Atoms) -> Vec<Guard> {
-    let mut guards = Vec::new();
-    let Some(first) = policy
-        .get("conditions")
-        .and_then(Value::as_array)
-        .and_then(|conditions| conditions.first())
-    else {
+/// The guards of a policy (its Cedar JSON), registering new atoms in `atoms`: its leading guards,
+/// and whether they are its whole condition (`complete`: every `when` and `unless` clause made
+/// of guards only). The scope is not among them: the index matches it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guards {
+    pub leading: Vec<Guard>,
+    pub complete: bool,
+}
+
+/// The guards of a policy (its Cedar JSON): Cedar evaluates a policy as its scope `&&` each
+/// condition in order (a `when` body, or `!` an `unless` body), so the conjuncts of its
+/// conditions in that order are its guards while each can be read as one.
+pub fn leading(policy: &Value, atoms: &mut Atoms) -> Guards {
+    let mut guards = Guards::default();
+    let Some(conditions) = policy.get("conditions").and_then(Value::as_array) else {
         return guards;
     };
-    if first.get("kind").and_then(Value::as_str) != Some("when") {
-        return guards;
-    }
-    let Some(body) = first.get("body") else {
-        return guards;
-    };
-    let mut conjuncts = Vec::new();
-    flatten_and(body, &mut conjuncts);
-    for conjunct in conjuncts {
-        match parse(conjunct, atoms) {
-            Some(guard) => guards.push(guard),
-            None => break,
+    for condition in conditions {
+        let Some(body) = condition.get("body") else {
+            return guards;
+        };
+        match condition.get("kind").and_then(Value::as_str) {
+            Some("when") => {
+                let mut conjuncts = Vec::new();
+                flatten_and(body, &mut conjuncts);
+                for conjunct in conjuncts {
+                    match parse(conjunct, atoms) {
+                        Some(guard) => guards.leading.push(guard),
+                        None => return guards,
+                    }
+                }
+            }
+            Some("unless") => match parse(body, atoms) {
+                Some(guard) => guards.leading.push(Guard::Not(Box::new(guard))),
+                None => return guards,
+            },
+            _ => return guards,
         }
     }
+    guards.complete = true;
     guards
 }
 
@@ -446,6 +484,19 @@ fn origin(expr: &Value, atoms: &mut Atoms) -> Option<Origin> {
     Some(Origin::Step(atoms.step(from, access.get("attr")?.as_str()?)?))
 }
 
+/// `action == A` (either way round): `A`.
+fn action_literal(args: &Value) -> Option<EntityUid> {
+    let (left, right) = (args.get("left")?, args.get("right")?);
+    let literal = if left.get("Var").and_then(Value::as_str) == Some("action") {
+        right
+    } else if right.get("Var").and_then(Value::as_str) == Some("action") {
+        left
+    } else {
+        return None;
+    };
+    EntityUid::from_json(literal.get("Value")?.clone()).ok()
+}
+
 fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
     let Value::Object(node) = expr else { return None };
     if node.len() != 1 {
@@ -466,6 +517,11 @@ fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
             let right = origin(args.get("right")?, atoms)?;
             Some(Guard::Atom(atoms.atom(Atom::In(left, right))?))
         }
+        "." => match origin(expr, atoms)? {
+            Origin::Step(step) => Some(Guard::Atom(atoms.atom(Atom::Holds(step))?)),
+            Origin::Var(_) => None,
+        },
+        "==" => Some(Guard::Action(action_literal(args)?)),
         "is" if args.get("in").is_none() => {
             let principal = match var(args.get("left")?)? {
                 Var::Principal => true,
@@ -499,61 +555,121 @@ mod tests {
     use super::super::data::{CedarData, CedarEntity};
     use super::*;
 
-    fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
+    fn parsed(condition: &str) -> (Guards, Atoms) {
         let text = format!("permit (principal, action, resource) {condition};");
         let policy = cedar_policy::Policy::from_str(&text).unwrap();
         let mut atoms = Atoms::default();
         (leading(&policy.to_json().unwrap(), &mut atoms), atoms)
     }
 
+    fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
+        let (guards, atoms) = parsed(condition);
+        (guards.leading, atoms)
+    }
+
+    fn rules_out(
+        guards: &[Guard],
+        principal: &EntityTypeName,
+        resource: &EntityTypeName,
+        values: AtomValues,
+    ) -> bool {
+        let action = EntityUid::from_str("A::\"a\"").unwrap();
+        let types = Types {
+            principal,
+            resource,
+            action: &action,
+        };
+        conjunction(guards, types, values) == Truth::False
+    }
+
     #[test]
-    fn only_the_leading_guards_of_the_first_when_count() {
+    fn the_guards_are_the_conditions_conjuncts_while_each_reads_as_one() {
         let stack = || Guard::Is(false, "ZenML::Stack".parse().unwrap());
-        // (condition, number of leading guards, atoms, attribute steps)
-        let table: [(&str, usize, usize, usize); 12] = [
-            ("", 0, 0, 0),
-            ("when { context has a && principal in context.a }", 2, 2, 1),
+        // (condition, number of guards, atoms, attribute steps, whole condition)
+        let table: [(&str, usize, usize, usize, bool); 20] = [
+            ("", 0, 0, 0, true),
+            ("when { context has a && principal in context.a }", 2, 2, 1, true),
             (
                 "when { context has a && resource has b && context has a }",
                 3,
                 2,
                 2,
+                true,
             ),
             (
                 "when { principal in resource.xs && resource is ZenML::Stack }",
                 2,
                 1,
                 1,
+                true,
             ),
             (
                 "when { principal in resource.w.xs && principal in resource.w.ys }",
                 2,
                 2,
                 3,
+                true,
             ),
             (
                 "when { (resource is ZenML::Stack || !(resource has p)) && resource.p.q }",
-                1,
-                1,
-                1,
+                2,
+                2,
+                2,
+                true,
             ),
-            ("when { resource is ZenML::Stack in ZenML::W::\"w\" }", 0, 0, 0),
-            ("when { principal in ZenML::W::\"w\" }", 0, 0, 0),
-            ("when { context.a in resource.xs }", 0, 0, 0),
-            ("unless { resource is ZenML::Stack }", 0, 0, 0),
-            ("when { action has a }", 0, 0, 0),
-            ("when { resource.x has y }", 0, 0, 0),
+            (
+                "when { (resource is ZenML::Stack || !(resource has p)) && resource.p.q == 1 }",
+                1,
+                1,
+                1,
+                false,
+            ),
+            (
+                "when { resource is ZenML::Stack in ZenML::W::\"w\" }",
+                0,
+                0,
+                0,
+                false,
+            ),
+            ("when { principal in ZenML::W::\"w\" }", 0, 0, 0, false),
+            ("when { context.a in resource.xs }", 0, 0, 0, false),
+            ("unless { resource is ZenML::Stack }", 1, 0, 0, true),
+            ("unless { principal.active }", 1, 1, 1, true),
+            (
+                "when { principal.active } unless { action == A::\"a\" && resource is T }",
+                2,
+                1,
+                1,
+                true,
+            ),
+            ("when { A::\"a\" == action }", 1, 0, 0, true),
+            ("when { action == resource }", 0, 0, 0, false),
+            ("when { action in A::\"a\" }", 0, 0, 0, false),
+            ("when { action has a }", 0, 0, 0, false),
+            ("when { resource.x has y }", 0, 0, 0, false),
+            ("when { context.flag }", 1, 1, 1, true),
+            ("when { principal }", 0, 0, 0, false),
         ];
-        for (condition, count, atom_count, step_count) in table {
-            let (found, atoms) = guards(condition);
+        for (condition, count, atom_count, step_count, complete) in table {
+            let (found, atoms) = parsed(condition);
             assert_eq!(
-                (found.len(), atoms.atoms.len(), atoms.steps.len()),
-                (count, atom_count, step_count),
+                (
+                    found.leading.len(),
+                    atoms.atoms.len(),
+                    atoms.steps.len(),
+                    found.complete
+                ),
+                (count, atom_count, step_count, complete),
                 "{condition}"
             );
         }
-        let (found, _) = guards("when { resource is ZenML::Stack && principal.active }");
+        let (found, _) = guards("when { resource is ZenML::Stack && principal.active == true }");
         assert_eq!(found, vec![stack()]);
+        // Later conditions follow the first: `unless` as the negation of its body.
+        let (found, _) =
+            parsed("when { resource is ZenML::Stack } unless { resource is ZenML::Stack } when { 1 < 2 }");
+        assert_eq!(found.leading, vec![stack(), Guard::Not(Box::new(stack()))]);
+        assert!(!found.complete);
     }
 
     #[test]
@@ -563,14 +679,34 @@ mod tests {
             "ZenML::Stack".parse().unwrap(),
             "ZenML::Pipeline".parse().unwrap(),
         );
+        let action = EntityUid::from_str("A::\"a\"").unwrap();
+        let types = |principal, resource, action| Types {
+            principal,
+            resource,
+            action,
+        };
         let (found, _) = guards("when { (resource is ZenML::Stack || !(context has p)) && true }");
         let [guard] = found.as_slice() else {
             panic!("one guard: {found:?}")
         };
         let has = AtomValues { holds: 1, unknown: 0 };
-        assert_eq!(guard.truth(&user, &stack, has), Truth::True);
-        assert_eq!(guard.truth(&user, &pipeline, AtomValues::default()), Truth::True);
-        assert_eq!(guard.truth(&user, &pipeline, has), Truth::False);
+        assert_eq!(guard.truth(types(&user, &stack, &action), has), Truth::True);
+        assert_eq!(
+            guard.truth(types(&user, &pipeline, &action), AtomValues::default()),
+            Truth::True
+        );
+        assert_eq!(guard.truth(types(&user, &pipeline, &action), has), Truth::False);
+        // The action, either way round; another action is false.
+        let other = EntityUid::from_str("A::\"b\"").unwrap();
+        for condition in ["when { action == A::\"a\" }", "when { A::\"a\" == action }"] {
+            let (found, _) = guards(condition);
+            let [guard] = found.as_slice() else {
+                panic!("one guard: {found:?}")
+            };
+            let none = AtomValues::default();
+            assert_eq!(guard.truth(types(&user, &stack, &action), none), Truth::True);
+            assert_eq!(guard.truth(types(&user, &stack, &other), none), Truth::False);
+        }
         assert_eq!(guard.atoms(), 1);
 
         // `principal in resource.xs` (atom 0) before a type test: an unknown (erroring) first
@@ -605,8 +741,8 @@ mod tests {
     #[test]
     fn membership_atoms_read_like_cedar() {
         let schema_free = r#"[
-            {"uid": {"type": "U", "id": "alice"}, "attrs": {}, "parents": [{"type": "G", "id": "devs"}]},
-            {"uid": {"type": "G", "id": "devs"}, "attrs": {}, "parents": []},
+            {"uid": {"type": "U", "id": "alice"}, "attrs": {"active": true}, "parents": [{"type": "G", "id": "devs"}]},
+            {"uid": {"type": "G", "id": "devs"}, "attrs": {"active": "yes"}, "parents": []},
             {"uid": {"type": "W", "id": "w"}, "attrs": {
                 "developers": {"__entity": {"type": "G", "id": "devs"}},
                 "viewers": {"__entity": {"type": "G", "id": "views"}},
@@ -616,7 +752,7 @@ mod tests {
                 "strangers": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "y"}}],
                 "owner": {"__entity": {"type": "U", "id": "alice"}}
             }, "parents": []},
-            {"uid": {"type": "R", "id": "r"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "w"}}}, "parents": []},
+            {"uid": {"type": "R", "id": "r"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "w"}}, "flag": false}, "parents": []},
             {"uid": {"type": "R", "id": "lost"}, "attrs": {"workspace": {"__entity": {"type": "W", "id": "gone"}}}, "parents": []}
         ]"#;
         let entities = Entities::from_json_str(schema_free, None).unwrap();
@@ -624,7 +760,7 @@ mod tests {
         let context = Context::from_json_str(
             r#"{"groups": [{"__entity": {"type": "G", "id": "devs"}}], "other": [{"__entity": {"type": "G", "id": "x"}}],
                 "many": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "y"}}, {"__entity": {"type": "G", "id": "devs"}}],
-                "one": {"__entity": {"type": "G", "id": "devs"}}, "numbers": [1, 2], "record": {"g": {"__entity": {"type": "G", "id": "devs"}}}}"#,
+                "one": {"__entity": {"type": "G", "id": "devs"}}, "numbers": [1, 2], "yes": true, "record": {"g": {"__entity": {"type": "G", "id": "devs"}}}}"#,
             None,
         )
         .unwrap();
@@ -791,6 +927,20 @@ mod tests {
                 Truth::True,
             ),
             ("principal has workspace", "R::\"lost\"", "R::\"r\"", Truth::True),
+            // Booleans as conditions: their value, or unknown where Cedar errors.
+            ("principal.active", "U::\"alice\"", "R::\"r\"", Truth::True),
+            ("principal.active", "G::\"devs\"", "R::\"r\"", Truth::Unknown),
+            ("principal.active", "U::\"bob\"", "R::\"r\"", Truth::Unknown),
+            ("resource.flag", "U::\"alice\"", "R::\"r\"", Truth::False),
+            (
+                "resource.workspace.owner.active",
+                "G::\"devs\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            ("principal.active.x", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            ("context.yes", "U::\"alice\"", "R::\"r\"", Truth::True),
+            ("context.numbers", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
         ];
         let mut on_graph = 0;
         for (condition, principal, resource, truth) in table {
@@ -848,6 +998,6 @@ mod tests {
             };
             assert_eq!(cedar, truth, "Cedar on {condition} for {principal} on {resource}");
         }
-        assert_eq!(on_graph, 26, "rows read from the graph");
+        assert_eq!(on_graph, 33, "rows read from the graph");
     }
 }
