@@ -22,16 +22,20 @@
 #
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
-#                                      CACHE (off), PORT (18195; Cerbos takes the next two)
+#                                      CACHE (off), PORT (18195; Cerbos takes the next two),
+#                                      PIN (on; off: nothing pinned, wrk on two threads, as the
+#                                      issue's table was measured)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "$1")
 SCENARIOS=${SCENARIOS:-"entity healthz"}
 DURATION=${DURATION:-10}; CONNECTIONS=${CONNECTIONS:-32}; ROUNDS=${ROUNDS:-3}
-CACHE=${CACHE:-off}; PORT=${PORT:-18195}
+CACHE=${CACHE:-off}; PORT=${PORT:-18195}; PIN=${PIN:-on}
+if [ "$PIN" = on ]; then SERVER_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); THREADS=1
+else SERVER_CPU=(); LOAD_CPU=(); THREADS=2; fi
 WORK=$(mktemp -d)
 trap 'kill $PID 2>/dev/null; rm -rf "$WORK"' EXIT
-taskset -c 1 "$BIN" serve --policies policies --schemas schemas --directory policies/directory.yaml \
+"${SERVER_CPU[@]}" "$BIN" serve --policies policies --schemas schemas --directory policies/directory.yaml \
   --shares-db :memory: --listen "127.0.0.1:$PORT" --cache "$CACHE" --watch off --log error \
   >"$WORK/serve.log" 2>&1 &
 PID=$!
@@ -40,7 +44,7 @@ BASE=http://127.0.0.1:$PORT
 CERBOS_PID=""
 CERBOS=http://127.0.0.1:$((PORT + 1))
 if [[ " $SCENARIOS " == *" cerbos"* ]]; then
-  taskset -c 1 "$(scripts/ensure-cerbos.sh)" server --config=scripts/cerbos/conf.yaml \
+  "${SERVER_CPU[@]}" "$(scripts/ensure-cerbos.sh)" server --config=scripts/cerbos/conf.yaml \
     --set=server.httpListenAddr="127.0.0.1:$((PORT + 1))" --set=server.grpcListenAddr="127.0.0.1:$((PORT + 2))" \
     --log-level=error >"$WORK/cerbos.log" 2>&1 &
   CERBOS_PID=$!
@@ -121,7 +125,7 @@ for round in $(seq "$ROUNDS"); do
       cerbos20) args=(-s "$WORK/cerbos20.lua" "$CERBOS/api/check/resources"); n=20 ;;
       cerbos_healthz) args=("$CERBOS/_cerbos/health"); n=0 ;;
     esac
-    out=$(taskset -c 0 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
+    out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')

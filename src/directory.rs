@@ -70,8 +70,9 @@ pub struct Directory {
     pub teams: BTreeMap<String, Team>,
     /// Users and service accounts by id (ZenML sends both as `user_id`). Hashed, not ordered:
     /// looked up on every request, where a B-tree of ten thousand heap-allocated keys costs a
-    /// cache miss per comparison.
-    pub users: HashMap<String, User>,
+    /// cache miss per comparison. A fast hash (the keys are the directory's, never inserted
+    /// from a request).
+    pub users: HashMap<String, User, rustc_hash::FxBuildHasher>,
     /// SHA-256 of an API key -> (user id, revoked).
     pub api_keys: HashMap<[u8; 32], (String, bool)>,
     /// The custom roles (`roles:`), in file order.
@@ -218,6 +219,8 @@ impl RoleBinding {
 pub struct User {
     /// Id and username (service accounts: their name).
     pub named: Named,
+    /// `ZenML::User::"<id>"`, made once (a request names it).
+    pub uid: EntityUid,
     /// Display name.
     pub full_name: Option<String>,
     /// E-mail address.
@@ -1238,6 +1241,7 @@ impl<'a> Builder<'a> {
                     id: id.to_owned(),
                     name: name.to_owned(),
                 },
+                uid: crate::model::uid("User", id),
                 full_name,
                 email,
                 is_service_account,

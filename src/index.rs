@@ -119,7 +119,7 @@ struct Guarded {
 /// The index of one policy set.
 #[derive(Debug)]
 pub struct ScopeIndex {
-    actions: HashMap<EntityUid, ActionBucket>,
+    actions: FxHashMap<EntityUid, ActionBucket>,
     /// The entity-keyed policies, by id, for building per-request sets.
     keyed_policies: HashMap<PolicyId, Policy>,
     /// The type-level policies with their guards.
@@ -158,7 +158,7 @@ impl ScopeIndex {
             return None;
         }
         let mut index = ScopeIndex {
-            actions: HashMap::new(),
+            actions: FxHashMap::default(),
             keyed_policies: HashMap::new(),
             type_level: Vec::new(),
             atoms: Atoms::default(),
@@ -205,7 +205,8 @@ impl ScopeIndex {
         let bucket = self.actions.get(action)?;
         let pair = bucket
             .type_pairs
-            .get(&(principal.type_name().clone(), resource.type_name().clone()))?;
+            .get(principal.type_name())?
+            .get(resource.type_name())?;
         if pair.atoms == 0 && bucket.keyed.is_empty() {
             // Nothing to read: the pair's one set.
             return Some(Selection {
@@ -326,7 +327,9 @@ impl ScopeIndex {
                 let pair = self.type_pair(action, principal_type, resource_type, &type_level);
                 bucket
                     .type_pairs
-                    .insert((principal_type.clone(), resource_type.clone()), pair);
+                    .entry(principal_type.clone())
+                    .or_default()
+                    .insert(resource_type.clone(), pair);
             }
         }
         bucket
@@ -483,8 +486,9 @@ fn graph_for(atoms: &Atoms, graph: Option<Arc<Graph>>, entities: &Entities) -> O
 /// Policies of one action.
 #[derive(Debug, Default)]
 struct ActionBucket {
-    /// (principal type, resource type) -> the policies with only type-level keys.
-    type_pairs: HashMap<(EntityTypeName, EntityTypeName), TypePair>,
+    /// Principal type -> resource type -> the policies with only type-level keys (looked up
+    /// by reference, without copying the request's type names).
+    type_pairs: FxHashMap<EntityTypeName, FxHashMap<EntityTypeName, TypePair>>,
     /// The policies whose scope names an entity.
     keyed: Keyed<EntityUid, EntityTypeName>,
     /// `keyed` as the index's graph numbers entities and types (a key it has not met cannot

@@ -115,26 +115,44 @@ pub fn expand_action(name: &str) -> Option<Vec<&'static str>> {
 
 /// Every `ZenML::` entity type this crate names, parsed once: `EntityTypeName::from_str`
 /// runs Cedar's parser, far too slow for every request.
-static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName>> = LazyLock::new(|| {
-    let fixed = [
-        "User",
-        "Team",
-        "Role",
-        "Organization",
-        "Workspace",
-        "Project",
-        "Action",
-    ];
-    fixed
-        .into_iter()
-        .chain(RESOURCE_TYPES.iter().map(|t| t.cedar))
-        .filter_map(|name| Some((name, EntityTypeName::from_str(&format!("ZenML::{name}")).ok()?)))
-        .collect()
-});
+static TYPE_NAMES: LazyLock<HashMap<&'static str, EntityTypeName, rustc_hash::FxBuildHasher>> =
+    LazyLock::new(|| {
+        let fixed = [
+            "User",
+            "Team",
+            "Role",
+            "Organization",
+            "Workspace",
+            "Project",
+            "Action",
+        ];
+        fixed
+            .into_iter()
+            .chain(RESOURCE_TYPES.iter().map(|t| t.cedar))
+            .filter_map(|name| Some((name, EntityTypeName::from_str(&format!("ZenML::{name}")).ok()?)))
+            .collect()
+    });
 
 /// The entity uid `ZenML::<type>::"<id>"` for one of the model's types.
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(self::type_name(type_name), EntityId::new(id))
+}
+
+/// Every action of [`ACTIONS`] as `ZenML::Action::"<action>"`, made once.
+static ACTION_UIDS: LazyLock<HashMap<&'static str, EntityUid, rustc_hash::FxBuildHasher>> =
+    LazyLock::new(|| {
+        ACTIONS
+            .iter()
+            .map(|action| (*action, uid("Action", action)))
+            .collect()
+    });
+
+/// `ZenML::Action::"<action>"`.
+pub fn action_uid(action: &str) -> EntityUid {
+    ACTION_UIDS
+        .get(action)
+        .cloned()
+        .unwrap_or_else(|| uid("Action", action))
 }
 
 /// The entity type `ZenML::<type>`.

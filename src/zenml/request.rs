@@ -264,8 +264,8 @@ fn build(
     let request = checked_request(
         engine,
         shape,
-        uid("User", &known.user.named.id),
-        uid("Action", known.action),
+        known.user.uid.clone(),
+        crate::model::action_uid(known.action),
         resource,
         context,
     )?;
@@ -384,12 +384,12 @@ fn grantees<'s>(
     known: &Known<'_>,
 ) -> (Vec<&'s str>, Vec<&'s str>) {
     let (mut users, mut teams) = match &question.resource.id {
-        Some(_) => shares.shared_with(
+        Some(_) if shares.any_in(question.workspace_id) => shares.shared_with(
             question.workspace_id,
             &question.resource.to_string(),
             known.action,
         ),
-        None => (Vec::new(), Vec::new()),
+        _ => (Vec::new(), Vec::new()),
     };
     // Implicit membership: whoever has a resource of a project shared with them may see it.
     if known.resource_type == PROJECT

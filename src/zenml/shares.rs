@@ -160,6 +160,12 @@ impl ShareSet {
         }
     }
 
+    /// Whether anything in `workspace` is shared (a resource's key need not be written out
+    /// otherwise).
+    pub fn any_in(&self, workspace: &str) -> bool {
+        self.workspaces.contains_key(workspace)
+    }
+
     /// Users and teams `resource_key` (canonical string) is shared with for `action`.
     pub fn shared_with(&self, workspace: &str, resource_key: &str, action: &str) -> (Vec<&str>, Vec<&str>) {
         let mut users = Vec::new();

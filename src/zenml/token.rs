@@ -355,6 +355,7 @@ mod tests {
                         id: id.into(),
                         name: id.into(),
                     },
+                    uid: crate::model::uid("User", id),
                     full_name: None,
                     email: None,
                     is_service_account: false,
