@@ -66,12 +66,10 @@ impl Resource {
             return Err(syntax());
         }
         let uuid = |value: &str| -> Result<String, ResourceError> {
-            uuid::Uuid::parse_str(value)
-                .map(|u| u.hyphenated().to_string())
-                .map_err(|_| ResourceError::NotUuid {
-                    input: input.to_owned(),
-                    value: value.to_owned(),
-                })
+            canonical_uuid(value).ok_or_else(|| ResourceError::NotUuid {
+                input: input.to_owned(),
+                value: value.to_owned(),
+            })
         };
         let project_id = project_id.map(uuid).transpose()?;
         let id = id.map(uuid).transpose()?;
@@ -103,12 +101,10 @@ impl Resource {
         let Some((server, rest)) = input.split_once("@server:") else {
             return Resource::parse(input).map(|resource| (None, resource));
         };
-        let server = uuid::Uuid::parse_str(server)
-            .map(|u| u.hyphenated().to_string())
-            .map_err(|_| ResourceError::NotUuid {
-                input: input.to_owned(),
-                value: server.to_owned(),
-            })?;
+        let server = canonical_uuid(server).ok_or_else(|| ResourceError::NotUuid {
+            input: input.to_owned(),
+            value: server.to_owned(),
+        })?;
         // Reuse the current parser on a global-looking remainder, then drop its scope check:
         // in the tenant era every type lived directly in the server.
         let (type_name, id) = match rest.split_once('/') {
@@ -164,6 +160,18 @@ impl fmt::Display for Resource {
         }
         Ok(())
     }
+}
+
+/// A UUID in its canonical form (hyphenated, lower case), written without the formatting
+/// machinery (a page of resources has a UUID or two each).
+fn canonical_uuid(value: &str) -> Option<String> {
+    let parsed = uuid::Uuid::parse_str(value).ok()?;
+    Some(
+        parsed
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]
