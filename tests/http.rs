@@ -622,6 +622,62 @@ fn entity_json() -> impl proptest::strategy::Strategy<Value = Value> {
     })
 }
 
+/// Entity texts a JSON value cannot show: keys sent twice, escapes, whitespace. Read as Cedar's
+/// own parser reads the same text: the same entity, or an error on both sides.
+#[test]
+fn request_scoped_entity_texts_are_read_as_cedar_reads_them() {
+    let snapshot = common::bundled_snapshot();
+    let w = r#"{"type": "ZenML::Workspace", "id": "99baf825-b21e-442f-ba98-8246d8d9ac88"}"#;
+    let texts = [
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "attrs": {{"workspace": {{"__entity": {w}}}}}, "parents": [{w}]}}"#
+        ),
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "attrs": {{"workspace": {{"__entity": {w}}}, "workspace": 1}}, "parents": []}}"#
+        ),
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "attrs": {{}}, "attrs": {{"workspace": {{"__entity": {w}}}}}, "parents": []}}"#
+        ),
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s", "id": "t"}}, "attrs": {{"workspace": {{"__entity": {w}}}}}}}"#
+        ),
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"\n"}}, "attrs": {{"workspace": {{"__entity": {w}}}}}}}"#
+        ),
+        // `parents` missing (Cedar's parser refuses it), or sent over several lines.
+        format!(
+            "{{\n  \"uid\" : {{ \"type\" : \"ZenML::Stack\", \"id\" : \"s\" }},\n  \"attrs\": {{ \"workspace\": {{ \"__entity\": {w} }} }}\n}}"
+        ),
+        format!(
+            "{{\n  \"uid\" : {{ \"type\" : \"ZenML::Stack\", \"id\" : \"s\" }},\n  \"attrs\": {{ \"workspace\": {{ \"__entity\": {w} }} }},\n \"parents\": [ ] }}"
+        ),
+        format!(r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "parents": [{w}]}}"#),
+        format!(
+            r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "attrs": {{"workspace": {{"__entity": {w}, "__entity": {w}}}}}}}"#
+        ),
+        r#"{"uid": {"type": "ZenML::Stack", "id": "s"}, "attrs": {"workspace": 1e2}}"#.to_owned(),
+        r#"{"uid": {"type": "ZenML::Stack", "id": "s"}, "attrs": {"workspace": -0}}"#.to_owned(),
+        r#"{"uid": {"type": "ZenML::Stack", "id": "s"}, "tags": null}"#.to_owned(),
+        r#"[{"uid": {"type": "ZenML::Stack", "id": "s"}}]"#.to_owned(),
+    ];
+    let as_store = |entity: cedar_policy::Entity| {
+        common::store_json(&cedar_policy::Entities::from_entities([entity], None).unwrap())
+    };
+    for text in texts {
+        let ours = zenml_authz::http::request_entity(&text, &snapshot.engine);
+        let cedar = cedar_policy::Entity::from_json_str(&text, Some(&snapshot.engine.schema));
+        match (ours, cedar) {
+            (Ok(ours), Ok(cedar)) => assert_eq!(as_store(ours), as_store(cedar), "{text}"),
+            (Err(_), Err(_)) => {}
+            (ours, cedar) => panic!(
+                "{text}\nours: {:?}\nCedar: {:?}",
+                ours.map(|_| ()),
+                cedar.map(|_| ())
+            ),
+        }
+    }
+}
+
 proptest::proptest! {
     #![proptest_config(common::proptest_config(1024))]
 
@@ -631,15 +687,18 @@ proptest::proptest! {
     fn request_scoped_entities_are_read_as_cedar_reads_them(value in entity_json()) {
         static SNAPSHOT: std::sync::LazyLock<zenml_authz::Snapshot> = std::sync::LazyLock::new(common::bundled_snapshot);
         let schema = &SNAPSHOT.engine.schema;
-        let ours = zenml_authz::http::request_entity(&value, &SNAPSHOT.engine);
-        let cedar = cedar_policy::Entity::from_json_value(value.clone(), Some(schema));
         let as_store = |entity: cedar_policy::Entity| {
             common::store_json(&cedar_policy::Entities::from_entities([entity], None).unwrap())
         };
-        match (ours, cedar) {
-            (Ok(ours), Ok(cedar)) => proptest::prop_assert_eq!(as_store(ours), as_store(cedar), "{}", value),
-            (Err(_), Err(_)) => {}
-            (ours, cedar) => proptest::prop_assert!(false, "{value}\nours: {:?}\nCedar: {:?}", ours.map(|_| ()), cedar.map(|_| ())),
+        // The text as sent, compact or spread over lines.
+        for text in [value.to_string(), serde_json::to_string_pretty(&value).unwrap()] {
+            let ours = zenml_authz::http::request_entity(&text, &SNAPSHOT.engine);
+            let cedar = cedar_policy::Entity::from_json_value(value.clone(), Some(schema));
+            match (ours, cedar) {
+                (Ok(ours), Ok(cedar)) => proptest::prop_assert_eq!(as_store(ours), as_store(cedar), "{}", text),
+                (Err(_), Err(_)) => {}
+                (ours, cedar) => proptest::prop_assert!(false, "{text}\nours: {:?}\nCedar: {:?}", ours.map(|_| ()), cedar.map(|_| ())),
+            }
         }
     }
 }

@@ -14,12 +14,15 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
+use super::raw_json::{self, Fields};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -42,25 +45,33 @@ const INLINE_ENTITIES: usize = 4;
 /// The largest body (bytes) answered inline when it carries request-scoped entities.
 const INLINE_BYTES: usize = 4096;
 
-/// Answers one `is_authorized` body of `length` bytes. A request with more or larger
-/// request-scoped entities than a few small ones is parsed and decided in the evaluation pool
-/// (its cost is the caller's to choose); the others are answered here.
-pub async fn is_authorized(call: &Call<'_>, body: Value, length: usize) -> Result<Value, ApiError> {
-    let entities = body
-        .get("additional_entities")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    if entities == 0 || (entities <= INLINE_ENTITIES && length <= INLINE_BYTES) {
-        return answer_one(call, &body);
+/// Answers one `is_authorized` body. A request with more or larger request-scoped entities than
+/// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
+/// choose); the others are answered here.
+pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
+    let root = json_root(&body)?;
+    let entities = raw_json::object(root)
+        .and_then(|object| object.given("additional_entities"))
+        .and_then(raw_json::array)
+        .map_or(0, |entities| entities.len());
+    if entities == 0 || (entities <= INLINE_ENTITIES && body.len() <= INLINE_BYTES) {
+        return answer_one(call, root);
     }
     let owned = call.to_owned_call();
     call.state
         .pool()
-        .run(move |_| answer_one(&owned.call(), &body))
+        .run(move |_| answer_one(&owned.call(), json_root(&body)?))
         .await?
 }
 
-fn answer_one(call: &Call<'_>, body: &Value) -> Result<Value, ApiError> {
+/// A body's JSON, read in place: 400 with serde's line and column when it is malformed.
+fn json_root(body: &[u8]) -> Result<&RawValue, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
+    serde_json::from_str(text).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
+}
+
+fn answer_one(call: &Call<'_>, body: &RawValue) -> Result<Value, ApiError> {
     let snapshot = call.state.snapshot();
     let decision = answer(
         call,
@@ -95,25 +106,24 @@ impl Refused {
 fn answer(
     call: &Call<'_>,
     snapshot: &Snapshot,
-    body: &Value,
+    body: &RawValue,
     memo: &mut EntityMemo,
     batch: &mut Batch,
 ) -> Result<Decision, Refused> {
     let limits = call.state.limits();
-    let object = body
-        .as_object()
-        .ok_or_else(|| Refused::Bad("request: expected a JSON object".to_owned()))?;
-    let head = head(snapshot, object, limits).map_err(Refused::Bad)?;
+    let object =
+        raw_json::object(body).ok_or_else(|| Refused::Bad("request: expected a JSON object".to_owned()))?;
+    let head = head(snapshot, &object, limits).map_err(Refused::Bad)?;
     let key = call.state.cache().enabled().then(|| CacheKey {
         revision: snapshot.revision.clone(),
         // Cedar API decisions do not depend on shares: version 0.
         shares_version: 0,
-        request: request_key(&head, object),
+        request: request_key(&head, &object),
     });
     let lookup = Lookup::new(call, key);
     let request = match lookup.hit() {
         true => None,
-        false => Some(rest(snapshot, &head, object, limits, memo).map_err(Refused::Bad)?),
+        false => Some(rest(snapshot, &head, &object, limits, memo).map_err(Refused::Bad)?),
     };
     decide(call, snapshot, &head, request.as_ref(), lookup, batch).map_err(Refused::Decide)
 }
@@ -121,13 +131,14 @@ fn answer(
 /// Answers a `batch_is_authorized` body in the evaluation pool: every well-formed item is
 /// decided, each bad one gets an error result, all under one snapshot; items not reached
 /// before the deadline are not answered (the whole call is refused).
-pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, ApiError> {
+pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
     let max_items = call.state.limits().max_batch_items;
-    let items = batch_items(body, max_items)?;
+    batch_items(json_root(&body)?, max_items)?;
     let owned = call.to_owned_call();
     call.state
         .pool()
         .run(move |deadline| {
+            let items = batch_items(json_root(&body)?, max_items)?;
             let call = owned.call();
             let snapshot = call.state.snapshot();
             let mut results = Vec::with_capacity(items.len());
@@ -155,20 +166,20 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Value) -> Result<Value, 
 }
 
 /// The items of a batch body, at most `max_items` of them.
-fn batch_items(body: Value, max_items: usize) -> Result<Vec<Value>, ApiError> {
-    let Value::Object(mut object) = body else {
+fn batch_items(body: &RawValue, max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
+    let Some(object) = raw_json::object(body) else {
         return Err(ApiError::BadRequest(
             "request body: expected a JSON object with `requests`".into(),
         ));
     };
-    if let Some(unknown) = object.keys().find(|k| *k != "requests") {
+    if let Some((unknown, _)) = object.0.iter().find(|(key, _)| key != "requests") {
         return Err(ApiError::BadRequest(format!(
             "unknown field `{unknown}`; expected `requests`"
         )));
     }
-    let items = match object.remove("requests") {
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err(ApiError::BadRequest("requests: expected an array".into())),
+    let items = match object.get("requests") {
+        Some(items) => raw_json::array(items)
+            .ok_or_else(|| ApiError::BadRequest("requests: expected an array".into()))?,
         None => return Err(ApiError::BadRequest("missing field `requests`".into())),
     };
     if items.len() > max_items {
@@ -236,11 +247,10 @@ fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
 /// them (Cedar's transitive closure of a request's entities would otherwise cost the caller's
 /// choice of time and stack).
 pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
-    let object = body
-        .as_object()
-        .ok_or_else(|| "request: expected a JSON object".to_owned())?;
-    let head = head(snapshot, object, limits)?;
-    rest(snapshot, &head, object, limits, &mut EntityMemo::default())
+    let text = body.to_string();
+    let object = raw_json::object_text(&text).ok_or_else(|| "request: expected a JSON object".to_owned())?;
+    let head = head(snapshot, &object, limits)?;
+    rest(snapshot, &head, &object, limits, &mut EntityMemo::default())
 }
 
 /// What is read of a request before the decision cache is asked: its fields checked, and its
@@ -256,11 +266,12 @@ struct Head {
 /// and checked once, and shared (so the engine's batch slices once for them).
 #[derive(Debug, Default)]
 struct EntityMemo {
-    last: Option<(Value, Arc<[Entity]>, Vec<EntityUid>)>,
+    /// The entities' JSON text as sent, the entities, and the stored ones they name.
+    last: Option<(String, Arc<[Entity]>, Vec<EntityUid>)>,
 }
 
 /// The [`Head`] of a request object.
-fn head(snapshot: &Snapshot, object: &Map<String, Value>, limits: &Limits) -> Result<Head, String> {
+fn head(snapshot: &Snapshot, object: &Fields<'_>, limits: &Limits) -> Result<Head, String> {
     check_fields(object)?;
     let tables = &snapshot.engine.tables;
     let principal = entity_field(object, "principal", tables, limits)?;
@@ -283,11 +294,8 @@ fn head(snapshot: &Snapshot, object: &Map<String, Value>, limits: &Limits) -> Re
 
 /// The cache key of a request: its principal, action and resource, and its context and
 /// request-scoped entities as the JSON text they were sent in.
-fn request_key(head: &Head, object: &Map<String, Value>) -> RequestKey {
-    let text = |field: &str, none: &str| match object.get(field) {
-        None | Some(Value::Null) => none.to_owned(),
-        Some(value) => value.to_string(),
-    };
+fn request_key(head: &Head, object: &Fields<'_>) -> RequestKey {
+    let text = |field: &str, none: &str| object.given(field).map_or(none, RawValue::get).to_owned();
     RequestKey::Cedar {
         principal: head.principal.to_string(),
         action: head.action.to_string(),
@@ -302,26 +310,29 @@ fn request_key(head: &Head, object: &Map<String, Value>) -> RequestKey {
 fn rest(
     snapshot: &Snapshot,
     head: &Head,
-    object: &Map<String, Value>,
+    object: &Fields<'_>,
     limits: &Limits,
     memo: &mut EntityMemo,
 ) -> Result<AuthzRequest, String> {
     let mut referenced = Vec::new();
     let context = context_field(object, snapshot, &head.action, limits, &mut referenced)?;
-    let sent = object.get("additional_entities");
+    let sent = object.given("additional_entities");
     let entities: Arc<[Entity]> = match (&memo.last, sent) {
-        (Some((seen, parsed, refs)), Some(value)) if same_json(seen, value) => {
+        (Some((seen, parsed, refs)), Some(value)) if seen == value.get() => {
             referenced.extend(refs.iter().cloned());
             parsed.clone()
         }
         _ => {
             let before = referenced.len();
-            let parsed: Arc<[Entity]> =
-                additional_entities(object, snapshot, limits, &mut referenced)?.into();
+            let parsed: Arc<[Entity]> = additional_entities(sent, snapshot, limits, &mut referenced)?.into();
             if let Some(value) = sent
                 && !parsed.is_empty()
             {
-                memo.last = Some((value.clone(), parsed.clone(), referenced[before..].to_vec()));
+                memo.last = Some((
+                    value.get().to_owned(),
+                    parsed.clone(),
+                    referenced[before..].to_vec(),
+                ));
             }
             parsed
         }
@@ -343,32 +354,14 @@ fn rest(
     })
 }
 
-/// Whether `a` and `b` are the same JSON, objects' keys in the same order (as the same text
-/// parses): no hashing, unlike `Value`'s equality, which looks every key up. Objects equal in
-/// another order are not the same here (a memo then only misses).
-fn same_json(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Object(a), Value::Object(b)) => {
-            a.len() == b.len()
-                && a.iter()
-                    .zip(b)
-                    .all(|((ka, va), (kb, vb))| ka == kb && same_json(va, vb))
-        }
-        (Value::Array(a), Value::Array(b)) => {
-            a.len() == b.len() && a.iter().zip(b).all(|(a, b)| same_json(a, b))
-        }
-        (a, b) => a == b,
-    }
-}
-
 /// Only the request's own fields; `entities` (a whole store per request) is refused by name.
-fn check_fields(object: &Map<String, Value>) -> Result<(), String> {
-    for key in object.keys() {
+fn check_fields(object: &Fields<'_>) -> Result<(), String> {
+    for (key, value) in &object.0 {
         if key == "entities" {
-            if !object[key].is_null() {
+            if value.get() != "null" {
                 return Err("entities: replacing the store per request is not supported; send request-scoped entities in `additional_entities`".into());
             }
-        } else if !FIELDS.contains(&key.as_str()) {
+        } else if !FIELDS.contains(&key.as_ref()) {
             return Err(format!(
                 "unknown field `{key}`; expected one of {}",
                 FIELDS.join(", ")
@@ -381,20 +374,22 @@ fn check_fields(object: &Map<String, Value>) -> Result<(), String> {
 /// The context, checked against the schema for `action` and within the size limit; the
 /// entities it names are added to `referenced`.
 fn context_field(
-    object: &Map<String, Value>,
+    object: &Fields<'_>,
     snapshot: &Snapshot,
     action: &EntityUid,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
 ) -> Result<Context, String> {
-    let context_json = match object.get("context") {
+    let Some(sent) = object.given("context") else {
+        return Ok(Context::empty());
+    };
+    let context_json = match raw_json::object(sent) {
         // The schema's check of an empty context is `Request::new`'s (a required attribute
         // is missing there too); reading `{}` through Cedar's parser costs as much as a
         // request-scoped entity.
-        None | Some(Value::Null) => return Ok(Context::empty()),
-        Some(Value::Object(map)) if map.is_empty() => return Ok(Context::empty()),
-        Some(value @ Value::Object(_)) => value.clone(),
-        Some(_) => return Err("context: expected a JSON object".into()),
+        Some(fields) if fields.0.is_empty() => return Ok(Context::empty()),
+        Some(_) => raw_json::value(sent),
+        None => return Err("context: expected a JSON object".into()),
     };
     let length = context_json.to_string().len();
     if length > limits.max_context_bytes {
@@ -412,16 +407,16 @@ fn context_field(
 /// The request-scoped entities: within the count, id and depth limits, valid under the schema,
 /// none redefining a directory entity; the entities they name are added to `referenced`.
 fn additional_entities(
-    object: &Map<String, Value>,
+    sent: Option<&RawValue>,
     snapshot: &Snapshot,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
 ) -> Result<Vec<Entity>, String> {
-    let items = match object.get("additional_entities") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(_) => return Err("additional_entities: expected an array of Cedar entities".into()),
+    let Some(sent) = sent else {
+        return Ok(Vec::new());
     };
+    let items = raw_json::array(sent)
+        .ok_or_else(|| "additional_entities: expected an array of Cedar entities".to_owned())?;
     if items.len() > limits.max_request_entities {
         return Err(format!(
             "additional_entities: {} entities is more than the limit of {} (--max-request-entities)",
@@ -433,7 +428,7 @@ fn additional_entities(
     let mut entities = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let field = format!("additional_entities[{i}]");
-        let entity = request_entity(item, engine).map_err(|error| format!("{field}: {error}"))?;
+        let entity = entity_in(item, engine).map_err(|error| format!("{field}: {error}"))?;
         let core: &cedar_policy_core::ast::Entity = entity.as_ref();
         let before = referenced.len();
         referenced.extend(core.parents().cloned().map(EntityUid::from));
@@ -460,60 +455,90 @@ fn additional_entities(
 /// anything the check refuses, is read by Cedar's parser (which also words the error). Cedar's
 /// parser reads attribute values by trying one JSON shape after another, and most of its cost
 /// is in the attempts that fail (`tests/http.rs` compares the two on random entities).
-pub fn request_entity(value: &Value, engine: &Engine) -> Result<Entity, String> {
+pub fn request_entity(text: &str, engine: &Engine) -> Result<Entity, String> {
+    let value: &RawValue = serde_json::from_str(text).map_err(|error| format!("malformed JSON: {error}"))?;
+    entity_in(value, engine)
+}
+
+/// [`request_entity`] of a value read in place.
+fn entity_in(value: &RawValue, engine: &Engine) -> Result<Entity, String> {
     if let Some(entity) = plain_entity(value, engine) {
         return Ok(entity);
     }
-    Entity::from_json_value(value.clone(), Some(&engine.schema)).map_err(|error| one_line(&error))
+    Entity::from_json_str(value.get(), Some(&engine.schema)).map_err(|error| one_line(&error))
 }
 
-/// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity.
-fn plain_entity(value: &Value, engine: &Engine) -> Option<Entity> {
+/// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity (a key
+/// sent twice included).
+fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
     use cedar_policy::RestrictedExpression;
 
     // Only `{"type", "id"}`: the other forms [`entity_uid`] reads are Cedar's parser's to read.
-    let plain_uid = |value: &Value| -> Option<EntityUid> {
-        let object = value.as_object()?;
-        (object.len() == 2 && object.contains_key("type") && object.contains_key("id"))
-            .then(|| uid_in(value, &engine.tables).ok())
-            .flatten()
+    let plain_uid = |value: &RawValue| -> Option<EntityUid> {
+        let object = raw_json::object(value)?;
+        let (Some(type_name), Some(id)) = (object.get("type"), object.get("id")) else {
+            return None;
+        };
+        if object.0.len() != 2 || object.repeats() {
+            return None;
+        }
+        let (type_name, id) = (raw_json::string(type_name)?, raw_json::string(id)?);
+        let type_name = match engine.tables.type_name(&type_name) {
+            Some(declared) => declared.clone(),
+            None => EntityTypeName::from_str(&type_name).ok()?,
+        };
+        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
     };
-    let plain_value = |value: &Value| -> Option<RestrictedExpression> {
-        match value {
-            Value::Bool(b) => Some(RestrictedExpression::new_bool(*b)),
-            Value::Number(n) => n.as_i64().map(RestrictedExpression::new_long),
-            Value::String(text) => Some(RestrictedExpression::new_string(text.clone())),
-            Value::Object(map) if map.len() == 1 => {
-                plain_uid(map.get("__entity")?).map(RestrictedExpression::new_entity_uid)
+    let plain_value = |value: &RawValue| -> Option<RestrictedExpression> {
+        match value.get().as_bytes().first()? {
+            b't' | b'f' => serde_json::from_str(value.get())
+                .ok()
+                .map(RestrictedExpression::new_bool),
+            b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(value.get())
+                .ok()?
+                .as_i64()
+                .map(RestrictedExpression::new_long),
+            b'"' => raw_json::string(value).map(|text| RestrictedExpression::new_string(text.into_owned())),
+            b'{' => {
+                let object = raw_json::object(value)?;
+                match object.0.as_slice() {
+                    [(key, inner)] if key == "__entity" => {
+                        plain_uid(inner).map(RestrictedExpression::new_entity_uid)
+                    }
+                    _ => None,
+                }
             }
             _ => None,
         }
     };
 
-    let object = value.as_object()?;
-    if object
-        .keys()
-        .any(|key| !matches!(key.as_str(), "uid" | "attrs" | "parents" | "tags"))
+    let object = raw_json::object(value)?;
+    if object.repeats()
+        || object
+            .0
+            .iter()
+            .any(|(key, _)| !matches!(key.as_ref(), "uid" | "attrs" | "parents" | "tags"))
         || object
             .get("tags")
-            .is_some_and(|tags| !tags.as_object().is_some_and(Map::is_empty))
+            .is_some_and(|tags| !raw_json::object(tags).is_some_and(|tags| tags.0.is_empty()))
     {
         return None;
     }
     let uid = plain_uid(object.get("uid")?)?;
-    let parents = match object.get("parents") {
-        None => std::collections::HashSet::new(),
-        Some(Value::Array(items)) => items.iter().map(plain_uid).collect::<Option<_>>()?,
-        Some(_) => return None,
-    };
-    let attrs = match object.get("attrs") {
-        None => HashMap::new(),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(name, value)| Some((name.clone(), plain_value(value)?)))
-            .collect::<Option<_>>()?,
-        Some(_) => return None,
-    };
+    // Cedar's parser requires `parents` (and reads a missing `attrs` as none): left to it.
+    let parents: std::collections::HashSet<EntityUid> = raw_json::array(object.get("parents")?)?
+        .into_iter()
+        .map(plain_uid)
+        .collect::<Option<_>>()?;
+    let attrs = raw_json::object(object.get("attrs")?)?;
+    if attrs.repeats() {
+        return None;
+    }
+    let attrs: HashMap<String, RestrictedExpression> = attrs
+        .0
+        .iter()
+        .map(|(name, value)| Some((name.clone().into_owned(), plain_value(value)?)))
+        .collect::<Option<_>>()?;
     let entity = Entity::new(uid, attrs, parents).ok()?;
     let core: &cedar_policy_core::ast::Entity = entity.as_ref();
     if core.uid().entity_type().is_action() {
@@ -615,14 +640,13 @@ fn check_depth(items: &[Entity], max_depth: usize) -> Result<(), String> {
 }
 
 fn entity_field(
-    object: &serde_json::Map<String, Value>,
+    object: &Fields<'_>,
     field: &str,
     tables: &SchemaTables,
     limits: &Limits,
 ) -> Result<EntityUid, String> {
     let value = object
-        .get(field)
-        .filter(|v| !v.is_null())
+        .given(field)
         .ok_or_else(|| format!("missing field `{field}`"))?;
     let uid = uid_in(value, tables).map_err(|message| format!("{field}: {message}"))?;
     check_id(field, &uid, limits)?;
@@ -630,39 +654,49 @@ fn entity_field(
 }
 
 /// [`entity_uid`], looking the schema's type names up in `tables` instead of parsing them.
-fn uid_in(value: &Value, tables: &SchemaTables) -> Result<EntityUid, String> {
+fn uid_in(value: &RawValue, tables: &SchemaTables) -> Result<EntityUid, String> {
     read_uid(value, Some(tables))
 }
 
 /// Parses an entity reference in any of the three accepted shapes.
 pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
+    let text = value.to_string();
+    let value: &RawValue = serde_json::from_str(&text).map_err(|error| error.to_string())?;
     read_uid(value, None)
 }
 
 /// [`entity_uid`]: a type name `tables` declares is looked up there, any other parsed.
-fn read_uid(value: &Value, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
+fn read_uid(value: &RawValue, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
     const EXPECTED: &str = r#"expected an entity reference: `Type::"id"`, {"type": ..., "id": ...} or {"__entity": {"type": ..., "id": ...}}"#;
-    match value {
-        Value::String(text) => {
-            EntityUid::from_str(text).map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)))
-        }
-        Value::Object(map) => {
-            let inner = map.get("__entity").unwrap_or(value);
-            let (Some(type_name), Some(id)) = (
-                inner.get("type").and_then(Value::as_str),
-                inner.get("id").and_then(Value::as_str),
-            ) else {
-                return Err(EXPECTED.into());
-            };
-            let type_name = match tables.and_then(|tables| tables.type_name(type_name)) {
-                Some(declared) => declared.clone(),
-                None => EntityTypeName::from_str(type_name)
-                    .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?,
-            };
-            Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
-        }
-        _ => Err(EXPECTED.into()),
+    if let Some(text) = raw_json::string(value) {
+        return EntityUid::from_str(&text)
+            .map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)));
     }
+    let Some(object) = raw_json::object(value) else {
+        return Err(EXPECTED.into());
+    };
+    // `{"__entity": {…}}`, else the object itself (as a `serde_json::Value` would read it: a
+    // key sent twice counts as its last value).
+    let inner = match object.get("__entity") {
+        Some(inner) => raw_json::object(inner),
+        None => Some(object),
+    };
+    let (Some(type_name), Some(id)) = (
+        inner
+            .as_ref()
+            .and_then(|inner| raw_json::string(inner.get("type")?)),
+        inner
+            .as_ref()
+            .and_then(|inner| raw_json::string(inner.get("id")?)),
+    ) else {
+        return Err(EXPECTED.into());
+    };
+    let type_name = match tables.and_then(|tables| tables.type_name(&type_name)) {
+        Some(declared) => declared.clone(),
+        None => EntityTypeName::from_str(&type_name)
+            .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?,
+    };
+    Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
 }
 
 /// A Cedar error (which may span several lines) on one line.

@@ -26,6 +26,7 @@ mod console;
 mod error;
 mod observe;
 mod pages;
+mod raw_json;
 mod signin;
 mod zenml;
 
@@ -41,7 +42,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode, header};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::auth::bearer;
 use crate::config::Limits;
@@ -451,15 +452,14 @@ async fn route(
             Ok(response)
         }
         Route::IsAuthorized => {
-            let bytes = read_body(request, state.limits()).await?;
-            let body = parse_json(&bytes)?;
+            let body = read_body(request, state.limits()).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &cedar::is_authorized(call, body, bytes.len()).await?,
+                &cedar::is_authorized(call, body).await?,
             ))
         }
         Route::BatchIsAuthorized => {
-            let body = read_json(request, state.limits()).await?;
+            let body = read_body(request, state.limits()).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &cedar::batch_is_authorized(call, body).await?,
@@ -499,17 +499,6 @@ fn readiness(state: &AppState) -> Response<Full<Bytes>> {
         StatusCode::OK,
         &json!({"status": "ready", "revision": snapshot.revision}),
     )
-}
-
-/// Reads a JSON body within the limits: 413 above the size limit, 408 past the body timeout,
-/// 400 with serde's line and column for malformed JSON.
-pub async fn read_json(request: Request<Incoming>, limits: &Limits) -> Result<Value, ApiError> {
-    parse_json(&read_body(request, limits).await?)
-}
-
-/// A body read as JSON: 400 with serde's line and column when it is malformed.
-fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
 }
 
 /// Reads a body of at most `limits.max_body_bytes`, arriving within `limits.body_timeout` (a

@@ -1,0 +1,171 @@
+//! JSON read in place: an object as its fields in order, each value the text it was sent as
+//! (`RawValue`), read further only where it is used.
+//!
+//! Cedar turns on serde_json's `preserve_order`, so every object of a `serde_json::Value` is an
+//! `IndexMap` keyed by SipHash: reading a Cedar API body into a `Value` cost about as much as
+//! deciding it. Here nothing is hashed or copied up front: a request's principal, action and
+//! resource are read from their few bytes, and its request-scoped entities are kept as the text
+//! they were sent in (the cache key and the batch's entity memo compare that text).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A JSON string, borrowed from the input unless it has escapes.
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Strings;
+        impl<'de> Visitor<'de> for Strings {
+            type Value = Text<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_string<E>(self, text: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text)))
+            }
+        }
+        deserializer.deserialize_str(Strings)
+    }
+}
+
+/// An object's fields in the order sent (a key sent twice: both, in order).
+pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Fields<'a> {
+    /// The value of `key` (the last one sent, as serde_json's `Value` keeps it).
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(name, _)| name == key)
+            .map(|(_, value)| *value)
+    }
+
+    /// The value of `key`, unless it is absent or `null`.
+    pub fn given(&self, key: &str) -> Option<&'a RawValue> {
+        self.get(key).filter(|value| value.get() != "null")
+    }
+
+    /// Whether a key is sent more than once.
+    pub fn repeats(&self) -> bool {
+        self.0
+            .iter()
+            .enumerate()
+            .any(|(at, (key, _))| self.0[..at].iter().any(|(seen, _)| seen == key))
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Objects;
+        impl<'de> Visitor<'de> for Objects {
+            type Value = Fields<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    fields.push((key, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Objects)
+    }
+}
+
+/// An array's elements, each the text it was sent as.
+pub struct Elements<'a>(pub Vec<&'a RawValue>);
+
+impl<'de> Deserialize<'de> for Elements<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Arrays;
+        impl<'de> Visitor<'de> for Arrays {
+            type Value = Elements<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON array")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Elements<'de>, S::Error> {
+                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                    elements.push(element);
+                }
+                Ok(Elements(elements))
+            }
+        }
+        deserializer.deserialize_seq(Arrays)
+    }
+}
+
+/// The first byte of a value's text (values are sent without leading whitespace in a
+/// `RawValue`; the whole body may have some).
+fn first(value: &str) -> Option<u8> {
+    value.trim_start().bytes().next()
+}
+
+/// `value`'s fields when it is an object, else `None`.
+pub fn object(value: &RawValue) -> Option<Fields<'_>> {
+    object_text(value.get())
+}
+
+/// [`object`] of a text that is valid JSON.
+pub fn object_text(value: &str) -> Option<Fields<'_>> {
+    (first(value) == Some(b'{'))
+        .then(|| serde_json::from_str(value).ok())
+        .flatten()
+}
+
+/// `value`'s elements when it is an array, else `None`.
+pub fn array(value: &RawValue) -> Option<Vec<&RawValue>> {
+    (first(value.get()) == Some(b'['))
+        .then(|| serde_json::from_str::<Elements<'_>>(value.get()).ok())
+        .flatten()
+        .map(|elements| elements.0)
+}
+
+/// `value` when it is a string, else `None`.
+pub fn string(value: &RawValue) -> Option<Cow<'_, str>> {
+    (first(value.get()) == Some(b'"'))
+        .then(|| serde_json::from_str::<Text<'_>>(value.get()).ok())
+        .flatten()
+        .map(|text| text.0)
+}
+
+/// `value` as a `serde_json::Value` (for what only Cedar's own parsers read).
+pub fn value(value: &RawValue) -> serde_json::Value {
+    serde_json::from_str(value.get()).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_in_order_and_values_as_sent() {
+        let body = r#" {"a": 1, "b\n": {"c" : [1, 2]}, "a": "x\"y", "n": null} "#;
+        let root: &RawValue = serde_json::from_str(body).unwrap();
+        let fields = object(root).unwrap();
+        let keys: Vec<&str> = fields.0.iter().map(|(key, _)| key.as_ref()).collect();
+        assert_eq!(keys, ["a", "b\n", "a", "n"]);
+        assert!(fields.repeats());
+        assert_eq!(fields.get("b\n").unwrap().get(), r#"{"c" : [1, 2]}"#);
+        assert_eq!(string(fields.get("a").unwrap()).unwrap(), "x\"y");
+        assert!(fields.given("n").is_none() && fields.get("n").is_some());
+        let inner = object(fields.get("b\n").unwrap()).unwrap();
+        let items = array(inner.get("c").unwrap()).unwrap();
+        assert_eq!(items.iter().map(|v| v.get()).collect::<Vec<_>>(), ["1", "2"]);
+        assert!(object(items[0]).is_none() && array(items[0]).is_none() && string(items[0]).is_none());
+        assert_eq!(value(inner.get("c").unwrap()), serde_json::json!([1, 2]));
+    }
+}
