@@ -49,29 +49,51 @@ const INLINE_BYTES: usize = 4096;
 /// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
 /// choose); the others are answered here.
 pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
-    let root = json_root(&body)?;
-    let entities = raw_json::object(root)
-        .and_then(|object| object.given("additional_entities"))
-        .and_then(raw_json::array)
-        .map_or(0, |entities| entities.len());
+    let item = Item::new(body_object(&body, "request: expected a JSON object")?);
+    let entities = match &item.entities {
+        Some(Some(entities)) => entities.len(),
+        _ => 0,
+    };
     if entities == 0 || (entities <= INLINE_ENTITIES && body.len() <= INLINE_BYTES) {
-        return answer_one(call, root);
+        return answer_one(call, &item);
     }
+    drop(item);
     let owned = call.to_owned_call();
     call.state
         .pool()
-        .run(move |_| answer_one(&owned.call(), json_root(&body)?))
+        .run(move |_| {
+            let item = Item::new(body_object(&body, "request: expected a JSON object")?);
+            answer_one(&owned.call(), &item)
+        })
         .await?
 }
 
-/// A body's JSON, read in place: 400 with serde's line and column when it is malformed.
-fn json_root(body: &[u8]) -> Result<&RawValue, ApiError> {
+/// A body's JSON object, read in place: 400 with serde's line and column when it is malformed,
+/// `not_object` when it is another value.
+fn body_object<'b>(body: &'b [u8], not_object: &str) -> Result<Fields<'b>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    serde_json::from_str(text).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
+    serde_json::from_str(text).map_err(|error| match error.classify() {
+        serde_json::error::Category::Data => ApiError::BadRequest(not_object.to_owned()),
+        _ => ApiError::BadRequest(format!("malformed JSON: {error}")),
+    })
 }
 
-fn answer_one(call: &Call<'_>, body: &RawValue) -> Result<Value, ApiError> {
+/// One request object, read in place: its fields, and its request-scoped entities' elements
+/// (`None`: none sent; `Some(None)`: not an array).
+struct Item<'a> {
+    fields: Fields<'a>,
+    entities: Option<Option<Vec<&'a RawValue>>>,
+}
+
+impl<'a> Item<'a> {
+    fn new(fields: Fields<'a>) -> Self {
+        let entities = fields.given("additional_entities").map(raw_json::array);
+        Item { fields, entities }
+    }
+}
+
+fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Value, ApiError> {
     let snapshot = call.state.snapshot();
     let decision = answer(
         call,
@@ -106,24 +128,22 @@ impl Refused {
 fn answer(
     call: &Call<'_>,
     snapshot: &Snapshot,
-    body: &RawValue,
+    item: &Item<'_>,
     memo: &mut EntityMemo,
     batch: &mut Batch,
 ) -> Result<Decision, Refused> {
     let limits = call.state.limits();
-    let object =
-        raw_json::object(body).ok_or_else(|| Refused::Bad("request: expected a JSON object".to_owned()))?;
-    let head = head(snapshot, &object, limits).map_err(Refused::Bad)?;
+    let head = head(snapshot, &item.fields, limits).map_err(Refused::Bad)?;
     let key = call.state.cache().enabled().then(|| CacheKey {
         revision: snapshot.revision.clone(),
         // Cedar API decisions do not depend on shares: version 0.
         shares_version: 0,
-        request: request_key(&head, &object),
+        request: request_key(&head, &item.fields),
     });
     let lookup = Lookup::new(call, key);
     let request = match lookup.hit() {
         true => None,
-        false => Some(rest(snapshot, &head, &object, limits, memo).map_err(Refused::Bad)?),
+        false => Some(rest(snapshot, &head, item, limits, memo).map_err(Refused::Bad)?),
     };
     decide(call, snapshot, &head, request.as_ref(), lookup, batch).map_err(Refused::Decide)
 }
@@ -133,12 +153,11 @@ fn answer(
 /// before the deadline are not answered (the whole call is refused).
 pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
     let max_items = call.state.limits().max_batch_items;
-    batch_items(json_root(&body)?, max_items)?;
     let owned = call.to_owned_call();
     call.state
         .pool()
         .run(move |deadline| {
-            let items = batch_items(json_root(&body)?, max_items)?;
+            let items = batch_items(&body, max_items)?;
             let call = owned.call();
             let snapshot = call.state.snapshot();
             let mut results = Vec::with_capacity(items.len());
@@ -153,8 +172,11 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, 
                         items.len()
                     )));
                 }
-                let answer = answer(&call, &snapshot, item, &mut memo, &mut batch)
-                    .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
+                let answer = match raw_json::object(item) {
+                    Some(fields) => answer(&call, &snapshot, &Item::new(fields), &mut memo, &mut batch),
+                    None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
+                }
+                .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
                 results.push(match answer {
                     Ok(decision) => decision_json(&snapshot, &decision),
                     Err(error) => error.body(),
@@ -166,12 +188,8 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, 
 }
 
 /// The items of a batch body, at most `max_items` of them.
-fn batch_items(body: &RawValue, max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
-    let Some(object) = raw_json::object(body) else {
-        return Err(ApiError::BadRequest(
-            "request body: expected a JSON object with `requests`".into(),
-        ));
-    };
+fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
+    let object = body_object(body, "request body: expected a JSON object with `requests`")?;
     if let Some((unknown, _)) = object.0.iter().find(|(key, _)| key != "requests") {
         return Err(ApiError::BadRequest(format!(
             "unknown field `{unknown}`; expected `requests`"
@@ -248,9 +266,10 @@ fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
 /// choice of time and stack).
 pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
     let text = body.to_string();
-    let object = raw_json::object_text(&text).ok_or_else(|| "request: expected a JSON object".to_owned())?;
-    let head = head(snapshot, &object, limits)?;
-    rest(snapshot, &head, &object, limits, &mut EntityMemo::default())
+    let item =
+        Item::new(raw_json::object_text(&text).ok_or_else(|| "request: expected a JSON object".to_owned())?);
+    let head = head(snapshot, &item.fields, limits)?;
+    rest(snapshot, &head, &item, limits, &mut EntityMemo::default())
 }
 
 /// What is read of a request before the decision cache is asked: its fields checked, and its
@@ -310,13 +329,13 @@ fn request_key(head: &Head, object: &Fields<'_>) -> RequestKey {
 fn rest(
     snapshot: &Snapshot,
     head: &Head,
-    object: &Fields<'_>,
+    item: &Item<'_>,
     limits: &Limits,
     memo: &mut EntityMemo,
 ) -> Result<AuthzRequest, String> {
     let mut referenced = Vec::new();
-    let context = context_field(object, snapshot, &head.action, limits, &mut referenced)?;
-    let sent = object.given("additional_entities");
+    let context = context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
+    let sent = item.fields.given("additional_entities");
     let entities: Arc<[Entity]> = match (&memo.last, sent) {
         (Some((seen, parsed, refs)), Some(value)) if seen == value.get() => {
             referenced.extend(refs.iter().cloned());
@@ -324,7 +343,8 @@ fn rest(
         }
         _ => {
             let before = referenced.len();
-            let parsed: Arc<[Entity]> = additional_entities(sent, snapshot, limits, &mut referenced)?.into();
+            let parsed: Arc<[Entity]> =
+                additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?.into();
             if let Some(value) = sent
                 && !parsed.is_empty()
             {
@@ -407,16 +427,16 @@ fn context_field(
 /// The request-scoped entities: within the count, id and depth limits, valid under the schema,
 /// none redefining a directory entity; the entities they name are added to `referenced`.
 fn additional_entities(
-    sent: Option<&RawValue>,
+    sent: Option<&Option<Vec<&RawValue>>>,
     snapshot: &Snapshot,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
 ) -> Result<Vec<Entity>, String> {
-    let Some(sent) = sent else {
-        return Ok(Vec::new());
+    let items = match sent {
+        None => return Ok(Vec::new()),
+        Some(Some(items)) => items,
+        Some(None) => return Err("additional_entities: expected an array of Cedar entities".into()),
     };
-    let items = raw_json::array(sent)
-        .ok_or_else(|| "additional_entities: expected an array of Cedar entities".to_owned())?;
     if items.len() > limits.max_request_entities {
         return Err(format!(
             "additional_entities: {} entities is more than the limit of {} (--max-request-entities)",
@@ -472,72 +492,33 @@ fn entity_in(value: &RawValue, engine: &Engine) -> Result<Entity, String> {
 /// sent twice included).
 fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
     use cedar_policy::RestrictedExpression;
+    use raw_json::{PlainEntity, PlainUid, PlainValue};
 
-    // Only `{"type", "id"}`: the other forms [`entity_uid`] reads are Cedar's parser's to read.
-    let plain_uid = |value: &RawValue| -> Option<EntityUid> {
-        let object = raw_json::object(value)?;
-        let (Some(type_name), Some(id)) = (object.get("type"), object.get("id")) else {
-            return None;
-        };
-        if object.0.len() != 2 || object.repeats() {
-            return None;
-        }
-        let (type_name, id) = (raw_json::string(type_name)?, raw_json::string(id)?);
-        let type_name = match engine.tables.type_name(&type_name) {
+    let plain_uid = |uid: PlainUid<'_>| -> Option<EntityUid> {
+        let type_name = match engine.tables.type_name(&uid.type_name) {
             Some(declared) => declared.clone(),
-            None => EntityTypeName::from_str(&type_name).ok()?,
+            None => EntityTypeName::from_str(&uid.type_name).ok()?,
         };
-        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(uid.id)))
     };
-    let plain_value = |value: &RawValue| -> Option<RestrictedExpression> {
-        match value.get().as_bytes().first()? {
-            b't' | b'f' => serde_json::from_str(value.get())
-                .ok()
-                .map(RestrictedExpression::new_bool),
-            b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(value.get())
-                .ok()?
-                .as_i64()
-                .map(RestrictedExpression::new_long),
-            b'"' => raw_json::string(value).map(|text| RestrictedExpression::new_string(text.into_owned())),
-            b'{' => {
-                let object = raw_json::object(value)?;
-                match object.0.as_slice() {
-                    [(key, inner)] if key == "__entity" => {
-                        plain_uid(inner).map(RestrictedExpression::new_entity_uid)
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        }
-    };
-
-    let object = raw_json::object(value)?;
-    if object.repeats()
-        || object
-            .0
-            .iter()
-            .any(|(key, _)| !matches!(key.as_ref(), "uid" | "attrs" | "parents" | "tags"))
-        || object
-            .get("tags")
-            .is_some_and(|tags| !raw_json::object(tags).is_some_and(|tags| tags.0.is_empty()))
-    {
-        return None;
-    }
-    let uid = plain_uid(object.get("uid")?)?;
-    // Cedar's parser requires `parents` (and reads a missing `attrs` as none): left to it.
-    let parents: std::collections::HashSet<EntityUid> = raw_json::array(object.get("parents")?)?
-        .into_iter()
-        .map(plain_uid)
-        .collect::<Option<_>>()?;
-    let attrs = raw_json::object(object.get("attrs")?)?;
-    if attrs.repeats() {
-        return None;
-    }
+    let PlainEntity {
+        uid, attrs, parents, ..
+    } = serde_json::from_str(value.get()).ok()?;
+    let uid = plain_uid(uid)?;
+    let parents: std::collections::HashSet<EntityUid> =
+        parents.into_iter().map(plain_uid).collect::<Option<_>>()?;
     let attrs: HashMap<String, RestrictedExpression> = attrs
         .0
-        .iter()
-        .map(|(name, value)| Some((name.clone().into_owned(), plain_value(value)?)))
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                PlainValue::Bool(b) => RestrictedExpression::new_bool(b),
+                PlainValue::Long(n) => RestrictedExpression::new_long(n),
+                PlainValue::Str(text) => RestrictedExpression::new_string(text.into_owned()),
+                PlainValue::Entity(uid) => RestrictedExpression::new_entity_uid(plain_uid(uid)?),
+            };
+            Some((name.into_owned(), value))
+        })
         .collect::<Option<_>>()?;
     let entity = Entity::new(uid, attrs, parents).ok()?;
     let core: &cedar_policy_core::ast::Entity = entity.as_ref();

@@ -55,14 +55,6 @@ impl<'a> Fields<'a> {
     pub fn given(&self, key: &str) -> Option<&'a RawValue> {
         self.get(key).filter(|value| value.get() != "null")
     }
-
-    /// Whether a key is sent more than once.
-    pub fn repeats(&self) -> bool {
-        self.0
-            .iter()
-            .enumerate()
-            .any(|(at, (key, _))| self.0[..at].iter().any(|(seen, _)| seen == key))
-    }
 }
 
 impl<'de> Deserialize<'de> for Fields<'de> {
@@ -147,6 +139,134 @@ pub fn value(value: &RawValue) -> serde_json::Value {
     serde_json::from_str(value.get()).unwrap_or(serde_json::Value::Null)
 }
 
+/// `{"type": …, "id": …}` with string values and no other key (anything else: not plain).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainUid<'a> {
+    #[serde(borrow, rename = "type")]
+    pub type_name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+}
+
+/// An attribute value of the plain shapes: a boolean, an integer that fits in `i64`, a string,
+/// or `{"__entity": {"type": …, "id": …}}` (anything else: not plain).
+pub enum PlainValue<'a> {
+    Bool(bool),
+    Long(i64),
+    Str(Cow<'a, str>),
+    Entity(PlainUid<'a>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PlainValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Values<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Values<'a> {
+            type Value = PlainValue<'a>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a boolean, an integer, a string or an entity reference")
+            }
+            fn visit_bool<E>(self, value: bool) -> Result<PlainValue<'a>, E> {
+                Ok(PlainValue::Bool(value))
+            }
+            fn visit_i64<E>(self, value: i64) -> Result<PlainValue<'a>, E> {
+                Ok(PlainValue::Long(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PlainValue<'a>, E> {
+                i64::try_from(value)
+                    .map(PlainValue::Long)
+                    .map_err(|_| E::custom("out of range"))
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<PlainValue<'a>, E> {
+                Ok(PlainValue::Str(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<PlainValue<'a>, E> {
+                Ok(PlainValue::Str(Cow::Owned(text.to_owned())))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<PlainValue<'a>, M::Error> {
+                use serde::de::Error;
+                match map.next_key::<Text<'de>>()? {
+                    Some(Text(key)) if key == "__entity" => {}
+                    _ => return Err(M::Error::custom("not an entity reference")),
+                }
+                let uid = map.next_value::<PlainUid<'a>>()?;
+                match map.next_key::<Text<'de>>()? {
+                    None => Ok(PlainValue::Entity(uid)),
+                    Some(_) => Err(M::Error::custom("not an entity reference")),
+                }
+            }
+        }
+        deserializer.deserialize_any(Values(std::marker::PhantomData))
+    }
+}
+
+/// An entity's attributes of the plain shapes, in order (a name sent twice: not plain).
+pub struct PlainAttrs<'a>(pub Vec<(Cow<'a, str>, PlainValue<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for PlainAttrs<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Attrs<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Attrs<'a> {
+            type Value = PlainAttrs<'a>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an object of attributes")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<PlainAttrs<'a>, M::Error> {
+                use serde::de::Error;
+                let mut attrs: Vec<(Cow<'a, str>, PlainValue<'a>)> = Vec::new();
+                while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+                    if attrs.iter().any(|(seen, _)| *seen == name) {
+                        return Err(M::Error::custom("an attribute sent twice"));
+                    }
+                    attrs.push((name, map.next_value()?));
+                }
+                Ok(PlainAttrs(attrs))
+            }
+        }
+        deserializer.deserialize_map(Attrs(std::marker::PhantomData))
+    }
+}
+
+/// `tags` absent or `{}` (anything else: not plain).
+#[derive(Default)]
+pub struct NoTags;
+
+impl<'de> Deserialize<'de> for NoTags {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Empty;
+        impl<'de> Visitor<'de> for Empty {
+            type Value = NoTags;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an empty object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<NoTags, M::Error> {
+                use serde::de::Error;
+                match map.next_key::<Text<'de>>()? {
+                    None => Ok(NoTags),
+                    Some(_) => Err(M::Error::custom("tags")),
+                }
+            }
+        }
+        deserializer.deserialize_map(Empty)
+    }
+}
+
+/// A request-scoped entity of the plain shapes, read in one pass: `uid`, `attrs` and `parents`
+/// present (Cedar's parser requires `parents`), each once, no other key, no tags.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlainEntity<'a> {
+    #[serde(borrow)]
+    pub uid: PlainUid<'a>,
+    #[serde(borrow)]
+    pub attrs: PlainAttrs<'a>,
+    #[serde(borrow)]
+    pub parents: Vec<PlainUid<'a>>,
+    /// Read only to refuse tags that are not empty.
+    #[serde(default, rename = "tags")]
+    pub _tags: NoTags,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,7 +278,6 @@ mod tests {
         let fields = object(root).unwrap();
         let keys: Vec<&str> = fields.0.iter().map(|(key, _)| key.as_ref()).collect();
         assert_eq!(keys, ["a", "b\n", "a", "n"]);
-        assert!(fields.repeats());
         assert_eq!(fields.get("b\n").unwrap().get(), r#"{"c" : [1, 2]}"#);
         assert_eq!(string(fields.get("a").unwrap()).unwrap(), "x\"y");
         assert!(fields.given("n").is_none() && fields.get("n").is_some());
