@@ -169,6 +169,12 @@ fn bad_input_table() {
         ("batch without requests", "/v1/batch_is_authorized", "{}".into(), 400, "missing field `requests`"),
         ("batch requests not an array", "/v1/batch_is_authorized", json!({"requests": {}}).to_string(), 400, "requests: expected an array"),
         ("batch over the item limit", "/v1/batch_is_authorized", json!({"requests": [good, good, good, good]}).to_string(), 400, "4 items is more than the limit of 3"),
+        ("batch requests null", "/v1/batch_is_authorized", json!({"requests": null}).to_string(), 400, "requests: expected an array"),
+        ("batch not an object", "/v1/batch_is_authorized", "[{}]".into(), 400, "request body: expected a JSON object with `requests`"),
+        ("batch with another field", "/v1/batch_is_authorized", json!({"requests": [], "extra": [1, {"a": 2}]}).to_string(), 400, "unknown field `extra`; expected `requests`"),
+        ("batch malformed", "/v1/batch_is_authorized", "{\"requests\": [{}".into(), 400, "malformed JSON: EOF while parsing"),
+        ("trailing characters", "/v1/is_authorized", format!("{good} x"), 400, "malformed JSON: trailing characters"),
+        ("request-scoped entities not an array", "/v1/is_authorized", json!({"principal": user(ADA), "action": action("read"), "resource": "ZenML::Stack::\"s\"", "additional_entities": {}}).to_string(), 400, "additional_entities: expected an array of Cedar entities"),
     ];
     for (what, path, body, status, message) in table {
         let (got_status, got) = server.post_raw(path, &body);
@@ -186,11 +192,16 @@ fn batch_answers_in_order_and_a_bad_item_gets_its_own_error() {
         stack_request(ADA, "read"),
         {"principal": user(ADA), "action": action("fly"), "resource": "ZenML::Stack::\"s\""},
         stack_request(GRACE, "read"),
+        [stack_request(ADA, "read")],
     ]});
     let (status, answer) = server.post("/v1/batch_is_authorized", &body);
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
-    assert_eq!(results.len(), 3);
+    assert_eq!(results.len(), 4);
+    assert_eq!(
+        results[3]["error"]["message"],
+        "requests[3]: request: expected a JSON object"
+    );
     assert_eq!(results[0]["decision"], "Allow");
     assert_eq!(results[1]["error"]["code"], "bad_request");
     assert!(

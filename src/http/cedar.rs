@@ -165,14 +165,14 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, 
             // same request-scoped entities) and one memo (those entities parsed once).
             let mut batch = Batch::many();
             let mut memo = EntityMemo::default();
-            for (i, item) in items.iter().enumerate() {
+            let count = items.len();
+            for (i, item) in items.into_iter().enumerate() {
                 if deadline.expired() {
                     return Err(ApiError::Overloaded(format!(
-                        "the batch passed its deadline after {i} of {} items",
-                        items.len()
+                        "the batch passed its deadline after {i} of {count} items"
                     )));
                 }
-                let answer = match raw_json::object(item) {
+                let answer = match item {
                     Some(fields) => answer(&call, &snapshot, &Item::new(fields), &mut memo, &mut batch),
                     None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
                 }
@@ -188,16 +188,26 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, 
 }
 
 /// The items of a batch body, at most `max_items` of them.
-fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiError> {
-    let object = body_object(body, "request body: expected a JSON object with `requests`")?;
-    if let Some((unknown, _)) = object.0.iter().find(|(key, _)| key != "requests") {
+fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Fields<'_>>>, ApiError> {
+    let text = std::str::from_utf8(body)
+        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
+    let body: raw_json::BatchBody<'_> =
+        serde_json::from_str(text).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => {
+                ApiError::BadRequest("request body: expected a JSON object with `requests`".into())
+            }
+            _ => ApiError::BadRequest(format!("malformed JSON: {error}")),
+        })?;
+    if let Some(unknown) = body.unknown {
         return Err(ApiError::BadRequest(format!(
             "unknown field `{unknown}`; expected `requests`"
         )));
     }
-    let items = match object.get("requests") {
-        Some(items) => raw_json::array(items)
-            .ok_or_else(|| ApiError::BadRequest("requests: expected an array".into()))?,
+    let items = match body.requests {
+        Some(raw_json::MaybeObjects(Some(items))) => items,
+        Some(raw_json::MaybeObjects(None)) => {
+            return Err(ApiError::BadRequest("requests: expected an array".into()));
+        }
         None => return Err(ApiError::BadRequest("missing field `requests`".into())),
     };
     if items.len() > max_items {
@@ -206,7 +216,7 @@ fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<&RawValue>, ApiError
             items.len()
         )));
     }
-    Ok(items)
+    Ok(items.into_iter().map(|item| item.0).collect())
 }
 
 /// Decides through the one observed step (cache, metrics, decision log), as one of `batch`:

@@ -65,15 +65,135 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON object")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Fields<'de>, M::Error> {
-                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-                    fields.push((key, map.next_value::<&'de RawValue>()?));
-                }
-                Ok(Fields(fields))
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Fields<'de>, M::Error> {
+                fields_of(map)
             }
         }
         deserializer.deserialize_map(Objects)
+    }
+}
+
+/// The fields of the object `map` reads.
+fn fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Fields<'de>, M::Error> {
+    let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        fields.push((key, map.next_value::<&'de RawValue>()?));
+    }
+    Ok(Fields(fields))
+}
+
+/// Any value read in one pass: an object as its fields, anything else as `None` (read over).
+#[derive(Default)]
+pub struct MaybeObject<'a>(pub Option<Fields<'a>>);
+
+/// Any value read in one pass: an array of [`MaybeObject`]s, anything else as `None`.
+#[derive(Default)]
+pub struct MaybeObjects<'a>(pub Option<Vec<MaybeObject<'a>>>);
+
+/// What a visitor of an object or array answers for any other value: `None`.
+macro_rules! other_values_are_none {
+    () => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(Default::default())
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for MaybeObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeObject<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            other_values_are_none!();
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<MaybeObject<'de>, M::Error> {
+                fields_of(map).map(|fields| MaybeObject(Some(fields)))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObject<'de>, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeObject(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeObjects<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeObjects<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            other_values_are_none!();
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObjects<'de>, S::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                while let Some(item) = seq.next_element::<MaybeObject<'de>>()? {
+                    items.push(item);
+                }
+                Ok(MaybeObjects(Some(items)))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<MaybeObjects<'de>, M::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MaybeObjects(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+/// A batch body read in one pass: its `requests` (the last sent), and its first other key.
+pub struct BatchBody<'a> {
+    pub requests: Option<MaybeObjects<'a>>,
+    pub unknown: Option<Cow<'a, str>>,
+}
+
+impl<'de> Deserialize<'de> for BatchBody<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Body;
+        impl<'de> Visitor<'de> for Body {
+            type Value = BatchBody<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<BatchBody<'de>, M::Error> {
+                let mut body = BatchBody {
+                    requests: None,
+                    unknown: None,
+                };
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    if key == "requests" {
+                        body.requests = Some(map.next_value()?);
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        body.unknown.get_or_insert(key);
+                    }
+                }
+                Ok(body)
+            }
+        }
+        deserializer.deserialize_map(Body)
     }
 }
 
