@@ -111,6 +111,8 @@ pub struct Named {
 pub struct Workspace {
     /// Id and name.
     pub named: Named,
+    /// `ZenML::Workspace::"<id>"`, made once (every request names it).
+    pub uid: EntityUid,
     /// SHA-256 of the enrollment key (the OAuth2 client secret), if one is set.
     pub enrollment_key_sha256: Option<[u8; 32]>,
 }
@@ -120,6 +122,8 @@ pub struct Workspace {
 pub struct Project {
     /// Id and name.
     pub named: Named,
+    /// `ZenML::Project::"<id>"`, made once.
+    pub uid: EntityUid,
     /// The workspace it is in.
     pub workspace_id: String,
 }
@@ -958,6 +962,7 @@ impl<'a> Builder<'a> {
                         id: ws.value.id.clone(),
                         name: ws.value.name.clone(),
                     },
+                    uid: crate::model::uid("Workspace", &ws.value.id),
                     enrollment_key_sha256: key_hash,
                 },
             );
@@ -1021,6 +1026,7 @@ impl<'a> Builder<'a> {
                         id: project.value.id.value.clone(),
                         name: project.value.name.clone(),
                     },
+                    uid: crate::model::uid("Project", &project.value.id.value),
                     workspace_id: workspace.named.id.clone(),
                 },
             );

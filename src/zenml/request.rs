@@ -299,17 +299,17 @@ fn known<'d>(directory: &'d Directory, question: &Question<'_>) -> Result<Known<
     let Some(action) = action_from_wire(question.action) else {
         return Err(Stop::Denied(format!("unknown action `{}`", question.action)));
     };
-    if !directory.workspaces.contains_key(question.workspace_id) {
+    let Some(workspace) = directory.workspaces.get(question.workspace_id) else {
         return Err(Stop::Denied(format!(
             "unknown workspace `{}`",
             question.workspace_id
         )));
-    }
+    };
     Ok(Known {
         user,
         resource_type,
         action,
-        workspace: uid("Workspace", question.workspace_id),
+        workspace: workspace.uid.clone(),
     })
 }
 
@@ -327,7 +327,10 @@ impl Scoped {
             return Ok(true);
         };
         let stored = match directory.projects.get(project_id) {
-            Some(project) if project.workspace_id == question.workspace_id => true,
+            Some(project) if project.workspace_id == question.workspace_id => {
+                self.referenced.push(project.uid.clone());
+                true
+            }
             Some(_) => {
                 return Err(Stop::Denied(format!(
                     "project `{project_id}` belongs to another workspace"
@@ -335,10 +338,10 @@ impl Scoped {
             }
             None => {
                 self.entities.push(project_entity(project_id, workspace)?);
+                self.referenced.push(uid("Project", project_id));
                 false
             }
         };
-        self.referenced.push(uid("Project", project_id));
         Ok(stored)
     }
 

@@ -344,6 +344,7 @@ mod tests {
                     id: "w".into(),
                     name: "w".into(),
                 },
+                uid: crate::model::uid("Workspace", "w"),
                 enrollment_key_sha256: Some(hash("enroll")),
             },
         );
