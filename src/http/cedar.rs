@@ -663,24 +663,10 @@ fn read_uid(value: &RawValue, tables: Option<&SchemaTables>) -> Result<EntityUid
         return EntityUid::from_str(&text)
             .map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)));
     }
-    let Some(object) = raw_json::object(value) else {
-        return Err(EXPECTED.into());
-    };
-    // `{"__entity": {…}}`, else the object itself (as a `serde_json::Value` would read it: a
-    // key sent twice counts as its last value).
-    let inner = match object.get("__entity") {
-        Some(inner) => raw_json::object(inner),
-        None => Some(object),
-    };
-    let (Some(type_name), Some(id)) = (
-        inner
-            .as_ref()
-            .and_then(|inner| raw_json::string(inner.get("type")?)),
-        inner
-            .as_ref()
-            .and_then(|inner| raw_json::string(inner.get("id")?)),
-    ) else {
-        return Err(EXPECTED.into());
+    // `{"type": …, "id": …}` and nothing else, read in one pass; any other object below.
+    let (type_name, id) = match serde_json::from_str::<raw_json::PlainUid<'_>>(value.get()) {
+        Ok(plain) => (plain.type_name, plain.id),
+        Err(_) => general_uid(value).ok_or(EXPECTED)?,
     };
     let type_name = match tables.and_then(|tables| tables.type_name(&type_name)) {
         Some(declared) => declared.clone(),
@@ -688,6 +674,24 @@ fn read_uid(value: &RawValue, tables: Option<&SchemaTables>) -> Result<EntityUid
             .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?,
     };
     Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+}
+
+/// The type and id of an entity reference object of any accepted shape.
+fn general_uid(value: &RawValue) -> Option<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
+    let object = raw_json::object(value)?;
+    // `{"__entity": {…}}`, else the object itself (as a `serde_json::Value` would read it: a
+    // key sent twice counts as its last value).
+    let inner = match object.get("__entity") {
+        Some(inner) => raw_json::object(inner),
+        None => Some(object),
+    };
+    let type_name = inner
+        .as_ref()
+        .and_then(|inner| raw_json::string(inner.get("type")?))?;
+    let id = inner
+        .as_ref()
+        .and_then(|inner| raw_json::string(inner.get("id")?))?;
+    Some((type_name, id))
 }
 
 /// A Cedar error (which may span several lines) on one line.
