@@ -819,10 +819,9 @@ impl<'a> Builder<'a> {
 
     /// Reports an id that is not a canonical UUID; returns whether it is one.
     fn uuid<T>(&mut self, spanned: &Spanned<T>, entry: &str, id: &str) -> bool {
-        let canonical = uuid::Uuid::parse_str(id).map(|u| u.hyphenated().to_string());
-        match canonical {
-            Ok(canonical) if canonical == id => true,
-            Ok(canonical) => {
+        match crate::model::canonical_uuid(id) {
+            Some(canonical) if canonical == id => true,
+            Some(canonical) => {
                 self.error(
                     spanned,
                     entry,
@@ -830,7 +829,7 @@ impl<'a> Builder<'a> {
                 );
                 false
             }
-            Err(_) => {
+            None => {
                 self.error(spanned, entry, format!("id `{id}` is not a UUID"));
                 false
             }

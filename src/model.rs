@@ -167,3 +167,72 @@ pub fn type_name(name: &str) -> EntityTypeName {
 fn unknown_type() -> EntityTypeName {
     EntityTypeName::from_str("ZenML::Unknown").expect("valid type name")
 }
+
+/// A UUID in its canonical form (hyphenated, lower case), written without the formatting
+/// machinery (a page of resources has a UUID or two each); `None` when `value` is no UUID.
+pub fn canonical_uuid(value: &str) -> Option<String> {
+    let parsed = uuid::Uuid::parse_str(value).ok()?;
+    Some(
+        parsed
+            .hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer())
+            .to_owned(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The canonical form is uuid's own, for every form (canonical, upper case, no hyphens,
+    /// braces, URN, invalid) as uuid parses and writes it.
+    #[test]
+    fn uuids_are_written_as_uuid_writes_them() {
+        let mut inputs: Vec<String> = [
+            "dccff1d9-afc7-4c24-b5e8-e887447c69c0",
+            "DCCFF1D9-AFC7-4C24-B5E8-E887447C69C0",
+            "dccff1d9afc74c24b5e8e887447c69c0",
+            "{dccff1d9-afc7-4c24-b5e8-e887447c69c0}",
+            "urn:uuid:dccff1d9-afc7-4c24-b5e8-e887447c69c0",
+            "dccff1d9-afc7-4c24-b5e8-e887447c69cg",
+            "dccff1d9-afc7-4c24-b5e8e-887447c69c0",
+            "dccff1d9-afc7-4c24-b5e8-e887447c69c",
+            "",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        // And strings of 36 characters (a fixed seed): half from lower-case hex digits, half also
+        // from upper case, hyphens and a letter that is no digit.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        for round in 0..2000u32 {
+            let alphabet: &[u8] = if round.is_multiple_of(2) {
+                b"0123456789abcdef"
+            } else {
+                b"0123456789abcdefABF-g"
+            };
+            let text: String = (0..36)
+                .map(|at| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Mostly a well-placed hyphen, so that many are valid.
+                    if [8, 13, 18, 23].contains(&at) && !state.is_multiple_of(8) {
+                        '-'
+                    } else {
+                        char::from(alphabet[(state % alphabet.len() as u64) as usize])
+                    }
+                })
+                .collect();
+            inputs.push(text);
+        }
+        let mut valid = 0;
+        for input in &inputs {
+            let expected = uuid::Uuid::parse_str(input)
+                .ok()
+                .map(|u| u.hyphenated().to_string());
+            valid += usize::from(expected.is_some());
+            assert_eq!(canonical_uuid(input), expected, "{input}");
+        }
+        assert!(valid > 500, "{valid} valid inputs");
+    }
+}

@@ -505,10 +505,7 @@ fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
     use raw_json::{PlainEntity, PlainUid, PlainValue};
 
     let plain_uid = |uid: PlainUid<'_>| -> Option<EntityUid> {
-        let type_name = match engine.tables.type_name(&uid.type_name) {
-            Some(declared) => declared.clone(),
-            None => EntityTypeName::from_str(&uid.type_name).ok()?,
-        };
+        let type_name = type_named(&uid.type_name, Some(&engine.tables)).ok()?;
         Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(uid.id)))
     };
     let PlainEntity {
@@ -668,12 +665,19 @@ fn read_uid(value: &RawValue, tables: Option<&SchemaTables>) -> Result<EntityUid
         Ok(plain) => (plain.type_name, plain.id),
         Err(_) => general_uid(value).ok_or(EXPECTED)?,
     };
-    let type_name = match tables.and_then(|tables| tables.type_name(&type_name)) {
-        Some(declared) => declared.clone(),
-        None => EntityTypeName::from_str(&type_name)
-            .map_err(|error| format!("type `{type_name}`: {}", one_line(&error)))?,
-    };
+    let type_name = type_named(&type_name, tables)?;
     Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
+}
+
+/// The entity type `name`: a type `tables` declares is looked up there, any other parsed (its
+/// error worded for the caller).
+fn type_named(name: &str, tables: Option<&SchemaTables>) -> Result<EntityTypeName, String> {
+    match tables.and_then(|tables| tables.type_name(name)) {
+        Some(declared) => Ok(declared.clone()),
+        None => {
+            EntityTypeName::from_str(name).map_err(|error| format!("type `{name}`: {}", one_line(&error)))
+        }
+    }
 }
 
 /// The type and id of an entity reference object of any accepted shape.
@@ -682,16 +686,13 @@ fn general_uid(value: &RawValue) -> Option<(std::borrow::Cow<'_, str>, std::borr
     // `{"__entity": {…}}`, else the object itself (as a `serde_json::Value` would read it: a
     // key sent twice counts as its last value).
     let inner = match object.get("__entity") {
-        Some(inner) => raw_json::object(inner),
-        None => Some(object),
+        Some(inner) => raw_json::object(inner)?,
+        None => object,
     };
-    let type_name = inner
-        .as_ref()
-        .and_then(|inner| raw_json::string(inner.get("type")?))?;
-    let id = inner
-        .as_ref()
-        .and_then(|inner| raw_json::string(inner.get("id")?))?;
-    Some((type_name, id))
+    Some((
+        raw_json::string(inner.get("type")?)?,
+        raw_json::string(inner.get("id")?)?,
+    ))
 }
 
 /// A Cedar error (which may span several lines) on one line.

@@ -494,6 +494,7 @@ fn action_literal(args: &Value) -> Option<EntityUid> {
     } else {
         return None;
     };
+    // An entity literal only (`from_json` refuses a string that reads as a uid: the table below).
     EntityUid::from_json(literal.get("Value")?.clone()).ok()
 }
 
@@ -586,7 +587,7 @@ mod tests {
     fn the_guards_are_the_conditions_conjuncts_while_each_reads_as_one() {
         let stack = || Guard::Is(false, "ZenML::Stack".parse().unwrap());
         // (condition, number of guards, atoms, attribute steps, whole condition)
-        let table: [(&str, usize, usize, usize, bool); 20] = [
+        let table: [(&str, usize, usize, usize, bool); 21] = [
             ("", 0, 0, 0, true),
             ("when { context has a && principal in context.a }", 2, 2, 1, true),
             (
@@ -643,6 +644,7 @@ mod tests {
                 true,
             ),
             ("when { A::\"a\" == action }", 1, 0, 0, true),
+            ("when { action == \"A::\\\"a\\\"\" }", 0, 0, 0, false),
             ("when { action == resource }", 0, 0, 0, false),
             ("when { action in A::\"a\" }", 0, 0, 0, false),
             ("when { action has a }", 0, 0, 0, false),
