@@ -23,6 +23,9 @@ Sets:
   policies  (c) the `large` organization plus 10,000 generated policies of the kind admins write
             (per-team and per-user grants on a project or workspace, per-user forbids), spread over
             actions and resource types; so it is also (b)+(c) for the reload and memory targets
+  huge      (d) ten times `large`'s users, teams, bindings and projects (100,000 users, 10,000 teams,
+            200,000 bindings, 2,000 projects) plus 50,000 generated policies; 50,000 shares. Only
+            when asked for (`--sets huge`, `BENCH_SETS=huge`): it is not among the defaults
 
 Deterministic: the same arguments give byte-identical files (fixed seed). Python 3 stdlib only.
 """
@@ -188,7 +191,8 @@ class Org:
     """The generated organization, kept for the `policies` set and the questions."""
 
 
-def gen_org(rng, refs):
+def gen_org(rng, refs, scale=1):
+    """The (b) organization, or `scale` times its projects, users, teams and bindings."""
     org = Org()
     org.refs = refs
     org.id = new_uuid(rng)
@@ -199,12 +203,12 @@ def gen_org(rng, refs):
     # 200 projects: 80 production, 60 staging, 40 research, 20 sandbox
     org.projects = []  # (id, name, workspace index)
     for wi, count in enumerate([80, 60, 40, 20]):
-        for i in range(count):
+        for i in range(count * scale):
             org.projects.append((new_uuid(rng), f"project-{i:03d}", wi))
-    org.users = [(new_uuid(rng), f"user{i:05d}") for i in range(10_000)]
+    org.users = [(new_uuid(rng), f"user{i:05d}") for i in range(10_000 * scale)]
     org.service_accounts = [(new_uuid(rng), f"bot-{i:03d}") for i in range(50)]
     org.teams = []  # (id, name, [member indices])
-    for i in range(1_000):
+    for i in range(1_000 * scale):
         members = rng.sample(range(len(org.users)), rng.randint(5, 15))
         org.teams.append((new_uuid(rng), f"team-{i:04d}", members))
     org.roles = []  # (name, scope, base, {type: [actions]})
@@ -221,7 +225,7 @@ def gen_org(rng, refs):
     org.bindings = []  # (holder kind, holder index, role, scope kind, scope index)
     ws_custom = [r for r in org.roles if r[1] == "workspace"]
     pr_custom = [r for r in org.roles if r[1] == "project"]
-    for i in range(20_000):
+    for i in range(20_000 * scale):
         h = rng.random()
         if h < 0.70:
             holder = ("user", rng.randrange(len(org.users)))
@@ -410,10 +414,10 @@ def org_index(org, user_id):
     return _USER_INDEX.get(user_id)
 
 
-def gen_large(target, refs, seed=42):
+def gen_large(target, refs, seed=42, scale=1):
     rng = random.Random(seed)
     copy_sources(target, with_directory=False)
-    org = gen_org(rng, refs)
+    org = gen_org(rng, refs, scale)
     write_directory(org, os.path.join(target, "directory.yaml"))
     shares, hot = gen_shares(org, rng)
     write_shares_db(os.path.join(target, "shares.db"), shares)
@@ -495,9 +499,9 @@ def gen_policies(org, rng, count=10_000):
     return policies
 
 
-def gen_policy_set(target, refs):
-    org, rng, shares, hot = gen_large(target, refs)
-    policies = gen_policies(org, rng)
+def gen_policy_set(target, refs, scale=1, count=10_000):
+    org, rng, shares, hot = gen_large(target, refs, scale=scale)
+    policies = gen_policies(org, rng, count)
     gen_dir = os.path.join(target, "policies", "generated")
     os.makedirs(gen_dir, exist_ok=True)
     per_file = 500
@@ -575,8 +579,10 @@ def main():
             gen_large(target, args.refs)
         elif name == "policies":
             gen_policy_set(target, args.refs)
+        elif name == "huge":
+            gen_policy_set(target, args.refs, scale=10, count=50_000)
         else:
-            sys.exit(f"unknown set `{name}` (sample, large, policies)")
+            sys.exit(f"unknown set `{name}` (sample, large, policies, huge)")
         size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(target) for f in fs)
         print(f"{target}: {size / 1e6:.1f} MB")
 

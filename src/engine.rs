@@ -379,6 +379,13 @@ impl Engine {
     /// A request with request-scoped entities: over the batch's slice when it fits, else over
     /// a new one (kept by a batch of many).
     fn decide_over_slice(&self, request: &AuthzRequest, batch: &mut Batch) -> Result<Decision, DecideError> {
+        if let Some(settled) = self.settle_scoped(request)? {
+            return Ok(Decision {
+                allowed: settled.allowed,
+                reasons: settled.reasons,
+                errors: Vec::new(),
+            });
+        }
         let reusable = batch.slice.as_ref().is_some_and(|slice| {
             (Arc::ptr_eq(&slice.entities, &request.entities) || slice.entities == request.entities)
                 && slice.referenced == request.referenced
@@ -418,7 +425,9 @@ impl Engine {
     /// decision; otherwise a satisfied permit allows; errors from both count. That costs a
     /// second, small evaluation instead of copying the type-level set for every request. When
     /// the index's guards settle the type-level set (each policy's whole condition made of
-    /// guards, all known: `TypeLevel::settled`), Cedar does not evaluate it.
+    /// guards, all known: `TypeLevel::settled`), Cedar does not evaluate it; nor the
+    /// entity-keyed policies the guards settle (`Selection::keyed_satisfied`, and those a false
+    /// guard leaves out).
     fn evaluate(&self, request: &Request, over: Over<'_>) -> Decision {
         let authorizer = Authorizer::new();
         let entities = over.entities();
@@ -436,10 +445,11 @@ impl Engine {
             Some(Selection {
                 type_level,
                 entity_keyed,
+                keyed_satisfied,
             }) => {
                 match &type_level.settled {
                     // The guards answered as Cedar would over the set, without an error.
-                    Some(settled) if entity_keyed.is_none() => {
+                    Some(settled) if entity_keyed.is_none() && keyed_satisfied.is_empty() => {
                         return Decision {
                             allowed: settled.allowed,
                             reasons: settled.reasons.clone(),
@@ -448,6 +458,10 @@ impl Engine {
                     }
                     Some(settled) => combined.add(settled.allowed, settled.reasons.iter().cloned()),
                     None => evaluate(&type_level.set, &mut combined),
+                }
+                // Entity-keyed policies the guards found satisfied, each an answer of its own.
+                for (forbid, id) in keyed_satisfied {
+                    combined.add(!forbid, std::iter::once(id.clone()));
                 }
                 if let Some(set) = entity_keyed {
                     evaluate(set, &mut combined);
@@ -470,6 +484,26 @@ impl Engine {
             reasons,
             errors,
         }
+    }
+
+    /// The answer the index's guards settle for a request with request-scoped entities, read
+    /// over the stored entities with the request's on top: exactly the slice's answer, without
+    /// making the slice. `None`: decide over a slice. A request-scoped entity that redefines a
+    /// stored one is an error, as over a slice.
+    fn settle_scoped(&self, request: &AuthzRequest) -> Result<Option<crate::index::Settled>, DecideError> {
+        for entity in request.entities.iter() {
+            if self.in_directory(&entity.uid()) {
+                return Err(DecideError::Redefined(entity.uid().to_string()));
+            }
+        }
+        // A slice leaves internal entities out: a request naming one is decided over it.
+        if self.names_internal(request) {
+            return Ok(None);
+        }
+        Ok(self
+            .index
+            .as_ref()
+            .and_then(|index| index.settle_scoped(&request.request, &request.entities)))
     }
 
     /// Whether the principal, resource or an entity the request names is internal.

@@ -13,10 +13,14 @@
 //!   on first use and kept while the index's budget lasts;
 //! * policies whose scope names an entity (`principal == X`, `principal in X`,
 //!   `resource in X`, `is T in X`) are kept by that entity (`Keyed`) and selected for
-//!   requests whose principal or resource is that entity or one of its descendants. They are
-//!   returned as a small set of their own beside the prebuilt one, never merged into a copy of
-//!   it: [`Engine::decide`](crate::engine::Engine::decide) evaluates both and combines the
-//!   answers as Cedar would.
+//!   requests their scope matches (`==` the entity, `in` it, `is T in` it). Each is then read by
+//!   its own guards (`==` with an entity literal among them, read per request: its
+//!   `resource.project == ZenML::Project::"…"`): one a false guard rules out is left out, one
+//!   whose whole condition is known true is satisfied without Cedar
+//!   ([`Selection::keyed_satisfied`]), and the rest are returned as a small set of their own
+//!   beside the prebuilt one, never merged into a copy of it:
+//!   [`Engine::decide`](crate::engine::Engine::decide) evaluates both and combines the answers
+//!   as Cedar would.
 //!
 //! When every policy of a prebuilt set is its scope and guards alone (`permit (principal,
 //! action, resource) when { principal in resource.workspace.developers };`, `forbid … unless
@@ -48,10 +52,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use data::{CedarData, CedarEntity, EntityData, GraphData};
+use data::{CedarData, CedarEntity, EntityData, GraphData, Layer, LayeredData};
 pub use graph::Graph;
 pub use guards::ContextReads;
-use guards::{AtomValues, Atoms, Guard, Truth};
+use guards::{AtomValues, Atoms, Guard, Literals, Truth};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
@@ -83,8 +87,12 @@ impl<'e> Over<'e> {
 pub struct Selection {
     /// The type-level policies for the request's action, types and guards, prebuilt.
     pub type_level: Arc<TypeLevel>,
-    /// The entity-keyed policies whose scope can match, when there are any.
+    /// The entity-keyed policies whose scope matches and whose guards do not settle them, when
+    /// there are any.
     pub entity_keyed: Option<PolicySet>,
+    /// The entity-keyed policies whose scope matches and whose guards (their whole condition,
+    /// all known) are true: satisfied without an error. (Whether it is a forbid, its id.)
+    pub keyed_satisfied: Vec<(bool, String)>,
 }
 
 /// The type-level policies a request's action, types and guard values select.
@@ -107,7 +115,7 @@ pub struct Settled {
     pub reasons: Vec<String>,
 }
 
-/// A type-level policy with its guards.
+/// A policy with its guards.
 #[derive(Debug)]
 struct Guarded {
     policy: Policy,
@@ -120,8 +128,12 @@ struct Guarded {
 #[derive(Debug)]
 pub struct ScopeIndex {
     actions: FxHashMap<EntityUid, ActionBucket>,
-    /// The entity-keyed policies, by id, for building per-request sets.
-    keyed_policies: HashMap<PolicyId, Policy>,
+    /// The entity-keyed policies with their guards (`Literals::PerPolicy`), each once.
+    keyed: Vec<Guarded>,
+    /// Their places in `keyed`, while the index is built.
+    keyed_at: HashMap<PolicyId, usize>,
+    /// The guards' literals as the graph numbers them.
+    literal_ids: Box<[Option<u32>]>,
     /// The type-level policies with their guards.
     type_level: Vec<Guarded>,
     /// The tests those guards make.
@@ -159,7 +171,9 @@ impl ScopeIndex {
         }
         let mut index = ScopeIndex {
             actions: FxHashMap::default(),
-            keyed_policies: HashMap::new(),
+            keyed: Vec::new(),
+            keyed_at: HashMap::new(),
+            literal_ids: Box::default(),
             type_level: Vec::new(),
             atoms: Atoms::default(),
             budget: AtomicUsize::new(KEPT_SETS),
@@ -178,8 +192,15 @@ impl ScopeIndex {
             let bucket = index.action_bucket(action, applicable, &scoped, &mut type_level_at, schema);
             index.actions.insert(action.clone(), bucket);
         }
+        // The entity-keyed policies' guards after the type-level ones', whose atoms are kept
+        // per outcome and so come first while the atoms last.
+        for guarded in &mut index.keyed {
+            guarded.guards = guards_of(&guarded.policy, &mut index.atoms, Literals::PerPolicy);
+        }
+        index.keyed_at = HashMap::new();
         index.graph = graph_for(&index.atoms, graph, entities);
         if let Some(graph) = &index.graph {
+            index.literal_ids = index.atoms.literal_ids(graph);
             for bucket in index.actions.values_mut() {
                 bucket.keyed_in_graph = bucket.keyed.in_graph(graph);
             }
@@ -212,14 +233,25 @@ impl ScopeIndex {
             return Some(Selection {
                 type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
                 entity_keyed: None,
+                keyed_satisfied: Vec::new(),
             });
         }
+        let types = guards::Types {
+            principal: principal.type_name(),
+            resource: resource.type_name(),
+            action,
+        };
         // Over the index's own entities, with a stored principal and resource: the graph.
         if let (Over::Indexed(_, prepared), Some(graph)) = (over, &self.graph)
             && let (Some(principal), Some(resource)) = (graph.stored(principal), graph.stored(resource))
         {
-            let data = GraphData::new(graph, request.context(), self.atoms.own(prepared));
-            let selection = self.select_over(data, &bucket.keyed_in_graph, pair, principal, resource);
+            let data = GraphData::new(
+                graph,
+                &self.literal_ids,
+                request.context(),
+                self.atoms.own(prepared),
+            );
+            let selection = self.select_over(data, &bucket.keyed_in_graph, pair, types, principal, resource);
             if selection.is_some() {
                 return selection;
             }
@@ -229,44 +261,100 @@ impl ScopeIndex {
             data,
             &bucket.keyed,
             pair,
+            types,
             CedarEntity::new(Cow::Borrowed(principal)),
             CedarEntity::new(Cow::Borrowed(resource)),
         )
     }
 
+    /// The answer for `request` with request-scoped entities `scoped` over the index's own
+    /// entities, when the guards settle it: exactly Cedar's over a slice of them (read through
+    /// the graph with `scoped` layered on top, [`LayeredData`]), without making the slice.
+    /// `None`: not settled (or not read this way: entity-keyed policies for the action, a uid of
+    /// `scoped` the graph has met, a principal or resource neither stored nor in `scoped`).
+    pub fn settle_scoped(&self, request: &Request, scoped: &[cedar_policy::Entity]) -> Option<Settled> {
+        let graph = self.graph.as_ref()?;
+        let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
+        let bucket = self.actions.get(action)?;
+        if !bucket.keyed.is_empty() {
+            return None;
+        }
+        let pair = bucket
+            .type_pairs
+            .get(principal.type_name())?
+            .get(resource.type_name())?;
+        let values = if pair.atoms == 0 {
+            AtomValues::default()
+        } else {
+            let layer = Layer::new(graph, scoped)?;
+            let stored = GraphData::new(graph, &self.literal_ids, request.context(), None);
+            let data = LayeredData::new(stored, &layer);
+            let (principal, resource) = (data.entity_of(principal)?, data.entity_of(resource)?);
+            self.atoms
+                .evaluation(data, principal, resource)
+                .values(pair.atoms)?
+        };
+        pair.set(values, &self.type_level, &self.budget).settled.clone()
+    }
+
     /// [`ScopeIndex::select`] over `data`, with `keyed` named as `data` names entities. `None`
     /// when `data` cannot answer.
+    ///
+    /// The entity-keyed policies whose scope matches are read by their own guards (each is
+    /// admitted only when its scope holds): those a false guard rules out are left out, those
+    /// whose whole condition is true are satisfied without Cedar, the rest are evaluated.
     fn select_over<'a, D: EntityData<'a>>(
         &self,
         data: D,
         keyed: &Keyed<D::EntityKey, D::TypeKey>,
         pair: &TypePair,
+        types: guards::Types<'_>,
         principal: D::Entity,
         resource: D::Entity,
     ) -> Option<Selection> {
-        let values = self
-            .atoms
-            .values(pair.atoms, data, principal.clone(), resource.clone())?;
-        let type_level = pair.set(values, &self.type_level, &self.budget);
         let mut admitted = Vec::new();
         keyed.add_admitted(data, principal.borrow(), resource.borrow(), &mut admitted);
+        if pair.atoms == 0 && admitted.is_empty() {
+            return Some(Selection {
+                type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
+                entity_keyed: None,
+                keyed_satisfied: Vec::new(),
+            });
+        }
+        let mut evaluation = self.atoms.evaluation(data, principal, resource);
+        let values = evaluation.values(pair.atoms)?;
+        let type_level = pair.set(values, &self.type_level, &self.budget);
+        // A policy reached twice (through two ancestors) counts once.
+        admitted.sort_unstable();
+        admitted.dedup();
+        let mut keyed_satisfied = Vec::new();
+        admitted.retain(|&place| {
+            let guarded = &self.keyed[place];
+            match guards::conjunction(&guarded.guards.leading, types, &mut evaluation) {
+                Truth::False => false,
+                Truth::True if guarded.guards.complete => {
+                    keyed_satisfied.push((guarded.forbid, guarded.id.clone()));
+                    false
+                }
+                _ => true,
+            }
+        });
         Some(Selection {
             type_level,
             entity_keyed: self.keyed_set(&admitted),
+            keyed_satisfied,
         })
     }
 
-    /// The set of the entity-keyed policies `admitted` (`None` when there are none).
-    fn keyed_set(&self, admitted: &[&PolicyId]) -> Option<PolicySet> {
+    /// The set of the entity-keyed policies at `admitted` (distinct; `None` when there are none).
+    fn keyed_set(&self, admitted: &[usize]) -> Option<PolicySet> {
         if admitted.is_empty() {
             return None;
         }
         let mut set = PolicySet::new();
-        for id in admitted {
-            if let Some(policy) = self.keyed_policies.get(*id) {
-                // A policy reached twice (through two ancestors) is added once.
-                let _ = set.add(policy.clone());
-            }
+        for &place in admitted {
+            // Ids are unique in the source set: adding cannot fail.
+            let _ = set.add(self.keyed[place].policy.clone());
         }
         Some(set)
     }
@@ -291,23 +379,31 @@ impl ScopeIndex {
                 resource,
                 ..
             } = &scoped[at];
-            let (keyed, key, other) = match (principal, resource) {
-                (Key::Under(uid), _) => (&mut bucket.keyed.by_principal, uid, resource),
-                (_, Key::Under(uid)) => (&mut bucket.keyed.by_resource, uid, principal),
-                _ => {
+            let (keyed, own, other) = match (principal.entity(), resource.entity()) {
+                (Some(uid), _) => (&mut bucket.keyed.by_principal, (uid, principal), resource),
+                (None, Some(uid)) => (&mut bucket.keyed.by_resource, (uid, resource), principal),
+                (None, None) => {
                     let place = *type_level_at[at].get_or_insert_with(|| self.add_type_level(policy));
                     type_level.push((place, principal, resource));
                     continue;
                 }
             };
-            keyed
-                .entry(key.clone())
-                .or_default()
-                .push((policy.id().clone(), other.clone()));
-            // Entity-keyed: looked up by id when a request selects it.
-            self.keyed_policies
-                .entry(policy.id().clone())
-                .or_insert_with(|| (*policy).clone());
+            // Entity-keyed: its guards are read once every policy is placed.
+            let next = self.keyed.len();
+            let place = *self.keyed_at.entry(policy.id().clone()).or_insert(next);
+            if place == next {
+                self.keyed.push(Guarded {
+                    policy: (*policy).clone(),
+                    id: policy.id().to_string(),
+                    forbid: policy.effect() == cedar_policy::Effect::Forbid,
+                    guards: guards::Guards::default(),
+                });
+            }
+            keyed.entry(own.0.clone()).or_default().push(Entry {
+                place,
+                own: own.1.clone(),
+                other: other.clone(),
+            });
         }
         bucket.keyed.note_key_types();
         let principal_types: Vec<EntityTypeName> = schema
@@ -337,12 +433,7 @@ impl ScopeIndex {
 
     /// Adds a type-level policy with its leading guards; its place in `self.type_level`.
     fn add_type_level(&mut self, policy: &Policy) -> usize {
-        // A policy that cannot be read as JSON has no guards (evaluated whenever its scope
-        // matches).
-        let guards = policy
-            .to_json()
-            .map(|json| guards::leading(&json, &mut self.atoms))
-            .unwrap_or_default();
+        let guards = guards_of(policy, &mut self.atoms, Literals::Atoms);
         self.type_level.push(Guarded {
             policy: policy.clone(),
             id: policy.id().to_string(),
@@ -381,7 +472,7 @@ impl ScopeIndex {
                 resource: resource_type,
                 action,
             };
-            if guards::conjunction(&guards[..types_only], types, AtomValues::default()) == Truth::False {
+            if guards::conjunction(&guards[..types_only], types, &mut AtomValues::default()) == Truth::False {
                 continue;
             }
             atoms |= guards.iter().map(Guard::atoms).fold(0, |a, b| a | b);
@@ -401,6 +492,18 @@ impl ScopeIndex {
         }
         pair
     }
+}
+
+/// A policy's guards, read from the JSON form of the policy Cedar evaluates (its conditions as
+/// one `when`, in their order: `Policy::to_json` would parse the policy's text again, a tenth
+/// of a second for every thousand policies). A policy that cannot be written as JSON has none
+/// (evaluated whenever its scope matches).
+fn guards_of(policy: &Policy, atoms: &mut Atoms, literals: Literals) -> guards::Guards {
+    let evaluated: &cedar_policy_core::ast::Policy = policy.as_ref();
+    let est = cedar_policy_core::est::Policy::from(evaluated.clone());
+    serde_json::to_value(est)
+        .map(|json| guards::leading(&json, atoms, literals))
+        .unwrap_or_default()
 }
 
 /// A policy with its scope read once (Cedar's accessors convert and allocate).
@@ -532,7 +635,7 @@ impl TypePair {
         let mut settled = Some((Vec::new(), Vec::new()));
         for &place in &self.policies {
             let guarded = &type_level[place];
-            let truth = guards::conjunction(&guarded.guards.leading, types, values);
+            let truth = guards::conjunction(&guarded.guards.leading, types, &mut { values });
             if truth == Truth::False {
                 continue;
             }
@@ -579,8 +682,12 @@ enum Key<E, T> {
     Any,
     /// An entity of this type.
     Type(T),
-    /// This entity or a descendant (`==`, `in`, `is T in`: all imply this).
-    Under(E),
+    /// This entity or a descendant (`in`).
+    In(E),
+    /// This entity (`==`).
+    Eq(E),
+    /// This entity or a descendant, of this type (`is T in`).
+    IsIn(T, E),
 }
 
 /// A [`Key`] as the policy writes it.
@@ -591,9 +698,9 @@ impl UidKey {
         match constraint {
             PrincipalConstraint::Any => Key::Any,
             PrincipalConstraint::Is(type_name) => Key::Type(type_name),
-            PrincipalConstraint::In(uid)
-            | PrincipalConstraint::Eq(uid)
-            | PrincipalConstraint::IsIn(_, uid) => Key::Under(uid),
+            PrincipalConstraint::In(uid) => Key::In(uid),
+            PrincipalConstraint::Eq(uid) => Key::Eq(uid),
+            PrincipalConstraint::IsIn(type_name, uid) => Key::IsIn(type_name, uid),
         }
     }
 
@@ -601,9 +708,9 @@ impl UidKey {
         match constraint {
             ResourceConstraint::Any => Key::Any,
             ResourceConstraint::Is(type_name) => Key::Type(type_name),
-            ResourceConstraint::In(uid) | ResourceConstraint::Eq(uid) | ResourceConstraint::IsIn(_, uid) => {
-                Key::Under(uid)
-            }
+            ResourceConstraint::In(uid) => Key::In(uid),
+            ResourceConstraint::Eq(uid) => Key::Eq(uid),
+            ResourceConstraint::IsIn(type_name, uid) => Key::IsIn(type_name, uid),
         }
     }
 
@@ -613,18 +720,39 @@ impl UidKey {
         Some(match self {
             Key::Any => Key::Any,
             Key::Type(type_name) => Key::Type(graph.type_id(type_name)?),
-            Key::Under(uid) => Key::Under(graph.id(uid)?),
+            Key::In(uid) => Key::In(graph.id(uid)?),
+            Key::Eq(uid) => Key::Eq(graph.id(uid)?),
+            Key::IsIn(type_name, uid) => Key::IsIn(graph.type_id(type_name)?, graph.id(uid)?),
         })
     }
 }
 
-impl<E, T: Eq> Key<E, T> {
-    /// Whether `entity` (with its ancestors in `data`) can meet it.
+impl<E: Eq, T: Eq> Key<E, T> {
+    /// The entity it names, if any.
+    fn entity(&self) -> Option<&E> {
+        match self {
+            Key::Any | Key::Type(_) => None,
+            Key::In(uid) | Key::Eq(uid) | Key::IsIn(_, uid) => Some(uid),
+        }
+    }
+
+    /// Whether `entity` (with its ancestors in `data`) meets it: exactly the scope constraint.
     fn admits<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(&self, entity: &E, data: D) -> bool {
         match self {
             Key::Any => true,
             Key::Type(required) => required == data.type_of(entity),
-            Key::Under(key) => data.within(entity, key),
+            Key::In(key) => data.within(entity, key),
+            Key::Eq(key) => entity == key,
+            Key::IsIn(required, key) => required == data.type_of(entity) && data.within(entity, key),
+        }
+    }
+
+    /// Whether `entity`, found by this key's entity or one of its ancestors, meets it.
+    fn admits_found<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(&self, entity: &E, data: D) -> bool {
+        match self {
+            Key::Eq(key) => entity == key,
+            Key::IsIn(required, _) => required == data.type_of(entity),
+            Key::Any | Key::Type(_) | Key::In(_) => true,
         }
     }
 }
@@ -643,8 +771,19 @@ struct Keyed<E, T> {
     resource_types: Vec<T>,
 }
 
-/// Entity -> the policies keyed by it, with the other side's key.
-type ByEntity<E, T> = FxHashMap<E, Vec<(PolicyId, Key<E, T>)>>;
+/// Entity -> the policies keyed by it.
+type ByEntity<E, T> = FxHashMap<E, Vec<Entry<E, T>>>;
+
+/// An entity-keyed policy under its key entity.
+#[derive(Debug)]
+struct Entry<E, T> {
+    /// Its place in `ScopeIndex::keyed`.
+    place: usize,
+    /// Its key on the side it is kept by (naming the key entity).
+    own: Key<E, T>,
+    /// Its key on the other side.
+    other: Key<E, T>,
+}
 
 impl<E, T> Default for Keyed<E, T> {
     fn default() -> Self {
@@ -678,7 +817,13 @@ impl Keyed<EntityUid, EntityTypeName> {
                 .filter_map(|(uid, policies)| {
                     let policies = policies
                         .iter()
-                        .filter_map(|(id, key)| Some((id.clone(), key.in_graph(graph)?)))
+                        .filter_map(|entry| {
+                            Some(Entry {
+                                place: entry.place,
+                                own: entry.own.in_graph(graph)?,
+                                other: entry.other.in_graph(graph)?,
+                            })
+                        })
                         .collect();
                     Some((graph.id(uid)?, policies))
                 })
@@ -701,12 +846,12 @@ impl<E: Eq + Hash, T: Eq> Keyed<E, T> {
 
     /// Adds to `admitted` the policies keyed by `principal` or `resource`, or by an ancestor of
     /// either, whose other key admits the other.
-    fn add_admitted<'k, 'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(
-        &'k self,
+    fn add_admitted<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(
+        &self,
         data: D,
         principal: &E,
         resource: &E,
-        admitted: &mut Vec<&'k PolicyId>,
+        admitted: &mut Vec<usize>,
     ) {
         add_admitted(
             data,
@@ -728,15 +873,17 @@ impl<E: Eq + Hash, T: Eq> Keyed<E, T> {
 }
 
 /// Adds to `admitted` the policies of `keyed` keyed by `entity` or one of its ancestors (only
-/// those of `types`, the keys' types, are looked up) whose other key admits `other`.
-fn add_admitted<'k, 'a, D: EntityData<'a>>(
+/// those of `types`, the keys' types, are looked up) whose scope admits `entity` and `other`.
+fn add_admitted<'a, D: EntityData<'a>>(
     data: D,
-    keyed: &'k ByEntity<D::EntityKey, D::TypeKey>,
+    keyed: &ByEntity<D::EntityKey, D::TypeKey>,
     types: &[D::TypeKey],
     entity: &D::EntityKey,
     other: &D::EntityKey,
-    admitted: &mut Vec<&'k PolicyId>,
-) {
+    admitted: &mut Vec<usize>,
+) where
+    D::EntityKey: Eq,
+{
     if keyed.is_empty() {
         return;
     }
@@ -744,9 +891,9 @@ fn add_admitted<'k, 'a, D: EntityData<'a>>(
         if !types.contains(data.type_of(lineage_entity)) {
             return;
         }
-        for (id, key) in keyed.get(lineage_entity).into_iter().flatten() {
-            if key.admits(other, data) {
-                admitted.push(id);
+        for entry in keyed.get(lineage_entity).into_iter().flatten() {
+            if entry.own.admits_found(entity, data) && entry.other.admits(other, data) {
+                admitted.push(entry.place);
             }
         }
     };

@@ -424,3 +424,151 @@ proptest::proptest! {
         }
     }
 }
+
+/// Entity uids of one type in the bundled store, sorted.
+fn stored_of(entities: &cedar_policy::Entities, type_name: &str) -> Vec<cedar_policy::EntityUid> {
+    let mut uids: Vec<cedar_policy::EntityUid> = entities
+        .iter()
+        .map(cedar_policy::Entity::uid)
+        .filter(|uid| uid.type_name().to_string() == type_name)
+        .collect();
+    uids.sort();
+    uids
+}
+
+proptest::proptest! {
+    #![proptest_config(common::proptest_config(256))]
+
+    /// Requests with random request-scoped entities over the bundled store and policies (whose
+    /// guards settle their answers, read with the request's entities layered over the index's
+    /// graph instead of a slice): the decision and determining policies Cedar gives over the
+    /// store merged with those entities, or an error where Cedar's merge fails. The entities:
+    /// a stack (the resource) whose workspace is stored, request-scoped or nowhere; users,
+    /// roles and workspaces whose parents are stored roles and teams, each other (chains,
+    /// cycles), or entities nothing holds; a uid given twice, or one the store holds.
+    #[test]
+    fn settled_answers_over_request_scoped_entities_are_cedars(
+        kinds in proptest::collection::vec((0..4usize, proptest::collection::vec(0..40usize, 0..3), 0..8usize, proptest::bool::weighted(0.8)), 0..4),
+        stack_workspace in 0..6usize,
+        stack_parents in proptest::collection::vec(0..40usize, 0..2),
+        principal_choice in 0..4usize,
+        action in 0..ACTIONS.len(),
+        duplicate in 0..12usize,
+    ) {
+        use cedar_policy::{Entities, Entity, EntityUid, RestrictedExpression};
+        use std::collections::HashMap;
+        use zenml_authz::model::uid;
+        let snapshot = common::bundled_snapshot();
+        let stored = &snapshot.engine.entities;
+        let (roles, teams, users, workspaces) = (
+            stored_of(stored, "ZenML::Role"),
+            stored_of(stored, "ZenML::Team"),
+            stored_of(stored, "ZenML::User"),
+            stored_of(stored, "ZenML::Workspace"),
+        );
+        let scoped_uid = |at: usize| -> EntityUid {
+            // Users twice as often as roles or workspaces.
+            let kind = if at == 0 { 3 } else { [0, 0, 1, 2][kinds[at - 1].0] };
+            let type_name = ["User", "Role", "Workspace", "Stack"][kind];
+            uid(type_name, &format!("scoped-{at}"))
+        };
+        let count = kinds.len() + 1;
+        // A parent or an attribute's entity: a stored role or team, a request-scoped entity, or
+        // one nothing holds.
+        let pick = |choice: usize| -> EntityUid {
+            match choice % 4 {
+                0 => roles[choice / 4 % roles.len()].clone(),
+                1 => teams[choice / 4 % teams.len()].clone(),
+                2 => scoped_uid(choice / 4 % count),
+                _ => uid("Role", &format!("nowhere-{}", choice / 4 % 3)),
+            }
+        };
+        let entity = |at: usize, attrs: HashMap<String, RestrictedExpression>, parents: &[usize]| {
+            Entity::new(scoped_uid(at), attrs, parents.iter().map(|&p| pick(p)).collect()).unwrap()
+        };
+        let workspace_value = match stack_workspace {
+            0..=2 => workspaces[stack_workspace % workspaces.len()].clone(),
+            3 => uid("Workspace", "nowhere"),
+            _ if kinds.is_empty() => workspaces[0].clone(),
+            _ => scoped_uid(1 + stack_workspace % kinds.len()),
+        };
+        let mut scoped = vec![entity(
+            0,
+            HashMap::from([("workspace".to_owned(), RestrictedExpression::new_entity_uid(workspace_value))]),
+            &stack_parents,
+        )];
+        for (at, (kind, parents, attr, flag)) in kinds.iter().enumerate() {
+            let attrs: HashMap<String, RestrictedExpression> = match [0, 0, 1, 2][*kind] {
+                0 => HashMap::from([
+                    ("name".to_owned(), RestrictedExpression::new_string("scoped".into())),
+                    ("is_service_account".to_owned(), RestrictedExpression::new_bool(false)),
+                    ("active".to_owned(), RestrictedExpression::new_bool(*flag)),
+                ]),
+                1 => HashMap::new(),
+                _ => ["admins", "developers", "contributors", "viewers"]
+                    .iter()
+                    .enumerate()
+                    .map(|(n, attr_name)| ((*attr_name).to_owned(), RestrictedExpression::new_entity_uid(pick(attr + n))))
+                    .collect(),
+            };
+            scoped.push(entity(at + 1, attrs, parents));
+        }
+        match duplicate {
+            0 => scoped.push(scoped[scoped.len() - 1].clone()),
+            1 => scoped.push(Entity::new_no_attrs(roles[0].clone(), Default::default())),
+            _ => {}
+        }
+        let scoped_users: Vec<EntityUid> = (1..count).filter(|&at| kinds[at - 1].0 < 2).map(scoped_uid).collect();
+        let principal = if principal_choice < 3 && !scoped_users.is_empty() {
+            scoped_users[principal_choice % scoped_users.len()].clone()
+        } else {
+            users[principal_choice % users.len()].clone()
+        };
+        let request = cedar_policy::Request::new(
+            principal,
+            zenml_authz::model::action_uid(ACTIONS[action]),
+            scoped_uid(0),
+            cedar_policy::Context::empty(),
+            None,
+        )
+        .unwrap();
+        let mut referenced = Vec::new();
+        for entity in &scoped {
+            zenml_authz::engine::refers_to(entity, &mut referenced);
+        }
+        referenced.extend((0..count).map(scoped_uid));
+        referenced.extend(stack_parents.iter().chain(kinds.iter().flat_map(|k| &k.1)).map(|&p| pick(p)));
+        let ours = snapshot.engine.decide(
+            &zenml_authz::AuthzRequest {
+                request: request.clone(),
+                entities: scoped.clone().into(),
+                referenced,
+                internal: false,
+                context: None,
+            },
+            &mut Batch::single(),
+        );
+        if duplicate == 1 {
+            // A stored uid given again: refused by design, even where Cedar would merge an
+            // identical copy.
+            proptest::prop_assert!(matches!(ours, Err(zenml_authz::engine::DecideError::Redefined(_))), "{ours:?}");
+            return Ok(());
+        }
+        let merged = Entities::from_entities(stored.iter().cloned().chain(scoped.iter().cloned()), None);
+        match (merged, ours) {
+            (Ok(merged), Ok(ours)) => {
+                let answer = Authorizer::new().is_authorized(&request, &snapshot.engine.policies, &merged);
+                let mut reasons: Vec<String> = answer.diagnostics().reason().map(ToString::to_string).collect();
+                reasons.sort();
+                let mut errors: Vec<String> = answer.diagnostics().errors().map(ToString::to_string).collect();
+                errors.sort();
+                proptest::prop_assert_eq!(
+                    (answer.decision() == cedar_policy::Decision::Allow, reasons, errors),
+                    (ours.allowed, ours.reasons, ours.errors)
+                );
+            }
+            (Err(_), Err(_)) => {}
+            (merged, ours) => proptest::prop_assert!(false, "Cedar: {:?}\nours: {:?}", merged.map(|_| ()), ours),
+        }
+    }
+}

@@ -82,7 +82,7 @@ fn policy_text(snapshot: &Snapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice)
         6 => format!("resource in ZenML::Organization::\"{ORG}\""),
         _ => format!("resource in ZenML::Project::\"{UNLISTED}\""),
     };
-    let condition = match c % 22 {
+    let condition: &str = match c % 27 {
         0 => "",
         1 => "when { principal.active }",
         2 => "when { context has permissions && principal in context.permissions }",
@@ -117,6 +117,19 @@ fn policy_text(snapshot: &Snapshot, (forbid, p, a, r, c, x, y, z): PolicyChoice)
         20 => {
             "when { ZenML::Action::\"read\" == action || principal in resource.workspace.organization.admins }"
         }
+        // `==` with an entity literal: an atom in type-level policies, read per policy in
+        // entity-keyed ones (a literal the store lacks, `UNLISTED`, is a project of some requests).
+        22 => &format!("when {{ resource.project == ZenML::Project::\"{project}\" }}"),
+        23 => {
+            &format!("when {{ resource has project && resource.project == ZenML::Project::\"{project}\" }}")
+        }
+        24 => {
+            &format!("when {{ resource.workspace == ZenML::Workspace::\"{WORKSPACE}\" && principal.active }}")
+        }
+        25 => &format!("when {{ ZenML::Project::\"{UNLISTED}\" == resource.project }}"),
+        26 => &format!(
+            "unless {{ resource == ZenML::Project::\"{project}\" || principal == ZenML::User::\"{user}\" }}"
+        ),
         _ => "when { principal in resource.workspace.developers }",
     };
     let effect = if forbid { "forbid" } else { "permit" };
@@ -129,7 +142,7 @@ fn policy_choice() -> impl Strategy<Value = PolicyChoice> {
         0..7usize,
         0..4usize,
         0..8usize,
-        0..22usize,
+        0..27usize,
         0..64usize,
         0..64usize,
         0..64usize,
@@ -257,9 +270,11 @@ fn the_index_narrows_a_large_set() {
     let selected = index
         .select(&request.request, Over::Unindexed(&entities))
         .unwrap();
-    let count = selected.type_level.set.policies().count()
-        + selected.entity_keyed.map_or(0, |e| e.policies().count());
+    // Keyed policies without a condition: settled as satisfied where their scope matches.
+    let evaluated = selected.entity_keyed.map_or(0, |e| e.policies().count());
+    let count = selected.type_level.set.policies().count() + evaluated + selected.keyed_satisfied.len();
     assert!((1..=5).contains(&count), "selected {count} of 600");
+    assert_eq!(evaluated, 0, "settled, not evaluated");
 }
 
 /// Guards narrow the bundled policies to the roles the caller holds: bob (Workspace Developer

@@ -111,6 +111,12 @@ pub trait EntityData<'a>: Copy + 'a {
     /// A record value.
     fn record(&self, record: Record) -> Self::Record;
 
+    /// Whether `entity` is `uid`, literal `at` of the guards.
+    fn is_literal(&self, entity: &Self::EntityKey, at: usize, uid: &EntityUid) -> bool;
+
+    /// Whether the data has met `uid`, literal `at` (else an entity it never met may be it).
+    fn knows_literal(&self, at: usize, uid: &EntityUid) -> bool;
+
     /// A value Cedar gave (from the context, a record or an entity's attributes).
     fn value(&self, value: EvalResult) -> Value<'a, Self> {
         match value {
@@ -139,17 +145,25 @@ pub trait EntityData<'a>: Copy + 'a {
 #[derive(Debug, Clone, Copy)]
 pub struct GraphData<'a> {
     graph: &'a Graph,
+    /// The guards' literals as the graph numbers them ([`super::guards::Atoms::literal_ids`]).
+    literals: &'a [Option<u32>],
     context: Option<&'a Context>,
     /// The context's values read beforehand from this very context, for these guards.
     prepared: Option<&'a ContextReads>,
 }
 
 impl<'a> GraphData<'a> {
-    /// The graph, with the request's context and what was read from it beforehand (only when
-    /// made by the same guards from exactly this context).
-    pub fn new(graph: &'a Graph, context: Option<&'a Context>, prepared: Option<&'a ContextReads>) -> Self {
+    /// The graph with the guards' literals as it numbers them, the request's context and what
+    /// was read from it beforehand (only when made by the same guards from exactly this context).
+    pub fn new(
+        graph: &'a Graph,
+        literals: &'a [Option<u32>],
+        context: Option<&'a Context>,
+        prepared: Option<&'a ContextReads>,
+    ) -> Self {
         GraphData {
             graph,
+            literals,
             context,
             prepared,
         }
@@ -201,6 +215,14 @@ impl<'a> EntityData<'a> for GraphData<'a> {
     }
 
     fn record(&self, _: Record) {}
+
+    fn is_literal(&self, entity: &u32, at: usize, _: &EntityUid) -> bool {
+        self.literals.get(at).copied().flatten() == Some(*entity)
+    }
+
+    fn knows_literal(&self, at: usize, _: &EntityUid) -> bool {
+        self.literals.get(at).copied().flatten().is_some()
+    }
 }
 
 /// Any entities, read through Cedar's API.
@@ -307,5 +329,271 @@ impl<'a> EntityData<'a> for CedarData<'a> {
 
     fn record(&self, record: Record) -> Record {
         record
+    }
+
+    fn is_literal(&self, entity: &EntityUid, _: usize, uid: &EntityUid) -> bool {
+        entity == uid
+    }
+
+    fn knows_literal(&self, _: usize, _: &EntityUid) -> bool {
+        true
+    }
+}
+
+/// A request's own entities over a [`Graph`] ([`LayeredData`]): numbered after the graph's ids,
+/// closed over the stored ones and each other, with the attributes the graph keeps converted
+/// once. Built only when no uid of the request's entities is one the graph has met (so no stored
+/// entity names one of them, and none is stored).
+#[derive(Debug)]
+pub struct Layer {
+    /// The first id past the graph's.
+    base: u32,
+    /// Per layer id: its uid. The request's entities first, then the entities they name as
+    /// parents that nothing stores (ids for `in`, without data).
+    uids: Vec<EntityUid>,
+    /// How many of `uids` are the request's entities.
+    scoped: usize,
+    /// Per layer id: its type (the graph's id, or one past the graph's types).
+    types: Vec<u16>,
+    /// Per request entity: its ancestors, closed, sorted.
+    ancestors: Vec<Vec<u32>>,
+    /// Per request entity: (slot, value) of the attributes the graph keeps.
+    attrs: Vec<Vec<(u16, AttrValue<'static, u32, ()>)>>,
+    /// Types the graph has not met, numbered past its own.
+    new_types: Vec<EntityTypeName>,
+}
+
+impl Layer {
+    /// The layer of `scoped` over `graph`; `None` when the graph has met one of their uids, two
+    /// share a uid, or their parents form a cycle (the slice then decides, and reports it).
+    pub fn new(graph: &Graph, scoped: &[Entity]) -> Option<Layer> {
+        let base = graph.len();
+        let mut layer = Layer {
+            base,
+            uids: Vec::with_capacity(scoped.len()),
+            scoped: scoped.len(),
+            types: Vec::with_capacity(scoped.len()),
+            ancestors: Vec::with_capacity(scoped.len()),
+            attrs: Vec::with_capacity(scoped.len()),
+            new_types: Vec::new(),
+        };
+        for entity in scoped {
+            let uid = entity.uid();
+            if graph.id(&uid).is_some() || layer.uids.contains(&uid) {
+                return None;
+            }
+            layer.push(graph, uid)?;
+        }
+        // Parents: ids of the graph's, of the request's, or new ones.
+        let mut parents: Vec<Vec<u32>> = Vec::with_capacity(scoped.len());
+        for entity in scoped {
+            let mut ids = Vec::new();
+            for parent in AsRef::<cedar_policy_core::ast::Entity>::as_ref(entity).ancestors() {
+                let parent = EntityUid::from(parent.clone());
+                let id = match layer.id(graph, &parent) {
+                    Some(id) => id,
+                    None => layer.push(graph, parent)?,
+                };
+                ids.push(id);
+            }
+            parents.push(ids);
+        }
+        // Closed, ancestors first; a cycle among the request's entities leaves one unclosed.
+        let mut closed: Vec<Option<Vec<u32>>> = vec![None; scoped.len()];
+        let mut progress = true;
+        while progress {
+            progress = false;
+            for at in 0..scoped.len() {
+                if closed[at].is_some() {
+                    continue;
+                }
+                let mut all = Vec::new();
+                let mut ready = true;
+                for &parent in &parents[at] {
+                    all.push(parent);
+                    match parent.checked_sub(base).map(|local| local as usize) {
+                        None => all.extend_from_slice(graph.ancestors(parent)),
+                        Some(local) if local < scoped.len() => match &closed[local] {
+                            Some(theirs) => all.extend_from_slice(theirs),
+                            None => ready = false,
+                        },
+                        Some(_) => {}
+                    }
+                }
+                if ready {
+                    all.sort_unstable();
+                    all.dedup();
+                    closed[at] = Some(all);
+                    progress = true;
+                }
+            }
+        }
+        layer.ancestors = closed.into_iter().collect::<Option<Vec<_>>>()?;
+        // The kept attributes, as the graph converts a stored entity's.
+        for entity in scoped {
+            let mut kept = Vec::new();
+            for (slot, attr) in graph.attrs().iter().enumerate() {
+                let value = match entity.attr(attr) {
+                    None => continue,
+                    Some(Ok(EvalResult::EntityUid(uid))) => {
+                        layer.id(graph, &uid).map_or(AttrValue::Unmet, AttrValue::Entity)
+                    }
+                    Some(Ok(EvalResult::Set(set))) => {
+                        let mut ids = Vec::new();
+                        let mut entities_only = true;
+                        for element in set.iter() {
+                            match element {
+                                EvalResult::EntityUid(uid) => ids.extend(layer.id(graph, uid)),
+                                _ => entities_only = false,
+                            }
+                        }
+                        if entities_only {
+                            AttrValue::Set(Cow::Owned(ids))
+                        } else {
+                            AttrValue::Other
+                        }
+                    }
+                    Some(Ok(EvalResult::Record(_))) => AttrValue::Record(()),
+                    Some(Ok(EvalResult::Bool(value))) => AttrValue::Bool(value),
+                    Some(_) => AttrValue::Other,
+                };
+                kept.push((u16::try_from(slot).ok()?, value));
+            }
+            layer.attrs.push(kept);
+        }
+        Some(layer)
+    }
+
+    /// The id of `uid`: the graph's, or the layer's.
+    fn id(&self, graph: &Graph, uid: &EntityUid) -> Option<u32> {
+        if let Some(id) = graph.id(uid) {
+            return Some(id);
+        }
+        let at = self.uids.iter().position(|known| known == uid)?;
+        Some(self.base + u32::try_from(at).ok()?)
+    }
+
+    /// A new layer id for `uid`.
+    fn push(&mut self, graph: &Graph, uid: EntityUid) -> Option<u32> {
+        let type_id = match graph.type_id(uid.type_name()) {
+            Some(type_id) => type_id,
+            None => {
+                let at = match self.new_types.iter().position(|known| known == uid.type_name()) {
+                    Some(at) => at,
+                    None => {
+                        self.new_types.push(uid.type_name().clone());
+                        self.new_types.len() - 1
+                    }
+                };
+                u16::try_from(graph.type_count() + at).ok()?
+            }
+        };
+        let id = self.base.checked_add(u32::try_from(self.uids.len()).ok()?)?;
+        self.uids.push(uid);
+        self.types.push(type_id);
+        Some(id)
+    }
+
+    /// The layer's own place of `id`, if it is one of the request's entities.
+    fn scoped_at(&self, id: u32) -> Option<usize> {
+        let at = id.checked_sub(self.base)? as usize;
+        (at < self.scoped).then_some(at)
+    }
+}
+
+/// The store the index was built with ([`GraphData`]) with a request's own entities on top
+/// ([`Layer`]): what a slice of the store and those entities would hold, read without making one.
+#[derive(Debug, Clone, Copy)]
+pub struct LayeredData<'a> {
+    stored: GraphData<'a>,
+    layer: &'a Layer,
+}
+
+impl<'a> LayeredData<'a> {
+    /// `layer` over `stored`, which must be its graph.
+    pub fn new(stored: GraphData<'a>, layer: &'a Layer) -> Self {
+        LayeredData { stored, layer }
+    }
+
+    /// The ancestors of `id`, sorted (none for an id that is neither stored nor the request's).
+    fn ancestors_of(&self, id: u32) -> &'a [u32] {
+        let layer: &'a Layer = self.layer;
+        match layer.scoped_at(id) {
+            Some(at) => &layer.ancestors[at],
+            None if id >= layer.base => &[],
+            None => self.stored.graph.ancestors(id),
+        }
+    }
+
+    /// A request's principal or resource: a stored entity or one of the request's own.
+    pub fn entity_of(&self, uid: &EntityUid) -> Option<u32> {
+        if let Some(id) = self.stored.graph.stored(uid) {
+            return Some(id);
+        }
+        let id = self.layer.id(self.stored.graph, uid)?;
+        self.layer.scoped_at(id).map(|_| id)
+    }
+}
+
+impl<'a> EntityData<'a> for LayeredData<'a> {
+    type Entity = u32;
+    type EntityKey = u32;
+    type TypeKey = u16;
+    type Record = ();
+
+    fn type_of<'k>(&'k self, entity: &'k u32) -> &'k u16 {
+        match entity.checked_sub(self.layer.base) {
+            Some(at) => &self.layer.types[at as usize],
+            None => self.stored.type_of(entity),
+        }
+    }
+
+    fn ancestors(&self, entity: &u32) -> impl Iterator<Item = &'a u32> {
+        self.ancestors_of(*entity).iter()
+    }
+
+    fn within(&self, left: &u32, right: &u32) -> bool {
+        left == right || self.ancestors_of(*left).binary_search(right).is_ok()
+    }
+
+    fn attr(&self, entity: &u32, attr: &str, slot: u16) -> Option<Value<'a, Self>> {
+        if *entity < self.layer.base {
+            return self.stored.attr(entity, attr, slot);
+        }
+        let layer: &'a Layer = self.layer;
+        Some(
+            layer
+                .scoped_at(*entity)
+                .and_then(|at| layer.attrs[at].iter().find(|(kept, _)| *kept == slot))
+                .map_or(AttrValue::Absent, |(_, value)| value.borrowed()),
+        )
+    }
+
+    fn context_attr(&self, _: usize, attr: &str) -> Value<'a, Self> {
+        match self.stored.context.and_then(|context| context.get(attr)) {
+            Some(value) => self.value(value),
+            None => AttrValue::Absent,
+        }
+    }
+
+    fn record_attr(&self, _: &(), _: &str) -> Option<Value<'a, Self>> {
+        None
+    }
+
+    fn entity(&self, uid: Cow<'_, EntityUid>) -> Option<u32> {
+        self.layer.id(self.stored.graph, &uid)
+    }
+
+    fn record(&self, _: Record) {}
+
+    fn is_literal(&self, entity: &u32, at: usize, uid: &EntityUid) -> bool {
+        match entity.checked_sub(self.layer.base) {
+            Some(local) => self.layer.uids[local as usize] == *uid,
+            None => self.stored.is_literal(entity, at, uid),
+        }
+    }
+
+    fn knows_literal(&self, at: usize, uid: &EntityUid) -> bool {
+        self.stored.knows_literal(at, uid) || self.layer.uids.contains(uid)
     }
 }

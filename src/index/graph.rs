@@ -128,6 +128,21 @@ impl Graph {
         Some(id)
     }
 
+    /// How many ids the graph has given (ids are below this).
+    pub fn len(&self) -> u32 {
+        u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Whether the graph has met no entity.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// How many types the graph has met (type ids are below this).
+    pub fn type_count(&self) -> usize {
+        self.types.len()
+    }
+
     /// The id of `uid`, if the graph has met it.
     pub fn id(&self, uid: &EntityUid) -> Option<u32> {
         self.ids.get(uid).copied()

@@ -67,6 +67,10 @@ pub enum Atom {
     /// boolean, unknown otherwise (Cedar errors on a missing attribute or a value that is not a
     /// boolean).
     Holds(usize),
+    /// `<origin> == <entity literal>` (either way round; the literal's place in
+    /// [`Atoms::literal`]): unknown where reading the origin errors, false for a value that is
+    /// not an entity (Cedar's `==` on values of different kinds is false, not an error).
+    Equals(Origin, usize),
 }
 
 /// The value of an atom for one request. `Unknown` stands for "may error" (a missing entity or
@@ -118,7 +122,12 @@ pub struct Atoms {
     /// The distinct attribute names the steps read.
     names: Vec<String>,
     atoms: Vec<Atom>,
+    /// The entity literals `==` guards compare with, each once.
+    literals: Vec<EntityUid>,
+    literal_at: FxHashMap<EntityUid, usize>,
 }
+
+type FxHashMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 impl Default for Atoms {
     fn default() -> Self {
@@ -127,6 +136,8 @@ impl Default for Atoms {
             steps: Vec::new(),
             names: Vec::new(),
             atoms: Vec::new(),
+            literals: Vec::new(),
+            literal_at: FxHashMap::default(),
         }
     }
 }
@@ -135,6 +146,26 @@ impl Atoms {
     /// The attribute names the steps read, by slot: what a [`Graph`] must keep.
     pub fn attr_names(&self) -> Vec<&str> {
         self.names.iter().map(String::as_str).collect()
+    }
+
+    /// Literal `at` of the `==` guards.
+    pub fn literal(&self, at: usize) -> &EntityUid {
+        &self.literals[at]
+    }
+
+    /// The literals of the `==` guards as `graph` numbers entities (`None`: not in the graph, so
+    /// no stored entity and no value a stored attribute holds): for [`GraphData`].
+    pub fn literal_ids(&self, graph: &Graph) -> Box<[Option<u32>]> {
+        self.literals.iter().map(|uid| graph.id(uid)).collect()
+    }
+
+    fn literal_of(&mut self, uid: EntityUid) -> usize {
+        if let Some(&at) = self.literal_at.get(&uid) {
+            return at;
+        }
+        self.literals.push(uid.clone());
+        self.literal_at.insert(uid, self.literals.len() - 1);
+        self.literals.len() - 1
     }
 
     fn step(&mut self, from: Origin, attr: &str) -> Option<usize> {
@@ -170,44 +201,29 @@ impl Atoms {
         }
     }
 
-    /// The values of the atoms of `wanted` for a request with this principal and resource over
-    /// `data`, each atom and attribute step read once. `None` when `data` cannot answer (the
-    /// graph, for a read into a record): read through Cedar instead.
-    pub fn values<'a, D: EntityData<'a>>(
-        &self,
-        wanted: u32,
+    /// A request's view of the atoms over `data`: its atoms and attribute steps read once, when
+    /// first asked for.
+    pub fn evaluation<'e, 'a, D: EntityData<'a>>(
+        &'e self,
         data: D,
         principal: D::Entity,
         resource: D::Entity,
-    ) -> Option<AtomValues> {
-        let mut values = AtomValues::default();
-        if wanted == 0 {
-            return Some(values);
-        }
-        let mut request = Evaluation {
+    ) -> Evaluation<'e, 'a, D> {
+        Evaluation {
             atoms: self,
             data,
             principal,
             resource,
             steps: vec![None; self.steps.len()],
-        };
-        for (at, atom) in self.atoms.iter().enumerate() {
-            if wanted & (1 << at) == 0 {
-                continue;
-            }
-            match request.atom(atom)? {
-                Truth::True => values.holds |= 1 << at,
-                Truth::False => {}
-                Truth::Unknown => values.unknown |= 1 << at,
-            }
+            read: 0,
+            values: AtomValues::default(),
         }
-        Some(values)
     }
 
     /// What the context steps read from `context` over `graph`, for [`Atoms::values`] over a
     /// [`GraphData`] of requests with exactly this context.
     pub fn read_context(&self, context: &Context, graph: &Graph) -> ContextReads {
-        let data = GraphData::new(graph, Some(context), None);
+        let data = GraphData::new(graph, &[], Some(context), None);
         ContextReads {
             atoms: self.id,
             steps: self
@@ -247,17 +263,68 @@ impl ContextReads {
 /// Numbers every [`Atoms`], so that [`ContextReads`] are used only by the atoms that made them.
 static ATOMS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// One request's view of the atoms over `data`, with the attribute steps read so far.
-struct Evaluation<'e, 'a, D: EntityData<'a>> {
+/// One request's view of the atoms over `data`, with the attribute steps and atoms read so far
+/// ([`Atoms::evaluation`]).
+pub struct Evaluation<'e, 'a, D: EntityData<'a>> {
     atoms: &'e Atoms,
     data: D,
     principal: D::Entity,
     resource: D::Entity,
     /// Per step, once read: its value.
     steps: Vec<Option<AttrValue<'a, D::Entity, D::Record>>>,
+    /// The atoms read so far (bits), and their values.
+    read: u32,
+    values: AtomValues,
 }
 
 impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
+    /// The values of the atoms of `wanted`. `None` when the data cannot answer (the graph, for a
+    /// read into a record).
+    pub fn values(&mut self, wanted: u32) -> Option<AtomValues> {
+        for at in 0..self.atoms.atoms.len() {
+            if wanted & (1 << at) != 0 {
+                self.atom_at(at)?;
+            }
+        }
+        Some(self.values.masked(wanted))
+    }
+
+    /// Atom `at`'s value, read once. `None` when the data cannot answer.
+    fn atom_at(&mut self, at: usize) -> Option<Truth> {
+        if self.read & (1 << at) == 0 {
+            let atoms = self.atoms;
+            match self.atom(&atoms.atoms[at])? {
+                Truth::True => self.values.holds |= 1 << at,
+                Truth::False => {}
+                Truth::Unknown => self.values.unknown |= 1 << at,
+            }
+            self.read |= 1 << at;
+        }
+        Some(self.values.of(at))
+    }
+
+    /// `<origin> == literal`, as Cedar evaluates it. `None` when the data cannot answer.
+    fn equals(&mut self, origin: Origin, literal: usize) -> Option<Truth> {
+        let (data, uid) = (self.data, self.atoms.literal(literal));
+        let value = match origin {
+            Origin::Var(Var::Context) => return Some(Truth::False),
+            Origin::Var(var) => {
+                let entity = self.var(var)?;
+                return Some(Truth::of(data.is_literal(entity.borrow(), literal, uid)));
+            }
+            Origin::Step(step) => self.step(step)?,
+        };
+        Some(match value {
+            AttrValue::Entity(entity) => Truth::of(data.is_literal(entity.borrow(), literal, uid)),
+            // An entity the data never met is not a literal it met; whether it is one the data
+            // never met either, only its uid tells: read through Cedar.
+            AttrValue::Unmet if data.knows_literal(literal, uid) => Truth::False,
+            AttrValue::Unmet => return None,
+            AttrValue::Absent => Truth::Unknown,
+            AttrValue::Set(_) | AttrValue::Record(_) | AttrValue::Bool(_) | AttrValue::Other => Truth::False,
+        })
+    }
+
     fn var(&self, var: Var) -> Option<&D::Entity> {
         match var {
             Var::Principal => Some(&self.principal),
@@ -330,7 +397,39 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
                 AttrValue::Bool(value) => Truth::of(*value),
                 _ => Truth::Unknown,
             },
+            Atom::Equals(origin, literal) => self.equals(*origin, *literal)?,
         })
+    }
+}
+
+/// What a guard's value depends on besides the request's types and action: its atoms, and the
+/// `==` tests that are not atoms.
+pub trait Facts {
+    /// Atom `at`.
+    fn atom(&mut self, at: usize) -> Truth;
+    /// `<origin> == literal` ([`Guard::Equals`]).
+    fn equals(&mut self, origin: Origin, literal: usize) -> Truth;
+}
+
+/// Atom values known beforehand; an `==` test that is not an atom is unknown.
+impl Facts for AtomValues {
+    fn atom(&mut self, at: usize) -> Truth {
+        self.of(at)
+    }
+
+    fn equals(&mut self, _: Origin, _: usize) -> Truth {
+        Truth::Unknown
+    }
+}
+
+/// Read on demand, once; unknown where the data cannot answer (Cedar then evaluates).
+impl<'a, D: EntityData<'a>> Facts for Evaluation<'_, 'a, D> {
+    fn atom(&mut self, at: usize) -> Truth {
+        self.atom_at(at).unwrap_or(Truth::Unknown)
+    }
+
+    fn equals(&mut self, origin: Origin, literal: usize) -> Truth {
+        Evaluation::equals(self, origin, literal).unwrap_or(Truth::Unknown)
     }
 }
 
@@ -352,32 +451,36 @@ pub enum Guard {
     Is(bool, EntityTypeName),
     /// `action == A`.
     Action(EntityUid),
+    /// `<origin> == <entity literal>` where it is not an atom (an entity-keyed policy's: their
+    /// literals are many, each read by few requests).
+    Equals(Origin, usize),
     Not(Box<Guard>),
     And(Box<Guard>, Box<Guard>),
     Or(Box<Guard>, Box<Guard>),
 }
 
 impl Guard {
-    /// Its value for a request with these types, action and atoms, with Cedar's short-circuit
+    /// Its value for a request with these types, action and facts, with Cedar's short-circuit
     /// `&&` and `||`: an unknown (possibly erroring) operand that is evaluated makes the whole
     /// unknown.
-    pub fn truth(&self, types: Types<'_>, values: AtomValues) -> Truth {
+    pub fn truth(&self, types: Types<'_>, facts: &mut impl Facts) -> Truth {
         match self {
-            Guard::Atom(atom) => values.of(*atom),
+            Guard::Atom(atom) => facts.atom(*atom),
             Guard::Is(true, type_name) => Truth::of(type_name == types.principal),
             Guard::Is(false, type_name) => Truth::of(type_name == types.resource),
             Guard::Action(action) => Truth::of(action == types.action),
-            Guard::Not(inner) => match inner.truth(types, values) {
+            Guard::Equals(origin, literal) => facts.equals(*origin, *literal),
+            Guard::Not(inner) => match inner.truth(types, facts) {
                 Truth::True => Truth::False,
                 Truth::False => Truth::True,
                 Truth::Unknown => Truth::Unknown,
             },
-            Guard::And(left, right) => match left.truth(types, values) {
-                Truth::True => right.truth(types, values),
+            Guard::And(left, right) => match left.truth(types, facts) {
+                Truth::True => right.truth(types, facts),
                 other => other,
             },
-            Guard::Or(left, right) => match left.truth(types, values) {
-                Truth::False => right.truth(types, values),
+            Guard::Or(left, right) => match left.truth(types, facts) {
+                Truth::False => right.truth(types, facts),
                 other => other,
             },
         }
@@ -387,7 +490,7 @@ impl Guard {
     pub fn atoms(&self) -> u32 {
         match self {
             Guard::Atom(atom) => 1 << atom,
-            Guard::Is(..) | Guard::Action(_) => 0,
+            Guard::Is(..) | Guard::Action(_) | Guard::Equals(..) => 0,
             Guard::Not(inner) => inner.atoms(),
             Guard::And(left, right) | Guard::Or(left, right) => left.atoms() | right.atoms(),
         }
@@ -397,9 +500,9 @@ impl Guard {
 /// The value of a conjunction of guards, as Cedar evaluates it: left to right, stopping at the
 /// first false one. False: certainly not satisfied, and no error (every guard before the false
 /// one is true); true: satisfied without an error; unknown: evaluate to know.
-pub fn conjunction(guards: &[Guard], types: Types<'_>, values: AtomValues) -> Truth {
+pub fn conjunction(guards: &[Guard], types: Types<'_>, facts: &mut impl Facts) -> Truth {
     for guard in guards {
-        match guard.truth(types, values) {
+        match guard.truth(types, facts) {
             Truth::True => {}
             other => return other,
         }
@@ -416,10 +519,20 @@ pub struct Guards {
     pub complete: bool,
 }
 
+/// How a policy's `==` tests with an entity literal are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Literals {
+    /// As atoms: a type-level policy's (its sets are kept per atom outcome).
+    Atoms,
+    /// As [`Guard::Equals`], read per request: an entity-keyed policy's (thousands of literals,
+    /// each read by the few requests that select its policy).
+    PerPolicy,
+}
+
 /// The guards of a policy (its Cedar JSON): Cedar evaluates a policy as its scope `&&` each
 /// condition in order (a `when` body, or `!` an `unless` body), so the conjuncts of its
 /// conditions in that order are its guards while each can be read as one.
-pub fn leading(policy: &Value, atoms: &mut Atoms) -> Guards {
+pub fn leading(policy: &Value, atoms: &mut Atoms, literals: Literals) -> Guards {
     let mut guards = Guards::default();
     let Some(conditions) = policy.get("conditions").and_then(Value::as_array) else {
         return guards;
@@ -433,13 +546,13 @@ pub fn leading(policy: &Value, atoms: &mut Atoms) -> Guards {
                 let mut conjuncts = Vec::new();
                 flatten_and(body, &mut conjuncts);
                 for conjunct in conjuncts {
-                    match parse(conjunct, atoms) {
+                    match parse(conjunct, atoms, literals) {
                         Some(guard) => guards.leading.push(guard),
                         None => return guards,
                     }
                 }
             }
-            Some("unless") => match parse(body, atoms) {
+            Some("unless") => match parse(body, atoms, literals) {
                 Some(guard) => guards.leading.push(Guard::Not(Box::new(guard))),
                 None => return guards,
             },
@@ -484,21 +597,23 @@ fn origin(expr: &Value, atoms: &mut Atoms) -> Option<Origin> {
     Some(Origin::Step(atoms.step(from, access.get("attr")?.as_str()?)?))
 }
 
-/// `action == A` (either way round): `A`.
-fn action_literal(args: &Value) -> Option<EntityUid> {
+/// `left == right` with an entity literal on one side: (the other side, the literal).
+fn entity_literal(args: &Value) -> Option<(&Value, EntityUid)> {
     let (left, right) = (args.get("left")?, args.get("right")?);
-    let literal = if left.get("Var").and_then(Value::as_str) == Some("action") {
-        right
-    } else if right.get("Var").and_then(Value::as_str) == Some("action") {
-        left
-    } else {
-        return None;
+    // An entity literal only, as Cedar writes one (`__entity`): not a record literal with `type`
+    // and `id` fields, nor a string that reads as a uid (the table below).
+    let literal = |side: &Value| {
+        let value = side.get("Value")?;
+        value.get("__entity")?;
+        EntityUid::from_json(value.clone()).ok()
     };
-    // An entity literal only (`from_json` refuses a string that reads as a uid: the table below).
-    EntityUid::from_json(literal.get("Value")?.clone()).ok()
+    match literal(right) {
+        Some(uid) => Some((left, uid)),
+        None => Some((right, literal(left)?)),
+    }
 }
 
-fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
+fn parse(expr: &Value, atoms: &mut Atoms, literals: Literals) -> Option<Guard> {
     let Value::Object(node) = expr else { return None };
     if node.len() != 1 {
         return None;
@@ -522,7 +637,21 @@ fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
             Origin::Step(step) => Some(Guard::Atom(atoms.atom(Atom::Holds(step))?)),
             Origin::Var(_) => None,
         },
-        "==" => Some(Guard::Action(action_literal(args)?)),
+        "==" => {
+            let (other, literal) = entity_literal(args)?;
+            if other.get("Var").and_then(Value::as_str) == Some("action") {
+                return Some(Guard::Action(literal));
+            }
+            let origin = origin(other, atoms)?;
+            if origin == Origin::Var(Var::Context) {
+                return None;
+            }
+            let literal = atoms.literal_of(literal);
+            Some(match literals {
+                Literals::Atoms => Guard::Atom(atoms.atom(Atom::Equals(origin, literal))?),
+                Literals::PerPolicy => Guard::Equals(origin, literal),
+            })
+        }
         "is" if args.get("in").is_none() => {
             let principal = match var(args.get("left")?)? {
                 Var::Principal => true,
@@ -532,10 +661,10 @@ fn parse(expr: &Value, atoms: &mut Atoms) -> Option<Guard> {
             let type_name = args.get("entity_type")?.as_str()?.parse().ok()?;
             Some(Guard::Is(principal, type_name))
         }
-        "!" => Some(Guard::Not(Box::new(parse(args.get("arg")?, atoms)?))),
+        "!" => Some(Guard::Not(Box::new(parse(args.get("arg")?, atoms, literals)?))),
         "&&" | "||" => {
-            let left = Box::new(parse(args.get("left")?, atoms)?);
-            let right = Box::new(parse(args.get("right")?, atoms)?);
+            let left = Box::new(parse(args.get("left")?, atoms, literals)?);
+            let right = Box::new(parse(args.get("right")?, atoms, literals)?);
             Some(if op == "&&" {
                 Guard::And(left, right)
             } else {
@@ -560,7 +689,20 @@ mod tests {
         let text = format!("permit (principal, action, resource) {condition};");
         let policy = cedar_policy::Policy::from_str(&text).unwrap();
         let mut atoms = Atoms::default();
-        (leading(&policy.to_json().unwrap(), &mut atoms), atoms)
+        (
+            leading(&policy.to_json().unwrap(), &mut atoms, Literals::Atoms),
+            atoms,
+        )
+    }
+
+    /// The guards of a condition as an entity-keyed policy's (`==` read per policy).
+    fn per_policy(condition: &str) -> (Vec<Guard>, Atoms) {
+        let text = format!("permit (principal, action, resource) when {{ {condition} }};");
+        let policy = cedar_policy::Policy::from_str(&text).unwrap();
+        let mut atoms = Atoms::default();
+        let found = leading(&policy.to_json().unwrap(), &mut atoms, Literals::PerPolicy);
+        assert!(found.complete, "{condition}");
+        (found.leading, atoms)
     }
 
     fn guards(condition: &str) -> (Vec<Guard>, Atoms) {
@@ -580,14 +722,14 @@ mod tests {
             resource,
             action: &action,
         };
-        conjunction(guards, types, values) == Truth::False
+        conjunction(guards, types, &mut { values }) == Truth::False
     }
 
     #[test]
     fn the_guards_are_the_conditions_conjuncts_while_each_reads_as_one() {
         let stack = || Guard::Is(false, "ZenML::Stack".parse().unwrap());
         // (condition, number of guards, atoms, attribute steps, whole condition)
-        let table: [(&str, usize, usize, usize, bool); 21] = [
+        let table: [(&str, usize, usize, usize, bool); 26] = [
             ("", 0, 0, 0, true),
             ("when { context has a && principal in context.a }", 2, 2, 1, true),
             (
@@ -651,6 +793,12 @@ mod tests {
             ("when { resource.x has y }", 0, 0, 0, false),
             ("when { context.flag }", 1, 1, 1, true),
             ("when { principal }", 0, 0, 0, false),
+            ("when { resource.p == W::\"w\" }", 1, 1, 1, true),
+            ("when { W::\"w\" == resource.p.q }", 1, 1, 2, true),
+            // A record literal, even one with `type` and `id`, is no entity.
+            ("when { resource.p == {type: \"W\", id: \"w\"} }", 0, 0, 0, false),
+            ("when { resource.p == \"W::\\\"w\\\"\" }", 0, 0, 0, false),
+            ("when { context == W::\"w\" }", 0, 0, 0, false),
         ];
         for (condition, count, atom_count, step_count, complete) in table {
             let (found, atoms) = parsed(condition);
@@ -692,12 +840,18 @@ mod tests {
             panic!("one guard: {found:?}")
         };
         let has = AtomValues { holds: 1, unknown: 0 };
-        assert_eq!(guard.truth(types(&user, &stack, &action), has), Truth::True);
         assert_eq!(
-            guard.truth(types(&user, &pipeline, &action), AtomValues::default()),
+            guard.truth(types(&user, &stack, &action), &mut { has }),
             Truth::True
         );
-        assert_eq!(guard.truth(types(&user, &pipeline, &action), has), Truth::False);
+        assert_eq!(
+            guard.truth(types(&user, &pipeline, &action), &mut { AtomValues::default() }),
+            Truth::True
+        );
+        assert_eq!(
+            guard.truth(types(&user, &pipeline, &action), &mut { has }),
+            Truth::False
+        );
         // The action, either way round; another action is false.
         let other = EntityUid::from_str("A::\"b\"").unwrap();
         for condition in ["when { action == A::\"a\" }", "when { A::\"a\" == action }"] {
@@ -706,8 +860,14 @@ mod tests {
                 panic!("one guard: {found:?}")
             };
             let none = AtomValues::default();
-            assert_eq!(guard.truth(types(&user, &stack, &action), none), Truth::True);
-            assert_eq!(guard.truth(types(&user, &stack, &other), none), Truth::False);
+            assert_eq!(
+                guard.truth(types(&user, &stack, &action), &mut { none }),
+                Truth::True
+            );
+            assert_eq!(
+                guard.truth(types(&user, &stack, &other), &mut { none }),
+                Truth::False
+            );
         }
         assert_eq!(guard.atoms(), 1);
 
@@ -762,7 +922,8 @@ mod tests {
         let context = Context::from_json_str(
             r#"{"groups": [{"__entity": {"type": "G", "id": "devs"}}], "other": [{"__entity": {"type": "G", "id": "x"}}],
                 "many": [{"__entity": {"type": "G", "id": "x"}}, {"__entity": {"type": "G", "id": "y"}}, {"__entity": {"type": "G", "id": "devs"}}],
-                "one": {"__entity": {"type": "G", "id": "devs"}}, "numbers": [1, 2], "yes": true, "record": {"g": {"__entity": {"type": "G", "id": "devs"}}}}"#,
+                "one": {"__entity": {"type": "G", "id": "devs"}}, "numbers": [1, 2], "yes": true, "record": {"g": {"__entity": {"type": "G", "id": "devs"}}},
+                "nobody": {"__entity": {"type": "G", "id": "nobody"}}}"#,
             None,
         )
         .unwrap();
@@ -943,6 +1104,134 @@ mod tests {
             ("principal.active.x", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
             ("context.yes", "U::\"alice\"", "R::\"r\"", Truth::True),
             ("context.numbers", "U::\"alice\"", "R::\"r\"", Truth::Unknown),
+            // `==` with an entity literal: never an error but where reading the other side errs;
+            // false for a value that is no entity.
+            (
+                "resource.workspace == W::\"w\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "W::\"w\" == resource.workspace",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "resource.workspace == W::\"v\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "resource.workspace == W::\"gone\"",
+                "U::\"alice\"",
+                "R::\"lost\"",
+                Truth::True,
+            ),
+            (
+                "resource.workspace == W::\"w\"",
+                "U::\"alice\"",
+                "R::\"lost\"",
+                Truth::False,
+            ),
+            (
+                "resource.workspace.owner == U::\"alice\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "resource.workspace.owner == U::\"alice\"",
+                "U::\"alice\"",
+                "R::\"lost\"",
+                Truth::Unknown,
+            ),
+            (
+                "resource.nothing == W::\"w\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
+            (
+                "resource.flag == W::\"w\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "resource.workspace.teams == G::\"x\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "resource.workspace.name == G::\"x\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "principal == U::\"alice\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "principal == U::\"alice\"",
+                "G::\"devs\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "resource == U::\"nobody\"",
+                "G::\"devs\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "context.one == G::\"devs\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "context.numbers == G::\"devs\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "context.nobody == G::\"devs\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "context.nobody == G::\"nobody\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "context.nobody == G::\"else\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::False,
+            ),
+            (
+                "context.record.g == G::\"devs\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::True,
+            ),
+            (
+                "context.missing == G::\"devs\"",
+                "U::\"alice\"",
+                "R::\"r\"",
+                Truth::Unknown,
+            ),
         ];
         let mut on_graph = 0;
         for (condition, principal, resource, truth) in table {
@@ -950,32 +1239,59 @@ mod tests {
             assert_eq!(found, vec![Guard::Atom(0)], "{condition}");
             let (principal_uid, resource_uid) = (uid(principal), uid(resource));
             let cedar = CedarData::new(&entities, Some(&context));
+            let (cedar_principal, cedar_resource) = (
+                CedarEntity::new(Cow::Borrowed(&principal_uid)),
+                CedarEntity::new(Cow::Borrowed(&resource_uid)),
+            );
             let values = atoms
-                .values(
-                    1,
-                    cedar,
-                    CedarEntity::new(Cow::Borrowed(&principal_uid)),
-                    CedarEntity::new(Cow::Borrowed(&resource_uid)),
-                )
+                .evaluation(cedar, cedar_principal.clone(), cedar_resource.clone())
+                .values(1)
                 .unwrap();
             assert_eq!(values.of(0), truth, "{condition} for {principal} on {resource}");
-            // Read from the graph (stored principal and resource; reads into records excepted):
-            // the same truth.
+            // An entity-keyed policy's `==` (not an atom), read on demand: the same truth.
+            let (per_policy, keyed_atoms) = per_policy(condition);
+            let action = uid("A::\"a\"");
+            let types = Types {
+                principal: principal_uid.type_name(),
+                resource: resource_uid.type_name(),
+                action: &action,
+            };
+            let mut on_demand = keyed_atoms.evaluation(cedar, cedar_principal, cedar_resource);
+            assert_eq!(
+                conjunction(&per_policy, types, &mut on_demand),
+                truth,
+                "per policy: {condition} for {principal} on {resource}"
+            );
+            // Read from the graph (stored principal and resource; reads into records, and an
+            // entity the graph never met compared with a literal it never met, excepted): the
+            // same truth.
             let graph = Graph::build(&entities, &atoms.attr_names()).unwrap();
             if let (Some(p), Some(r)) = (graph.stored(&principal_uid), graph.stored(&resource_uid)) {
-                let stored = atoms.values(1, GraphData::new(&graph, Some(&context), None), p, r);
+                let literals = atoms.literal_ids(&graph);
+                let data = GraphData::new(&graph, &literals, Some(&context), None);
+                let stored = atoms.evaluation(data, p, r).values(1);
                 // The context read beforehand: the same.
                 let reads = atoms.read_context(&context, &graph);
-                let read_before = atoms.values(1, GraphData::new(&graph, Some(&context), Some(&reads)), p, r);
+                let prepared = GraphData::new(&graph, &literals, Some(&context), Some(&reads));
+                let read_before = atoms.evaluation(prepared, p, r).values(1);
                 assert_eq!(read_before, stored, "context read beforehand: {condition}");
-                if condition.contains("record.") {
+                let keyed_literals = keyed_atoms.literal_ids(&graph);
+                let keyed_data = GraphData::new(&graph, &keyed_literals, Some(&context), None);
+                let per_policy_truth =
+                    conjunction(&per_policy, types, &mut keyed_atoms.evaluation(keyed_data, p, r));
+                // (An entity the graph never met against a literal it never met.)
+                let unmet_both =
+                    condition.starts_with("context.nobody") && !condition.ends_with("G::\"devs\"");
+                if condition.contains("record.") || unmet_both {
                     assert_eq!(stored, None, "graph: {condition} is left to Cedar");
+                    assert_eq!(per_policy_truth, Truth::Unknown, "graph, per policy: {condition}");
                 } else {
                     assert_eq!(
                         stored,
                         Some(values),
                         "graph: {condition} for {principal} on {resource}"
                     );
+                    assert_eq!(per_policy_truth, truth, "graph, per policy: {condition}");
                     on_graph += 1;
                 }
             }
@@ -1000,6 +1316,6 @@ mod tests {
             };
             assert_eq!(cedar, truth, "Cedar on {condition} for {principal} on {resource}");
         }
-        assert_eq!(on_graph, 33, "rows read from the graph");
+        assert_eq!(on_graph, 51, "rows read from the graph");
     }
 }
