@@ -369,7 +369,7 @@ pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<Load
     if path.extension().is_some_and(|ext| ext == "json") {
         return entities_from_json(path, text, schema).map(Loaded::Cedar);
     }
-    let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
+    let file: DirectoryFile = parse_yaml(text).map_err(|error| {
         let message = yaml_message(&error);
         match error.location() {
             Some(location) => vec![LoadError::at_line(
@@ -404,7 +404,7 @@ pub fn replace_project_ids(
     text: &str,
     changes: &BTreeMap<String, String>,
 ) -> Result<String, LoadError> {
-    let file: DirectoryFile = serde_saphyr::from_str(text).map_err(|error| {
+    let file: DirectoryFile = parse_yaml(text).map_err(|error| {
         let message = yaml_message(&error);
         match error.location() {
             Some(location) => LoadError::at_line(
@@ -515,7 +515,7 @@ pub fn schema_errors(path: &Path, text: &str, schema: &Schema) -> Vec<LoadError>
 /// own (Cedar's JSON form), with the schema's actions: the slow path [`schema_errors`] takes.
 pub fn checked_entities(path: &Path, text: &str, schema: &Schema) -> Result<Vec<Entity>, Vec<LoadError>> {
     let file: DirectoryFile =
-        serde_saphyr::from_str(text).map_err(|error| vec![LoadError::file(path, yaml_message(&error))])?;
+        parse_yaml(text).map_err(|error| vec![LoadError::file(path, yaml_message(&error))])?;
     let mut builder = Builder::new(path);
     let resolved = builder.resolve(&file);
     let entities = builder.entities(schema);
@@ -1587,6 +1587,20 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A directory file's YAML, under serde-saphyr's budget with the counts that grow with the
+/// file raised to its size: a node, an event or a scalar byte each takes at least a byte of the
+/// file (aliases, which could multiply them, keep the library's own caps), so an organization
+/// of 100,000 users loads while the work stays linear in what the operator wrote.
+fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_saphyr::Error> {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    budget.max_total_scalar_bytes = budget.max_total_scalar_bytes.max(text.len());
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 /// serde-saphyr's message without its own `error: line N column M:` prefix (the caller adds
 /// `path:line:column`), on one line.
 pub(crate) fn yaml_message(error: &serde_saphyr::Error) -> String {
@@ -1634,4 +1648,26 @@ fn entities_from_json(path: &Path, text: &str, schema: &Schema) -> Result<Entiti
         }
         vec![LoadError::file(path, message)]
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_yaml;
+
+    /// The budget grows with the file: more nodes than serde-saphyr's default cap (250,000) load
+    /// when the file holds them, while aliases that multiply a small file are still refused.
+    #[test]
+    fn the_yaml_budget_grows_with_the_file_not_with_aliases() {
+        let many: String = (0..300_000).map(|n| format!("- {}\n", n % 10)).collect();
+        let parsed: Vec<u8> = parse_yaml(&many).expect("300,000 scalars in 1.2 MB");
+        assert_eq!(parsed.len(), 300_000);
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let up = level - 1;
+            let refs = vec![format!("*a{up}"); 10].join(", ");
+            bomb.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let refused = parse_yaml::<serde_json::Value>(&bomb).expect_err("a billion nodes from 600 bytes");
+        assert!(refused.to_string().contains("budget"), "{refused}");
+    }
 }

@@ -198,6 +198,7 @@ impl ScopeIndex {
             guarded.guards = guards_of(&guarded.policy, &mut index.atoms, Literals::PerPolicy);
         }
         index.keyed_at = HashMap::new();
+        index.atoms.finish();
         index.graph = graph_for(&index.atoms, graph, entities);
         if let Some(graph) = &index.graph {
             index.literal_ids = index.atoms.literal_ids(graph);
@@ -379,9 +380,9 @@ impl ScopeIndex {
                 resource,
                 ..
             } = &scoped[at];
-            let (keyed, own, other) = match (principal.entity(), resource.entity()) {
-                (Some(uid), _) => (&mut bucket.keyed.by_principal, (uid, principal), resource),
-                (None, Some(uid)) => (&mut bucket.keyed.by_resource, (uid, resource), principal),
+            let (keyed, own, other) = match (principal.own(), resource.own()) {
+                (Some(own), _) => (&mut bucket.keyed.by_principal, own, resource),
+                (None, Some(own)) => (&mut bucket.keyed.by_resource, own, principal),
                 (None, None) => {
                     let place = *type_level_at[at].get_or_insert_with(|| self.add_type_level(policy));
                     type_level.push((place, principal, resource));
@@ -401,7 +402,7 @@ impl ScopeIndex {
             }
             keyed.entry(own.0.clone()).or_default().push(Entry {
                 place,
-                own: own.1.clone(),
+                own: own.1,
                 other: other.clone(),
             });
         }
@@ -727,15 +728,19 @@ impl UidKey {
     }
 }
 
-impl<E: Eq, T: Eq> Key<E, T> {
-    /// The entity it names, if any.
-    fn entity(&self) -> Option<&E> {
+impl<E, T: Clone> Key<E, T> {
+    /// The entity it names, with what it requires of an entity found under it.
+    fn own(&self) -> Option<(&E, Own<T>)> {
         match self {
             Key::Any | Key::Type(_) => None,
-            Key::In(uid) | Key::Eq(uid) | Key::IsIn(_, uid) => Some(uid),
+            Key::In(uid) => Some((uid, Own::In)),
+            Key::Eq(uid) => Some((uid, Own::Eq)),
+            Key::IsIn(type_name, uid) => Some((uid, Own::IsIn(type_name.clone()))),
         }
     }
+}
 
+impl<E: Eq, T: Eq> Key<E, T> {
     /// Whether `entity` (with its ancestors in `data`) meets it: exactly the scope constraint.
     fn admits<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(&self, entity: &E, data: D) -> bool {
         match self {
@@ -744,15 +749,6 @@ impl<E: Eq, T: Eq> Key<E, T> {
             Key::In(key) => data.within(entity, key),
             Key::Eq(key) => entity == key,
             Key::IsIn(required, key) => required == data.type_of(entity) && data.within(entity, key),
-        }
-    }
-
-    /// Whether `entity`, found by this key's entity or one of its ancestors, meets it.
-    fn admits_found<'a, D: EntityData<'a, EntityKey = E, TypeKey = T>>(&self, entity: &E, data: D) -> bool {
-        match self {
-            Key::Eq(key) => entity == key,
-            Key::IsIn(required, _) => required == data.type_of(entity),
-            Key::Any | Key::Type(_) | Key::In(_) => true,
         }
     }
 }
@@ -779,10 +775,33 @@ type ByEntity<E, T> = FxHashMap<E, Vec<Entry<E, T>>>;
 struct Entry<E, T> {
     /// Its place in `ScopeIndex::keyed`.
     place: usize,
-    /// Its key on the side it is kept by (naming the key entity).
-    own: Key<E, T>,
+    /// Its constraint on the side it is kept by (on the key entity).
+    own: Own<T>,
     /// Its key on the other side.
     other: Key<E, T>,
+}
+
+/// The constraint on the key entity of an entity-keyed policy's own side.
+#[derive(Debug, Clone)]
+enum Own<T> {
+    /// `in` it: the entity or a descendant.
+    In,
+    /// `==` it: the entity itself.
+    Eq,
+    /// `is T in` it.
+    IsIn(T),
+}
+
+impl<T: Eq> Own<T> {
+    /// Whether an entity found under the key entity (`itself`: the key entity, not one of its
+    /// descendants) of type `type_of` meets it.
+    fn admits(&self, itself: bool, type_of: &T) -> bool {
+        match self {
+            Own::In => true,
+            Own::Eq => itself,
+            Own::IsIn(required) => required == type_of,
+        }
+    }
 }
 
 impl<E, T> Default for Keyed<E, T> {
@@ -820,7 +839,11 @@ impl Keyed<EntityUid, EntityTypeName> {
                         .filter_map(|entry| {
                             Some(Entry {
                                 place: entry.place,
-                                own: entry.own.in_graph(graph)?,
+                                own: match &entry.own {
+                                    Own::In => Own::In,
+                                    Own::Eq => Own::Eq,
+                                    Own::IsIn(type_name) => Own::IsIn(graph.type_id(type_name)?),
+                                },
                                 other: entry.other.in_graph(graph)?,
                             })
                         })
@@ -887,18 +910,18 @@ fn add_admitted<'a, D: EntityData<'a>>(
     if keyed.is_empty() {
         return;
     }
-    let mut add = |lineage_entity: &D::EntityKey| {
+    let mut add = |lineage_entity: &D::EntityKey, itself: bool| {
         if !types.contains(data.type_of(lineage_entity)) {
             return;
         }
         for entry in keyed.get(lineage_entity).into_iter().flatten() {
-            if entry.own.admits_found(entity, data) && entry.other.admits(other, data) {
+            if entry.own.admits(itself, data.type_of(entity)) && entry.other.admits(other, data) {
                 admitted.push(entry.place);
             }
         }
     };
-    add(entity);
+    add(entity, true);
     for ancestor in data.ancestors(entity) {
-        add(ancestor);
+        add(ancestor, false);
     }
 }

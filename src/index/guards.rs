@@ -148,6 +148,11 @@ impl Atoms {
         self.names.iter().map(String::as_str).collect()
     }
 
+    /// Done registering: drops what only registering needs.
+    pub fn finish(&mut self) {
+        self.literal_at = FxHashMap::default();
+    }
+
     /// Literal `at` of the `==` guards.
     pub fn literal(&self, at: usize) -> &EntityUid {
         &self.literals[at]
@@ -447,10 +452,11 @@ pub struct Types<'t> {
 pub enum Guard {
     /// An atom: bit `n` of the request's [`AtomValues`].
     Atom(usize),
-    /// `principal is T` (`true`) or `resource is T` (`false`).
-    Is(bool, EntityTypeName),
+    /// `principal is T` (`true`) or `resource is T` (`false`). (Boxed, as `Action`'s uid: a
+    /// guard is kept per entity-keyed policy, thousands of them.)
+    Is(bool, Box<EntityTypeName>),
     /// `action == A`.
-    Action(EntityUid),
+    Action(Box<EntityUid>),
     /// `<origin> == <entity literal>` where it is not an atom (an entity-keyed policy's: their
     /// literals are many, each read by few requests).
     Equals(Origin, usize),
@@ -466,9 +472,9 @@ impl Guard {
     pub fn truth(&self, types: Types<'_>, facts: &mut impl Facts) -> Truth {
         match self {
             Guard::Atom(atom) => facts.atom(*atom),
-            Guard::Is(true, type_name) => Truth::of(type_name == types.principal),
-            Guard::Is(false, type_name) => Truth::of(type_name == types.resource),
-            Guard::Action(action) => Truth::of(action == types.action),
+            Guard::Is(true, type_name) => Truth::of(**type_name == *types.principal),
+            Guard::Is(false, type_name) => Truth::of(**type_name == *types.resource),
+            Guard::Action(action) => Truth::of(**action == *types.action),
             Guard::Equals(origin, literal) => facts.equals(*origin, *literal),
             Guard::Not(inner) => match inner.truth(types, facts) {
                 Truth::True => Truth::False,
@@ -640,7 +646,7 @@ fn parse(expr: &Value, atoms: &mut Atoms, literals: Literals) -> Option<Guard> {
         "==" => {
             let (other, literal) = entity_literal(args)?;
             if other.get("Var").and_then(Value::as_str) == Some("action") {
-                return Some(Guard::Action(literal));
+                return Some(Guard::Action(Box::new(literal)));
             }
             let origin = origin(other, atoms)?;
             if origin == Origin::Var(Var::Context) {
@@ -659,7 +665,7 @@ fn parse(expr: &Value, atoms: &mut Atoms, literals: Literals) -> Option<Guard> {
                 Var::Context => return None,
             };
             let type_name = args.get("entity_type")?.as_str()?.parse().ok()?;
-            Some(Guard::Is(principal, type_name))
+            Some(Guard::Is(principal, Box::new(type_name)))
         }
         "!" => Some(Guard::Not(Box::new(parse(args.get("arg")?, atoms, literals)?))),
         "&&" | "||" => {
@@ -727,7 +733,7 @@ mod tests {
 
     #[test]
     fn the_guards_are_the_conditions_conjuncts_while_each_reads_as_one() {
-        let stack = || Guard::Is(false, "ZenML::Stack".parse().unwrap());
+        let stack = || Guard::Is(false, Box::new("ZenML::Stack".parse().unwrap()));
         // (condition, number of guards, atoms, attribute steps, whole condition)
         let table: [(&str, usize, usize, usize, bool); 26] = [
             ("", 0, 0, 0, true),
