@@ -267,6 +267,9 @@ fn find_route<'p>(base: &str, path: &'p str) -> Option<(&'static RouteSpec, &'p 
 
 /// Whether `path` matches `template` (`{…}` segments match any one non-empty segment).
 fn matches(template: &str, path: &str) -> bool {
+    if !template.contains('{') {
+        return template == path;
+    }
     let (mut want, mut got) = (template.split('/'), path.split('/'));
     loop {
         match (want.next(), got.next()) {
@@ -290,8 +293,11 @@ pub async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = Instant::now();
     let request_id = request_id(request.headers());
-    let route_label =
-        find_route(&state.zenml().base_path, request.uri().path()).map_or("other", |(spec, _)| spec.label);
+    // The route, once: its spec and where the path below the ZenML base starts.
+    let path = request.uri().path();
+    let found =
+        find_route(&state.zenml().base_path, path).map(|(spec, below)| (spec, path.len() - below.len()));
+    let route_label = found.map_or("other", |(spec, _)| spec.label);
     let span = tracing::info_span!("request", request_id = %request_id, method = %request.method(), route = route_label);
     // Decremented on drop: a client that hangs up mid-request is no longer in flight.
     let _in_flight = InFlight::enter(state.metrics().in_flight().clone());
@@ -299,7 +305,10 @@ pub async fn handle(
         state: &state,
         request_id: &request_id,
     };
-    let mut response = match route(&call, listener, request).instrument(span.clone()).await {
+    let mut response = match route(&call, listener, found, request)
+        .instrument(span.clone())
+        .await
+    {
         Ok(response) => response,
         Err(error) => {
             span.in_scope(|| match &error {
@@ -399,14 +408,17 @@ impl Drop for InFlight {
     }
 }
 
+/// Answers `request`, whose path is `found`'s route (its spec, and where the path below the
+/// ZenML base starts), if any.
 async fn route(
     call: &Call<'_>,
     listener: Listener,
+    found: Option<(&'static RouteSpec, usize)>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let state = call.state;
     let path = request.uri().path().to_owned();
-    let Some((spec, below_base)) = find_route(&state.zenml().base_path, &path) else {
+    let Some((spec, below_base)) = found.and_then(|(spec, at)| Some((spec, path.get(at..)?))) else {
         return Err(ApiError::NotFound(path));
     };
     let access = match (listener, spec.route) {
