@@ -65,7 +65,13 @@ pub struct Engine {
     internal: Option<fn(&EntityUid) -> bool>,
     /// The stored parts of recent slices, by the stored entities they were reached from.
     stored_parts: moka::sync::Cache<Box<[EntityUid]>, Arc<StoredPart>>,
+    /// (principal type, action, resource type) of requests with an empty context the schema
+    /// accepted: another of that shape is accepted too (read without a lock, copied on insert;
+    /// at most the schema's valid shapes, as only accepted ones are kept).
+    accepted_shapes: arc_swap::ArcSwap<FxHashSet<(EntityTypeName, EntityUid, EntityTypeName)>>,
 }
+
+type FxHashSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
 
 /// Most stored entities (counted once per part that holds them) the parts of recent slices
 /// keep ([`Engine::stored_parts`]): a part is the few entities a principal, an action and a
@@ -290,6 +296,7 @@ impl Engine {
             policy_literals,
             index,
             internal,
+            accepted_shapes: arc_swap::ArcSwap::default(),
             stored_parts: moka::sync::Cache::builder()
                 .max_capacity(STORED_PART_ENTITIES)
                 .weigher(|_, part: &Arc<StoredPart>| u32::try_from(part.store.len()).unwrap_or(u32::MAX))
@@ -332,6 +339,39 @@ impl Engine {
     /// Whether `uid` is an entity of the directory (a stored entity that is not internal).
     pub fn in_directory(&self, uid: &EntityUid) -> bool {
         self.entities.get(uid).is_some() && !self.is_internal(uid)
+    }
+
+    /// The request, checked against the schema (as `Request::new` checks it), unless `context`
+    /// is empty and a request of its shape passed before under this engine: the check depends
+    /// on nothing else then.
+    pub fn request(
+        &self,
+        principal: EntityUid,
+        action: EntityUid,
+        resource: EntityUid,
+        context: Context,
+        context_is_empty: bool,
+    ) -> Result<Request, Box<cedar_policy::RequestValidationError>> {
+        if !context_is_empty {
+            return Request::new(principal, action, resource, context, Some(&self.schema)).map_err(Box::new);
+        }
+        let shape = (
+            principal.type_name().clone(),
+            action.clone(),
+            resource.type_name().clone(),
+        );
+        if self.accepted_shapes.load().contains(&shape) {
+            return Request::new(principal, action, resource, context, None).map_err(Box::new);
+        }
+        let request =
+            Request::new(principal, action, resource, context, Some(&self.schema)).map_err(Box::new)?;
+        // Racing first uses insert the same shape: either copy is right.
+        self.accepted_shapes.rcu(|shapes| {
+            let mut shapes = FxHashSet::clone(shapes);
+            shapes.insert(shape.clone());
+            shapes
+        });
+        Ok(request)
     }
 
     /// Whether `entity` conforms to the schema, as Cedar's conformance checker decides (with the

@@ -183,6 +183,62 @@ fn request_shapes_the_schema_rejects_are_rejected_every_time() {
     }
 }
 
+/// The Cedar API's request check remembers the shapes (principal type, action, resource type)
+/// the schema accepted with an empty context: an accepted shape stays accepted, and a shape it
+/// rejects (a type the action does not apply to, a context without a required attribute) is
+/// rejected every time, before and after accepted ones.
+#[test]
+fn cedar_request_shapes_are_checked_until_accepted() {
+    use zenml_authz::model::{action_uid, uid};
+    let snapshot = common::bundled_snapshot();
+    let engine = &snapshot.engine;
+    let user = uid("User", "u");
+    let stack = uid("Stack", "s");
+    let ask = |principal: &cedar_policy::EntityUid, action: &str, resource: &cedar_policy::EntityUid| {
+        engine
+            .request(
+                principal.clone(),
+                action_uid(action),
+                resource.clone(),
+                cedar_policy::Context::empty(),
+                true,
+            )
+            .is_ok()
+    };
+    // (principal, action, resource, accepted)
+    let rows = [
+        (&user, "update", &stack, true),
+        (&stack, "update", &stack, false),
+        (&user, "update", &user, false),
+        (&user, "nonsense", &stack, false),
+    ];
+    for round in 0..3 {
+        for (principal, action, resource, accepted) in rows {
+            assert_eq!(
+                ask(principal, action, resource),
+                accepted,
+                "round {round}: {principal} {action} {resource}"
+            );
+        }
+    }
+    // A context the schema checks (not empty) is checked every time.
+    let context = cedar_policy::Context::from_pairs([(
+        "unexpected".to_owned(),
+        cedar_policy::RestrictedExpression::new_bool(true),
+    )])
+    .unwrap();
+    for _ in 0..2 {
+        let checked = engine.request(
+            user.clone(),
+            action_uid("update"),
+            stack.clone(),
+            context.clone(),
+            false,
+        );
+        assert!(checked.is_err(), "{checked:?}");
+    }
+}
+
 /// The batch memo is exact: deciding every question of a (user, action) batch through one memo
 /// gives, question by question, the decision, determining policies and errors of deciding it
 /// alone, over instances of one project and type that are shared with the user, with a team,

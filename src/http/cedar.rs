@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Request, RequestValidationError};
+use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RequestValidationError};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
@@ -344,7 +344,8 @@ fn rest(
     memo: &mut EntityMemo,
 ) -> Result<AuthzRequest, String> {
     let mut referenced = Vec::new();
-    let context = context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
+    let (context, context_is_empty) =
+        context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
     let sent = item.fields.given("additional_entities");
     let entities: Arc<[Entity]> = match (&memo.last, sent) {
         (Some((seen, parsed, refs)), Some(value)) if seen == value.get() => {
@@ -367,14 +368,16 @@ fn rest(
             parsed
         }
     };
-    let request = Request::new(
-        head.principal.clone(),
-        head.action.clone(),
-        head.resource.clone(),
-        context,
-        Some(&snapshot.engine.schema),
-    )
-    .map_err(|error| format!("{}: {}", field_of(&error), one_line(&error)))?;
+    let request = snapshot
+        .engine
+        .request(
+            head.principal.clone(),
+            head.action.clone(),
+            head.resource.clone(),
+            context,
+            context_is_empty,
+        )
+        .map_err(|error| format!("{}: {}", field_of(&error), one_line(&*error)))?;
     Ok(AuthzRequest {
         request,
         entities,
@@ -401,23 +404,23 @@ fn check_fields(object: &Fields<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// The context, checked against the schema for `action` and within the size limit; the
-/// entities it names are added to `referenced`.
+/// The context, checked against the schema for `action` and within the size limit, and whether
+/// it is empty; the entities it names are added to `referenced`.
 fn context_field(
     object: &Fields<'_>,
     snapshot: &Snapshot,
     action: &EntityUid,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
-) -> Result<Context, String> {
+) -> Result<(Context, bool), String> {
     let Some(sent) = object.given("context") else {
-        return Ok(Context::empty());
+        return Ok((Context::empty(), true));
     };
     let context_json = match raw_json::object(sent) {
         // The schema's check of an empty context is `Request::new`'s (a required attribute
         // is missing there too); reading `{}` through Cedar's parser costs as much as a
         // request-scoped entity.
-        Some(fields) if fields.0.is_empty() => return Ok(Context::empty()),
+        Some(fields) if fields.0.is_empty() => return Ok((Context::empty(), true)),
         Some(_) => raw_json::value(sent),
         None => return Err("context: expected a JSON object".into()),
     };
@@ -431,6 +434,7 @@ fn context_field(
     crate::policy::collect_entity_refs(&context_json, referenced);
     check_ids("context", referenced, limits)?;
     Context::from_json_value(context_json, Some((&snapshot.engine.schema, action)))
+        .map(|context| (context, false))
         .map_err(|error| format!("context: {}", one_line(&error)))
 }
 
