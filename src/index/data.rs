@@ -340,6 +340,32 @@ impl<'a> EntityData<'a> for CedarData<'a> {
     }
 }
 
+/// An attribute's value as the index keeps it: `id` numbers each entity it names (`Some(None)`:
+/// one the data never met, [`AttrValue::Unmet`] alone and left out of a set; `None`: past the ids
+/// there are, and the whole read fails).
+pub(super) fn kept_value<X>(
+    value: Result<EvalResult, X>,
+    mut id: impl FnMut(&EntityUid) -> Option<Option<u32>>,
+) -> Option<AttrValue<'static, u32, ()>> {
+    Some(match value {
+        Ok(EvalResult::EntityUid(uid)) => id(&uid)?.map_or(AttrValue::Unmet, AttrValue::Entity),
+        Ok(EvalResult::Set(set)) => {
+            let mut ids = Vec::new();
+            for element in set.iter() {
+                // A set with another value: `in` on it errors.
+                let EvalResult::EntityUid(uid) = element else {
+                    return Some(AttrValue::Other);
+                };
+                ids.extend(id(uid)?);
+            }
+            AttrValue::Set(Cow::Owned(ids))
+        }
+        Ok(EvalResult::Record(_)) => AttrValue::Record(()),
+        Ok(EvalResult::Bool(value)) => AttrValue::Bool(value),
+        _ => AttrValue::Other,
+    })
+}
+
 /// A request's own entities over a [`Graph`] ([`LayeredData`]): numbered after the graph's ids,
 /// closed over the stored ones and each other, with the attributes the graph keeps converted
 /// once. Built only when no uid of the request's entities is one the graph has met (so no stored
@@ -433,30 +459,10 @@ impl Layer {
         for entity in scoped {
             let mut kept = Vec::new();
             for (slot, attr) in graph.attrs().iter().enumerate() {
-                let value = match entity.attr(attr) {
-                    None => continue,
-                    Some(Ok(EvalResult::EntityUid(uid))) => {
-                        layer.id(graph, &uid).map_or(AttrValue::Unmet, AttrValue::Entity)
-                    }
-                    Some(Ok(EvalResult::Set(set))) => {
-                        let mut ids = Vec::new();
-                        let mut entities_only = true;
-                        for element in set.iter() {
-                            match element {
-                                EvalResult::EntityUid(uid) => ids.extend(layer.id(graph, uid)),
-                                _ => entities_only = false,
-                            }
-                        }
-                        if entities_only {
-                            AttrValue::Set(Cow::Owned(ids))
-                        } else {
-                            AttrValue::Other
-                        }
-                    }
-                    Some(Ok(EvalResult::Record(_))) => AttrValue::Record(()),
-                    Some(Ok(EvalResult::Bool(value))) => AttrValue::Bool(value),
-                    Some(_) => AttrValue::Other,
+                let Some(value) = entity.attr(attr) else {
+                    continue;
                 };
+                let value = kept_value(value, |uid| Some(layer.id(graph, uid)))?;
                 kept.push((u16::try_from(slot).ok()?, value));
             }
             layer.attrs.push(kept);

@@ -14,11 +14,9 @@
 
 use std::collections::HashMap;
 
-use std::borrow::Cow;
+use cedar_policy::{Entities, EntityTypeName, EntityUid};
 
-use cedar_policy::{Entities, EntityTypeName, EntityUid, EvalResult};
-
-use super::data::AttrValue;
+use super::data::{AttrValue, kept_value};
 
 type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
@@ -67,32 +65,10 @@ impl Graph {
             ancestors.dedup();
             let mut kept = Vec::new();
             for (slot, attr) in attrs.iter().enumerate() {
-                let value = match entity.attr(attr) {
-                    None => continue,
-                    Some(Ok(EvalResult::EntityUid(uid))) => {
-                        AttrValue::Entity(graph.intern(&uid, &mut type_ids)?)
-                    }
-                    Some(Ok(EvalResult::Set(set))) => {
-                        let mut ids = Vec::new();
-                        for element in set.iter() {
-                            match element {
-                                EvalResult::EntityUid(uid) => ids.push(graph.intern(uid, &mut type_ids)?),
-                                _ => {
-                                    ids.clear();
-                                    break;
-                                }
-                            }
-                        }
-                        if ids.len() == set.len() {
-                            AttrValue::Set(Cow::Owned(ids))
-                        } else {
-                            AttrValue::Other
-                        }
-                    }
-                    Some(Ok(EvalResult::Record(_))) => AttrValue::Record(()),
-                    Some(Ok(EvalResult::Bool(value))) => AttrValue::Bool(value),
-                    Some(_) => AttrValue::Other,
+                let Some(value) = entity.attr(attr) else {
+                    continue;
                 };
+                let value = kept_value(value, |uid| graph.intern(uid, &mut type_ids).map(Some))?;
                 kept.push((u16::try_from(slot).ok()?, value));
             }
             let node = &mut graph.nodes[id as usize];
