@@ -227,7 +227,13 @@ pub struct Batch {
     seen: Vec<(Request, Decision)>,
     capacity: usize,
     slice: Option<Slice>,
+    /// The layer of the last request-scoped entities.
+    layer: Option<KeptLayer>,
 }
+
+/// Request-scoped entities and their layer over the index's graph (`None`: they cannot be
+/// layered).
+type KeptLayer = (Arc<[Entity]>, Option<Arc<crate::index::Layer>>);
 
 /// A slice kept by a batch, with what it was built for.
 #[derive(Debug)]
@@ -249,6 +255,7 @@ impl Batch {
             seen: Vec::new(),
             capacity: 32,
             slice: None,
+            layer: None,
         }
     }
 
@@ -258,6 +265,16 @@ impl Batch {
             .find(|(seen, _)| same_request(seen, request))
             .map(|(_, decision)| decision)
     }
+}
+
+/// The same request-scoped entities: uids, attributes and parents (Cedar's `Entity` equality
+/// compares uids only).
+fn same_entities(a: &Arc<[Entity]>, b: &Arc<[Entity]>) -> bool {
+    Arc::ptr_eq(a, b)
+        || (a.len() == b.len()
+            && a.iter()
+                .zip(b.iter())
+                .all(|(a, b)| AsRef::<ast::Entity>::as_ref(a).deep_eq(b.as_ref())))
 }
 
 /// Equal principal, action, resource and context.
@@ -419,7 +436,7 @@ impl Engine {
     /// A request with request-scoped entities: over the batch's slice when it fits, else over
     /// a new one (kept by a batch of many).
     fn decide_over_slice(&self, request: &AuthzRequest, batch: &mut Batch) -> Result<Decision, DecideError> {
-        if let Some(settled) = self.settle_scoped(request)? {
+        if let Some(settled) = self.settle_scoped(request, batch)? {
             return Ok(Decision {
                 allowed: settled.allowed,
                 reasons: settled.reasons,
@@ -427,7 +444,7 @@ impl Engine {
             });
         }
         let reusable = batch.slice.as_ref().is_some_and(|slice| {
-            (Arc::ptr_eq(&slice.entities, &request.entities) || slice.entities == request.entities)
+            same_entities(&slice.entities, &request.entities)
                 && slice.referenced == request.referenced
                 && [
                     request.request.principal(),
@@ -530,7 +547,11 @@ impl Engine {
     /// over the stored entities with the request's on top: exactly the slice's answer, without
     /// making the slice. `None`: decide over a slice. A request-scoped entity that redefines a
     /// stored one is an error, as over a slice.
-    fn settle_scoped(&self, request: &AuthzRequest) -> Result<Option<crate::index::Settled>, DecideError> {
+    fn settle_scoped(
+        &self,
+        request: &AuthzRequest,
+        batch: &mut Batch,
+    ) -> Result<Option<crate::index::Settled>, DecideError> {
         for entity in request.entities.iter() {
             if self.in_directory(&entity.uid()) {
                 return Err(DecideError::Redefined(entity.uid().to_string()));
@@ -540,10 +561,23 @@ impl Engine {
         if self.names_internal(request) {
             return Ok(None);
         }
-        Ok(self
-            .index
-            .as_ref()
-            .and_then(|index| index.settle_scoped(&request.request, &request.entities)))
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        if batch.capacity == 0 {
+            let layer = index.layer(&request.entities);
+            return Ok(layer.and_then(|layer| index.settle_scoped(&request.request, &layer)));
+        }
+        // The batch's layer when its entities are these (a batch's items often share them).
+        let layer = match &batch.layer {
+            Some((entities, layer)) if same_entities(entities, &request.entities) => layer.clone(),
+            _ => {
+                let layer = index.layer(&request.entities).map(Arc::new);
+                batch.layer = Some((request.entities.clone(), layer.clone()));
+                layer
+            }
+        };
+        Ok(layer.and_then(|layer| index.settle_scoped(&request.request, &layer)))
     }
 
     /// Whether the principal, resource or an entity the request names is internal.

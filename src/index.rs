@@ -52,7 +52,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 
-use data::{CedarData, CedarEntity, EntityData, GraphData, Layer, LayeredData};
+pub use data::Layer;
+use data::{CedarData, CedarEntity, EntityData, GraphData, LayeredData};
 pub use graph::Graph;
 pub use guards::ContextReads;
 use guards::{AtomValues, Atoms, Guard, Literals, Truth};
@@ -268,12 +269,20 @@ impl ScopeIndex {
         )
     }
 
-    /// The answer for `request` with request-scoped entities `scoped` over the index's own
-    /// entities, when the guards settle it: exactly Cedar's over a slice of them (read through
-    /// the graph with `scoped` layered on top, [`LayeredData`]), without making the slice.
-    /// `None`: not settled (or not read this way: entity-keyed policies for the action, a uid of
-    /// `scoped` the graph has met, a principal or resource neither stored nor in `scoped`).
-    pub fn settle_scoped(&self, request: &Request, scoped: &[cedar_policy::Entity]) -> Option<Settled> {
+    /// Request-scoped entities `scoped` layered over the index's graph, for
+    /// [`ScopeIndex::settle_scoped`]; `None` when they cannot be read that way (a uid the graph
+    /// has met, two with one uid, a cycle among their parents).
+    pub fn layer(&self, scoped: &[cedar_policy::Entity]) -> Option<Layer> {
+        Layer::new(self.graph.as_ref()?, scoped)
+    }
+
+    /// The answer for `request` with the request-scoped entities of `layer` (made by this
+    /// index's [`ScopeIndex::layer`]) over the index's own entities, when the guards settle it:
+    /// exactly Cedar's over a slice of them (read through the graph with the layer on top,
+    /// [`LayeredData`]), without making the slice. `None`: not settled (or not read this way:
+    /// entity-keyed policies for the action, a principal or resource neither stored nor in the
+    /// layer).
+    pub fn settle_scoped(&self, request: &Request, layer: &Layer) -> Option<Settled> {
         let graph = self.graph.as_ref()?;
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
         let bucket = self.actions.get(action)?;
@@ -287,9 +296,8 @@ impl ScopeIndex {
         let values = if pair.atoms == 0 {
             AtomValues::default()
         } else {
-            let layer = Layer::new(graph, scoped)?;
             let stored = GraphData::new(graph, &self.literal_ids, request.context(), None);
-            let data = LayeredData::new(stored, &layer);
+            let data = LayeredData::new(stored, layer);
             let (principal, resource) = (data.entity_of(principal)?, data.entity_of(resource)?);
             self.atoms
                 .evaluation(data, principal, resource)

@@ -265,6 +265,15 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     production_s2[0]["attrs"]["workspace"]["__entity"]["id"] = json!(PRODUCTION);
     production_s2[0]["parents"][0]["id"] = json!(PRODUCTION);
     items.push(s2(&production_s2));
+    // And with a stack no earlier item sent (no cached answer: each item decided in the batch).
+    for workspace in [STAGING, PRODUCTION] {
+        items.push(json!({"principal": user(BOB), "action": action("update"),
+        "resource": {"type": "ZenML::Stack", "id": "s3"}, "additional_entities": [{
+            "uid": {"type": "ZenML::Stack", "id": "s3"},
+            "attrs": {"workspace": {"__entity": {"type": "ZenML::Workspace", "id": workspace}}},
+            "parents": [{"type": "ZenML::Workspace", "id": workspace}]
+        }]}));
+    }
     let (status, answer) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
@@ -300,10 +309,17 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     );
     assert_eq!(results[0]["decision"], "Allow", "{answer}");
     assert_eq!(results[1]["decision"], "Deny", "{answer}");
+    // s2 and s3 in staging, then in production (the same uid with other data: read anew).
     let last = results.len() - 1;
+    let decisions: Vec<&Value> = results[last - 3..]
+        .iter()
+        .map(|result| &result["decision"])
+        .collect();
     assert_eq!(
-        (&results[last - 1]["decision"], &results[last]["decision"]),
-        (&json!("Deny"), &json!("Allow")),
+        decisions,
+        [json!("Deny"), json!("Allow"), json!("Deny"), json!("Allow")]
+            .iter()
+            .collect::<Vec<_>>(),
         "{answer}"
     );
 }
