@@ -233,7 +233,7 @@ pub struct Batch {
 
 /// Request-scoped entities and their layer over the index's graph (`None`: they cannot be
 /// layered).
-type KeptLayer = (Arc<[Entity]>, Option<Arc<crate::index::Layer>>);
+type KeptLayer = (Arc<[Entity]>, Option<crate::index::Layer>);
 
 /// A slice kept by a batch, with what it was built for.
 #[derive(Debug)]
@@ -436,7 +436,12 @@ impl Engine {
     /// A request with request-scoped entities: over the batch's slice when it fits, else over
     /// a new one (kept by a batch of many).
     fn decide_over_slice(&self, request: &AuthzRequest, batch: &mut Batch) -> Result<Decision, DecideError> {
-        if let Some(settled) = self.settle_scoped(request, batch)? {
+        for entity in request.entities.iter() {
+            if self.in_directory(&entity.uid()) {
+                return Err(DecideError::Redefined(entity.uid().to_string()));
+            }
+        }
+        if let Some(settled) = self.settle_scoped(request, batch) {
             return Ok(Decision {
                 allowed: settled.allowed,
                 reasons: settled.reasons,
@@ -543,41 +548,31 @@ impl Engine {
         }
     }
 
-    /// The answer the index's guards settle for a request with request-scoped entities, read
-    /// over the stored entities with the request's on top: exactly the slice's answer, without
-    /// making the slice. `None`: decide over a slice. A request-scoped entity that redefines a
-    /// stored one is an error, as over a slice.
-    fn settle_scoped(
-        &self,
-        request: &AuthzRequest,
-        batch: &mut Batch,
-    ) -> Result<Option<crate::index::Settled>, DecideError> {
-        for entity in request.entities.iter() {
-            if self.in_directory(&entity.uid()) {
-                return Err(DecideError::Redefined(entity.uid().to_string()));
-            }
-        }
+    /// The answer the index's guards settle for a request with request-scoped entities (none
+    /// redefining a stored one), read over the stored entities with the request's on top:
+    /// exactly the slice's answer, without making the slice. `None`: decide over a slice.
+    fn settle_scoped(&self, request: &AuthzRequest, batch: &mut Batch) -> Option<crate::index::Settled> {
         // A slice leaves internal entities out: a request naming one is decided over it.
         if self.names_internal(request) {
-            return Ok(None);
+            return None;
         }
-        let Some(index) = &self.index else {
-            return Ok(None);
-        };
-        if batch.capacity == 0 {
-            let layer = index.layer(&request.entities);
-            return Ok(layer.and_then(|layer| index.settle_scoped(&request.request, &layer)));
-        }
-        // The batch's layer when its entities are these (a batch's items often share them).
-        let layer = match &batch.layer {
-            Some((entities, layer)) if same_entities(entities, &request.entities) => layer.clone(),
-            _ => {
-                let layer = index.layer(&request.entities).map(Arc::new);
-                batch.layer = Some((request.entities.clone(), layer.clone()));
-                layer
+        let index = self.index.as_ref()?;
+        let fresh;
+        let layer = if batch.capacity == 0 {
+            fresh = index.layer(&request.entities);
+            fresh.as_ref()
+        } else {
+            // The batch's layer when its entities are these (a batch's items often share them).
+            if !batch
+                .layer
+                .as_ref()
+                .is_some_and(|(entities, _)| same_entities(entities, &request.entities))
+            {
+                batch.layer = Some((request.entities.clone(), index.layer(&request.entities)));
             }
+            batch.layer.as_ref().and_then(|(_, layer)| layer.as_ref())
         };
-        Ok(layer.and_then(|layer| index.settle_scoped(&request.request, &layer)))
+        index.settle_scoped(&request.request, layer?)
     }
 
     /// Whether the principal, resource or an entity the request names is internal.
@@ -595,13 +590,9 @@ impl Engine {
     /// The entities `request` can reach: its own plus copies of the reachable stored ones
     /// (never an internal one). The stored ones depend only on the stored entities the request
     /// starts from (its principal, action, resource and the entities it names; the policies'
-    /// literals are the same for all), so that part is built once for them and shared.
+    /// literals are the same for all), so that part is built once for them and shared. (The
+    /// caller has refused request-scoped entities that redefine a stored one.)
     fn slice(&self, request: &AuthzRequest) -> Result<Entities, DecideError> {
-        for entity in request.entities.iter() {
-            if self.in_directory(&entity.uid()) {
-                return Err(DecideError::Redefined(entity.uid().to_string()));
-            }
-        }
         let mut roots: Vec<EntityUid> = [
             request.request.principal(),
             request.request.action(),
@@ -833,32 +824,13 @@ fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, Dec
     .map_err(|error| DecideError::Entities(error.to_string()))
 }
 
-/// Calls `close` on each of `waits.len()` items after every item it waits for (`waits[i]`);
-/// a cycle among them is an error, as Cedar's is.
-fn in_dependency_order(waits: &[Vec<usize>], mut close: impl FnMut(usize)) -> Result<(), DecideError> {
-    let mut waiting_on: Vec<usize> = waits.iter().map(Vec::len).collect();
-    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); waits.len()];
-    for (item, needs) in waits.iter().enumerate() {
-        for &other in needs {
-            waited_by[other].push(item);
-        }
-    }
-    let mut ready: Vec<usize> = (0..waits.len()).filter(|&item| waiting_on[item] == 0).collect();
-    let mut closed = 0;
-    while let Some(item) = ready.pop() {
-        closed += 1;
-        close(item);
-        for next in std::mem::take(&mut waited_by[item]) {
-            waiting_on[next] -= 1;
-            if waiting_on[next] == 0 {
-                ready.push(next);
-            }
-        }
-    }
-    if closed < waits.len() {
-        return Err(DecideError::Entities(
+/// [`crate::index::in_dependency_order`]; a cycle among the items is an error, as Cedar's is.
+fn in_dependency_order(waits: &[Vec<usize>], close: impl FnMut(usize)) -> Result<(), DecideError> {
+    if crate::index::in_dependency_order(waits, close) {
+        Ok(())
+    } else {
+        Err(DecideError::Entities(
             "the request-scoped entities' parents form a cycle".into(),
-        ));
+        ))
     }
-    Ok(())
 }

@@ -54,7 +54,7 @@ use arc_swap::ArcSwap;
 
 pub use data::Layer;
 use data::{CedarData, CedarEntity, EntityData, GraphData, LayeredData};
-pub use graph::Graph;
+pub use graph::{Graph, in_dependency_order};
 pub use guards::ContextReads;
 use guards::{AtomValues, Atoms, Guard, Literals, Truth};
 
@@ -131,8 +131,6 @@ pub struct ScopeIndex {
     actions: FxHashMap<EntityUid, ActionBucket>,
     /// The entity-keyed policies with their guards (`Literals::PerPolicy`), each once.
     keyed: Vec<Guarded>,
-    /// Their places in `keyed`, while the index is built.
-    keyed_at: HashMap<PolicyId, usize>,
     /// The guards' literals as the graph numbers them.
     literal_ids: Box<[Option<u32>]>,
     /// The type-level policies with their guards.
@@ -173,7 +171,6 @@ impl ScopeIndex {
         let mut index = ScopeIndex {
             actions: FxHashMap::default(),
             keyed: Vec::new(),
-            keyed_at: HashMap::new(),
             literal_ids: Box::default(),
             type_level: Vec::new(),
             atoms: Atoms::default(),
@@ -189,8 +186,17 @@ impl ScopeIndex {
         let covering = policies_per_action(&actions, &scoped, entities);
         // Per scoped policy, once it is met as type-level: its place in `index.type_level`.
         let mut type_level_at: Vec<Option<usize>> = vec![None; scoped.len()];
+        // Per entity-keyed policy, once it is met: its place in `index.keyed`.
+        let mut keyed_at: HashMap<PolicyId, usize> = HashMap::new();
         for (action, applicable) in actions.iter().zip(&covering) {
-            let bucket = index.action_bucket(action, applicable, &scoped, &mut type_level_at, schema);
+            let bucket = index.action_bucket(
+                action,
+                applicable,
+                &scoped,
+                &mut type_level_at,
+                &mut keyed_at,
+                schema,
+            );
             index.actions.insert(action.clone(), bucket);
         }
         // The entity-keyed policies' guards after the type-level ones', whose atoms are kept
@@ -198,7 +204,6 @@ impl ScopeIndex {
         for guarded in &mut index.keyed {
             guarded.guards = guards_of(&guarded.policy, &mut index.atoms, Literals::PerPolicy);
         }
-        index.keyed_at = HashMap::new();
         index.atoms.finish();
         index.graph = graph_for(&index.atoms, graph, entities);
         if let Some(graph) = &index.graph {
@@ -225,18 +230,10 @@ impl ScopeIndex {
     /// and resource's ancestors). `None`: evaluate the whole set.
     pub fn select(&self, request: &Request, over: Over<'_>) -> Option<Selection> {
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
-        let bucket = self.actions.get(action)?;
-        let pair = bucket
-            .type_pairs
-            .get(principal.type_name())?
-            .get(resource.type_name())?;
+        let (bucket, pair) = self.bucket_and_pair(principal, action, resource)?;
         if pair.atoms == 0 && bucket.keyed.is_empty() {
             // Nothing to read: the pair's one set.
-            return Some(Selection {
-                type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
-                entity_keyed: None,
-                keyed_satisfied: Vec::new(),
-            });
+            return Some(self.unguarded(pair));
         }
         let types = guards::Types {
             principal: principal.type_name(),
@@ -269,6 +266,30 @@ impl ScopeIndex {
         )
     }
 
+    /// The action's policies, and those of the pair of the principal's and resource's types.
+    fn bucket_and_pair(
+        &self,
+        principal: &EntityUid,
+        action: &EntityUid,
+        resource: &EntityUid,
+    ) -> Option<(&ActionBucket, &TypePair)> {
+        let bucket = self.actions.get(action)?;
+        let pair = bucket
+            .type_pairs
+            .get(principal.type_name())?
+            .get(resource.type_name())?;
+        Some((bucket, pair))
+    }
+
+    /// The selection of a pair without atoms, for a request no entity-keyed policy admits.
+    fn unguarded(&self, pair: &TypePair) -> Selection {
+        Selection {
+            type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
+            entity_keyed: None,
+            keyed_satisfied: Vec::new(),
+        }
+    }
+
     /// Request-scoped entities `scoped` layered over the index's graph, for
     /// [`ScopeIndex::settle_scoped`]; `None` when they cannot be read that way (a uid the graph
     /// has met, two with one uid, a cycle among their parents).
@@ -285,14 +306,10 @@ impl ScopeIndex {
     pub fn settle_scoped(&self, request: &Request, layer: &Layer) -> Option<Settled> {
         let graph = self.graph.as_ref()?;
         let (principal, action, resource) = (request.principal()?, request.action()?, request.resource()?);
-        let bucket = self.actions.get(action)?;
+        let (bucket, pair) = self.bucket_and_pair(principal, action, resource)?;
         if !bucket.keyed.is_empty() {
             return None;
         }
-        let pair = bucket
-            .type_pairs
-            .get(principal.type_name())?
-            .get(resource.type_name())?;
         let values = if pair.atoms == 0 {
             AtomValues::default()
         } else {
@@ -324,11 +341,7 @@ impl ScopeIndex {
         let mut admitted = Vec::new();
         keyed.add_admitted(data, principal.borrow(), resource.borrow(), &mut admitted);
         if pair.atoms == 0 && admitted.is_empty() {
-            return Some(Selection {
-                type_level: pair.set(AtomValues::default(), &self.type_level, &self.budget),
-                entity_keyed: None,
-                keyed_satisfied: Vec::new(),
-            });
+            return Some(self.unguarded(pair));
         }
         let mut evaluation = self.atoms.evaluation(data, principal, resource);
         let values = evaluation.values(pair.atoms)?;
@@ -370,12 +383,14 @@ impl ScopeIndex {
 
     /// The policies of one action (`applicable`: positions in `scoped`): entity-keyed ones by
     /// their entity, type-level ones per (principal type, resource type) of the schema.
+    /// `type_level_at` and `keyed_at` remember where a policy met for an earlier action went.
     fn action_bucket(
         &mut self,
         action: &EntityUid,
         applicable: &[usize],
         scoped: &[ScopedPolicy<'_>],
         type_level_at: &mut [Option<usize>],
+        keyed_at: &mut HashMap<PolicyId, usize>,
         schema: &Schema,
     ) -> ActionBucket {
         let mut bucket = ActionBucket::default();
@@ -399,7 +414,7 @@ impl ScopeIndex {
             };
             // Entity-keyed: its guards are read once every policy is placed.
             let next = self.keyed.len();
-            let place = *self.keyed_at.entry(policy.id().clone()).or_insert(next);
+            let place = *keyed_at.entry(policy.id().clone()).or_insert(next);
             if place == next {
                 self.keyed.push(Guarded {
                     policy: (*policy).clone(),

@@ -18,7 +18,7 @@ use std::hash::Hash;
 
 use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalResult, Record};
 
-use super::graph::Graph;
+use super::graph::{Graph, in_dependency_order};
 use super::guards::ContextReads;
 
 /// One attribute's value (or one context value), as the guards use it.
@@ -377,8 +377,6 @@ pub struct Layer {
     /// Per layer id: its uid. The request's entities first, then the entities they name as
     /// parents that nothing stores (ids for `in`, without data).
     uids: Vec<EntityUid>,
-    /// How many of `uids` are the request's entities.
-    scoped: usize,
     /// Per layer id: its type (the graph's id, or one past the graph's types).
     types: Vec<u16>,
     /// Per request entity: its ancestors, closed, sorted.
@@ -393,11 +391,10 @@ impl Layer {
     /// The layer of `scoped` over `graph`; `None` when the graph has met one of their uids, two
     /// share a uid, or their parents form a cycle (the slice then decides, and reports it).
     pub fn new(graph: &Graph, scoped: &[Entity]) -> Option<Layer> {
-        let base = graph.len();
+        let base = graph.id_count();
         let mut layer = Layer {
             base,
             uids: Vec::with_capacity(scoped.len()),
-            scoped: scoped.len(),
             types: Vec::with_capacity(scoped.len()),
             ancestors: Vec::with_capacity(scoped.len()),
             attrs: Vec::with_capacity(scoped.len()),
@@ -424,37 +421,35 @@ impl Layer {
             }
             parents.push(ids);
         }
-        // Closed, ancestors first; a cycle among the request's entities leaves one unclosed.
-        let mut closed: Vec<Option<Vec<u32>>> = vec![None; scoped.len()];
-        let mut progress = true;
-        while progress {
-            progress = false;
-            for at in 0..scoped.len() {
-                if closed[at].is_some() {
-                    continue;
-                }
-                let mut all = Vec::new();
-                let mut ready = true;
-                for &parent in &parents[at] {
-                    all.push(parent);
-                    match parent.checked_sub(base).map(|local| local as usize) {
-                        None => all.extend_from_slice(graph.ancestors(parent)),
-                        Some(local) if local < scoped.len() => match &closed[local] {
-                            Some(theirs) => all.extend_from_slice(theirs),
-                            None => ready = false,
-                        },
-                        Some(_) => {}
-                    }
-                }
-                if ready {
-                    all.sort_unstable();
-                    all.dedup();
-                    closed[at] = Some(all);
-                    progress = true;
+        // Closed, ancestors first: a parent among the request's entities is closed before its
+        // children; a cycle among them is left to the slice.
+        let local = |parent: u32| {
+            let at = parent.checked_sub(base)? as usize;
+            (at < scoped.len()).then_some(at)
+        };
+        let waits: Vec<Vec<usize>> = parents
+            .iter()
+            .map(|ids| ids.iter().filter_map(|&parent| local(parent)).collect())
+            .collect();
+        let mut closed: Vec<Vec<u32>> = vec![Vec::new(); scoped.len()];
+        let acyclic = in_dependency_order(&waits, |at| {
+            let mut all = Vec::new();
+            for &parent in &parents[at] {
+                all.push(parent);
+                match local(parent) {
+                    Some(theirs) => all.extend_from_slice(&closed[theirs]),
+                    None if parent < base => all.extend_from_slice(graph.ancestors(parent)),
+                    None => {}
                 }
             }
+            all.sort_unstable();
+            all.dedup();
+            closed[at] = all;
+        });
+        if !acyclic {
+            return None;
         }
-        layer.ancestors = closed.into_iter().collect::<Option<Vec<_>>>()?;
+        layer.ancestors = closed;
         // The kept attributes, as the graph converts a stored entity's.
         for entity in scoped {
             let mut kept = Vec::new();
@@ -500,10 +495,11 @@ impl Layer {
         Some(id)
     }
 
-    /// The layer's own place of `id`, if it is one of the request's entities.
+    /// The layer's own place of `id`, if it is one of the request's entities (those with
+    /// ancestors).
     fn scoped_at(&self, id: u32) -> Option<usize> {
         let at = id.checked_sub(self.base)? as usize;
-        (at < self.scoped).then_some(at)
+        (at < self.ancestors.len()).then_some(at)
     }
 }
 

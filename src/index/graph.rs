@@ -105,13 +105,8 @@ impl Graph {
     }
 
     /// How many ids the graph has given (ids are below this).
-    pub fn len(&self) -> u32 {
+    pub fn id_count(&self) -> u32 {
         u32::try_from(self.nodes.len()).unwrap_or(u32::MAX)
-    }
-
-    /// Whether the graph has met no entity.
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
     }
 
     /// How many types the graph has met (type ids are below this).
@@ -163,6 +158,31 @@ impl Graph {
             .find(|(at, _)| *at == slot)
             .map(|(_, value)| value)
     }
+}
+
+/// Calls `close` on each of `waits.len()` items after every item it waits for (`waits[i]`):
+/// closing ancestors before descendants. False when a cycle leaves some never called.
+pub fn in_dependency_order(waits: &[Vec<usize>], mut close: impl FnMut(usize)) -> bool {
+    let mut waiting_on: Vec<usize> = waits.iter().map(Vec::len).collect();
+    let mut waited_by: Vec<Vec<usize>> = vec![Vec::new(); waits.len()];
+    for (item, needs) in waits.iter().enumerate() {
+        for &other in needs {
+            waited_by[other].push(item);
+        }
+    }
+    let mut ready: Vec<usize> = (0..waits.len()).filter(|&item| waiting_on[item] == 0).collect();
+    let mut closed = 0;
+    while let Some(item) = ready.pop() {
+        closed += 1;
+        close(item);
+        for next in std::mem::take(&mut waited_by[item]) {
+            waiting_on[next] -= 1;
+            if waiting_on[next] == 0 {
+                ready.push(next);
+            }
+        }
+    }
+    closed == waits.len()
 }
 
 #[cfg(test)]

@@ -312,7 +312,7 @@ impl<'a, D: EntityData<'a>> Evaluation<'_, 'a, D> {
     fn equals(&mut self, origin: Origin, literal: usize) -> Option<Truth> {
         let (data, uid) = (self.data, self.atoms.literal(literal));
         let value = match origin {
-            Origin::Var(Var::Context) => return Some(Truth::False),
+            // (`context` itself is no guard: `parse` refuses it, and `var` cannot answer.)
             Origin::Var(var) => {
                 let entity = self.var(var)?;
                 return Some(Truth::of(data.is_literal(entity.borrow(), literal, uid)));
