@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Instructions per request (callgrind): `scripts/callgrind-request.py BIN N OUT [KIND]` runs BIN under callgrind on the bundled sources, sends N
 # keep-alive POST /v1/is_authorized requests (cache off: every one evaluated; CACHE=on in the
-# environment for the cache, then all but the first are hits), stops it; prints
+# environment for the cache, then all but the first are hits; SHARES_DB=postgres://… for the share
+# store on PostgreSQL), stops it; prints
 # the total instructions (Ir). Needs valgrind. KIND: `stored` (default: judy reads project churn,
 # both stored) or `entity` (bob, a workspace developer through his team, updates a stack of
 # production that the request carries as a request-scoped entity, as Cedar API callers ask),
@@ -16,7 +17,7 @@ kind = sys.argv[4] if len(sys.argv) > 4 else "stored"
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve",
     "--policies", f"{root}/policies", "--schemas", f"{root}/schemas", "--directory", f"{root}/policies/directory.yaml",
-    "--listen", "127.0.0.1:0", "--shares-db", ":memory:", "--cache", os.environ.get("CACHE", "off"), "--watch", "off", "--log", "error"],
+    "--listen", "127.0.0.1:0", "--shares-db", os.environ.get("SHARES_DB", ":memory:"), "--cache", os.environ.get("CACHE", "off"), "--watch", "off", "--log", "error"],
     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 port = None
 for line in proc.stdout:

@@ -23,6 +23,8 @@
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
 #                                      CACHE (off), PORT (18195; Cerbos takes the next two),
+#                                      SHARES_DB (:memory:; a postgres:// URL for the share
+#                                      store on PostgreSQL),
 #                                      PIN (on; off: nothing pinned, wrk on two threads, as the
 #                                      issue's table was measured)
 set -euo pipefail
@@ -30,13 +32,13 @@ cd "$(dirname "$0")/.."
 BIN=$(realpath "$1")
 SCENARIOS=${SCENARIOS:-"entity healthz"}
 DURATION=${DURATION:-10}; CONNECTIONS=${CONNECTIONS:-32}; ROUNDS=${ROUNDS:-3}
-CACHE=${CACHE:-off}; PORT=${PORT:-18195}; PIN=${PIN:-on}
+CACHE=${CACHE:-off}; PORT=${PORT:-18195}; PIN=${PIN:-on}; SHARES_DB=${SHARES_DB:-:memory:}
 if [ "$PIN" = on ]; then SERVER_CPU=(taskset -c 1); LOAD_CPU=(taskset -c 0); THREADS=1
 else SERVER_CPU=(); LOAD_CPU=(); THREADS=2; fi
 WORK=$(mktemp -d)
 trap 'kill $PID 2>/dev/null; rm -rf "$WORK"' EXIT
 "${SERVER_CPU[@]}" "$BIN" serve --policies policies --schemas schemas --directory policies/directory.yaml \
-  --shares-db :memory: --listen "127.0.0.1:$PORT" --cache "$CACHE" --watch off --log error \
+  --shares-db "$SHARES_DB" --listen "127.0.0.1:$PORT" --cache "$CACHE" --watch off --log error \
   >"$WORK/serve.log" 2>&1 &
 PID=$!
 until grep -q "listening on" "$WORK/serve.log"; do sleep 0.1; done

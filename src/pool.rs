@@ -1,25 +1,42 @@
-//! The evaluation pool: where work whose cost a caller controls runs, off the async workers.
+//! The evaluation pool: admission for work whose cost a caller controls, and where it runs.
 //!
 //! A Cedar request with request-scoped entities, a batch, or a long ZenML page costs time in
 //! proportion to what the caller sent (entity parsing, Cedar's transitive closure, one
-//! evaluation per item). Run on the async workers, a few such requests would stall every
-//! connection, `/healthz` included. So they run here instead: on tokio's blocking threads, at
-//! most `workers` at once (a semaphore), with at most `queue` more waiting. Beyond that the
-//! request is shed at once (`503` with `Retry-After`), never queued without bound. Every job
-//! has a deadline: the caller gets `503` when it passes, whether the job was still waiting or
-//! running, and the job is told to stop ([`Deadline::expired`], checked between items). A
-//! single cheap decision (no request-scoped entities) is answered inline: it costs a few
-//! microseconds, less than the hand-off.
+//! evaluation per item). Run on the async workers unchecked, a few such requests would stall
+//! every connection, `/healthz` included. So every such job is admitted here first: at most
+//! `workers` run at once (a semaphore), at most `queue` more wait; beyond that the request is
+//! shed at once (`503` with `Retry-After`), never queued without bound. Every job has a
+//! deadline: the caller gets `503` when it passes, whether the job was still waiting or
+//! running.
+//!
+//! Where an admitted job runs depends on the shape of its cost:
+//!
+//! * [`EvalPool::run`]: on tokio's blocking threads, for work with a large step that cannot be
+//!   split (parsing many request-scoped entities, their closure). The job is told to stop
+//!   ([`Deadline::expired`], checked between items).
+//! * [`EvalPool::run_sliced`]: on the caller's own task, in slices of at most [`SLICE`] between
+//!   which it yields to the other tasks ([`Pace::go_on`], awaited between items), for work made
+//!   of many small items (a batch of small requests, a long ZenML page). A hand-off to a
+//!   blocking thread and back costs more wall-clock time than such a batch of 20 (measured:
+//!   a third of the throughput, BENCHMARKS.md "The security issue's request path"), and the
+//!   slices keep the other connections served as well as the blocking threads did.
+//!
+//! A single cheap decision (no or a few small request-scoped entities) is answered inline
+//! without admission: it costs a few microseconds, less than the admission.
 //!
 //! Architecture Invariant: a job that did not finish before its deadline answers nothing: its
 //! result is dropped and the caller is refused (fail closed), never given a partial allow.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
+
+/// The longest a sliced job runs before it lets the other tasks of its worker run.
+pub const SLICE: Duration = Duration::from_micros(100);
 
 /// Why a job was not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +98,71 @@ impl Deadline {
     }
 }
 
+/// How a job made of items goes on between them: whether its deadline passed, and (sliced on an
+/// async worker) when to yield.
+#[derive(Debug)]
+pub struct Pace {
+    deadline: Deadline,
+    /// Sliced: when the current slice began.
+    slice: Option<std::time::Instant>,
+}
+
+// === impl Pace ===
+
+impl Pace {
+    /// A job on a blocking thread: it stops at `deadline`, never yields.
+    pub fn blocking(deadline: &Deadline) -> Self {
+        Self {
+            deadline: deadline.clone(),
+            slice: None,
+        }
+    }
+
+    /// Work small enough to answer inline: no deadline, no yields.
+    pub const fn inline() -> Self {
+        Self {
+            deadline: Deadline::never(),
+            slice: None,
+        }
+    }
+
+    fn sliced(until: std::time::Instant) -> Self {
+        Self {
+            deadline: Deadline {
+                at: Some(until),
+                abandoned: None,
+            },
+            slice: Some(std::time::Instant::now()),
+        }
+    }
+
+    /// Before the next item: `false` when the deadline passed (the job must stop and answer
+    /// nothing); on an async worker, yields first when the current slice is used up.
+    pub async fn go_on(&mut self) -> bool {
+        if let Some(began) = self.slice
+            && began.elapsed() >= SLICE
+        {
+            tokio::task::yield_now().await;
+            self.slice = Some(std::time::Instant::now());
+        }
+        !self.deadline.expired()
+    }
+}
+
+/// Runs a job written as a future to its end on the current thread, for a job on a blocking
+/// thread whose [`Pace`] never yields: `None` if it did not finish in one poll (it awaited
+/// something else, a bug the caller answers as an internal error).
+pub fn run_to_end<F: Future>(job: F) -> Option<F::Output> {
+    let mut job = std::pin::pin!(job);
+    match job
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(answer) => Some(answer),
+        std::task::Poll::Pending => None,
+    }
+}
+
 // === impl EvalPool ===
 
 impl EvalPool {
@@ -109,6 +191,31 @@ impl EvalPool {
         self.config.workers - self.permits.available_permits()
     }
 
+    /// A permit to run, waiting at most until `until` (refused at once when the queue is full).
+    async fn admit(&self, until: Instant) -> Result<OwnedSemaphorePermit, PoolError> {
+        let waiting = Waiting::enter(&self.waiting, self.config.queue)?;
+        let permit = tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await;
+        drop(waiting);
+        match permit {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(PoolError::Failed(closed.to_string())),
+            Err(_) => Err(PoolError::Deadline(self.config.deadline)),
+        }
+    }
+
+    /// Runs `job` on the caller's task once admitted, in slices (it awaits [`Pace::go_on`]
+    /// between items). A job that finds its deadline passed stops and refuses: the answer it
+    /// returns then is its own error, never a partial one.
+    pub async fn run_sliced<T, F, J>(&self, job: F) -> Result<T, PoolError>
+    where
+        F: FnOnce(Pace) -> J,
+        J: Future<Output = T>,
+    {
+        let until = Instant::now() + self.config.deadline;
+        let _permit = self.admit(until).await?;
+        Ok(job(Pace::sliced(until.into_std())).await)
+    }
+
     /// Runs `job` on a blocking thread when one is free, within the deadline.
     pub async fn run<T, F>(&self, job: F) -> Result<T, PoolError>
     where
@@ -116,16 +223,7 @@ impl EvalPool {
         F: FnOnce(&Deadline) -> T + Send + 'static,
     {
         let until = Instant::now() + self.config.deadline;
-        let permit = {
-            let waiting = Waiting::enter(&self.waiting, self.config.queue)?;
-            let permit = tokio::time::timeout_at(until, self.permits.clone().acquire_owned()).await;
-            drop(waiting);
-            match permit {
-                Ok(Ok(permit)) => permit,
-                Ok(Err(closed)) => return Err(PoolError::Failed(closed.to_string())),
-                Err(_) => return Err(PoolError::Deadline(self.config.deadline)),
-            }
-        };
+        let permit = self.admit(until).await?;
         let abandoned = Arc::new(AtomicBool::new(false));
         let deadline = Deadline {
             at: Some(until.into_std()),
@@ -226,5 +324,77 @@ mod tests {
         assert_eq!(answer, Err(PoolError::Deadline(Duration::from_millis(50))));
         release.send(()).unwrap();
         assert_eq!(saw.recv(), Ok(true));
+    }
+
+    /// Spins for `span` (an item of real work, without sleeping: a sleep would yield).
+    fn work(span: Duration) {
+        let began = std::time::Instant::now();
+        while began.elapsed() < span {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// A sliced job lets the other tasks of its (single) worker run between its slices, and is
+    /// admitted like any other job.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sliced_job_yields_between_slices_and_is_admitted() {
+        let pool = pool(1, 4, 60_000);
+        let other = Arc::new(AtomicBool::new(false));
+        tokio::spawn({
+            let other = other.clone();
+            async move { other.store(true, Ordering::Relaxed) }
+        });
+        // 200 items of 20 µs: 4 ms, forty slices; without yields the other task runs only after.
+        let seen_at = pool
+            .run_sliced(|mut pace| async move {
+                for item in 0..200 {
+                    assert!(pace.go_on().await);
+                    if other.load(Ordering::Relaxed) {
+                        return Some(item);
+                    }
+                    work(Duration::from_micros(20));
+                }
+                None
+            })
+            .await
+            .unwrap();
+        assert!(seen_at.is_some_and(|item| item < 199), "{seen_at:?}");
+
+        // A queue of 0 refuses every job, sliced or not.
+        let closed = self::pool(1, 0, 60_000);
+        assert_eq!(
+            closed.run_sliced(|_| async { 1 }).await,
+            Err(PoolError::Overloaded(0))
+        );
+    }
+
+    /// A sliced job is told when its deadline passed, and a blocking job's pace never yields.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_sliced_job_stops_at_its_deadline() {
+        let pool = pool(1, 4, 20);
+        let done = pool
+            .run_sliced(|mut pace| async move {
+                let mut done = 0;
+                while done < 1_000 && pace.go_on().await {
+                    work(Duration::from_millis(1));
+                    done += 1;
+                }
+                done
+            })
+            .await
+            .unwrap();
+        assert!(done < 1_000, "the job went on past its deadline of 20 ms");
+
+        let mut pace = Pace::blocking(&Deadline::never());
+        let answer = run_to_end(async move {
+            let mut items = 0;
+            while items < 100 && pace.go_on().await {
+                work(SLICE / 10);
+                items += 1;
+            }
+            items
+        });
+        assert_eq!(answer, Some(100));
+        assert_eq!(run_to_end(std::future::pending::<()>()), None);
     }
 }

@@ -119,7 +119,8 @@ fn issue_16_1_request_payloads_are_bounded_before_evaluation() {
 }
 
 /// Work whose cost the caller controls runs in the evaluation pool; when it is full the
-/// request is shed with 503 and `Retry-After` (a queue of 0 refuses every pooled request), and
+/// request is shed with 503 and `Retry-After` (a queue of 0 refuses every request the pool
+/// admits, batches included, whether they then run sliced or on a blocking thread), and
 /// cheap decisions are still answered inline: without request-scoped entities, or with at most
 /// four in a body of at most 4 KiB.
 #[test]
@@ -159,7 +160,7 @@ fn issue_16_1_a_full_evaluation_pool_sheds_with_503_and_retry_after() {
         "four entities in more than 4 KiB go to the pool: {shed:?}"
     );
     let (status, _) = server.post("/v1/batch_is_authorized", &json!({"requests": []}));
-    assert_eq!(status, 503, "a batch always runs in the pool");
+    assert_eq!(status, 503, "a batch is always admitted by the pool");
 }
 
 /// Finding 2: a client that sends headers and then trickles its body held a connection slot

@@ -27,6 +27,7 @@ use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
 use crate::metrics::Api;
+use crate::pool::{Pace, run_to_end};
 use crate::snapshot::Snapshot;
 
 const FIELDS: [&str; 5] = [
@@ -91,6 +92,22 @@ impl<'a> Item<'a> {
         let entities = fields.given("additional_entities").map(raw_json::array);
         Item { fields, entities }
     }
+
+    /// Whether answering it is cheap whatever it says: at most [`INLINE_ENTITIES`] request-scoped
+    /// entities in at most [`INLINE_BYTES`] of fields.
+    fn is_small(&self) -> bool {
+        let entities = match &self.entities {
+            Some(Some(entities)) => entities.len(),
+            _ => 0,
+        };
+        let bytes: usize = self
+            .fields
+            .0
+            .iter()
+            .map(|(key, value)| key.len() + value.get().len())
+            .sum();
+        entities <= INLINE_ENTITIES && bytes <= INLINE_BYTES
+    }
 }
 
 fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Value, ApiError> {
@@ -148,47 +165,69 @@ fn answer(
     decide(call, snapshot, &head, request.as_ref(), lookup, batch).map_err(Refused::Decide)
 }
 
-/// Answers a `batch_is_authorized` body in the evaluation pool: every well-formed item is
-/// decided, each bad one gets an error result, all under one snapshot; items not reached
-/// before the deadline are not answered (the whole call is refused).
+/// The largest batch body (bytes) read on the async worker to see whether its items are all
+/// small (then it is answered there, in slices); a larger one is read in the pool.
+const SLICED_BATCH_BYTES: usize = 64 * 1024;
+
+/// Answers a `batch_is_authorized` body once the evaluation pool admits it: every well-formed
+/// item is decided, each bad one gets an error result, all under one snapshot; items not
+/// reached before the deadline are not answered (the whole call is refused). A batch whose
+/// items are all small (each as cheap as a request answered inline) runs on this task in
+/// slices; one with a large item, on a blocking thread.
 pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
     let max_items = call.state.limits().max_batch_items;
+    let pool = call.state.pool();
+    if body.len() <= SLICED_BATCH_BYTES {
+        let items = batch_items(&body, max_items)?;
+        if items.iter().flatten().all(Item::is_small) {
+            return pool
+                .run_sliced(|mut pace| async move { answer_items(call, items, &mut pace).await })
+                .await?;
+        }
+    }
     let owned = call.to_owned_call();
-    call.state
-        .pool()
-        .run(move |deadline| {
-            let items = batch_items(&body, max_items)?;
-            let call = owned.call();
-            let snapshot = call.state.snapshot();
-            let mut results = Vec::with_capacity(items.len());
-            // One batch (equal questions decided once, a slice reused by the next item with the
-            // same request-scoped entities) and one memo (those entities parsed once).
-            let mut batch = Batch::many();
-            let mut memo = EntityMemo::default();
-            let count = items.len();
-            for (i, item) in items.into_iter().enumerate() {
-                if deadline.expired() {
-                    return Err(ApiError::Overloaded(format!(
-                        "the batch passed its deadline after {i} of {count} items"
-                    )));
-                }
-                let answer = match item {
-                    Some(fields) => answer(&call, &snapshot, &Item::new(fields), &mut memo, &mut batch),
-                    None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
-                }
-                .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
-                results.push(match answer {
-                    Ok(decision) => decision_json(&snapshot, &decision),
-                    Err(error) => error.body(),
-                });
-            }
-            Ok(json!({"results": results}))
-        })
-        .await?
+    pool.run(move |deadline| {
+        let items = batch_items(&body, max_items)?;
+        run_to_end(answer_items(&owned.call(), items, &mut Pace::blocking(deadline)))
+            .unwrap_or_else(|| Err(ApiError::Internal("the batch waited on a blocking thread".into())))
+    })
+    .await?
+}
+
+/// Answers a batch's items under one snapshot, pacing between them.
+async fn answer_items(
+    call: &Call<'_>,
+    items: Vec<Option<Item<'_>>>,
+    pace: &mut Pace,
+) -> Result<Value, ApiError> {
+    let snapshot = call.state.snapshot();
+    let mut results = Vec::with_capacity(items.len());
+    // One batch (equal questions decided once, a slice reused by the next item with the
+    // same request-scoped entities) and one memo (those entities parsed once).
+    let mut batch = Batch::many();
+    let mut memo = EntityMemo::default();
+    let count = items.len();
+    for (i, item) in items.into_iter().enumerate() {
+        if !pace.go_on().await {
+            return Err(ApiError::Overloaded(format!(
+                "the batch passed its deadline after {i} of {count} items"
+            )));
+        }
+        let answer = match item {
+            Some(item) => answer(call, &snapshot, &item, &mut memo, &mut batch),
+            None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
+        }
+        .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
+        results.push(match answer {
+            Ok(decision) => decision_json(&snapshot, &decision),
+            Err(error) => error.body(),
+        });
+    }
+    Ok(json!({"results": results}))
 }
 
 /// The items of a batch body, at most `max_items` of them.
-fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Fields<'_>>>, ApiError> {
+fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Item<'_>>>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
     let body: raw_json::BatchBody<'_> =
@@ -216,7 +255,7 @@ fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Fields<'_>>>,
             items.len()
         )));
     }
-    Ok(items.into_iter().map(|item| item.0).collect())
+    Ok(items.into_iter().map(|item| item.0.map(Item::new)).collect())
 }
 
 /// Decides through the one observed step (cache, metrics, decision log), as one of `batch`:

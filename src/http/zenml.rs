@@ -40,7 +40,7 @@ use crate::cache::{CacheKey, RequestKey};
 use crate::engine::Batch;
 use crate::metrics::Api;
 use crate::model::action_from_wire;
-use crate::pool::Deadline;
+use crate::pool::{Deadline, Pace};
 use crate::snapshot::Snapshot;
 use crate::state::AppState;
 use crate::store::ShareSnapshot;
@@ -401,7 +401,8 @@ fn parse_for(workspace: &str, raw: &str) -> Result<Option<Resource>, ApiError> {
 }
 
 /// Pages of at most this many resources are answered inline; longer ones (their cost is the
-/// caller's to choose) in the evaluation pool.
+/// caller's to choose) once the evaluation pool admits them, on this task in slices (each
+/// resource is a small decision).
 const INLINE_PAGE: usize = 16;
 
 async fn check_permissions_page(
@@ -412,24 +413,31 @@ async fn check_permissions_page(
     resources: Vec<String>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     if resources.len() <= INLINE_PAGE {
-        return check_permissions(call, &snapshot, &workspace, &query, resources, &Deadline::never());
+        return check_permissions(
+            call,
+            &snapshot,
+            &workspace,
+            &query,
+            resources,
+            &mut Pace::inline(),
+        )
+        .await;
     }
-    let owned = call.to_owned_call();
     call.state
         .pool()
-        .run(move |deadline| {
-            check_permissions(&owned.call(), &snapshot, &workspace, &query, resources, deadline)
+        .run_sliced(|mut pace| async move {
+            check_permissions(call, &snapshot, &workspace, &query, resources, &mut pace).await
         })
         .await?
 }
 
-fn check_permissions(
+async fn check_permissions(
     call: &Call<'_>,
     snapshot: &Snapshot,
     workspace: &str,
     query: &str,
     resources: Vec<String>,
-    deadline: &Deadline,
+    pace: &mut Pace,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let user_id = param(query, "user_id")?;
     let action = param(query, "action")?;
@@ -439,7 +447,7 @@ fn check_permissions(
     let mut batch = Batch::many();
     let total = resources.len();
     for raw in resources {
-        if deadline.expired() {
+        if !pace.go_on().await {
             return Err(ApiError::Overloaded(format!(
                 "the page passed its deadline after {} of {total} resources",
                 answer.len()
