@@ -20,6 +20,9 @@
 #   cerbos20  the same with the batch20 stacks in one check (15 Allow, 5 Deny)
 #   cerbos_healthz  Cerbos' own GET /_cerbos/health
 #
+#   Each line: requests and decisions per second, wrk's p50 and p99, and the server's CPU time
+#   (user + system, from /proc) per request.
+#
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
 #                                      CACHE (off), PORT (18195; Cerbos takes the next two),
@@ -115,6 +118,7 @@ if [ -n "$CERBOS_PID" ]; then
   curl -sf -H 'Content-Type: application/json' --data-binary @"$WORK/cerbos20.json" "$CERBOS/api/check/resources" \
     | python3 -c 'import json, sys; d = [r["actions"]["update"] for r in json.load(sys.stdin)["results"]]; assert d == ["EFFECT_ALLOW"] * 15 + ["EFFECT_DENY"] * 5, d'
 fi
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for round in $(seq "$ROUNDS"); do
   for what in $SCENARIOS; do
     case $what in
@@ -127,12 +131,19 @@ for round in $(seq "$ROUNDS"); do
       cerbos20) args=(-s "$WORK/cerbos20.lua" "$CERBOS/api/check/resources"); n=20 ;;
       cerbos_healthz) args=("$CERBOS/_cerbos/health"); n=0 ;;
     esac
+    served=$PID; [[ $what == cerbos* ]] && served=$CERBOS_PID
+    before=$(cpu_ticks "$served")
     out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
+    after=$(cpu_ticks "$served")
+    requests=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$out" | awk '$1 == "50%" {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
     non2xx=$(echo "$out" | awk '/Non-2xx/ {print $4}')
     decisions=$(python3 -c "print(round($rps * $n))")
-    echo "round $round $what: $rps req/s, $decisions decisions/s, p50 $p50, p99 $p99, non-2xx ${non2xx:-0}"
+    # The server's CPU time (user + system, all its threads) per request: less at the mercy of
+    # the host's other load than the rate.
+    cpu=$(python3 -c "print(round(($after - $before) * 1e6 / $(getconf CLK_TCK) / max($requests, 1), 1))")
+    echo "round $round $what: $rps req/s, $decisions decisions/s, p50 $p50, p99 $p99, non-2xx ${non2xx:-0}, server CPU $cpu µs/request"
   done
 done
