@@ -1,12 +1,13 @@
-//! The accept loop: a bounded number of HTTP/1.1 connections, `TCP_NODELAY`, header timeouts,
-//! and a graceful drain with a deadline at shutdown.
+//! The accept loop: a bounded number of HTTP/1.1 connections, `TCP_NODELAY`, header and idle
+//! timeouts (one lazily reset timer per connection), and a graceful drain with a deadline at
+//! shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
@@ -116,15 +117,19 @@ async fn accept(
             served.store(true, std::sync::atomic::Ordering::Release);
             crate::http::handle(service_state.clone(), kind, request)
         });
-        // hyper's header timer runs from the moment it waits for a request, so it bounds an idle
-        // keep-alive connection: the long idle timeout. `Paced` bounds the headers themselves;
-        // the body has its own timeout (`read_body`).
+        // `Paced` keeps both connection deadlines: the header timeout of a request head and the
+        // idle timeout between requests (hyper's own header timer, which bounded the idle wait,
+        // re-registered a timer for every request).
         let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.idle_timeout.max(config.header_timeout))
+            .header_read_timeout(None)
             .keep_alive(true)
             .serve_connection(
-                TokioIo::new(Paced::new(stream, config.header_timeout, serving)),
+                TokioIo::new(Paced::new(
+                    stream,
+                    config.header_timeout,
+                    config.idle_timeout,
+                    serving,
+                )),
                 service,
             );
         let connection = graceful.watch(connection);
@@ -137,37 +142,94 @@ async fn accept(
     }
 }
 
-/// A connection's byte stream with the header timeout: a new connection must deliver a whole
-/// request head within it, and so must each later request from its first byte. While a request
-/// is served (from hyper handing it to the service, which means its head is in, until the
-/// response begins) and between requests, no deadline applies here: the body timeout and the
-/// request deadline bound the first, hyper's idle timeout the second. So the idle timeout can be
-/// long (a server that closes an idle connection races a client reusing it, and ZenML over
-/// `http://` does not retry) while a client that trickles its headers is still cut quickly.
+/// A connection's byte stream with its deadlines: a new connection must deliver a whole request
+/// head within the header timeout, and so must each later request from its first byte; between
+/// a response and the next request's first byte the connection may stay idle for the idle
+/// timeout. While a request is served (from hyper handing it to the service, which means its
+/// head is in, until the response begins) no deadline applies here: the body timeout and the
+/// request deadline bound it. So the idle timeout can be long (a server that closes an idle
+/// connection races a client reusing it, and ZenML over `http://` does not retry) while a
+/// client that trickles its headers is still cut quickly.
+///
+/// One timer serves both deadlines, reset lazily: it is registered at or before the deadline
+/// that applies (`due`), and moved only when it fires early or `due` moves before it, so a
+/// request costs two clock reads, not a timer registration.
 struct Paced<S> {
     inner: S,
     header_timeout: std::time::Duration,
-    /// The deadline of the request head being received (one timer, reset per request).
-    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
-    /// Whether a head is being received (the deadline applies).
-    armed: bool,
+    idle_timeout: std::time::Duration,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// When the timer fires; never after `due` while a deadline applies.
+    registered: tokio::time::Instant,
+    /// Whether the timer has this task's waker (taken when it fires, needed again after a reset).
+    watched: bool,
+    /// When the connection is cut, unless a request is being served.
+    due: tokio::time::Instant,
+    phase: Phase,
     /// Set by the service when hyper hands it a request, cleared when the response begins.
     serving: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Which of the connection's deadlines applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A request head is being received: the header timeout.
+    Head,
+    /// A request is being served: none here.
+    Serving,
+    /// Between a response and the next request's first byte: the idle timeout.
+    Idle,
 }
 
 impl<S> Paced<S> {
     fn new(
         inner: S,
         header_timeout: std::time::Duration,
+        idle_timeout: std::time::Duration,
         serving: Arc<std::sync::atomic::AtomicBool>,
     ) -> Self {
+        let due = tokio::time::Instant::now() + header_timeout;
         Self {
             inner,
             header_timeout,
-            deadline: Box::pin(tokio::time::sleep(header_timeout)),
-            armed: true,
+            idle_timeout,
+            timer: Box::pin(tokio::time::sleep_until(due)),
+            registered: due,
+            watched: false,
+            due,
+            phase: Phase::Head,
             serving,
         }
+    }
+
+    /// A new deadline: the timer moves only if it would fire after it.
+    fn set_due(&mut self, due: tokio::time::Instant) {
+        self.due = due;
+        if due < self.registered {
+            self.timer.as_mut().reset(due);
+            self.registered = due;
+            self.watched = false;
+        }
+    }
+
+    /// Whether the deadline passed; keeps the timer armed (and watched) for it otherwise.
+    fn overdue(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        if self.timer.is_elapsed() {
+            if tokio::time::Instant::now() >= self.due {
+                return true;
+            }
+            // Fired early, for an earlier deadline: re-armed for this one.
+            self.timer.as_mut().reset(self.due);
+            self.registered = self.due;
+            self.watched = false;
+        }
+        if !self.watched {
+            self.watched = true;
+            if self.timer.as_mut().poll(cx).is_ready() {
+                return tokio::time::Instant::now() >= self.due;
+            }
+        }
+        false
     }
 }
 
@@ -180,27 +242,32 @@ impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Paced<S> {
         let serving = self.serving.load(std::sync::atomic::Ordering::Acquire);
         if serving {
             // The head is in: the body timeout and the request deadline take over.
-            self.armed = false;
+            self.phase = Phase::Serving;
+        } else if self.phase == Phase::Serving {
+            // The response began: idle until the next request's first byte.
+            self.phase = Phase::Idle;
+            let due = tokio::time::Instant::now() + self.idle_timeout;
+            self.set_due(due);
         }
-        if self.armed && self.deadline.as_mut().poll(cx).is_ready() {
-            return std::task::Poll::Ready(Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "request headers did not arrive within the header timeout",
-            )));
+        if self.phase != Phase::Serving && self.overdue(cx) {
+            let what = match self.phase {
+                Phase::Idle => "the connection was idle for longer than the idle timeout",
+                _ => "request headers did not arrive within the header timeout",
+            };
+            return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what)));
         }
         let before = buf.filled().len();
         let read = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
         if let std::task::Poll::Ready(Ok(())) = read
             && buf.filled().len() > before
-            && !serving
-            && !self.armed
+            && self.phase == Phase::Idle
         {
             // A new request's first byte.
-            let at = tokio::time::Instant::now() + self.header_timeout;
-            self.deadline.as_mut().reset(at);
-            self.armed = true;
-            // Registers the waker: the deadline must wake a reader that waits for more.
-            let _ = self.deadline.as_mut().poll(cx);
+            self.phase = Phase::Head;
+            let due = tokio::time::Instant::now() + self.header_timeout;
+            self.set_due(due);
+            // The reader may wait for more: the deadline must be able to wake it.
+            let _ = self.overdue(cx);
         }
         read
     }

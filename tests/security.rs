@@ -519,6 +519,13 @@ fn idle_keep_alive_connections_outlive_the_header_timeout_and_slow_heads_do_not(
     std::thread::sleep(Duration::from_secs(2));
     kept.write_all(GET).unwrap();
     assert!(read_response(&mut kept).starts_with("HTTP/1.1 200"));
+    // The same connection, after its long idle waits, then trickling a head: cut at the header
+    // timeout, not the idle one (one timer serves both deadlines).
+    kept.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    assert!(
+        closed_by_server(&mut kept),
+        "a trickled head on an idle connection outlived the header timeout"
+    );
 
     let mut trickling = TcpStream::connect(&address).unwrap();
     trickling.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
