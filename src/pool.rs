@@ -18,8 +18,10 @@
 //!   which it yields to the other tasks ([`Pace::go_on`], awaited between items), for work made
 //!   of many small items (a batch of small requests, a long ZenML page). A hand-off to a
 //!   blocking thread and back costs more wall-clock time than such a batch of 20 (measured:
-//!   a third of the throughput, BENCHMARKS.md "The security issue's request path"), and the
-//!   slices keep the other connections served as well as the blocking threads did.
+//!   a third of the throughput, BENCHMARKS.md "The security issue's request path"). The price:
+//!   under a flood of such batches another connection waits for the slices ahead of it (a
+//!   `/healthz` at one connection: p50 ~110 µs with 50 µs slices, ~200 µs with 100 µs, ~55 µs
+//!   when the OS preempted blocking threads for it); never for a whole job.
 //!
 //! A single cheap decision (no or a few small request-scoped entities) is answered inline
 //! without admission: it costs a few microseconds, less than the admission.
@@ -35,8 +37,9 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// The longest a sliced job runs before it lets the other tasks of its worker run.
-pub const SLICE: Duration = Duration::from_micros(100);
+/// The longest a sliced job runs before it lets the other tasks of its worker run (half of
+/// 100 µs halved another connection's wait under a flood of batches, for a yield of ~0.5 µs).
+pub const SLICE: Duration = Duration::from_micros(50);
 
 /// Why a job was not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
