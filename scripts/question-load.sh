@@ -13,6 +13,8 @@
 #   zenml20   the same with 20 different questions: pipelines, models, artifacts, runs and the
 #             project itself of churn, fraud and staging's sandbox, stacks and secrets (read)
 #   healthz   GET /healthz: the server's own floor in the same run
+#   healthz_flood  GET /healthz at one connection while CONNECTIONS others send batch20 (how
+#             long another connection waits behind a flood of batches)
 #   cerbos    Cerbos (its npm package, scripts/ensure-cerbos.sh; scripts/cerbos/ holds its policy
 #             and config), pinned to the same core: POST /api/check/resources, the entity question
 #             in Cerbos' terms (the caller sends bob's teams and the stack's workspace's developer
@@ -127,13 +129,23 @@ for round in $(seq "$ROUNDS"); do
       zenml1) args=(-s "$WORK/zenml1.lua" "$ZENML_URL"); n=1 ;;
       zenml20) args=(-s "$WORK/zenml20.lua" "$ZENML_URL"); n=20 ;;
       healthz) args=("$BASE/healthz"); n=0 ;;
+      healthz_flood) args=("$BASE/healthz"); n=0 ;;
       cerbos) args=(-s "$WORK/cerbos.lua" "$CERBOS/api/check/resources"); n=1 ;;
       cerbos20) args=(-s "$WORK/cerbos20.lua" "$CERBOS/api/check/resources"); n=20 ;;
       cerbos_healthz) args=("$CERBOS/_cerbos/health"); n=0 ;;
     esac
     served=$PID; [[ $what == cerbos* ]] && served=$CERBOS_PID
     before=$(cpu_ticks "$served")
-    out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
+    if [ "$what" = healthz_flood ]; then
+      "${LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 2))s" -s "$WORK/batch20.lua" \
+        "$BASE/v1/batch_is_authorized" >/dev/null &
+      FLOOD=$!
+      sleep 1
+      out=$("${LOAD_CPU[@]}" wrk -t1 -c1 -d"${DURATION}s" --latency "${args[@]}")
+      wait "$FLOOD"
+    else
+      out=$("${LOAD_CPU[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${args[@]}")
+    fi
     after=$(cpu_ticks "$served")
     requests=$(echo "$out" | awk '/requests in/ {print $1}')
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
