@@ -116,6 +116,26 @@ fn issue_16_1_request_payloads_are_bounded_before_evaluation() {
     assert_eq!(answer["results"][0]["error"]["code"], "bad_request", "{answer}");
     assert_eq!(answer["results"][1]["decision"], "Allow", "{answer}");
     healthy(&server);
+    // A small batch with one item too large to answer inline (five entities) runs on a blocking
+    // thread, the others sliced on the async worker: each path answers as a single request.
+    for items in [
+        vec![request_with(role_chain(5, false)), request_with(vec![])],
+        vec![request_with(role_chain(4, false)), request_with(vec![])],
+    ] {
+        let singles: Vec<Value> = items
+            .iter()
+            .map(|item| server.post("/v1/is_authorized", item).1["decision"].clone())
+            .collect();
+        let (status, answer) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
+        assert_eq!(status, 200, "{answer}");
+        let batched: Vec<Value> = answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|result| result["decision"].clone())
+            .collect();
+        assert_eq!(batched, singles, "{answer}");
+    }
 }
 
 /// Work whose cost the caller controls runs in the evaluation pool; when it is full the

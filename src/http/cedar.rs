@@ -43,7 +43,8 @@ const FIELDS: [&str; 5] = [
 /// ZenML page of up to 16 resources, and a hand-off to the pool would cost more than the work.
 const INLINE_ENTITIES: usize = 4;
 
-/// The largest body (bytes) answered inline when it carries request-scoped entities.
+/// The most bytes of fields (names and values as sent) a request with request-scoped entities
+/// may have and still be answered inline.
 const INLINE_BYTES: usize = 4096;
 
 /// Answers one `is_authorized` body. A request with more or larger request-scoped entities than
@@ -51,11 +52,7 @@ const INLINE_BYTES: usize = 4096;
 /// choose); the others are answered here.
 pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
     let item = Item::new(body_object(&body, "request: expected a JSON object")?);
-    let entities = match &item.entities {
-        Some(Some(entities)) => entities.len(),
-        _ => 0,
-    };
-    if entities == 0 || (entities <= INLINE_ENTITIES && body.len() <= INLINE_BYTES) {
+    if item.is_small() {
         return answer_one(call, &item);
     }
     drop(item);
@@ -93,8 +90,9 @@ impl<'a> Item<'a> {
         Item { fields, entities }
     }
 
-    /// Whether answering it is cheap whatever it says: at most [`INLINE_ENTITIES`] request-scoped
-    /// entities in at most [`INLINE_BYTES`] of fields.
+    /// Whether answering it is cheap whatever it says (then it is answered inline): no
+    /// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
+    /// fields.
     fn is_small(&self) -> bool {
         let entities = match &self.entities {
             Some(Some(entities)) => entities.len(),
@@ -106,7 +104,7 @@ impl<'a> Item<'a> {
             .iter()
             .map(|(key, value)| key.len() + value.get().len())
             .sum();
-        entities <= INLINE_ENTITIES && bytes <= INLINE_BYTES
+        entities == 0 || (entities <= INLINE_ENTITIES && bytes <= INLINE_BYTES)
     }
 }
 
