@@ -189,11 +189,12 @@ pub struct ServeArgs {
     /// past it the answer is 503 (never an allow).
     #[arg(long, env = "ZENML_AUTHZ_REQUEST_DEADLINE_MS", default_value_t = config::DEFAULT_REQUEST_DEADLINE_MS)]
     pub request_deadline_ms: u64,
-    /// Threads that evaluate requests whose cost the caller controls (request-scoped entities,
-    /// batches, long ZenML pages). Default: the number of CPUs.
+    /// Jobs whose cost the caller controls (request-scoped entities, batches, long ZenML pages)
+    /// that run at once: on a blocking thread, or sliced on their own task. Default: the number
+    /// of CPUs.
     #[arg(long, env = "ZENML_AUTHZ_EVALUATION_THREADS")]
     pub evaluation_threads: Option<usize>,
-    /// Requests that may wait for an evaluation thread; more are refused at once with 503 and
+    /// Such jobs that may wait for their turn; more are refused at once with 503 and
     /// `Retry-After`.
     #[arg(long, env = "ZENML_AUTHZ_EVALUATION_QUEUE", default_value_t = config::DEFAULT_EVALUATION_QUEUE)]
     pub evaluation_queue: usize,
