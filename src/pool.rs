@@ -18,7 +18,7 @@
 //!   which it yields to the other tasks ([`Pace::go_on`], awaited between items), for work made
 //!   of many small items (a batch of small requests, a long ZenML page). A hand-off to a
 //!   blocking thread and back costs more wall-clock time than such a batch of 20 (measured:
-//!   a third of the throughput, BENCHMARKS.md "The security issue's request path"). The price:
+//!   41–47 % of the throughput, BENCHMARKS.md "The security issue's request path"). The price:
 //!   under a flood of such batches another connection waits for the slices ahead of it (a
 //!   `/healthz` at one connection: p50 ~110 µs with 50 µs slices, ~200 µs with 100 µs, ~55 µs
 //!   when the OS preempted blocking threads for it); never for a whole job.
