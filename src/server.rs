@@ -206,30 +206,37 @@ impl<S> Paced<S> {
     fn set_due(&mut self, due: tokio::time::Instant) {
         self.due = due;
         if due < self.registered {
-            self.timer.as_mut().reset(due);
-            self.registered = due;
-            self.watched = false;
+            self.move_timer(due);
         }
     }
 
-    /// Whether the deadline passed; keeps the timer armed (and watched) for it otherwise.
+    /// The timer set to fire at `at`; it needs this task's waker again.
+    fn move_timer(&mut self, at: tokio::time::Instant) {
+        self.timer.as_mut().reset(at);
+        self.registered = at;
+        self.watched = false;
+    }
+
+    /// Whether the deadline passed; keeps the timer armed (and watched) for it otherwise, so
+    /// a reader waiting for more bytes is woken by it.
     fn overdue(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        if self.timer.is_elapsed() {
-            if tokio::time::Instant::now() >= self.due {
-                return true;
+        loop {
+            if self.timer.is_elapsed() {
+                if tokio::time::Instant::now() >= self.due {
+                    return true;
+                }
+                // Fired early, for an earlier deadline: re-armed for this one.
+                self.move_timer(self.due);
             }
-            // Fired early, for an earlier deadline: re-armed for this one.
-            self.timer.as_mut().reset(self.due);
-            self.registered = self.due;
-            self.watched = false;
-        }
-        if !self.watched {
+            if self.watched {
+                return false;
+            }
             self.watched = true;
-            if self.timer.as_mut().poll(cx).is_ready() {
-                return tokio::time::Instant::now() >= self.due;
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
             }
+            // It fired as it was registered (its instant had passed): seen elapsed above.
         }
-        false
     }
 }
 
