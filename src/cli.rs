@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// `Retry-After`.
     #[arg(long, env = "ZENML_AUTHZ_EVALUATION_QUEUE", default_value_t = config::DEFAULT_EVALUATION_QUEUE)]
     pub evaluation_queue: usize,
+    /// Microseconds a job made of small items (a batch of small Cedar requests, a long ZenML
+    /// page) runs on an async worker before it lets other connections' requests run: shorter
+    /// serves them sooner under a flood of batches, longer yields less often.
+    #[arg(long, env = "ZENML_AUTHZ_EVALUATION_SLICE_US", default_value_t = config::DEFAULT_EVALUATION_SLICE_US)]
+    pub evaluation_slice_us: u64,
     /// Most request-scoped entities (`additional_entities`) in one Cedar request.
     #[arg(long, env = "ZENML_AUTHZ_MAX_REQUEST_ENTITIES", default_value_t = config::DEFAULT_MAX_REQUEST_ENTITIES)]
     pub max_request_entities: usize,
@@ -359,6 +364,7 @@ impl ServeArgs {
             workers: self.evaluation_threads.unwrap_or(cpus).max(1),
             queue: self.evaluation_queue,
             deadline: Duration::from_millis(self.request_deadline_ms.max(1)),
+            slice: Duration::from_micros(self.evaluation_slice_us.max(1)),
         }
     }
 

@@ -48,10 +48,10 @@ pub struct Engine {
     pub entities: Arc<Entities>,
     /// Policy id -> where it was written.
     pub policy_sources: HashMap<String, PolicySource>,
-    /// Entity types declared by the schema.
-    pub entity_types: HashSet<EntityTypeName>,
+    /// Entity types declared by the schema (a fixed set, asked of every Cedar API request).
+    pub entity_types: FxHashSet<EntityTypeName>,
     /// Actions declared by the schema.
-    pub actions: HashSet<EntityUid>,
+    pub actions: FxHashSet<EntityUid>,
     /// The schema's type names and descriptions, for reading request-scoped entities.
     pub tables: SchemaTables,
     /// For every stored entity, the entities its attributes and tags refer to (slicing).

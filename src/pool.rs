@@ -14,7 +14,8 @@
 //! * [`EvalPool::run`]: on tokio's blocking threads, for work with a large step that cannot be
 //!   split (parsing many request-scoped entities, their closure). The job is told to stop
 //!   ([`Deadline::expired`], checked between items).
-//! * [`EvalPool::run_sliced`]: on the caller's own task, in slices of at most [`SLICE`] between
+//! * [`EvalPool::run_sliced`]: on the caller's own task, in slices of at most
+//!   [`PoolConfig::slice`] (`--evaluation-slice-us`, default [`DEFAULT_SLICE`]) between
 //!   which it yields to the other tasks ([`Pace::go_on`], awaited between items), for work made
 //!   of many small items (a batch of small requests, a long ZenML page). A hand-off to a
 //!   blocking thread and back costs more wall-clock time than such a batch of 20 (measured:
@@ -37,9 +38,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// The longest a sliced job runs before it lets the other tasks of its worker run (half of
-/// 100 µs halved another connection's wait under a flood of batches, for a yield of ~0.5 µs).
-pub const SLICE: Duration = Duration::from_micros(50);
+/// The longest a sliced job runs by default before it lets the other tasks of its worker run.
+pub const DEFAULT_SLICE: Duration = Duration::from_micros(crate::config::DEFAULT_EVALUATION_SLICE_US);
 
 /// Why a job was not answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,6 +64,8 @@ pub struct PoolConfig {
     pub queue: usize,
     /// Time from submission to answer.
     pub deadline: Duration,
+    /// The longest a sliced job runs before it yields.
+    pub slice: Duration,
 }
 
 /// The pool; one per server.
@@ -106,8 +108,8 @@ impl Deadline {
 #[derive(Debug)]
 pub struct Pace {
     deadline: Deadline,
-    /// Sliced: when the current slice began.
-    slice: Option<std::time::Instant>,
+    /// Sliced: when the current slice began, and how long a slice lasts.
+    slice: Option<(std::time::Instant, Duration)>,
 }
 
 // === impl Pace ===
@@ -129,24 +131,24 @@ impl Pace {
         }
     }
 
-    fn sliced(until: std::time::Instant) -> Self {
+    fn sliced(until: std::time::Instant, length: Duration) -> Self {
         Self {
             deadline: Deadline {
                 at: Some(until),
                 abandoned: None,
             },
-            slice: Some(std::time::Instant::now()),
+            slice: Some((std::time::Instant::now(), length)),
         }
     }
 
     /// Before the next item: `false` when the deadline passed (the job must stop and answer
     /// nothing); on an async worker, yields first when the current slice is used up.
     pub async fn go_on(&mut self) -> bool {
-        if let Some(began) = self.slice
-            && began.elapsed() >= SLICE
+        if let Some((began, length)) = self.slice
+            && began.elapsed() >= length
         {
             tokio::task::yield_now().await;
-            self.slice = Some(std::time::Instant::now());
+            self.slice = Some((std::time::Instant::now(), length));
         }
         !self.deadline.expired()
     }
@@ -216,7 +218,7 @@ impl EvalPool {
     {
         let until = Instant::now() + self.config.deadline;
         let _permit = self.admit(until).await?;
-        Ok(job(Pace::sliced(until.into_std())).await)
+        Ok(job(Pace::sliced(until.into_std(), self.config.slice)).await)
     }
 
     /// Runs `job` on a blocking thread when one is free, within the deadline.
@@ -286,6 +288,7 @@ mod tests {
             workers,
             queue,
             deadline: Duration::from_millis(deadline_ms),
+            slice: DEFAULT_SLICE,
         }))
     }
 
@@ -392,7 +395,7 @@ mod tests {
         let answer = run_to_end(async move {
             let mut items = 0;
             while items < 100 && pace.go_on().await {
-                work(SLICE / 10);
+                work(DEFAULT_SLICE / 10);
                 items += 1;
             }
             items

@@ -50,7 +50,7 @@ const INLINE_BYTES: usize = 4096;
 /// Answers one `is_authorized` body. A request with more or larger request-scoped entities than
 /// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
 /// choose); the others are answered here.
-pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
+pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiError> {
     let item = Item::new(body_object(&body, "request: expected a JSON object")?);
     if item.is_small() {
         return answer_one(call, &item);
@@ -108,7 +108,7 @@ impl<'a> Item<'a> {
     }
 }
 
-fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Value, ApiError> {
+fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Answer, ApiError> {
     let snapshot = call.state.snapshot();
     let decision = answer(
         call,
@@ -118,7 +118,88 @@ fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Value, ApiError> {
         &mut Batch::single(),
     )
     .map_err(|error| error.map_bad(|message| message))?;
-    Ok(decision_json(&snapshot, &decision))
+    Ok(Answer {
+        snapshot,
+        answered: Answered::One(decision),
+    })
+}
+
+/// What a Cedar API call answers: written to JSON straight from the decisions (no
+/// `serde_json::Value` built per item), in cedar-agent's shape.
+pub struct Answer {
+    /// The snapshot decided under (its revision is in every decision's diagnostics).
+    snapshot: Arc<Snapshot>,
+    answered: Answered,
+}
+
+enum Answered {
+    /// `is_authorized`: one decision.
+    One(Decision),
+    /// `batch_is_authorized`: `{"results": [...]}`, a decision or an item's own error each.
+    Many(Vec<Result<Decision, ApiError>>),
+}
+
+impl serde::Serialize for Answer {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        let revision = self.snapshot.revision.as_str();
+        match &self.answered {
+            Answered::One(decision) => DecisionJson { decision, revision }.serialize(serializer),
+            Answered::Many(results) => {
+                struct Results<'r>(&'r [Result<Decision, ApiError>], &'r str);
+                impl serde::Serialize for Results<'_> {
+                    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                        for result in self.0 {
+                            match result {
+                                Ok(decision) => seq.serialize_element(&DecisionJson {
+                                    decision,
+                                    revision: self.1,
+                                })?,
+                                Err(error) => seq.serialize_element(&error.body())?,
+                            }
+                        }
+                        seq.end()
+                    }
+                }
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("results", &Results(results, revision))?;
+                map.end()
+            }
+        }
+    }
+}
+
+/// One decision in cedar-agent's shape: `{"decision", "diagnostics": {"reason", "errors",
+/// "revision"}}`.
+struct DecisionJson<'d> {
+    decision: &'d Decision,
+    revision: &'d str,
+}
+
+impl serde::Serialize for DecisionJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Diagnostics<'d> {
+            reason: &'d [String],
+            errors: &'d [String],
+            revision: &'d str,
+        }
+        #[derive(serde::Serialize)]
+        struct Shape<'d> {
+            decision: &'static str,
+            diagnostics: Diagnostics<'d>,
+        }
+        Shape {
+            decision: if self.decision.allowed { "Allow" } else { "Deny" },
+            diagnostics: Diagnostics {
+                reason: &self.decision.reasons,
+                errors: &self.decision.errors,
+                revision: self.revision,
+            },
+        }
+        .serialize(serializer)
+    }
 }
 
 /// A bad request's message, or an error deciding a well-formed one.
@@ -172,7 +253,7 @@ const SLICED_BATCH_BYTES: usize = 64 * 1024;
 /// reached before the deadline are not answered (the whole call is refused). A batch whose
 /// items are all small (each as cheap as a request answered inline) runs on this task in
 /// slices; one with a large item, on a blocking thread.
-pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Value, ApiError> {
+pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiError> {
     let max_items = call.state.limits().max_batch_items;
     let pool = call.state.pool();
     if body.len() <= SLICED_BATCH_BYTES {
@@ -197,7 +278,7 @@ async fn answer_items(
     call: &Call<'_>,
     items: Vec<Option<Item<'_>>>,
     pace: &mut Pace,
-) -> Result<Value, ApiError> {
+) -> Result<Answer, ApiError> {
     let snapshot = call.state.snapshot();
     let mut results = Vec::with_capacity(items.len());
     // One batch (equal questions decided once, a slice reused by the next item with the
@@ -216,12 +297,12 @@ async fn answer_items(
             None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
         }
         .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
-        results.push(match answer {
-            Ok(decision) => decision_json(&snapshot, &decision),
-            Err(error) => error.body(),
-        });
+        results.push(answer);
     }
-    Ok(json!({"results": results}))
+    Ok(Answer {
+        snapshot,
+        answered: Answered::Many(results),
+    })
 }
 
 /// The items of a batch body, at most `max_items` of them.
@@ -292,17 +373,6 @@ fn decide(
                 DecideError::Redefined(_) => ApiError::BadRequest(format!("additional_entities: {error}")),
                 DecideError::Entities(_) => ApiError::BadRequest(error.to_string()),
             })
-    })
-}
-
-fn decision_json(snapshot: &Snapshot, decision: &Decision) -> Value {
-    json!({
-        "decision": if decision.allowed { "Allow" } else { "Deny" },
-        "diagnostics": {
-            "reason": decision.reasons,
-            "errors": decision.errors,
-            "revision": snapshot.revision,
-        }
     })
 }
 
@@ -498,19 +568,23 @@ fn additional_entities(
     let engine = &snapshot.engine;
     let mut entities = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let field = format!("additional_entities[{i}]");
-        let entity = entity_in(item, engine).map_err(|error| format!("{field}: {error}"))?;
+        // The field is named only in an error (formatting it per entity cost ~2k instructions).
+        let at = |error: String| format!("additional_entities[{i}]: {error}");
+        let entity = entity_in(item, engine).map_err(at)?;
         let core: &cedar_policy_core::ast::Entity = entity.as_ref();
         let before = referenced.len();
         referenced.extend(core.parents().cloned().map(EntityUid::from));
         crate::engine::refers_to(&entity, referenced);
-        check_ids(&field, &referenced[before..], limits)?;
-        check_id(&field, &entity.uid(), limits)?;
-        if engine.in_directory(&entity.uid()) {
-            return Err(format!(
-                "{field}: entity `{}` is already in the directory; request-scoped entities cannot redefine it",
-                entity.uid()
-            ));
+        let uid = entity.uid();
+        referenced[before..]
+            .iter()
+            .chain([&uid])
+            .try_for_each(|uid| id_within(uid, limits))
+            .map_err(at)?;
+        if engine.in_directory(&uid) {
+            return Err(at(format!(
+                "entity `{uid}` is already in the directory; request-scoped entities cannot redefine it"
+            )));
         }
         entities.push(entity);
     }
@@ -592,10 +666,15 @@ fn field_of(error: &RequestValidationError) -> &'static str {
 
 /// Refuses an id longer than the limit.
 fn check_id(field: &str, uid: &EntityUid, limits: &Limits) -> Result<(), String> {
+    id_within(uid, limits).map_err(|error| format!("{field}: {error}"))
+}
+
+/// [`check_id`]'s message, without the field.
+fn id_within(uid: &EntityUid, limits: &Limits) -> Result<(), String> {
     let length = uid.id().unescaped().len();
     if length > limits.max_id_bytes {
         return Err(format!(
-            "{field}: an entity id of {length} bytes is longer than the limit of {} (--max-id-bytes)",
+            "an entity id of {length} bytes is longer than the limit of {} (--max-id-bytes)",
             limits.max_id_bytes
         ));
     }
