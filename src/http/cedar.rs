@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
-use super::raw_json::{self, Fields};
+use super::raw_json::{self, EntityList, Fields, RequestFields};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -51,7 +51,7 @@ const INLINE_BYTES: usize = 4096;
 /// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
 /// choose); the others are answered here.
 pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiError> {
-    let item = Item::new(body_object(&body, "request: expected a JSON object")?);
+    let item = Item::new(body_request(&body)?);
     if item.is_small() {
         return answer_one(call, &item);
     }
@@ -60,51 +60,98 @@ pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiEr
     call.state
         .pool()
         .run(move |_| {
-            let item = Item::new(body_object(&body, "request: expected a JSON object")?);
+            let item = Item::new(body_request(&body)?);
             answer_one(&owned.call(), &item)
         })
         .await?
 }
 
-/// A body's JSON object, read in place: 400 with serde's line and column when it is malformed,
-/// `not_object` when it is another value.
-fn body_object<'b>(body: &'b [u8], not_object: &str) -> Result<Fields<'b>, ApiError> {
+/// A body's request object, read in place: 400 with serde's line and column when it is
+/// malformed, or when it is another value.
+fn body_request(body: &[u8]) -> Result<RequestFields<'_>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
     serde_json::from_str(text).map_err(|error| match error.classify() {
-        serde_json::error::Category::Data => ApiError::BadRequest(not_object.to_owned()),
+        serde_json::error::Category::Data => {
+            ApiError::BadRequest("request: expected a JSON object".to_owned())
+        }
         _ => ApiError::BadRequest(format!("malformed JSON: {error}")),
     })
 }
 
-/// One request object, read in place: its fields, and its request-scoped entities' elements
-/// (`None`: none sent; `Some(None)`: not an array).
+/// One request object, read in place: its other fields, and its request-scoped entities'
+/// elements (`None`: none sent; [`EntityList::Other`]: not an array).
 struct Item<'a> {
     fields: Fields<'a>,
-    entities: Option<Option<Vec<&'a RawValue>>>,
+    entities: Option<EntityList<'a>>,
 }
 
 impl<'a> Item<'a> {
-    fn new(fields: Fields<'a>) -> Self {
-        let entities = fields.given("additional_entities").map(raw_json::array);
-        Item { fields, entities }
+    fn new(request: RequestFields<'a>) -> Self {
+        Item {
+            fields: request.fields,
+            entities: request.entities,
+        }
+    }
+
+    /// The request-scoped entities' text as sent, their elements joined by commas (each a
+    /// whole JSON value, so equal texts are equal lists); `None` when none were sent, `"!"`
+    /// (no JSON text) when they were not an array.
+    fn entities_text(&self) -> Option<String> {
+        Some(match self.entities.as_ref()?.elements() {
+            Some(elements) => {
+                let mut text = String::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum());
+                for (i, element) in elements.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(element.get());
+                }
+                text
+            }
+            None => "!".to_owned(),
+        })
+    }
+
+    /// Whether the request-scoped entities are the ones whose [`Item::entities_text`] is `seen`
+    /// (compared in place).
+    fn entities_are(&self, seen: &str) -> bool {
+        let Some(elements) = self.entities.as_ref().and_then(EntityList::elements) else {
+            return false;
+        };
+        let mut rest = seen;
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                match rest.strip_prefix(',') {
+                    Some(after) => rest = after,
+                    None => return false,
+                }
+            }
+            match rest.strip_prefix(element.get()) {
+                Some(after) => rest = after,
+                None => return false,
+            }
+        }
+        rest.is_empty()
     }
 
     /// Whether answering it is cheap whatever it says (then it is answered inline): no
     /// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
     /// fields.
     fn is_small(&self) -> bool {
-        let entities = match &self.entities {
-            Some(Some(entities)) => entities.len(),
-            _ => 0,
-        };
+        let entities = self
+            .entities
+            .as_ref()
+            .and_then(EntityList::elements)
+            .unwrap_or_default();
         let bytes: usize = self
             .fields
             .0
             .iter()
             .map(|(key, value)| key.len() + value.get().len())
+            .chain(entities.iter().map(|entity| entity.get().len() + 1))
             .sum();
-        entities == 0 || (entities <= INLINE_ENTITIES && bytes <= INLINE_BYTES)
+        entities.is_empty() || (entities.len() <= INLINE_ENTITIES && bytes <= INLINE_BYTES)
     }
 }
 
@@ -234,7 +281,7 @@ fn answer(
         revision: snapshot.revision.clone(),
         // Cedar API decisions do not depend on shares: version 0.
         shares_version: 0,
-        request: request_key(&head, &item.fields),
+        request: request_key(&head, item),
     });
     let lookup = Lookup::new(call, key);
     let request = match lookup.hit() {
@@ -383,8 +430,10 @@ fn decide(
 /// choice of time and stack).
 pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
     let text = body.to_string();
-    let item =
-        Item::new(raw_json::object_text(&text).ok_or_else(|| "request: expected a JSON object".to_owned())?);
+    let item = Item::new(
+        serde_json::from_str::<RequestFields<'_>>(&text)
+            .map_err(|_| "request: expected a JSON object".to_owned())?,
+    );
     let head = head(snapshot, &item.fields, limits)?;
     rest(snapshot, &head, &item, limits, &mut EntityMemo::default())
 }
@@ -430,14 +479,17 @@ fn head(snapshot: &Snapshot, object: &Fields<'_>, limits: &Limits) -> Result<Hea
 
 /// The cache key of a request: its principal, action and resource, and its context and
 /// request-scoped entities as the JSON text they were sent in.
-fn request_key(head: &Head, object: &Fields<'_>) -> RequestKey {
-    let text = |field: &str, none: &str| object.given(field).map_or(none, RawValue::get).to_owned();
+fn request_key(head: &Head, item: &Item<'_>) -> RequestKey {
     RequestKey::Cedar {
         principal: head.principal.to_string(),
         action: head.action.to_string(),
         resource: head.resource.to_string(),
-        context: text("context", "{}"),
-        entities: text("additional_entities", ""),
+        context: item
+            .fields
+            .given("context")
+            .map_or("{}", RawValue::get)
+            .to_owned(),
+        entities: item.entities_text().unwrap_or_default(),
     }
 }
 
@@ -453,9 +505,8 @@ fn rest(
     let mut referenced = Vec::new();
     let (context, context_is_empty) =
         context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
-    let sent = item.fields.given("additional_entities");
-    let entities: Arc<[Entity]> = match (&memo.last, sent) {
-        (Some((seen, parsed, refs)), Some(value)) if seen == value.get() => {
+    let entities: Arc<[Entity]> = match &memo.last {
+        Some((seen, parsed, refs)) if item.entities_are(seen) => {
             referenced.extend(refs.iter().cloned());
             parsed.clone()
         }
@@ -463,14 +514,10 @@ fn rest(
             let before = referenced.len();
             let parsed: Arc<[Entity]> =
                 additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?.into();
-            if let Some(value) = sent
-                && !parsed.is_empty()
+            if !parsed.is_empty()
+                && let Some(text) = item.entities_text()
             {
-                memo.last = Some((
-                    value.get().to_owned(),
-                    parsed.clone(),
-                    referenced[before..].to_vec(),
-                ));
+                memo.last = Some((text, parsed.clone(), referenced[before..].to_vec()));
             }
             parsed
         }
@@ -548,12 +595,12 @@ fn context_field(
 /// The request-scoped entities: within the count, id and depth limits, valid under the schema,
 /// none redefining a directory entity; the entities they name are added to `referenced`.
 fn additional_entities(
-    sent: Option<&Option<Vec<&RawValue>>>,
+    sent: Option<&EntityList<'_>>,
     snapshot: &Snapshot,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
 ) -> Result<Vec<Entity>, String> {
-    let items = match sent {
+    let items = match sent.map(EntityList::elements) {
         None => return Ok(Vec::new()),
         Some(Some(items)) => items,
         Some(None) => return Err("additional_entities: expected an array of Cedar entities".into()),
@@ -835,4 +882,56 @@ fn general_uid(value: &RawValue) -> Option<(std::borrow::Cow<'_, str>, std::borr
 /// A Cedar error (which may span several lines) on one line.
 fn one_line(error: &dyn std::error::Error) -> String {
     crate::error::error_chain(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text an item's request-scoped entities are remembered by (the batch's memo) and
+    /// cached under is equal exactly for equal lists of element texts: a comma inside an
+    /// element, a split element, a prefix and a longer list are told apart; a value that is not
+    /// an array is never taken for a remembered list.
+    #[test]
+    fn entity_texts_tell_lists_apart() {
+        // The list as sent, and its elements as texts (`None`: not an array).
+        let table: [(&str, Option<&[&str]>); 10] = [
+            ("[]", Some(&[])),
+            ("[1,2]", Some(&["1", "2"])),
+            ("[12]", Some(&["12"])),
+            (r#"["a,b"]"#, Some(&[r#""a,b""#])),
+            (r#"["a","b"]"#, Some(&[r#""a""#, r#""b""#])),
+            (r#"["a"]"#, Some(&[r#""a""#])),
+            (r#"["a","b","c"]"#, Some(&[r#""a""#, r#""b""#, r#""c""#])),
+            (r#"[{"uid": 1}]"#, Some(&[r#"{"uid": 1}"#])),
+            (r#"[ {"uid": 1} ]"#, Some(&[r#"{"uid": 1}"#])),
+            ("7", None),
+        ];
+        let bodies: Vec<String> = table
+            .iter()
+            .map(|(list, _)| format!(r#"{{"additional_entities": {list}}}"#))
+            .collect();
+        let items: Vec<Item<'_>> = bodies
+            .iter()
+            .map(|body| Item::new(serde_json::from_str(body).unwrap()))
+            .collect();
+        for ((list, elements), item) in table.iter().zip(&items) {
+            let text = item.entities_text().unwrap();
+            for ((other_list, other_elements), other) in table.iter().zip(&items) {
+                let what = format!("{list} remembered, {other_list} sent");
+                assert_eq!(
+                    other.entities_are(&text),
+                    elements.is_some() && elements == other_elements,
+                    "{what}"
+                );
+                assert_eq!(
+                    other.entities_text().unwrap() == text,
+                    elements == other_elements,
+                    "{what}"
+                );
+            }
+        }
+        let none: RequestFields<'_> = serde_json::from_str(r#"{"principal": 1}"#).unwrap();
+        assert!(Item::new(none).entities_text().is_none());
+    }
 }

@@ -82,9 +82,125 @@ fn fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Fields<'de>, M::Error
     Ok(Fields(fields))
 }
 
-/// Any value read in one pass: an object as its fields, anything else as `None` (read over).
+/// A Cedar API request object read in one pass: its fields in order, each value as sent, but
+/// `additional_entities`, which is split into its elements as it is read (reading its text
+/// first and its elements again cost a second scan of the largest part of most requests).
+pub struct RequestFields<'a> {
+    /// Every field but `additional_entities`.
+    pub fields: Fields<'a>,
+    /// `additional_entities`, the last sent, unless absent or `null`.
+    pub entities: Option<EntityList<'a>>,
+}
+
+/// What `additional_entities` was sent as.
+pub enum EntityList<'a> {
+    /// An array: its elements, each the text it was sent as.
+    Elements(Vec<&'a RawValue>),
+    /// Another value (not `null`).
+    Other,
+}
+
+impl EntityList<'_> {
+    /// The elements, `None` when it is not an array.
+    pub fn elements(&self) -> Option<&[&RawValue]> {
+        match self {
+            EntityList::Elements(elements) => Some(elements),
+            EntityList::Other => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Objects;
+        impl<'de> Visitor<'de> for Objects {
+            type Value = RequestFields<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RequestFields<'de>, M::Error> {
+                request_fields_of(map)
+            }
+        }
+        deserializer.deserialize_map(Objects)
+    }
+}
+
+/// The fields of the request object `map` reads.
+fn request_fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<RequestFields<'de>, M::Error> {
+    let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+    let mut entities = None;
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        if key == "additional_entities" {
+            entities = map.next_value::<MaybeEntityList<'de>>()?.0;
+        } else {
+            fields.push((key, map.next_value::<&'de RawValue>()?));
+        }
+    }
+    Ok(RequestFields {
+        fields: Fields(fields),
+        entities,
+    })
+}
+
+/// `null` as `None`, an array as its elements, anything else as [`EntityList::Other`].
+struct MaybeEntityList<'a>(Option<EntityList<'a>>);
+
+impl Default for MaybeEntityList<'_> {
+    fn default() -> Self {
+        MaybeEntityList(Some(EntityList::Other))
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeEntityList<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Default::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeEntityList(None))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Default::default())
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                    elements.push(element);
+                }
+                Ok(MaybeEntityList(Some(EntityList::Elements(elements))))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+/// Any value read in one pass: an object as a request's fields, anything else as `None` (read
+/// over).
 #[derive(Default)]
-pub struct MaybeObject<'a>(pub Option<Fields<'a>>);
+pub struct MaybeObject<'a>(pub Option<RequestFields<'a>>);
 
 /// Any value read in one pass: an array of [`MaybeObject`]s, anything else as `None`.
 #[derive(Default)]
@@ -124,7 +240,7 @@ impl<'de> Deserialize<'de> for MaybeObject<'de> {
             }
             other_values_are_none!();
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<MaybeObject<'de>, M::Error> {
-                fields_of(map).map(|fields| MaybeObject(Some(fields)))
+                request_fields_of(map).map(|fields| MaybeObject(Some(fields)))
             }
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObject<'de>, S::Error> {
                 while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
@@ -197,29 +313,6 @@ impl<'de> Deserialize<'de> for BatchBody<'de> {
     }
 }
 
-/// An array's elements, each the text it was sent as.
-pub struct Elements<'a>(pub Vec<&'a RawValue>);
-
-impl<'de> Deserialize<'de> for Elements<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Arrays;
-        impl<'de> Visitor<'de> for Arrays {
-            type Value = Elements<'de>;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("a JSON array")
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Elements<'de>, S::Error> {
-                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(element) = seq.next_element::<&'de RawValue>()? {
-                    elements.push(element);
-                }
-                Ok(Elements(elements))
-            }
-        }
-        deserializer.deserialize_seq(Arrays)
-    }
-}
-
 /// The first byte of a value's text (values are sent without leading whitespace in a
 /// `RawValue`; the whole body may have some).
 fn first(value: &str) -> Option<u8> {
@@ -236,14 +329,6 @@ pub fn object_text(value: &str) -> Option<Fields<'_>> {
     (first(value) == Some(b'{'))
         .then(|| serde_json::from_str(value).ok())
         .flatten()
-}
-
-/// `value`'s elements when it is an array, else `None`.
-pub fn array(value: &RawValue) -> Option<Vec<&RawValue>> {
-    (first(value.get()) == Some(b'['))
-        .then(|| serde_json::from_str::<Elements<'_>>(value.get()).ok())
-        .flatten()
-        .map(|elements| elements.0)
 }
 
 /// `value` when it is a string, else `None`.
@@ -402,9 +487,40 @@ mod tests {
         assert_eq!(string(fields.get("a").unwrap()).unwrap(), "x\"y");
         assert!(fields.given("n").is_none() && fields.get("n").is_some());
         let inner = object(fields.get("b\n").unwrap()).unwrap();
-        let items = array(inner.get("c").unwrap()).unwrap();
-        assert_eq!(items.iter().map(|v| v.get()).collect::<Vec<_>>(), ["1", "2"]);
-        assert!(object(items[0]).is_none() && array(items[0]).is_none() && string(items[0]).is_none());
+        let one = serde_json::from_str::<&RawValue>("1").unwrap();
+        assert!(object(one).is_none() && string(one).is_none());
         assert_eq!(value(inner.get("c").unwrap()), serde_json::json!([1, 2]));
+    }
+
+    /// A request's `additional_entities` is split into its elements as it is read, the last
+    /// one sent counts, `null` is none sent, any other value is not a list; the other fields
+    /// are kept in order.
+    #[test]
+    fn reads_a_requests_entities_as_elements() {
+        let read = |body: &str| -> (Vec<String>, Option<Option<Vec<String>>>) {
+            let request: RequestFields<'_> = serde_json::from_str(body).unwrap();
+            let keys = request.fields.0.iter().map(|(key, _)| key.to_string()).collect();
+            let entities = request.entities.as_ref().map(|list| {
+                list.elements()
+                    .map(|elements| elements.iter().map(|e| e.get().to_owned()).collect())
+            });
+            (keys, entities)
+        };
+        let owned = |texts: &[&str]| Some(Some(texts.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>()));
+        let (keys, entities) = read(r#"{"a": 1, "additional_entities": [ {"x": [1,2]} , "s,t" ], "b": 2}"#);
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(entities, owned(&[r#"{"x": [1,2]}"#, r#""s,t""#]));
+        assert_eq!(
+            read(r#"{"additional_entities": [1], "additional_entities": []}"#).1,
+            owned(&[])
+        );
+        assert_eq!(
+            read(r#"{"additional_entities": [1], "additional_entities": null}"#).1,
+            None
+        );
+        for other in ["1", "true", r#""[]""#, r#"{"a": [1]}"#, "1.5"] {
+            let body = format!(r#"{{"additional_entities": {other}}}"#);
+            assert_eq!(read(&body).1, Some(None), "{body}");
+        }
     }
 }
