@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
-use super::raw_json::{self, EntityList, Fields, RequestFields};
+use super::raw_json::{self, EntityList, Fields, RequestFields, UidRef};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -83,6 +83,8 @@ fn body_request(body: &[u8]) -> Result<RequestFields<'_>, ApiError> {
 /// elements (`None`: none sent; [`EntityList::Other`]: not an array).
 struct Item<'a> {
     fields: Fields<'a>,
+    /// Its principal, action and resource as sent (`None`: absent).
+    uids: [Option<UidRef<'a>>; 3],
     entities: Option<EntityList<'a>>,
 }
 
@@ -90,6 +92,7 @@ impl<'a> Item<'a> {
     fn new(request: RequestFields<'a>) -> Self {
         Item {
             fields: request.fields,
+            uids: request.uids,
             entities: request.entities,
         }
     }
@@ -150,6 +153,7 @@ impl<'a> Item<'a> {
             .iter()
             .map(|(key, value)| key.len() + value.get().len())
             .chain(entities.iter().map(|entity| entity.get().len() + 1))
+            .chain(self.uids.iter().flatten().map(UidRef::len))
             .sum();
         entities.is_empty() || (entities.len() <= INLINE_ENTITIES && bytes <= INLINE_BYTES)
     }
@@ -276,7 +280,7 @@ fn answer(
     batch: &mut Batch,
 ) -> Result<Decision, Refused> {
     let limits = call.state.limits();
-    let head = head(snapshot, &item.fields, limits).map_err(Refused::Bad)?;
+    let head = head(snapshot, item, limits).map_err(Refused::Bad)?;
     let key = call.state.cache().enabled().then(|| CacheKey {
         revision: snapshot.revision.clone(),
         // Cedar API decisions do not depend on shares: version 0.
@@ -434,7 +438,7 @@ pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Resu
         serde_json::from_str::<RequestFields<'_>>(&text)
             .map_err(|_| "request: expected a JSON object".to_owned())?,
     );
-    let head = head(snapshot, &item.fields, limits)?;
+    let head = head(snapshot, &item, limits)?;
     rest(snapshot, &head, &item, limits, &mut EntityMemo::default())
 }
 
@@ -456,12 +460,13 @@ struct EntityMemo {
 }
 
 /// The [`Head`] of a request object.
-fn head(snapshot: &Snapshot, object: &Fields<'_>, limits: &Limits) -> Result<Head, String> {
-    check_fields(object)?;
+fn head(snapshot: &Snapshot, item: &Item<'_>, limits: &Limits) -> Result<Head, String> {
+    check_fields(&item.fields)?;
     let tables = &snapshot.engine.tables;
-    let principal = entity_field(object, "principal", tables, limits)?;
-    let action = entity_field(object, "action", tables, limits)?;
-    let resource = entity_field(object, "resource", tables, limits)?;
+    let [principal, action, resource] = &item.uids;
+    let principal = entity_field(principal.as_ref(), "principal", tables, limits)?;
+    let action = entity_field(action.as_ref(), "action", tables, limits)?;
+    let resource = entity_field(resource.as_ref(), "resource", tables, limits)?;
     for (field, uid) in [("principal", &principal), ("resource", &resource)] {
         if !snapshot.engine.entity_types.contains(uid.type_name()) {
             return Err(format!("{field}: unknown entity type `{}`", uid.type_name()));
@@ -811,46 +816,46 @@ fn check_depth(items: &[Entity], max_depth: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The entity `field` names (`sent`: as read; `None` or `null`: missing), its type looked up in
+/// `tables`, its id within the limit.
 fn entity_field(
-    object: &Fields<'_>,
+    sent: Option<&UidRef<'_>>,
     field: &str,
     tables: &SchemaTables,
     limits: &Limits,
 ) -> Result<EntityUid, String> {
-    let value = object
-        .given(field)
+    let sent = sent
+        .filter(|sent| !matches!(sent, UidRef::Null))
         .ok_or_else(|| format!("missing field `{field}`"))?;
-    let uid = uid_in(value, tables).map_err(|message| format!("{field}: {message}"))?;
+    let uid = uid_of(sent, Some(tables)).map_err(|message| format!("{field}: {message}"))?;
     check_id(field, &uid, limits)?;
     Ok(uid)
-}
-
-/// [`entity_uid`], looking the schema's type names up in `tables` instead of parsing them.
-fn uid_in(value: &RawValue, tables: &SchemaTables) -> Result<EntityUid, String> {
-    read_uid(value, Some(tables))
 }
 
 /// Parses an entity reference in any of the three accepted shapes.
 pub fn entity_uid(value: &Value) -> Result<EntityUid, String> {
     let text = value.to_string();
-    let value: &RawValue = serde_json::from_str(&text).map_err(|error| error.to_string())?;
-    read_uid(value, None)
+    let sent: UidRef<'_> = serde_json::from_str(&text).map_err(|error| error.to_string())?;
+    uid_of(&sent, None)
 }
 
-/// [`entity_uid`]: a type name `tables` declares is looked up there, any other parsed.
-fn read_uid(value: &RawValue, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
+/// [`entity_uid`] of a reference as read: a type name `tables` declares is looked up there, any
+/// other parsed.
+fn uid_of(sent: &UidRef<'_>, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
     const EXPECTED: &str = r#"expected an entity reference: `Type::"id"`, {"type": ..., "id": ...} or {"__entity": {"type": ..., "id": ...}}"#;
-    if let Some(text) = raw_json::string(value) {
-        return EntityUid::from_str(&text)
-            .map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)));
+    match sent {
+        UidRef::Text(text) => {
+            EntityUid::from_str(text).map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)))
+        }
+        UidRef::Parts(type_name, id) => {
+            let type_name = type_named(type_name, tables)?;
+            Ok(EntityUid::from_type_name_and_id(
+                type_name,
+                EntityId::new(id.as_ref()),
+            ))
+        }
+        UidRef::Null | UidRef::Other => Err(EXPECTED.to_owned()),
     }
-    // `{"type": …, "id": …}` and nothing else, read in one pass; any other object below.
-    let (type_name, id) = match serde_json::from_str::<raw_json::PlainUid<'_>>(value.get()) {
-        Ok(plain) => (plain.type_name, plain.id),
-        Err(_) => general_uid(value).ok_or(EXPECTED)?,
-    };
-    let type_name = type_named(&type_name, tables)?;
-    Ok(EntityUid::from_type_name_and_id(type_name, EntityId::new(id)))
 }
 
 /// The entity type `name`: a type `tables` declares is looked up there, any other parsed (its
@@ -862,21 +867,6 @@ fn type_named(name: &str, tables: Option<&SchemaTables>) -> Result<EntityTypeNam
             EntityTypeName::from_str(name).map_err(|error| format!("type `{name}`: {}", one_line(&error)))
         }
     }
-}
-
-/// The type and id of an entity reference object of any accepted shape.
-fn general_uid(value: &RawValue) -> Option<(std::borrow::Cow<'_, str>, std::borrow::Cow<'_, str>)> {
-    let object = raw_json::object(value)?;
-    // `{"__entity": {…}}`, else the object itself (as a `serde_json::Value` would read it: a
-    // key sent twice counts as its last value).
-    let inner = match object.get("__entity") {
-        Some(inner) => raw_json::object(inner)?,
-        None => object,
-    };
-    Some((
-        raw_json::string(inner.get("type")?)?,
-        raw_json::string(inner.get("id")?)?,
-    ))
 }
 
 /// A Cedar error (which may span several lines) on one line.
@@ -933,5 +923,71 @@ mod tests {
         }
         let none: RequestFields<'_> = serde_json::from_str(r#"{"principal": 1}"#).unwrap();
         assert!(Item::new(none).entities_text().is_none());
+    }
+
+    /// An entity reference read in one pass names the entity a `serde_json::Value` of the same
+    /// text names (a key sent twice counts as its last value; `__entity`, when present, is the
+    /// reference whatever else the object holds), and is refused where that has none.
+    #[test]
+    fn entity_references_read_as_json_values_name_them() {
+        fn named_by_value(value: &Value) -> Option<EntityUid> {
+            match value {
+                Value::String(text) => EntityUid::from_str(text).ok(),
+                Value::Object(object) => {
+                    let inner = match object.get("__entity") {
+                        Some(Value::Object(inner)) => inner,
+                        Some(_) => return None,
+                        None => object,
+                    };
+                    match (inner.get("type")?, inner.get("id")?) {
+                        (Value::String(type_name), Value::String(id)) => {
+                            Some(EntityUid::from_type_name_and_id(
+                                EntityTypeName::from_str(type_name).ok()?,
+                                EntityId::new(id),
+                            ))
+                        }
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+        let texts = [
+            r#" "ZenML::User::\"alice\"" "#,
+            r#""ZenML::User::alice""#,
+            r#"{"type": "ZenML::User", "id": "alice"}"#,
+            r#"{"id": "al\u0069ce", "type": "ZenML::User"}"#,
+            r#"{"type": "ZenML::User", "id": "alice", "extra": [1, {"type": "X"}]}"#,
+            r#"{"type": "ZenML::User", "type": "ZenML::Team", "id": "a"}"#,
+            r#"{"type": "ZenML::User", "id": "a", "type": 5}"#,
+            r#"{"type": "ZenML::User", "id": 7}"#,
+            r#"{"type": "ZenML::User"}"#,
+            r#"{"__entity": {"type": "ZenML::User", "id": "bob"}}"#,
+            r#"{"type": 1, "__entity": {"type": "ZenML::User", "id": "bob"}, "id": null}"#,
+            r#"{"__entity": null, "type": "ZenML::User", "id": "bob"}"#,
+            r#"{"__entity": "ZenML::User::\"bob\"", "type": "ZenML::User", "id": "bob"}"#,
+            r#"{"__entity": {"__entity": {"type": "ZenML::User", "id": "x"}, "type": "ZenML::Team", "id": "t"}}"#,
+            r#"{"__entity": {"type": "ZenML::User", "id": "x"}, "__entity": {"type": "ZenML::Team", "id": "t"}}"#,
+            r#"{"__entity": {"type": "ZenML::User", "id": "x"}, "__entity": 3}"#,
+            r#"{"type": "not a type!", "id": "x"}"#,
+            r#"{}"#,
+            "[]",
+            r#"["ZenML::User::\"alice\""]"#,
+            "12",
+            "true",
+            "null",
+        ];
+        for text in texts {
+            let value: Value = serde_json::from_str(text).unwrap();
+            let sent: UidRef<'_> = serde_json::from_str(text).unwrap();
+            let named = uid_of(&sent, None).ok();
+            assert_eq!(named, named_by_value(&value), "{text}");
+        }
+        // Not all refused: the table's shapes that name an entity do.
+        let named = texts
+            .iter()
+            .filter(|text| uid_of(&serde_json::from_str(text).unwrap(), None).is_ok())
+            .count();
+        assert_eq!(named, 9);
     }
 }

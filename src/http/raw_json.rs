@@ -86,10 +86,213 @@ fn fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Fields<'de>, M::Error
 /// `additional_entities`, which is split into its elements as it is read (reading its text
 /// first and its elements again cost a second scan of the largest part of most requests).
 pub struct RequestFields<'a> {
-    /// Every field but `additional_entities`.
+    /// Every field but `principal`, `action`, `resource` and `additional_entities`.
     pub fields: Fields<'a>,
+    /// `principal`, `action` and `resource` ([`UID_FIELDS`]), each the last sent, read as they
+    /// are met.
+    pub uids: [Option<UidRef<'a>>; 3],
     /// `additional_entities`, the last sent, unless absent or `null`.
     pub entities: Option<EntityList<'a>>,
+}
+
+/// The fields of a request that name an entity, in the order of [`RequestFields::uids`].
+pub const UID_FIELDS: [&str; 3] = ["principal", "action", "resource"];
+
+/// An entity reference as sent, read in one pass whatever its shape.
+pub enum UidRef<'a> {
+    /// `"Type::\"id\""`: Cedar's syntax, parsed by Cedar.
+    Text(Cow<'a, str>),
+    /// `{"type": …, "id": …}`, or `{"__entity": {"type": …, "id": …}}`, string values (other
+    /// keys are read over; a key sent twice counts as its last value, as a
+    /// `serde_json::Value` would keep it).
+    Parts(Cow<'a, str>, Cow<'a, str>),
+    /// `null`.
+    Null,
+    /// Any other value or shape.
+    Other,
+}
+
+impl UidRef<'_> {
+    /// The bytes of its strings.
+    pub fn len(&self) -> usize {
+        match self {
+            UidRef::Text(text) => text.len(),
+            UidRef::Parts(type_name, id) => type_name.len() + id.len(),
+            UidRef::Null | UidRef::Other => 0,
+        }
+    }
+}
+
+/// A string as `Some`, any other value as `None` (read over).
+struct MaybeText<'a>(Option<Cow<'a, str>>);
+
+impl<'de> Deserialize<'de> for MaybeText<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeText<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeText(None))
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybeText(Some(Cow::Borrowed(text))))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(MaybeText(Some(Cow::Owned(text.to_owned()))))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(MaybeText(None))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeText(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+/// An object's last `type` and `id` (each `Some(None)` when not a string) and its last
+/// `__entity` (`Some(None)` when not an object); `None` for any other value.
+#[derive(Default)]
+struct UidObject<'a> {
+    type_name: Option<Option<Cow<'a, str>>>,
+    id: Option<Option<Cow<'a, str>>>,
+    entity: Option<Option<Box<UidObject<'a>>>>,
+}
+
+impl<'de> UidRef<'de> {
+    fn from_object(object: UidObject<'de>) -> Self {
+        let inner = match object.entity {
+            Some(Some(inner)) => *inner,
+            Some(None) => return UidRef::Other,
+            None => object,
+        };
+        match (inner.type_name, inner.id) {
+            (Some(Some(type_name)), Some(Some(id))) => UidRef::Parts(type_name, id),
+            _ => UidRef::Other,
+        }
+    }
+}
+
+/// Reads the object `map` as a [`UidObject`]; `nested`: an `__entity` inside is not read
+/// further (only the outermost one counts).
+fn uid_object<'de, M: MapAccess<'de>>(mut map: M, nested: bool) -> Result<UidObject<'de>, M::Error> {
+    let mut object = UidObject::default();
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        match key.as_ref() {
+            "type" => object.type_name = Some(map.next_value::<MaybeText<'de>>()?.0),
+            "id" => object.id = Some(map.next_value::<MaybeText<'de>>()?.0),
+            "__entity" if !nested => {
+                object.entity = Some(map.next_value::<MaybeUidObject<'de>>()?.0.map(Box::new));
+            }
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+    }
+    Ok(object)
+}
+
+/// An object as a nested [`UidObject`], anything else as `None`.
+struct MaybeUidObject<'a>(Option<UidObject<'a>>);
+
+impl<'de> Deserialize<'de> for MaybeUidObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybeUidObject<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(MaybeUidObject(None))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                uid_object(map, true).map(|object| MaybeUidObject(Some(object)))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(MaybeUidObject(None))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+impl<'de> Deserialize<'de> for UidRef<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = UidRef<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(UidRef::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(UidRef::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(UidRef::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(UidRef::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(UidRef::Null)
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(UidRef::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(UidRef::Text(Cow::Owned(text.to_owned())))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                uid_object(map, false).map(UidRef::from_object)
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(UidRef::Other)
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
 }
 
 /// What `additional_entities` was sent as.
@@ -128,17 +331,21 @@ impl<'de> Deserialize<'de> for RequestFields<'de> {
 
 /// The fields of the request object `map` reads.
 fn request_fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<RequestFields<'de>, M::Error> {
-    let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(4));
+    let mut fields = Vec::new();
+    let mut uids = [None, None, None];
     let mut entities = None;
     while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
         if key == "additional_entities" {
             entities = map.next_value::<MaybeEntityList<'de>>()?.0;
+        } else if let Some(at) = UID_FIELDS.iter().position(|field| *field == key) {
+            uids[at] = Some(map.next_value::<UidRef<'de>>()?);
         } else {
             fields.push((key, map.next_value::<&'de RawValue>()?));
         }
     }
     Ok(RequestFields {
         fields: Fields(fields),
+        uids,
         entities,
     })
 }
@@ -331,14 +538,6 @@ pub fn object_text(value: &str) -> Option<Fields<'_>> {
         .flatten()
 }
 
-/// `value` when it is a string, else `None`.
-pub fn string(value: &RawValue) -> Option<Cow<'_, str>> {
-    (first(value.get()) == Some(b'"'))
-        .then(|| serde_json::from_str::<Text<'_>>(value.get()).ok())
-        .flatten()
-        .map(|text| text.0)
-}
-
 /// `value` as a `serde_json::Value` (for what only Cedar's own parsers read).
 pub fn value(value: &RawValue) -> serde_json::Value {
     serde_json::from_str(value.get()).unwrap_or(serde_json::Value::Null)
@@ -484,11 +683,11 @@ mod tests {
         let keys: Vec<&str> = fields.0.iter().map(|(key, _)| key.as_ref()).collect();
         assert_eq!(keys, ["a", "b\n", "a", "n"]);
         assert_eq!(fields.get("b\n").unwrap().get(), r#"{"c" : [1, 2]}"#);
-        assert_eq!(string(fields.get("a").unwrap()).unwrap(), "x\"y");
+        assert_eq!(fields.get("a").unwrap().get(), r#""x\"y""#);
         assert!(fields.given("n").is_none() && fields.get("n").is_some());
         let inner = object(fields.get("b\n").unwrap()).unwrap();
         let one = serde_json::from_str::<&RawValue>("1").unwrap();
-        assert!(object(one).is_none() && string(one).is_none());
+        assert!(object(one).is_none());
         assert_eq!(value(inner.get("c").unwrap()), serde_json::json!([1, 2]));
     }
 
