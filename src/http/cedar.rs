@@ -666,40 +666,40 @@ fn entity_in(value: &RawValue, engine: &Engine) -> Result<Entity, String> {
 }
 
 /// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity (a key
-/// sent twice included).
+/// sent twice included). The entity is built with its attributes as values already (what
+/// Cedar's `Entity::new` would evaluate them to, without evaluating expressions).
 fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
-    use cedar_policy::RestrictedExpression;
+    use cedar_policy_core::ast::{self, PartialValue};
     use raw_json::{PlainEntity, PlainUid, PlainValue};
 
-    let plain_uid = |uid: PlainUid<'_>| -> Option<EntityUid> {
+    let plain_uid = |uid: PlainUid<'_>| -> Option<ast::EntityUID> {
         let type_name = type_named(&uid.type_name, Some(&engine.tables)).ok()?;
-        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(uid.id)))
+        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(uid.id)).into())
     };
     let PlainEntity {
         uid, attrs, parents, ..
     } = serde_json::from_str(value.get()).ok()?;
     let uid = plain_uid(uid)?;
-    let parents: std::collections::HashSet<EntityUid> =
+    if uid.entity_type().is_action() {
+        return None;
+    }
+    let parents: std::collections::HashSet<ast::EntityUID> =
         parents.into_iter().map(plain_uid).collect::<Option<_>>()?;
-    let attrs: HashMap<String, RestrictedExpression> = attrs
+    let attrs: Vec<(smol_str::SmolStr, PartialValue)> = attrs
         .0
         .into_iter()
         .map(|(name, value)| {
-            let value = match value {
-                PlainValue::Bool(b) => RestrictedExpression::new_bool(b),
-                PlainValue::Long(n) => RestrictedExpression::new_long(n),
-                PlainValue::Str(text) => RestrictedExpression::new_string(text.into_owned()),
-                PlainValue::Entity(uid) => RestrictedExpression::new_entity_uid(plain_uid(uid)?),
+            let value: ast::Value = match value {
+                PlainValue::Bool(b) => b.into(),
+                PlainValue::Long(n) => n.into(),
+                PlainValue::Str(text) => smol_str::SmolStr::from(text.as_ref()).into(),
+                PlainValue::Entity(uid) => plain_uid(uid)?.into(),
             };
-            Some((name.into_owned(), value))
+            Some((smol_str::SmolStr::from(name.as_ref()), PartialValue::from(value)))
         })
         .collect::<Option<_>>()?;
-    let entity = Entity::new(uid, attrs, parents).ok()?;
-    let core: &cedar_policy_core::ast::Entity = entity.as_ref();
-    if core.uid().entity_type().is_action() {
-        return None;
-    }
-    engine.conforms(core).then_some(entity)
+    let core = ast::Entity::new_with_attr_partial_value(uid, attrs, Default::default(), parents, []);
+    engine.conforms(&core).then(|| Entity::from(core))
 }
 
 /// The request field a schema error is about.
