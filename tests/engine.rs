@@ -628,3 +628,50 @@ proptest::proptest! {
         }
     }
 }
+
+/// The Cedar API's usual question (a user updates a stack the request carries, in a stored
+/// workspace) is answered by the index's guards over the graph with the stack layered on top,
+/// without a slice: allowed in the user's workspace, denied in another. (A layered read that
+/// misses an attribute is not wrong, only slow: the slice then answers, so the property test
+/// above cannot see it; this can.)
+#[test]
+fn a_request_scoped_stack_is_settled_without_a_slice() {
+    use cedar_policy::{Entity, RestrictedExpression};
+    use zenml_authz::model::uid;
+    let snapshot = common::bundled_snapshot();
+    let bob = uid("User", "8a5e8598-b203-4344-948f-32f6cd6c6e30");
+    for (workspace, allowed) in [
+        ("99baf825-b21e-442f-ba98-8246d8d9ac88", true),
+        ("d5320975-d92d-4b35-9413-9b848998b5bf", false),
+    ] {
+        let workspace = uid("Workspace", workspace);
+        let stack = Entity::new(
+            uid("Stack", "4b4b1c1e-0000-4000-8000-000000000001"),
+            [(
+                "workspace".to_owned(),
+                RestrictedExpression::new_entity_uid(workspace.clone()),
+            )]
+            .into(),
+            [workspace].into(),
+        )
+        .unwrap();
+        let request = cedar_policy::Request::new(
+            bob.clone(),
+            zenml_authz::model::action_uid("update"),
+            stack.uid(),
+            cedar_policy::Context::empty(),
+            None,
+        )
+        .unwrap();
+        let request = zenml_authz::AuthzRequest {
+            request,
+            entities: vec![stack].into(),
+            referenced: Vec::new(),
+            internal: false,
+            context: None,
+        };
+        assert_eq!(snapshot.engine.settled_without_slice(&request), Some(allowed));
+        let decided = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
+        assert_eq!(decided.allowed, allowed);
+    }
+}

@@ -24,6 +24,8 @@ use smol_str::SmolStr;
 #[derive(Debug, Default)]
 pub struct SchemaTables {
     names: HashMap<Box<str>, EntityTypeName, rustc_hash::FxBuildHasher>,
+    /// Each declared type's name as written (a metrics label), without formatting it again.
+    labels: HashMap<EntityTypeName, Box<str>, rustc_hash::FxBuildHasher>,
     described: HashMap<ast::EntityType, Described, rustc_hash::FxBuildHasher>,
 }
 
@@ -54,7 +56,9 @@ impl SchemaTables {
                     .described
                     .insert(core_type.clone(), Described(Arc::new(description)));
             }
-            tables.names.insert(name.to_string().into_boxed_str(), name);
+            let written = name.to_string().into_boxed_str();
+            tables.labels.insert(name.clone(), written.clone());
+            tables.names.insert(written, name);
         }
         tables
     }
@@ -62,6 +66,11 @@ impl SchemaTables {
     /// The declared entity type (or action type) written `name`, if the schema has it.
     pub fn type_name(&self, name: &str) -> Option<&EntityTypeName> {
         self.names.get(name)
+    }
+
+    /// A declared entity type (or action type) as written, if the schema has it.
+    pub fn written(&self, type_name: &EntityTypeName) -> Option<&str> {
+        self.labels.get(type_name).map(AsRef::as_ref)
     }
 
     /// Whether `entity` conforms to `schema`, the schema these tables were built from, as

@@ -398,11 +398,14 @@ fn decide(
     lookup: Lookup,
     batch: &mut Batch,
 ) -> Result<Decision, ApiError> {
-    let action = head.action.id().unescaped().to_owned();
-    let resource_type = head.resource.type_name().to_string();
+    let resource_type = head.resource.type_name();
+    let resource_type = match snapshot.engine.tables.written(resource_type) {
+        Some(written) => std::borrow::Cow::Borrowed(written),
+        None => std::borrow::Cow::Owned(resource_type.to_string()),
+    };
     let labels = Labels {
         api: Api::Cedar,
-        action: &action,
+        action: head.action.id().unescaped(),
         resource_type: &resource_type,
         revision: &snapshot.revision,
     };

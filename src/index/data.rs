@@ -450,11 +450,16 @@ impl Layer {
             return None;
         }
         layer.ancestors = closed;
-        // The kept attributes, as the graph converts a stored entity's.
+        // The kept attributes, as the graph converts a stored entity's: those the entity has
+        // (few) looked up among those the graph keeps, not each kept one asked of the entity.
         for entity in scoped {
             let mut kept = Vec::new();
-            for (slot, attr) in graph.attrs().iter().enumerate() {
-                let Some(value) = entity.attr(attr) else {
+            let core: &cedar_policy_core::ast::Entity = entity.as_ref();
+            for (name, _) in core.attrs() {
+                let Some(slot) = graph.attrs().iter().position(|attr| attr == name) else {
+                    continue;
+                };
+                let Some(value) = entity.attr(name) else {
                     continue;
                 };
                 let value = kept_value(value, |uid| Some(layer.id(graph, uid)))?;
