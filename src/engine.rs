@@ -400,7 +400,7 @@ impl Engine {
     /// Whether `entity` conforms to the schema, as Cedar's conformance checker decides (with the
     /// descriptions of [`SchemaTables`]).
     pub fn conforms(&self, entity: &ast::Entity) -> bool {
-        self.tables.conforms(&self.schema, entity)
+        self.tables.plainly_conforms(entity) || self.tables.conforms(&self.schema, entity)
     }
 
     /// The scope index's interned entities, when the set is indexed.

@@ -27,6 +27,18 @@ pub struct SchemaTables {
     /// Each declared type's name as written (a metrics label), without formatting it again.
     labels: HashMap<EntityTypeName, Box<str>, rustc_hash::FxBuildHasher>,
     described: HashMap<ast::EntityType, Described, rustc_hash::FxBuildHasher>,
+    /// Per entity type an entity of which [`SchemaTables::plainly_conforms`] may accept (not
+    /// external, not enumerated, attributes not open): its required attributes and allowed
+    /// ancestor types.
+    plain: HashMap<ast::EntityType, PlainRules, rustc_hash::FxBuildHasher>,
+}
+
+/// What a plain entity of one type must have, read from its description once.
+#[derive(Debug)]
+struct PlainRules {
+    required: Box<[SmolStr]>,
+    /// Fx-hashed (the description's own set hashes each type with SipHash).
+    ancestors: std::collections::HashSet<ast::EntityType, rustc_hash::FxBuildHasher>,
 }
 
 /// A description built once and shared.
@@ -52,6 +64,19 @@ impl SchemaTables {
         for name in types {
             let core_type: &ast::EntityType = name.as_ref();
             if let Some(description) = cedar_policy_core::entities::Schema::entity_type(&core, core_type) {
+                if !description.is_external()
+                    && description.enum_entity_eids().is_none()
+                    && !description.open_attributes()
+                    && !core_type.is_action()
+                {
+                    tables.plain.insert(
+                        core_type.clone(),
+                        PlainRules {
+                            required: description.required_attrs().collect(),
+                            ancestors: description.allowed_parent_types().iter().cloned().collect(),
+                        },
+                    );
+                }
                 tables
                     .described
                     .insert(core_type.clone(), Described(Arc::new(description)));
@@ -71,6 +96,55 @@ impl SchemaTables {
     /// A declared entity type (or action type) as written, if the schema has it.
     pub fn written(&self, type_name: &EntityTypeName) -> Option<&str> {
         self.labels.get(type_name).map(AsRef::as_ref)
+    }
+
+    /// Whether `entity` certainly conforms to the schema these tables were built from, read
+    /// from the tables without Cedar's checker, for the plain shapes a request-scoped entity
+    /// usually has: a type of [`PlainRules`], no tags, every required attribute, each
+    /// attribute declared with the type of its value (a boolean, an integer, a string, or a
+    /// reference to an entity of the declared type), ancestors of allowed types, and no
+    /// reference or ancestor of an enumerated type or an action (whose ids the checker reads).
+    /// `false` means "ask Cedar's checker" ([`SchemaTables::conforms`]), not "does not
+    /// conform": anything else is left to it, so this can only accept what it accepts.
+    pub(super) fn plainly_conforms(&self, entity: &ast::Entity) -> bool {
+        use cedar_policy_core::ast::{Literal, PartialValue, ValueKind};
+        let entity_type = entity.uid().entity_type();
+        let (Some(rules), Some(described)) = (self.plain.get(entity_type), self.described.get(entity_type))
+        else {
+            return false;
+        };
+        if entity.tags().next().is_some() || !rules.required.iter().all(|name| entity.get(name).is_some()) {
+            return false;
+        }
+        // Neither an action nor of an enumerated type: only its type is checked.
+        let by_type = |uid: &ast::EntityUID| {
+            !uid.entity_type().is_action()
+                && self
+                    .described
+                    .get(uid.entity_type())
+                    .is_none_or(|described| described.0.enum_entity_eids().is_none())
+        };
+        let attrs_fit = entity.attrs().all(|(name, value)| {
+            let (Some(expected), PartialValue::Value(value)) = (described.0.attr_type(name), value) else {
+                return false;
+            };
+            let ValueKind::Lit(literal) = value.value_kind() else {
+                return false;
+            };
+            match (literal, &expected) {
+                (Literal::Bool(_), SchemaType::Bool)
+                | (Literal::Long(_), SchemaType::Long)
+                | (Literal::String(_), SchemaType::String) => true,
+                (Literal::EntityUID(uid), SchemaType::Entity { ty }) => {
+                    uid.entity_type() == ty && by_type(uid)
+                }
+                _ => false,
+            }
+        });
+        attrs_fit
+            && entity
+                .ancestors()
+                .all(|ancestor| by_type(ancestor) && rules.ancestors.contains(ancestor.entity_type()))
     }
 
     /// Whether `entity` conforms to `schema`, the schema these tables were built from, as
@@ -134,5 +208,122 @@ impl EntityTypeDescription for Described {
     }
     fn is_external(&self) -> bool {
         self.0.is_external()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    /// The tables' own check accepts only what Cedar's conformance checker accepts (enumerated
+    /// types, actions, undeclared or mistyped attributes, missing required ones and ancestors
+    /// of other types are left to it), and does accept the plain entities.
+    #[test]
+    fn the_plain_check_accepts_only_what_cedar_accepts() {
+        let (schema, _) = Schema::from_cedarschema_str(
+            r#"
+            entity Color enum ["red", "green"];
+            entity Team in [Team];
+            entity User in [Team] { name: String, age?: Long, admin: Bool, team?: Team, color?: Color, tags?: Set<String> };
+            entity Box tags String;
+            action read appliesTo { principal: User, resource: Team };
+            "#,
+        )
+        .unwrap();
+        let tables = SchemaTables::new(&schema);
+        let uid = |text: &str| ast::EntityUID::from_str(text).unwrap();
+        let make = |who: &str, attrs: Vec<(&str, ast::PartialValue)>, parents: Vec<&str>| {
+            ast::Entity::new_with_attr_partial_value(
+                uid(who),
+                attrs.into_iter().map(|(name, value)| (SmolStr::new(name), value)),
+                Default::default(),
+                parents.into_iter().map(uid).collect(),
+                [],
+            )
+        };
+        let text = |text: &str| ast::PartialValue::from(ast::Value::from(text));
+        let flag = |flag: bool| ast::PartialValue::from(ast::Value::from(flag));
+        let long = |n: i64| ast::PartialValue::from(ast::Value::from(n));
+        let entity = |text: &str| ast::PartialValue::from(ast::Value::from(uid(text)));
+        let strings = ast::PartialValue::from(ast::Value::set([ast::Value::from("a")], None));
+        let base = |extra: Vec<(&'static str, ast::PartialValue)>| {
+            let mut attrs = vec![("name", text("n")), ("admin", flag(true))];
+            attrs.extend(extra);
+            attrs
+        };
+        // (entity, whether the plain check accepts it)
+        let table = [
+            (make(r#"User::"a""#, base(vec![]), vec![]), true),
+            (
+                make(r#"User::"b""#, base(vec![("age", long(3))]), vec![r#"Team::"t""#]),
+                true,
+            ),
+            (
+                make(
+                    r#"User::"c""#,
+                    base(vec![("team", entity(r#"Team::"t""#))]),
+                    vec![r#"Team::"t""#, r#"Team::"u""#],
+                ),
+                true,
+            ),
+            (make(r#"Team::"t""#, vec![], vec![r#"Team::"u""#]), true),
+            (make(r#"User::"d""#, vec![("name", text("n"))], vec![]), false),
+            (
+                make(r#"User::"e""#, base(vec![("age", text("3"))]), vec![]),
+                false,
+            ),
+            (
+                make(
+                    r#"User::"f""#,
+                    base(vec![("team", entity(r#"User::"t""#))]),
+                    vec![],
+                ),
+                false,
+            ),
+            (
+                make(r#"User::"g""#, base(vec![("other", flag(true))]), vec![]),
+                false,
+            ),
+            (make(r#"User::"h""#, base(vec![]), vec![r#"User::"x""#]), false),
+            (
+                make(
+                    r#"User::"i""#,
+                    base(vec![("color", entity(r#"Color::"red""#))]),
+                    vec![],
+                ),
+                false,
+            ),
+            (
+                make(
+                    r#"User::"j""#,
+                    base(vec![("color", entity(r#"Color::"blue""#))]),
+                    vec![],
+                ),
+                false,
+            ),
+            (
+                make(r#"User::"k""#, base(vec![]), vec![r#"Action::"read""#]),
+                false,
+            ),
+            (make(r#"User::"l""#, base(vec![("tags", strings)]), vec![]), false),
+            (make(r#"Color::"red""#, vec![], vec![]), false),
+            (make(r#"Color::"blue""#, vec![], vec![]), false),
+            (make(r#"Nothing::"n""#, vec![], vec![]), false),
+            (make(r#"Box::"b""#, vec![], vec![]), true),
+        ];
+        for (entity, plain) in &table {
+            let cedar = tables.conforms(&schema, entity);
+            let ours = tables.plainly_conforms(entity);
+            assert_eq!(ours, *plain, "{}", entity.uid());
+            assert!(!ours || cedar, "{}: accepted, but Cedar refuses it", entity.uid());
+        }
+        // Among those left to Cedar, some it accepts (a set, a declared color) and some not.
+        let left: Vec<bool> = table
+            .iter()
+            .filter(|(_, plain)| !plain)
+            .map(|(entity, _)| tables.conforms(&schema, entity))
+            .collect();
+        assert!(left.contains(&true) && left.contains(&false));
     }
 }
