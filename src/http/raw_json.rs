@@ -13,6 +13,51 @@ use std::fmt;
 use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+/// Visitor methods for the listed kinds of value (`scalars`: booleans and numbers; `unit`:
+/// `null`; `str`; `map`; `seq`), each reading the value over and answering `$value`.
+macro_rules! read_over {
+    ($de:lifetime, $value:expr; $($kind:ident),+) => { $( read_over!(@$kind $de, $value); )+ };
+    (@scalars $de:lifetime, $value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    (@unit $de:lifetime, $value:expr) => {
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    (@str $de:lifetime, $value:expr) => {
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    (@map $de:lifetime, $value:expr) => {
+        fn visit_map<M: MapAccess<$de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok($value)
+        }
+    };
+    (@seq $de:lifetime, $value:expr) => {
+        fn visit_seq<S: SeqAccess<$de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok($value)
+        }
+    };
+}
+
 /// A JSON string, borrowed from the input unless it has escapes.
 pub struct Text<'a>(pub Cow<'a, str>);
 
@@ -134,37 +179,12 @@ impl<'de> Deserialize<'de> for MaybeText<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeText(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeText(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeText(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeText(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(MaybeText(None))
-            }
+            read_over!('de, MaybeText(None); scalars, unit, map, seq);
             fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
                 Ok(MaybeText(Some(Cow::Borrowed(text))))
             }
             fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
                 Ok(MaybeText(Some(Cow::Owned(text.to_owned()))))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(MaybeText(None))
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MaybeText(None))
             }
         }
         deserializer.deserialize_any(Any)
@@ -224,30 +244,9 @@ impl<'de> Deserialize<'de> for MaybeUidObject<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
-            fn visit_unit<E>(self) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(MaybeUidObject(None))
-            }
+            read_over!('de, MaybeUidObject(None); scalars, unit, str, seq);
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
                 uid_object(map, true).map(|object| MaybeUidObject(Some(object)))
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MaybeUidObject(None))
             }
         }
         deserializer.deserialize_any(Any)
@@ -262,18 +261,7 @@ impl<'de> Deserialize<'de> for UidRef<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(UidRef::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(UidRef::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(UidRef::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(UidRef::Other)
-            }
+            read_over!('de, UidRef::Other; scalars, seq);
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(UidRef::Null)
             }
@@ -285,10 +273,6 @@ impl<'de> Deserialize<'de> for UidRef<'de> {
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
                 uid_object(map, false).map(UidRef::from_object)
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(UidRef::Other)
             }
         }
         deserializer.deserialize_any(Any)
@@ -353,12 +337,6 @@ fn request_fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<RequestFields
 /// `null` as `None`, an array as its elements, anything else as [`EntityList::Other`].
 struct MaybeEntityList<'a>(Option<EntityList<'a>>);
 
-impl Default for MaybeEntityList<'_> {
-    fn default() -> Self {
-        MaybeEntityList(Some(EntityList::Other))
-    }
-}
-
 impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Any;
@@ -367,30 +345,9 @@ impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(Default::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(Default::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(Default::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(Default::default())
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(Default::default())
-            }
+            read_over!('de, MaybeEntityList(Some(EntityList::Other)); scalars, str, map);
             fn visit_unit<E>(self) -> Result<Self::Value, E> {
                 Ok(MaybeEntityList(None))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Default::default())
             }
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
                 let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
@@ -406,36 +363,10 @@ impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
 
 /// Any value read in one pass: an object as a request's fields, anything else as `None` (read
 /// over).
-#[derive(Default)]
 pub struct MaybeObject<'a>(pub Option<RequestFields<'a>>);
 
 /// Any value read in one pass: an array of [`MaybeObject`]s, anything else as `None`.
-#[derive(Default)]
 pub struct MaybeObjects<'a>(pub Option<Vec<MaybeObject<'a>>>);
-
-/// What a visitor of an object or array answers for any other value: `None`.
-macro_rules! other_values_are_none {
-    () => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(Default::default())
-        }
-    };
-}
 
 impl<'de> Deserialize<'de> for MaybeObject<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -445,13 +376,9 @@ impl<'de> Deserialize<'de> for MaybeObject<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            other_values_are_none!();
+            read_over!('de, MaybeObject(None); scalars, unit, str, seq);
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<MaybeObject<'de>, M::Error> {
                 request_fields_of(map).map(|fields| MaybeObject(Some(fields)))
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObject<'de>, S::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(MaybeObject(None))
             }
         }
         deserializer.deserialize_any(Any)
@@ -466,20 +393,13 @@ impl<'de> Deserialize<'de> for MaybeObjects<'de> {
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
-            other_values_are_none!();
+            read_over!('de, MaybeObjects(None); scalars, unit, str, map);
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObjects<'de>, S::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(8));
                 while let Some(item) = seq.next_element::<MaybeObject<'de>>()? {
                     items.push(item);
                 }
                 Ok(MaybeObjects(Some(items)))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<MaybeObjects<'de>, M::Error> {
-                while map
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(MaybeObjects(None))
             }
         }
         deserializer.deserialize_any(Any)
