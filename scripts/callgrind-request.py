@@ -11,6 +11,9 @@
 # stacks, as a caller that sends one entity list with every item does), `zenml1` or `zenml20`
 # (POST /zenml/rbac/check_permissions as the production workspace: bob reads one pipeline of
 # churn, or the 20 different questions of scripts/question-load.sh).
+# Sliced jobs (a Cedar batch, a ZenML page of more than 16) run with a slice of one second
+# unless ZENML_AUTHZ_EVALUATION_SLICE_US says otherwise: under valgrind's slowdown the default
+# 50 µs slice would make them yield after almost every item, which they do not natively.
 import http.client, json, os, re, signal, subprocess, sys
 binary, n, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 kind = sys.argv[4] if len(sys.argv) > 4 else "stored"
@@ -18,7 +21,8 @@ root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "serve",
     "--policies", f"{root}/policies", "--schemas", f"{root}/schemas", "--directory", f"{root}/policies/directory.yaml",
     "--listen", "127.0.0.1:0", "--shares-db", os.environ.get("SHARES_DB", ":memory:"), "--cache", os.environ.get("CACHE", "off"), "--watch", "off", "--log", "error"],
-    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    env={**os.environ, "ZENML_AUTHZ_EVALUATION_SLICE_US": os.environ.get("ZENML_AUTHZ_EVALUATION_SLICE_US", "1000000")})
 port = None
 for line in proc.stdout:
     m = re.search(r"listening on http://127.0.0.1:(\d+)", line)
