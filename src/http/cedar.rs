@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
-use super::raw_json::{self, EntityList, Fields, RequestFields, UidRef};
+use super::raw_json::{self, EntityList, Fields, RequestFields, RequestFields as Item, UidRef};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -51,8 +51,8 @@ const INLINE_BYTES: usize = 4096;
 /// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
 /// choose); the others are answered here.
 pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiError> {
-    let item = Item::new(body_request(&body)?);
-    if item.is_small() {
+    let item = body_request(&body)?;
+    if is_small(&item) {
         return answer_one(call, &item);
     }
     drop(item);
@@ -60,7 +60,7 @@ pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiEr
     call.state
         .pool()
         .run(move |_| {
-            let item = Item::new(body_request(&body)?);
+            let item = body_request(&body)?;
             answer_one(&owned.call(), &item)
         })
         .await?
@@ -79,84 +79,16 @@ fn body_request(body: &[u8]) -> Result<RequestFields<'_>, ApiError> {
     })
 }
 
-/// One request object, read in place: its other fields, and its request-scoped entities'
-/// elements (`None`: none sent; [`EntityList::Other`]: not an array).
-struct Item<'a> {
-    fields: Fields<'a>,
-    /// Its principal, action and resource as sent (`None`: absent).
-    uids: [Option<UidRef<'a>>; 3],
-    entities: Option<EntityList<'a>>,
-}
-
-impl<'a> Item<'a> {
-    fn new(request: RequestFields<'a>) -> Self {
-        Item {
-            fields: request.fields,
-            uids: request.uids,
-            entities: request.entities,
-        }
-    }
-
-    /// The request-scoped entities' text as sent, their elements joined by commas (each a
-    /// whole JSON value, so equal texts are equal lists); `None` when none were sent, `"!"`
-    /// (no JSON text) when they were not an array.
-    fn entities_text(&self) -> Option<String> {
-        Some(match self.entities.as_ref()?.elements() {
-            Some(elements) => {
-                let mut text = String::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum());
-                for (i, element) in elements.iter().enumerate() {
-                    if i > 0 {
-                        text.push(',');
-                    }
-                    text.push_str(element.get());
-                }
-                text
-            }
-            None => "!".to_owned(),
-        })
-    }
-
-    /// Whether the request-scoped entities are the ones whose [`Item::entities_text`] is `seen`
-    /// (compared in place).
-    fn entities_are(&self, seen: &str) -> bool {
-        let Some(elements) = self.entities.as_ref().and_then(EntityList::elements) else {
-            return false;
-        };
-        let mut rest = seen;
-        for (i, element) in elements.iter().enumerate() {
-            if i > 0 {
-                match rest.strip_prefix(',') {
-                    Some(after) => rest = after,
-                    None => return false,
-                }
-            }
-            match rest.strip_prefix(element.get()) {
-                Some(after) => rest = after,
-                None => return false,
-            }
-        }
-        rest.is_empty()
-    }
-
-    /// Whether answering it is cheap whatever it says (then it is answered inline): no
-    /// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
-    /// fields.
-    fn is_small(&self) -> bool {
-        let entities = self
-            .entities
-            .as_ref()
-            .and_then(EntityList::elements)
-            .unwrap_or_default();
-        let bytes: usize = self
-            .fields
-            .0
-            .iter()
-            .map(|(key, value)| key.len() + value.get().len())
-            .chain(entities.iter().map(|entity| entity.get().len() + 1))
-            .chain(self.uids.iter().flatten().map(UidRef::len))
-            .sum();
-        entities.is_empty() || (entities.len() <= INLINE_ENTITIES && bytes <= INLINE_BYTES)
-    }
+/// Whether answering a request is cheap whatever it says (then it is answered inline): no
+/// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
+/// fields.
+fn is_small(item: &Item<'_>) -> bool {
+    let entities = item
+        .entities
+        .as_ref()
+        .and_then(EntityList::elements)
+        .map_or(0, <[_]>::len);
+    entities == 0 || (entities <= INLINE_ENTITIES && item.sent_bytes() <= INLINE_BYTES)
 }
 
 fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Answer, ApiError> {
@@ -309,7 +241,7 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer,
     let pool = call.state.pool();
     if body.len() <= SLICED_BATCH_BYTES {
         let items = batch_items(&body, max_items)?;
-        if items.iter().flatten().all(Item::is_small) {
+        if items.iter().flatten().all(is_small) {
             return pool
                 .run_sliced(|mut pace| async move { answer_items(call, items, &mut pace).await })
                 .await?;
@@ -385,7 +317,7 @@ fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Item<'_>>>, A
             items.len()
         )));
     }
-    Ok(items.into_iter().map(|item| item.0.map(Item::new)).collect())
+    Ok(items.into_iter().map(|item| item.0).collect())
 }
 
 /// Decides through the one observed step (cache, metrics, decision log), as one of `batch`:
@@ -437,10 +369,8 @@ fn decide(
 /// choice of time and stack).
 pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
     let text = body.to_string();
-    let item = Item::new(
-        serde_json::from_str::<RequestFields<'_>>(&text)
-            .map_err(|_| "request: expected a JSON object".to_owned())?,
-    );
+    let item: Item<'_> =
+        serde_json::from_str(&text).map_err(|_| "request: expected a JSON object".to_owned())?;
     let head = head(snapshot, &item, limits)?;
     rest(snapshot, &head, &item, limits, &mut EntityMemo::default())
 }
@@ -497,7 +427,7 @@ fn request_key(head: &Head, item: &Item<'_>) -> RequestKey {
             .given("context")
             .map_or("{}", RawValue::get)
             .to_owned(),
-        entities: item.entities_text().unwrap_or_default(),
+        entities: item.entities.as_ref().map(EntityList::text).unwrap_or_default(),
     }
 }
 
@@ -514,7 +444,7 @@ fn rest(
     let (context, context_is_empty) =
         context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
     let entities: Arc<[Entity]> = match &memo.last {
-        Some((seen, parsed, refs)) if item.entities_are(seen) => {
+        Some((seen, parsed, refs)) if item.entities.as_ref().is_some_and(|list| list.is_text(seen)) => {
             referenced.extend(refs.iter().cloned());
             parsed.clone()
         }
@@ -523,7 +453,7 @@ fn rest(
             let parsed: Arc<[Entity]> =
                 additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?.into();
             if !parsed.is_empty()
-                && let Some(text) = item.entities_text()
+                && let Some(text) = item.entities.as_ref().map(EntityList::text)
             {
                 memo.last = Some((text, parsed.clone(), referenced[before..].to_vec()));
             }
@@ -880,53 +810,6 @@ fn one_line(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The text an item's request-scoped entities are remembered by (the batch's memo) and
-    /// cached under is equal exactly for equal lists of element texts: a comma inside an
-    /// element, a split element, a prefix and a longer list are told apart; a value that is not
-    /// an array is never taken for a remembered list.
-    #[test]
-    fn entity_texts_tell_lists_apart() {
-        // The list as sent, and its elements as texts (`None`: not an array).
-        let table: [(&str, Option<&[&str]>); 10] = [
-            ("[]", Some(&[])),
-            ("[1,2]", Some(&["1", "2"])),
-            ("[12]", Some(&["12"])),
-            (r#"["a,b"]"#, Some(&[r#""a,b""#])),
-            (r#"["a","b"]"#, Some(&[r#""a""#, r#""b""#])),
-            (r#"["a"]"#, Some(&[r#""a""#])),
-            (r#"["a","b","c"]"#, Some(&[r#""a""#, r#""b""#, r#""c""#])),
-            (r#"[{"uid": 1}]"#, Some(&[r#"{"uid": 1}"#])),
-            (r#"[ {"uid": 1} ]"#, Some(&[r#"{"uid": 1}"#])),
-            ("7", None),
-        ];
-        let bodies: Vec<String> = table
-            .iter()
-            .map(|(list, _)| format!(r#"{{"additional_entities": {list}}}"#))
-            .collect();
-        let items: Vec<Item<'_>> = bodies
-            .iter()
-            .map(|body| Item::new(serde_json::from_str(body).unwrap()))
-            .collect();
-        for ((list, elements), item) in table.iter().zip(&items) {
-            let text = item.entities_text().unwrap();
-            for ((other_list, other_elements), other) in table.iter().zip(&items) {
-                let what = format!("{list} remembered, {other_list} sent");
-                assert_eq!(
-                    other.entities_are(&text),
-                    elements.is_some() && elements == other_elements,
-                    "{what}"
-                );
-                assert_eq!(
-                    other.entities_text().unwrap() == text,
-                    elements == other_elements,
-                    "{what}"
-                );
-            }
-        }
-        let none: RequestFields<'_> = serde_json::from_str(r#"{"principal": 1}"#).unwrap();
-        assert!(Item::new(none).entities_text().is_none());
-    }
 
     /// An entity reference read in one pass names the entity a `serde_json::Value` of the same
     /// text names (a key sent twice counts as its last value; `__entity`, when present, is the

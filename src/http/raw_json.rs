@@ -295,6 +295,63 @@ impl EntityList<'_> {
             EntityList::Other => None,
         }
     }
+
+    /// The list's text as sent, its elements joined by commas (each a whole JSON value, so
+    /// equal texts are equal lists); `"!"` (no JSON text) when it is not an array.
+    pub fn text(&self) -> String {
+        let Some(elements) = self.elements() else {
+            return "!".to_owned();
+        };
+        let mut text = String::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum());
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(element.get());
+        }
+        text
+    }
+
+    /// Whether this is the list whose [`EntityList::text`] is `seen` (compared in place; never
+    /// when it is not an array).
+    pub fn is_text(&self, seen: &str) -> bool {
+        let Some(elements) = self.elements() else {
+            return false;
+        };
+        let mut rest = seen;
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                match rest.strip_prefix(',') {
+                    Some(after) => rest = after,
+                    None => return false,
+                }
+            }
+            match rest.strip_prefix(element.get()) {
+                Some(after) => rest = after,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+impl RequestFields<'_> {
+    /// The bytes it was sent in, near enough to bound its cost: its fields' names and values,
+    /// the entity list's elements (and a comma each) and the entity references' strings.
+    pub fn sent_bytes(&self) -> usize {
+        let elements = self
+            .entities
+            .as_ref()
+            .and_then(EntityList::elements)
+            .unwrap_or_default();
+        self.fields
+            .0
+            .iter()
+            .map(|(key, value)| key.len() + value.get().len())
+            .chain(elements.iter().map(|element| element.get().len() + 1))
+            .chain(self.uids.iter().flatten().map(UidRef::len))
+            .sum()
+    }
 }
 
 impl<'de> Deserialize<'de> for RequestFields<'de> {
@@ -641,5 +698,53 @@ mod tests {
             let body = format!(r#"{{"additional_entities": {other}}}"#);
             assert_eq!(read(&body).1, Some(None), "{body}");
         }
+    }
+
+    /// The text an item's request-scoped entities are remembered by (the batch's memo) and
+    /// cached under is equal exactly for equal lists of element texts: a comma inside an
+    /// element, a split element, a prefix and a longer list are told apart; a value that is not
+    /// an array is never taken for a remembered list.
+    #[test]
+    fn entity_texts_tell_lists_apart() {
+        // The list as sent, and its elements as texts (`None`: not an array).
+        let table: [(&str, Option<&[&str]>); 10] = [
+            ("[]", Some(&[])),
+            ("[1,2]", Some(&["1", "2"])),
+            ("[12]", Some(&["12"])),
+            (r#"["a,b"]"#, Some(&[r#""a,b""#])),
+            (r#"["a","b"]"#, Some(&[r#""a""#, r#""b""#])),
+            (r#"["a"]"#, Some(&[r#""a""#])),
+            (r#"["a","b","c"]"#, Some(&[r#""a""#, r#""b""#, r#""c""#])),
+            (r#"[{"uid": 1}]"#, Some(&[r#"{"uid": 1}"#])),
+            (r#"[ {"uid": 1} ]"#, Some(&[r#"{"uid": 1}"#])),
+            ("7", None),
+        ];
+        let bodies: Vec<String> = table
+            .iter()
+            .map(|(list, _)| format!(r#"{{"additional_entities": {list}}}"#))
+            .collect();
+        let lists: Vec<EntityList<'_>> = bodies
+            .iter()
+            .map(|body| {
+                serde_json::from_str::<RequestFields<'_>>(body)
+                    .unwrap()
+                    .entities
+                    .unwrap()
+            })
+            .collect();
+        for ((list, elements), item) in table.iter().zip(&lists) {
+            let text = item.text();
+            for ((other_list, other_elements), other) in table.iter().zip(&lists) {
+                let what = format!("{list} remembered, {other_list} sent");
+                assert_eq!(
+                    other.is_text(&text),
+                    elements.is_some() && elements == other_elements,
+                    "{what}"
+                );
+                assert_eq!(other.text() == text, elements == other_elements, "{what}");
+            }
+        }
+        let none: RequestFields<'_> = serde_json::from_str(r#"{"principal": 1}"#).unwrap();
+        assert!(none.entities.is_none());
     }
 }
