@@ -442,10 +442,8 @@ impl Engine {
     /// A request with request-scoped entities: over the batch's slice when it fits, else over
     /// a new one (kept by a batch of many).
     fn decide_over_slice(&self, request: &AuthzRequest, batch: &mut Batch) -> Result<Decision, DecideError> {
-        for entity in request.entities.iter() {
-            if self.in_directory(&entity.uid()) {
-                return Err(DecideError::Redefined(entity.uid().to_string()));
-            }
+        if let Some(uid) = self.redefined(request) {
+            return Err(DecideError::Redefined(uid.to_string()));
         }
         if let Some(settled) = self.settle_scoped(request, batch) {
             return Ok(Decision {
@@ -586,16 +584,20 @@ impl Engine {
     /// the fast path the Cedar API's questions are meant to take (what a test checks stays
     /// taken; the answer is the same either way).
     pub fn settled_without_slice(&self, request: &AuthzRequest) -> Option<bool> {
-        if request.entities.is_empty()
-            || request
-                .entities
-                .iter()
-                .any(|entity| self.in_directory(&entity.uid()))
-        {
+        if request.entities.is_empty() || self.redefined(request).is_some() {
             return None;
         }
         self.settle_scoped(request, &mut Batch::single())
             .map(|settled| settled.allowed)
+    }
+
+    /// The first request-scoped entity of `request` that redefines one of the directory's.
+    fn redefined(&self, request: &AuthzRequest) -> Option<EntityUid> {
+        request
+            .entities
+            .iter()
+            .map(Entity::uid)
+            .find(|uid| self.in_directory(uid))
     }
 
     /// Whether the principal, resource or an entity the request names is internal.

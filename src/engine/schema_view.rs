@@ -36,6 +36,7 @@ pub struct SchemaTables {
 /// What a plain entity of one type must have, read from its description once.
 #[derive(Debug)]
 struct PlainRules {
+    described: Described,
     required: Box<[SmolStr]>,
     /// Fx-hashed (the description's own set hashes each type with SipHash).
     ancestors: std::collections::HashSet<ast::EntityType, rustc_hash::FxBuildHasher>,
@@ -64,22 +65,22 @@ impl SchemaTables {
         for name in types {
             let core_type: &ast::EntityType = name.as_ref();
             if let Some(description) = cedar_policy_core::entities::Schema::entity_type(&core, core_type) {
-                if !description.is_external()
+                let plain = !description.is_external()
                     && description.enum_entity_eids().is_none()
                     && !description.open_attributes()
-                    && !core_type.is_action()
-                {
+                    && !core_type.is_action();
+                let described = Described(Arc::new(description));
+                if plain {
                     tables.plain.insert(
                         core_type.clone(),
                         PlainRules {
-                            required: description.required_attrs().collect(),
-                            ancestors: description.allowed_parent_types().iter().cloned().collect(),
+                            described: described.clone(),
+                            required: described.0.required_attrs().collect(),
+                            ancestors: described.0.allowed_parent_types().iter().cloned().collect(),
                         },
                     );
                 }
-                tables
-                    .described
-                    .insert(core_type.clone(), Described(Arc::new(description)));
+                tables.described.insert(core_type.clone(), described);
             }
             let written = name.to_string().into_boxed_str();
             tables.labels.insert(name.clone(), written.clone());
@@ -109,8 +110,7 @@ impl SchemaTables {
     pub(super) fn plainly_conforms(&self, entity: &ast::Entity) -> bool {
         use cedar_policy_core::ast::{Literal, PartialValue, ValueKind};
         let entity_type = entity.uid().entity_type();
-        let (Some(rules), Some(described)) = (self.plain.get(entity_type), self.described.get(entity_type))
-        else {
+        let Some(rules) = self.plain.get(entity_type) else {
             return false;
         };
         if entity.tags().next().is_some() || !rules.required.iter().all(|name| entity.get(name).is_some()) {
@@ -125,7 +125,8 @@ impl SchemaTables {
                     .is_none_or(|described| described.0.enum_entity_eids().is_none())
         };
         let attrs_fit = entity.attrs().all(|(name, value)| {
-            let (Some(expected), PartialValue::Value(value)) = (described.0.attr_type(name), value) else {
+            let (Some(expected), PartialValue::Value(value)) = (rules.described.0.attr_type(name), value)
+            else {
                 return false;
             };
             let ValueKind::Lit(literal) = value.value_kind() else {
