@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
-use super::raw_json::{self, EntityList, Fields, RequestFields, RequestFields as Item, UidRef};
+use super::raw_json::{self, EntityList, Fields, RequestFields as Item, UidRef};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -68,7 +68,7 @@ pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiEr
 
 /// A body's request object, read in place: 400 with serde's line and column when it is
 /// malformed, or when it is another value.
-fn body_request(body: &[u8]) -> Result<RequestFields<'_>, ApiError> {
+fn body_request(body: &[u8]) -> Result<Item<'_>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
     serde_json::from_str(text).map_err(|error| match error.classify() {
