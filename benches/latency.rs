@@ -76,7 +76,8 @@ fn main() {
         let snapshot = common::load_snapshot(&set);
         // A reload as `serve` does it: the active snapshot stays alive while the new one loads,
         // after an edit of one file (unchanged sources would reuse everything). A directory
-        // edit rebuilds the store; a policy edit reuses it and re-validates the edited file.
+        // edit (a team's binding) updates the store; a policy edit reuses it and re-validates the
+        // edited file.
         // Up to 3 reloads of each kind, fewer when they are slow (at most ~10 s).
         let editable = common::Editable::new(&set);
         drop(editable.load());

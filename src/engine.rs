@@ -33,7 +33,9 @@ use cedar_policy_core::entities::{Entities as CoreStore, NoEntitiesSchema, TCCom
 use crate::index::{ContextReads, Graph, Over, ScopeIndex, Selection};
 use crate::policy::PolicySource;
 
+mod entity_store;
 mod schema_view;
+pub use entity_store::{Changes, EntityStore};
 pub use schema_view::SchemaTables;
 
 /// One loaded, validated, immutable Cedar snapshot: schema, policies, entities and the index

@@ -16,7 +16,7 @@ use cedar_policy::{Entities, EntityUid, Schema};
 use sha2::{Digest, Sha256};
 
 use crate::directory::{self, Directory};
-use crate::engine::{self, Engine};
+use crate::engine::{self, Changes, Engine, EntityStore};
 use crate::error::{LoadError, error_chain};
 use crate::index::Graph;
 use crate::policy;
@@ -47,6 +47,34 @@ pub struct Snapshot {
     pub zenml: Option<zenml::View>,
     /// Validator warnings (the snapshot is valid; these are worth a look).
     pub warnings: Vec<LoadError>,
+    /// How this load came by the directory's store.
+    pub store: StoreOrigin,
+}
+
+/// How a load came by the directory's store (its entities and their closure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOrigin {
+    /// The previous load's: the directory file and the schema are unchanged (and the policies
+    /// still allow stand-ins as before).
+    Reused,
+    /// The previous load's, updated with the entities that changed ([`EntityStore::update`]).
+    Updated(Changes),
+    /// Built from every entity.
+    Built,
+}
+
+impl std::fmt::Display for StoreOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reused => f.write_str("reused"),
+            Self::Built => f.write_str("built"),
+            Self::Updated(changes) => write!(
+                f,
+                "updated: {} added, {} changed, {} removed, {} closed again",
+                changes.added, changes.changed, changes.removed, changes.reclosed
+            ),
+        }
+    }
 }
 
 impl Snapshot {
@@ -116,7 +144,7 @@ impl Loader {
             built.key == key && built.stand_ins == built.wants_stand_ins(&checked.all_literals)
         });
         let built = match reused {
-            Some(built) => built,
+            Some(built) => (built, StoreOrigin::Reused),
             None => {
                 let loaded = match directory::load(&sources.directory, &text, &checked.schema) {
                     Ok(loaded) => loaded,
@@ -128,18 +156,28 @@ impl Loader {
                 if !errors.is_empty() {
                     return Err(errors);
                 }
+                // The previous store, under the same schema, is updated rather than rebuilt.
+                let schema_key: [u8; 32] = files.schema_digest().finalize().into();
+                let previous = self
+                    .directory
+                    .as_ref()
+                    .filter(|built| built.schema_key == schema_key)
+                    .and_then(|built| built.store.as_ref());
                 let built = Arc::new(build_directory(
                     loaded,
                     &text,
-                    key,
+                    (key, schema_key),
+                    previous,
                     &checked.all_literals,
                     &checked.schema,
                     &sources.directory,
                 )?);
                 self.directory = Some(built.clone());
-                built
+                let origin = built.origin;
+                (built, origin)
             }
         };
+        let (built, origin) = built;
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -178,6 +216,7 @@ impl Loader {
                 .map(|directory| zenml::View::new(directory, built.stand_ins)),
             engine,
             warnings: checked.warnings,
+            store: origin,
         })
     }
 }
@@ -188,7 +227,14 @@ impl Loader {
 struct BuiltDirectory {
     /// Digest of the schema files and the directory file (path and text).
     key: [u8; 32],
+    /// Digest of the schema files alone: a store built under them may be updated.
+    schema_key: [u8; 32],
     entities: Arc<Entities>,
+    /// The ZenML directory's store, which the next load updates (plain Cedar entities JSON is
+    /// rebuilt by Cedar).
+    store: Option<EntityStore>,
+    /// How it was made: [`StoreOrigin::Updated`] or [`StoreOrigin::Built`].
+    origin: StoreOrigin,
     directory: Option<Arc<Directory>>,
     refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
     /// Whether the store holds the ZenML stand-in resources.
@@ -219,15 +265,16 @@ fn directory_key(files: &policy::Files, path: &Path, text: &str) -> [u8; 32] {
 fn build_directory(
     loaded: directory::Loaded,
     text: &str,
-    key: [u8; 32],
+    (key, schema_key): ([u8; 32], [u8; 32]),
+    previous: Option<&EntityStore>,
     literals: &[EntityUid],
     schema: &Schema,
     path: &Path,
 ) -> Result<BuiltDirectory, Vec<LoadError>> {
-    let (entities, directory, refs, stand_ins) = match loaded {
+    let (entities, store, directory, refs, stand_ins, origin) = match loaded {
         directory::Loaded::Cedar(entities) => {
             let refs = attribute_refs(entities.iter());
-            (entities, None, refs, false)
+            (Arc::new(entities), None, None, refs, false, StoreOrigin::Built)
         }
         directory::Loaded::Zenml(directory, mut built) => {
             let refs = attribute_refs(built.iter());
@@ -252,24 +299,54 @@ fn build_directory(
                     }
                 }
             }
-            // One pass checks every entity against the schema, adds the schema's actions and
-            // computes the closure; only when the check fails is each entity checked again on
-            // its own, to report every mismatch at its entry.
-            match Entities::from_entities(built, Some(schema)) {
-                Ok(entities) => (entities, Some(Arc::new(*directory)), refs, stand_ins),
-                Err(error) => {
-                    let mut errors = directory::schema_errors(path, text, schema);
-                    if errors.is_empty() {
-                        errors.push(LoadError::file(path, error_chain(&error)));
+            // The previous store updated with what changed, else every entity checked against
+            // the schema and closed; where either is unsure, Cedar's store (and only when
+            // Cedar's check fails is each entity checked again on its own, to report every
+            // mismatch at its entry).
+            let updated = previous.and_then(|previous| previous.update(&built, schema));
+            let (store, origin) = match updated {
+                Some((store, changes)) => (store, StoreOrigin::Updated(changes)),
+                None => match EntityStore::build(&built, schema) {
+                    Some(store) => (store, StoreOrigin::Built),
+                    None => {
+                        let adopted = Entities::from_entities(built, Some(schema))
+                            .map(|entities| EntityStore::adopt(entities, schema));
+                        match adopted {
+                            Ok(Some(store)) => (store, StoreOrigin::Built),
+                            Ok(None) => {
+                                return Err(vec![LoadError::file(
+                                    path,
+                                    "internal: the directory's entities could not be stored",
+                                )]);
+                            }
+                            Err(error) => {
+                                let mut errors = directory::schema_errors(path, text, schema);
+                                if errors.is_empty() {
+                                    errors.push(LoadError::file(path, error_chain(&error)));
+                                }
+                                return Err(errors);
+                            }
+                        }
                     }
-                    return Err(errors);
-                }
-            }
+                },
+            };
+            let entities = store.entities().clone();
+            (
+                entities,
+                Some(store),
+                Some(Arc::new(*directory)),
+                refs,
+                stand_ins,
+                origin,
+            )
         }
     };
     Ok(BuiltDirectory {
         key,
-        entities: Arc::new(entities),
+        schema_key,
+        store,
+        origin,
+        entities,
         directory,
         refs: Arc::new(refs),
         stand_ins,

@@ -220,6 +220,7 @@ pub async fn reload(
                 to = %snapshot.revision,
                 policies = counts.policies,
                 entities = counts.entities,
+                store = %snapshot.store,
                 "policies reloaded"
             );
             for warning in &snapshot.warnings {

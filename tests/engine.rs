@@ -481,6 +481,70 @@ proptest::proptest! {
     }
 }
 
+proptest::proptest! {
+    #![proptest_config(common::proptest_config(512))]
+
+    /// A directory store built by `EntityStore` and then updated with other entities is the
+    /// store Cedar builds from the same entities (`Entities::from_entities` with the schema):
+    /// random graphs of groups (parents anywhere: diamonds, parents with no entity, cycles),
+    /// the second a random edit of the first (parents and attributes changed, entities removed
+    /// and added); where Cedar refuses (a cycle), so does the store.
+    #[test]
+    fn a_directory_store_and_its_update_are_cedars(
+        before in proptest::collection::vec((proptest::collection::vec(0..24usize, 0..3), 0..3i64), 1..16),
+        edits in proptest::collection::vec((0..20usize, proptest::option::of(proptest::collection::vec(0..24usize, 0..3)), 0..3i64), 0..6),
+        acyclic in proptest::bool::weighted(0.85),
+    ) {
+        use cedar_policy::{Entities, Entity, RestrictedExpression, Schema};
+        use zenml_authz::engine::EntityStore;
+        let (schema, _) = Schema::from_cedarschema_str("namespace ZenML { entity G in [G] { n: Long }; }").unwrap();
+        let uid = |at: usize| zenml_authz::model::uid("G", &at.to_string());
+        let entity = |at: usize, parents: &[usize], n: i64| {
+            let attrs = std::collections::HashMap::from([("n".to_owned(), RestrictedExpression::new_long(n))]);
+            Entity::new(uid(at), attrs, parents.iter().map(|&p| uid(p)).collect()).unwrap()
+        };
+        // Entity `at` of a graph: parents and attribute, or none (removed).
+        // Mostly a DAG to begin with (parents listed earlier, or with no entity).
+        let mut graph: Vec<Option<(Vec<usize>, i64)>> = before
+            .iter()
+            .enumerate()
+            .map(|(at, (parents, n))| {
+                let parents = parents.iter().copied().filter(|&p| !acyclic || p < at || p >= 16).collect();
+                Some((parents, *n))
+            })
+            .collect();
+        let list = |graph: &[Option<(Vec<usize>, i64)>]| -> Vec<Entity> {
+            graph.iter().enumerate().filter_map(|(at, e)| e.as_ref().map(|(p, n)| entity(at, p, *n))).collect()
+        };
+        let first = list(&graph);
+        let cedar = Entities::from_entities(first.clone(), Some(&schema));
+        let ours = EntityStore::build(&first, &schema);
+        let store = match (cedar, ours) {
+            (Ok(cedar), Some(ours)) => {
+                proptest::prop_assert_eq!(closure_of(&cedar), closure_of(ours.entities()));
+                ours
+            }
+            (Err(_), None) => return Ok(()),
+            (cedar, ours) => return Err(proptest::test_runner::TestCaseError::fail(format!(
+                "Cedar: {:?}, ours: {:?}", cedar.map(|_| ()), ours.map(|_| ())))),
+        };
+        // Edits: an entity's parents and attribute replaced (or the entity added), or removed.
+        for (at, parents, n) in edits {
+            if graph.len() <= at {
+                graph.resize(at + 1, None);
+            }
+            graph[at] = parents.map(|parents| (parents, n));
+        }
+        let second = list(&graph);
+        let cedar = Entities::from_entities(second.clone(), Some(&schema));
+        match (cedar, store.update(&second, &schema)) {
+            (Ok(cedar), Some((ours, _))) => proptest::prop_assert_eq!(closure_of(&cedar), closure_of(ours.entities())),
+            (Err(_), None) => {}
+            (cedar, ours) => proptest::prop_assert!(false, "Cedar: {:?}, ours: {:?}", cedar.map(|_| ()), ours.map(|_| ())),
+        }
+    }
+}
+
 /// Entity uids of one type in the bundled store, sorted.
 fn stored_of(entities: &cedar_policy::Entities, type_name: &str) -> Vec<cedar_policy::EntityUid> {
     let mut uids: Vec<cedar_policy::EntityUid> = entities

@@ -157,3 +157,127 @@ fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
     let fixed = load(&mut loader, dir.path());
     assert!(same_store(&schema_edited, &fixed));
 }
+
+/// A directory edit updates the previous store (only what changed is checked and closed again)
+/// and the result equals a build from scratch of the same files, for edits of every kind: a
+/// member leaves a team, a team gains a binding (its members are closed again), a user is added
+/// with a binding, a project moves to another workspace, a user and a team are removed, a
+/// custom role's grid changes, and every edit undone.
+#[test]
+fn a_directory_edit_updates_the_store_as_a_fresh_build_would() {
+    use zenml_authz::engine::Changes;
+    use zenml_authz::snapshot::StoreOrigin;
+
+    let dir = common::copy_sources();
+    let fresh = common::copy_sources();
+    let yaml = dir.path().join("policies/directory.yaml");
+    let original = std::fs::read_to_string(&yaml).unwrap();
+    let mut loader = Loader::new();
+    let first = load(&mut loader, dir.path());
+    assert_eq!(first.store, StoreOrigin::Built);
+
+    let changes = |added, changed, removed, reclosed| Changes {
+        added,
+        changed,
+        removed,
+        reclosed,
+    };
+    // (what, replaced, by, the changes expected): applied one after the other.
+    let carol_entry = entry(&original, "  - id: 783f4f04-072f-4dfd-bc1d-210bfa40fff2\n");
+    let table: &[(&str, &str, &str, Changes)] = &[
+        (
+            "nina leaves ml-eng",
+            "members: [bob, nina]",
+            "members: [bob]",
+            changes(0, 1, 0, 0),
+        ),
+        (
+            "ml-eng gains a binding: bob, its member, is closed again",
+            "bindings:\n",
+            "bindings:\n  - {team: ml-eng, role: viewer, workspace: staging}\n",
+            changes(0, 1, 0, 1),
+        ),
+        (
+            "a user is added, with a binding",
+            "\n# Organization service accounts",
+            "  - id: 0c1d2e3f-4a5b-4c6d-8e7f-8091a2b3c4d5\n    username: zed\n\n# Organization service accounts",
+            changes(1, 0, 0, 0),
+        ),
+        (
+            "zed's binding",
+            "bindings:\n",
+            "bindings:\n  - {user: zed, role: developer, project: sandbox}\n",
+            changes(0, 1, 0, 0),
+        ),
+        (
+            "fraud moves to staging: the project and its 16 stand-in resources",
+            "name: fraud\n    workspace: production",
+            "name: fraud\n    workspace: staging",
+            changes(0, 17, 0, 0),
+        ),
+        ("carol is removed", &carol_entry, "", changes(0, 0, 1, 0)),
+        (
+            "the platform team is removed (erin, its member, changes)",
+            "  - id: f5135f22-db1c-457d-9d9e-b7d016a19800\n    name: platform\n    members: [erin]\n",
+            "",
+            changes(0, 1, 1, 0),
+        ),
+        (
+            "model-promoter no longer updates models",
+            "model: [promote, update]",
+            "model: [promote]",
+            changes(0, 0, 0, 0),
+        ),
+    ];
+    let mut text = original.clone();
+    for (what, replaced, by, expected) in table {
+        assert!(text.contains(replaced), "{what}: `{replaced}` is in the file");
+        text = text.replacen(replaced, by, 1);
+        // Bindings of what was removed go with it.
+        if *what == "carol is removed" {
+            text = text
+                .lines()
+                .filter(|line| !line.contains("user: carol"))
+                .map(|line| format!("{line}\n"))
+                .collect::<String>()
+                .replace("members: [carol, deployer]", "members: [deployer]");
+        }
+        if what.starts_with("the platform team is removed") {
+            text = text
+                .lines()
+                .filter(|line| !line.contains("team: platform"))
+                .map(|line| format!("{line}\n"))
+                .collect();
+        }
+        std::fs::write(&yaml, &text).unwrap();
+        let updated = load(&mut loader, dir.path());
+        std::fs::write(fresh.path().join("policies/directory.yaml"), &text).unwrap();
+        let scratch = load(&mut Loader::new(), fresh.path());
+        assert_eq!(scratch.store, StoreOrigin::Built);
+        assert!(
+            equal_stores(&updated, &scratch),
+            "{what}: the updated store equals a fresh one"
+        );
+        assert_eq!(updated.store, StoreOrigin::Updated(*expected), "{what}");
+    }
+
+    // Every edit undone: the first store's entities again.
+    std::fs::write(&yaml, &original).unwrap();
+    let undone = load(&mut loader, dir.path());
+    assert!(matches!(undone.store, StoreOrigin::Updated(_)));
+    assert!(equal_stores(&undone, &first));
+}
+
+/// The lines of the list entry of `text` that starts with `first` (up to the next entry or
+/// section).
+fn entry(text: &str, first: &str) -> String {
+    let start = text.find(first).expect("the entry is in the file");
+    let rest = &text[start + first.len()..];
+    let end = rest
+        .find("\n  - ")
+        .into_iter()
+        .chain(rest.find("\n\n"))
+        .min()
+        .map_or(rest.len(), |at| at + 1);
+    text[start..start + first.len() + end].to_owned()
+}

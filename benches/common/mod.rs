@@ -322,9 +322,34 @@ impl Editable {
         writeln!(file, "\n{comment} edit {}", self.edits.get()).unwrap();
     }
 
-    /// Edits the directory file (a comment: the file's text changes, so its store is rebuilt).
+    /// Edits the directory file: a binding of the first team (by name) as a viewer of the
+    /// first workspace, added by one edit and removed by the next (the file's last section is
+    /// its bindings). The team's entity changes and its members' closure with it.
     pub fn edit_directory(&self) {
-        self.append(&self.dir.path().join("directory.yaml"), "#");
+        let path = self.dir.path().join("directory.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        let snapshot = self.load();
+        let directory = snapshot.directory().expect("a ZenML directory");
+        let team = directory
+            .teams
+            .values()
+            .map(|t| &t.named.name)
+            .min()
+            .expect("a team");
+        let workspace = directory
+            .workspaces
+            .values()
+            .map(|w| &w.named.name)
+            .min()
+            .expect("a workspace");
+        let line =
+            format!("\n  - {{team: \"{team}\", role: viewer, workspace: \"{workspace}\"}} # bench edit\n");
+        match text.strip_suffix(&line) {
+            Some(before) => text = before.to_owned(),
+            None => text.push_str(&line),
+        }
+        self.edits.set(self.edits.get() + 1);
+        std::fs::write(&path, text).unwrap();
     }
 
     /// Edits one policy file: the largest (its policies are parsed and validated again).
