@@ -213,7 +213,8 @@ impl Loader {
             zenml: built
                 .directory
                 .clone()
-                .map(|directory| zenml::View::new(directory, built.stand_ins)),
+                .zip(built.facts.clone())
+                .map(|(directory, facts)| zenml::View::with_facts(directory, facts, built.stand_ins)),
             engine,
             warnings: checked.warnings,
             store: origin,
@@ -236,6 +237,8 @@ struct BuiltDirectory {
     /// How it was made: [`StoreOrigin::Updated`] or [`StoreOrigin::Built`].
     origin: StoreOrigin,
     directory: Option<Arc<Directory>>,
+    /// What the directory alone says, for every snapshot's ZenML view.
+    facts: Option<Arc<zenml::DirectoryFacts>>,
     refs: Arc<HashMap<EntityUid, Vec<EntityUid>>>,
     /// Whether the store holds the ZenML stand-in resources.
     stand_ins: bool,
@@ -341,8 +344,12 @@ fn build_directory(
             )
         }
     };
+    let facts = directory
+        .as_deref()
+        .map(|directory| Arc::new(zenml::DirectoryFacts::of(directory)));
     Ok(BuiltDirectory {
         key,
+        facts,
         schema_key,
         store,
         origin,

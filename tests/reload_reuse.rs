@@ -60,6 +60,12 @@ fn same_store(a: &Snapshot, b: &Snapshot) -> bool {
     if shared {
         // Everything built from the directory goes with it.
         assert!(std::ptr::eq(a.directory().unwrap(), b.directory().unwrap()));
+        let memberships = |s: &Snapshot| s.zenml.as_ref().unwrap().memberships() as *const _;
+        assert_eq!(
+            memberships(a),
+            memberships(b),
+            "the directory's memberships are shared too"
+        );
         assert_eq!(graph(a), graph(b), "the index graph is shared with the store");
     }
     shared

@@ -61,23 +61,47 @@ pub enum DecisionError {
 #[derive(Debug)]
 pub struct View {
     directory: Arc<Directory>,
-    /// Who is a member of which workspace and project (computed at load).
-    memberships: Memberships,
-    /// The organization admins' user ids (computed at load: user-info asks on every request
-    /// ZenML authenticates with a raw API key).
-    organization_admins: std::collections::HashSet<String>,
+    /// What the directory alone says (shared by the snapshots of one directory).
+    facts: Arc<DirectoryFacts>,
     /// Whether the engine's store holds the stand-ins.
     stand_ins: bool,
     shapes: request::RequestShapes,
     contexts: request::ScopeContexts,
 }
 
+/// What a view learns of its directory alone, not of the policies: computed once per
+/// directory and shared by the views of every snapshot that loads it unchanged (a policy edit
+/// does not compute them again).
+#[derive(Debug)]
+pub struct DirectoryFacts {
+    /// Who is a member of which workspace and project.
+    memberships: Memberships,
+    /// The organization admins' user ids (user-info asks on every request ZenML authenticates
+    /// with a raw API key).
+    organization_admins: std::collections::HashSet<String>,
+}
+
+impl DirectoryFacts {
+    /// The facts of `directory`.
+    pub fn of(directory: &Directory) -> Self {
+        Self {
+            memberships: Memberships::of(directory),
+            organization_admins: directory.organization_admins(),
+        }
+    }
+}
+
 impl View {
     /// The view of `directory`, whose store holds the stand-ins when `stand_ins`.
     pub fn new(directory: Arc<Directory>, stand_ins: bool) -> Self {
+        let facts = Arc::new(DirectoryFacts::of(&directory));
+        Self::with_facts(directory, facts, stand_ins)
+    }
+
+    /// The view of `directory` with its `facts` ([`DirectoryFacts::of`] the same directory).
+    pub fn with_facts(directory: Arc<Directory>, facts: Arc<DirectoryFacts>, stand_ins: bool) -> Self {
         Self {
-            memberships: Memberships::of(&directory),
-            organization_admins: directory.organization_admins(),
+            facts,
             directory,
             stand_ins,
             shapes: Default::default(),
@@ -92,12 +116,12 @@ impl View {
 
     /// Who is a member of which workspace and project, by the directory's role bindings.
     pub fn memberships(&self) -> &Memberships {
-        &self.memberships
+        &self.facts.memberships
     }
 
     /// Whether `user_id` holds the organization's `admin` role, directly or through a team.
     pub fn is_organization_admin(&self, user_id: &str) -> bool {
-        self.organization_admins.contains(user_id)
+        self.facts.organization_admins.contains(user_id)
     }
 
     /// Whether ZenML resources are evaluated as their stored stand-ins (`standin`).
