@@ -35,7 +35,7 @@ use crate::policy::PolicySource;
 
 mod entity_store;
 mod schema_view;
-pub use entity_store::{Changes, EntityStore};
+pub use entity_store::{Changes, EntityStore, Updated};
 pub use schema_view::SchemaTables;
 
 /// One loaded, validated, immutable Cedar snapshot: schema, policies, entities and the index

@@ -161,8 +161,8 @@ impl Loader {
                 let previous = self
                     .directory
                     .as_ref()
-                    .filter(|built| built.schema_key == schema_key)
-                    .and_then(|built| built.store.as_ref());
+                    .filter(|built| built.schema_key == schema_key && built.store.is_some())
+                    .map(Arc::as_ref);
                 let built = Arc::new(build_directory(
                     loaded,
                     &text,
@@ -269,15 +269,23 @@ fn build_directory(
     loaded: directory::Loaded,
     text: &str,
     (key, schema_key): ([u8; 32], [u8; 32]),
-    previous: Option<&EntityStore>,
+    previous: Option<&BuiltDirectory>,
     literals: &[EntityUid],
     schema: &Schema,
     path: &Path,
 ) -> Result<BuiltDirectory, Vec<LoadError>> {
-    let (entities, store, directory, refs, stand_ins, origin) = match loaded {
+    let (entities, store, directory, refs, stand_ins, origin, graph) = match loaded {
         directory::Loaded::Cedar(entities) => {
             let refs = attribute_refs(entities.iter());
-            (Arc::new(entities), None, None, refs, false, StoreOrigin::Built)
+            (
+                Arc::new(entities),
+                None,
+                None,
+                refs,
+                false,
+                StoreOrigin::Built,
+                None,
+            )
         }
         directory::Loaded::Zenml(directory, mut built) => {
             let refs = attribute_refs(built.iter());
@@ -306,16 +314,27 @@ fn build_directory(
             // the schema and closed; where either is unsure, Cedar's store (and only when
             // Cedar's check fails is each entity checked again on its own, to report every
             // mismatch at its entry).
-            let updated = previous.and_then(|previous| previous.update(&built, schema));
-            let (store, origin) = match updated {
-                Some((store, changes)) => (store, StoreOrigin::Updated(changes)),
+            let updated = previous.and_then(|previous| {
+                let updated = previous.store.as_ref()?.update(&built, schema)?;
+                // The index's graph of the previous store, updated alike.
+                let graph = previous
+                    .graph
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .and_then(|graph| graph.updated(updated.store.entities(), &updated.touched))
+                    .map(Arc::new);
+                Some((updated, graph))
+            });
+            let (store, origin, graph) = match updated {
+                Some((updated, graph)) => (updated.store, StoreOrigin::Updated(updated.changes), graph),
                 None => match EntityStore::build(&built, schema) {
-                    Some(store) => (store, StoreOrigin::Built),
+                    Some(store) => (store, StoreOrigin::Built, None),
                     None => {
                         let adopted = Entities::from_entities(built, Some(schema))
                             .map(|entities| EntityStore::adopt(entities, schema));
                         match adopted {
-                            Ok(Some(store)) => (store, StoreOrigin::Built),
+                            Ok(Some(store)) => (store, StoreOrigin::Built, None),
                             Ok(None) => {
                                 return Err(vec![LoadError::file(
                                     path,
@@ -341,6 +360,7 @@ fn build_directory(
                 refs,
                 stand_ins,
                 origin,
+                graph,
             )
         }
     };
@@ -357,7 +377,7 @@ fn build_directory(
         directory,
         refs: Arc::new(refs),
         stand_ins,
-        graph: Mutex::new(None),
+        graph: Mutex::new(graph),
     })
 }
 

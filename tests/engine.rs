@@ -538,7 +538,25 @@ proptest::proptest! {
         let second = list(&graph);
         let cedar = Entities::from_entities(second.clone(), Some(&schema));
         match (cedar, store.update(&second, &schema)) {
-            (Ok(cedar), Some((ours, _))) => proptest::prop_assert_eq!(closure_of(&cedar), closure_of(ours.entities())),
+            (Ok(cedar), Some(updated)) => {
+                proptest::prop_assert_eq!(closure_of(&cedar), closure_of(updated.store.entities()));
+                // Every entity whose data differs from the first store's is named as touched
+                // (what the index's graph is updated with).
+                let data = |entities: &Entities, uid: &cedar_policy::EntityUid| {
+                    entities.get(uid).map(|entity| {
+                        let mut ancestors: Vec<String> =
+                            entities.ancestors(uid).into_iter().flatten().map(ToString::to_string).collect();
+                        ancestors.sort();
+                        (format!("{:?}", entity.attr("n")), ancestors)
+                    })
+                };
+                let old = store.entities();
+                for uid in old.iter().map(Entity::uid).chain(cedar.iter().map(Entity::uid)) {
+                    if data(old, &uid) != data(&cedar, &uid) {
+                        proptest::prop_assert!(updated.touched.contains(&uid), "{} changed, not touched", uid);
+                    }
+                }
+            }
             (Err(_), None) => {}
             (cedar, ours) => proptest::prop_assert!(false, "Cedar: {:?}, ours: {:?}", cedar.map(|_| ()), ours.map(|_| ())),
         }

@@ -165,7 +165,7 @@ fn the_directory_store_is_rebuilt_exactly_when_its_inputs_change() {
 }
 
 /// A directory edit updates the previous store (only what changed is checked and closed again)
-/// and the result equals a build from scratch of the same files, for edits of every kind: a
+/// and the index's graph of it, and both equal a build from scratch of the same files, for edits of every kind: a
 /// member leaves a team, a team gains a binding (its members are closed again), a user is added
 /// with a binding, a project moves to another workspace, a user and a team are removed, a
 /// custom role's grid changes, and every edit undone.
@@ -264,6 +264,10 @@ fn a_directory_edit_updates_the_store_as_a_fresh_build_would() {
             equal_stores(&updated, &scratch),
             "{what}: the updated store equals a fresh one"
         );
+        let graph = |s: &Snapshot| s.engine.index_graph().cloned().expect("an index graph");
+        if let Err(difference) = graph(&updated).answers_like(&graph(&scratch)) {
+            panic!("{what}: the updated index graph answers otherwise: {difference}");
+        }
         assert_eq!(updated.store, StoreOrigin::Updated(*expected), "{what}");
     }
 

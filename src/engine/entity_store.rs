@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use cedar_policy::{Entities, Entity, Schema};
+use cedar_policy::{Entities, Entity, EntityUid, Schema};
 use cedar_policy_core::ast;
 use cedar_policy_core::entities::{Dereference, Entities as CoreStore, NoEntitiesSchema, TCComputation};
 use rustc_hash::FxBuildHasher;
@@ -34,6 +34,17 @@ type FxHashSet<K> = HashSet<K, FxBuildHasher>;
 pub struct EntityStore {
     entities: Arc<Entities>,
     held: Vec<Arc<ast::Entity>>,
+}
+
+/// An [`EntityStore::update`]: the store, and what changed.
+#[derive(Debug)]
+pub struct Updated {
+    /// The updated store.
+    pub store: EntityStore,
+    /// How many entities were added, changed, removed and closed again.
+    pub changes: Changes,
+    /// Those entities' uids (the ones whose data differs from the previous store's).
+    pub touched: Vec<EntityUid>,
 }
 
 /// What an [`EntityStore::update`] found.
@@ -88,7 +99,7 @@ impl EntityStore {
     /// as this one, sharing every entity that is unchanged and not below a changed or removed
     /// one. `None` where [`EntityStore::build`] would refuse, or where this store's entities
     /// are not all closed by it.
-    pub fn update(&self, entities: &[Entity], schema: &Schema) -> Option<(Self, Changes)> {
+    pub fn update(&self, entities: &[Entity], schema: &Schema) -> Option<Updated> {
         let stored: &CoreStore = self.entities.as_ref().as_ref();
         let tables = SchemaTables::new(schema);
         let mut changes = Changes::default();
@@ -144,8 +155,18 @@ impl EntityStore {
             Dereference::Data(entity) if !touched.contains(uid) => Some(entity),
             _ => None,
         })?;
+        let mut touched: Vec<EntityUid> = touched
+            .iter()
+            .filter(|uid| !given.contains(*uid))
+            .map(|uid| EntityUid::from((*uid).clone()))
+            .collect();
+        touched.extend(closed.iter().map(|entity| EntityUid::from(entity.uid().clone())));
         kept.extend(closed.into_iter().map(Arc::new));
-        Some((assemble(schema, kept)?, changes))
+        Some(Updated {
+            store: assemble(schema, kept)?,
+            changes,
+            touched,
+        })
     }
 }
 

@@ -25,7 +25,7 @@ type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 /// record is left to Cedar.
 pub type Stored = AttrValue<'static, u32, ()>;
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Node {
     /// Whether the entity is stored (not only named as an ancestor or by an attribute).
     stored: bool,
@@ -36,7 +36,7 @@ struct Node {
 }
 
 /// The stored entities, interned.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Graph {
     ids: FxHashMap<EntityUid, u32>,
     /// Per id: the index of its type in `types`.
@@ -56,27 +56,114 @@ impl Graph {
         u16::try_from(attrs.len()).ok()?;
         graph.attrs = attrs.iter().map(|attr| (*attr).to_owned()).collect();
         for entity in entities.iter() {
-            let id = graph.intern(&entity.uid(), &mut type_ids)?;
-            let mut ancestors: Vec<u32> = Vec::new();
-            for ancestor in entities.ancestors(&entity.uid()).into_iter().flatten() {
-                ancestors.push(graph.intern(ancestor, &mut type_ids)?);
-            }
-            ancestors.sort_unstable();
-            ancestors.dedup();
-            let mut kept = Vec::new();
-            for (slot, attr) in attrs.iter().enumerate() {
-                let Some(value) = entity.attr(attr) else {
-                    continue;
-                };
-                let value = kept_value(value, |uid| graph.intern(uid, &mut type_ids).map(Some))?;
-                kept.push((u16::try_from(slot).ok()?, value));
-            }
-            let node = &mut graph.nodes[id as usize];
-            node.stored = true;
-            node.ancestors = ancestors.into();
-            node.attrs = kept.into();
+            graph.store(entity, entities, &mut type_ids)?;
         }
         Some(graph)
+    }
+
+    /// This graph for `entities`, a store that differs from the one it was built for only in
+    /// the entities `touched` (added, changed, removed, or closed again): those are interned
+    /// anew (a removed one keeps its id, no longer stored), every other node is copied.
+    /// `None` as for [`Graph::build`].
+    pub fn updated(&self, entities: &Entities, touched: &[EntityUid]) -> Option<Graph> {
+        let mut graph = self.clone();
+        let mut type_ids: FxHashMap<EntityTypeName, u16> = FxHashMap::default();
+        for (at, type_name) in graph.types.iter().enumerate() {
+            type_ids.insert(type_name.clone(), u16::try_from(at).ok()?);
+        }
+        for uid in touched {
+            match entities.get(uid) {
+                Some(entity) => graph.store(entity, entities, &mut type_ids)?,
+                None => {
+                    if let Some(id) = graph.id(uid) {
+                        graph.nodes[id as usize] = Node::default();
+                    }
+                }
+            }
+        }
+        Some(graph)
+    }
+
+    /// Interns `entity` of `entities` as stored: its closed ancestors and kept attributes.
+    fn store(
+        &mut self,
+        entity: &cedar_policy::Entity,
+        entities: &Entities,
+        type_ids: &mut FxHashMap<EntityTypeName, u16>,
+    ) -> Option<()> {
+        let id = self.intern(&entity.uid(), type_ids)?;
+        let mut ancestors: Vec<u32> = Vec::new();
+        for ancestor in entities.ancestors(&entity.uid()).into_iter().flatten() {
+            ancestors.push(self.intern(ancestor, type_ids)?);
+        }
+        ancestors.sort_unstable();
+        ancestors.dedup();
+        let mut kept = Vec::new();
+        for slot in 0..self.attrs.len() {
+            let Some(value) = entity.attr(&self.attrs[slot]) else {
+                continue;
+            };
+            let value = kept_value(value, |uid| self.intern(uid, type_ids).map(Some))?;
+            kept.push((u16::try_from(slot).ok()?, value));
+        }
+        let node = &mut self.nodes[id as usize];
+        node.stored = true;
+        node.ancestors = ancestors.into();
+        node.attrs = kept.into();
+        Some(())
+    }
+
+    /// Whether this graph answers as `fresh` (a graph built for the same entities, with the
+    /// same attributes) does, uid by uid: every uid `fresh` has met, this one has, equally
+    /// stored, with the same ancestors and kept attributes. This one may have met more (an
+    /// updated graph keeps the ids of removed entities); those must not be stored. For tests.
+    pub fn answers_like(&self, fresh: &Graph) -> Result<(), String> {
+        if self.attrs != fresh.attrs {
+            return Err(format!("attributes {:?} against {:?}", self.attrs, fresh.attrs));
+        }
+        let names = |graph: &Graph| {
+            let mut names = vec![None; graph.nodes.len()];
+            for (uid, &id) in &graph.ids {
+                names[id as usize] = Some(uid.to_string());
+            }
+            names
+        };
+        let (ours, theirs) = (names(self), names(fresh));
+        let describe = |graph: &Graph, names: &[Option<String>], id: u32| {
+            let name = |id: &u32| names[*id as usize].clone().unwrap_or_default();
+            let node = &graph.nodes[id as usize];
+            let mut ancestors: Vec<String> = node.ancestors.iter().map(name).collect();
+            ancestors.sort();
+            let attrs: Vec<String> = node
+                .attrs
+                .iter()
+                .map(|(slot, value)| match value {
+                    AttrValue::Entity(id) => format!("{slot}: {}", name(id)),
+                    AttrValue::Set(ids) => {
+                        let mut ids: Vec<String> = ids.iter().map(name).collect();
+                        ids.sort();
+                        format!("{slot}: {ids:?}")
+                    }
+                    other => format!("{slot}: {other:?}"),
+                })
+                .collect();
+            (node.stored, ancestors, attrs)
+        };
+        for (uid, &id) in &fresh.ids {
+            let Some(our_id) = self.id(uid) else {
+                return Err(format!("{uid} has no id"));
+            };
+            let (a, b) = (describe(self, &ours, our_id), describe(fresh, &theirs, id));
+            if a != b {
+                return Err(format!("{uid}: {a:?} against {b:?}"));
+            }
+        }
+        for (uid, &id) in &self.ids {
+            if fresh.id(uid).is_none() && self.nodes[id as usize].stored {
+                return Err(format!("{uid} is stored here only"));
+            }
+        }
+        Ok(())
     }
 
     /// The attributes the graph keeps, by slot.
