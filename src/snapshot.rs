@@ -289,18 +289,13 @@ fn build_directory(
         }
         directory::Loaded::Zenml(directory, mut built) => {
             let refs = attribute_refs(built.iter());
-            // Stand-in resources for the ZenML path, where they are exact; the store is built
-            // once, with them (its transitive closure is most of a load).
+            // Stand-in resources for the ZenML path, where they are exact; stored with the
+            // directory's entities and checked with them (only the changed ones, when the store
+            // is updated).
             let stand_ins = standin::applicable(literals, &refs);
+            let first_stand_in = built.len();
             if stand_ins {
-                // Checked against the schema on their own (a schema that no longer fits ZenML's
-                // resources is a load error), then stored with the directory's entities.
-                let checked = standin::entities(&directory).and_then(|extra| {
-                    Entities::from_entities(extra.iter().cloned(), Some(schema))
-                        .map(|_| extra)
-                        .map_err(|e| e.to_string())
-                });
-                match checked {
+                match standin::entities(&directory) {
                     Ok(extra) => built.extend(extra),
                     Err(error) => {
                         return Err(vec![LoadError::file(
@@ -331,6 +326,14 @@ fn build_directory(
                 None => match EntityStore::build(&built, schema) {
                     Some(store) => (store, StoreOrigin::Built, None),
                     None => {
+                        // A schema that no longer fits ZenML's resources is said as such.
+                        let stand_ins = built[first_stand_in..].iter().cloned();
+                        if let Err(error) = Entities::from_entities(stand_ins, Some(schema)) {
+                            return Err(vec![LoadError::file(
+                                path,
+                                format!("stand-in resources: {}", error_chain(&error)),
+                            )]);
+                        }
                         let adopted = Entities::from_entities(built, Some(schema))
                             .map(|entities| EntityStore::adopt(entities, schema));
                         match adopted {

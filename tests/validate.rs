@@ -167,6 +167,16 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
             ),
             "`stack` is a workspace-level type; a project role cannot grant it",
         ),
+        (
+            "a schema the ZenML stand-in resources no longer fit (said of them, not of the directory)",
+            vec![(
+                "schemas/zenml.cedarschema",
+                "entity Pipeline in [Project] = { workspace: Workspace, project: Project };",
+                "entity Pipeline in [Project] = { workspace: Workspace, project: Project, owner: String };",
+            )],
+            "policies/directory.yaml: stand-in resources:".to_owned(),
+            "owner",
+        ),
     ];
     for (what, edits, place, text) in table {
         let (code, _, stderr) = validate_with(&edits);
