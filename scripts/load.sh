@@ -13,7 +13,7 @@
 # with the decision cache on (identical requests: cache hits) and off (every check evaluated).
 # For each run: req/s, decisions/s, p50/p99/max latency, non-200 answers, the server's CPU
 # (cores used, from /proc/<pid>/stat) and RSS. Then a reload under load: the directory file is
-# edited and SIGHUP sent while `oha` runs; reports the time to the new revision and whether
+# edited (a team's binding added: scripts/edit-directory.py) and SIGHUP sent while `oha` runs; reports the time to the new revision and whether
 # every request was answered. Everything talks to 127.0.0.1 only.
 #
 #   scripts/load.sh [SET...]        SETs: sample large policies (default: all three)
@@ -207,7 +207,7 @@ reload_under_load() { # while zenml_single runs (cache off), edit the directory,
     "$BASE/zenml/rbac/check_permissions?user_id=$SINGLE_USER&action=$SINGLE_ACTION" >"$json" &
   local oha_pid=$!
   sleep 2
-  echo "# reload $(date +%s%N)" >>"$WORK/set/directory.yaml"
+  python3 scripts/edit-directory.py "$WORK/set/directory.yaml" # a team's binding, added
   t0=$(date +%s%N)
   kill -HUP "$SERVER_PID"
   while :; do

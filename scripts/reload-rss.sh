@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RSS of `zenml-authz serve` after its first load and after each of RELOADS reloads (the
-# directory edited, SIGHUP, RSS read WAIT seconds later): what BENCHMARKS.md reports as "RSS
-# after reloads". Uses the release binary and a generated set (scripts/gen-data.py).
+# directory edited as scripts/edit-directory.py does, SIGHUP, RSS read WAIT seconds later):
+# what BENCHMARKS.md reports as "RSS after reloads". Uses the release binary and a generated set (scripts/gen-data.py).
 #
 #   scripts/reload-rss.sh [SET]      SET: sample, large (default) or policies
 #
@@ -28,7 +28,7 @@ rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$PID/status"; }
 sleep 2
 echo "set $SET, MIMALLOC_PURGE_DELAY=$MIMALLOC_PURGE_DELAY: after the first load $(rss) MiB"
 for i in $(seq "$RELOADS"); do
-  echo "# reload-rss $i" >>"$WORK/directory.yaml"
+  python3 scripts/edit-directory.py "$WORK/directory.yaml" # a team's binding, added or removed
   kill -HUP "$PID"
   sleep "$WAIT"
   echo "after reload $i: $(rss) MiB"
