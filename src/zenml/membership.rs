@@ -112,43 +112,49 @@ impl Admission {
 impl Memberships {
     /// The memberships the role bindings of `directory` make.
     pub fn of(directory: &Directory) -> Self {
-        let mut own: BTreeMap<Grantee, Reach> = BTreeMap::new();
+        type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+        // Each holder's own bindings, hashed by id (a B-tree of grantees compares ids as
+        // strings at every step, and a lookup by grantee would allocate one).
+        let mut users: FxHashMap<&str, Reach> = FxHashMap::default();
+        let mut teams: FxHashMap<&str, Reach> = FxHashMap::default();
         for binding in &directory.role_bindings {
-            let grantee = match &binding.holder {
-                Holder::User(id) => Grantee::User(id.clone()),
-                Holder::Team(id) => Grantee::Team(id.clone()),
+            let reach = match &binding.holder {
+                Holder::User(id) => users.entry(id.as_str()).or_default(),
+                Holder::Team(id) => teams.entry(id.as_str()).or_default(),
             };
             match &binding.scope {
                 BindingScope::Organization(_) => {
                     if REACHING_ORGANIZATION_ROLES.contains(&binding.role.as_str()) {
-                        own.entry(grantee).or_default().organization = true;
+                        reach.organization = true;
                     }
                 }
                 BindingScope::Workspace(id) => {
-                    own.entry(grantee).or_default().workspaces.insert(id.clone());
+                    reach.workspaces.insert(id.clone());
                 }
                 BindingScope::Project(id) => {
                     if let Some(project) = directory.projects.get(id) {
-                        own.entry(grantee)
-                            .or_default()
-                            .projects
-                            .insert(id.clone(), project.workspace_id.clone());
+                        reach.projects.insert(id.clone(), project.workspace_id.clone());
                     }
                 }
             }
         }
         // A user's membership: their own bindings and their teams'.
-        let mut by_grantee = own.clone();
         for user in directory.users.values() {
             for team in &user.teams {
-                if let Some(reach) = own.get(&Grantee::Team(team.clone())) {
-                    by_grantee
-                        .entry(Grantee::User(user.named.id.clone()))
-                        .or_default()
-                        .union(reach);
+                if let Some(reach) = teams.get(team.as_str()) {
+                    users.entry(user.named.id.as_str()).or_default().union(reach);
                 }
             }
         }
+        let by_grantee = users
+            .into_iter()
+            .map(|(id, reach)| (Grantee::User(id.to_owned()), reach))
+            .chain(
+                teams
+                    .into_iter()
+                    .map(|(id, reach)| (Grantee::Team(id.to_owned()), reach)),
+            )
+            .collect();
         Self::new(by_grantee)
     }
 
