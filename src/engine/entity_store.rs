@@ -97,8 +97,8 @@ impl EntityStore {
 
     /// The store of `entities` (as [`EntityStore::build`] takes them) under the same `schema`
     /// as this one, sharing every entity that is unchanged and not below a changed or removed
-    /// one. `None` where [`EntityStore::build`] would refuse, or where this store's entities
-    /// are not all closed by it.
+    /// one. `None` where [`EntityStore::build`] would refuse (the caller then builds anew).
+    /// Even when nothing changed the store is a new one (a map of the shared entities).
     pub fn update(&self, entities: &[Entity], schema: &Schema) -> Option<Updated> {
         let stored: &CoreStore = self.entities.as_ref().as_ref();
         let tables = SchemaTables::new(schema);
