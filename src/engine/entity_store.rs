@@ -202,69 +202,40 @@ fn close<'s>(
     mut pending: Vec<ast::Entity>,
     closed: impl Fn(&ast::EntityUID) -> Option<&'s ast::Entity>,
 ) -> Option<Vec<ast::Entity>> {
-    let mut at: FxHashMap<ast::EntityUID, usize> = FxHashMap::default();
-    at.reserve(pending.len());
-    for (i, entity) in pending.iter().enumerate() {
-        if at.insert(entity.uid().clone(), i).is_some() {
-            return None;
-        }
-    }
-    let parents: Vec<Vec<usize>> = pending
-        .iter()
-        .map(|entity| entity.parents().filter_map(|uid| at.get(uid).copied()).collect())
-        .collect();
-    // Parents before children (depth first, iteratively); a parent met on the way is a cycle.
-    const NEW: u8 = 0;
-    const OPEN: u8 = 1;
-    const DONE: u8 = 2;
-    let mut state = vec![NEW; pending.len()];
-    let mut order = Vec::with_capacity(pending.len());
-    let mut stack: Vec<(usize, usize)> = Vec::new();
-    for start in 0..pending.len() {
-        if state[start] != NEW {
-            continue;
-        }
-        state[start] = OPEN;
-        stack.push((start, 0));
-        while let Some((node, next)) = stack.last_mut() {
-            let node = *node;
-            match parents[node].get(*next) {
-                Some(&parent) => {
-                    *next += 1;
-                    match state[parent] {
-                        NEW => {
-                            state[parent] = OPEN;
-                            stack.push((parent, 0));
-                        }
-                        OPEN => return None,
-                        _ => {}
-                    }
-                }
-                None => {
-                    state[node] = DONE;
-                    order.push(node);
-                    stack.pop();
-                }
+    // Per entity: its parents in `pending` (positions), and the closed entities among the rest.
+    let mut listed: Vec<Vec<usize>> = Vec::with_capacity(pending.len());
+    let mut outside: Vec<Vec<&'s ast::Entity>> = Vec::with_capacity(pending.len());
+    {
+        let mut at: FxHashMap<&ast::EntityUID, usize> = FxHashMap::default();
+        at.reserve(pending.len());
+        for (i, entity) in pending.iter().enumerate() {
+            if at.insert(entity.uid(), i).is_some() {
+                return None;
             }
         }
-    }
-    let mut more: Vec<ast::EntityUID> = Vec::new();
-    for node in order {
-        for parent in pending[node].parents() {
-            match at.get(parent) {
-                Some(&p) => more.extend(pending[p].ancestors().cloned()),
-                None => {
-                    if let Some(stored) = closed(parent) {
-                        more.extend(stored.ancestors().cloned());
-                    }
+        for entity in &pending {
+            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+            for parent in entity.parents() {
+                match at.get(parent) {
+                    Some(&p) => mine.push(p),
+                    None => theirs.extend(closed(parent)),
                 }
             }
+            listed.push(mine);
+            outside.push(theirs);
         }
-        for uid in more.drain(..) {
+    }
+    let acyclic = crate::index::in_dependency_order(&listed, |node| {
+        let mut more: Vec<ast::EntityUID> = outside[node]
+            .iter()
+            .flat_map(|entity| entity.ancestors().cloned())
+            .collect();
+        more.extend(listed[node].iter().flat_map(|&p| pending[p].ancestors().cloned()));
+        for uid in more {
             pending[node].add_indirect_ancestor(uid);
         }
-    }
-    Some(pending)
+    });
+    acyclic.then_some(pending)
 }
 
 /// The store of `held` (closed entities, no actions) and the schema's actions.
