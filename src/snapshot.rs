@@ -161,7 +161,7 @@ impl Loader {
                 let previous = self
                     .directory
                     .as_ref()
-                    .filter(|built| built.schema_key == schema_key && built.store.is_some())
+                    .filter(|built| built.schema_key == schema_key)
                     .map(Arc::as_ref);
                 let built = Arc::new(build_directory(
                     loaded,
@@ -191,7 +191,7 @@ impl Loader {
                 schema: checked.schema,
                 policies: checked.policies,
                 policy_sources: checked.sources,
-                entities: built.entities.clone(),
+                entities: built.stored.entities().clone(),
                 attribute_refs: built.refs.clone(),
                 policy_literals: checked.read_literals,
                 internal: built
@@ -214,7 +214,7 @@ impl Loader {
                 .directory
                 .clone()
                 .zip(built.facts.clone())
-                .map(|(directory, facts)| zenml::View::with_facts(directory, facts, built.stand_ins)),
+                .map(|(directory, facts)| zenml::View::new(directory, facts, built.stand_ins)),
             engine,
             warnings: checked.warnings,
             store: origin,
@@ -230,10 +230,7 @@ struct BuiltDirectory {
     key: [u8; 32],
     /// Digest of the schema files alone: a store built under them may be updated.
     schema_key: [u8; 32],
-    entities: Arc<Entities>,
-    /// The ZenML directory's store, which the next load updates (plain Cedar entities JSON is
-    /// rebuilt by Cedar).
-    store: Option<EntityStore>,
+    stored: Stored,
     /// How it was made: [`StoreOrigin::Updated`] or [`StoreOrigin::Built`].
     origin: StoreOrigin,
     directory: Option<Arc<Directory>>,
@@ -274,18 +271,11 @@ fn build_directory(
     schema: &Schema,
     path: &Path,
 ) -> Result<BuiltDirectory, Vec<LoadError>> {
-    let (entities, store, directory, refs, stand_ins, origin, graph) = match loaded {
+    let (stored, directory, refs, stand_ins, origin, graph) = match loaded {
         directory::Loaded::Cedar(entities) => {
             let refs = attribute_refs(entities.iter());
-            (
-                Arc::new(entities),
-                None,
-                None,
-                refs,
-                false,
-                StoreOrigin::Built,
-                None,
-            )
+            let stored = Stored::Cedar(Arc::new(entities));
+            (stored, None, refs, false, StoreOrigin::Built, None)
         }
         directory::Loaded::Zenml(directory, mut built) => {
             let refs = attribute_refs(built.iter());
@@ -305,61 +295,16 @@ fn build_directory(
                     }
                 }
             }
-            // The previous store updated with what changed, else every entity checked against
-            // the schema and closed; where either is unsure, Cedar's store (and only when
-            // Cedar's check fails is each entity checked again on its own, to report every
-            // mismatch at its entry).
-            let updated = previous.and_then(|previous| {
-                let updated = previous.store.as_ref()?.update(&built, schema)?;
-                // The index's graph of the previous store, updated alike.
-                let graph = previous
-                    .graph
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone()
-                    .and_then(|graph| graph.updated(updated.store.entities(), &updated.touched))
-                    .map(Arc::new);
-                Some((updated, graph))
+            let previous = previous.and_then(|previous| match &previous.stored {
+                Stored::Directory(store) => Some((store, &previous.graph)),
+                Stored::Cedar(_) => None,
             });
-            let (store, origin, graph) = match updated {
-                Some((updated, graph)) => (updated.store, StoreOrigin::Updated(updated.changes), graph),
-                None => match EntityStore::build(&built, schema) {
-                    Some(store) => (store, StoreOrigin::Built, None),
-                    None => {
-                        // A schema that no longer fits ZenML's resources is said as such.
-                        let stand_ins = built[first_stand_in..].iter().cloned();
-                        if let Err(error) = Entities::from_entities(stand_ins, Some(schema)) {
-                            return Err(vec![LoadError::file(
-                                path,
-                                format!("stand-in resources: {}", error_chain(&error)),
-                            )]);
-                        }
-                        let adopted = Entities::from_entities(built, Some(schema))
-                            .map(|entities| EntityStore::adopt(entities, schema));
-                        match adopted {
-                            Ok(Some(store)) => (store, StoreOrigin::Built, None),
-                            Ok(None) => {
-                                return Err(vec![LoadError::file(
-                                    path,
-                                    "internal: the directory's entities could not be stored",
-                                )]);
-                            }
-                            Err(error) => {
-                                let mut errors = directory::schema_errors(path, text, schema);
-                                if errors.is_empty() {
-                                    errors.push(LoadError::file(path, error_chain(&error)));
-                                }
-                                return Err(errors);
-                            }
-                        }
-                    }
-                },
-            };
-            let entities = store.entities().clone();
+            let (store, origin, graph) =
+                directory_store(built, first_stand_in, previous, schema, path, text)?;
+            let directory = Some(Arc::new(*directory));
             (
-                entities,
-                Some(store),
-                Some(Arc::new(*directory)),
+                Stored::Directory(store),
+                directory,
                 refs,
                 stand_ins,
                 origin,
@@ -374,14 +319,87 @@ fn build_directory(
         key,
         facts,
         schema_key,
-        store,
+        stored,
         origin,
-        entities,
         directory,
         refs: Arc::new(refs),
         stand_ins,
         graph: Mutex::new(graph),
     })
+}
+
+/// A directory file's entities in a store.
+#[derive(Debug)]
+enum Stored {
+    /// A ZenML directory's: the next load under the same schema updates it.
+    Directory(EntityStore),
+    /// Plain Cedar entities JSON, stored by Cedar (and rebuilt by every load that changes it).
+    Cedar(Arc<Entities>),
+}
+
+impl Stored {
+    fn entities(&self) -> &Arc<Entities> {
+        match self {
+            Stored::Directory(store) => store.entities(),
+            Stored::Cedar(entities) => entities,
+        }
+    }
+}
+
+/// A directory's store, how it was made, and the index's graph of it when that was updated too.
+type StoreMade = (EntityStore, StoreOrigin, Option<Arc<Graph>>);
+
+/// The store of a ZenML directory's entities (`built`, its stand-ins from `first_stand_in`
+/// on), with the index's graph when it could be updated: the previous store (and graph)
+/// updated with what changed, else every entity checked against the schema and closed; where
+/// either is unsure, Cedar's store (and only when Cedar's check fails is each entity checked
+/// again on its own, to report every mismatch at its entry).
+fn directory_store(
+    built: Vec<cedar_policy::Entity>,
+    first_stand_in: usize,
+    previous: Option<(&EntityStore, &Mutex<Option<Arc<Graph>>>)>,
+    schema: &Schema,
+    path: &Path,
+    text: &str,
+) -> Result<StoreMade, Vec<LoadError>> {
+    if let Some((store, graph)) = previous
+        && let Some(updated) = store.update(&built, schema)
+    {
+        let graph = graph
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .and_then(|graph| graph.updated(updated.store.entities(), &updated.touched))
+            .map(Arc::new);
+        return Ok((updated.store, StoreOrigin::Updated(updated.changes), graph));
+    }
+    if let Some(store) = EntityStore::build(&built, schema) {
+        return Ok((store, StoreOrigin::Built, None));
+    }
+    // A schema that no longer fits ZenML's resources is said as such.
+    let stand_ins = built[first_stand_in..].iter().cloned();
+    if let Err(error) = Entities::from_entities(stand_ins, Some(schema)) {
+        return Err(vec![LoadError::file(
+            path,
+            format!("stand-in resources: {}", error_chain(&error)),
+        )]);
+    }
+    match Entities::from_entities(built, Some(schema)) {
+        Ok(entities) => match EntityStore::adopt(entities, schema) {
+            Some(store) => Ok((store, StoreOrigin::Built, None)),
+            None => Err(vec![LoadError::file(
+                path,
+                "internal: the directory's entities could not be stored",
+            )]),
+        },
+        Err(error) => {
+            let mut errors = directory::schema_errors(path, text, schema);
+            if errors.is_empty() {
+                errors.push(LoadError::file(path, error_chain(&error)));
+            }
+            Err(errors)
+        }
+    }
 }
 
 /// Entity uid -> the entities its attributes and tags refer to (read from the stored values,

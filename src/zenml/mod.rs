@@ -92,14 +92,9 @@ impl DirectoryFacts {
 }
 
 impl View {
-    /// The view of `directory`, whose store holds the stand-ins when `stand_ins`.
-    pub fn new(directory: Arc<Directory>, stand_ins: bool) -> Self {
-        let facts = Arc::new(DirectoryFacts::of(&directory));
-        Self::with_facts(directory, facts, stand_ins)
-    }
-
-    /// The view of `directory` with its `facts` ([`DirectoryFacts::of`] the same directory).
-    pub fn with_facts(directory: Arc<Directory>, facts: Arc<DirectoryFacts>, stand_ins: bool) -> Self {
+    /// The view of `directory` with its `facts` ([`DirectoryFacts::of`] the same directory),
+    /// whose store holds the stand-ins when `stand_ins`.
+    pub fn new(directory: Arc<Directory>, facts: Arc<DirectoryFacts>, stand_ins: bool) -> Self {
         Self {
             facts,
             directory,
