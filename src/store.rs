@@ -542,10 +542,10 @@ fn add_place(
     match place_kind {
         "organization" => reach.organization = true,
         "workspace" => {
-            reach.workspaces.insert(place_id);
+            reach.workspaces.insert(place_id, ());
         }
         "project" => {
-            reach.projects.insert(place_id, workspace_id);
+            reach.projects.insert(place_id, workspace_id.into());
         }
         other => return Err(StoreError::Corrupt(index, format!("place kind `{other}`"))),
     }
@@ -561,11 +561,11 @@ fn membership_rows(memberships: &Memberships) -> Vec<(&'static str, &str, &'stat
         if reach.organization {
             rows.push((kind, id, "organization", "", ""));
         }
-        for workspace in &reach.workspaces {
-            rows.push((kind, id, "workspace", workspace.as_str(), workspace.as_str()));
+        for workspace in reach.workspaces.ids() {
+            rows.push((kind, id, "workspace", workspace, workspace));
         }
-        for (project, workspace) in &reach.projects {
-            rows.push((kind, id, "project", project.as_str(), workspace.as_str()));
+        for (project, workspace) in reach.projects.iter() {
+            rows.push((kind, id, "project", project, &**workspace));
         }
     }
     rows
@@ -1219,8 +1219,8 @@ mod tests {
             organization: true,
             ..Reach::default()
         };
-        reach.workspaces.insert(W.into());
-        reach.projects.insert("p".into(), W.into());
+        reach.workspaces.insert(W, ());
+        reach.projects.insert("p", W.into());
         let current = Memberships::from_reaches([
             (Grantee::User("u".into()), reach.clone()),
             (Grantee::Team("t".into()), Reach::default()),

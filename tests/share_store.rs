@@ -185,8 +185,8 @@ fn memberships_are_remembered_and_settling_purges_with_the_reason(backend: &dyn 
         organization: true,
         ..Reach::default()
     };
-    reach.workspaces.insert(W.into());
-    reach.projects.insert("p".into(), W.into());
+    reach.workspaces.insert(W, ());
+    reach.projects.insert("p", W.into());
     let current = Memberships::from_reaches([
         (Grantee::User("u".into()), reach.clone()),
         (Grantee::Team("t".into()), Reach::default()),

@@ -12,7 +12,8 @@
 //! with a share there) and whose shares a removal takes away (`store::Shares::settle_memberships`:
 //! the remembered [`Reach`] of each grantee against the current one).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use super::shares::{Grantee, ShareSet};
 use crate::directory::{BindingScope, Directory, Holder};
@@ -21,14 +22,79 @@ use crate::directory::{BindingScope, Directory, Holder};
 pub const REACHING_ORGANIZATION_ROLES: [&str; 2] = ["admin", "viewer"];
 
 /// Where one grantee's bindings reach: what makes it a member of which places.
+///
+/// Compact on purpose: every user and team has one, and most reach a few places. The ids are
+/// shared (`Arc<str>`, one per place in a [`Memberships`]) in sorted vectors; B-trees of owned
+/// strings cost ~1.5 KB a user (a leaf of eleven slots per set, a string per id).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reach {
     /// An organization admin or viewer binding: a member of every workspace and project.
     pub organization: bool,
     /// Workspaces with a binding at them.
-    pub workspaces: BTreeSet<String>,
+    pub workspaces: Places<()>,
     /// Projects with a binding at them -> the project's workspace.
-    pub projects: BTreeMap<String, String>,
+    pub projects: Places<Arc<str>>,
+}
+
+/// Place ids, sorted and distinct, each with a value (`()` for a set): a small sorted vector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Places<V>(Vec<(Arc<str>, V)>);
+
+impl<V> Default for Places<V> {
+    fn default() -> Self {
+        Places(Vec::new())
+    }
+}
+
+impl<V: Clone> Places<V> {
+    /// Adds `id` with `value`; an id already present keeps its value.
+    pub fn insert(&mut self, id: impl Into<Arc<str>> + AsRef<str>, value: V) {
+        if let Err(at) = self.find(id.as_ref()) {
+            self.0.insert(at, (id.into(), value));
+        }
+    }
+
+    /// Whether `id` is among them.
+    pub fn contains(&self, id: &str) -> bool {
+        self.find(id).is_ok()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ids with their values, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &V)> {
+        self.0.iter().map(|(id, value)| (&**id, value))
+    }
+
+    /// The values, in id order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.0.iter().map(|(_, value)| value)
+    }
+
+    fn find(&self, id: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(held, _)| (**held).cmp(id))
+    }
+
+    /// Adds every place of `other` (shared ids, no copy of a string).
+    fn union(&mut self, other: &Places<V>) {
+        if other.0.iter().all(|(id, _)| self.contains(id)) {
+            return;
+        }
+        self.0.extend(other.0.iter().cloned());
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.dedup_by(|a, b| a.0 == b.0);
+        self.0.shrink_to_fit();
+    }
+}
+
+impl Places<()> {
+    /// The ids, in order.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(id, ())| &**id)
+    }
 }
 
 impl Reach {
@@ -41,12 +107,12 @@ impl Reach {
     pub fn member_of_workspace(&self, workspace: &str) -> bool {
         self.organization
             || self.workspaces.contains(workspace)
-            || self.projects.values().any(|w| w == workspace)
+            || self.projects.values().any(|w| **w == *workspace)
     }
 
     /// Whether this reach makes its holder a member of `project` (in `workspace`).
     pub fn member_of_project(&self, project: &str, workspace: &str) -> bool {
-        self.organization || self.projects.contains_key(project) || self.workspaces.contains(workspace)
+        self.organization || self.projects.contains(project) || self.workspaces.contains(workspace)
     }
 
     /// Whether a grantee whose reach was `self` and is now `now` lost the membership that holds
@@ -62,9 +128,8 @@ impl Reach {
 
     fn union(&mut self, other: &Reach) {
         self.organization |= other.organization;
-        self.workspaces.extend(other.workspaces.iter().cloned());
-        self.projects
-            .extend(other.projects.iter().map(|(p, w)| (p.clone(), w.clone())));
+        self.workspaces.union(&other.workspaces);
+        self.projects.union(&other.projects);
     }
 }
 
@@ -73,9 +138,6 @@ impl Reach {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Memberships {
     by_grantee: BTreeMap<Grantee, Reach>,
-    /// Derived from `by_grantee`: grantee -> every workspace a binding at it or at one of its
-    /// projects makes the grantee a member of (admission looks up here: two hash lookups).
-    workspaces: HashMap<Grantee, HashSet<String>>,
 }
 
 /// Why a user may not enter a workspace (a 403 to the ZenML server).
@@ -117,6 +179,11 @@ impl Memberships {
         // strings at every step, and a lookup by grantee would allocate one).
         let mut users: FxHashMap<&str, Reach> = FxHashMap::default();
         let mut teams: FxHashMap<&str, Reach> = FxHashMap::default();
+        // One shared string per place id.
+        let mut ids: FxHashMap<&str, Arc<str>> = FxHashMap::default();
+        fn shared<'d>(ids: &mut FxHashMap<&'d str, Arc<str>>, id: &'d str) -> Arc<str> {
+            ids.entry(id).or_insert_with(|| id.into()).clone()
+        }
         for binding in &directory.role_bindings {
             let reach = match &binding.holder {
                 Holder::User(id) => users.entry(id.as_str()).or_default(),
@@ -129,11 +196,17 @@ impl Memberships {
                     }
                 }
                 BindingScope::Workspace(id) => {
-                    reach.workspaces.insert(id.clone());
+                    if !reach.workspaces.contains(id) {
+                        reach.workspaces.insert(shared(&mut ids, id), ());
+                    }
                 }
                 BindingScope::Project(id) => {
-                    if let Some(project) = directory.projects.get(id) {
-                        reach.projects.insert(id.clone(), project.workspace_id.clone());
+                    if let Some(project) = directory.projects.get(id)
+                        && !reach.projects.contains(id)
+                    {
+                        reach
+                            .projects
+                            .insert(shared(&mut ids, id), shared(&mut ids, &project.workspace_id));
                     }
                 }
             }
@@ -160,17 +233,7 @@ impl Memberships {
 
     fn new(mut by_grantee: BTreeMap<Grantee, Reach>) -> Self {
         by_grantee.retain(|_, reach| !reach.is_empty());
-        let workspaces = by_grantee
-            .iter()
-            .map(|(grantee, reach)| {
-                let reached = reach.workspaces.iter().chain(reach.projects.values()).cloned();
-                (grantee.clone(), reached.collect())
-            })
-            .collect();
-        Self {
-            by_grantee,
-            workspaces,
-        }
+        Self { by_grantee }
     }
 
     /// Memberships from stored rows (what a share store remembers).
@@ -198,11 +261,7 @@ impl Memberships {
         let grantee = Grantee::User(user_id.to_owned());
         self.by_grantee
             .get(&grantee)
-            .is_some_and(|reach| reach.organization)
-            || self
-                .workspaces
-                .get(&grantee)
-                .is_some_and(|workspaces| workspaces.contains(workspace_id))
+            .is_some_and(|reach| reach.member_of_workspace(workspace_id))
     }
 
     /// Whether `user_id` may enter `workspace_id` (ZenML's user-info call): as a member, as a
@@ -244,14 +303,32 @@ mod tests {
     const P: &str = "p";
 
     fn reach(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Reach {
-        Reach {
+        let mut reach = Reach {
             organization,
-            workspaces: workspaces.iter().map(|w| (*w).to_owned()).collect(),
-            projects: projects
-                .iter()
-                .map(|(p, w)| ((*p).to_owned(), (*w).to_owned()))
-                .collect(),
+            ..Reach::default()
+        };
+        for w in workspaces {
+            reach.workspaces.insert(*w, ());
         }
+        for (p, w) in projects {
+            reach.projects.insert(*p, Arc::from(*w));
+        }
+        reach
+    }
+
+    #[test]
+    fn places_are_sorted_distinct_and_keep_their_first_value() {
+        let mut places: Places<Arc<str>> = Places::default();
+        for (id, workspace) in [("p3", "w1"), ("p1", "w1"), ("p2", "w2"), ("p1", "w9")] {
+            places.insert(id, Arc::from(workspace));
+        }
+        let mut other: Places<Arc<str>> = Places::default();
+        other.insert("p0", Arc::from("w3"));
+        other.insert("p2", Arc::from("w8"));
+        places.union(&other);
+        let held: Vec<(&str, &str)> = places.iter().map(|(id, w)| (id, &**w)).collect();
+        assert_eq!(held, [("p0", "w3"), ("p1", "w1"), ("p2", "w2"), ("p3", "w1")]);
+        assert!(places.contains("p0") && !places.contains("p4"));
     }
 
     #[test]
