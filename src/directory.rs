@@ -173,20 +173,20 @@ pub struct CustomRole {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Holder {
     /// A user or a service account.
-    User(String),
+    User(Arc<str>),
     /// A team.
-    Team(String),
+    Team(Arc<str>),
 }
 
 /// Where a role binding holds its role (ids).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum BindingScope {
     /// The organization.
-    Organization(String),
+    Organization(Arc<str>),
     /// A workspace.
-    Workspace(String),
+    Workspace(Arc<str>),
     /// A project.
-    Project(String),
+    Project(Arc<str>),
 }
 
 impl BindingScope {
@@ -198,7 +198,9 @@ impl BindingScope {
     }
 }
 
-/// One role binding (`bindings:`), resolved: its holder holds `role` at `scope`.
+/// One role binding (`bindings:`), resolved: its holder holds `role` at `scope`. Its ids and
+/// role name are shared with the directory's other bindings (an organization has hundreds of
+/// thousands of bindings over far fewer holders, scopes and roles).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleBinding {
     /// Its entry in the file (`bindings[index]`).
@@ -208,7 +210,7 @@ pub struct RoleBinding {
     /// Where.
     pub scope: BindingScope,
     /// The role's name: predefined at the scope's level, or custom.
-    pub role: String,
+    pub role: Arc<str>,
 }
 
 impl RoleBinding {
@@ -334,18 +336,18 @@ impl Directory {
     /// The ids of the users and service accounts that hold the organization's `admin` role,
     /// directly or through a team.
     pub fn organization_admins(&self) -> HashSet<String> {
-        let mut users = HashSet::new();
-        let mut teams = HashSet::new();
+        let mut users: HashSet<String> = HashSet::new();
+        let mut teams: HashSet<&str> = HashSet::new();
         for binding in &self.role_bindings {
-            if matches!(binding.scope, BindingScope::Organization(_)) && binding.role == "admin" {
+            if matches!(binding.scope, BindingScope::Organization(_)) && *binding.role == *"admin" {
                 match &binding.holder {
-                    Holder::User(id) => users.insert(id.clone()),
-                    Holder::Team(id) => teams.insert(id.clone()),
+                    Holder::User(id) => users.insert(id.to_string()),
+                    Holder::Team(id) => teams.insert(id),
                 };
             }
         }
         for user in self.users.values() {
-            if user.teams.iter().any(|team| teams.contains(team)) {
+            if user.teams.iter().any(|team| teams.contains(team.as_str())) {
                 users.insert(user.named.id.clone());
             }
         }
@@ -776,6 +778,8 @@ struct Builder<'a> {
     parents: BTreeMap<(String, String), BTreeSet<(String, String)>>,
     /// Custom-role grid cell -> the custom-role groups that grant it.
     cell_roles: BTreeMap<String, BTreeSet<String>>,
+    /// The bindings' ids and role names, each once.
+    shared: HashSet<Arc<str>, rustc_hash::FxBuildHasher>,
 }
 
 fn role_uid(scope_id: &str, role: &str) -> (String, String) {
@@ -795,6 +799,7 @@ impl<'a> Builder<'a> {
             entities: BTreeMap::new(),
             parents: BTreeMap::new(),
             cell_roles: BTreeMap::new(),
+            shared: HashSet::default(),
         }
     }
 
@@ -1164,14 +1169,26 @@ impl<'a> Builder<'a> {
         for (i, binding) in bindings.iter().enumerate() {
             let entry = format!("bindings[{i}]");
             if let Some((holder, scope)) = self.bind(directory, custom, binding, &entry) {
+                let role = self.shared(&binding.value.role);
                 directory.role_bindings.push(RoleBinding {
                     place: self.place(binding, i),
                     holder,
                     scope,
-                    role: binding.value.role.clone(),
+                    role,
                 });
             }
         }
+        directory.role_bindings.shrink_to_fit();
+    }
+
+    /// `text` as one shared string per distinct value.
+    fn shared(&mut self, text: &str) -> Arc<str> {
+        if let Some(held) = self.shared.get(text) {
+            return held.clone();
+        }
+        let held: Arc<str> = text.into();
+        self.shared.insert(held.clone());
+        held
     }
 
     /// True (and an error) when a workspace or team name is used twice.
@@ -1366,8 +1383,8 @@ impl<'a> Builder<'a> {
             BindingScope::Project(id) => (ScopeKind::Project, id),
         };
         let member = match &holder {
-            Holder::User(id) => ("ZenML::User".to_owned(), id.clone()),
-            Holder::Team(id) => ("ZenML::Team".to_owned(), id.clone()),
+            Holder::User(id) => ("ZenML::User".to_owned(), id.to_string()),
+            Holder::Team(id) => ("ZenML::Team".to_owned(), id.to_string()),
         };
         // Which role.
         let predefined: &[(&str, &str)] = match kind {
@@ -1436,36 +1453,30 @@ impl<'a> Builder<'a> {
         entry: &str,
     ) -> Option<Holder> {
         let b = &binding.value;
-        let (holder, unknown) = match (&b.user, &b.team, &b.service_account) {
-            (Some(user), None, None) => (
-                directory
-                    .find_user(user)
-                    .filter(|u| !u.is_service_account)
-                    .map(|u| Holder::User(u.named.id.clone())),
-                format!("unknown user `{user}`"),
-            ),
-            (None, None, Some(account)) => (
-                directory
-                    .find_user(account)
-                    .filter(|u| u.is_service_account)
-                    .map(|u| Holder::User(u.named.id.clone())),
-                format!("unknown service account `{account}`"),
-            ),
-            (None, Some(team), None) => (
-                directory
-                    .find_team(team)
-                    .map(|t| Holder::Team(t.named.id.clone())),
-                format!("unknown team `{team}`"),
-            ),
-            _ => (
-                None,
-                "name exactly one of `user`, `team` or `service_account`".to_owned(),
-            ),
+        let found = match (&b.user, &b.team, &b.service_account) {
+            (Some(user), None, None) => directory
+                .find_user(user)
+                .filter(|u| !u.is_service_account)
+                .map(|u| (true, u.named.id.as_str())),
+            (None, None, Some(account)) => directory
+                .find_user(account)
+                .filter(|u| u.is_service_account)
+                .map(|u| (true, u.named.id.as_str())),
+            (None, Some(team), None) => directory.find_team(team).map(|t| (false, t.named.id.as_str())),
+            _ => None,
         };
-        if holder.is_none() {
+        let Some((user, id)) = found else {
+            let unknown = match (&b.user, &b.team, &b.service_account) {
+                (Some(user), None, None) => format!("unknown user `{user}`"),
+                (None, None, Some(account)) => format!("unknown service account `{account}`"),
+                (None, Some(team), None) => format!("unknown team `{team}`"),
+                _ => "name exactly one of `user`, `team` or `service_account`".to_owned(),
+            };
             self.error(binding, entry, unknown);
-        }
-        holder
+            return None;
+        };
+        let id = self.shared(id);
+        Some(if user { Holder::User(id) } else { Holder::Team(id) })
     }
 
     /// Where a binding holds its role: the organization, a workspace or a project (exactly
@@ -1480,16 +1491,18 @@ impl<'a> Builder<'a> {
         let problem = match (&b.organization, &b.workspace, &b.project) {
             (Some(org), None, None) => {
                 if *org == directory.organization.name || *org == directory.organization.id {
-                    return Some(BindingScope::Organization(directory.organization.id.clone()));
+                    return Some(BindingScope::Organization(
+                        self.shared(&directory.organization.id),
+                    ));
                 }
                 format!("unknown organization `{org}`")
             }
             (None, Some(ws), None) => match directory.find_workspace(ws) {
-                Some(w) => return Some(BindingScope::Workspace(w.named.id.clone())),
+                Some(w) => return Some(BindingScope::Workspace(self.shared(&w.named.id))),
                 None => format!("unknown workspace `{ws}`"),
             },
             (None, None, Some(Spanned { value: project, .. })) => match directory.find_project(project) {
-                Some(p) => return Some(BindingScope::Project(p.named.id.clone())),
+                Some(p) => return Some(BindingScope::Project(self.shared(&p.named.id))),
                 None => {
                     let ambiguous = directory
                         .projects

@@ -106,7 +106,7 @@ fn directory_warnings(directory: &Directory) -> Vec<LoadError> {
     let used_roles: HashSet<&str> = directory
         .role_bindings
         .iter()
-        .map(|binding| binding.role.as_str())
+        .map(|binding| &*binding.role)
         .collect();
     for role in &directory.custom_roles {
         if !used_roles.contains(role.name.as_str()) {
@@ -151,7 +151,7 @@ fn binding_warnings(decider: Decider<'_>, directory: &Directory, monotone: bool)
     let mut first_of: HashMap<(&Holder, &BindingScope, &str), usize> = HashMap::new();
     let mut judged: Vec<&RoleBinding> = Vec::new();
     for binding in &directory.role_bindings {
-        let key = (&binding.holder, &binding.scope, binding.role.as_str());
+        let key = (&binding.holder, &binding.scope, &*binding.role);
         if let Some(first) = first_of.get(&key) {
             warnings.push(binding_warning(
                 binding,
@@ -228,7 +228,7 @@ fn reach_width(directory: &Directory, binding: &RoleBinding) -> usize {
             1 + directory
                 .projects
                 .values()
-                .filter(|p| p.workspace_id == *id)
+                .filter(|p| *p.workspace_id == **id)
                 .count()
         }
         _ => 1,
@@ -253,7 +253,7 @@ fn judge_binding<'a>(
     // Everything else the holder is a member of: its teams, its other bindings' groups.
     let (name, mut others, teams) = match &binding.holder {
         Holder::User(id) => {
-            let user = directory.users.get(id)?;
+            let user = directory.users.get(&**id)?;
             let teams: Vec<&str> = user
                 .teams
                 .iter()
@@ -264,7 +264,7 @@ fn judge_binding<'a>(
             (user.named.name.as_str(), parents, teams)
         }
         Holder::Team(id) => {
-            let team = directory.teams.get(id)?;
+            let team = directory.teams.get(&**id)?;
             (team.named.name.as_str(), Vec::new(), Vec::new())
         }
     };
@@ -280,13 +280,13 @@ fn judge_binding<'a>(
     // The role groups among the holder's other memberships: its other bindings' and its
     // teams' bindings' (a member of a team is a member of the team's groups).
     let teams_held = match &binding.holder {
-        Holder::User(id) => directory.users.get(id).map(|user| user.teams.as_slice()),
+        Holder::User(id) => directory.users.get(&**id).map(|user| user.teams.as_slice()),
         Holder::Team(_) => None,
     };
     let role_groups: BTreeSet<String> = teams_held
         .into_iter()
         .flatten()
-        .map(|team| Holder::Team(team.clone()))
+        .map(|team| Holder::Team(team.as_str().into()))
         .chain([binding.holder.clone()])
         .flat_map(|holder| {
             by_holder
@@ -552,18 +552,18 @@ fn reach<'d>(directory: &'d Directory, scope: &BindingScope) -> Vec<GridScope<'d
     match scope {
         BindingScope::Organization(_) => {}
         BindingScope::Workspace(id) => {
-            if let Some(workspace) = directory.workspaces.get(id) {
+            if let Some(workspace) = directory.workspaces.get(&**id) {
                 scopes.push(GridScope::Workspace(workspace));
                 scopes.extend(
                     directory
                         .projects
                         .values()
-                        .filter(|p| p.workspace_id == *id)
+                        .filter(|p| *p.workspace_id == **id)
                         .map(GridScope::Project),
                 );
             }
         }
-        BindingScope::Project(id) => scopes.extend(directory.projects.get(id).map(GridScope::Project)),
+        BindingScope::Project(id) => scopes.extend(directory.projects.get(&**id).map(GridScope::Project)),
     }
     scopes
 }

@@ -222,10 +222,10 @@ fn describe_scope(directory: &Directory, scope: &BindingScope) -> String {
             "workspace {}",
             directory
                 .workspaces
-                .get(id)
-                .map_or(id.as_str(), |w| w.named.name.as_str())
+                .get(&**id)
+                .map_or(&**id, |w| w.named.name.as_str())
         ),
-        BindingScope::Project(id) => match directory.projects.get(id) {
+        BindingScope::Project(id) => match directory.projects.get(&**id) {
             Some(project) => {
                 let workspace = directory
                     .workspaces

@@ -414,10 +414,10 @@ fn binding_scope_json(directory: &Directory, scope: &BindingScope) -> Value {
         BindingScope::Workspace(id) => json!({
             "kind": "workspace",
             "id": id,
-            "name": directory.workspaces.get(id).map(|w| w.named.name.as_str()),
+            "name": directory.workspaces.get(&**id).map(|w| w.named.name.as_str()),
         }),
         BindingScope::Project(id) => {
-            let project = directory.projects.get(id);
+            let project = directory.projects.get(&**id);
             json!({
                 "kind": "project",
                 "id": id,

@@ -119,15 +119,17 @@ pub fn bindings_of<'d>(directory: &'d Directory, subject: Subject<'d>) -> Vec<He
         .role_bindings
         .iter()
         .filter_map(|binding| match (&binding.holder, subject) {
-            (Holder::User(id), Subject::User(user)) if *id == user.named.id => Some(Held {
+            (Holder::User(id), Subject::User(user)) if **id == *user.named.id => Some(Held {
                 binding,
                 through: None,
             }),
-            (Holder::Team(id), Subject::User(user)) if user.teams.contains(id) => Some(Held {
-                binding,
-                through: directory.teams.get(id),
-            }),
-            (Holder::Team(id), Subject::Team(team)) if *id == team.named.id => Some(Held {
+            (Holder::Team(id), Subject::User(user)) if user.teams.iter().any(|team| **team == **id) => {
+                Some(Held {
+                    binding,
+                    through: directory.teams.get(&**id),
+                })
+            }
+            (Holder::Team(id), Subject::Team(team)) if **id == *team.named.id => Some(Held {
                 binding,
                 through: None,
             }),
@@ -176,17 +178,17 @@ pub fn role_matrix(
     };
     let mut levels = vec![
         (
-            BindingScope::Organization(directory.organization.id.clone()),
+            BindingScope::Organization(directory.organization.id.as_str().into()),
             ORGANIZATION_ROLES.map(|(role, _)| role).as_slice().to_vec(),
         ),
         (
-            BindingScope::Workspace(workspace_id),
+            BindingScope::Workspace(workspace_id.into()),
             WORKSPACE_ROLES.map(|(role, _)| role).as_slice().to_vec(),
         ),
     ];
     if let GridScope::Project(project) = scope {
         levels.push((
-            BindingScope::Project(project.named.id.clone()),
+            BindingScope::Project(project.named.id.as_str().into()),
             PROJECT_ROLES.map(|(role, _)| role).as_slice().to_vec(),
         ));
     }
@@ -196,7 +198,7 @@ pub fn role_matrix(
             .role_bindings
             .iter()
             .filter(|binding| binding.scope == bound_at && directory.custom_role(&binding.role).is_some())
-            .map(|binding| binding.role.as_str())
+            .map(|binding| &*binding.role)
             .collect();
         custom.sort_unstable();
         custom.dedup();

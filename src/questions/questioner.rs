@@ -102,8 +102,8 @@ impl GridScope<'_> {
     /// The same workspace or project as a binding's scope.
     pub fn binding_scope(&self) -> BindingScope {
         match self {
-            GridScope::Workspace(workspace) => BindingScope::Workspace(workspace.named.id.clone()),
-            GridScope::Project(project) => BindingScope::Project(project.named.id.clone()),
+            GridScope::Workspace(workspace) => BindingScope::Workspace(workspace.named.id.as_str().into()),
+            GridScope::Project(project) => BindingScope::Project(project.named.id.as_str().into()),
         }
     }
 

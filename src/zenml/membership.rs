@@ -186,12 +186,12 @@ impl Memberships {
         }
         for binding in &directory.role_bindings {
             let reach = match &binding.holder {
-                Holder::User(id) => users.entry(id.as_str()).or_default(),
-                Holder::Team(id) => teams.entry(id.as_str()).or_default(),
+                Holder::User(id) => users.entry(id).or_default(),
+                Holder::Team(id) => teams.entry(id).or_default(),
             };
             match &binding.scope {
                 BindingScope::Organization(_) => {
-                    if REACHING_ORGANIZATION_ROLES.contains(&binding.role.as_str()) {
+                    if REACHING_ORGANIZATION_ROLES.contains(&&*binding.role) {
                         reach.organization = true;
                     }
                 }
@@ -201,7 +201,7 @@ impl Memberships {
                     }
                 }
                 BindingScope::Project(id) => {
-                    if let Some(project) = directory.projects.get(id)
+                    if let Some(project) = directory.projects.get(&**id)
                         && !reach.projects.contains(id)
                     {
                         reach
