@@ -22,7 +22,7 @@ use rusqlite::{Connection, params};
 
 use std::collections::BTreeMap;
 
-use crate::zenml::{Grantee, Memberships, Reach, Resource, ShareSet};
+use crate::zenml::{Grantee, Memberships, Reach, Resource, ShareActions, ShareSet};
 
 mod postgres;
 pub use postgres::{MIGRATIONS, PostgresShareStore, is_postgres_url, redacted};
@@ -752,9 +752,7 @@ fn build_set(stored: Vec<StoredShare>) -> (ShareSet, Vec<HeldShare>) {
     for share in stored {
         match Resource::parse(&share.resource) {
             Ok(resource) => {
-                let mut actions = share.actions;
-                actions.sort();
-                actions.dedup();
+                let actions = known_actions(&share.actions);
                 held.push((
                     share.workspace.clone(),
                     resource.to_string(),
@@ -767,6 +765,12 @@ fn build_set(stored: Vec<StoredShare>) -> (ShareSet, Vec<HeldShare>) {
         }
     }
     (set, held)
+}
+
+/// A stored share's actions as the view keeps them: ZenML's, sorted and distinct (a name outside
+/// ZenML's actions cannot be asked about: not kept).
+fn known_actions(actions: &[String]) -> Vec<String> {
+    ShareActions::of(actions).names().map(str::to_owned).collect()
 }
 
 /// One consistent view of all shares, with a version that changes on every write.
@@ -911,7 +915,7 @@ impl Shares {
                         workspace.to_owned(),
                         resource.to_owned(),
                         grantee.clone(),
-                        actions.iter().map(|a| a.to_string()).collect(),
+                        actions.names().map(str::to_owned).collect(),
                     )
                 })
                 .collect();
@@ -940,9 +944,7 @@ impl Shares {
         let current = self.current.load();
         let mut loaded: BTreeMap<(String, String), Vec<Grant<'_>>> = BTreeMap::new();
         for share in &stored {
-            let mut actions = share.actions.clone();
-            actions.sort();
-            actions.dedup();
+            let actions: Vec<String> = known_actions(&share.actions);
             loaded
                 .entry((share.workspace.clone(), share.resource.clone()))
                 .or_default()
@@ -962,7 +964,7 @@ impl Shares {
             let held: Vec<Grant<'_>> = current
                 .set
                 .grants(workspace, &key)
-                .map(|(grantee, actions)| (grantee, actions.iter().map(|a| a.to_string()).collect()))
+                .map(|(grantee, actions)| (grantee, actions.names().map(str::to_owned).collect()))
                 .collect();
             if held == now {
                 continue;

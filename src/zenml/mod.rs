@@ -18,7 +18,7 @@ pub mod token;
 pub use membership::{Admission, Memberships, NotAMember, Reach};
 pub use request::{Alias, Prepared, Question, ResourceAs};
 pub use resource::{Resource, ResourceError};
-pub use shares::{Grantee, ShareSet};
+pub use shares::{Grantee, ShareActions, ShareSet};
 
 use std::sync::Arc;
 

@@ -36,11 +36,64 @@ pub struct ShareSet {
     workspaces: HashMap<String, WorkspaceShares>,
 }
 
-/// One grantee's share of a resource: its actions, sorted and distinct.
+/// One grantee's share of a resource: its actions.
 #[derive(Debug, Clone)]
 struct Grant {
     grantee: Grantee,
-    actions: Box<[Box<str>]>,
+    actions: ShareActions,
+}
+
+/// ZenML's actions (`model::ACTIONS`) in name order: bit `i` of a [`ShareActions`] is
+/// `ACTION_NAMES[i]`.
+const ACTION_NAMES: [&str; 10] = [
+    "backup_restore",
+    "client",
+    "create",
+    "delete",
+    "promote",
+    "prune",
+    "read",
+    "read_secret_value",
+    "share",
+    "update",
+];
+
+/// A share's actions, as bits over ZenML's ten (a list of strings per share cost ~80 bytes).
+/// Other names cannot be asked about and are not kept: the share API refuses them before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShareActions(u16);
+
+impl ShareActions {
+    /// The known actions among `names`.
+    pub fn of<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        let bits = names
+            .into_iter()
+            .filter_map(|name| ACTION_NAMES.iter().position(|known| *known == name.as_ref()))
+            .fold(0u16, |bits, at| bits | (1 << at));
+        ShareActions(bits)
+    }
+
+    /// Whether `action` is among them.
+    pub fn contains(self, action: &str) -> bool {
+        ACTION_NAMES
+            .iter()
+            .position(|known| *known == action)
+            .is_some_and(|at| self.0 & (1 << at) != 0)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Their names, sorted.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        ACTION_NAMES
+            .iter()
+            .enumerate()
+            .filter(move |(at, _)| self.0 & (1 << at) != 0)
+            .map(|(_, name)| *name)
+    }
 }
 
 // Compact on purpose: a large organization has tens of thousands of shares, most of them one
@@ -72,9 +125,7 @@ impl ShareSet {
         };
         let shares = self.workspaces.entry(workspace.to_owned()).or_default();
         let key = resource.to_string();
-        let mut actions: Vec<Box<str>> = actions.into_iter().map(String::into_boxed_str).collect();
-        actions.sort();
-        actions.dedup();
+        let actions = ShareActions::of(actions);
         let grants = shares.by_resource.entry(key.as_str().into()).or_default();
         let position = grants.binary_search_by(|grant| grant.grantee.cmp(&grantee));
         let existed = position.is_ok();
@@ -82,13 +133,13 @@ impl ShareSet {
             Ok(at) if actions.is_empty() => {
                 grants.remove(at);
             }
-            Ok(at) => grants[at].actions = actions.clone().into_boxed_slice(),
+            Ok(at) => grants[at].actions = actions,
             Err(_) if actions.is_empty() => {}
             Err(at) => grants.insert(
                 at,
                 Grant {
                     grantee: grantee.clone(),
-                    actions: actions.clone().into_boxed_slice(),
+                    actions,
                 },
             ),
         }
@@ -175,7 +226,7 @@ impl ShareSet {
             .get(workspace)
             .and_then(|shares| shares.by_resource.get(resource_key));
         for Grant { grantee, actions } in grants.into_iter().flatten() {
-            if actions.iter().any(|a| **a == *action) {
+            if actions.contains(action) {
                 match grantee {
                     Grantee::User(id) => users.push(id.as_str()),
                     Grantee::Team(id) => teams.push(id.as_str()),
@@ -186,18 +237,18 @@ impl ShareSet {
     }
 
     /// The grants of `resource_key` (canonical string) in `workspace`, by grantee: (grantee, its
-    /// actions, sorted).
+    /// actions).
     pub fn grants(
         &self,
         workspace: &str,
         resource_key: &str,
-    ) -> impl Iterator<Item = (&Grantee, &[Box<str>])> {
+    ) -> impl Iterator<Item = (&Grantee, ShareActions)> {
         self.workspaces
             .get(workspace)
             .and_then(|shares| shares.by_resource.get(resource_key))
             .into_iter()
             .flatten()
-            .map(|grant| (&grant.grantee, &*grant.actions))
+            .map(|grant| (&grant.grantee, grant.actions))
     }
 
     /// Users and teams that have at least one resource of `project_id` shared with them.
@@ -243,12 +294,12 @@ impl ShareSet {
     }
 
     /// Every share: (workspace, canonical resource string, grantee, its actions).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Grantee, &[Box<str>])> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Grantee, ShareActions)> {
         self.workspaces.iter().flat_map(|(workspace, shares)| {
             shares.by_resource.iter().flat_map(move |(resource, grants)| {
                 grants
                     .iter()
-                    .map(move |grant| (workspace.as_str(), &**resource, &grant.grantee, &*grant.actions))
+                    .map(move |grant| (workspace.as_str(), &**resource, &grant.grantee, grant.actions))
             })
         })
     }
@@ -297,6 +348,17 @@ mod tests {
 
     fn pipeline() -> Resource {
         Resource::parse(&format!("{P}:pipeline/{R}")).unwrap()
+    }
+
+    #[test]
+    fn share_actions_are_zenmls_by_name() {
+        let mut sorted = crate::model::ACTIONS;
+        sorted.sort_unstable();
+        assert_eq!(ACTION_NAMES, sorted);
+        let actions = ShareActions::of(["update", "read", "nonsense", "read"]);
+        assert_eq!(actions.names().collect::<Vec<_>>(), ["read", "update"]);
+        assert!(actions.contains("read") && !actions.contains("delete") && !actions.contains("nonsense"));
+        assert!(ShareActions::of(["nonsense"]).is_empty());
     }
 
     #[test]
