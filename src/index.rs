@@ -425,11 +425,15 @@ impl ScopeIndex {
                     guards: guards::Guards::default(),
                 });
             }
-            keyed.entry(own.0.clone()).or_default().push(Entry {
-                place,
-                own: own.1,
-                other: other.clone(),
-            });
+            // One entry for most keys: room for one (a default list grows to four).
+            keyed
+                .entry(own.0.clone())
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(Entry {
+                    place,
+                    own: own.1,
+                    other: other.clone(),
+                });
         }
         bucket.keyed.finish();
         let principal_types: Vec<EntityTypeName> = schema
