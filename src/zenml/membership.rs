@@ -84,6 +84,17 @@ impl<V: Clone> Places<V> {
             return;
         }
         self.0.extend(other.0.iter().cloned());
+        self.settle();
+    }
+
+    /// Adds `id` with `value` without keeping the order: [`Places::settle`] before any other
+    /// use (many additions then cost one sort, not a shift each).
+    fn push(&mut self, id: Arc<str>, value: V) {
+        self.0.push((id, value));
+    }
+
+    /// Sorted and distinct again, each id with its first value.
+    fn settle(&mut self) {
         self.0.sort_by(|a, b| a.0.cmp(&b.0));
         self.0.dedup_by(|a, b| a.0 == b.0);
         self.0.shrink_to_fit();
@@ -195,21 +206,21 @@ impl Memberships {
                         reach.organization = true;
                     }
                 }
-                BindingScope::Workspace(id) => {
-                    if !reach.workspaces.contains(id) {
-                        reach.workspaces.insert(shared(&mut ids, id), ());
-                    }
-                }
+                BindingScope::Workspace(id) => reach.workspaces.push(shared(&mut ids, id), ()),
                 BindingScope::Project(id) => {
-                    if let Some(project) = directory.projects.get(&**id)
-                        && !reach.projects.contains(id)
-                    {
+                    if let Some(project) = directory.projects.get(&**id) {
                         reach
                             .projects
-                            .insert(shared(&mut ids, id), shared(&mut ids, &project.workspace_id));
+                            .push(shared(&mut ids, id), shared(&mut ids, &project.workspace_id));
                     }
                 }
             }
+        }
+        // Each holder's places sorted once (a holder bound at thousands of places would make
+        // sorted insertions quadratic).
+        for reach in users.values_mut().chain(teams.values_mut()) {
+            reach.workspaces.settle();
+            reach.projects.settle();
         }
         // A user's membership: their own bindings and their teams'.
         for user in directory.users.values() {
@@ -329,6 +340,55 @@ mod tests {
         let held: Vec<(&str, &str)> = places.iter().map(|(id, w)| (id, &**w)).collect();
         assert_eq!(held, [("p0", "w3"), ("p1", "w1"), ("p2", "w2"), ("p3", "w1")]);
         assert!(places.contains("p0") && !places.contains("p4"));
+    }
+
+    #[test]
+    fn a_holders_places_are_sorted_and_distinct_whatever_the_bindings_order() {
+        use crate::directory::{Named, Place, Project, RoleBinding};
+        let mut directory = Directory::default();
+        for (project, workspace) in [("p1", "w1"), ("p2", "w2"), ("p3", "w1")] {
+            directory.projects.insert(
+                project.into(),
+                Project {
+                    named: Named {
+                        id: project.into(),
+                        name: project.into(),
+                    },
+                    uid: crate::model::uid("Project", project),
+                    workspace_id: workspace.into(),
+                },
+            );
+        }
+        let place = Place {
+            path: std::path::Path::new("directory.yaml").into(),
+            line: 1,
+            column: 1,
+            index: 0,
+        };
+        // Out of order and twice: w3, w1, w3; p3, p1, p3, and p2 held through no binding.
+        let scopes = [
+            BindingScope::Workspace("w3".into()),
+            BindingScope::Project("p3".into()),
+            BindingScope::Workspace("w1".into()),
+            BindingScope::Project("p1".into()),
+            BindingScope::Workspace("w3".into()),
+            BindingScope::Project("p3".into()),
+        ];
+        for scope in scopes {
+            directory.role_bindings.push(RoleBinding {
+                place: place.clone(),
+                holder: Holder::Team("t".into()),
+                scope,
+                role: "developer".into(),
+            });
+        }
+        let memberships = Memberships::of(&directory);
+        let reach = memberships.reach(&Grantee::Team("t".into())).unwrap();
+        assert_eq!(reach.workspaces.ids().collect::<Vec<_>>(), ["w1", "w3"]);
+        let projects: Vec<(&str, &str)> = reach.projects.iter().map(|(p, w)| (p, &**w)).collect();
+        assert_eq!(projects, [("p1", "w1"), ("p3", "w1")]);
+        assert!(reach.member_of_project("p1", "w9") && reach.member_of_workspace("w3"));
+        assert!(!reach.member_of_project("p2", "w2") && !reach.member_of_workspace("w2"));
     }
 
     #[test]
