@@ -1453,24 +1453,32 @@ impl<'a> Builder<'a> {
         entry: &str,
     ) -> Option<Holder> {
         let b = &binding.value;
-        let found = match (&b.user, &b.team, &b.service_account) {
-            (Some(user), None, None) => directory
-                .find_user(user)
-                .filter(|u| !u.is_service_account)
-                .map(|u| (true, u.named.id.as_str())),
-            (None, None, Some(account)) => directory
-                .find_user(account)
-                .filter(|u| u.is_service_account)
-                .map(|u| (true, u.named.id.as_str())),
-            (None, Some(team), None) => directory.find_team(team).map(|t| (false, t.named.id.as_str())),
-            _ => None,
+        // (a user?, its id) when found; what was named, for the error otherwise.
+        let (found, named) = match (&b.user, &b.team, &b.service_account) {
+            (Some(user), None, None) => (
+                directory
+                    .find_user(user)
+                    .filter(|u| !u.is_service_account)
+                    .map(|u| (true, u.named.id.as_str())),
+                Some(("user", user)),
+            ),
+            (None, None, Some(account)) => (
+                directory
+                    .find_user(account)
+                    .filter(|u| u.is_service_account)
+                    .map(|u| (true, u.named.id.as_str())),
+                Some(("service account", account)),
+            ),
+            (None, Some(team), None) => (
+                directory.find_team(team).map(|t| (false, t.named.id.as_str())),
+                Some(("team", team)),
+            ),
+            _ => (None, None),
         };
         let Some((user, id)) = found else {
-            let unknown = match (&b.user, &b.team, &b.service_account) {
-                (Some(user), None, None) => format!("unknown user `{user}`"),
-                (None, None, Some(account)) => format!("unknown service account `{account}`"),
-                (None, Some(team), None) => format!("unknown team `{team}`"),
-                _ => "name exactly one of `user`, `team` or `service_account`".to_owned(),
+            let unknown = match named {
+                Some((kind, name)) => format!("unknown {kind} `{name}`"),
+                None => "name exactly one of `user`, `team` or `service_account`".to_owned(),
             };
             self.error(binding, entry, unknown);
             return None;

@@ -63,6 +63,10 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
         "policies/directory.yaml",
         "{team: ml-eng, role: developer, workspace: production}",
     );
+    let ci_bot_binding = line_of(
+        "policies/directory.yaml",
+        "{service_account: ci-bot, role: developer, project: churn}",
+    );
     // (what, edits, expected error line prefix, expected text in it)
     let table: Vec<(&str, Vec<Edit<'_>>, String, &str)> = vec![
         (
@@ -114,6 +118,26 @@ fn each_kind_of_breakage_is_reported_at_its_place() {
             )],
             format!("policies/directory.yaml:{ml_eng_binding}:"),
             "unknown team `ml-engineers`",
+        ),
+        (
+            "directory: unknown service account in a binding",
+            vec![(
+                "policies/directory.yaml",
+                "{service_account: ci-bot, role: developer, project: churn}",
+                "{service_account: ci-robot, role: developer, project: churn}",
+            )],
+            format!("policies/directory.yaml:{ci_bot_binding}:"),
+            "unknown service account `ci-robot`",
+        ),
+        (
+            "directory: a binding naming two holders",
+            vec![(
+                "policies/directory.yaml",
+                "{service_account: ci-bot, role: developer, project: churn}",
+                "{service_account: ci-bot, team: ml-eng, role: developer, project: churn}",
+            )],
+            format!("policies/directory.yaml:{ci_bot_binding}:"),
+            "name exactly one of `user`, `team` or `service_account`",
         ),
         (
             "directory: unknown role",
