@@ -542,10 +542,10 @@ fn add_place(
     match place_kind {
         "organization" => reach.organization = true,
         "workspace" => {
-            reach.workspaces.insert(place_id, ());
+            reach.workspaces.push(place_id, ());
         }
         "project" => {
-            reach.projects.insert(place_id, workspace_id.into());
+            reach.projects.push(place_id, Arc::<str>::from(workspace_id));
         }
         other => return Err(StoreError::Corrupt(index, format!("place kind `{other}`"))),
     }

@@ -87,10 +87,10 @@ impl<V: Clone> Places<V> {
         self.settle();
     }
 
-    /// Adds `id` with `value` without keeping the order: [`Places::settle`] before any other
-    /// use (many additions then cost one sort, not a shift each).
-    fn push(&mut self, id: Arc<str>, value: V) {
-        self.0.push((id, value));
+    /// Adds `id` with `value` without keeping the order: [`Places::settle`] (or a union, which
+    /// settles) before any other use (many additions then cost one sort, not a shift each).
+    pub(crate) fn push(&mut self, id: impl Into<Arc<str>>, value: V) {
+        self.0.push((id.into(), value));
     }
 
     /// Sorted and distinct again, each id with its first value.
@@ -190,11 +190,9 @@ impl Memberships {
         // strings at every step, and a lookup by grantee would allocate one).
         let mut users: FxHashMap<&str, Reach> = FxHashMap::default();
         let mut teams: FxHashMap<&str, Reach> = FxHashMap::default();
-        // One shared string per place id.
-        let mut ids: FxHashMap<&str, Arc<str>> = FxHashMap::default();
-        fn shared<'d>(ids: &mut FxHashMap<&'d str, Arc<str>>, id: &'d str) -> Arc<str> {
-            ids.entry(id).or_insert_with(|| id.into()).clone()
-        }
+        // One shared string per place id: the bindings' ids are shared already; the projects'
+        // workspace ids once each here.
+        let mut workspace_ids: FxHashMap<&str, Arc<str>> = FxHashMap::default();
         for binding in &directory.role_bindings {
             let reach = match &binding.holder {
                 Holder::User(id) => users.entry(id).or_default(),
@@ -206,12 +204,13 @@ impl Memberships {
                         reach.organization = true;
                     }
                 }
-                BindingScope::Workspace(id) => reach.workspaces.push(shared(&mut ids, id), ()),
+                BindingScope::Workspace(id) => reach.workspaces.push(id.clone(), ()),
                 BindingScope::Project(id) => {
                     if let Some(project) = directory.projects.get(&**id) {
-                        reach
-                            .projects
-                            .push(shared(&mut ids, id), shared(&mut ids, &project.workspace_id));
+                        let workspace = workspace_ids
+                            .entry(&project.workspace_id)
+                            .or_insert_with(|| project.workspace_id.as_str().into());
+                        reach.projects.push(id.clone(), workspace.clone());
                     }
                 }
             }
@@ -247,7 +246,8 @@ impl Memberships {
         Self { by_grantee }
     }
 
-    /// Memberships from stored rows (what a share store remembers).
+    /// Memberships from stored rows (what a share store remembers). A reach's places may come
+    /// unsorted ([`Places::push`], rows in any order): the union sorts them.
     pub fn from_reaches(reaches: impl IntoIterator<Item = (Grantee, Reach)>) -> Self {
         let mut by_grantee: BTreeMap<Grantee, Reach> = BTreeMap::new();
         for (grantee, reach) in reaches {
