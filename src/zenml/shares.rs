@@ -421,22 +421,24 @@ fn remove_id(by_type: &mut Sharded<(String, String), BTreeSet<String>>, key: &(S
 }
 
 fn decrement(counts: &mut HashMap<Grantee, usize>, grantee: &Grantee) {
-    if let Some(count) = counts.get_mut(grantee) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(grantee);
-        }
+    if one_fewer(counts.get_mut(grantee)) {
+        counts.remove(grantee);
     }
 }
 
 /// [`decrement`] of a workspace's counts.
 fn decrement_sharded(counts: &mut Sharded<Grantee, usize>, grantee: &Grantee) {
-    if let Some(count) = counts.get_mut(grantee) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(grantee);
-        }
+    if one_fewer(counts.get_mut(grantee)) {
+        counts.remove(grantee);
     }
+}
+
+/// Counts one fewer; whether none is left (the caller then removes the count).
+fn one_fewer(count: Option<&mut usize>) -> bool {
+    count.is_some_and(|count| {
+        *count -= 1;
+        *count == 0
+    })
 }
 
 #[cfg(test)]
