@@ -55,8 +55,9 @@ pub mod zenml_client;
 
 /// The allocator of every binary built from this crate (the sidecar, its tests and benches):
 /// Cedar's evaluator and entity loading make many small, short-lived allocations, on which
-/// mimalloc is faster than glibc's malloc and returns freed memory to the system sooner
-/// (BENCHMARKS.md has the figures).
+/// mimalloc is faster than glibc's malloc and returns freed memory to the system sooner; its
+/// v2 (the `v2` feature) holds less than v3 after a load and after reloads (BENCHMARKS.md has the
+/// figures). Its heaps are per thread: `watch::LoadThread` makes every snapshot on one thread.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -157,6 +157,7 @@ struct Startup {
     caller_tokens: CallerTokens,
     sources: Sources,
     loader: Loader,
+    loads: watch::LoadThread,
     snapshot: Snapshot,
     shares: Shares,
 }
@@ -173,8 +174,24 @@ impl Startup {
         let caller_tokens = args.caller_tokens().map_err(|message| usage(&message))?;
         check_exposure(args, &caller_tokens).map_err(|message| usage(&message))?;
         let sources = args.sources.sources();
-        let mut loader = Loader::new();
-        let snapshot = loader.load(&sources).map_err(|errors| {
+        // Every load, this first one too, runs on one thread (`watch::LoadThread`).
+        let loads = watch::LoadThread::start().map_err(|error| {
+            eprintln!("error: cannot start the load thread: {error}");
+            exit::RUNTIME
+        })?;
+        let first = sources.clone();
+        let (loader, loaded) = loads
+            .submit(move || {
+                let mut loader = Loader::new();
+                let loaded = loader.load(&first);
+                (loader, loaded)
+            })
+            .blocking_recv()
+            .map_err(|_| {
+                eprintln!("error: the first load failed");
+                exit::RUNTIME
+            })?;
+        let snapshot = loaded.map_err(|errors| {
             for error in &errors {
                 eprintln!("error: {error}");
             }
@@ -194,6 +211,7 @@ impl Startup {
             caller_tokens,
             sources,
             loader,
+            loads,
             snapshot,
             shares,
         })
@@ -245,6 +263,7 @@ async fn run_server(args: ServeArgs, startup: Startup) -> i32 {
         state.clone(),
         startup.sources,
         startup.loader,
+        startup.loads,
         args.watch_config(),
         hangup,
         until_stopped(stopped.clone()),

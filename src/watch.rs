@@ -4,7 +4,7 @@
 //! One actor loop (`run`) receives file-system events, `SIGHUP`s and the shutdown signal. A
 //! burst of events becomes one reload once the files have been quiet for the debounce period
 //! (or the burst has lasted `MAX_DEBOUNCE`). A reload loads every source again (`Loader::load`)
-//! on a blocking thread; a valid result with a new revision is published, an invalid one is
+//! on the [`LoadThread`], which also drops the snapshot a reload replaces; a valid result with a new revision is published, an invalid one is
 //! logged with every error and recorded in `/v1/status`, and the last good snapshot stays.
 //!
 //! Watching follows how files really change: editors that save by writing a temporary file and
@@ -24,6 +24,9 @@
 //! policies stay, no policy file is emptied, and the `--reload-gate` decision tables pass.
 
 pub mod guard;
+mod load_thread;
+
+pub use load_thread::{LoadThread, LoadThreadFailed};
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
@@ -75,12 +78,13 @@ enum Event {
 }
 
 /// Runs the reload actor until `shutdown` completes. `loader` made the active snapshot (what it
-/// keeps makes the reloads cheap); `hangup` is the `SIGHUP` listener, installed by the caller
+/// keeps makes the reloads cheap) on `loads`, which makes every reload too; `hangup` is the `SIGHUP` listener, installed by the caller
 /// ([`hangup_signal`]) before it reports readiness.
 pub async fn run(
     state: AppState,
     sources: Sources,
     mut loader: Loader,
+    loads: LoadThread,
     config: WatchConfig,
     mut hangup: Hangup,
     shutdown: impl std::future::Future<Output = ()>,
@@ -104,7 +108,7 @@ pub async fn run(
     // until the next one: check once now (unchanged sources change nothing). Not with
     // `--watch off`: then only SIGHUP reloads.
     if config.mode != WatchMode::Off {
-        reload(&state, &sources, &mut loader, gate, "watch started").await;
+        reload(&state, &sources, &mut loader, &loads, gate, "watch started").await;
     }
     tokio::pin!(shutdown);
     loop {
@@ -140,13 +144,13 @@ pub async fn run(
                 "file change"
             }
         };
-        reload(&state, &sources, &mut loader, gate, reason).await;
+        reload(&state, &sources, &mut loader, &loads, gate, reason).await;
         // A replaced directory needs a new watch; edits made before it was in place are caught
         // by one more check.
         let renewed = register(&mut watcher, &mut registered, &sources);
         filter.refresh();
         if renewed {
-            reload(&state, &sources, &mut loader, gate, "watch renewed").await;
+            reload(&state, &sources, &mut loader, &loads, gate, "watch renewed").await;
         }
     }
 }
@@ -162,38 +166,40 @@ enum Loaded {
 }
 
 /// Loads the sources again and publishes them if valid, new and accepted by the reload
-/// [`guard`] (`gate`: the `--reload-gate` decision tables). Returns whether a new snapshot was
-/// published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
+/// [`guard`] (`gate`: the `--reload-gate` decision tables), on `loads`. Returns whether a new
+/// snapshot was published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
 /// with is still the active one when the candidate is published.
 pub async fn reload(
     state: &AppState,
     sources: &Sources,
     loader: &mut Loader,
+    loads: &LoadThread,
     gate: &[PathBuf],
     reason: &str,
 ) -> bool {
     let load_sources = sources.clone();
     let active = state.snapshot();
     let gate = gate.to_vec();
-    // The loader goes to the blocking thread and comes back with what this load keeps.
+    // The loader goes to the load thread and comes back with what this load keeps.
     let mut moved = std::mem::take(loader);
-    let loaded = tokio::task::spawn_blocking(move || {
-        let loaded = match moved.load(&load_sources) {
-            Err(errors) => Loaded::Invalid(errors),
-            Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
-            Ok(snapshot) => {
-                // A valid set may still be a weaker one by accident: check it before it is seen.
-                let refusals = guard::check(&active, &snapshot, &gate);
-                if refusals.is_empty() {
-                    Loaded::Valid(Box::new(snapshot))
-                } else {
-                    Loaded::Refused(refusals)
+    let loaded = loads
+        .run(move || {
+            let loaded = match moved.load(&load_sources) {
+                Err(errors) => Loaded::Invalid(errors),
+                Ok(snapshot) if snapshot.revision == active.revision => Loaded::Valid(Box::new(snapshot)),
+                Ok(snapshot) => {
+                    // A valid set may still be a weaker one by accident: check it before it is seen.
+                    let refusals = guard::check(&active, &snapshot, &gate);
+                    if refusals.is_empty() {
+                        Loaded::Valid(Box::new(snapshot))
+                    } else {
+                        Loaded::Refused(refusals)
+                    }
                 }
-            }
-        };
-        (moved, loaded)
-    })
-    .await;
+            };
+            (moved, loaded)
+        })
+        .await;
     let loaded = match loaded {
         Ok((returned, loaded)) => {
             *loader = returned;
@@ -244,7 +250,9 @@ pub async fn reload(
             };
             // Counted before it is visible: whoever sees the new revision sees it counted.
             state.record_load_success(true);
-            state.publish(*snapshot);
+            let replaced = state.publish(*snapshot);
+            // Freed by the thread that allocated it (unless a request still holds it).
+            loads.drop_there(replaced);
             return true;
         }
         Loaded::Invalid(errors) => (errors, "invalid policy sources; keeping the active policies"),

@@ -143,12 +143,14 @@ impl AppState {
         self.inner.snapshot.load_full()
     }
 
-    /// Makes `snapshot` the active one and clears the last load error.
-    pub fn publish(&self, snapshot: Snapshot) {
-        self.inner.snapshot.store(Arc::new(snapshot));
+    /// Makes `snapshot` the active one and clears the last load error; returns the one it
+    /// replaced.
+    pub fn publish(&self, snapshot: Snapshot) -> Arc<Snapshot> {
+        let replaced = self.inner.snapshot.swap(Arc::new(snapshot));
         if let Ok(mut last) = self.inner.last_load_error.lock() {
             *last = None;
         }
+        replaced
     }
 
     /// Records a failed load; the active snapshot stays.
