@@ -961,12 +961,19 @@ impl Shares {
                 .remove(&(workspace.clone(), key.clone()))
                 .unwrap_or_default();
             now.sort();
-            let held: Vec<Grant<'_>> = current
+            let held: Vec<(Grantee, Vec<String>)> = current
                 .set
                 .grants(workspace, &key)
                 .map(|(grantee, actions)| (grantee, actions.names().map(str::to_owned).collect()))
                 .collect();
-            if held == now {
+            let same = held.len() == now.len()
+                && held
+                    .iter()
+                    .zip(&now)
+                    .all(|((held, held_actions), (now, now_actions))| {
+                        held == *now && held_actions == now_actions
+                    });
+            if same {
                 continue;
             }
             let set = set.get_or_insert_with(|| current.set.clone());

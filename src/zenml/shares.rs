@@ -42,8 +42,85 @@ pub struct ShareSet {
 /// One grantee's share of a resource: its actions.
 #[derive(Debug, Clone)]
 struct Grant {
-    grantee: Grantee,
+    who: Holder,
     actions: ShareActions,
+}
+
+/// A grantee as the set holds it: its id one `Arc<str>` shared by every share and count of it
+/// in a workspace (50,000 shares of 11,000 grantees held 50,000 copies of their ids). Ordered,
+/// hashed and compared as the [`Grantee`] it stands for (`Who`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Holder {
+    User(Arc<str>),
+    Team(Arc<str>),
+}
+
+/// A grantee, held ([`Holder`]) or asked about ([`Grantee`]): maps keyed by holders are looked up
+/// with a borrowed grantee, no id copied.
+trait Who {
+    /// (a team, the id).
+    fn parts(&self) -> (bool, &str);
+}
+
+impl Who for Holder {
+    fn parts(&self) -> (bool, &str) {
+        match self {
+            Holder::User(id) => (false, id),
+            Holder::Team(id) => (true, id),
+        }
+    }
+}
+
+impl Who for Grantee {
+    fn parts(&self) -> (bool, &str) {
+        match self {
+            Grantee::User(id) => (false, id),
+            Grantee::Team(id) => (true, id),
+        }
+    }
+}
+
+impl Hash for dyn Who + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn Who + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn Who + '_ {}
+
+// As its borrowed form hashes: a map keyed by holders finds them by `&dyn Who`.
+impl Hash for Holder {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (self as &dyn Who).hash(state);
+    }
+}
+
+impl<'a> Borrow<dyn Who + 'a> for Holder {
+    fn borrow(&self) -> &(dyn Who + 'a) {
+        self
+    }
+}
+
+impl Holder {
+    fn of(grantee: &Grantee) -> Holder {
+        match grantee {
+            Grantee::User(id) => Holder::User(id.as_str().into()),
+            Grantee::Team(id) => Holder::Team(id.as_str().into()),
+        }
+    }
+
+    fn grantee(&self) -> Grantee {
+        match self {
+            Holder::User(id) => Grantee::User(id.to_string()),
+            Holder::Team(id) => Grantee::Team(id.to_string()),
+        }
+    }
 }
 
 /// ZenML's actions (`model::ACTIONS`) in name order: bit `i` of a [`ShareActions`] is
@@ -101,18 +178,21 @@ impl ShareActions {
 
 // Compact on purpose: a large organization has tens of thousands of shares, most of them one
 // grantee with one or two actions (a map per resource and a set per grant cost ~1 KiB a share).
+// A resource's key is one `Arc<str>`, in `by_resource` and `by_type` alike, and a grantee's id
+// one `Arc<str>` per workspace (the key of `by_grantee`, shared by its grants and counts).
 // Sharded: every write makes a new `ShareSet` from the serving one, which then copies one shard
 // of each map, not every share (a copy of 50,000 shares took ~10 ms of every write).
 #[derive(Debug, Clone, Default)]
 struct WorkspaceShares {
     /// canonical resource string -> its grants, sorted by grantee.
-    by_resource: Sharded<Box<str>, Vec<Grant>>,
+    by_resource: Sharded<Arc<str>, Vec<Grant>>,
     /// project id -> grantee -> number of shared resources in that project (implicit membership).
-    by_project: Sharded<String, HashMap<Grantee, usize>>,
+    by_project: Sharded<String, HashMap<Holder, usize>>,
     /// grantee -> number of shared resources in the workspace (a guest may enter it).
-    by_grantee: Sharded<Grantee, usize>,
-    /// (project id or "", resource type) -> ids of shared instances (allowed-resource listing).
-    by_type: Sharded<(String, String), BTreeSet<String>>,
+    by_grantee: Sharded<Holder, usize>,
+    /// (project id or "", resource type) -> the canonical strings of its shared instances, whose
+    /// ids end them (allowed-resource listing; one type and project: ordered as their ids).
+    by_type: Sharded<(String, String), BTreeSet<Arc<str>>>,
 }
 
 /// Shards of a map, each shared until written: a clone copies [`SHARDS`] pointers, and a write
@@ -143,6 +223,14 @@ impl<K: Hash + Eq + Clone, V: Clone> Sharded<K, V> {
         K: Borrow<Q>,
     {
         self.shards.get(Self::shard_of(key))?.get(key)
+    }
+
+    /// The stored key equal to `key` (to share it).
+    fn key_of<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> Option<&K>
+    where
+        K: Borrow<Q>,
+    {
+        Some(self.shards.get(Self::shard_of(key))?.get_key_value(key)?.0)
     }
 
     fn contains_key<Q: Hash + Eq + ?Sized>(&self, key: &Q) -> bool
@@ -216,10 +304,19 @@ impl ShareSet {
             return;
         };
         let shares = self.workspaces.entry(workspace.to_owned()).or_default();
-        let key = resource.to_string();
+        let written = resource.to_string();
         let actions = ShareActions::of(actions);
-        let grants = shares.by_resource.entry_or_default(key.as_str().into());
-        let position = grants.binary_search_by(|grant| grant.grantee.cmp(&grantee));
+        // The ids already held, shared.
+        let key: Arc<str> = match shares.by_resource.key_of(written.as_str()) {
+            Some(key) => key.clone(),
+            None => written.as_str().into(),
+        };
+        let who = match shares.by_grantee.key_of(&grantee as &dyn Who) {
+            Some(who) => who.clone(),
+            None => Holder::of(&grantee),
+        };
+        let grants = shares.by_resource.entry_or_default(key.clone());
+        let position = grants.binary_search_by(|grant| grant.who.cmp(&who));
         let existed = position.is_ok();
         match position {
             Ok(at) if actions.is_empty() => {
@@ -230,7 +327,7 @@ impl ShareSet {
             Err(at) => grants.insert(
                 at,
                 Grant {
-                    grantee: grantee.clone(),
+                    who: who.clone(),
                     actions,
                 },
             ),
@@ -238,27 +335,28 @@ impl ShareSet {
         grants.shrink_to_fit();
         let now_empty = grants.is_empty();
         if now_empty {
-            shares.by_resource.remove(key.as_str());
+            shares.by_resource.remove(&*key);
         }
+        debug_assert!(key.ends_with(id.as_str()), "an instance's key ends with its id");
         let type_key = (
             resource.project_id.clone().unwrap_or_default(),
             resource.type_name.clone(),
         );
         if now_empty {
-            remove_id(&mut shares.by_type, &type_key, id);
+            remove_key(&mut shares.by_type, &type_key, &key);
         } else {
-            shares.by_type.entry_or_default(type_key).insert(id.clone());
+            shares.by_type.entry_or_default(type_key).insert(key);
         }
         match (existed, actions.is_empty()) {
-            (false, false) => *shares.by_grantee.entry_or_default(grantee.clone()) += 1,
-            (true, true) => decrement_sharded(&mut shares.by_grantee, &grantee),
+            (false, false) => *shares.by_grantee.entry_or_default(who.clone()) += 1,
+            (true, true) => decrement_sharded(&mut shares.by_grantee, &who),
             _ => {}
         }
         if let Some(project) = &resource.project_id {
             let counts = shares.by_project.entry_or_default(project.clone());
             match (existed, actions.is_empty()) {
-                (false, false) => *counts.entry(grantee).or_default() += 1,
-                (true, true) => decrement(counts, &grantee),
+                (false, false) => *counts.entry(who).or_default() += 1,
+                (true, true) => decrement(counts, &who),
                 _ => {}
             }
             if counts.is_empty() {
@@ -275,24 +373,25 @@ impl ShareSet {
         let Some(shares) = self.workspaces.get_mut(workspace) else {
             return;
         };
-        let Some(grants) = shares.by_resource.remove(resource.to_string().as_str()) else {
+        let key = resource.to_string();
+        let Some(grants) = shares.by_resource.remove(key.as_str()) else {
             return;
         };
-        if let Some(id) = &resource.id {
+        if resource.id.is_some() {
             let type_key = (
                 resource.project_id.clone().unwrap_or_default(),
                 resource.type_name.clone(),
             );
-            remove_id(&mut shares.by_type, &type_key, id);
+            remove_key(&mut shares.by_type, &type_key, &key);
         }
         for grant in &grants {
-            decrement_sharded(&mut shares.by_grantee, &grant.grantee);
+            decrement_sharded(&mut shares.by_grantee, &grant.who);
         }
         if let Some(project) = &resource.project_id
             && let Some(counts) = shares.by_project.get_mut(project)
         {
             for grant in &grants {
-                decrement(counts, &grant.grantee);
+                decrement(counts, &grant.who);
             }
             if counts.is_empty() {
                 shares.by_project.remove(project);
@@ -317,11 +416,11 @@ impl ShareSet {
             .workspaces
             .get(workspace)
             .and_then(|shares| shares.by_resource.get(resource_key));
-        for Grant { grantee, actions } in grants.into_iter().flatten() {
+        for Grant { who, actions } in grants.into_iter().flatten() {
             if actions.contains(action) {
-                match grantee {
-                    Grantee::User(id) => users.push(id.as_str()),
-                    Grantee::Team(id) => teams.push(id.as_str()),
+                match who {
+                    Holder::User(id) => users.push(&**id),
+                    Holder::Team(id) => teams.push(&**id),
                 }
             }
         }
@@ -334,13 +433,13 @@ impl ShareSet {
         &self,
         workspace: &str,
         resource_key: &str,
-    ) -> impl Iterator<Item = (&Grantee, ShareActions)> {
+    ) -> impl Iterator<Item = (Grantee, ShareActions)> {
         self.workspaces
             .get(workspace)
             .and_then(|shares| shares.by_resource.get(resource_key))
             .into_iter()
             .flatten()
-            .map(|grant| (&grant.grantee, grant.actions))
+            .map(|grant| (grant.who.grantee(), grant.actions))
     }
 
     /// Users and teams that have at least one resource of `project_id` shared with them.
@@ -351,10 +450,10 @@ impl ShareSet {
             .workspaces
             .get(workspace)
             .and_then(|shares| shares.by_project.get(project_id));
-        for grantee in counts.into_iter().flat_map(HashMap::keys) {
-            match grantee {
-                Grantee::User(id) => users.push(id.as_str()),
-                Grantee::Team(id) => teams.push(id.as_str()),
+        for who in counts.into_iter().flat_map(HashMap::keys) {
+            match who {
+                Holder::User(id) => users.push(&**id),
+                Holder::Team(id) => teams.push(&**id),
             }
         }
         (users, teams)
@@ -366,7 +465,7 @@ impl ShareSet {
         self.workspaces
             .get(workspace)
             .and_then(|shares| shares.by_type.get(&key))
-            .map(|ids| ids.iter().map(String::as_str).collect())
+            .map(|keys| keys.iter().map(|key| id_of(key)).collect())
             .unwrap_or_default()
     }
 
@@ -382,16 +481,21 @@ impl ShareSet {
     pub fn has_any(&self, workspace: &str, grantee: &Grantee) -> bool {
         self.workspaces
             .get(workspace)
-            .is_some_and(|shares| shares.by_grantee.contains_key(grantee))
+            .is_some_and(|shares| shares.by_grantee.contains_key(grantee as &dyn Who))
     }
 
     /// Every share: (workspace, canonical resource string, grantee, its actions).
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &Grantee, ShareActions)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Grantee, ShareActions)> {
         self.workspaces.iter().flat_map(|(workspace, shares)| {
             shares.by_resource.iter().flat_map(move |(resource, grants)| {
-                grants
-                    .iter()
-                    .map(move |grant| (workspace.as_str(), &**resource, &grant.grantee, grant.actions))
+                grants.iter().map(move |grant| {
+                    (
+                        workspace.as_str(),
+                        &**resource,
+                        grant.who.grantee(),
+                        grant.actions,
+                    )
+                })
             })
         })
     }
@@ -411,23 +515,32 @@ impl ShareSet {
     }
 }
 
-fn remove_id(by_type: &mut Sharded<(String, String), BTreeSet<String>>, key: &(String, String), id: &str) {
-    if let Some(ids) = by_type.get_mut(key) {
-        ids.remove(id);
-        if ids.is_empty() {
-            by_type.remove(key);
+/// The id that ends an instance's canonical string (`[<project>:]<type>/<id>`; ids are UUIDs).
+fn id_of(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, id)| id)
+}
+
+fn remove_key(
+    by_type: &mut Sharded<(String, String), BTreeSet<Arc<str>>>,
+    type_key: &(String, String),
+    key: &str,
+) {
+    if let Some(keys) = by_type.get_mut(type_key) {
+        keys.remove(key);
+        if keys.is_empty() {
+            by_type.remove(type_key);
         }
     }
 }
 
-fn decrement(counts: &mut HashMap<Grantee, usize>, grantee: &Grantee) {
+fn decrement(counts: &mut HashMap<Holder, usize>, grantee: &Holder) {
     if one_fewer(counts.get_mut(grantee)) {
         counts.remove(grantee);
     }
 }
 
 /// [`decrement`] of a workspace's counts.
-fn decrement_sharded(counts: &mut Sharded<Grantee, usize>, grantee: &Grantee) {
+fn decrement_sharded(counts: &mut Sharded<Holder, usize>, grantee: &Holder) {
     if one_fewer(counts.get_mut(grantee)) {
         counts.remove(grantee);
     }
@@ -484,7 +597,7 @@ mod tests {
         assert_eq!(shares.shared_ids(W, Some(P), "pipeline"), vec![R]);
         assert_eq!(shares.shared_projects(W), vec![P]);
         assert!(shares.has_any(W, &user()) && !shares.has_any(OTHER, &user()));
-        let all: Vec<_> = shares.iter().map(|(w, r, g, _)| (w, r, g.clone())).collect();
+        let all: Vec<_> = shares.iter().map(|(w, r, g, _)| (w, r, g)).collect();
         assert_eq!(all, [(W, key.as_str(), user())]);
         shares.set(W, &pipeline(), user(), Vec::<String>::new());
         assert!(!shares.has_any(W, &user()));
@@ -497,9 +610,7 @@ mod tests {
     fn listed(shares: &ShareSet) -> Vec<(String, Grantee, Vec<&'static str>)> {
         let mut all: Vec<_> = shares
             .iter()
-            .map(|(_, resource, grantee, actions)| {
-                (resource.to_owned(), grantee.clone(), actions.names().collect())
-            })
+            .map(|(_, resource, grantee, actions)| (resource.to_owned(), grantee, actions.names().collect()))
             .collect();
         all.sort();
         all
