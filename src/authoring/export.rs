@@ -161,16 +161,23 @@ pub fn policies_text(engine: &Engine) -> Result<(String, usize), String> {
                 "policy `{id}` is linked to a template: linked policies have no Cedar text"
             ));
         }
-        let text = policy
-            .to_cedar()
-            .or_else(|| {
-                engine
-                    .policy_sources
-                    .get(&id)
-                    .map(|source| source.text.to_string())
-            })
+        // The text as written (the load keeps no `@id` annotation in the syntax tree: the text
+        // says whether it had one).
+        let written = engine
+            .policy_sources
+            .get(&id)
+            .map(|source| source.text.to_string());
+        let annotated = match &written {
+            Some(text) => cedar_policy::Policy::parse(None, text.as_str())
+                .map_err(|error| format!("policy `{id}`: its text does not parse again: {error}"))?
+                .annotation("id")
+                .map(str::to_owned),
+            None => policy.annotation("id").map(str::to_owned),
+        };
+        let text = written
+            .or_else(|| policy.to_cedar())
             .ok_or_else(|| format!("policy `{id}` has no Cedar text"))?;
-        items.push((id, policy.annotation("id").map(str::to_owned), text));
+        items.push((id, annotated, text));
     }
     for template in engine.policies.templates() {
         let id = template.id().to_string();

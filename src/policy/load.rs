@@ -297,14 +297,47 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
                 Item::Template(t) => (t.annotation("id").map(str::to_owned), Some(t.to_cedar())),
             };
             let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
-            let policy_id = PolicyId::new(&id);
             let item = match item {
-                Item::Policy(p) => Item::Policy(p.new_id(policy_id)),
-                Item::Template(t) => Item::Template(t.new_id(policy_id)),
+                Item::Policy(p) => Item::Policy(kept(&p, &id)),
+                Item::Template(t) => Item::Template(t.new_id(PolicyId::new(&id))),
             };
             (item, id, Arc::from(text.unwrap_or_default()))
         })
         .collect())
+}
+
+/// `policy` under `id`, as a load keeps it: its syntax tree without the `@id` annotation (which
+/// `id` is, or a file-and-index id when it had none) and without a copy of its text. Cedar keeps
+/// a policy's annotations in a B-tree whose one leaf holds eleven (~900 bytes for the one `@id`,
+/// 9 MB of 10,000 policies), and a copy of its text in every clone of a parsed `Policy` (the
+/// load's set, the index's, a request's); the text as written is the [`PolicySource`]'s. Other
+/// annotations stay (`@required` is read by the reload guard).
+fn kept(policy: &cedar_policy::Policy, id: &str) -> cedar_policy::Policy {
+    use cedar_policy_core::ast;
+    let parsed: &ast::Policy = policy.as_ref();
+    let template = parsed.template();
+    if !parsed.is_static() {
+        return policy.new_id(PolicyId::new(id));
+    }
+    let annotations: ast::Annotations = template
+        .annotations()
+        .filter(|(key, _)| key.as_ref() != "id")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let stripped = ast::Template::new_shared(
+        ast::PolicyID::from_string(id),
+        template.loc().cloned(),
+        Arc::new(annotations),
+        template.effect(),
+        template.principal_constraint().clone(),
+        template.action_constraint().clone(),
+        template.resource_constraint().clone(),
+        template.non_scope_constraints_arc().cloned(),
+    );
+    match ast::StaticPolicy::try_from(stripped) {
+        Ok(stripped) => cedar_policy::Policy::from(ast::Policy::from(stripped)),
+        Err(_) => policy.new_id(PolicyId::new(id)),
+    }
 }
 
 fn parse_policies(
@@ -715,6 +748,47 @@ mod tests {
         out.sort();
         out.dedup();
         out
+    }
+
+    #[test]
+    fn a_kept_policy_loses_only_its_id_annotation_and_decides_alike() {
+        use cedar_policy::{Authorizer, Context, Entities, EntityUid, Request};
+        let text = r#"@id("grant") @required("keep") @reason("audit")
+permit (principal == T::"alice", action, resource) when { resource.open } unless { principal == T::"bob" };"#;
+        let parsed = cedar_policy::Policy::from_str(text).unwrap();
+        let policy = kept(&parsed, "grant");
+        assert_eq!(policy.id().to_string(), "grant");
+        assert_eq!(policy.annotation("id"), None);
+        assert_eq!(policy.annotation("required"), Some("keep"));
+        assert_eq!(policy.annotation("reason"), Some("audit"));
+        assert_eq!(policy.effect(), parsed.effect());
+        // The same decision for every request: the scope and both conditions are kept.
+        let uid = |id: &str| EntityUid::from_str(&format!("T::\"{id}\"")).unwrap();
+        let resource = |open: bool| {
+            Entities::from_json_str(
+                &format!(
+                    r#"[{{"uid": {{"type": "T", "id": "r"}}, "attrs": {{"open": {open}}}, "parents": []}}]"#
+                ),
+                None,
+            )
+            .unwrap()
+        };
+        let set = |policy: &cedar_policy::Policy| {
+            let mut set = PolicySet::new();
+            set.add(policy.clone()).unwrap();
+            set
+        };
+        for (principal, open) in [("alice", true), ("alice", false), ("bob", true), ("carol", true)] {
+            let request = Request::new(uid(principal), uid("a"), uid("r"), Context::empty(), None).unwrap();
+            let decide = |policy| {
+                Authorizer::new()
+                    .is_authorized(&request, &set(policy), &resource(open))
+                    .decision()
+            };
+            assert_eq!(decide(&policy), decide(&parsed), "{principal}, open: {open}");
+        }
+        // A clone carries no copy of the text.
+        assert_eq!(policy.to_cedar().map(|t| t.contains("@id")), Some(false));
     }
 
     #[test]
