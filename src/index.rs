@@ -119,7 +119,9 @@ pub struct Settled {
 /// A policy with its guards.
 #[derive(Debug)]
 struct Guarded {
-    policy: Policy,
+    /// Its syntax tree (a `cedar_policy::Policy` is 408 bytes inline, this 80; one is made from
+    /// it, without copying the tree, to put it in a request's set).
+    policy: cedar_policy_core::ast::Policy,
     id: String,
     forbid: bool,
     guards: guards::Guards,
@@ -378,7 +380,7 @@ impl ScopeIndex {
         let mut set = PolicySet::new();
         for &place in admitted {
             // Ids are unique in the source set: adding cannot fail.
-            let _ = set.add(self.keyed[place].policy.clone());
+            let _ = set.add(Policy::from(self.keyed[place].policy.clone()));
         }
         Some(set)
     }
@@ -419,7 +421,7 @@ impl ScopeIndex {
             let place = *keyed_at.entry(policy.id().clone()).or_insert(next);
             if place == next {
                 self.keyed.push(Guarded {
-                    policy: (*policy).clone(),
+                    policy: AsRef::<cedar_policy_core::ast::Policy>::as_ref(*policy).clone(),
                     id: policy.id().to_string(),
                     forbid: policy.effect() == cedar_policy::Effect::Forbid,
                     guards: guards::Guards::default(),
@@ -463,9 +465,9 @@ impl ScopeIndex {
 
     /// Adds a type-level policy with its leading guards; its place in `self.type_level`.
     fn add_type_level(&mut self, policy: &Policy) -> usize {
-        let guards = guards_of(policy, &mut self.atoms, Literals::Atoms);
+        let guards = guards_of(policy.as_ref(), &mut self.atoms, Literals::Atoms);
         self.type_level.push(Guarded {
-            policy: policy.clone(),
+            policy: AsRef::<cedar_policy_core::ast::Policy>::as_ref(policy).clone(),
             id: policy.id().to_string(),
             forbid: policy.effect() == cedar_policy::Effect::Forbid,
             guards,
@@ -528,8 +530,11 @@ impl ScopeIndex {
 /// one `when`, in their order: `Policy::to_json` would parse the policy's text again, a tenth
 /// of a second for every thousand policies). A policy that cannot be written as JSON has none
 /// (evaluated whenever its scope matches).
-fn guards_of(policy: &Policy, atoms: &mut Atoms, literals: Literals) -> guards::Guards {
-    let evaluated: &cedar_policy_core::ast::Policy = policy.as_ref();
+fn guards_of(
+    evaluated: &cedar_policy_core::ast::Policy,
+    atoms: &mut Atoms,
+    literals: Literals,
+) -> guards::Guards {
     let est = cedar_policy_core::est::Policy::from(evaluated.clone());
     serde_json::to_value(est)
         .map(|json| guards::leading(&json, atoms, literals))
@@ -670,7 +675,7 @@ impl TypePair {
                 continue;
             }
             // Ids are unique in the source set: adding cannot fail.
-            let _ = set.add(guarded.policy.clone());
+            let _ = set.add(Policy::from(guarded.policy.clone()));
             match (&mut settled, truth) {
                 (Some((forbids, permits)), Truth::True) if guarded.guards.complete => {
                     if guarded.forbid {

@@ -258,9 +258,17 @@ struct ParsedPolicies {
     files: HashMap<String, (PathBuf, std::sync::Arc<str>)>,
 }
 
-/// One policy or template of a file, as parsed, with what the load reads of it.
+/// One policy or template of a file, as parsed, with what the load reads of it. A policy is
+/// kept as its syntax tree (80 bytes; a `cedar_policy::Policy` is 408 inline, 4 MB of 10,000 in
+/// the items a loader keeps), and made a `Policy` again, sharing the tree, when it is added.
 #[derive(Debug, Clone)]
 enum Item {
+    Policy(cedar_policy_core::ast::Policy),
+    Template(Box<cedar_policy::Template>),
+}
+
+/// A file's policy or template as Cedar parsed it.
+enum Parsed {
     Policy(cedar_policy::Policy),
     Template(cedar_policy::Template),
 }
@@ -278,13 +286,13 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
     })?;
     // Cedar numbers a file's policies and templates policy0, policy1, ... in the order
     // written; keep them in that one sequence.
-    let mut items: Vec<(usize, Item)> = file_set
+    let mut items: Vec<(usize, Parsed)> = file_set
         .policies()
-        .map(|p| (number(p.id()), Item::Policy(p.clone())))
+        .map(|p| (number(p.id()), Parsed::Policy(p.clone())))
         .chain(
             file_set
                 .templates()
-                .map(|t| (number(t.id()), Item::Template(t.clone()))),
+                .map(|t| (number(t.id()), Parsed::Template(t.clone()))),
         )
         .collect();
     items.sort_by_key(|(n, _)| *n);
@@ -293,13 +301,13 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
         .enumerate()
         .map(|(index, (_, item))| {
             let (annotated, text) = match &item {
-                Item::Policy(p) => (p.annotation("id").map(str::to_owned), p.to_cedar()),
-                Item::Template(t) => (t.annotation("id").map(str::to_owned), Some(t.to_cedar())),
+                Parsed::Policy(p) => (p.annotation("id").map(str::to_owned), p.to_cedar()),
+                Parsed::Template(t) => (t.annotation("id").map(str::to_owned), Some(t.to_cedar())),
             };
             let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
             let item = match item {
-                Item::Policy(p) => Item::Policy(kept(&p, &id)),
-                Item::Template(t) => Item::Template(t.new_id(PolicyId::new(&id))),
+                Parsed::Policy(p) => Item::Policy(kept(&p, &id)),
+                Parsed::Template(t) => Item::Template(Box::new(t.new_id(PolicyId::new(&id)))),
             };
             (item, id, Arc::from(text.unwrap_or_default()))
         })
@@ -312,12 +320,12 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
 /// 9 MB of 10,000 policies), and a copy of its text in every clone of a parsed `Policy` (the
 /// load's set, the index's, a request's); the text as written is the [`PolicySource`]'s. Other
 /// annotations stay (`@required` is read by the reload guard).
-fn kept(policy: &cedar_policy::Policy, id: &str) -> cedar_policy::Policy {
+fn kept(policy: &cedar_policy::Policy, id: &str) -> cedar_policy_core::ast::Policy {
     use cedar_policy_core::ast;
     let parsed: &ast::Policy = policy.as_ref();
     let template = parsed.template();
     if !parsed.is_static() {
-        return policy.new_id(PolicyId::new(id));
+        return parsed.new_id(ast::PolicyID::from_string(id));
     }
     let annotations: ast::Annotations = template
         .annotations()
@@ -335,8 +343,8 @@ fn kept(policy: &cedar_policy::Policy, id: &str) -> cedar_policy::Policy {
         template.non_scope_constraints_arc().cloned(),
     );
     match ast::StaticPolicy::try_from(stripped) {
-        Ok(stripped) => cedar_policy::Policy::from(ast::Policy::from(stripped)),
-        Err(_) => policy.new_id(PolicyId::new(id)),
+        Ok(stripped) => ast::Policy::from(stripped),
+        Err(_) => parsed.new_id(ast::PolicyID::from_string(id)),
     }
 }
 
@@ -404,8 +412,11 @@ fn parse_policies(
                 continue;
             }
             let added = match item {
-                Item::Policy(p) => parsed.set.add(p.clone()).map_err(|e| e.to_string()),
-                Item::Template(t) => parsed.set.add_template(t.clone()).map_err(|e| e.to_string()),
+                Item::Policy(p) => parsed
+                    .set
+                    .add(cedar_policy::Policy::from(p.clone()))
+                    .map_err(|e| e.to_string()),
+                Item::Template(t) => parsed.set.add_template((**t).clone()).map_err(|e| e.to_string()),
             };
             if let Err(message) = added {
                 errors.push(LoadError::file(&file.path, message));
@@ -595,6 +606,13 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
         // Link values name entities too (compared only: they fill scope slots).
         collect_entity_refs(links, &mut analysis.all_literals);
     }
+    // Each distinct once (a loader keeps every file's analysis for the next load, and most
+    // literals repeat: the same team, project or action in many policies of a file).
+    for literals in [&mut analysis.all_literals, &mut analysis.read_literals] {
+        literals.sort_unstable();
+        literals.dedup();
+        literals.shrink_to_fit();
+    }
     analysis
 }
 
@@ -756,7 +774,7 @@ mod tests {
         let text = r#"@id("grant") @required("keep") @reason("audit")
 permit (principal == T::"alice", action, resource) when { resource.open } unless { principal == T::"bob" };"#;
         let parsed = cedar_policy::Policy::from_str(text).unwrap();
-        let policy = kept(&parsed, "grant");
+        let policy = cedar_policy::Policy::from(kept(&parsed, "grant"));
         assert_eq!(policy.id().to_string(), "grant");
         assert_eq!(policy.annotation("id"), None);
         assert_eq!(policy.annotation("required"), Some("keep"));
