@@ -1,6 +1,8 @@
 //! Resident memory after loading each data set: every set is loaded in a fresh process (this
-//! bench runs itself once per set), which reads `VmRSS` before and after `Loader::load` plus the
-//! share store, and `VmHWM` (the peak). Prints a Markdown table; `harness = false`.
+//! bench runs itself once per set and way), which reads `VmRSS` before and after `Loader::load`
+//! plus the share store, and `VmHWM` (the peak). Each set twice: with the `Loader` dropped after
+//! the load (`fresh`, as measured since the first round), and kept (`kept`), as the server keeps
+//! it for its next reload. Prints a Markdown table; `harness = false`.
 //!
 //! `cargo bench --bench memory` or `BENCH_SETS=policies cargo bench --bench memory`.
 #![allow(
@@ -15,16 +17,28 @@ mod common;
 use std::process::Command;
 use std::time::Instant;
 
+use zenml_authz::snapshot::Loader;
+
 const CHILD: &str = "ZENML_AUTHZ_MEMORY_BENCH_SET";
 
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-fn child(set: &str) {
+fn child(set: &str, keep_loader: bool) {
     let before = common::rss_kib("VmRSS");
     let started = Instant::now();
-    let snapshot = common::load_snapshot(set);
+    let mut loader = Loader::new();
+    let snapshot = match loader.load(&common::sources(set)) {
+        Ok(snapshot) => snapshot,
+        Err(errors) => panic!("data set `{set}` does not load: {} error(s)", errors.len()),
+    };
+    let loader = if keep_loader {
+        Some(loader)
+    } else {
+        drop(loader);
+        None
+    };
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let after_policies = common::rss_kib("VmRSS");
     let shares = common::load_shares(set);
@@ -44,8 +58,9 @@ fn child(set: &str) {
                 .map_or(0, Iterator::count)
         })
         .sum();
+    let way = if keep_loader { "kept" } else { "fresh" };
     println!(
-        "| {set} | {} | {} | {links} | {} | {load_ms:.0} | {} | {} | {} | {} |",
+        "| {set} | {way} | {} | {} | {links} | {} | {load_ms:.0} | {} | {} | {} | {} |",
         counts.policies,
         counts.entities,
         shares.len(),
@@ -54,7 +69,7 @@ fn child(set: &str) {
         mib(after),
         mib(peak)
     );
-    drop((snapshot, shares));
+    drop((snapshot, shares, loader));
 }
 
 fn main() {
@@ -62,17 +77,25 @@ fn main() {
         return;
     }
     if let Ok(set) = std::env::var(CHILD) {
-        child(&set);
+        match set.split_once(':') {
+            Some((set, "kept")) => child(set, true),
+            _ => child(&set, false),
+        }
         return;
     }
     println!(
-        "| set | policies | entities | ancestor links (closed) | shares | first load ms | RSS before MiB | RSS after Loader::load MiB | RSS after + shares MiB | peak RSS (VmHWM) MiB |"
+        "| set | loader | policies | entities | ancestor links (closed) | shares | first load ms | RSS before MiB | RSS after Loader::load MiB | RSS after + shares MiB | peak RSS (VmHWM) MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
     for set in common::sets() {
         common::data_dir(&set); // generate before measuring
-        let status = Command::new(&exe).env(CHILD, &set).status().expect("re-run");
-        assert!(status.success(), "memory bench for `{set}` failed");
+        for way in ["", ":kept"] {
+            let status = Command::new(&exe)
+                .env(CHILD, format!("{set}{way}"))
+                .status()
+                .expect("re-run");
+            assert!(status.success(), "memory bench for `{set}{way}` failed");
+        }
     }
 }
