@@ -4,8 +4,9 @@
 //! One actor loop (`run`) receives file-system events, `SIGHUP`s and the shutdown signal. A
 //! burst of events becomes one reload once the files have been quiet for the debounce period
 //! (or the burst has lasted `MAX_DEBOUNCE`). A reload loads every source again (`Loader::load`)
-//! on the [`LoadThread`], which also drops the snapshot a reload replaces; a valid result with a new revision is published, an invalid one is
-//! logged with every error and recorded in `/v1/status`, and the last good snapshot stays.
+//! on the [`LoadThread`], which also drops the snapshot a reload replaces; a valid result with a
+//! new revision is published, an invalid one is logged with every error and recorded in
+//! `/v1/status`, and the last good snapshot stays.
 //!
 //! Watching follows how files really change: editors that save by writing a temporary file and
 //! renaming it, new and deleted files, directories replaced whole, and Kubernetes ConfigMap
@@ -78,8 +79,8 @@ enum Event {
 }
 
 /// Runs the reload actor until `shutdown` completes. `loader` made the active snapshot (what it
-/// keeps makes the reloads cheap) on `loads`, which makes every reload too; `hangup` is the `SIGHUP` listener, installed by the caller
-/// ([`hangup_signal`]) before it reports readiness.
+/// keeps makes the reloads cheap) on `loads`, which makes every reload too; `hangup` is the
+/// `SIGHUP` listener, installed by the caller ([`hangup_signal`]) before it reports readiness.
 pub async fn run(
     state: AppState,
     sources: Sources,
@@ -167,8 +168,8 @@ enum Loaded {
 
 /// Loads the sources again and publishes them if valid, new and accepted by the reload
 /// [`guard`] (`gate`: the `--reload-gate` decision tables), on `loads`. Returns whether a new
-/// snapshot was published. Only the actor calls it, one reload at a time, so the snapshot the guard compares
-/// with is still the active one when the candidate is published.
+/// snapshot was published. Only the actor calls it, one reload at a time, so the snapshot the
+/// guard compares with is still the active one when the candidate is published.
 pub async fn reload(
     state: &AppState,
     sources: &Sources,
@@ -215,6 +216,8 @@ pub async fn reload(
     let (errors, what) = match loaded {
         Loaded::Valid(snapshot) => {
             if snapshot.revision == active {
+                // Made on the load thread: freed there.
+                loads.drop_there(snapshot);
                 state.record_load_success(false);
                 tracing::debug!(revision = %active, reason, "sources unchanged");
                 return false;
