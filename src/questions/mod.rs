@@ -44,7 +44,7 @@ pub fn who_may(
     let questioner = Questioner::new(decider, shares);
     let mut batch = Batch::many();
     let stopped = || "stopped: the deadline passed".to_owned();
-    let mut users: Vec<&User> = directory.users.values().collect();
+    let mut users: Vec<&User> = directory.users.values().map(|user| &**user).collect();
     users.sort_by(|a, b| a.named.name.cmp(&b.named.name));
     let mut grants = Vec::new();
     for user in users {

@@ -351,7 +351,7 @@ mod tests {
         for (id, active, keys) in [("u", true, vec!["k1", "k0"]), ("x", false, vec!["kx"])] {
             directory.users.insert(
                 id.into(),
-                User {
+                Box::new(User {
                     named: Named {
                         id: id.into(),
                         name: id.into(),
@@ -363,7 +363,7 @@ mod tests {
                     active,
                     teams: Vec::new(),
                     api_keys: keys.iter().map(|k| hash(k)).collect(),
-                },
+                }),
             );
             for k in keys {
                 directory.api_keys.insert(hash(k), (id.into(), k == "k0"));
