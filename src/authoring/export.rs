@@ -161,20 +161,15 @@ pub fn policies_text(engine: &Engine) -> Result<(String, usize), String> {
                 "policy `{id}` is linked to a template: linked policies have no Cedar text"
             ));
         }
-        // The text as written (the load keeps no `@id` annotation in the syntax tree: the text
-        // says whether it had one).
-        let written = engine
-            .policy_sources
-            .get(&id)
-            .map(|source| source.text.to_string());
-        let annotated = match &written {
-            Some(text) => cedar_policy::Policy::parse(None, text.as_str())
-                .map_err(|error| format!("policy `{id}`: its text does not parse again: {error}"))?
-                .annotation("id")
-                .map(str::to_owned),
+        // The text as written (the load keeps no `@id` annotation in the syntax tree: its source
+        // says whether the text has one, and then it is the id).
+        let source = engine.policy_sources.get(&id);
+        let annotated = match source {
+            Some(source) => source.id_annotated.then(|| id.clone()),
             None => policy.annotation("id").map(str::to_owned),
         };
-        let text = written
+        let text = source
+            .map(|source| source.text.to_string())
             .or_else(|| policy.to_cedar())
             .ok_or_else(|| format!("policy `{id}` has no Cedar text"))?;
         items.push((id, annotated, text));

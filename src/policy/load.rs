@@ -273,8 +273,9 @@ enum Parsed {
     Template(cedar_policy::Template),
 }
 
-/// A file's items in written order: (item under its id, the id, its text as written).
-type FileItems = Arc<[(Item, String, Arc<str>)]>;
+/// A file's items in written order: (item under its id, the id, its text as written, whether
+/// the id is the text's `@id` annotation, which the item no longer carries).
+type FileItems = Arc<[(Item, String, Arc<str>, bool)]>;
 
 /// Parses one file's text into its items, in the order written.
 fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
@@ -304,12 +305,13 @@ fn parse_file(file: &SourceFile) -> Result<FileItems, Vec<LoadError>> {
                 Parsed::Policy(p) => (p.annotation("id").map(str::to_owned), p.to_cedar()),
                 Parsed::Template(t) => (t.annotation("id").map(str::to_owned), Some(t.to_cedar())),
             };
+            let id_annotated = annotated.is_some();
             let id = annotated.unwrap_or_else(|| format!("{}:{index}", file.relative));
             let item = match item {
                 Parsed::Policy(p) => Item::Policy(kept(&p, &id)),
                 Parsed::Template(t) => Item::Template(Box::new(t.new_id(PolicyId::new(&id)))),
             };
-            (item, id, Arc::from(text.unwrap_or_default()))
+            (item, id, Arc::from(text.unwrap_or_default()), id_annotated)
         })
         .collect())
 }
@@ -395,7 +397,7 @@ fn parse_policies(
             cursor = start + text.len();
             Some(at_line)
         };
-        for (item, id, text) in items.iter() {
+        for (item, id, text, id_annotated) in items.iter() {
             let id = id.clone();
             let line = place(text);
             let text = text.clone();
@@ -431,6 +433,7 @@ fn parse_policies(
                     path: file.path.clone(),
                     line,
                     text,
+                    id_annotated: *id_annotated,
                 },
             );
         }
@@ -456,6 +459,19 @@ struct Analysis {
     all_literals: Vec<EntityUid>,
     /// The literals whose entity data evaluation may read (see [`read_literals`]).
     read_literals: Vec<EntityUid>,
+}
+
+impl Analysis {
+    /// Each literal once, sorted, the lists cut to their length.
+    fn distinct_literals(&mut self) {
+        for literals in [&mut self.all_literals, &mut self.read_literals] {
+            // Uids compare by type and id; ordering by their text allocated at every comparison
+            // (four fifths of re-validating one file of a 10,000-policy set).
+            literals.sort_unstable();
+            literals.dedup();
+            literals.shrink_to_fit();
+        }
+    }
 }
 
 /// Validates the policies (strict mode) and collects their entity literals: file by file,
@@ -545,12 +561,7 @@ fn analyze_policies(
         total.all_literals.extend(result.all_literals);
         total.read_literals.extend(result.read_literals);
     }
-    for literals in [&mut total.all_literals, &mut total.read_literals] {
-        // Uids compare by type and id; ordering by their text allocated at every comparison
-        // (four fifths of re-validating one file of a 10,000-policy set).
-        literals.sort_unstable();
-        literals.dedup();
-    }
+    total.distinct_literals();
     total
 }
 
@@ -606,13 +617,9 @@ fn analyze(validator: &Validator, set: &PolicySet, parsed: &ParsedPolicies) -> A
         // Link values name entities too (compared only: they fill scope slots).
         collect_entity_refs(links, &mut analysis.all_literals);
     }
-    // Each distinct once (a loader keeps every file's analysis for the next load, and most
-    // literals repeat: the same team, project or action in many policies of a file).
-    for literals in [&mut analysis.all_literals, &mut analysis.read_literals] {
-        literals.sort_unstable();
-        literals.dedup();
-        literals.shrink_to_fit();
-    }
+    // A loader keeps every file's analysis for the next load, and most literals repeat: the
+    // same team, project or action in many policies of a file.
+    analysis.distinct_literals();
     analysis
 }
 

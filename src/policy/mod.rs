@@ -24,4 +24,6 @@ pub struct PolicySource {
     pub line: Option<usize>,
     /// The policy's text as written.
     pub text: Arc<str>,
+    /// Whether its id is the text's `@id` annotation (the loaded policy does not carry it).
+    pub id_annotated: bool,
 }
