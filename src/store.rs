@@ -966,14 +966,11 @@ impl Shares {
                 .grants(workspace, &key)
                 .map(|(grantee, actions)| (grantee, actions.names().map(str::to_owned).collect()))
                 .collect();
-            let same = held.len() == now.len()
-                && held
-                    .iter()
-                    .zip(&now)
-                    .all(|((held, held_actions), (now, now_actions))| {
-                        held == *now && held_actions == now_actions
-                    });
-            if same {
+            if held
+                .iter()
+                .map(|(g, a)| (g, a))
+                .eq(now.iter().map(|(g, a)| (*g, a)))
+            {
                 continue;
             }
             let set = set.get_or_insert_with(|| current.set.clone());
