@@ -333,6 +333,19 @@ fn a_resync_takes_in_what_another_store_wrote_with_a_new_version(backend: &dyn B
     assert!(shares.resync().unwrap());
     assert_eq!(shares.snapshot().version, 2);
     assert!(shares.snapshot().set.is_empty());
+
+    // A stored share none of whose actions ZenML has (a newer sidecar's) grants nothing: the
+    // view holds the same shares, so no resync is a change (each was, and bumped the version).
+    other
+        .set(&share(R, Grantee::User("u".into()), &["teleport"]), None)
+        .unwrap();
+    for _ in 0..2 {
+        assert!(
+            !shares.resync().unwrap(),
+            "no action ZenML has: nothing to decide on"
+        );
+    }
+    assert_eq!(shares.snapshot().version, 2);
 }
 
 /// Waits (on a runtime of its own) until `changes` reports a change.

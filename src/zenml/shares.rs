@@ -140,7 +140,7 @@ const ACTION_NAMES: [&str; 10] = [
 
 /// A share's actions, as bits over ZenML's ten (a list of strings per share cost ~80 bytes).
 /// Other names cannot be asked about and are not kept: the share API refuses them before.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ShareActions(u16);
 
 impl ShareActions {
