@@ -391,7 +391,13 @@ pub fn load(path: &Path, text: &str, schema: &Schema) -> Result<Loaded, Vec<Load
     if !builder.errors.is_empty() {
         return Err(builder.errors);
     }
-    match (directory, entities) {
+    // The directory is kept as long as the snapshot; the file's parse and the builder's maps,
+    // made in the same pass, are not. Copied once all are made, it sits in memory of its own,
+    // and the allocator's pages it shared with them are freed whole when they go (4 MiB of the
+    // (c) set's resident memory; BENCHMARKS.md, "Issue 22, session 21").
+    let copied = directory.clone();
+    drop(directory);
+    match (copied, entities) {
         (Some(directory), Some(entities)) => Ok(Loaded::Zenml(Box::new(directory), entities)),
         _ => Err(vec![LoadError::file(path, "directory could not be built")]),
     }

@@ -246,6 +246,10 @@ struct OpenedFile {
 const SCHEMA: &str = "
 PRAGMA journal_mode = WAL;
 PRAGMA synchronous = FULL;
+-- A page cache of 256 KiB, not SQLite's default 2 MiB: the shares are read once into memory
+-- (and again on a resync, a full scan no cache holds); a write touches a few pages, and each
+-- write waits on fsync far longer than on reading one from the system's file cache.
+PRAGMA cache_size = -256;
 CREATE TABLE IF NOT EXISTS shares (
     workspace_id TEXT NOT NULL,
     resource     TEXT NOT NULL,
@@ -1115,6 +1119,20 @@ mod tests {
 
     const W: &str = "99baf825-b21e-442f-ba98-8246d8d9ac88";
     const R: &str = "stack/11111111-1111-4111-8111-111111111111";
+
+    /// The connection's page cache is bounded to 256 KiB (SQLite's default, 2 MiB, stayed
+    /// resident after the first load read every share through it).
+    #[test]
+    fn the_page_cache_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteShareStore::open(&dir.path().join("shares.db")).unwrap();
+        let inner = store.inner.lock().unwrap();
+        let pages: i64 = inner
+            .connection
+            .query_row("PRAGMA cache_size", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(pages, -256, "a negative size is KiB");
+    }
 
     /// Issue 16: a database file deleted (or replaced, or its WAL deleted) under a running
     /// store refuses that write and every later one, naming the path, changes nothing in
