@@ -749,7 +749,7 @@ type Grant<'a> = (&'a Grantee, Vec<String>);
 /// cannot match any request). Each share goes into the set as it is read, and nothing else is
 /// built beside it: what a load leaves behind (the rows) is freed at once, not interleaved with
 /// the set it keeps (a copy of every share made alongside left the allocator's pages of the
-/// set half used: 8 MiB resident on 50,000 shares, BENCHMARKS.md).
+/// set half used: 7 MiB of the server's resident memory on 50,000 shares, BENCHMARKS.md).
 fn build_set(stored: Vec<StoredShare>) -> ShareSet {
     let mut set = ShareSet::default();
     for share in stored {
