@@ -742,8 +742,9 @@ pub const RESOURCE_DELETED: &str = "resource deleted";
 /// member of the place that holds the resource.
 pub const MEMBERSHIP_REMOVED: &str = "membership removed";
 
-/// One grantee's actions on a resource, as loaded.
-type Grant<'a> = (&'a Grantee, Vec<String>);
+/// One grantee's actions on a resource, as loaded (names ZenML does not have left out, as the
+/// view leaves them out).
+type Grant<'a> = (&'a Grantee, ShareActions);
 
 /// The view of `stored`. Stored rows that no longer parse are skipped with a warning (they
 /// cannot match any request). Each share goes into the set as it is read, and nothing else is
@@ -769,12 +770,6 @@ fn same_shares(a: &ShareSet, b: &ShareSet) -> bool {
         listed
     }
     a.len() == b.len() && listed(a) == listed(b)
-}
-
-/// A stored share's actions as the view keeps them: ZenML's, sorted and distinct (a name outside
-/// ZenML's actions cannot be asked about: not kept).
-fn known_actions(actions: &[String]) -> Vec<String> {
-    ShareActions::of(actions).names().map(str::to_owned).collect()
 }
 
 /// One consistent view of all shares, with a version that changes on every write.
@@ -934,7 +929,7 @@ impl Shares {
         let current = self.current.load();
         let mut loaded: BTreeMap<(String, String), Vec<Grant<'_>>> = BTreeMap::new();
         for share in &stored {
-            let actions: Vec<String> = known_actions(&share.actions);
+            let actions = ShareActions::of(&share.actions);
             loaded
                 .entry((share.workspace.clone(), share.resource.clone()))
                 .or_default()
@@ -951,22 +946,21 @@ impl Shares {
                 .remove(&(workspace.clone(), key.clone()))
                 .unwrap_or_default();
             now.sort();
-            let held: Vec<(Grantee, Vec<String>)> = current
-                .set
-                .grants(workspace, &key)
-                .map(|(grantee, actions)| (grantee, actions.names().map(str::to_owned).collect()))
-                .collect();
-            if held
-                .iter()
-                .map(|(g, a)| (g, a))
-                .eq(now.iter().map(|(g, a)| (*g, a)))
-            {
+            // A share without an action ZenML has is not in the view: not one to compare.
+            now.retain(|(_, actions)| !actions.is_empty());
+            let held = current.set.grants(workspace, &key);
+            if held.eq(now.iter().map(|&(grantee, actions)| (grantee.clone(), actions))) {
                 continue;
             }
             let set = set.get_or_insert_with(|| current.set.clone());
             set.purge(workspace, &resource);
             for (grantee, actions) in now {
-                set.set(workspace, &resource, grantee.clone(), actions);
+                set.set(
+                    workspace,
+                    &resource,
+                    grantee.clone(),
+                    actions.names().map(str::to_owned),
+                );
             }
         }
         let Some(set) = set else {

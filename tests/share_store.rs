@@ -408,4 +408,17 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
         (vec![], vec!["t"])
     );
     assert_eq!(shares.snapshot().version, view.version + 1);
+
+    // A notified write that grants nothing ZenML decides on (an action it does not have, a
+    // newer sidecar's) leaves the view as it was: no new version, the decision cache kept.
+    let version = shares.snapshot().version;
+    other
+        .set(&share(R2, Grantee::User("v".into()), &["teleport"]), None)
+        .unwrap();
+    next_change(&mut changes);
+    assert!(
+        !shares.refresh().unwrap(),
+        "no action ZenML has: nothing to decide on"
+    );
+    assert_eq!(shares.snapshot().version, version);
 }
