@@ -93,14 +93,8 @@ fn is_small(item: &Item<'_>) -> bool {
 
 fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Answer, ApiError> {
     let snapshot = call.state.snapshot();
-    let decision = answer(
-        call,
-        &snapshot,
-        body,
-        &mut EntityMemo::default(),
-        &mut Batch::single(),
-    )
-    .map_err(|error| error.map_bad(|message| message))?;
+    let decision = answer(call, &snapshot, body, &mut Memo::default(), &mut Batch::single())
+        .map_err(|error| error.map_bad(|message| message))?;
     Ok(Answer {
         snapshot,
         answered: Answered::One(decision),
@@ -204,11 +198,11 @@ impl Refused {
 /// Answers one request object: its principal, action and resource read and checked, then the
 /// decision cache asked, and only on a miss the rest (context, request-scoped entities, the
 /// schema's check of the whole request) read and decided, as one of `batch`.
-fn answer(
+fn answer<'i>(
     call: &Call<'_>,
     snapshot: &Snapshot,
-    item: &Item<'_>,
-    memo: &mut EntityMemo,
+    item: &'i Item<'_>,
+    memo: &mut Memo<'i>,
     batch: &mut Batch,
 ) -> Result<Decision, Refused> {
     let limits = call.state.limits();
@@ -267,16 +261,16 @@ async fn answer_items(
     // One batch (equal questions decided once, a slice reused by the next item with the
     // same request-scoped entities) and one memo (those entities parsed once).
     let mut batch = Batch::many();
-    let mut memo = EntityMemo::default();
+    let mut memo = Memo::default();
     let count = items.len();
-    for (i, item) in items.into_iter().enumerate() {
+    for (i, item) in items.iter().enumerate() {
         if !pace.go_on().await {
             return Err(ApiError::Overloaded(format!(
                 "the batch passed its deadline after {i} of {count} items"
             )));
         }
         let answer = match item {
-            Some(item) => answer(call, &snapshot, &item, &mut memo, &mut batch),
+            Some(item) => answer(call, &snapshot, item, &mut memo, &mut batch),
             None => Err(Refused::Bad("request: expected a JSON object".to_owned())),
         }
         .map_err(|error| error.map_bad(|message| format!("requests[{i}]: {message}")));
@@ -372,7 +366,7 @@ pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Resu
     let item: Item<'_> =
         serde_json::from_str(&text).map_err(|_| "request: expected a JSON object".to_owned())?;
     let head = head(snapshot, &item, limits)?;
-    rest(snapshot, &head, &item, limits, &mut EntityMemo::default())
+    rest(snapshot, &head, &item, limits, &mut Memo::default())
 }
 
 /// What is read of a request before the decision cache is asked: its fields checked, and its
@@ -385,11 +379,12 @@ struct Head {
 
 /// The request-scoped entities of a batch's last item that had some, kept for the next: the
 /// items of one batch often carry the same ones (a resource and where it lives), then parsed
-/// and checked once, and shared (so the engine's batch slices once for them).
-#[derive(Debug, Default)]
-struct EntityMemo {
-    /// The entities' JSON text as sent, the entities, and the stored ones they name.
-    last: Option<(String, Arc<[Entity]>, Vec<EntityUid>)>,
+/// and checked once, and shared (so the engine's batch slices once for them). The list is
+/// borrowed from the item it came with: remembering costs nothing when the next differs.
+#[derive(Default)]
+struct Memo<'i> {
+    /// The entities as sent, and as read.
+    entities: Option<(&'i EntityList<'i>, Arc<[Entity]>)>,
 }
 
 /// The [`Head`] of a request object.
@@ -433,29 +428,28 @@ fn request_key(head: &Head, item: &Item<'_>) -> RequestKey {
 
 /// The rest of a request after its [`Head`]: the context, the request-scoped entities (those
 /// of `memo` reused when they are sent again) and the schema's check of the whole request.
-fn rest(
+fn rest<'i>(
     snapshot: &Snapshot,
     head: &Head,
-    item: &Item<'_>,
+    item: &'i Item<'_>,
     limits: &Limits,
-    memo: &mut EntityMemo,
+    memo: &mut Memo<'i>,
 ) -> Result<AuthzRequest, String> {
     let mut referenced = Vec::new();
     let (context, context_is_empty) =
         context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
-    let entities: Arc<[Entity]> = match &memo.last {
-        Some((seen, parsed, refs)) if item.entities.as_ref().is_some_and(|list| list.is_text(seen)) => {
-            referenced.extend(refs.iter().cloned());
+    let entities: Arc<[Entity]> = match (&memo.entities, &item.entities) {
+        (Some((seen, parsed)), Some(list)) if list.same_as(seen) => {
+            parsed.iter().for_each(|entity| named_by(entity, &mut referenced));
             parsed.clone()
         }
         _ => {
-            let before = referenced.len();
             let parsed: Arc<[Entity]> =
                 additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?.into();
             if !parsed.is_empty()
-                && let Some(text) = item.entities.as_ref().map(EntityList::text)
+                && let Some(list) = &item.entities
             {
-                memo.last = Some((text, parsed.clone(), referenced[before..].to_vec()));
+                memo.entities = Some((list, parsed.clone()));
             }
             parsed
         }
@@ -556,10 +550,8 @@ fn additional_entities(
         // The field is named only in an error (formatting it per entity cost ~2k instructions).
         let at = |error: String| format!("additional_entities[{i}]: {error}");
         let entity = entity_in(item, engine).map_err(at)?;
-        let core: &cedar_policy_core::ast::Entity = entity.as_ref();
         let before = referenced.len();
-        referenced.extend(core.parents().cloned().map(EntityUid::from));
-        crate::engine::refers_to(&entity, referenced);
+        named_by(&entity, referenced);
         let uid = entity.uid();
         referenced[before..]
             .iter()
@@ -575,6 +567,14 @@ fn additional_entities(
     }
     check_depth(&entities, limits.max_entity_depth)?;
     Ok(entities)
+}
+
+/// Adds the entities `entity` names (its parents, and the entities its attributes refer to)
+/// to `referenced`.
+fn named_by(entity: &Entity, referenced: &mut Vec<EntityUid>) {
+    let core: &cedar_policy_core::ast::Entity = entity.as_ref();
+    referenced.extend(core.parents().cloned().map(EntityUid::from));
+    crate::engine::refers_to(entity, referenced);
 }
 
 /// One request-scoped entity, checked against the schema: exactly what Cedar's own parser
@@ -606,8 +606,9 @@ fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
     use raw_json::{PlainEntity, PlainUid, PlainValue};
 
     let plain_uid = |uid: PlainUid<'_>| -> Option<ast::EntityUID> {
-        let type_name = type_named(&uid.type_name, Some(&engine.tables)).ok()?;
-        Some(EntityUid::from_type_name_and_id(type_name, EntityId::new(uid.id)).into())
+        parts_uid(&uid.type_name, &uid.id, Some(&engine.tables))
+            .ok()
+            .map(Into::into)
     };
     let PlainEntity {
         uid, attrs, parents, ..
@@ -780,15 +781,17 @@ fn uid_of(sent: &UidRef<'_>, tables: Option<&SchemaTables>) -> Result<EntityUid,
         UidRef::Text(text) => {
             EntityUid::from_str(text).map_err(|error| format!("`{text}`: {EXPECTED} ({})", one_line(&error)))
         }
-        UidRef::Parts(type_name, id) => {
-            let type_name = type_named(type_name, tables)?;
-            Ok(EntityUid::from_type_name_and_id(
-                type_name,
-                EntityId::new(id.as_ref()),
-            ))
-        }
+        UidRef::Parts(type_name, id) => parts_uid(type_name, id, tables),
         UidRef::Null | UidRef::Other => Err(EXPECTED.to_owned()),
     }
+}
+
+/// The entity of type `type_name` (see [`type_named`]) with id `id`.
+fn parts_uid(type_name: &str, id: &str, tables: Option<&SchemaTables>) -> Result<EntityUid, String> {
+    Ok(EntityUid::from_type_name_and_id(
+        type_named(type_name, tables)?,
+        EntityId::new(id),
+    ))
 }
 
 /// The entity type `name`: a type `tables` declares is looked up there, any other parsed (its

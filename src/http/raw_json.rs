@@ -312,26 +312,15 @@ impl EntityList<'_> {
         text
     }
 
-    /// Whether this is the list whose [`EntityList::text`] is `seen` (compared in place; never
-    /// when it is not an array).
-    pub fn is_text(&self, seen: &str) -> bool {
-        let Some(elements) = self.elements() else {
-            return false;
-        };
-        let mut rest = seen;
-        for (i, element) in elements.iter().enumerate() {
-            if i > 0 {
-                match rest.strip_prefix(',') {
-                    Some(after) => rest = after,
-                    None => return false,
-                }
+    /// Whether `other` is the same list: both arrays whose elements were sent as the same
+    /// texts, in order (compared in place, nothing joined).
+    pub fn same_as(&self, other: &EntityList<'_>) -> bool {
+        match (self.elements(), other.elements()) {
+            (Some(mine), Some(theirs)) => {
+                mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(a, b)| a.get() == b.get())
             }
-            match rest.strip_prefix(element.get()) {
-                Some(after) => rest = after,
-                None => return false,
-            }
+            _ => false,
         }
-        rest.is_empty()
     }
 }
 
@@ -700,8 +689,8 @@ mod tests {
         }
     }
 
-    /// The text an item's request-scoped entities are remembered by (the batch's memo) and
-    /// cached under is equal exactly for equal lists of element texts: a comma inside an
+    /// An item's request-scoped entities are the same as a remembered list's (the batch's
+    /// memo), and cached under equal texts, exactly for equal lists of element texts: a comma inside an
     /// element, a split element, a prefix and a longer list are told apart; a value that is not
     /// an array is never taken for a remembered list.
     #[test]
@@ -737,7 +726,7 @@ mod tests {
             for ((other_list, other_elements), other) in table.iter().zip(&lists) {
                 let what = format!("{list} remembered, {other_list} sent");
                 assert_eq!(
-                    other.is_text(&text),
+                    other.same_as(item),
                     elements.is_some() && elements == other_elements,
                     "{what}"
                 );
