@@ -757,3 +757,68 @@ fn a_request_scoped_stack_is_settled_without_a_slice() {
         assert_eq!(decided.allowed, allowed);
     }
 }
+
+/// A request's own entities that are each other's parents are closed through each other: a
+/// request-scoped user whose parent is another request-scoped user in bob's teams is, like
+/// bob, a developer of production (the layered read closes them in dependency order; the
+/// property test above meets such chains only by chance).
+#[test]
+fn request_scoped_chains_are_closed_through_each_other() {
+    use cedar_policy::{Entity, RestrictedExpression};
+    use zenml_authz::model::uid;
+    let snapshot = common::bundled_snapshot();
+    let bob = uid("User", "8a5e8598-b203-4344-948f-32f6cd6c6e30");
+    let (_, _, teams) = snapshot
+        .engine
+        .entities
+        .get(&bob)
+        .expect("bob is stored")
+        .clone()
+        .into_inner();
+    let user = |id: &str, parents: std::collections::HashSet<cedar_policy::EntityUid>| {
+        let attrs = [
+            ("name", RestrictedExpression::new_string(id.to_owned())),
+            ("is_service_account", RestrictedExpression::new_bool(false)),
+            ("active", RestrictedExpression::new_bool(true)),
+        ]
+        .map(|(name, value)| (name.to_owned(), value));
+        Entity::new(uid("User", id), attrs.into(), parents).unwrap()
+    };
+    let middle = user("scoped-middle", teams);
+    // Listed before its parent, so the order they are closed in is not the order sent.
+    let carol = user("scoped-carol", [middle.uid()].into());
+    for (workspace, allowed) in [
+        ("99baf825-b21e-442f-ba98-8246d8d9ac88", true),
+        ("d5320975-d92d-4b35-9413-9b848998b5bf", false),
+    ] {
+        let workspace = uid("Workspace", workspace);
+        let stack = Entity::new(
+            uid("Stack", "4b4b1c1e-0000-4000-8000-000000000001"),
+            [(
+                "workspace".to_owned(),
+                RestrictedExpression::new_entity_uid(workspace.clone()),
+            )]
+            .into(),
+            [workspace].into(),
+        )
+        .unwrap();
+        let request = cedar_policy::Request::new(
+            carol.uid(),
+            zenml_authz::model::action_uid("update"),
+            stack.uid(),
+            cedar_policy::Context::empty(),
+            None,
+        )
+        .unwrap();
+        let request = zenml_authz::AuthzRequest {
+            request,
+            entities: vec![carol.clone(), stack, middle.clone()].into(),
+            referenced: Vec::new(),
+            internal: false,
+            context: None,
+        };
+        assert_eq!(snapshot.engine.settled_without_slice(&request), Some(allowed));
+        let decided = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
+        assert_eq!(decided.allowed, allowed);
+    }
+}
