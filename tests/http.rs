@@ -274,6 +274,25 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
             "parents": [{"type": "ZenML::Workspace", "id": workspace}]
         }]}));
     }
+    // Every item's entities have the plain shapes (the batch is read in one pass); again with an
+    // item whose stack's uid is sent in the `__entity` form, which is not: the whole batch is
+    // then read again with each item's entities as sent.
+    let mut with_sent = items.clone();
+    with_sent.push(json!({"principal": user(BOB), "action": action("update"),
+    "resource": {"type": "ZenML::Stack", "id": "s4"}, "additional_entities": [{
+        "uid": {"__entity": {"type": "ZenML::Stack", "id": "s4"}},
+        "attrs": {"workspace": {"__entity": {"type": "ZenML::Workspace", "id": PRODUCTION}}},
+        "parents": [{"type": "ZenML::Workspace", "id": PRODUCTION}]
+    }]}));
+    for batch in [&items, &with_sent] {
+        answers_as_single_requests(&server, batch, items.len());
+    }
+}
+
+/// Posts `items` as one batch and checks each result against the item posted alone, and the
+/// first `checked` results' decisions against what [`batch_items_sharing_entities_answer_as_single_requests`]'s
+/// items are.
+fn answers_as_single_requests(server: &Server, items: &[Value], checked: usize) {
     let (status, answer) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
@@ -310,8 +329,8 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
     assert_eq!(results[0]["decision"], "Allow", "{answer}");
     assert_eq!(results[1]["decision"], "Deny", "{answer}");
     // s2 and s3 in staging, then in production (the same uid with other data: read anew).
-    let last = results.len() - 1;
-    let decisions: Vec<&Value> = results[last - 3..]
+    let last = checked - 1;
+    let decisions: Vec<&Value> = results[last - 3..=last]
         .iter()
         .map(|result| &result["decision"])
         .collect();
@@ -322,10 +341,15 @@ fn batch_items_sharing_entities_answer_as_single_requests() {
             .collect::<Vec<_>>(),
         "{answer}"
     );
+    for result in &results[checked..] {
+        assert_eq!(result["decision"], "Allow", "{answer}");
+    }
 }
 
 /// The decision cache answers a Cedar request again only when everything it was decided on is
-/// sent again: principal, action, resource, context and request-scoped entities, as text. A
+/// sent again: principal, action, resource, context and request-scoped entities (as read: the
+/// same entity sent with its keys in another order is the same; one not of the plain shapes
+/// as its text). A
 /// request whose stack moved to another workspace is decided anew (a key without the entities
 /// would answer it Allow from the cache); errors are never cached; nothing is counted for a
 /// request refused before its lookup.
@@ -370,24 +394,25 @@ fn the_cache_answers_a_cedar_request_only_for_the_same_entities_and_context() {
         ),
         ("the stack in staging", &moved, 200, "Deny", (1, 2)),
         ("staging again", &moved, 200, "Deny", (2, 2)),
+        // The same entity, its keys sent in another order: cached as read, not as sent.
         (
             "the entity's keys in another order",
             &reordered,
             200,
             "Allow",
-            (2, 3),
+            (3, 2),
         ),
         (
             "an empty context sent, as none",
             &with_context,
             200,
             "Allow",
-            (3, 3),
+            (4, 2),
         ),
-        ("a mistyped attribute", &mistyped, 400, "", (3, 3)),
-        ("the mistyped attribute again", &mistyped, 400, "", (3, 3)),
-        ("an unknown field", &unknown_field, 400, "", (3, 3)),
-        ("no request-scoped entities", &stored, 200, "Allow", (3, 4)),
+        ("a mistyped attribute", &mistyped, 400, "", (4, 2)),
+        ("the mistyped attribute again", &mistyped, 400, "", (4, 2)),
+        ("an unknown field", &unknown_field, 400, "", (4, 2)),
+        ("no request-scoped entities", &stored, 200, "Allow", (4, 3)),
     ];
     for (what, request, status, decision, counts) in table {
         let (got, answer) = server.post("/v1/is_authorized", request);
@@ -417,7 +442,7 @@ fn the_cache_answers_a_cedar_request_only_for_the_same_entities_and_context() {
         .collect();
     assert_eq!(decisions, [&json!("Allow"), &json!("Deny")]);
     let (_, state) = server.get("/v1/status");
-    assert_eq!(state["cache"]["hits"], 5, "{state}");
+    assert_eq!(state["cache"]["hits"], 6, "{state}");
 }
 
 #[test]
@@ -686,6 +711,15 @@ fn request_scoped_entity_texts_are_read_as_cedar_reads_them() {
         r#"{"uid": {"type": "ZenML::Stack", "id": "s"}, "attrs": {"workspace": -0}}"#.to_owned(),
         r#"{"uid": {"type": "ZenML::Stack", "id": "s"}, "tags": null}"#.to_owned(),
         r#"[{"uid": {"type": "ZenML::Stack", "id": "s"}}]"#.to_owned(),
+        // An entity, or its uid, sent as an array of its fields' values.
+        format!(r#"[{{"type": "ZenML::Stack", "id": "s"}}, {{"workspace": {{"__entity": {w}}}}}, [{w}]]"#),
+        format!(
+            r#"{{"uid": ["ZenML::Stack", "s"], "attrs": {{"workspace": {{"__entity": {w}}}}}, "parents": [{w}]}}"#
+        ),
+        // Escapes, and `tags` sent empty.
+        format!(
+            r#"{{"uid": {{"type": "ZenML::St\u0061ck", "id": "\u0073"}}, "attrs": {{"workspace": {{"__entity": {w}}}}}, "parents": [{w}], "tags": {{}}}}"#
+        ),
     ];
     let as_store = |entity: cedar_policy::Entity| {
         common::store_json(&cedar_policy::Entities::from_entities([entity], None).unwrap())

@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use super::error::ApiError;
 use super::observe::{Labels, Lookup, observe_looked_up};
-use super::raw_json::{self, EntityList, Fields, RequestFields as Item, UidRef};
+use super::raw_json::{self, EntityList, Fields, PlainEntity, RequestFields as Item, SentEntity, UidRef};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
@@ -71,7 +71,7 @@ pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiEr
 fn body_request(body: &[u8]) -> Result<Item<'_>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    serde_json::from_str(text).map_err(|error| match error.classify() {
+    read_request(text).map_err(|error| match error.classify() {
         serde_json::error::Category::Data => {
             ApiError::BadRequest("request: expected a JSON object".to_owned())
         }
@@ -79,15 +79,21 @@ fn body_request(body: &[u8]) -> Result<Item<'_>, ApiError> {
     })
 }
 
+/// A request object read in one pass, its request-scoped entities read as plain entities; read
+/// again with them as sent when one of them is not plain.
+fn read_request(text: &str) -> serde_json::Result<Item<'_>> {
+    let item: Item<'_> = serde_json::from_str(text)?;
+    if !item.rereads() {
+        return Ok(item);
+    }
+    Ok(serde_json::from_str::<raw_json::SentFields<'_>>(text)?.0)
+}
+
 /// Whether answering a request is cheap whatever it says (then it is answered inline): no
 /// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
 /// fields.
 fn is_small(item: &Item<'_>) -> bool {
-    let entities = item
-        .entities
-        .as_ref()
-        .and_then(EntityList::elements)
-        .map_or(0, <[_]>::len);
+    let entities = item.entities.as_ref().and_then(EntityList::len).unwrap_or(0);
     entities == 0 || (entities <= INLINE_ENTITIES && item.sent_bytes() <= INLINE_BYTES)
 }
 
@@ -282,11 +288,22 @@ async fn answer_items(
     })
 }
 
-/// The items of a batch body, at most `max_items` of them.
+/// The items of a batch body, at most `max_items` of them: read in one pass, their
+/// request-scoped entities as plain entities; read again with every item's as sent when one
+/// of them is not plain.
 fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Item<'_>>>, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    let body: raw_json::BatchBody<'_> =
+    let items = batch_items_as::<false>(text, max_items)?;
+    if !items.iter().flatten().any(Item::rereads) {
+        return Ok(items);
+    }
+    batch_items_as::<true>(text, max_items)
+}
+
+/// [`batch_items`] of a text, read one way.
+fn batch_items_as<const SENT: bool>(text: &str, max_items: usize) -> Result<Vec<Option<Item<'_>>>, ApiError> {
+    let body: raw_json::BatchBody<'_, SENT> =
         serde_json::from_str(text).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => {
                 ApiError::BadRequest("request body: expected a JSON object with `requests`".into())
@@ -363,8 +380,7 @@ fn decide(
 /// choice of time and stack).
 pub fn parse_request(snapshot: &Snapshot, body: &Value, limits: &Limits) -> Result<AuthzRequest, String> {
     let text = body.to_string();
-    let item: Item<'_> =
-        serde_json::from_str(&text).map_err(|_| "request: expected a JSON object".to_owned())?;
+    let item = read_request(&text).map_err(|_| "request: expected a JSON object".to_owned())?;
     let head = head(snapshot, &item, limits)?;
     rest(snapshot, &head, &item, limits, &mut Memo::default())
 }
@@ -549,7 +565,7 @@ fn additional_entities(
     for (i, item) in items.iter().enumerate() {
         // The field is named only in an error (formatting it per entity cost ~2k instructions).
         let at = |error: String| format!("additional_entities[{i}]: {error}");
-        let entity = entity_in(item, engine).map_err(at)?;
+        let entity = entity_from(*item, engine).map_err(at)?;
         let before = referenced.len();
         named_by(&entity, referenced);
         let uid = entity.uid();
@@ -582,50 +598,64 @@ fn named_by(entity: &Entity, referenced: &mut Vec<EntityUid>) {
 /// parents as `{"type", "id"}`, attributes that are booleans, integers, strings or
 /// `{"__entity": …}` references, no tags) are built directly and checked by Cedar's schema
 /// conformance checker, which is what that parser runs after reading; anything else, or
-/// anything the check refuses, is read by Cedar's parser (which also words the error). Cedar's
+/// anything the check refuses, is read by Cedar's parser (which also words the error): from the
+/// text sent, or, for a plain entity read in a body's one pass, from its own JSON. Cedar's
 /// parser reads attribute values by trying one JSON shape after another, and most of its cost
-/// is in the attempts that fail (`tests/http.rs` compares the two on random entities).
+/// is in the attempts that fail (`tests/http.rs` compares the two on random entities, read
+/// here as a body's pass reads them).
 pub fn request_entity(text: &str, engine: &Engine) -> Result<Entity, String> {
-    let value: &RawValue = serde_json::from_str(text).map_err(|error| format!("malformed JSON: {error}"))?;
-    entity_in(value, engine)
-}
-
-/// [`request_entity`] of a value read in place.
-fn entity_in(value: &RawValue, engine: &Engine) -> Result<Entity, String> {
-    if let Some(entity) = plain_entity(value, engine) {
-        return Ok(entity);
+    match PlainEntity::read(text) {
+        Some(plain) => entity_from(SentEntity::Plain(&plain), engine),
+        None => cedar_entity(text, engine),
     }
-    Entity::from_json_str(value.get(), Some(&engine.schema)).map_err(|error| one_line(&error))
 }
 
-/// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity (a key
-/// sent twice included). The entity is built with its attributes as values already (what
-/// Cedar's `Entity::new` would evaluate them to, without evaluating expressions).
-fn plain_entity(value: &RawValue, engine: &Engine) -> Option<Entity> {
-    use cedar_policy_core::ast::{self, PartialValue};
-    use raw_json::{PlainEntity, PlainUid, PlainValue};
+/// [`request_entity`] of an entity as read: a plain one built directly where it can be, else
+/// read by Cedar's parser from its text (the text sent, or a plain one's own, which Cedar reads
+/// alike).
+fn entity_from(sent: SentEntity<'_, '_>, engine: &Engine) -> Result<Entity, String> {
+    match sent {
+        SentEntity::Plain(plain) => {
+            built(plain, engine).map_or_else(|| cedar_entity(&plain.to_json(), engine), Ok)
+        }
+        SentEntity::Text(text) => match PlainEntity::read(text).and_then(|plain| built(&plain, engine)) {
+            Some(entity) => Ok(entity),
+            None => cedar_entity(text, engine),
+        },
+    }
+}
 
-    let plain_uid = |uid: PlainUid<'_>| -> Option<ast::EntityUID> {
+/// The entity `text` sends, as Cedar's parser reads it with the schema.
+fn cedar_entity(text: &str, engine: &Engine) -> Result<Entity, String> {
+    Entity::from_json_str(text, Some(&engine.schema)).map_err(|error| one_line(&error))
+}
+
+/// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity. The
+/// entity is built with its attributes as values already (what Cedar's `Entity::new` would
+/// evaluate them to, without evaluating expressions).
+fn built(plain: &PlainEntity<'_>, engine: &Engine) -> Option<Entity> {
+    use cedar_policy_core::ast::{self, PartialValue};
+    use raw_json::{PlainUid, PlainValue};
+
+    let plain_uid = |uid: &PlainUid<'_>| -> Option<ast::EntityUID> {
         parts_uid(&uid.type_name, &uid.id, Some(&engine.tables))
             .ok()
             .map(Into::into)
     };
-    let PlainEntity {
-        uid, attrs, parents, ..
-    } = serde_json::from_str(value.get()).ok()?;
-    let uid = plain_uid(uid)?;
+    let uid = plain_uid(&plain.uid)?;
     if uid.entity_type().is_action() {
         return None;
     }
     let parents: std::collections::HashSet<ast::EntityUID> =
-        parents.into_iter().map(plain_uid).collect::<Option<_>>()?;
-    let attrs: Vec<(smol_str::SmolStr, PartialValue)> = attrs
+        plain.parents.iter().map(plain_uid).collect::<Option<_>>()?;
+    let attrs: Vec<(smol_str::SmolStr, PartialValue)> = plain
+        .attrs
         .0
-        .into_iter()
+        .iter()
         .map(|(name, value)| {
             let value: ast::Value = match value {
-                PlainValue::Bool(b) => b.into(),
-                PlainValue::Long(n) => n.into(),
+                PlainValue::Bool(b) => (*b).into(),
+                PlainValue::Long(n) => (*n).into(),
                 PlainValue::Str(text) => smol_str::SmolStr::from(text.as_ref()).into(),
                 PlainValue::Entity(uid) => plain_uid(uid)?.into(),
             };

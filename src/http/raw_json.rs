@@ -281,42 +281,65 @@ impl<'de> Deserialize<'de> for UidRef<'de> {
 
 /// What `additional_entities` was sent as.
 pub enum EntityList<'a> {
-    /// An array: its elements, each the text it was sent as.
+    /// An array whose elements all have the plain shapes ([`PlainEntity`]), each read as such
+    /// in the body's one pass (the usual request).
+    Plain(Vec<PlainEntity<'a>>),
+    /// An array: its elements, each the text it was sent as (how a body is read again when
+    /// one of its entities does not have the plain shapes).
     Elements(Vec<&'a RawValue>),
+    /// An array with an element of other shapes, found in the body's first pass: the body is
+    /// read again ([`RequestFields::rereads`]); never answered from.
+    Reread,
     /// Another value (not `null`).
     Other,
 }
 
-impl EntityList<'_> {
-    /// The elements, `None` when it is not an array.
-    pub fn elements(&self) -> Option<&[&RawValue]> {
+/// One request-scoped entity as read: plain, or the text sent.
+#[derive(Clone, Copy)]
+pub enum SentEntity<'l, 'a> {
+    Plain(&'l PlainEntity<'a>),
+    Text(&'a str),
+}
+
+impl<'a> EntityList<'a> {
+    /// The elements, `None` when it is not an array (or was not read as one).
+    pub fn elements(&self) -> Option<Vec<SentEntity<'_, 'a>>> {
         match self {
-            EntityList::Elements(elements) => Some(elements),
-            EntityList::Other => None,
-        }
-    }
-
-    /// The list's text as sent, its elements joined by commas (each a whole JSON value, so
-    /// equal texts are equal lists); `"!"` (no JSON text) when it is not an array.
-    pub fn text(&self) -> String {
-        let Some(elements) = self.elements() else {
-            return "!".to_owned();
-        };
-        let mut text = String::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum());
-        for (i, element) in elements.iter().enumerate() {
-            if i > 0 {
-                text.push(',');
+            EntityList::Plain(plain) => Some(plain.iter().map(SentEntity::Plain).collect()),
+            EntityList::Elements(elements) => {
+                Some(elements.iter().map(|e| SentEntity::Text(e.get())).collect())
             }
-            text.push_str(element.get());
+            EntityList::Reread | EntityList::Other => None,
         }
-        text
     }
 
-    /// Whether `other` is the same list: both arrays whose elements were sent as the same
-    /// texts, in order (compared in place, nothing joined).
+    /// How many elements, `None` when it is not an array.
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            EntityList::Plain(plain) => Some(plain.len()),
+            EntityList::Elements(elements) => Some(elements.len()),
+            EntityList::Reread | EntityList::Other => None,
+        }
+    }
+
+    /// The list as JSON text, its elements joined by commas (each a whole JSON value, so equal
+    /// texts are equal lists): as sent, or as a plain entity is written ([`PlainEntity::to_json`]);
+    /// `"!"` (no JSON text) when it is not an array.
+    pub fn text(&self) -> String {
+        let texts: Vec<std::borrow::Cow<'_, str>> = match self {
+            EntityList::Plain(plain) => plain.iter().map(|e| e.to_json().into()).collect(),
+            EntityList::Elements(elements) => elements.iter().map(|e| e.get().into()).collect(),
+            EntityList::Reread | EntityList::Other => return "!".to_owned(),
+        };
+        texts.join(",")
+    }
+
+    /// Whether `other` is the same list: both arrays whose elements are the same plain
+    /// entities, or were sent as the same texts, in order.
     pub fn same_as(&self, other: &EntityList<'_>) -> bool {
-        match (self.elements(), other.elements()) {
-            (Some(mine), Some(theirs)) => {
+        match (self, other) {
+            (EntityList::Plain(mine), EntityList::Plain(theirs)) => mine == theirs,
+            (EntityList::Elements(mine), EntityList::Elements(theirs)) => {
                 mine.len() == theirs.len() && mine.iter().zip(theirs).all(|(a, b)| a.get() == b.get())
             }
             _ => false,
@@ -328,18 +351,44 @@ impl RequestFields<'_> {
     /// The bytes it was sent in, near enough to bound its cost: its fields' names and values,
     /// the entity list's elements (and a comma each) and the entity references' strings.
     pub fn sent_bytes(&self) -> usize {
-        let elements = self
-            .entities
-            .as_ref()
-            .and_then(EntityList::elements)
-            .unwrap_or_default();
+        let entities = match &self.entities {
+            Some(EntityList::Plain(plain)) => plain.iter().map(|e| e.sent_len() + 1).sum(),
+            Some(EntityList::Elements(elements)) => elements.iter().map(|e| e.get().len() + 1).sum(),
+            _ => 0,
+        };
         self.fields
             .0
             .iter()
             .map(|(key, value)| key.len() + value.get().len())
-            .chain(elements.iter().map(|element| element.get().len() + 1))
             .chain(self.uids.iter().flatten().map(UidRef::len))
-            .sum()
+            .sum::<usize>()
+            + entities
+    }
+
+    /// Whether the body must be read again with the entities as sent
+    /// ([`EntityList::Reread`]).
+    pub fn rereads(&self) -> bool {
+        matches!(self.entities, Some(EntityList::Reread))
+    }
+}
+
+/// A request object read with its request-scoped entities as sent, each element's text (the
+/// second reading of a body one of whose entities does not have the plain shapes).
+pub struct SentFields<'a>(pub RequestFields<'a>);
+
+impl<'de> Deserialize<'de> for SentFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Objects;
+        impl<'de> Visitor<'de> for Objects {
+            type Value = SentFields<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<SentFields<'de>, M::Error> {
+                request_fields_of::<M, true>(map).map(SentFields)
+            }
+        }
+        deserializer.deserialize_map(Objects)
     }
 }
 
@@ -352,21 +401,24 @@ impl<'de> Deserialize<'de> for RequestFields<'de> {
                 formatter.write_str("a JSON object")
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RequestFields<'de>, M::Error> {
-                request_fields_of(map)
+                request_fields_of::<M, false>(map)
             }
         }
         deserializer.deserialize_map(Objects)
     }
 }
 
-/// The fields of the request object `map` reads.
-fn request_fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<RequestFields<'de>, M::Error> {
+/// The fields of the request object `map` reads (its request-scoped entities as sent when
+/// `SENT`, else as plain entities where they all are).
+fn request_fields_of<'de, M: MapAccess<'de>, const SENT: bool>(
+    mut map: M,
+) -> Result<RequestFields<'de>, M::Error> {
     let mut fields = Vec::new();
     let mut uids = [None, None, None];
     let mut entities = None;
     while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
         if key == "additional_entities" {
-            entities = map.next_value::<MaybeEntityList<'de>>()?.0;
+            entities = map.next_value::<MaybeEntityList<'de, SENT>>()?.0;
         } else if let Some(at) = UID_FIELDS.iter().position(|field| *field == key) {
             uids[at] = Some(map.next_value::<UidRef<'de>>()?);
         } else {
@@ -380,14 +432,15 @@ fn request_fields_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<RequestFields
     })
 }
 
-/// `null` as `None`, an array as its elements, anything else as [`EntityList::Other`].
-struct MaybeEntityList<'a>(Option<EntityList<'a>>);
+/// `null` as `None`, an array as its elements (plain entities, [`EntityList::Reread`] when
+/// one is not; each as sent when `SENT`), anything else as [`EntityList::Other`].
+struct MaybeEntityList<'a, const SENT: bool>(Option<EntityList<'a>>);
 
-impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
+impl<'de, const SENT: bool> Deserialize<'de> for MaybeEntityList<'de, SENT> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = MaybeEntityList<'de>;
+        struct Any<const SENT: bool>;
+        impl<'de, const SENT: bool> Visitor<'de> for Any<SENT> {
+            type Value = MaybeEntityList<'de, SENT>;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
@@ -396,77 +449,90 @@ impl<'de> Deserialize<'de> for MaybeEntityList<'de> {
                 Ok(MaybeEntityList(None))
             }
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
-                let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
-                while let Some(element) = seq.next_element::<&'de RawValue>()? {
-                    elements.push(element);
+                if SENT {
+                    let mut elements = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                    while let Some(element) = seq.next_element::<&'de RawValue>()? {
+                        elements.push(element);
+                    }
+                    return Ok(MaybeEntityList(Some(EntityList::Elements(elements))));
                 }
-                Ok(MaybeEntityList(Some(EntityList::Elements(elements))))
+                let mut plain = Some(Vec::with_capacity(seq.size_hint().unwrap_or(4)));
+                while let Some(MaybePlain(entity)) = seq.next_element()? {
+                    plain = plain.zip(entity).map(|(mut plain, entity)| {
+                        plain.push(entity);
+                        plain
+                    });
+                }
+                Ok(MaybeEntityList(Some(
+                    plain.map_or(EntityList::Reread, EntityList::Plain),
+                )))
             }
         }
-        deserializer.deserialize_any(Any)
+        deserializer.deserialize_any(Any::<SENT>)
     }
 }
 
-/// Any value read in one pass: an object as a request's fields, anything else as `None` (read
-/// over).
-pub struct MaybeObject<'a>(pub Option<RequestFields<'a>>);
+/// Any value read in one pass: an object as a request's fields (its entities as sent when
+/// `SENT`), anything else as `None` (read over).
+pub struct MaybeObject<'a, const SENT: bool = false>(pub Option<RequestFields<'a>>);
 
 /// Any value read in one pass: an array of [`MaybeObject`]s, anything else as `None`.
-pub struct MaybeObjects<'a>(pub Option<Vec<MaybeObject<'a>>>);
+pub struct MaybeObjects<'a, const SENT: bool = false>(pub Option<Vec<MaybeObject<'a, SENT>>>);
 
-impl<'de> Deserialize<'de> for MaybeObject<'de> {
+impl<'de, const SENT: bool> Deserialize<'de> for MaybeObject<'de, SENT> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = MaybeObject<'de>;
+        struct Any<const SENT: bool>;
+        impl<'de, const SENT: bool> Visitor<'de> for Any<SENT> {
+            type Value = MaybeObject<'de, SENT>;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
             read_over!('de, MaybeObject(None); scalars, unit, str, seq);
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<MaybeObject<'de>, M::Error> {
-                request_fields_of(map).map(|fields| MaybeObject(Some(fields)))
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<MaybeObject<'de, SENT>, M::Error> {
+                request_fields_of::<M, SENT>(map).map(|fields| MaybeObject(Some(fields)))
             }
         }
-        deserializer.deserialize_any(Any)
+        deserializer.deserialize_any(Any::<SENT>)
     }
 }
 
-impl<'de> Deserialize<'de> for MaybeObjects<'de> {
+impl<'de, const SENT: bool> Deserialize<'de> for MaybeObjects<'de, SENT> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Any;
-        impl<'de> Visitor<'de> for Any {
-            type Value = MaybeObjects<'de>;
+        struct Any<const SENT: bool>;
+        impl<'de, const SENT: bool> Visitor<'de> for Any<SENT> {
+            type Value = MaybeObjects<'de, SENT>;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON value")
             }
             read_over!('de, MaybeObjects(None); scalars, unit, str, map);
-            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObjects<'de>, S::Error> {
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<MaybeObjects<'de, SENT>, S::Error> {
                 let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(8));
-                while let Some(item) = seq.next_element::<MaybeObject<'de>>()? {
+                while let Some(item) = seq.next_element::<MaybeObject<'de, SENT>>()? {
                     items.push(item);
                 }
                 Ok(MaybeObjects(Some(items)))
             }
         }
-        deserializer.deserialize_any(Any)
+        deserializer.deserialize_any(Any::<SENT>)
     }
 }
 
-/// A batch body read in one pass: its `requests` (the last sent), and its first other key.
-pub struct BatchBody<'a> {
-    pub requests: Option<MaybeObjects<'a>>,
+/// A batch body read in one pass: its `requests` (the last sent; their entities as sent when
+/// `SENT`), and its first other key.
+pub struct BatchBody<'a, const SENT: bool = false> {
+    pub requests: Option<MaybeObjects<'a, SENT>>,
     pub unknown: Option<Cow<'a, str>>,
 }
 
-impl<'de> Deserialize<'de> for BatchBody<'de> {
+impl<'de, const SENT: bool> Deserialize<'de> for BatchBody<'de, SENT> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Body;
-        impl<'de> Visitor<'de> for Body {
-            type Value = BatchBody<'de>;
+        struct Body<const SENT: bool>;
+        impl<'de, const SENT: bool> Visitor<'de> for Body<SENT> {
+            type Value = BatchBody<'de, SENT>;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a JSON object")
             }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<BatchBody<'de>, M::Error> {
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<BatchBody<'de, SENT>, M::Error> {
                 let mut body = BatchBody {
                     requests: None,
                     unknown: None,
@@ -482,7 +548,7 @@ impl<'de> Deserialize<'de> for BatchBody<'de> {
                 Ok(body)
             }
         }
-        deserializer.deserialize_map(Body)
+        deserializer.deserialize_map(Body::<SENT>)
     }
 }
 
@@ -509,18 +575,18 @@ pub fn value(value: &RawValue) -> serde_json::Value {
     serde_json::from_str(value.get()).unwrap_or(serde_json::Value::Null)
 }
 
-/// `{"type": …, "id": …}` with string values and no other key (anything else: not plain).
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `{"type": …, "id": …}` with string values, each once, and no other key (anything else: not
+/// plain).
+#[derive(Debug, PartialEq, serde::Serialize)]
 pub struct PlainUid<'a> {
-    #[serde(borrow, rename = "type")]
+    #[serde(rename = "type")]
     pub type_name: Cow<'a, str>,
-    #[serde(borrow)]
     pub id: Cow<'a, str>,
 }
 
 /// An attribute value of the plain shapes: a boolean, an integer that fits in `i64`, a string,
 /// or `{"__entity": {"type": …, "id": …}}` (anything else: not plain).
+#[derive(Debug, PartialEq)]
 pub enum PlainValue<'a> {
     Bool(bool),
     Long(i64),
@@ -528,113 +594,269 @@ pub enum PlainValue<'a> {
     Entity(PlainUid<'a>),
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for PlainValue<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Values<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Values<'a> {
-            type Value = PlainValue<'a>;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("a boolean, an integer, a string or an entity reference")
-            }
-            fn visit_bool<E>(self, value: bool) -> Result<PlainValue<'a>, E> {
-                Ok(PlainValue::Bool(value))
-            }
-            fn visit_i64<E>(self, value: i64) -> Result<PlainValue<'a>, E> {
-                Ok(PlainValue::Long(value))
-            }
-            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<PlainValue<'a>, E> {
-                i64::try_from(value)
-                    .map(PlainValue::Long)
-                    .map_err(|_| E::custom("out of range"))
-            }
-            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<PlainValue<'a>, E> {
-                Ok(PlainValue::Str(Cow::Borrowed(text)))
-            }
-            fn visit_str<E>(self, text: &str) -> Result<PlainValue<'a>, E> {
-                Ok(PlainValue::Str(Cow::Owned(text.to_owned())))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<PlainValue<'a>, M::Error> {
-                use serde::de::Error;
-                match map.next_key::<Text<'de>>()? {
-                    Some(Text(key)) if key == "__entity" => {}
-                    _ => return Err(M::Error::custom("not an entity reference")),
-                }
-                let uid = map.next_value::<PlainUid<'a>>()?;
-                match map.next_key::<Text<'de>>()? {
-                    None => Ok(PlainValue::Entity(uid)),
-                    Some(_) => Err(M::Error::custom("not an entity reference")),
-                }
+impl serde::Serialize for PlainValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            PlainValue::Bool(value) => serializer.serialize_bool(*value),
+            PlainValue::Long(value) => serializer.serialize_i64(*value),
+            PlainValue::Str(text) => serializer.serialize_str(text),
+            PlainValue::Entity(uid) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("__entity", uid)?;
+                map.end()
             }
         }
-        deserializer.deserialize_any(Values(std::marker::PhantomData))
     }
 }
 
-/// An entity's attributes of the plain shapes, in order (a name sent twice: not plain).
+/// An entity's attributes of the plain shapes, in the order sent (a name sent twice: not plain).
+#[derive(Debug, PartialEq)]
 pub struct PlainAttrs<'a>(pub Vec<(Cow<'a, str>, PlainValue<'a>)>);
 
-impl<'de: 'a, 'a> Deserialize<'de> for PlainAttrs<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Attrs<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for Attrs<'a> {
-            type Value = PlainAttrs<'a>;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("an object of attributes")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<PlainAttrs<'a>, M::Error> {
-                use serde::de::Error;
-                let mut attrs: Vec<(Cow<'a, str>, PlainValue<'a>)> = Vec::new();
-                while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
-                    if attrs.iter().any(|(seen, _)| *seen == name) {
-                        return Err(M::Error::custom("an attribute sent twice"));
-                    }
-                    attrs.push((name, map.next_value()?));
-                }
-                Ok(PlainAttrs(attrs))
-            }
-        }
-        deserializer.deserialize_map(Attrs(std::marker::PhantomData))
+impl serde::Serialize for PlainAttrs<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(name, value)| (name, value)))
     }
 }
 
-/// `tags` absent or `{}` (anything else: not plain).
-#[derive(Default)]
-pub struct NoTags;
-
-impl<'de> Deserialize<'de> for NoTags {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Empty;
-        impl<'de> Visitor<'de> for Empty {
-            type Value = NoTags;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("an empty object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<NoTags, M::Error> {
-                use serde::de::Error;
-                match map.next_key::<Text<'de>>()? {
-                    None => Ok(NoTags),
-                    Some(_) => Err(M::Error::custom("tags")),
-                }
-            }
-        }
-        deserializer.deserialize_map(Empty)
-    }
-}
-
-/// A request-scoped entity of the plain shapes, read in one pass: `uid`, `attrs` and `parents`
-/// present (Cedar's parser requires `parents`), each once, no other key, no tags.
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A request-scoped entity of the plain shapes: an object with `uid`, `attrs` and `parents`
+/// (Cedar's parser requires `parents`), each once, and no other key but `tags` as `{}`.
+#[derive(Debug, PartialEq, serde::Serialize)]
 pub struct PlainEntity<'a> {
-    #[serde(borrow)]
     pub uid: PlainUid<'a>,
-    #[serde(borrow)]
     pub attrs: PlainAttrs<'a>,
-    #[serde(borrow)]
     pub parents: Vec<PlainUid<'a>>,
-    /// Read only to refuse tags that are not empty.
-    #[serde(default, rename = "tags")]
-    pub _tags: NoTags,
+}
+
+impl<'a> PlainEntity<'a> {
+    /// The entity `text` (valid JSON or not) sends, if it has the plain shapes.
+    pub fn read(text: &'a str) -> Option<PlainEntity<'a>> {
+        serde_json::from_str::<MaybePlain<'a>>(text).ok()?.0
+    }
+
+    /// The entity as JSON: what Cedar's parser reads as it would read the text it was sent as
+    /// (the same keys and values; escapes and spacing written anew, `tags` left out as empty).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// About the bytes it was sent in (its strings and what frames them), to bound its cost.
+    fn sent_len(&self) -> usize {
+        const FRAME: usize = 16;
+        let uid_len = |uid: &PlainUid<'_>| uid.type_name.len() + uid.id.len() + 2 * FRAME;
+        let value_len = |value: &PlainValue<'_>| match value {
+            PlainValue::Str(text) => text.len() + FRAME,
+            PlainValue::Entity(uid) => uid_len(uid) + FRAME,
+            PlainValue::Bool(_) | PlainValue::Long(_) => FRAME,
+        };
+        uid_len(&self.uid)
+            + self
+                .attrs
+                .0
+                .iter()
+                .map(|(name, value)| name.len() + FRAME + value_len(value))
+                .sum::<usize>()
+            + self.parents.iter().map(uid_len).sum::<usize>()
+            + 3 * FRAME
+    }
+}
+
+/// A value read in one pass whatever its shape: a [`PlainEntity`], or `None` when it does not
+/// have the plain shapes (read over to its end, as each reader below: only malformed JSON is an
+/// error).
+pub struct MaybePlain<'a>(pub Option<PlainEntity<'a>>);
+
+/// [`MaybePlain`]'s reader of one kind of value: `$reader` reads an object (`map`) or an array
+/// (`seq`) into an `Option`, anything else is read over as `None`.
+macro_rules! maybe_plain {
+    ($name:ident, $kind:ident, $reader:expr) => {
+        impl<'de> Deserialize<'de> for $name<'de> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Any;
+                impl<'de> Visitor<'de> for Any {
+                    type Value = $name<'de>;
+                    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                        formatter.write_str("a JSON value")
+                    }
+                    maybe_plain!(@read $name, $kind, $reader);
+                }
+                deserializer.deserialize_any(Any)
+            }
+        }
+    };
+    (@read $name:ident, map, $reader:expr) => {
+        read_over!('de, $name(None); scalars, unit, str, seq);
+        fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+            $reader(map).map($name)
+        }
+    };
+    (@read $name:ident, seq, $reader:expr) => {
+        read_over!('de, $name(None); scalars, unit, str, map);
+        fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<Self::Value, S::Error> {
+            $reader(seq).map($name)
+        }
+    };
+}
+
+struct MaybePlainUid<'a>(Option<PlainUid<'a>>);
+maybe_plain!(MaybePlainUid, map, plain_uid_of);
+struct MaybePlainParents<'a>(Option<Vec<PlainUid<'a>>>);
+maybe_plain!(MaybePlainParents, seq, plain_parents_of);
+struct MaybePlainAttrs<'a>(Option<PlainAttrs<'a>>);
+maybe_plain!(MaybePlainAttrs, map, plain_attrs_of);
+struct MaybeNoTags<'a>(Option<std::marker::PhantomData<&'a ()>>);
+maybe_plain!(MaybeNoTags, map, no_tags_of);
+maybe_plain!(MaybePlain, map, plain_entity_of);
+
+/// Reads the rest of an object over.
+fn read_over_map<'de, M: MapAccess<'de>>(map: &mut M) -> Result<(), M::Error> {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(())
+}
+
+fn plain_uid_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Option<PlainUid<'de>>, M::Error> {
+    let (mut type_name, mut id, mut plain) = (None, None, true);
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        let slot = match key.as_ref() {
+            "type" => &mut type_name,
+            "id" => &mut id,
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                plain = false;
+                continue;
+            }
+        };
+        let value = map.next_value::<MaybeText<'de>>()?.0;
+        plain &= slot.is_none() && value.is_some();
+        *slot = value;
+    }
+    Ok(match (type_name, id) {
+        (Some(type_name), Some(id)) if plain => Some(PlainUid { type_name, id }),
+        _ => None,
+    })
+}
+
+fn plain_parents_of<'de, S: SeqAccess<'de>>(mut seq: S) -> Result<Option<Vec<PlainUid<'de>>>, S::Error> {
+    let mut parents = Some(Vec::with_capacity(seq.size_hint().unwrap_or(1)));
+    while let Some(MaybePlainUid(uid)) = seq.next_element()? {
+        parents = parents.zip(uid).map(|(mut parents, uid)| {
+            parents.push(uid);
+            parents
+        });
+    }
+    Ok(parents)
+}
+
+/// An attribute value of the plain shapes, or `None` (read over).
+struct MaybePlainValue<'a>(Option<PlainValue<'a>>);
+
+impl<'de> Deserialize<'de> for MaybePlainValue<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Any;
+        impl<'de> Visitor<'de> for Any {
+            type Value = MaybePlainValue<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a JSON value")
+            }
+            read_over!('de, MaybePlainValue(None); unit, seq);
+            fn visit_bool<E>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(Some(PlainValue::Bool(value))))
+            }
+            fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(Some(PlainValue::Long(value))))
+            }
+            fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(i64::try_from(value).ok().map(PlainValue::Long)))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(None))
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(Some(PlainValue::Str(Cow::Borrowed(text)))))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(MaybePlainValue(Some(PlainValue::Str(Cow::Owned(
+                    text.to_owned(),
+                )))))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                // `{"__entity": <plain uid>}` and nothing else.
+                let uid = match map.next_key::<Text<'de>>()? {
+                    Some(Text(key)) if key == "__entity" => map.next_value::<MaybePlainUid<'de>>()?.0,
+                    Some(_) => {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        None
+                    }
+                    None => None,
+                };
+                if map.next_key::<serde::de::IgnoredAny>()?.is_some() {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    read_over_map(&mut map)?;
+                    return Ok(MaybePlainValue(None));
+                }
+                Ok(MaybePlainValue(uid.map(PlainValue::Entity)))
+            }
+        }
+        deserializer.deserialize_any(Any)
+    }
+}
+
+fn plain_attrs_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Option<PlainAttrs<'de>>, M::Error> {
+    let mut attrs: Option<Vec<(Cow<'de, str>, PlainValue<'de>)>> = Some(Vec::new());
+    while let Some(Text(name)) = map.next_key::<Text<'de>>()? {
+        let MaybePlainValue(value) = map.next_value()?;
+        attrs = match (attrs, value) {
+            (Some(mut attrs), Some(value)) if attrs.iter().all(|(seen, _)| *seen != name) => {
+                attrs.push((name, value));
+                Some(attrs)
+            }
+            _ => None,
+        };
+    }
+    Ok(attrs.map(PlainAttrs))
+}
+
+fn no_tags_of<'de, M: MapAccess<'de>>(
+    mut map: M,
+) -> Result<Option<std::marker::PhantomData<&'de ()>>, M::Error> {
+    if map.next_key::<serde::de::IgnoredAny>()?.is_none() {
+        return Ok(Some(std::marker::PhantomData));
+    }
+    map.next_value::<serde::de::IgnoredAny>()?;
+    read_over_map(&mut map)?;
+    Ok(None)
+}
+
+fn plain_entity_of<'de, M: MapAccess<'de>>(mut map: M) -> Result<Option<PlainEntity<'de>>, M::Error> {
+    let (mut uid, mut attrs, mut parents, mut tags) = (None, None, None, None);
+    let mut plain = true;
+    while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+        // Each key once, its value of the plain shapes.
+        plain &= match key.as_ref() {
+            "uid" => uid.replace(map.next_value::<MaybePlainUid<'de>>()?.0).is_none(),
+            "attrs" => attrs
+                .replace(map.next_value::<MaybePlainAttrs<'de>>()?.0)
+                .is_none(),
+            "parents" => parents
+                .replace(map.next_value::<MaybePlainParents<'de>>()?.0)
+                .is_none(),
+            "tags" => tags.replace(map.next_value::<MaybeNoTags<'de>>()?.0).is_none(),
+            _ => {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                false
+            }
+        };
+    }
+    Ok(match (uid, attrs, parents, tags) {
+        (Some(Some(uid)), Some(Some(attrs)), Some(Some(parents)), None | Some(Some(_))) if plain => {
+            Some(PlainEntity { uid, attrs, parents })
+        }
+        _ => None,
+    })
 }
 
 #[cfg(test)]
@@ -663,11 +885,11 @@ mod tests {
     #[test]
     fn reads_a_requests_entities_as_elements() {
         let read = |body: &str| -> (Vec<String>, Option<Option<Vec<String>>>) {
-            let request: RequestFields<'_> = serde_json::from_str(body).unwrap();
+            let SentFields(request) = serde_json::from_str(body).unwrap();
             let keys = request.fields.0.iter().map(|(key, _)| key.to_string()).collect();
-            let entities = request.entities.as_ref().map(|list| {
-                list.elements()
-                    .map(|elements| elements.iter().map(|e| e.get().to_owned()).collect())
+            let entities = request.entities.as_ref().map(|list| match list {
+                EntityList::Elements(elements) => Some(elements.iter().map(|e| e.get().to_owned()).collect()),
+                _ => None,
             });
             (keys, entities)
         };
@@ -715,8 +937,9 @@ mod tests {
         let lists: Vec<EntityList<'_>> = bodies
             .iter()
             .map(|body| {
-                serde_json::from_str::<RequestFields<'_>>(body)
+                serde_json::from_str::<SentFields<'_>>(body)
                     .unwrap()
+                    .0
                     .entities
                     .unwrap()
             })
@@ -735,5 +958,57 @@ mod tests {
         }
         let none: RequestFields<'_> = serde_json::from_str(r#"{"principal": 1}"#).unwrap();
         assert!(none.entities.is_none());
+    }
+
+    /// In a body's first pass, a list whose elements are all plain entities is read as such
+    /// (the same entities its texts read as), and a list with any other element asks for the
+    /// body to be read again (however malformed for an entity the element is; only malformed
+    /// JSON is an error); a plain entity's own JSON reads back as the same entity.
+    #[test]
+    fn plain_lists_are_read_in_one_pass() {
+        let w = r#"{"type": "ZenML::Workspace", "id": "w\u0031"}"#;
+        let plain = [
+            format!(
+                r#"{{"uid": {{"type": "ZenML::Stack", "id": "s"}}, "attrs": {{"workspace": {{"__entity": {w}}}, "n": -3, "b": true, "t": "x\"y"}}, "parents": [{w}]}}"#
+            ),
+            format!(r#"{{"parents": [], "tags": {{}}, "attrs": {{}}, "uid": {w}}}"#),
+        ];
+        let not_plain = [
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {}}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {}, "parents": [], "tags": {"a": 1}}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {}, "parents": [], "tags": null}"#,
+            r#"{"uid": {"type": "T", "id": "s", "id": "t"}, "attrs": {}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": 1, "a": 2}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": 1.5}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": 9223372036854775808}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": [1]}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": {"__entity": {"type": "T", "id": "u"}, "b": 1}}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {"a": {"__extn": {"fn": "ip", "arg": "1.2.3.4"}}}, "parents": []}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {}, "parents": [], "uid": {"type": "T", "id": "s"}}"#,
+            r#"{"uid": {"type": "T", "id": "s"}, "attrs": {}, "parents": [], "other": 1}"#,
+            r#"{"uid": "T::\"s\"", "attrs": {}, "parents": []}"#,
+            r#"[{"type": "T", "id": "s"}, {}, []]"#,
+            r#"{"uid": ["T", "s"], "attrs": {}, "parents": []}"#,
+            "7",
+        ];
+        let list = |elements: &[&str]| {
+            let body = format!(
+                r#"{{"additional_entities": [{}], "after": 1}}"#,
+                elements.join(",")
+            );
+            let request: RequestFields<'_> = serde_json::from_str(&body).unwrap();
+            // The rest of the body is read on either way.
+            assert_eq!(request.fields.0.len(), 1, "{body}");
+            (request.rereads(), request.entities.map(|list| list.text()))
+        };
+        for text in &plain {
+            let read = PlainEntity::read(text).unwrap();
+            assert_eq!(PlainEntity::read(&read.to_json()).as_ref(), Some(&read), "{text}");
+            assert_eq!(list(&[text]), (false, Some(read.to_json())), "{text}");
+        }
+        for text in not_plain {
+            assert!(PlainEntity::read(text).is_none(), "{text}");
+            assert_eq!(list(&[&plain[0], text]), (true, Some("!".to_owned())), "{text}");
+        }
     }
 }
