@@ -42,6 +42,8 @@ pub struct Graph {
     /// Per id: the index of its type in `types`.
     type_of: Vec<u16>,
     types: Vec<EntityTypeName>,
+    /// Per type: its index in `types` (a request's entity types are looked up here).
+    type_ids: FxHashMap<EntityTypeName, u16>,
     nodes: Vec<Node>,
     /// The attributes kept, by slot.
     attrs: Box<[String]>,
@@ -52,12 +54,13 @@ impl Graph {
     /// `None` past `u32`/`u16` ids (not expected: the index then reads through Cedar).
     pub fn build(entities: &Entities, attrs: &[&str]) -> Option<Graph> {
         let mut graph = Graph::default();
-        let mut type_ids: FxHashMap<EntityTypeName, u16> = FxHashMap::default();
+        let mut type_ids = FxHashMap::default();
         u16::try_from(attrs.len()).ok()?;
         graph.attrs = attrs.iter().map(|attr| (*attr).to_owned()).collect();
         for entity in entities.iter() {
             graph.store(entity, entities, &mut type_ids)?;
         }
+        graph.type_ids = type_ids;
         Some(graph)
     }
 
@@ -67,10 +70,7 @@ impl Graph {
     /// `None` as for [`Graph::build`].
     pub fn updated(&self, entities: &Entities, touched: &[EntityUid]) -> Option<Graph> {
         let mut graph = self.clone();
-        let mut type_ids: FxHashMap<EntityTypeName, u16> = FxHashMap::default();
-        for (at, type_name) in graph.types.iter().enumerate() {
-            type_ids.insert(type_name.clone(), u16::try_from(at).ok()?);
-        }
+        let mut type_ids = std::mem::take(&mut graph.type_ids);
         for uid in touched {
             match entities.get(uid) {
                 Some(entity) => graph.store(entity, entities, &mut type_ids)?,
@@ -81,6 +81,7 @@ impl Graph {
                 }
             }
         }
+        graph.type_ids = type_ids;
         Some(graph)
     }
 
@@ -218,10 +219,7 @@ impl Graph {
 
     /// The graph's index of a type, if any entity it has met is of that type.
     pub fn type_id(&self, type_name: &EntityTypeName) -> Option<u16> {
-        self.types
-            .iter()
-            .position(|known| known == type_name)
-            .and_then(|at| u16::try_from(at).ok())
+        self.type_ids.get(type_name).copied()
     }
 
     /// The ancestors of `id`, sorted (none unless stored).
