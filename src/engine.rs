@@ -67,13 +67,14 @@ pub struct Engine {
     internal: Option<fn(&EntityUid) -> bool>,
     /// The stored parts of recent slices, by the stored entities they were reached from.
     stored_parts: moka::sync::Cache<Box<[EntityUid]>, Arc<StoredPart>>,
-    /// (principal type, action, resource type) of requests with an empty context the schema
-    /// accepted: another of that shape is accepted too (read without a lock, copied on insert;
-    /// at most the schema's valid shapes, as only accepted ones are kept).
-    accepted_shapes: arc_swap::ArcSwap<FxHashSet<(EntityTypeName, EntityUid, EntityTypeName)>>,
+    /// Per action, the (principal type, resource type) of requests with an empty context the
+    /// schema accepted: another of that shape is accepted too (read without a lock, copied on
+    /// insert; at most the schema's valid shapes, as only accepted ones are kept).
+    accepted_shapes: arc_swap::ArcSwap<FxHashMap<EntityUid, Vec<(EntityTypeName, EntityTypeName)>>>,
 }
 
 type FxHashSet<T> = HashSet<T, rustc_hash::FxBuildHasher>;
+type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Most stored entities (counted once per part that holds them) the parts of recent slices
 /// keep ([`Engine::stored_parts`]): a part is the few entities a principal, an action and a
@@ -380,20 +381,25 @@ impl Engine {
         if !context_is_empty {
             return Request::new(principal, action, resource, context, Some(&self.schema)).map_err(Box::new);
         }
-        let shape = (
-            principal.type_name().clone(),
-            action.clone(),
-            resource.type_name().clone(),
-        );
-        if self.accepted_shapes.load().contains(&shape) {
+        let accepted = self.accepted_shapes.load().get(&action).is_some_and(|shapes| {
+            shapes
+                .iter()
+                .any(|(p, r)| p == principal.type_name() && r == resource.type_name())
+        });
+        if accepted {
             return Request::new(principal, action, resource, context, None).map_err(Box::new);
         }
+        let shape = (principal.type_name().clone(), resource.type_name().clone());
+        let action_of = action.clone();
         let request =
             Request::new(principal, action, resource, context, Some(&self.schema)).map_err(Box::new)?;
         // Racing first uses insert the same shape: either copy is right.
         self.accepted_shapes.rcu(|shapes| {
-            let mut shapes = FxHashSet::clone(shapes);
-            shapes.insert(shape.clone());
+            let mut shapes = FxHashMap::clone(shapes);
+            let known = shapes.entry(action_of.clone()).or_default();
+            if !known.contains(&shape) {
+                known.push(shape.clone());
+            }
             shapes
         });
         Ok(request)
@@ -695,8 +701,6 @@ impl StoredPart {
 /// copy lists one of `scoped` as an ancestor, or a uid is given twice, [`assemble`] decides
 /// it (a copy must then be closed too, or Cedar names the duplicate).
 fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideError> {
-    type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
-
     let mut all: Vec<ast::Entity> = scoped
         .iter()
         .map(|entity| AsRef::<ast::Entity>::as_ref(entity).clone())
@@ -792,8 +796,6 @@ pub fn slice_store(stored: &[Entity], scoped: &[Entity]) -> Result<Entities, Dec
 
 /// [`slice_store`] over copies of the stored entities.
 fn assemble(stored: Vec<ast::Entity>, scoped: &[Entity]) -> Result<Entities, DecideError> {
-    type FxHashMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
-
     let first_scoped = stored.len();
     let mut all = stored;
     all.extend(

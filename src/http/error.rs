@@ -128,7 +128,14 @@ pub fn respond(error: &ApiError) -> Response<Full<Bytes>> {
 
 /// A JSON response.
 pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    bytes_response(
+        status,
+        serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec()),
+    )
+}
+
+/// A JSON response of `bytes`, JSON text already.
+pub fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
     response.headers_mut().insert(

@@ -465,16 +465,16 @@ async fn route(
         }
         Route::IsAuthorized => {
             let body = read_body(request, state.limits()).await?;
-            Ok(json_response(
+            Ok(error::bytes_response(
                 StatusCode::OK,
-                &cedar::is_authorized(call, body).await?,
+                cedar::is_authorized(call, body).await?.to_json(),
             ))
         }
         Route::BatchIsAuthorized => {
             let body = read_body(request, state.limits()).await?;
-            Ok(json_response(
+            Ok(error::bytes_response(
                 StatusCode::OK,
-                &cedar::batch_is_authorized(call, body).await?,
+                cedar::batch_is_authorized(call, body).await?.to_json(),
             ))
         }
         Route::Zenml(route) => {
