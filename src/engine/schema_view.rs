@@ -36,8 +36,10 @@ pub struct SchemaTables {
 /// What a plain entity of one type must have, read from its description once.
 #[derive(Debug)]
 struct PlainRules {
-    described: Described,
     required: Box<[SmolStr]>,
+    /// Each declared attribute's type, converted once (the description converts the schema's
+    /// type anew each time it is asked, a clone and allocations per attribute).
+    attrs: HashMap<SmolStr, SchemaType, rustc_hash::FxBuildHasher>,
     /// Fx-hashed (the description's own set hashes each type with SipHash).
     ancestors: std::collections::HashSet<ast::EntityType, rustc_hash::FxBuildHasher>,
 }
@@ -71,11 +73,16 @@ impl SchemaTables {
                     && !core_type.is_action();
                 let described = Described(Arc::new(description));
                 if plain {
+                    let names = validator.get_entity_type(core_type).into_iter();
+                    let attrs = names
+                        .flat_map(|declared| declared.attributes().keys())
+                        .filter_map(|name| Some((name.clone(), described.0.attr_type(name)?)))
+                        .collect();
                     tables.plain.insert(
                         core_type.clone(),
                         PlainRules {
-                            described: described.clone(),
                             required: described.0.required_attrs().collect(),
+                            attrs,
                             ancestors: described.0.allowed_parent_types().iter().cloned().collect(),
                         },
                     );
@@ -125,14 +132,13 @@ impl SchemaTables {
                     .is_none_or(|described| described.0.enum_entity_eids().is_none())
         };
         let attrs_fit = entity.attrs().all(|(name, value)| {
-            let (Some(expected), PartialValue::Value(value)) = (rules.described.0.attr_type(name), value)
-            else {
+            let (Some(expected), PartialValue::Value(value)) = (rules.attrs.get(name), value) else {
                 return false;
             };
             let ValueKind::Lit(literal) = value.value_kind() else {
                 return false;
             };
-            match (literal, &expected) {
+            match (literal, expected) {
                 (Literal::Bool(_), SchemaType::Bool)
                 | (Literal::Long(_), SchemaType::Long)
                 | (Literal::String(_), SchemaType::String) => true,
