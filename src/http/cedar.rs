@@ -137,15 +137,21 @@ impl Answer {
 fn write_answer(answered: &Answered, revision: &str) -> Vec<u8> {
     // Escaped once, written for each decision.
     let revision = serde_json::to_string(revision).unwrap_or_else(|_| "\"\"".to_owned());
-    let one = 96 + revision.len();
+    // About the bytes a decision takes (its strings' escapes aside), so that the text is
+    // written into one allocation.
+    let size = |decision: &Decision| {
+        let strings = decision.reasons.iter().chain(&decision.errors);
+        80 + revision.len() + strings.map(|text| text.len() + 3).sum::<usize>()
+    };
     match answered {
         Answered::One(decision) => {
-            let mut out = Vec::with_capacity(one);
+            let mut out = Vec::with_capacity(size(decision));
             write_decision(&mut out, decision, &revision);
             out
         }
         Answered::Many(results) => {
-            let mut out = Vec::with_capacity(16 + results.len() * one);
+            let sizes = results.iter().map(|result| result.as_ref().map_or(128, size));
+            let mut out = Vec::with_capacity(16 + sizes.sum::<usize>());
             out.extend_from_slice(br#"{"results":["#);
             for (i, result) in results.iter().enumerate() {
                 if i > 0 {
