@@ -378,33 +378,26 @@ pub struct SentFields<'a>(pub RequestFields<'a>);
 
 impl<'de> Deserialize<'de> for SentFields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Objects;
-        impl<'de> Visitor<'de> for Objects {
-            type Value = SentFields<'de>;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<SentFields<'de>, M::Error> {
-                request_fields_of::<M, true>(map).map(SentFields)
-            }
-        }
-        deserializer.deserialize_map(Objects)
+        deserializer.deserialize_map(Objects::<true>).map(SentFields)
     }
 }
 
 impl<'de> Deserialize<'de> for RequestFields<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Objects;
-        impl<'de> Visitor<'de> for Objects {
-            type Value = RequestFields<'de>;
-            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-                formatter.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RequestFields<'de>, M::Error> {
-                request_fields_of::<M, false>(map)
-            }
-        }
-        deserializer.deserialize_map(Objects)
+        deserializer.deserialize_map(Objects::<false>)
+    }
+}
+
+/// Reads a request object (its entities as sent when `SENT`).
+struct Objects<const SENT: bool>;
+
+impl<'de, const SENT: bool> Visitor<'de> for Objects<SENT> {
+    type Value = RequestFields<'de>;
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RequestFields<'de>, M::Error> {
+        request_fields_of::<M, SENT>(map)
     }
 }
 
