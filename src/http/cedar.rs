@@ -48,10 +48,11 @@ const INLINE_ENTITIES: usize = 4;
 const INLINE_BYTES: usize = 4096;
 
 /// Answers one `is_authorized` body. A request with more or larger request-scoped entities than
-/// a few small ones is read and decided in the evaluation pool (its cost is the caller's to
-/// choose); the others are answered here.
+/// a few small ones, or one to be read again (an entity not of the plain shapes), is read and
+/// decided in the evaluation pool (its cost is the caller's to choose); the others are answered
+/// here.
 pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiError> {
-    let item = body_request(&body)?;
+    let item = body_request(&body, false)?;
     if is_small(&item) {
         return answer_one(call, &item);
     }
@@ -60,18 +61,22 @@ pub async fn is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer, ApiEr
     call.state
         .pool()
         .run(move |_| {
-            let item = body_request(&body)?;
+            let item = body_request(&body, true)?;
             answer_one(&owned.call(), &item)
         })
         .await?
 }
 
-/// A body's request object, read in place: 400 with serde's line and column when it is
-/// malformed, or when it is another value.
-fn body_request(body: &[u8]) -> Result<Item<'_>, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
-    read_request(text).map_err(|error| match error.classify() {
+/// A body's request object, read in place (and read again if need be when `again`; else its
+/// entities may be left to read again, [`Item::rereads`]): 400 with serde's line and column
+/// when it is malformed, or when it is another value.
+fn body_request(body: &[u8], again: bool) -> Result<Item<'_>, ApiError> {
+    let text = body_text(body)?;
+    let read = match again {
+        true => read_request(text),
+        false => serde_json::from_str(text),
+    };
+    read.map_err(|error| match error.classify() {
         serde_json::error::Category::Data => {
             ApiError::BadRequest("request: expected a JSON object".to_owned())
         }
@@ -91,10 +96,10 @@ fn read_request(text: &str) -> serde_json::Result<Item<'_>> {
 
 /// Whether answering a request is cheap whatever it says (then it is answered inline): no
 /// request-scoped entities, or at most [`INLINE_ENTITIES`] in at most [`INLINE_BYTES`] of
-/// fields.
+/// fields, none to be read again (the second reading of the body is left to the pool).
 fn is_small(item: &Item<'_>) -> bool {
     let entities = item.entities.as_ref().and_then(EntityList::len).unwrap_or(0);
-    entities == 0 || (entities <= INLINE_ENTITIES && item.sent_bytes() <= INLINE_BYTES)
+    !item.rereads() && (entities == 0 || (entities <= INLINE_ENTITIES && item.sent_bytes() <= INLINE_BYTES))
 }
 
 fn answer_one(call: &Call<'_>, body: &Item<'_>) -> Result<Answer, ApiError> {
@@ -245,7 +250,8 @@ pub async fn batch_is_authorized(call: &Call<'_>, body: Bytes) -> Result<Answer,
     let max_items = call.state.limits().max_batch_items;
     let pool = call.state.pool();
     if body.len() <= SLICED_BATCH_BYTES {
-        let items = batch_items(&body, max_items)?;
+        // One pass here; a body to be read again goes to the pool (an item is not small then).
+        let items = batch_items_as::<false>(body_text(&body)?, max_items)?;
         if items.iter().flatten().all(is_small) {
             return pool
                 .run_sliced(|mut pace| async move { answer_items(call, items, &mut pace).await })
@@ -297,13 +303,17 @@ async fn answer_items(
 /// request-scoped entities as plain entities; read again with every item's as sent when one
 /// of them is not plain.
 fn batch_items(body: &[u8], max_items: usize) -> Result<Vec<Option<Item<'_>>>, ApiError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))?;
+    let text = body_text(body)?;
     let items = batch_items_as::<false>(text, max_items)?;
     if !items.iter().flatten().any(Item::rereads) {
         return Ok(items);
     }
     batch_items_as::<true>(text, max_items)
+}
+
+/// A body as text.
+fn body_text(body: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|error| ApiError::BadRequest(format!("malformed JSON: {error}")))
 }
 
 /// [`batch_items`] of a text, read one way.
