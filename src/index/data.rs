@@ -427,8 +427,12 @@ impl Layer {
             let at = parent.checked_sub(base)? as usize;
             (at < scoped.len()).then_some(at)
         };
-        // Each closed: its parents and theirs.
-        let closure = |at: usize, closed: &[Vec<u32>]| {
+        let waits: Vec<Vec<usize>> = parents
+            .iter()
+            .map(|ids| ids.iter().filter_map(|&parent| local(parent)).collect())
+            .collect();
+        let mut closed: Vec<Vec<u32>> = vec![Vec::new(); scoped.len()];
+        let acyclic = in_dependency_order(&waits, |at| {
             let mut all = Vec::new();
             for &parent in &parents[at] {
                 all.push(parent);
@@ -440,23 +444,10 @@ impl Layer {
             }
             all.sort_unstable();
             all.dedup();
-            all
-        };
-        let mut closed: Vec<Vec<u32>> = vec![Vec::new(); scoped.len()];
-        if parents.iter().flatten().all(|&parent| local(parent).is_none()) {
-            // The usual request: no parent among the request's own, so no order to keep.
-            for at in 0..scoped.len() {
-                closed[at] = closure(at, &closed);
-            }
-        } else {
-            let waits: Vec<Vec<usize>> = parents
-                .iter()
-                .map(|ids| ids.iter().filter_map(|&parent| local(parent)).collect())
-                .collect();
-            let acyclic = in_dependency_order(&waits, |at| closed[at] = closure(at, &closed));
-            if !acyclic {
-                return None;
-            }
+            closed[at] = all;
+        });
+        if !acyclic {
+            return None;
         }
         layer.ancestors = closed;
         // The kept attributes, as the graph converts a stored entity's: those the entity has
