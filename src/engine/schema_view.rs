@@ -73,8 +73,9 @@ impl SchemaTables {
                     && !core_type.is_action();
                 let described = Described(Arc::new(description));
                 if plain {
-                    let names = validator.get_entity_type(core_type).into_iter();
-                    let attrs = names
+                    let attrs = validator
+                        .get_entity_type(core_type)
+                        .into_iter()
                         .flat_map(|declared| declared.attributes().keys())
                         .filter_map(|name| Some((name.clone(), described.0.attr_type(name)?)))
                         .collect();

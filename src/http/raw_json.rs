@@ -349,7 +349,8 @@ impl<'a> EntityList<'a> {
 
 impl RequestFields<'_> {
     /// The bytes it was sent in, near enough to bound its cost: its fields' names and values,
-    /// the entity list's elements (and a comma each) and the entity references' strings.
+    /// the entity list's elements (and a comma each; a plain entity's estimated from its
+    /// strings, [`PlainEntity::sent_len`]) and the entity references' strings.
     pub fn sent_bytes(&self) -> usize {
         let entities = match &self.entities {
             Some(EntityList::Plain(plain)) => plain.iter().map(|e| e.sent_len() + 1).sum(),
