@@ -30,7 +30,7 @@ use cedar_policy::{
 use cedar_policy_core::ast;
 use cedar_policy_core::entities::{Entities as CoreStore, NoEntitiesSchema, TCComputation};
 
-use crate::index::{ContextReads, Graph, Over, ScopeIndex, Selection};
+use crate::index::{ContextReads, Graph, Over, ScopeIndex, ScopedEntity, Selection};
 use crate::policy::PolicySource;
 
 mod entity_store;
@@ -132,7 +132,7 @@ pub struct AuthzRequest {
     pub request: Request,
     /// Request-scoped entities; they may not redefine a stored entity of the directory. Shared:
     /// the requests of one batch may carry the same ones ([`Batch`] then slices once).
-    pub entities: Arc<[Entity]>,
+    pub entities: Scoped,
     /// Entities named in the context or by the request-scoped entities (attributes, parents).
     pub referenced: Vec<EntityUid>,
     /// Whether the request names internal entities on purpose (the ZenML edge's stand-ins).
@@ -149,7 +149,7 @@ impl AuthzRequest {
     pub fn new(request: Request) -> Self {
         Self {
             request,
-            entities: no_entities(),
+            entities: Scoped::default(),
             referenced: Vec::new(),
             internal: false,
             context: None,
@@ -161,6 +161,109 @@ impl AuthzRequest {
 pub fn no_entities() -> Arc<[Entity]> {
     static EMPTY: std::sync::LazyLock<Arc<[Entity]>> = std::sync::LazyLock::new(|| Arc::from(Vec::new()));
     EMPTY.clone()
+}
+
+/// A request's request-scoped entities: Cedar's, or plain data ([`ScopedEntity`]) that the
+/// schema's tables accepted (what the Cedar API's callers usually send), which the index's
+/// layer reads as it is and which become Cedar entities only when Cedar evaluates over them (a
+/// slice): once per list, shared by every request that carries the list. Cloning shares.
+#[derive(Debug, Clone)]
+pub struct Scoped(ScopedForm);
+
+#[derive(Debug, Clone)]
+enum ScopedForm {
+    Cedar(Arc<[Entity]>),
+    Plain(Arc<PlainList>),
+}
+
+/// Plain request-scoped entities, and their Cedar form once made.
+#[derive(Debug)]
+struct PlainList {
+    entities: Box<[ScopedEntity]>,
+    cedar: std::sync::OnceLock<Arc<[Entity]>>,
+}
+
+impl Default for Scoped {
+    fn default() -> Self {
+        Scoped(ScopedForm::Cedar(no_entities()))
+    }
+}
+
+impl From<Arc<[Entity]>> for Scoped {
+    fn from(entities: Arc<[Entity]>) -> Self {
+        Scoped(ScopedForm::Cedar(entities))
+    }
+}
+
+impl From<Vec<Entity>> for Scoped {
+    fn from(entities: Vec<Entity>) -> Self {
+        Scoped(ScopedForm::Cedar(entities.into()))
+    }
+}
+
+impl Scoped {
+    /// Plain entities, each accepted by [`Engine::plainly_conforms`] (the caller's promise: they
+    /// are not checked again).
+    pub fn plain(entities: Vec<ScopedEntity>) -> Self {
+        Scoped(ScopedForm::Plain(Arc::new(PlainList {
+            entities: entities.into(),
+            cedar: std::sync::OnceLock::new(),
+        })))
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            ScopedForm::Cedar(entities) => entities.len(),
+            ScopedForm::Plain(list) => list.entities.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// As Cedar entities (plain ones made so the first time they are asked for).
+    pub fn cedar(&self) -> &Arc<[Entity]> {
+        match &self.0 {
+            ScopedForm::Cedar(entities) => entities,
+            ScopedForm::Plain(list) => list
+                .cedar
+                .get_or_init(|| list.entities.iter().map(ScopedEntity::to_cedar).collect()),
+        }
+    }
+
+    /// The first uid for which `pred` holds.
+    fn find_uid(&self, mut pred: impl FnMut(&EntityUid) -> bool) -> Option<EntityUid> {
+        match &self.0 {
+            ScopedForm::Cedar(entities) => entities.iter().map(Entity::uid).find(|uid| pred(uid)),
+            ScopedForm::Plain(list) => list
+                .entities
+                .iter()
+                .map(|entity| &entity.uid)
+                .find(|uid| pred(uid))
+                .cloned(),
+        }
+    }
+
+    /// Their layer over `index`'s graph.
+    fn layer(&self, index: &ScopeIndex) -> Option<crate::index::Layer> {
+        match &self.0 {
+            ScopedForm::Cedar(entities) => index.layer(entities),
+            ScopedForm::Plain(list) => index.layer(&list.entities),
+        }
+    }
+
+    /// The same request-scoped entities: uids, attributes and parents (Cedar's `Entity`
+    /// equality compares uids only).
+    fn same(&self, other: &Scoped) -> bool {
+        match (&self.0, &other.0) {
+            (ScopedForm::Plain(a), ScopedForm::Plain(b)) => Arc::ptr_eq(a, b) || a.entities == b.entities,
+            (ScopedForm::Cedar(a), ScopedForm::Cedar(b)) => same_entities(a, b),
+            _ => same_entities(self.cedar(), other.cedar()),
+        }
+    }
 }
 
 /// The answer: allow or deny, the policies that determined it, and evaluation errors.
@@ -236,12 +339,12 @@ pub struct Batch {
 
 /// Request-scoped entities and their layer over the index's graph (`None`: they cannot be
 /// layered).
-type KeptLayer = (Arc<[Entity]>, Option<crate::index::Layer>);
+type KeptLayer = (Scoped, Option<crate::index::Layer>);
 
 /// A slice kept by a batch, with what it was built for.
 #[derive(Debug)]
 struct Slice {
-    entities: Arc<[Entity]>,
+    entities: Scoped,
     referenced: Vec<EntityUid>,
     built: Entities,
 }
@@ -411,6 +514,13 @@ impl Engine {
         self.tables.plainly_conforms(entity) || self.tables.conforms(&self.schema, entity)
     }
 
+    /// Whether the schema's tables accept `entity` as it is (without Cedar's checker, which
+    /// [`Engine::conforms`] asks of its Cedar form when this is unsure): `true` only where
+    /// Cedar's checker accepts it.
+    pub fn plainly_conforms(&self, entity: &ScopedEntity) -> bool {
+        self.tables.plainly_conforms(entity)
+    }
+
     /// The scope index's interned entities, when the set is indexed.
     pub fn index_graph(&self) -> Option<&Arc<Graph>> {
         self.index.as_ref()?.graph()
@@ -461,7 +571,7 @@ impl Engine {
             });
         }
         let reusable = batch.slice.as_ref().is_some_and(|slice| {
-            same_entities(&slice.entities, &request.entities)
+            slice.entities.same(&request.entities)
                 && slice.referenced == request.referenced
                 && [
                     request.request.principal(),
@@ -571,16 +681,16 @@ impl Engine {
         let index = self.index.as_ref()?;
         let fresh;
         let layer = if batch.capacity == 0 {
-            fresh = index.layer(&request.entities);
+            fresh = request.entities.layer(index);
             fresh.as_ref()
         } else {
             // The batch's layer when its entities are these (a batch's items often share them).
             if !batch
                 .layer
                 .as_ref()
-                .is_some_and(|(entities, _)| same_entities(entities, &request.entities))
+                .is_some_and(|(entities, _)| entities.same(&request.entities))
             {
-                batch.layer = Some((request.entities.clone(), index.layer(&request.entities)));
+                batch.layer = Some((request.entities.clone(), request.entities.layer(index)));
             }
             batch.layer.as_ref().and_then(|(_, layer)| layer.as_ref())
         };
@@ -601,11 +711,7 @@ impl Engine {
 
     /// The first request-scoped entity of `request` that redefines one of the directory's.
     fn redefined(&self, request: &AuthzRequest) -> Option<EntityUid> {
-        request
-            .entities
-            .iter()
-            .map(Entity::uid)
-            .find(|uid| self.in_directory(uid))
+        request.entities.find_uid(|uid| self.in_directory(uid))
     }
 
     /// Whether the principal, resource or an entity the request names is internal.
@@ -648,7 +754,7 @@ impl Engine {
                 part
             }
         };
-        with_scoped(&part, &request.entities)
+        with_scoped(&part, request.entities.cedar())
     }
 
     /// Copies of the stored entities `roots` and the policies' literals reach through

@@ -43,6 +43,7 @@
 mod data;
 mod graph;
 mod guards;
+mod scoped;
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{HashMap, HashSet};
@@ -57,6 +58,7 @@ use data::{CedarData, CedarEntity, EntityData, GraphData, LayeredData};
 pub use graph::{Graph, in_dependency_order};
 pub use guards::ContextReads;
 use guards::{AtomValues, Atoms, Guard, Literals, Truth};
+pub use scoped::{LayerEntity, ScopedEntity, ScopedValue};
 
 use cedar_policy::{
     ActionConstraint, Entities, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, PrincipalConstraint,
@@ -297,7 +299,7 @@ impl ScopeIndex {
     /// Request-scoped entities `scoped` layered over the index's graph, for
     /// [`ScopeIndex::settle_scoped`]; `None` when they cannot be read that way (a uid the graph
     /// has met, two with one uid, a cycle among their parents).
-    pub fn layer(&self, scoped: &[cedar_policy::Entity]) -> Option<Layer> {
+    pub fn layer<E: LayerEntity>(&self, scoped: &[E]) -> Option<Layer> {
         Layer::new(self.graph.as_ref()?, scoped)
     }
 

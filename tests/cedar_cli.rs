@@ -145,6 +145,7 @@ fn cedar_cli_decides_every_decision_table_request_as_the_sidecar() {
         // ones in a file per distinct set.
         let extra: Vec<Value> = request
             .entities
+            .cedar()
             .iter()
             .map(|entity| entity.to_json_value().unwrap())
             .collect();

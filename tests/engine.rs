@@ -99,7 +99,7 @@ fn slice_decisions_equal_whole_store_decisions() {
                     let sliced = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
                     let whole = (*snapshot.engine.entities)
                         .clone()
-                        .add_entities(request.entities.iter().cloned(), None)
+                        .add_entities(request.entities.cedar().iter().cloned(), None)
                         .unwrap();
                     let reference =
                         authorizer.is_authorized(&request.request, &snapshot.engine.policies, &whole);
@@ -680,12 +680,26 @@ proptest::proptest! {
             &zenml_authz::AuthzRequest {
                 request: request.clone(),
                 entities: scoped.clone().into(),
+                referenced: referenced.clone(),
+                internal: false,
+                context: None,
+            },
+            &mut Batch::single(),
+        );
+        // The same entities as plain data (as the Cedar API reads what most callers send), read
+        // by the index's layer as they are and made Cedar entities only for a slice: the same
+        // answer.
+        let plain = snapshot.engine.decide(
+            &zenml_authz::AuthzRequest {
+                request: request.clone(),
+                entities: zenml_authz::engine::Scoped::plain(scoped.iter().map(as_plain).collect()),
                 referenced,
                 internal: false,
                 context: None,
             },
             &mut Batch::single(),
         );
+        proptest::prop_assert_eq!(&plain, &ours);
         if duplicate == 1 {
             // A stored uid given again: refused by design, even where Cedar would merge an
             // identical copy.
@@ -708,6 +722,34 @@ proptest::proptest! {
             (Err(_), Err(_)) => {}
             (merged, ours) => proptest::prop_assert!(false, "Cedar: {:?}\nours: {:?}", merged.map(|_| ()), ours),
         }
+    }
+}
+
+/// `entity` (attributes booleans, integers, strings or entities; no tags) as plain data.
+fn as_plain(entity: &cedar_policy::Entity) -> zenml_authz::index::ScopedEntity {
+    use zenml_authz::index::ScopedValue;
+    let core: &cedar_policy_core::ast::Entity = entity.as_ref();
+    let attrs = core
+        .attrs()
+        .map(|(name, _)| {
+            let value = match entity.attr(name) {
+                Some(Ok(cedar_policy::EvalResult::Bool(b))) => ScopedValue::Bool(b),
+                Some(Ok(cedar_policy::EvalResult::Long(n))) => ScopedValue::Long(n),
+                Some(Ok(cedar_policy::EvalResult::String(text))) => ScopedValue::String(text.into()),
+                Some(Ok(cedar_policy::EvalResult::EntityUid(uid))) => ScopedValue::Entity(uid),
+                other => panic!("not a plain attribute: {other:?}"),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    zenml_authz::index::ScopedEntity {
+        uid: entity.uid(),
+        parents: core
+            .parents()
+            .cloned()
+            .map(cedar_policy::EntityUid::from)
+            .collect(),
+        attrs,
     }
 }
 
@@ -755,16 +797,23 @@ fn updating_a_scoped_stack_is_settled(
             None,
         )
         .unwrap();
-        let request = zenml_authz::AuthzRequest {
-            request,
-            entities: entities.iter().cloned().chain([stack]).collect::<Vec<_>>().into(),
-            referenced: Vec::new(),
-            internal: false,
-            context: None,
-        };
-        assert_eq!(snapshot.engine.settled_without_slice(&request), Some(allowed));
-        let decided = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
-        assert_eq!(decided.allowed, allowed);
+        let all: Vec<Entity> = entities.iter().cloned().chain([stack]).collect();
+        // As Cedar entities, and as the plain data the Cedar API reads most bodies into.
+        for entities in [
+            all.clone().into(),
+            zenml_authz::engine::Scoped::plain(all.iter().map(as_plain).collect()),
+        ] {
+            let request = zenml_authz::AuthzRequest {
+                request: request.clone(),
+                entities,
+                referenced: Vec::new(),
+                internal: false,
+                context: None,
+            };
+            assert_eq!(snapshot.engine.settled_without_slice(&request), Some(allowed));
+            let decided = snapshot.engine.decide(&request, &mut Batch::single()).unwrap();
+            assert_eq!(decided.allowed, allowed);
+        }
     }
 }
 

@@ -195,7 +195,7 @@ proptest! {
             let resource = Resource::parse(&text).unwrap();
             let question = Question { workspace_id: WORKSPACE, user_id: users[u % users.len()], action: ACTIONS[a], resource: &resource };
             let Prepared::Request(request, _) = decider.prepare(&shares, &question, ResourceAs::Written).unwrap() else { continue };
-            let entities = (*snapshot.engine.entities).clone().add_entities(request.entities.iter().cloned(), None).unwrap();
+            let entities = (*snapshot.engine.entities).clone().add_entities(request.entities.cedar().iter().cloned(), None).unwrap();
             let whole = authorizer.is_authorized(&request.request, &policies, &entities);
             let selection = index.select(&request.request, Over::Unindexed(&entities));
             let selected = selection.as_ref().map_or(policies.policies().count(), |s| {
@@ -265,7 +265,7 @@ fn the_index_narrows_a_large_set() {
     };
     let entities = (*snapshot.engine.entities)
         .clone()
-        .add_entities(request.entities.iter().cloned(), None)
+        .add_entities(request.entities.cedar().iter().cloned(), None)
         .unwrap();
     let selected = index
         .select(&request.request, Over::Unindexed(&entities))

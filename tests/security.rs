@@ -444,7 +444,7 @@ fn issue_16_10_the_cedar_api_answers_as_plain_cedar_over_the_directory() {
             directory_only
                 .iter()
                 .cloned()
-                .chain(request.entities.iter().cloned()),
+                .chain(request.entities.cedar().iter().cloned()),
             None,
         )
         .unwrap();

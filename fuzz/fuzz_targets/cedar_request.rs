@@ -75,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(request) = parse_request(snapshot, item, &LIMITS) else {
             continue;
         };
-        for entity in request.entities.iter() {
+        for entity in request.entities.cedar().iter() {
             assert!(
                 snapshot.engine.entities.get(&entity.uid()).is_none(),
                 "request-scoped entity {} redefines a stored one",

@@ -93,7 +93,7 @@ fn authorize_cedar(
     let _ = writeln!(out, "resource: {}", named(request.request.resource()));
     explain(snapshot, &decision, &mut out);
     // Entities the evaluation could not find are the usual reason for a surprising deny.
-    let scoped: HashSet<EntityUid> = request.entities.iter().map(Entity::uid).collect();
+    let scoped: HashSet<EntityUid> = request.entities.cedar().iter().map(Entity::uid).collect();
     for (field, uid) in [
         ("principal", request.request.principal()),
         ("resource", request.request.resource()),

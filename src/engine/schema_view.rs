@@ -20,6 +20,8 @@ use cedar_policy_core::validator::{CoreSchema, EntityTypeDescription as CoreDesc
 use nonempty::NonEmpty;
 use smol_str::SmolStr;
 
+use crate::index::{ScopedEntity, ScopedValue};
+
 /// The tables of one schema: its entity types' names and descriptions.
 #[derive(Debug, Default)]
 pub struct SchemaTables {
@@ -115,13 +117,11 @@ impl SchemaTables {
     /// reference or ancestor of an enumerated type or an action (whose ids the checker reads).
     /// `false` means "ask Cedar's checker" ([`SchemaTables::conforms`]), not "does not
     /// conform": anything else is left to it, so this can only accept what it accepts.
-    pub(super) fn plainly_conforms(&self, entity: &ast::Entity) -> bool {
-        use cedar_policy_core::ast::{Literal, PartialValue, ValueKind};
-        let entity_type = entity.uid().entity_type();
-        let Some(rules) = self.plain.get(entity_type) else {
+    pub(super) fn plainly_conforms(&self, entity: &impl PlainlyRead) -> bool {
+        let Some(rules) = self.plain.get(entity.entity_type()) else {
             return false;
         };
-        if entity.tags().next().is_some() || !rules.required.iter().all(|name| entity.get(name).is_some()) {
+        if entity.has_tags() || !rules.required.iter().all(|name| entity.has_attr(name)) {
             return false;
         }
         // Neither an action nor of an enumerated type: only its type is checked.
@@ -132,27 +132,19 @@ impl SchemaTables {
                     .get(uid.entity_type())
                     .is_none_or(|described| described.0.enum_entity_eids().is_none())
         };
-        let attrs_fit = entity.attrs().all(|(name, value)| {
-            let (Some(expected), PartialValue::Value(value)) = (rules.attrs.get(name), value) else {
+        entity.all_attrs(|name, value| {
+            let Some(expected) = rules.attrs.get(name) else {
                 return false;
             };
-            let ValueKind::Lit(literal) = value.value_kind() else {
-                return false;
-            };
-            match (literal, expected) {
-                (Literal::Bool(_), SchemaType::Bool)
-                | (Literal::Long(_), SchemaType::Long)
-                | (Literal::String(_), SchemaType::String) => true,
-                (Literal::EntityUID(uid), SchemaType::Entity { ty }) => {
-                    uid.entity_type() == ty && by_type(uid)
-                }
+            match (value, expected) {
+                (Plainly::Bool, SchemaType::Bool)
+                | (Plainly::Long, SchemaType::Long)
+                | (Plainly::String, SchemaType::String) => true,
+                (Plainly::Entity(uid), SchemaType::Entity { ty }) => uid.entity_type() == ty && by_type(uid),
                 _ => false,
             }
-        });
-        attrs_fit
-            && entity
-                .ancestors()
-                .all(|ancestor| by_type(ancestor) && rules.ancestors.contains(ancestor.entity_type()))
+        }) && entity
+            .all_parents(|ancestor| by_type(ancestor) && rules.ancestors.contains(ancestor.entity_type()))
     }
 
     /// Whether `entity` conforms to `schema`, the schema these tables were built from, as
@@ -216,6 +208,102 @@ impl EntityTypeDescription for Described {
     }
     fn is_external(&self) -> bool {
         self.0.is_external()
+    }
+}
+
+/// An attribute value as [`SchemaTables::plainly_conforms`] reads it.
+pub enum Plainly<'a> {
+    /// A boolean.
+    Bool,
+    /// An integer.
+    Long,
+    /// A string.
+    String,
+    /// An entity reference.
+    Entity(&'a ast::EntityUID),
+    /// Anything else (left to Cedar's checker).
+    Other,
+}
+
+/// What [`SchemaTables::plainly_conforms`] reads of an entity: a Cedar entity (its parents
+/// not closed) or a request's plain one.
+pub trait PlainlyRead {
+    /// Its type.
+    fn entity_type(&self) -> &ast::EntityType;
+    /// Whether it has tags.
+    fn has_tags(&self) -> bool;
+    /// Whether it has the attribute `name`.
+    fn has_attr(&self, name: &str) -> bool;
+    /// Whether `f` holds for each attribute.
+    fn all_attrs(&self, f: impl FnMut(&str, Plainly<'_>) -> bool) -> bool;
+    /// Whether `f` holds for each parent.
+    fn all_parents(&self, f: impl FnMut(&ast::EntityUID) -> bool) -> bool;
+}
+
+impl PlainlyRead for ast::Entity {
+    fn entity_type(&self) -> &ast::EntityType {
+        self.uid().entity_type()
+    }
+
+    fn has_tags(&self) -> bool {
+        self.tags().next().is_some()
+    }
+
+    fn has_attr(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    fn all_attrs(&self, mut f: impl FnMut(&str, Plainly<'_>) -> bool) -> bool {
+        use cedar_policy_core::ast::{Literal, PartialValue, ValueKind};
+        self.attrs().all(|(name, value)| {
+            let plainly = match value {
+                PartialValue::Value(value) => match value.value_kind() {
+                    ValueKind::Lit(Literal::Bool(_)) => Plainly::Bool,
+                    ValueKind::Lit(Literal::Long(_)) => Plainly::Long,
+                    ValueKind::Lit(Literal::String(_)) => Plainly::String,
+                    ValueKind::Lit(Literal::EntityUID(uid)) => Plainly::Entity(uid),
+                    _ => Plainly::Other,
+                },
+                PartialValue::Residual(_) => Plainly::Other,
+            };
+            f(name, plainly)
+        })
+    }
+
+    fn all_parents(&self, f: impl FnMut(&ast::EntityUID) -> bool) -> bool {
+        self.ancestors().all(f)
+    }
+}
+
+impl PlainlyRead for ScopedEntity {
+    fn entity_type(&self) -> &ast::EntityType {
+        self.uid.as_ref().entity_type()
+    }
+
+    fn has_tags(&self) -> bool {
+        false
+    }
+
+    fn has_attr(&self, name: &str) -> bool {
+        self.attrs.iter().any(|(attr, _)| attr == name)
+    }
+
+    fn all_attrs(&self, mut f: impl FnMut(&str, Plainly<'_>) -> bool) -> bool {
+        self.attrs.iter().all(|(name, value)| {
+            f(
+                name,
+                match value {
+                    ScopedValue::Bool(_) => Plainly::Bool,
+                    ScopedValue::Long(_) => Plainly::Long,
+                    ScopedValue::String(_) => Plainly::String,
+                    ScopedValue::Entity(uid) => Plainly::Entity(uid.as_ref()),
+                },
+            )
+        })
+    }
+
+    fn all_parents(&self, mut f: impl FnMut(&ast::EntityUID) -> bool) -> bool {
+        self.parents.iter().all(|parent| f(parent.as_ref()))
     }
 }
 

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RequestValidationError};
+use cedar_policy_core::ast;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
@@ -25,7 +26,8 @@ use super::observe::{Labels, Lookup, observe_looked_up};
 use super::raw_json::{self, EntityList, Fields, PlainEntity, RequestFields as Item, SentEntity, UidRef};
 use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
-use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables};
+use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables, Scoped};
+use crate::index::{ScopedEntity, ScopedValue};
 use crate::metrics::Api;
 use crate::pool::{Pace, run_to_end};
 use crate::snapshot::Snapshot;
@@ -414,8 +416,10 @@ struct Head {
 /// borrowed from the item it came with: remembering costs nothing when the next differs.
 #[derive(Default)]
 struct Memo<'i> {
+    /// The entities they name.
+    referenced: Vec<EntityUid>,
     /// The entities as sent, and as read.
-    entities: Option<(&'i EntityList<'i>, Arc<[Entity]>)>,
+    entities: Option<(&'i EntityList<'i>, Scoped)>,
 }
 
 /// The [`Head`] of a request object.
@@ -469,18 +473,19 @@ fn rest<'i>(
     let mut referenced = Vec::new();
     let (context, context_is_empty) =
         context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
-    let entities: Arc<[Entity]> = match (&memo.entities, &item.entities) {
+    let entities: Scoped = match (&memo.entities, &item.entities) {
         (Some((seen, parsed)), Some(list)) if list.same_as(seen) => {
-            parsed.iter().for_each(|entity| named_by(entity, &mut referenced));
+            referenced.extend_from_slice(&memo.referenced);
             parsed.clone()
         }
         _ => {
-            let parsed: Arc<[Entity]> =
-                additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?.into();
+            let before = referenced.len();
+            let parsed = additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?;
             if !parsed.is_empty()
                 && let Some(list) = &item.entities
             {
                 memo.entities = Some((list, parsed.clone()));
+                memo.referenced = referenced[before..].to_vec();
             }
             parsed
         }
@@ -556,15 +561,16 @@ fn context_field(
 }
 
 /// The request-scoped entities: within the count, id and depth limits, valid under the schema,
-/// none redefining a directory entity; the entities they name are added to `referenced`.
+/// none redefining a directory entity; the entities they name are added to `referenced`. Plain
+/// data when the schema's tables accept every one as it is, else Cedar entities.
 fn additional_entities(
     sent: Option<&EntityList<'_>>,
     snapshot: &Snapshot,
     limits: &Limits,
     referenced: &mut Vec<EntityUid>,
-) -> Result<Vec<Entity>, String> {
+) -> Result<Scoped, String> {
     let items = match sent.map(EntityList::elements) {
-        None => return Ok(Vec::new()),
+        None => return Ok(Scoped::default()),
         Some(Some(items)) => items,
         Some(None) => return Err("additional_entities: expected an array of Cedar entities".into()),
     };
@@ -582,14 +588,14 @@ fn additional_entities(
         let at = |error: String| format!("additional_entities[{i}]: {error}");
         let entity = entity_from(*item, engine).map_err(at)?;
         let before = referenced.len();
-        named_by(&entity, referenced);
+        entity.named(referenced);
         let uid = entity.uid();
         referenced[before..]
             .iter()
-            .chain([&uid])
+            .chain([uid])
             .try_for_each(|uid| id_within(uid, limits))
             .map_err(at)?;
-        if engine.in_directory(&uid) {
+        if engine.in_directory(uid) {
             return Err(at(format!(
                 "entity `{uid}` is already in the directory; request-scoped entities cannot redefine it"
             )));
@@ -597,45 +603,111 @@ fn additional_entities(
         entities.push(entity);
     }
     check_depth(&entities, limits.max_entity_depth)?;
-    Ok(entities)
+    if entities.iter().all(|entity| matches!(entity, Read::Plain(_))) {
+        let plain = entities.into_iter().filter_map(|entity| match entity {
+            Read::Plain(plain) => Some(plain),
+            Read::Cedar(..) => None,
+        });
+        return Ok(Scoped::plain(plain.collect()));
+    }
+    Ok(entities
+        .into_iter()
+        .map(Read::into_cedar)
+        .collect::<Vec<_>>()
+        .into())
 }
 
-/// Adds the entities `entity` names (its parents, and the entities its attributes refer to)
-/// to `referenced`.
-fn named_by(entity: &Entity, referenced: &mut Vec<EntityUid>) {
-    let core: &cedar_policy_core::ast::Entity = entity.as_ref();
-    referenced.extend(core.parents().cloned().map(EntityUid::from));
-    crate::engine::refers_to(entity, referenced);
+/// A request-scoped entity as read: plain data the schema's tables accept as it is, or a
+/// Cedar entity.
+enum Read {
+    Plain(ScopedEntity),
+    /// The entity and its uid.
+    Cedar(Box<Entity>, EntityUid),
+}
+
+impl Read {
+    /// A Cedar entity as read.
+    fn cedar(entity: Entity) -> Self {
+        let uid = entity.uid();
+        Read::Cedar(Box::new(entity), uid)
+    }
+
+    /// Its uid.
+    fn uid(&self) -> &EntityUid {
+        match self {
+            Read::Plain(plain) => &plain.uid,
+            Read::Cedar(_, uid) => uid,
+        }
+    }
+
+    /// Whether `f` holds for one of its parents.
+    fn any_parent(&self, mut f: impl FnMut(&ast::EntityUID) -> bool) -> bool {
+        match self {
+            Read::Plain(plain) => plain.parents.iter().any(|parent| f(parent.as_ref())),
+            Read::Cedar(entity, _) => AsRef::<ast::Entity>::as_ref(&**entity).parents().any(f),
+        }
+    }
+
+    /// Adds the entities it names (its parents, and the entities its attributes refer to) to
+    /// `referenced`.
+    fn named(&self, referenced: &mut Vec<EntityUid>) {
+        match self {
+            Read::Plain(plain) => referenced.extend(plain.named().cloned()),
+            Read::Cedar(entity, _) => {
+                let core: &ast::Entity = (**entity).as_ref();
+                referenced.extend(core.parents().cloned().map(EntityUid::from));
+                crate::engine::refers_to(entity, referenced);
+            }
+        }
+    }
+
+    /// As a Cedar entity.
+    fn into_cedar(self) -> Entity {
+        match self {
+            Read::Plain(plain) => plain.to_cedar(),
+            Read::Cedar(entity, _) => *entity,
+        }
+    }
 }
 
 /// One request-scoped entity, checked against the schema: exactly what Cedar's own parser
 /// (`Entity::from_json_value` with the schema) gives, or its error. The plain shapes (uid and
 /// parents as `{"type", "id"}`, attributes that are booleans, integers, strings or
-/// `{"__entity": …}` references, no tags) are built directly and checked by Cedar's schema
-/// conformance checker, which is what that parser runs after reading; anything else, or
-/// anything the check refuses, is read by Cedar's parser (which also words the error): from the
-/// text sent, or, for a plain entity read in a body's one pass, from its own JSON. Cedar's
+/// `{"__entity": …}` references, no tags) are read as plain data and checked by the schema's
+/// tables ([`Engine::plainly_conforms`]), then by Cedar's schema conformance checker on their
+/// Cedar form where the tables are unsure (what that parser runs after reading); anything else,
+/// or anything the check refuses, is read by Cedar's parser (which also words the error): from
+/// the text sent, or, for a plain entity read in a body's one pass, from its own JSON. Cedar's
 /// parser reads attribute values by trying one JSON shape after another, and most of its cost
 /// is in the attempts that fail (`tests/http.rs` compares the two on random entities, read
 /// here as a body's pass reads them).
 pub fn request_entity(text: &str, engine: &Engine) -> Result<Entity, String> {
-    match PlainEntity::read(text) {
+    let read = match PlainEntity::read(text) {
         Some(plain) => entity_from(SentEntity::Plain(&plain), engine),
-        None => cedar_entity(text, engine),
-    }
+        None => cedar_entity(text, engine).map(Read::cedar),
+    };
+    read.map(Read::into_cedar)
 }
 
-/// [`request_entity`] of an entity as read: a plain one built directly where it can be, else
-/// read by Cedar's parser from its text (the text sent, or a plain one's own, which Cedar reads
-/// alike).
-fn entity_from(sent: SentEntity<'_, '_>, engine: &Engine) -> Result<Entity, String> {
+/// [`request_entity`] of an entity as read: a plain one as data where the schema's tables
+/// accept it, or built and checked by Cedar's checker, else read by Cedar's parser from its
+/// text (the text sent, or a plain one's own, which Cedar reads alike).
+fn entity_from(sent: SentEntity<'_, '_>, engine: &Engine) -> Result<Read, String> {
+    let read = |plain: &PlainEntity<'_>| {
+        let data = scoped_data(plain, engine)?;
+        if engine.plainly_conforms(&data) {
+            return Some(Read::Plain(data));
+        }
+        let core = data.to_core();
+        engine.conforms(&core).then(|| Read::cedar(Entity::from(core)))
+    };
     match sent {
         SentEntity::Plain(plain) => {
-            built(plain, engine).map_or_else(|| cedar_entity(&plain.to_json(), engine), Ok)
+            read(plain).map_or_else(|| cedar_entity(&plain.to_json(), engine).map(Read::cedar), Ok)
         }
-        SentEntity::Text(text) => match PlainEntity::read(text).and_then(|plain| built(&plain, engine)) {
+        SentEntity::Text(text) => match PlainEntity::read(text).and_then(|plain| read(&plain)) {
             Some(entity) => Ok(entity),
-            None => cedar_entity(text, engine),
+            None => cedar_entity(text, engine).map(Read::cedar),
         },
     }
 }
@@ -645,40 +717,32 @@ fn cedar_entity(text: &str, engine: &Engine) -> Result<Entity, String> {
     Entity::from_json_str(text, Some(&engine.schema)).map_err(|error| one_line(&error))
 }
 
-/// [`request_entity`]'s direct path; `None` where Cedar's parser must read the entity. The
-/// entity is built with its attributes as values already (what Cedar's `Entity::new` would
-/// evaluate them to, without evaluating expressions).
-fn built(plain: &PlainEntity<'_>, engine: &Engine) -> Option<Entity> {
-    use cedar_policy_core::ast::{self, PartialValue};
+/// A plain entity as data, its uids read with the schema's type names; `None` where Cedar's
+/// parser must read it (a type the schema does not name, an action).
+fn scoped_data(plain: &PlainEntity<'_>, engine: &Engine) -> Option<ScopedEntity> {
     use raw_json::{PlainUid, PlainValue};
 
-    let plain_uid = |uid: &PlainUid<'_>| -> Option<ast::EntityUID> {
-        parts_uid(&uid.type_name, &uid.id, Some(&engine.tables))
-            .ok()
-            .map(Into::into)
-    };
+    let plain_uid = |uid: &PlainUid<'_>| parts_uid(&uid.type_name, &uid.id, Some(&engine.tables)).ok();
     let uid = plain_uid(&plain.uid)?;
-    if uid.entity_type().is_action() {
+    if uid.type_name().as_ref().is_action() {
         return None;
     }
-    let parents: std::collections::HashSet<ast::EntityUID> =
-        plain.parents.iter().map(plain_uid).collect::<Option<_>>()?;
-    let attrs: Vec<(smol_str::SmolStr, PartialValue)> = plain
+    let parents = plain.parents.iter().map(plain_uid).collect::<Option<_>>()?;
+    let attrs = plain
         .attrs
         .0
         .iter()
         .map(|(name, value)| {
-            let value: ast::Value = match value {
-                PlainValue::Bool(b) => (*b).into(),
-                PlainValue::Long(n) => (*n).into(),
-                PlainValue::Str(text) => smol_str::SmolStr::from(text.as_ref()).into(),
-                PlainValue::Entity(uid) => plain_uid(uid)?.into(),
+            let value = match value {
+                PlainValue::Bool(b) => ScopedValue::Bool(*b),
+                PlainValue::Long(n) => ScopedValue::Long(*n),
+                PlainValue::Str(text) => ScopedValue::String(smol_str::SmolStr::from(text.as_ref())),
+                PlainValue::Entity(uid) => ScopedValue::Entity(plain_uid(uid)?),
             };
-            Some((smol_str::SmolStr::from(name.as_ref()), PartialValue::from(value)))
+            Some((smol_str::SmolStr::from(name.as_ref()), value))
         })
         .collect::<Option<_>>()?;
-    let core = ast::Entity::new_with_attr_partial_value(uid, attrs, Default::default(), parents, []);
-    engine.conforms(&core).then(|| Entity::from(core))
+    Some(ScopedEntity { uid, parents, attrs })
 }
 
 /// The request field a schema error is about.
@@ -721,17 +785,12 @@ const FEW_ENTITIES: usize = 16;
 
 /// Refuses request-scoped entities whose parents among themselves form a cycle or a chain of
 /// more than `max_depth` entities (linear time, no recursion: the check itself is bounded).
-fn check_depth(items: &[Entity], max_depth: usize) -> Result<(), String> {
+fn check_depth(items: &[Read], max_depth: usize) -> Result<(), String> {
     // Most requests: a few entities none of which is a parent of another (depth 1, no cycle),
     // seen without copying or hashing a uid.
-    fn core(entity: &Entity) -> &cedar_policy_core::ast::Entity {
-        entity.as_ref()
-    }
     if items.len() <= FEW_ENTITIES
         && !items.iter().any(|entity| {
-            core(entity)
-                .parents()
-                .any(|parent| items.iter().any(|other| core(other).uid() == parent))
+            entity.any_parent(|parent| items.iter().any(|other| other.uid().as_ref() == parent))
         })
     {
         return Ok(());
@@ -739,11 +798,12 @@ fn check_depth(items: &[Entity], max_depth: usize) -> Result<(), String> {
     let entities: Vec<(EntityUid, Vec<EntityUid>)> = items
         .iter()
         .map(|entity| {
-            let core: &cedar_policy_core::ast::Entity = entity.as_ref();
-            (
-                entity.uid(),
-                core.parents().cloned().map(EntityUid::from).collect(),
-            )
+            let mut parents = Vec::new();
+            entity.any_parent(|parent| {
+                parents.push(EntityUid::from(parent.clone()));
+                false
+            });
+            (entity.uid().clone(), parents)
         })
         .collect();
     let index: HashMap<&EntityUid, usize> = entities

@@ -20,6 +20,7 @@ use cedar_policy::{Context, Entities, Entity, EntityTypeName, EntityUid, EvalRes
 
 use super::graph::{Graph, in_dependency_order};
 use super::guards::ContextReads;
+use super::scoped::LayerEntity;
 
 /// One attribute's value (or one context value), as the guards use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -390,13 +391,14 @@ pub struct Layer {
 impl Layer {
     /// The layer of `scoped` over `graph`; `None` when the graph has met one of their uids, two
     /// share a uid, or their parents form a cycle (the slice then decides, and reports it).
-    pub fn new(graph: &Graph, scoped: &[Entity]) -> Option<Layer> {
+    pub fn new<E: LayerEntity>(graph: &Graph, scoped: &[E]) -> Option<Layer> {
         let base = graph.id_count();
         let mut layer = Layer {
             base,
             uids: Vec::with_capacity(scoped.len()),
             types: Vec::with_capacity(scoped.len()),
-            ancestors: Vec::with_capacity(scoped.len()),
+            // Set once they are closed, below.
+            ancestors: Vec::new(),
             attrs: Vec::with_capacity(scoped.len()),
             new_types: Vec::new(),
         };
@@ -411,8 +413,7 @@ impl Layer {
         let mut parents: Vec<Vec<u32>> = Vec::with_capacity(scoped.len());
         for entity in scoped {
             let mut ids = Vec::new();
-            for parent in AsRef::<cedar_policy_core::ast::Entity>::as_ref(entity).ancestors() {
-                let parent = EntityUid::from(parent.clone());
+            for parent in entity.parents() {
                 let id = match layer.id(graph, &parent) {
                     Some(id) => id,
                     None => layer.push(graph, parent)?,
@@ -450,21 +451,9 @@ impl Layer {
             return None;
         }
         layer.ancestors = closed;
-        // The kept attributes, as the graph converts a stored entity's: those the entity has
-        // (few) looked up among those the graph keeps, not each kept one asked of the entity.
+        // The kept attributes, as the graph converts a stored entity's.
         for entity in scoped {
-            let mut kept = Vec::new();
-            let core: &cedar_policy_core::ast::Entity = entity.as_ref();
-            for (name, _) in core.attrs() {
-                let Some(slot) = graph.attrs().iter().position(|attr| attr == name) else {
-                    continue;
-                };
-                let Some(value) = entity.attr(name) else {
-                    continue;
-                };
-                let value = kept_value(value, |uid| Some(layer.id(graph, uid)))?;
-                kept.push((u16::try_from(slot).ok()?, value));
-            }
+            let kept = entity.kept_attrs(graph.attrs(), |uid| layer.id(graph, uid))?;
             layer.attrs.push(kept);
         }
         Some(layer)

@@ -285,10 +285,12 @@ impl<'a> Questioner<'a> {
         .map_err(|error| format!("request does not fit the schema: {error}"))?;
         request.entities = request
             .entities
+            .cedar()
             .iter()
             .cloned()
             .chain([member_entity(parents)?])
-            .collect();
+            .collect::<Vec<_>>()
+            .into();
         request.referenced.extend(parents.iter().cloned());
         Ok(request)
     }
@@ -325,7 +327,7 @@ impl<'a> Questioner<'a> {
                     referenced.extend(named);
                     referenced.extend(request.action().cloned());
                     referenced.extend(request.resource().cloned());
-                    for entity in scoped.iter() {
+                    for entity in scoped.cedar().iter() {
                         entities.entry(entity.uid()).or_insert_with(|| entity.clone());
                     }
                     questions.push(ScopeQuestion { row, action, request });
@@ -396,7 +398,7 @@ impl Asking<'_> {
             }
             None => self.request.insert(AuthzRequest {
                 request: cedar,
-                entities: self.entities.clone(),
+                entities: self.entities.clone().into(),
                 referenced: self.referenced.clone(),
                 internal: false,
                 context: None,

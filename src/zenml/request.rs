@@ -273,7 +273,7 @@ fn build(
         Box::new(AuthzRequest {
             request,
             entities: if scoped.entities.is_empty() {
-                crate::engine::no_entities()
+                crate::engine::Scoped::default()
             } else {
                 scoped.entities.into()
             },
