@@ -247,6 +247,19 @@ impl Scoped {
         }
     }
 
+    /// Adds the entities they name (their parents, and the entities their attributes refer to)
+    /// to `referenced`.
+    pub fn add_named(&self, referenced: &mut Vec<EntityUid>) {
+        match &self.0 {
+            ScopedForm::Cedar(entities) => entities.iter().for_each(|entity| named_by(entity, referenced)),
+            ScopedForm::Plain(list) => {
+                for entity in &list.entities {
+                    referenced.extend(entity.named().cloned());
+                }
+            }
+        }
+    }
+
     /// Their layer over `index`'s graph.
     fn layer(&self, index: &ScopeIndex) -> Option<crate::index::Layer> {
         match &self.0 {
@@ -862,6 +875,14 @@ fn with_scoped(part: &StoredPart, scoped: &[Entity]) -> Result<Entities, DecideE
         )
         .map(Entities::from)
         .map_err(|error| DecideError::Entities(error.to_string()))
+}
+
+/// Adds the entities `entity` names (its parents, and the entities its attributes refer to)
+/// to `out`.
+pub fn named_by(entity: &Entity, out: &mut Vec<EntityUid>) {
+    let core: &ast::Entity = entity.as_ref();
+    out.extend(core.parents().cloned().map(EntityUid::from));
+    refers_to(entity, out);
 }
 
 /// Adds the entities `entity`'s attributes and tags name to `out` (read from the values, not

@@ -280,7 +280,7 @@ async fn answer_items(
     // One batch (equal questions decided once, a slice reused by the next item with the
     // same request-scoped entities) and one memo (those entities parsed once).
     let mut batch = Batch::many();
-    let mut memo = Memo::default();
+    let mut memo = Memo::many();
     let count = items.len();
     for (i, item) in items.iter().enumerate() {
         if !pace.go_on().await {
@@ -416,10 +416,20 @@ struct Head {
 /// borrowed from the item it came with: remembering costs nothing when the next differs.
 #[derive(Default)]
 struct Memo<'i> {
-    /// The entities they name.
-    referenced: Vec<EntityUid>,
+    /// Whether it remembers (a single request's would only be dropped).
+    many: bool,
     /// The entities as sent, and as read.
     entities: Option<(&'i EntityList<'i>, Scoped)>,
+}
+
+impl Memo<'_> {
+    /// The memo of a batch.
+    fn many() -> Self {
+        Memo {
+            many: true,
+            entities: None,
+        }
+    }
 }
 
 /// The [`Head`] of a request object.
@@ -475,17 +485,16 @@ fn rest<'i>(
         context_field(&item.fields, snapshot, &head.action, limits, &mut referenced)?;
     let entities: Scoped = match (&memo.entities, &item.entities) {
         (Some((seen, parsed)), Some(list)) if list.same_as(seen) => {
-            referenced.extend_from_slice(&memo.referenced);
+            parsed.add_named(&mut referenced);
             parsed.clone()
         }
         _ => {
-            let before = referenced.len();
             let parsed = additional_entities(item.entities.as_ref(), snapshot, limits, &mut referenced)?;
-            if !parsed.is_empty()
+            if memo.many
+                && !parsed.is_empty()
                 && let Some(list) = &item.entities
             {
                 memo.entities = Some((list, parsed.clone()));
-                memo.referenced = referenced[before..].to_vec();
             }
             parsed
         }
@@ -653,11 +662,7 @@ impl Read {
     fn named(&self, referenced: &mut Vec<EntityUid>) {
         match self {
             Read::Plain(plain) => referenced.extend(plain.named().cloned()),
-            Read::Cedar(entity, _) => {
-                let core: &ast::Entity = (**entity).as_ref();
-                referenced.extend(core.parents().cloned().map(EntityUid::from));
-                crate::engine::refers_to(entity, referenced);
-            }
+            Read::Cedar(entity, _) => crate::engine::named_by(entity, referenced),
         }
     }
 
