@@ -82,13 +82,35 @@ pub trait LayerEntity {
     fn uid(&self) -> EntityUid;
     /// Its parents (not closed; a parent may come twice).
     fn parents(&self) -> impl Iterator<Item = EntityUid>;
-    /// Its attributes named in `kept` (by position: the slot), as the index keeps them, an
-    /// entity numbered by `id` (`None`: one the data never met). `None` past the ids there are.
+    /// Its attributes' names.
+    fn attr_names(&self) -> impl Iterator<Item = &str>;
+    /// Its attribute `name` as the index keeps it, an entity numbered by `id` (`None`: one the
+    /// data never met); `Some(None)` when it has no such value, `None` past the ids there are.
+    fn kept_value(
+        &self,
+        name: &str,
+        id: impl FnMut(&EntityUid) -> Option<u32>,
+    ) -> Option<Option<AttrValue<'static, u32, ()>>>;
+
+    /// Its attributes named in `kept` (by position: the slot), as the index keeps them: those it
+    /// has (few) looked up among those kept, not each kept one asked of it.
     fn kept_attrs(
         &self,
         kept: &[String],
-        id: impl FnMut(&EntityUid) -> Option<u32>,
-    ) -> Option<Vec<(u16, AttrValue<'static, u32, ()>)>>;
+        mut id: impl FnMut(&EntityUid) -> Option<u32>,
+    ) -> Option<Vec<(u16, AttrValue<'static, u32, ()>)>> {
+        let mut values = Vec::new();
+        for name in self.attr_names() {
+            let Some(slot) = kept.iter().position(|attr| attr == name) else {
+                continue;
+            };
+            let Some(value) = self.kept_value(name, &mut id)? else {
+                continue;
+            };
+            values.push((u16::try_from(slot).ok()?, value));
+        }
+        Some(values)
+    }
 }
 
 impl LayerEntity for Entity {
@@ -102,25 +124,21 @@ impl LayerEntity for Entity {
             .map(|parent| EntityUid::from(parent.clone()))
     }
 
-    fn kept_attrs(
+    fn attr_names(&self) -> impl Iterator<Item = &str> {
+        AsRef::<ast::Entity>::as_ref(self)
+            .attrs()
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn kept_value(
         &self,
-        kept: &[String],
+        name: &str,
         mut id: impl FnMut(&EntityUid) -> Option<u32>,
-    ) -> Option<Vec<(u16, AttrValue<'static, u32, ()>)>> {
-        // Those the entity has (few) looked up among those kept, not each kept one asked of it.
-        let mut values = Vec::new();
-        let core: &ast::Entity = self.as_ref();
-        for (name, _) in core.attrs() {
-            let Some(slot) = kept.iter().position(|attr| attr == name) else {
-                continue;
-            };
-            let Some(value) = self.attr(name) else {
-                continue;
-            };
-            let value = kept_value(value, |uid| Some(id(uid)))?;
-            values.push((u16::try_from(slot).ok()?, value));
+    ) -> Option<Option<AttrValue<'static, u32, ()>>> {
+        match self.attr(name) {
+            Some(value) => kept_value(value, |uid| Some(id(uid))).map(Some),
+            None => Some(None),
         }
-        Some(values)
     }
 }
 
@@ -133,24 +151,23 @@ impl LayerEntity for ScopedEntity {
         self.parents.iter().cloned()
     }
 
-    fn kept_attrs(
+    fn attr_names(&self) -> impl Iterator<Item = &str> {
+        self.attrs.iter().map(|(name, _)| name.as_str())
+    }
+
+    fn kept_value(
         &self,
-        kept: &[String],
+        name: &str,
         mut id: impl FnMut(&EntityUid) -> Option<u32>,
-    ) -> Option<Vec<(u16, AttrValue<'static, u32, ()>)>> {
-        let mut values = Vec::new();
-        for (name, value) in &self.attrs {
-            let Some(slot) = kept.iter().position(|attr| attr == name) else {
-                continue;
-            };
-            // As `kept_value` converts the Cedar value: only entities and booleans are read.
-            let value = match value {
-                ScopedValue::Entity(uid) => id(uid).map_or(AttrValue::Unmet, AttrValue::Entity),
-                ScopedValue::Bool(b) => AttrValue::Bool(*b),
-                ScopedValue::Long(_) | ScopedValue::String(_) => AttrValue::Other,
-            };
-            values.push((u16::try_from(slot).ok()?, value));
-        }
-        Some(values)
+    ) -> Option<Option<AttrValue<'static, u32, ()>>> {
+        let Some((_, value)) = self.attrs.iter().find(|(attr, _)| attr == name) else {
+            return Some(None);
+        };
+        // As `kept_value` converts the Cedar value: only entities and booleans are read.
+        Some(Some(match value {
+            ScopedValue::Entity(uid) => id(uid).map_or(AttrValue::Unmet, AttrValue::Entity),
+            ScopedValue::Bool(b) => AttrValue::Bool(*b),
+            ScopedValue::Long(_) | ScopedValue::String(_) => AttrValue::Other,
+        }))
     }
 }
