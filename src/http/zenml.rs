@@ -358,7 +358,8 @@ fn allowed(
     question: &Question<'_>,
     batch: &mut Batch,
 ) -> bool {
-    let key = CacheKey {
+    // Made only when the cache is on (its strings are copies).
+    let key = call.state.cache().enabled().then(|| CacheKey {
         revision: snapshot.revision.clone(),
         shares_version: shares.version,
         request: RequestKey::Zenml {
@@ -367,7 +368,7 @@ fn allowed(
             action: question.action.to_owned(),
             resource: question.resource.to_string(),
         },
-    };
+    });
     // Bounded labels: anything this version does not know is `unknown`.
     let labels = Labels {
         api: Api::Zenml,
@@ -384,7 +385,7 @@ fn allowed(
             ("shares_version".to_owned(), json!(shares.version)),
         ])
     };
-    observe(call, labels, Some(key), fields, || {
+    observe(call, labels, key, fields, || {
         decider.decide(&shares.set, question, batch)
     })
     .is_ok_and(|decision| decision.allowed)
