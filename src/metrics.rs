@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Which API a decision was made for.
@@ -53,6 +54,17 @@ impl Outcome {
             Outcome::Error => "error",
         }
     }
+}
+
+/// The decision metrics a caller counted last, reused while their labels repeat (the items of
+/// a batch or a ZenML page mostly share theirs): a vector's `with_label_values` hashes the
+/// labels and takes the vector's lock at every call. One per call; the handles stay valid
+/// (no label set is ever removed).
+#[derive(Debug, Default)]
+pub struct Handles {
+    decision: Option<(Api, Outcome, String, String, IntCounter)>,
+    determining: Option<(String, IntCounter)>,
+    engine_time: Option<(Api, Histogram)>,
 }
 
 /// Event-time metrics.
@@ -165,28 +177,53 @@ impl Metrics {
         })
     }
 
-    /// Counts one answered decision and the policies that determined it.
+    /// Counts one answered decision and the policies that determined it (through `handles`).
     pub fn decision(
         &self,
+        handles: &mut Handles,
         api: Api,
         outcome: Outcome,
         action: &str,
         resource_type: &str,
         reasons: &[String],
     ) {
-        self.decisions
-            .with_label_values(&[api.label(), outcome.label(), action, resource_type])
-            .inc();
+        match &handles.decision {
+            Some((a, o, act, r, counter))
+                if (*a, *o) == (api, outcome) && act == action && r == resource_type =>
+            {
+                counter.inc();
+            }
+            _ => {
+                let counter =
+                    self.decisions
+                        .with_label_values(&[api.label(), outcome.label(), action, resource_type]);
+                counter.inc();
+                handles.decision = Some((api, outcome, action.to_owned(), resource_type.to_owned(), counter));
+            }
+        }
         for policy in reasons {
-            self.determining.with_label_values(&[policy.as_str()]).inc();
+            match &handles.determining {
+                Some((last, counter)) if last == policy => counter.inc(),
+                _ => {
+                    let counter = self.determining.with_label_values(&[policy.as_str()]);
+                    counter.inc();
+                    handles.determining = Some((policy.clone(), counter));
+                }
+            }
         }
     }
 
-    /// Records the engine time of one evaluated (uncached) decision.
-    pub fn engine_time(&self, api: Api, elapsed: Duration) {
-        self.decision_seconds
-            .with_label_values(&[api.label()])
-            .observe(elapsed.as_secs_f64());
+    /// Records the engine time of one evaluated (uncached) decision (through `handles`).
+    pub fn engine_time(&self, handles: &mut Handles, api: Api, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        match &handles.engine_time {
+            Some((last, histogram)) if *last == api => histogram.observe(seconds),
+            _ => {
+                let histogram = self.decision_seconds.with_label_values(&[api.label()]);
+                histogram.observe(seconds);
+                handles.engine_time = Some((api, histogram));
+            }
+        }
     }
 
     /// Records one answered HTTP request.

@@ -65,7 +65,8 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
     let log = dir.path().join("decisions.jsonl");
     let server = Server::start(&["--shares-db", ":memory:", "--decision-log", log.to_str().unwrap()]);
 
-    // Cedar API: dave's read allowed 3 times (1 miss, 2 hits), grace's denied twice (1 miss, 1 hit).
+    // Cedar API: dave's read allowed 3 times (1 miss, 2 hits), grace's denied twice (1 miss, 1 hit);
+    // then both in a batch, all hits.
     for _ in 0..3 {
         assert_eq!(
             server.post("/v1/is_authorized", &reads_churn(DAVE)).1["decision"],
@@ -78,6 +79,18 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
             "Deny"
         );
     }
+    // A batch of the same two questions, interleaved (each counted under its own labels: a
+    // batch's items reuse the metric handles of the one before while the labels repeat).
+    let items = [DAVE, DAVE, GRACE, DAVE].map(reads_churn);
+    let (status, reply) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
+    assert_eq!(status, 200, "{reply}");
+    let decisions: Vec<&Value> = reply["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["decision"])
+        .collect();
+    assert_eq!(decisions, ["Allow", "Allow", "Deny", "Allow"]);
     let (status, _) = server.post_raw("/v1/is_authorized", "{");
     assert_eq!(status, 400);
     // ZenML API: bob may read churn's pipelines and stacks; grace may read no stack.
@@ -125,20 +138,21 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
 
     // (series, expected value)
     let table: Vec<(String, f64)> = vec![
-        (r#"authz_decisions_total{action="read",api="cedar",outcome="allow",resource_type="ZenML::Project"}"#.into(), 3.0),
-        (r#"authz_decisions_total{action="read",api="cedar",outcome="deny",resource_type="ZenML::Project"}"#.into(), 2.0),
+        (r#"authz_decisions_total{action="read",api="cedar",outcome="allow",resource_type="ZenML::Project"}"#.into(), 6.0),
+        (r#"authz_decisions_total{action="read",api="cedar",outcome="deny",resource_type="ZenML::Project"}"#.into(), 3.0),
         (r#"authz_decisions_total{action="read",api="zenml",outcome="allow",resource_type="pipeline"}"#.into(), 1.0),
         (r#"authz_decisions_total{action="read",api="zenml",outcome="allow",resource_type="stack"}"#.into(), 1.0),
         (r#"authz_decisions_total{action="read",api="zenml",outcome="deny",resource_type="stack"}"#.into(), 1.0),
-        ("authz_cache_hits_total".into(), 3.0),
+        ("authz_cache_hits_total".into(), 7.0),
         ("authz_cache_misses_total".into(), 5.0),
         (r#"authz_decision_duration_seconds_count{api="cedar"}"#.into(), 2.0),
         (r#"authz_decision_duration_seconds_count{api="zenml"}"#.into(), 3.0),
         (r#"authz_http_requests_total{route="/v1/is_authorized",status="200"}"#.into(), 5.0),
         (r#"authz_http_requests_total{route="/v1/is_authorized",status="400"}"#.into(), 1.0),
+        (r#"authz_http_requests_total{route="/v1/batch_is_authorized",status="200"}"#.into(), 1.0),
         (r#"authz_http_requests_total{route="{zenml}/rbac/check_permissions",status="200"}"#.into(), 2.0),
         (r#"authz_http_requests_total{route="{zenml}/auth/login",status="200"}"#.into(), 1.0),
-        (r#"authz_policy_determining_total{policy_id="project-member-read-project"}"#.into(), 3.0),
+        (r#"authz_policy_determining_total{policy_id="project-member-read-project"}"#.into(), 6.0),
         (r#"authz_policy_reloads_total{result="failure"}"#.into(), 0.0),
         ("authz_policy_reload_failing".into(), 0.0),
         ("authz_decision_log_dropped_total".into(), 0.0),
@@ -167,12 +181,12 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
     let records: Vec<Value> = loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let records: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        if records.len() >= 8 || std::time::Instant::now() > deadline {
+        if records.len() >= 12 || std::time::Instant::now() > deadline {
             break records;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    assert_eq!(records.len(), 8, "{records:#?}");
+    assert_eq!(records.len(), 12, "{records:#?}");
     for record in &records {
         for field in [
             "time",
@@ -193,8 +207,8 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
     let zenml: Vec<&Value> = records.iter().filter(|r| r["api"] == "zenml").collect();
     assert_eq!(zenml.len(), 3);
     assert!(zenml.iter().all(|r| r["request_id"] == "zenml-check-1"));
-    assert_eq!(records.iter().filter(|r| r["decision"] == "deny").count(), 3);
-    assert_eq!(records.iter().filter(|r| r["cached"] == true).count(), 3);
+    assert_eq!(records.iter().filter(|r| r["decision"] == "deny").count(), 4);
+    assert_eq!(records.iter().filter(|r| r["cached"] == true).count(), 7);
 }
 
 #[test]

@@ -28,7 +28,7 @@ use crate::cache::{CacheKey, RequestKey};
 use crate::config::Limits;
 use crate::engine::{AuthzRequest, Batch, DecideError, Decision, Engine, SchemaTables, Scoped};
 use crate::index::{ScopedEntity, ScopedValue};
-use crate::metrics::Api;
+use crate::metrics::{Api, Handles};
 use crate::pool::{Pace, run_to_end};
 use crate::snapshot::Snapshot;
 
@@ -236,7 +236,16 @@ fn answer<'i>(
         true => None,
         false => Some(rest(snapshot, &head, item, limits, memo).map_err(Refused::Bad)?),
     };
-    decide(call, snapshot, &head, request.as_ref(), lookup, batch).map_err(Refused::Decide)
+    decide(
+        call,
+        snapshot,
+        &head,
+        request.as_ref(),
+        lookup,
+        batch,
+        &mut memo.handles,
+    )
+    .map_err(Refused::Decide)
 }
 
 /// The largest batch body (bytes) read on the async worker to see whether its items are all
@@ -357,6 +366,7 @@ fn decide(
     request: Option<&AuthzRequest>,
     lookup: Lookup,
     batch: &mut Batch,
+    handles: &mut Handles,
 ) -> Result<Decision, ApiError> {
     let resource_type = head.resource.type_name();
     let resource_type = match snapshot.engine.tables.written(resource_type) {
@@ -376,7 +386,7 @@ fn decide(
             ("resource".to_owned(), json!(head.resource.to_string())),
         ])
     };
-    observe_looked_up(call, labels, lookup, fields, || {
+    observe_looked_up(call, handles, labels, lookup, fields, || {
         let Some(request) = request else {
             return Err(ApiError::Internal("a request not read was to be decided".into()));
         };
@@ -420,6 +430,8 @@ struct Memo<'i> {
     many: bool,
     /// The entities as sent, and as read.
     entities: Option<(&'i EntityList<'i>, Scoped)>,
+    /// The decision metrics counted last.
+    handles: Handles,
 }
 
 impl Memo<'_> {
@@ -427,7 +439,7 @@ impl Memo<'_> {
     fn many() -> Self {
         Memo {
             many: true,
-            entities: None,
+            ..Memo::default()
         }
     }
 }

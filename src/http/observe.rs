@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use super::Call;
 use crate::cache::CacheKey;
 use crate::engine::Decision;
-use crate::metrics::{Api, Outcome};
+use crate::metrics::{Api, Handles, Outcome};
 
 /// How one decision is labelled in the metrics and the decision log.
 pub(super) struct Labels<'a> {
@@ -57,17 +57,19 @@ impl Lookup {
 /// `error` outcome, never an allow.
 pub(super) fn observe<E: std::fmt::Display>(
     call: &Call<'_>,
+    handles: &mut Handles,
     labels: Labels<'_>,
     key: Option<CacheKey>,
     fields: impl FnOnce() -> Map<String, Value>,
     compute: impl FnOnce() -> Result<Decision, E>,
 ) -> Result<Decision, E> {
-    observe_looked_up(call, labels, Lookup::new(call, key), fields, compute)
+    observe_looked_up(call, handles, labels, Lookup::new(call, key), fields, compute)
 }
 
 /// [`observe`] after the cache was looked up: `compute` is called only on a miss.
 pub(super) fn observe_looked_up<E: std::fmt::Display>(
     call: &Call<'_>,
+    handles: &mut Handles,
     labels: Labels<'_>,
     lookup: Lookup,
     fields: impl FnOnce() -> Map<String, Value>,
@@ -78,7 +80,7 @@ pub(super) fn observe_looked_up<E: std::fmt::Display>(
     let cached = lookup.hit();
     let timed = || {
         let decided = compute();
-        metrics.engine_time(labels.api, started.elapsed());
+        metrics.engine_time(handles, labels.api, started.elapsed());
         decided
     };
     let result = match lookup {
@@ -92,7 +94,14 @@ pub(super) fn observe_looked_up<E: std::fmt::Display>(
         Err(_) => Outcome::Error,
     };
     let reasons = result.as_ref().map(|d| d.reasons.as_slice()).unwrap_or_default();
-    metrics.decision(labels.api, outcome, labels.action, labels.resource_type, reasons);
+    metrics.decision(
+        handles,
+        labels.api,
+        outcome,
+        labels.action,
+        labels.resource_type,
+        reasons,
+    );
     if let Err(error) = &result {
         tracing::warn!(%error, "cannot decide: denied");
     }

@@ -38,7 +38,7 @@ use super::{ApiError, Call, ZenmlRoute, json_response, read_body};
 use crate::auth::bearer;
 use crate::cache::{CacheKey, RequestKey};
 use crate::engine::Batch;
-use crate::metrics::Api;
+use crate::metrics::{Api, Handles};
 use crate::model::action_from_wire;
 use crate::pool::{Deadline, Pace};
 use crate::snapshot::Snapshot;
@@ -357,6 +357,7 @@ fn allowed(
     shares: &ShareSnapshot,
     question: &Question<'_>,
     batch: &mut Batch,
+    handles: &mut Handles,
 ) -> bool {
     // Made only when the cache is on (its strings are copies).
     let key = call.state.cache().enabled().then(|| CacheKey {
@@ -385,7 +386,7 @@ fn allowed(
             ("shares_version".to_owned(), json!(shares.version)),
         ])
     };
-    observe(call, labels, key, fields, || {
+    observe(call, handles, labels, key, fields, || {
         decider.decide(&shares.set, question, batch)
     })
     .is_ok_and(|decision| decision.allowed)
@@ -446,6 +447,7 @@ async fn check_permissions(
     let shares = call.state.shares().snapshot();
     let mut answer = serde_json::Map::with_capacity(resources.len());
     let mut batch = Batch::many();
+    let mut handles = Handles::default();
     let total = resources.len();
     for raw in resources {
         if !pace.go_on().await {
@@ -462,7 +464,15 @@ async fn check_permissions(
                     action: &action,
                     resource: &resource,
                 };
-                allowed(call, snapshot, &decider, &shares, &question, &mut batch)
+                allowed(
+                    call,
+                    snapshot,
+                    &decider,
+                    &shares,
+                    &question,
+                    &mut batch,
+                    &mut handles,
+                )
             }
             None => false,
         };
@@ -501,11 +511,12 @@ fn allowed_resource_ids(
         resource: &resource,
     };
     let mut batch = Batch::many();
+    let mut handles = Handles::default();
     let mut late = false;
     let ids = decider.allowed_ids(&shares.set, &question, |q| {
         // Past the deadline every further check is false and the answer is refused below.
         late = late || deadline.expired();
-        !late && allowed(call, snapshot, &decider, &shares, q, &mut batch)
+        !late && allowed(call, snapshot, &decider, &shares, q, &mut batch, &mut handles)
     });
     if late {
         return Err(ApiError::Overloaded("the listing passed its deadline".to_owned()));
