@@ -523,11 +523,16 @@ impl<'a> LayeredData<'a> {
 
     /// A request's principal or resource: a stored entity or one of the request's own.
     pub fn entity_of(&self, uid: &EntityUid) -> Option<u32> {
-        if let Some(id) = self.stored.graph.stored(uid) {
-            return Some(id);
+        // The request's own first (a few, compared): none is a uid the graph has met
+        // (`Layer::new`), so the graph is asked only for the others.
+        let layer = self.layer;
+        match layer.uids[..layer.ancestors.len()]
+            .iter()
+            .position(|own| own == uid)
+        {
+            Some(at) => layer.base.checked_add(u32::try_from(at).ok()?),
+            None => self.stored.graph.stored(uid),
         }
-        let id = self.layer.id(self.stored.graph, uid)?;
-        self.layer.scoped_at(id).map(|_| id)
     }
 }
 
