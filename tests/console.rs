@@ -461,12 +461,7 @@ fn the_tail_is_the_decision_logs_last_records() {
         );
     }
     let newer = ok(&server, "/v1/decisions?after=4");
-    let numbers: Vec<&Value> = newer["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["number"])
-        .collect();
+    let numbers = common::each_field(&newer["records"], "number");
     assert_eq!(numbers, [&json!(5)]);
     assert_eq!(ok(&server, "/v1/decisions?after=5")["records"], json!([]));
 

@@ -434,12 +434,7 @@ fn the_cache_answers_a_cedar_request_only_for_the_same_entities_and_context() {
         &json!({"requests": [stack_request(BOB, "update"), moved]}),
     );
     assert_eq!(status, 200, "{answer}");
-    let decisions: Vec<&Value> = answer["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["decision"])
-        .collect();
+    let decisions = common::each_field(&answer["results"], "decision");
     assert_eq!(decisions, [&json!("Allow"), &json!("Deny")]);
     let (_, state) = server.get("/v1/status");
     assert_eq!(state["cache"]["hits"], 6, "{state}");

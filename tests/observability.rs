@@ -84,12 +84,7 @@ fn counters_move_with_a_known_sequence_and_promtool_accepts_the_page() {
     let items = [DAVE, DAVE, GRACE, DAVE].map(reads_churn);
     let (status, reply) = server.post("/v1/batch_is_authorized", &json!({"requests": items}));
     assert_eq!(status, 200, "{reply}");
-    let decisions: Vec<&Value> = reply["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| &r["decision"])
-        .collect();
+    let decisions = common::each_field(&reply["results"], "decision");
     assert_eq!(decisions, ["Allow", "Allow", "Deny", "Allow"]);
     let (status, _) = server.post_raw("/v1/is_authorized", "{");
     assert_eq!(status, 400);

@@ -229,6 +229,15 @@ impl std::fmt::Debug for Reply {
 /// A request body: content type and text.
 pub type Body<'a> = Option<(&'a str, &'a str)>;
 
+/// The `field` of each element of the array `list` (a batch's results, the console's records).
+pub fn each_field<'a>(list: &'a Value, field: &str) -> Vec<&'a Value> {
+    list.as_array()
+        .expect("an array")
+        .iter()
+        .map(|element| &element[field])
+        .collect()
+}
+
 /// `key=value&…`, form-urlencoded (so `:` is `%3A` and `/` is `%2F`, as ZenML's `requests`
 /// sends them); a key may repeat.
 pub fn query(pairs: &[(&str, &str)]) -> String {
