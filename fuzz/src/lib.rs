@@ -54,7 +54,7 @@ pub fn reference(
                 .iter()
                 .filter(|entity| request.internal || !engine.is_internal(&entity.uid()))
                 .cloned()
-                .chain(request.entities.iter().cloned()),
+                .chain(request.entities.cedar().iter().cloned()),
             None,
         )
         .map_err(|error| error.to_string())?;
