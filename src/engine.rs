@@ -522,9 +522,11 @@ impl Engine {
     }
 
     /// Whether `entity` conforms to the schema, as Cedar's conformance checker decides (with the
-    /// descriptions of [`SchemaTables`]).
+    /// descriptions of [`SchemaTables`]): what a request-scoped entity is asked after the
+    /// tables' own check ([`Engine::plainly_conforms`]) was unsure of it, so that check is not
+    /// made again.
     pub fn conforms(&self, entity: &ast::Entity) -> bool {
-        self.tables.plainly_conforms(entity) || self.tables.conforms(&self.schema, entity)
+        self.tables.conforms(&self.schema, entity)
     }
 
     /// Whether the schema's tables accept `entity` as it is (without Cedar's checker, which

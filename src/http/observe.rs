@@ -52,9 +52,9 @@ impl Lookup {
     }
 }
 
-/// Decides through the cache (`key`: `None` for an uncacheable question), counts the decision
-/// and logs it with the API's own `fields` (built only when the log is on). An error is an
-/// `error` outcome, never an allow.
+/// Decides through the cache (`key`: `None` for an uncacheable question, or when the cache is
+/// off), counts the decision and logs it with the API's own `fields` (built only when the log
+/// is on). An error is an `error` outcome, never an allow.
 pub(super) fn observe<E: std::fmt::Display>(
     call: &Call<'_>,
     handles: &mut Handles,
