@@ -21,13 +21,16 @@
 #             teams, which Cerbos cannot look up) (Allow)
 #   cerbos20  the same with the batch20 stacks in one check (15 Allow, 5 Deny)
 #   cerbos_healthz  Cerbos' own GET /_cerbos/health
+#   nginx     nginx (scripts/ensure-browser.sh installs it where missing) answering GET / with a static 200 from
+#             one worker, pinned to the same core: the host's own floor, no Rust and no tokio (at
+#             one connection: how long this host's tail is for any server)
 #
 #   Each line: requests and decisions per second, wrk's p50 and p99, and the server's CPU time
 #   (user + system, from /proc) per request.
 #
 #   scripts/question-load.sh BIN       Environment: SCENARIOS ("entity healthz"), DURATION (s, 10),
 #                                      CONNECTIONS (32; 1 for one-connection latency), ROUNDS (3),
-#                                      CACHE (off), PORT (18195; Cerbos takes the next two),
+#                                      CACHE (off), PORT (18195; Cerbos takes the next two, nginx the third),
 #                                      SHARES_DB (:memory:; a postgres:// URL for the share
 #                                      store on PostgreSQL),
 #                                      PIN (on; off: nothing pinned, wrk on two threads, as the
@@ -50,12 +53,36 @@ until grep -q "listening on" "$WORK/serve.log"; do sleep 0.1; done
 BASE=http://127.0.0.1:$PORT
 CERBOS_PID=""
 CERBOS=http://127.0.0.1:$((PORT + 1))
+NGINX_PID=""
+NGINX=http://127.0.0.1:$((PORT + 3))
+if [[ " $SCENARIOS " == *" nginx "* ]]; then
+  NGINX_BIN=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || scripts/ensure-browser.sh | tail -1)
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+master_process off;
+error_log $WORK/nginx/error.log;
+pid $WORK/nginx/nginx.pid;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx; proxy_temp_path $WORK/nginx; fastcgi_temp_path $WORK/nginx;
+  uwsgi_temp_path $WORK/nginx; scgi_temp_path $WORK/nginx;
+  server { listen 127.0.0.1:$((PORT + 3)); location / { return 200 "ok"; } }
+}
+NGINX
+  "${SERVER_CPU[@]}" "$NGINX_BIN" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" >"$WORK/nginx.log" 2>&1 &
+  NGINX_PID=$!
+  until curl -sf "$NGINX/" >/dev/null; do sleep 0.1; done
+fi
+trap 'kill $PID $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
 if [[ " $SCENARIOS " == *" cerbos"* ]]; then
   "${SERVER_CPU[@]}" "$(scripts/ensure-cerbos.sh)" server --config=scripts/cerbos/conf.yaml \
     --set=server.httpListenAddr="127.0.0.1:$((PORT + 1))" --set=server.grpcListenAddr="127.0.0.1:$((PORT + 2))" \
     --log-level=error >"$WORK/cerbos.log" 2>&1 &
   CERBOS_PID=$!
-  trap 'kill $PID $CERBOS_PID 2>/dev/null; rm -rf "$WORK"' EXIT
+  trap 'kill $PID $CERBOS_PID $NGINX_PID 2>/dev/null; rm -rf "$WORK"' EXIT
   until curl -sf "$CERBOS/_cerbos/health" >/dev/null; do sleep 0.1; done
 fi
 python3 - "$WORK" <<'PY'
@@ -133,8 +160,9 @@ for round in $(seq "$ROUNDS"); do
       cerbos) args=(-s "$WORK/cerbos.lua" "$CERBOS/api/check/resources"); n=1 ;;
       cerbos20) args=(-s "$WORK/cerbos20.lua" "$CERBOS/api/check/resources"); n=20 ;;
       cerbos_healthz) args=("$CERBOS/_cerbos/health"); n=0 ;;
+      nginx) args=("$NGINX/"); n=0 ;;
     esac
-    served=$PID; [[ $what == cerbos* ]] && served=$CERBOS_PID
+    served=$PID; [[ $what == cerbos* ]] && served=$CERBOS_PID; [ "$what" = nginx ] && served=$NGINX_PID
     before=$(cpu_ticks "$served")
     if [ "$what" = healthz_flood ]; then
       "${LOAD_CPU[@]}" wrk -t1 -c"$CONNECTIONS" -d"$((DURATION + 2))s" -s "$WORK/batch20.lua" \
