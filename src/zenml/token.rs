@@ -57,12 +57,10 @@ pub const MIN_TTL_SECS: u64 = 301;
 /// the directory could not be reloaded.
 pub const MAX_TTL_SECS: u64 = 86_400;
 
-/// The keys of issued tokens: signing, and the generation fingerprints, each also as an HMAC
+/// The keys of issued tokens, signing and the generation fingerprints, each held as an HMAC
 /// already keyed (cloned per use: keying hashes two blocks, a quarter of verifying a token).
 #[derive(Clone)]
 pub struct TokenKey {
-    signing: [u8; 32],
-    generation: [u8; 32],
     signing_mac: Hmac<Sha256>,
     generation_mac: Hmac<Sha256>,
 }
@@ -79,12 +77,8 @@ impl TokenKey {
     /// The keys derived from `secret` by HKDF-SHA256 (stable across restarts and replicas). No
     /// strength check: [`resolve_key`] is the one that refuses weak secrets.
     pub fn derive(secret: &[u8]) -> Self {
-        let prk = hmac_sha256(HKDF_SALT, &[secret]);
-        let signing = hmac_sha256(&prk, &[b"signing", &[1]]);
-        let generation = hmac_sha256(&prk, &[b"generation", &[1]]);
+        let (signing, generation) = derive_keys(secret);
         Self {
-            signing,
-            generation,
             signing_mac: new_hmac(&signing),
             generation_mac: new_hmac(&generation),
         }
@@ -111,6 +105,16 @@ impl TokenKey {
         mac.update(message);
         mac
     }
+}
+
+/// The signing and generation keys of `secret` (HKDF-SHA256: extract, then one block of expand
+/// for each).
+fn derive_keys(secret: &[u8]) -> ([u8; 32], [u8; 32]) {
+    let prk = hmac_sha256(HKDF_SALT, &[secret]);
+    (
+        hmac_sha256(&prk, &[b"signing", &[1]]),
+        hmac_sha256(&prk, &[b"generation", &[1]]),
+    )
 }
 
 /// HMAC-SHA256 of the concatenated `parts` under `key` (HKDF's extract, and its expand for one
@@ -533,13 +537,15 @@ mod tests {
             rfc.iter().map(|b| format!("{b:02x}")).collect::<String>(),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
-        let key = TokenKey::derive(b"pre-keyed-macs-secret-0123456789abcdef");
+        let secret = b"pre-keyed-macs-secret-0123456789abcdef";
+        let key = TokenKey::derive(secret);
+        let (signing, generation) = derive_keys(secret);
         for message in [&b""[..], b"zat2.e30", &[7u8; 200], b"zat2.e30"] {
             let mac: [u8; 32] = key.mac(message).finalize().into_bytes().into();
-            assert_eq!(mac, hmac_sha256(&key.signing, &[message]));
+            assert_eq!(mac, hmac_sha256(&signing, &[message]));
         }
         for credential in [hash("enroll"), hash("k1"), hash("enroll")] {
-            let expected = hmac_sha256(&key.generation, &[&credential]);
+            let expected = hmac_sha256(&generation, &[&credential]);
             assert_eq!(
                 key.generation(&credential),
                 URL_SAFE_NO_PAD.encode(&expected[..GENERATION_BYTES])
@@ -565,11 +571,12 @@ mod tests {
         let env = |s: &str| Some(s.as_bytes().to_vec());
         let file = SecretSource::File;
         // The same key as the bare secret: the file's line ending is not part of it.
-        let expected = TokenKey::derive(long.as_bytes()).signing;
-        assert_eq!(resolve_key(None, Some(&with_newline)).unwrap().signing, expected);
-        assert_eq!(resolve_key(None, Some(&with_crlf)).unwrap().signing, expected);
-        assert_eq!(resolve_key(env(&long), None).unwrap().signing, expected);
-        assert_ne!(resolve_key(None, None).unwrap().signing, expected);
+        let signs = |key: TokenKey| key.mac(b"which key").finalize().into_bytes();
+        let expected = signs(TokenKey::derive(long.as_bytes()));
+        assert_eq!(signs(resolve_key(None, Some(&with_newline)).unwrap()), expected);
+        assert_eq!(signs(resolve_key(None, Some(&with_crlf)).unwrap()), expected);
+        assert_eq!(signs(resolve_key(env(&long), None).unwrap()), expected);
+        assert_ne!(signs(resolve_key(None, None).unwrap()), expected);
         // (what, result)
         let table = [
             (
