@@ -67,6 +67,7 @@ suite!(
     an_empty_action_set_removes_the_row,
     a_purge_removes_every_share_of_the_resource_in_its_workspace_only,
     memberships_are_remembered_and_settling_purges_with_the_reason,
+    each_settle_leaves_exactly_its_memberships_remembered,
     concurrent_replacements_from_two_stores_end_whole_and_are_all_audited,
     a_resync_takes_in_what_another_store_wrote_with_a_new_version,
 );
@@ -226,6 +227,74 @@ fn memberships_are_remembered_and_settling_purges_with_the_reason(backend: &dyn 
         .settle_memberships(&Memberships::default(), &[], MEMBERSHIP_REMOVED)
         .unwrap();
     assert_eq!(backend.open().memberships().unwrap(), Memberships::default());
+}
+
+/// A reach: the organization flag, workspaces, and (project, its workspace) pairs.
+fn reach(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Reach {
+    let mut reach = Reach {
+        organization,
+        ..Reach::default()
+    };
+    for workspace in workspaces {
+        reach.workspaces.insert(*workspace, ());
+    }
+    for (project, workspace) in projects {
+        reach.projects.insert(*project, (*workspace).into());
+    }
+    reach
+}
+
+/// A settle writes only what changed since the remembered rows: whatever the step (a grantee
+/// added or gone, a place added or gone, the organization flag turned, a project moved to
+/// another workspace, everything emptied and filled again), what is read back is the step's
+/// memberships exactly, also from a store opened afresh.
+fn each_settle_leaves_exactly_its_memberships_remembered(backend: &dyn Backend) {
+    let user = |id: &str| Grantee::User(id.into());
+    let team = |id: &str| Grantee::Team(id.into());
+    // (step, memberships)
+    let steps = [
+        (
+            "first",
+            Memberships::from_reaches([
+                (user("u"), reach(false, &["w1"], &[("p1", "w1")])),
+                (user("v"), reach(true, &[], &[])),
+                (team("t"), reach(false, &["w1", "w2"], &[])),
+            ]),
+        ),
+        (
+            "a grantee gone, one added, a place added, the flag turned",
+            Memberships::from_reaches([
+                (user("u"), reach(false, &["w1", "w2"], &[("p1", "w1")])),
+                (user("v"), reach(false, &["w2"], &[])),
+                (user("x"), reach(false, &[], &[("p2", "w2")])),
+            ]),
+        ),
+        (
+            "a project moved to another workspace, a place gone",
+            Memberships::from_reaches([
+                (user("u"), reach(false, &["w1"], &[("p1", "w2")])),
+                (user("v"), reach(false, &["w2"], &[])),
+                (user("x"), reach(false, &[], &[("p2", "w2")])),
+            ]),
+        ),
+        ("emptied", Memberships::default()),
+        (
+            "filled again",
+            Memberships::from_reaches([(team("t"), reach(true, &["w1"], &[("p1", "w1"), ("p3", "w3")]))]),
+        ),
+    ];
+    let store = backend.open();
+    for (step, memberships) in steps {
+        store
+            .settle_memberships(&memberships, &[], MEMBERSHIP_REMOVED)
+            .unwrap();
+        assert_eq!(store.memberships().unwrap(), memberships, "{step}");
+        assert_eq!(
+            backend.open().memberships().unwrap(),
+            memberships,
+            "{step}: reopened"
+        );
+    }
 }
 
 /// Writes each store makes in the concurrency test.

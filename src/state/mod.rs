@@ -188,9 +188,16 @@ impl AppState {
         let Some(view) = &snapshot.zenml else {
             return;
         };
+        let started = std::time::Instant::now();
         match self.inner.shares.settle_memberships(view.memberships()) {
             Ok(purged) => {
                 self.inner.settle_pending.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    revision = %snapshot.revision,
+                    purged = purged.len(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "memberships settled"
+                );
                 for share in &purged {
                     let (kind, id) = match &share.grantee {
                         crate::zenml::Grantee::User(id) => ("user", id),

@@ -357,18 +357,48 @@ impl ShareStore for PostgresShareStore {
                     )
                     .await?;
             }
-            transaction.batch_execute("DELETE FROM memberships").await?;
-            let insert = transaction
-                .prepare(
-                    "INSERT INTO memberships (grantee_kind, grantee_id, place_kind, place_id, workspace_id)
-                     VALUES ($1, $2, $3, $4, $5)",
+            // What changed, each as one statement over arrays: a row a round trip took a
+            // minute on a 100,000-user organization.
+            let stored = transaction
+                .query(
+                    "SELECT grantee_kind, grantee_id, place_kind, place_id, workspace_id FROM memberships",
+                    &[],
                 )
-                .await?;
-            for (kind, id, place_kind, place_id, workspace) in super::membership_rows(current) {
+                .await?
+                .iter()
+                .map(five_texts)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (removed, added) = super::membership_changes(stored, current);
+            if !removed.is_empty() {
                 transaction
-                    .execute(&insert, &[&kind, &id, &place_kind, &place_id, &workspace])
+                    .execute(
+                        "DELETE FROM memberships WHERE (grantee_kind, grantee_id, place_kind, place_id) IN
+                         (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]))",
+                        &[
+                            &super::column(&removed, |row| &row.0),
+                            &super::column(&removed, |row| &row.1),
+                            &super::column(&removed, |row| &row.2),
+                            &super::column(&removed, |row| &row.3),
+                        ],
+                    )
                     .await?;
             }
+            if !added.is_empty() {
+                transaction
+                    .execute(
+                        "INSERT INTO memberships (grantee_kind, grantee_id, place_kind, place_id, workspace_id)
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
+                        &[
+                            &super::column(&added, |row| row.0),
+                            &super::column(&added, |row| row.1),
+                            &super::column(&added, |row| row.2),
+                            &super::column(&added, |row| row.3),
+                            &super::column(&added, |row| row.4),
+                        ],
+                    )
+                    .await?;
+            }
+            tracing::debug!(removed = removed.len(), added = added.len(), "remembered memberships updated");
             notify(&transaction, EVERYTHING).await?;
             transaction.commit().await?;
             Ok(())
