@@ -229,21 +229,6 @@ fn memberships_are_remembered_and_settling_purges_with_the_reason(backend: &dyn 
     assert_eq!(backend.open().memberships().unwrap(), Memberships::default());
 }
 
-/// A reach: the organization flag, workspaces, and (project, its workspace) pairs.
-fn reach(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Reach {
-    let mut reach = Reach {
-        organization,
-        ..Reach::default()
-    };
-    for workspace in workspaces {
-        reach.workspaces.insert(*workspace, ());
-    }
-    for (project, workspace) in projects {
-        reach.projects.insert(*project, (*workspace).into());
-    }
-    reach
-}
-
 /// A settle writes only what changed since the remembered rows: whatever the step (a grantee
 /// added or gone, a place added or gone, the organization flag turned, a project moved to
 /// another workspace, everything emptied and filled again), what is read back is the step's
@@ -256,31 +241,31 @@ fn each_settle_leaves_exactly_its_memberships_remembered(backend: &dyn Backend) 
         (
             "first",
             Memberships::from_reaches([
-                (user("u"), reach(false, &["w1"], &[("p1", "w1")])),
-                (user("v"), reach(true, &[], &[])),
-                (team("t"), reach(false, &["w1", "w2"], &[])),
+                (user("u"), Reach::of(false, &["w1"], &[("p1", "w1")])),
+                (user("v"), Reach::of(true, &[], &[])),
+                (team("t"), Reach::of(false, &["w1", "w2"], &[])),
             ]),
         ),
         (
             "a grantee gone, one added, a place added, the flag turned",
             Memberships::from_reaches([
-                (user("u"), reach(false, &["w1", "w2"], &[("p1", "w1")])),
-                (user("v"), reach(false, &["w2"], &[])),
-                (user("x"), reach(false, &[], &[("p2", "w2")])),
+                (user("u"), Reach::of(false, &["w1", "w2"], &[("p1", "w1")])),
+                (user("v"), Reach::of(false, &["w2"], &[])),
+                (user("x"), Reach::of(false, &[], &[("p2", "w2")])),
             ]),
         ),
         (
             "a project moved to another workspace, a place gone",
             Memberships::from_reaches([
-                (user("u"), reach(false, &["w1"], &[("p1", "w2")])),
-                (user("v"), reach(false, &["w2"], &[])),
-                (user("x"), reach(false, &[], &[("p2", "w2")])),
+                (user("u"), Reach::of(false, &["w1"], &[("p1", "w2")])),
+                (user("v"), Reach::of(false, &["w2"], &[])),
+                (user("x"), Reach::of(false, &[], &[("p2", "w2")])),
             ]),
         ),
         ("emptied", Memberships::default()),
         (
             "filled again",
-            Memberships::from_reaches([(team("t"), reach(true, &["w1"], &[("p1", "w1"), ("p3", "w3")]))]),
+            Memberships::from_reaches([(team("t"), Reach::of(true, &["w1"], &[("p1", "w1"), ("p3", "w3")]))]),
         ),
     ];
     let store = backend.open();

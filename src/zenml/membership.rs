@@ -109,6 +109,22 @@ impl Places<()> {
 }
 
 impl Reach {
+    /// The reach of an organization binding (or not), bindings at `workspaces`, and bindings at
+    /// `projects` given as (project, its workspace).
+    pub fn of(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Self {
+        let mut reach = Reach {
+            organization,
+            ..Reach::default()
+        };
+        for workspace in workspaces {
+            reach.workspaces.insert(*workspace, ());
+        }
+        for (project, workspace) in projects {
+            reach.projects.insert(*project, Arc::from(*workspace));
+        }
+        reach
+    }
+
     /// Whether nothing is reached.
     pub fn is_empty(&self) -> bool {
         !self.organization && self.workspaces.is_empty() && self.projects.is_empty()
@@ -313,20 +329,6 @@ mod tests {
     const W: &str = "w";
     const P: &str = "p";
 
-    fn reach(organization: bool, workspaces: &[&str], projects: &[(&str, &str)]) -> Reach {
-        let mut reach = Reach {
-            organization,
-            ..Reach::default()
-        };
-        for w in workspaces {
-            reach.workspaces.insert(*w, ());
-        }
-        for (p, w) in projects {
-            reach.projects.insert(*p, Arc::from(*w));
-        }
-        reach
-    }
-
     #[test]
     fn places_are_sorted_distinct_and_keep_their_first_value() {
         let mut places: Places<Arc<str>> = Places::default();
@@ -393,23 +395,23 @@ mod tests {
 
     #[test]
     fn a_project_binding_makes_a_member_of_its_workspace_and_a_workspace_binding_of_its_projects() {
-        let project = reach(false, &[], &[(P, W)]);
+        let project = Reach::of(false, &[], &[(P, W)]);
         assert!(project.member_of_workspace(W));
         assert!(project.member_of_project(P, W));
         assert!(!project.member_of_project("other", W));
-        let workspace = reach(false, &[W], &[]);
+        let workspace = Reach::of(false, &[W], &[]);
         assert!(workspace.member_of_project(P, W));
         assert!(!workspace.member_of_workspace("other"));
-        let organization = reach(true, &[], &[]);
+        let organization = Reach::of(true, &[], &[]);
         assert!(organization.member_of_workspace("any") && organization.member_of_project("any", "w2"));
     }
 
     #[test]
     fn lost_is_a_membership_that_held_the_share_and_is_gone() {
         let none = Reach::default();
-        let workspace = reach(false, &[W], &[]);
-        let project = reach(false, &[], &[(P, W)]);
-        let other_project = reach(false, &[], &[("q", W)]);
+        let workspace = Reach::of(false, &[W], &[]);
+        let project = Reach::of(false, &[], &[(P, W)]);
+        let other_project = Reach::of(false, &[], &[("q", W)]);
         // (before, after, resource's project, lost)
         let table: [(&Reach, &Reach, Option<&str>, bool); 8] = [
             (&workspace, &none, None, true),
