@@ -416,8 +416,8 @@ fn next_change(changes: &mut tokio::sync::watch::Receiver<u64>) {
 
 /// PostgreSQL: a write through another store notifies this one naming the resource it changed,
 /// and `Shares::refresh` reloads only what was named (a row written without a notification
-/// stays out until `Shares::resync`, the periodic safety net). The listener's first connect
-/// says "everything".
+/// stays out until `Shares::resync`, the periodic safety net); a settle names the resources it
+/// purged, and nothing when it purged none. The listener's first connect says "everything".
 #[test]
 fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() {
     let database = common::postgres::TestDatabase::create();
@@ -475,4 +475,48 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
         "no action ZenML has: nothing to decide on"
     );
     assert_eq!(shares.snapshot().version, version);
+
+    // A settle notifies the resources of the shares it purged, and nothing when it purged
+    // none: a row written without a notification stays out of the view both times (a settle
+    // that said "everything" would have reloaded it), while the purge and a later notified
+    // write are seen.
+    let current = Memberships::from_reaches([(Grantee::User("u".into()), Reach::of(false, &[W], &[]))]);
+    other
+        .settle_memberships(&current, &[], MEMBERSHIP_REMOVED)
+        .unwrap();
+    database
+        .execute(&format!(
+            "INSERT INTO shares (workspace_id, resource, grantee_kind, grantee_id, actions) \
+             VALUES ('{W}', '{R2}', 'user', 'w', 'update')"
+        ))
+        .unwrap();
+    let lost = share(R, Grantee::Team("t".into()), &["delete"]);
+    other
+        .settle_memberships(&current, std::slice::from_ref(&lost), MEMBERSHIP_REMOVED)
+        .unwrap();
+    next_change(&mut changes);
+    assert!(shares.refresh().unwrap());
+    let view = shares.snapshot();
+    assert_eq!(
+        view.set.shared_with(W, R, "delete"),
+        (vec![], vec![]),
+        "the purge is seen"
+    );
+    assert_eq!(
+        view.set.shared_with(W, R2, "update"),
+        (vec![], vec![]),
+        "not named"
+    );
+    other
+        .set(&share(R, Grantee::User("u".into()), &["update"]), None)
+        .unwrap();
+    next_change(&mut changes);
+    assert!(shares.refresh().unwrap());
+    let view = shares.snapshot();
+    assert_eq!(view.set.shared_with(W, R, "update"), (vec!["u"], vec![]));
+    assert_eq!(
+        view.set.shared_with(W, R2, "update"),
+        (vec![], vec![]),
+        "still not named"
+    );
 }

@@ -21,7 +21,7 @@
 //! advisory lock (replicas starting together apply each once), recorded in
 //! `zenml_authz_migrations`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -399,7 +399,15 @@ impl ShareStore for PostgresShareStore {
                     .await?;
             }
             tracing::debug!(removed = removed.len(), added = added.len(), "remembered memberships updated");
-            notify(&transaction, EVERYTHING).await?;
+            // The other replicas reload the purged shares' resources, and nothing when none
+            // was purged (the remembered memberships are read by each replica's own settle).
+            let mut by_workspace: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for share in purged {
+                by_workspace.entry(&share.workspace).or_default().push(share.resource.clone());
+            }
+            for (workspace, resources) in by_workspace {
+                notify(&transaction, &payload(workspace, &resources)).await?;
+            }
             transaction.commit().await?;
             Ok(())
         })
