@@ -14,7 +14,7 @@ mod common;
 use std::sync::Arc;
 
 use zenml_authz::store::{
-    MEMBERSHIP_REMOVED, PostgresShareStore, RESOURCE_DELETED, ShareEvent, ShareStore, Shares,
+    MEMBERSHIP_REMOVED, PostgresShareStore, RESOURCE_DELETED, ShareEvent, ShareSnapshot, ShareStore, Shares,
     SqliteShareStore, StoredShare,
 };
 use zenml_authz::zenml::{Grantee, Memberships, Reach, Resource};
@@ -414,6 +414,13 @@ fn next_change(changes: &mut tokio::sync::watch::Receiver<u64>) {
         .unwrap();
 }
 
+/// The view after the next notification, which must have changed it.
+fn refreshed(shares: &Shares, changes: &mut tokio::sync::watch::Receiver<u64>) -> Arc<ShareSnapshot> {
+    next_change(changes);
+    assert!(shares.refresh().unwrap(), "the notification changed the view");
+    shares.snapshot()
+}
+
 /// PostgreSQL: a write through another store notifies this one naming the resource it changed,
 /// and `Shares::refresh` reloads only what was named (a row written without a notification
 /// stays out until `Shares::resync`, the periodic safety net); a settle names the resources it
@@ -432,10 +439,8 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
     other
         .set(&share(R, Grantee::User("u".into()), &["read"]), None)
         .unwrap();
-    next_change(&mut changes);
-    assert!(shares.refresh().unwrap());
     assert_eq!(
-        shares.snapshot().set.shared_with(W, R, "read"),
+        refreshed(&shares, &mut changes).set.shared_with(W, R, "read"),
         (vec!["u"], vec![])
     );
     assert!(!shares.refresh().unwrap(), "taken: nothing left to reload");
@@ -450,9 +455,7 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
     other
         .set(&share(R, Grantee::Team("t".into()), &["delete"]), None)
         .unwrap();
-    next_change(&mut changes);
-    assert!(shares.refresh().unwrap());
-    let view = shares.snapshot();
+    let view = refreshed(&shares, &mut changes);
     assert_eq!(view.set.shared_with(W, R, "delete"), (vec![], vec!["t"]));
     assert_eq!(view.set.shared_with(W, R, "read"), (vec!["u"], vec![]));
     assert_eq!(view.set.shared_with(W, R2, "read"), (vec![], vec![]), "not named");
@@ -494,9 +497,7 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
     other
         .settle_memberships(&current, std::slice::from_ref(&lost), MEMBERSHIP_REMOVED)
         .unwrap();
-    next_change(&mut changes);
-    assert!(shares.refresh().unwrap());
-    let view = shares.snapshot();
+    let view = refreshed(&shares, &mut changes);
     assert_eq!(
         view.set.shared_with(W, R, "delete"),
         (vec![], vec![]),
@@ -510,9 +511,7 @@ fn postgres_a_notification_names_what_changed_and_a_refresh_reloads_only_that() 
     other
         .set(&share(R, Grantee::User("u".into()), &["update"]), None)
         .unwrap();
-    next_change(&mut changes);
-    assert!(shares.refresh().unwrap());
-    let view = shares.snapshot();
+    let view = refreshed(&shares, &mut changes);
     assert_eq!(view.set.shared_with(W, R, "update"), (vec!["u"], vec![]));
     assert_eq!(
         view.set.shared_with(W, R2, "update"),
