@@ -20,6 +20,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use rusqlite::{Connection, params};
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use crate::zenml::{Grantee, Memberships, Reach, Resource, ShareActions, ShareSet};
@@ -572,27 +573,19 @@ fn membership_changes(mut stored: Vec<Row5>, current: &Memberships) -> (Vec<Row5
     let mut wanted = wanted.into_iter().peekable();
     let (mut removed, mut added) = (Vec::new(), Vec::new());
     // Two lifetimes: the wanted rows borrow `current`, a stored row is this function's.
-    fn before(wanted: MembershipRow<'_>, row: &Row5) -> bool {
-        wanted < (&row.0, &row.1, &row.2, &row.3, &row.4)
-    }
-    fn same(wanted: MembershipRow<'_>, row: &Row5) -> bool {
-        wanted == (&row.0, &row.1, &row.2, &row.3, &row.4)
+    fn order(wanted: MembershipRow<'_>, row: &Row5) -> Ordering {
+        wanted.cmp(&(&row.0, &row.1, &row.2, &row.3, &row.4))
     }
     for row in stored {
-        while let Some(next) = wanted.next_if(|next| before(*next, &row)) {
+        while let Some(next) = wanted.next_if(|next| order(*next, &row).is_lt()) {
             added.push(next);
         }
-        if wanted.next_if(|next| same(*next, &row)).is_none() {
+        if wanted.next_if(|next| order(*next, &row).is_eq()).is_none() {
             removed.push(row);
         }
     }
     added.extend(wanted);
     (removed, added)
-}
-
-/// One column of `rows`, for a statement over arrays.
-fn column<'r, T>(rows: &'r [T], pick: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
-    rows.iter().map(pick).collect()
 }
 
 /// The memberships table's rows for `memberships`: (grantee kind, grantee id, place kind,

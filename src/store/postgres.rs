@@ -375,10 +375,10 @@ impl ShareStore for PostgresShareStore {
                         "DELETE FROM memberships WHERE (grantee_kind, grantee_id, place_kind, place_id) IN
                          (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]))",
                         &[
-                            &super::column(&removed, |row| &row.0),
-                            &super::column(&removed, |row| &row.1),
-                            &super::column(&removed, |row| &row.2),
-                            &super::column(&removed, |row| &row.3),
+                            &column(&removed, |row| &row.0),
+                            &column(&removed, |row| &row.1),
+                            &column(&removed, |row| &row.2),
+                            &column(&removed, |row| &row.3),
                         ],
                     )
                     .await?;
@@ -389,11 +389,11 @@ impl ShareStore for PostgresShareStore {
                         "INSERT INTO memberships (grantee_kind, grantee_id, place_kind, place_id, workspace_id)
                          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
                         &[
-                            &super::column(&added, |row| row.0),
-                            &super::column(&added, |row| row.1),
-                            &super::column(&added, |row| row.2),
-                            &super::column(&added, |row| row.3),
-                            &super::column(&added, |row| row.4),
+                            &column(&added, |row| row.0),
+                            &column(&added, |row| row.1),
+                            &column(&added, |row| row.2),
+                            &column(&added, |row| row.3),
+                            &column(&added, |row| row.4),
                         ],
                     )
                     .await?;
@@ -540,6 +540,11 @@ async fn delete_share(
         )
         .await?;
     Ok(())
+}
+
+/// One column of `rows`, for a statement over arrays.
+fn column<'r, T>(rows: &'r [T], pick: impl Fn(&'r T) -> &'r str) -> Vec<&'r str> {
+    rows.iter().map(pick).collect()
 }
 
 /// The notification of a change of `resources` in `workspace`: JSON `[workspace, resource…]`,
