@@ -62,9 +62,22 @@ impl Outcome {
 /// (no label set is ever removed).
 #[derive(Debug, Default)]
 pub struct Handles {
-    decision: Option<(Api, Outcome, String, String, IntCounter)>,
+    decision: Option<((Api, Outcome, String, String), IntCounter)>,
     determining: Option<(String, IntCounter)>,
     engine_time: Option<(Api, Histogram)>,
+}
+
+/// The metric in `slot` while its labels are the same (`same`), else the one `make` gives,
+/// kept in `slot` for the next call.
+fn reused<L, M>(
+    slot: &mut Option<(L, M)>,
+    same: impl FnOnce(&L) -> bool,
+    make: impl FnOnce() -> (L, M),
+) -> &M {
+    if !slot.as_ref().is_some_and(|(labels, _)| same(labels)) {
+        *slot = None;
+    }
+    &slot.get_or_insert_with(make).1
 }
 
 /// Event-time metrics.
@@ -187,43 +200,42 @@ impl Metrics {
         resource_type: &str,
         reasons: &[String],
     ) {
-        match &handles.decision {
-            Some((a, o, act, r, counter))
-                if (*a, *o) == (api, outcome) && act == action && r == resource_type =>
-            {
-                counter.inc();
-            }
-            _ => {
-                let counter =
-                    self.decisions
-                        .with_label_values(&[api.label(), outcome.label(), action, resource_type]);
-                counter.inc();
-                handles.decision = Some((api, outcome, action.to_owned(), resource_type.to_owned(), counter));
-            }
-        }
+        reused(
+            &mut handles.decision,
+            |(a, o, act, r)| (*a, *o) == (api, outcome) && act == action && r == resource_type,
+            || {
+                let labels = [api.label(), outcome.label(), action, resource_type];
+                let counter = self.decisions.with_label_values(&labels);
+                (
+                    (api, outcome, action.to_owned(), resource_type.to_owned()),
+                    counter,
+                )
+            },
+        )
+        .inc();
         for policy in reasons {
-            match &handles.determining {
-                Some((last, counter)) if last == policy => counter.inc(),
-                _ => {
-                    let counter = self.determining.with_label_values(&[policy.as_str()]);
-                    counter.inc();
-                    handles.determining = Some((policy.clone(), counter));
-                }
-            }
+            reused(
+                &mut handles.determining,
+                |last| last == policy,
+                || {
+                    (
+                        policy.clone(),
+                        self.determining.with_label_values(&[policy.as_str()]),
+                    )
+                },
+            )
+            .inc();
         }
     }
 
     /// Records the engine time of one evaluated (uncached) decision (through `handles`).
     pub fn engine_time(&self, handles: &mut Handles, api: Api, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        match &handles.engine_time {
-            Some((last, histogram)) if *last == api => histogram.observe(seconds),
-            _ => {
-                let histogram = self.decision_seconds.with_label_values(&[api.label()]);
-                histogram.observe(seconds);
-                handles.engine_time = Some((api, histogram));
-            }
-        }
+        reused(
+            &mut handles.engine_time,
+            |last| *last == api,
+            || (api, self.decision_seconds.with_label_values(&[api.label()])),
+        )
+        .observe(elapsed.as_secs_f64());
     }
 
     /// Records one answered HTTP request.
